@@ -1,0 +1,5 @@
+import sys
+
+from babelfish.cli import main
+
+sys.exit(main())

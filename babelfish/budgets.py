@@ -1,0 +1,102 @@
+"""Latency budgets and the degradation ladder.
+
+Each utterance's stage times are compared with the budgets. After `degrade_after` utterances over
+budget in a row the pipeline goes one step down the ladder; after `restore_after` under budget in
+a row it goes one step back up. Steps are declared here, cheapest loss of quality first.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from babelfish.config import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Step:
+    name: str
+    params: dict[str, dict[str, float]]  # stage -> params applied at this step
+
+
+def ladder(cfg: Config) -> list[Step]:
+    steps = []
+    if cfg.mt.beam_size > 1 or cfg.asr.beam_size > 1:
+        steps.append(Step("greedy decoding", {"mt": {"beam_size": 1}, "asr": {"beam_size": 1}}))
+    base_ls = cfg.tts.length_scale or 1.0
+    steps.append(Step("faster speech", {"tts": {"length_scale": round(base_ls * 0.8, 3)}}))
+    steps.append(Step("tighter ASR decode bound",
+                      {"asr": {"max_new_tokens": max(16, cfg.asr.max_new_tokens // 2)}}))
+    steps.append(Step("drop stale speech", {"tts": {"drop_stale": 1}}))
+    return steps
+
+
+def baseline_params(cfg: Config) -> dict[str, dict[str, float]]:
+    """The undegraded value of every parameter any step touches."""
+    return {
+        "mt": {"beam_size": cfg.mt.beam_size},
+        "asr": {"beam_size": cfg.asr.beam_size, "max_new_tokens": cfg.asr.max_new_tokens},
+        "tts": {"length_scale": cfg.tts.length_scale, "drop_stale": 0},
+    }
+
+
+@dataclass
+class Governor:
+    """Decides the degradation level from a stream of per-utterance timings."""
+    cfg: Config
+    level: int = 0
+    over_run: int = 0
+    under_run: int = 0
+    events: list[dict] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.steps = ladder(self.cfg)
+
+    def over_budget(self, e2e_ms: float | None, stages: dict[str, float]) -> list[str]:
+        b = self.cfg.budgets
+        broken = []
+        if e2e_ms is not None and e2e_ms > b.end_to_end_ms:
+            broken.append(f"end_to_end {e2e_ms:.0f}>{b.end_to_end_ms}")
+        for stage, limit in (("asr", b.asr_ms), ("mt", b.mt_ms), ("tts", b.tts_ms)):
+            if stage in stages and stages[stage] > limit:
+                broken.append(f"{stage} {stages[stage]:.0f}>{limit}")
+        return broken
+
+    def observe(self, utt: str, e2e_ms: float | None, stages: dict[str, float]) -> dict | None:
+        """Feed one utterance; returns a change event {direction, level, step, ...} or None."""
+        if not self.cfg.budgets.enabled:
+            return None
+        broken = self.over_budget(e2e_ms, stages)
+        if broken:
+            self.over_run, self.under_run = self.over_run + 1, 0
+        else:
+            self.under_run, self.over_run = self.under_run + 1, 0
+        event = None
+        if self.over_run >= self.cfg.budgets.degrade_after and self.level < len(self.steps):
+            self.level += 1
+            event = {"utt": utt, "direction": "down", "level": self.level,
+                     "step": self.steps[self.level - 1].name, "why": ", ".join(broken)}
+            self.over_run = 0
+        elif self.under_run >= self.cfg.budgets.restore_after and self.level > 0:
+            event = {"utt": utt, "direction": "up", "level": self.level - 1,
+                     "step": self.steps[self.level - 1].name, "why": "back under budget"}
+            self.level -= 1
+            self.under_run = 0
+        if event:
+            self.events.append(event)
+            log.warning("degradation %s to level %d (%s): %s", event["direction"], event["level"],
+                        event["step"], event["why"])
+        return event
+
+    def params(self) -> dict[str, dict[str, float]]:
+        """Every touched parameter's value at the current level (baseline where no step sets it)."""
+        out = {stage: dict(p) for stage, p in baseline_params(self.cfg).items()}
+        for step in self.steps[: self.level]:
+            for stage, p in step.params.items():
+                out.setdefault(stage, {}).update(p)
+        return out
+
+    @property
+    def step_name(self) -> str:
+        return self.steps[self.level - 1].name if self.level else "none"

@@ -1,0 +1,226 @@
+"""The `babelfish` command."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from babelfish import BabelfishError, UsageError, __version__
+
+log = logging.getLogger("babelfish")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, `babelfish: error: ...`, exit code 2."""
+
+    def error(self, message):  # noqa: D401
+        raise UsageError(message)
+
+
+def _fmt_ms(v) -> str:
+    return "-" if v is None else f"{v:.0f} ms"
+
+
+def _print_utterance(u) -> None:
+    lat = u.latency_ms.get("end_of_speech_to_first_audio")
+    src = f' [{u.source_text}]' if u.source_text else ""
+    tag = " (audio dropped: stale)" if u.dropped_audio else (" (re-run)" if u.rerun else "")
+    stages = " ".join(f"{k} {v:.0f}" for k, v in u.stages.items())
+    print(f"{u.speech_start_s:7.2f}-{u.speech_end_s:6.2f}s{src} -> {u.translated_text!r}"
+          f"  e2e {_fmt_ms(lat)}{tag}  ({stages})", flush=True)
+
+
+def _print_summary(s, out: str | None, report: str | None) -> None:
+    rtf = " ".join(f"{k} {v:.2f}" for k, v in s.rtf.items())
+    print(f"summary: {s.utterances} utterance(s) from {s.input_s:.1f} s of audio in {s.wall_s:.1f} s; "
+          f"end of speech -> first audio p50 {_fmt_ms(s.e2e_p50_ms)}, p95 {_fmt_ms(s.e2e_p95_ms)}; "
+          f"ready in {s.start_to_ready_ms / 1000:.1f} s; RTF {rtf}; peak RSS {s.peak_rss_mb:.0f} MB "
+          f"(all processes)", flush=True)
+    if s.lost_utterances:
+        for lost in s.lost_utterances:
+            print(f"lost: {lost['id']} ({lost['speech_start_s']:.2f}-{lost['speech_end_s']:.2f} s): "
+                  f"{lost['reason']}")
+    if any(s.restarts.values()):
+        print("restarts: " + ", ".join(f"{k} {v}" for k, v in s.restarts.items() if v))
+    if s.degradations:
+        print(f"degradation steps: {len(s.degradations)} (see the report)")
+    drops = {k: v for k, v in s.dropped.items() if v}
+    if drops:
+        print("dropped/counted: " + ", ".join(f"{k} {v}" for k, v in drops.items()))
+    if out:
+        print(f"translated speech: {out}")
+    if report:
+        print(f"report: {report}")
+
+
+def cmd_replay(args) -> int:
+    from babelfish.audio import probe_wav
+    from babelfish.config import load_config
+    from babelfish.report import to_json
+    from babelfish.stages.base import RunInfo
+    from babelfish.supervisor import Supervisor, install_signal_handlers
+
+    overrides: dict = {"pipeline": {}}
+    if args.source_lang:
+        overrides["pipeline"]["source_lang"] = args.source_lang
+    if args.target_lang:
+        overrides["pipeline"]["target_lang"] = args.target_lang
+    cfg = load_config(args.config, overrides)
+    info = probe_wav(args.input)  # a bad input is a one-line error before anything starts
+    out = Path(args.out or f"{Path(args.input).stem}.{cfg.pipeline.target_lang}.wav")
+    if out.exists() and out.is_dir():
+        raise UsageError(f"--out is a directory: {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    print(f"replaying {args.input} ({info.duration_s:.1f} s, {info.rate} Hz, {info.channels} ch) "
+          f"{cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}, {args.pace} pace", flush=True)
+    run = RunInfo(mode="replay", input=str(Path(args.input).resolve()), output=str(out.resolve()),
+                  pace=args.pace)
+    sup = Supervisor(cfg, run, debug=args.debug, on_utterance=_print_utterance,
+                     on_event=lambda s: log.info("%s", s))
+    install_signal_handlers(sup)
+    utts, summary = sup.run()
+    if args.report:
+        tmp = Path(args.report).with_suffix(".tmp")
+        tmp.write_bytes(to_json(utts, summary))
+        os.replace(tmp, args.report)
+    _print_summary(summary, str(out), args.report)
+    if sup.fatal is not None:
+        raise sup.fatal
+    if sup.stop_requested:
+        print(f"babelfish: {sup.stop_requested}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _supervisors(cfg) -> list[Path]:
+    from babelfish.addresses import runtime_base
+
+    found = []
+    for run in sorted(runtime_base(cfg).glob("run-*")):
+        try:
+            pid = int((run / "supervisor.pid").read_text())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            continue
+        if (run / "control.sock").exists():
+            found.append(run)
+    return found
+
+
+def _ask(run: Path, cmd: str, timeout_ms: int = 2000) -> dict:
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+    sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
+    sock.connect(f"ipc://{run / 'control.sock'}")
+    try:
+        sock.send(json.dumps({"cmd": cmd}).encode())
+        return json.loads(sock.recv())
+    except zmq.Again:
+        raise BabelfishError(f"the supervisor in {run} did not answer within {timeout_ms} ms") from None
+    finally:
+        sock.close()
+
+
+def cmd_status(args) -> int:
+    from babelfish.config import load_config
+
+    runs = _supervisors(load_config(args.config))
+    if not runs:
+        if args.json:
+            print(json.dumps({"running": []}))
+        else:
+            print("babelfish is not running")
+        return 3
+    statuses = [_ask(r, "status")["status"] for r in runs]
+    if args.json:
+        print(json.dumps({"running": statuses}, indent=2))
+        return 0
+    for st in statuses:
+        print(f"supervisor pid {st['pid']} ({st['mode']}, up {st['uptime_s']} s) "
+              f"route {' -> '.join(st['route'])}")
+        print(f"  degradation level {st['degradation']['level']} ({st['degradation']['step']}); "
+              f"utterances done {st['utterances']['done']}, in flight {st['utterances']['in_flight']}, "
+              f"lost {st['utterances']['lost']}")
+        for name, s in st["stages"].items():
+            print(f"  {name:9s} {s['state']:9s} pid {s['pid']}  restarts {s['restarts']}  "
+                  f"params {s['params']}")
+        for lat in st["last_latencies_ms"]:
+            print(f"  {lat['id']}: e2e {_fmt_ms(lat.get('end_of_speech_to_first_audio'))}")
+    return 0
+
+
+def cmd_stop(args) -> int:
+    from babelfish.config import load_config
+
+    runs = _supervisors(load_config(args.config))
+    if not runs:
+        print("babelfish is not running")
+        return 3
+    for r in runs:
+        _ask(r, "stop")
+    print(f"asked {len(runs)} supervisor(s) to stop")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from babelfish import models_cli
+
+    p = _Parser(prog="babelfish", description="Live speech-to-speech translation on the edge.")
+    p.add_argument("--version", action="version", version=f"babelfish {__version__}")
+    p.add_argument("--debug", action="store_true", help="log more (all processes)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("replay", help="replay a recording through the whole pipeline")
+    r.add_argument("input", metavar="INPUT.wav")
+    r.add_argument("--config", help="a TOML file; keys it does not set keep their defaults")
+    r.add_argument("--from", dest="source_lang", metavar="LANG", help="spoken language")
+    r.add_argument("--to", dest="target_lang", metavar="LANG", help="language to speak")
+    r.add_argument("--out", metavar="OUT.wav", help="translated speech (default INPUT.LANG.wav)")
+    r.add_argument("--report", metavar="REPORT.json", help="write the latency report here")
+    r.add_argument("--pace", choices=("realtime", "fast"), default="realtime",
+                   help="feed the file at wall-clock speed (as a microphone) or as fast as it goes")
+    r.set_defaults(func=cmd_replay)
+
+    for name, func, text in (("status", cmd_status, "show the running pipeline"),
+                             ("stop", cmd_stop, "stop the running pipeline")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--config", help="a TOML file (for runtime_dir)")
+        if name == "status":
+            s.add_argument("--json", action="store_true")
+        s.set_defaults(func=func)
+
+    models_cli.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                            format="%(asctime)s babelfish %(levelname)s %(message)s")
+        if args.command == "models":
+            from babelfish import models_cli
+
+            return models_cli.run(args)
+        return args.func(args)
+    except UsageError as e:
+        print(f"babelfish: error: {e}", file=sys.stderr)
+        return 2
+    except BabelfishError as e:
+        print(f"babelfish: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("babelfish: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

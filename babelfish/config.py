@@ -1,0 +1,182 @@
+"""Configuration: config/default.toml, overlaid by a user's TOML file that may set only some keys."""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+from babelfish import UsageError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Pipeline(_Section):
+    source_lang: str
+    target_lang: str
+    transport: str
+    tcp_host: str
+    tcp_base_port: int
+    runtime_dir: str
+    models_dir: str
+    chunk_ms: int
+    queue_chunks: int
+
+
+class Vad(_Section):
+    engine: str
+    aggressiveness: int
+    threshold: float
+    start_ms: int
+    end_silence_ms: int
+    pad_ms: int
+    max_utterance_s: float
+
+
+class Asr(_Section):
+    engine: str
+    model: str
+    task: str
+    compute_type: str
+    threads: int
+    beam_size: int
+    max_new_tokens: int
+    partial_interval_ms: int
+
+
+class Mt(_Section):
+    engine: str
+    model: str
+    compute_type: str
+    threads: int
+    beam_size: int
+    max_decoding_length: int
+
+
+class Tts(_Section):
+    engine: str
+    voice: str
+    length_scale: float
+    threads: int
+
+
+class Playback(_Section):
+    sink: str
+    gap_ms: int
+
+
+class Budgets(_Section):
+    enabled: bool
+    end_to_end_ms: int
+    asr_ms: int
+    mt_ms: int
+    tts_ms: int
+    degrade_after: int
+    restore_after: int
+    max_age_s: float
+
+
+class Supervisor(_Section):
+    heartbeat_ms: int
+    hang_timeout_ms: int
+    ready_timeout_s: float
+    max_restarts: int
+    restart_window_s: float
+    backoff_initial_ms: int
+    backoff_max_ms: int
+    drain_timeout_s: float
+
+
+class Debug(_Section):
+    delay_ms: dict[str, int]
+    crash_at_start: list[str]
+
+
+class Config(_Section):
+    pipeline: Pipeline
+    vad: Vad
+    asr: Asr
+    mt: Mt
+    tts: Tts
+    playback: Playback
+    budgets: Budgets
+    supervisor: Supervisor
+    debug: Debug
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"config path is a directory: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def _merge(base: dict, over: dict, where: str = "") -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if key not in base:
+            raise UsageError(f"unknown config key '{where}{key}'")
+        if isinstance(base[key], dict) and isinstance(value, dict) and key != "delay_ms":
+            out[key] = _merge(base[key], value, f"{where}{key}.")
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Defaults from config/default.toml, then the user's file, then overrides (e.g. from flags)."""
+    data = _read_toml(DEFAULT_CONFIG)
+    if path is not None:
+        data = _merge(data, _read_toml(Path(path)))
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        cfg = msgspec.convert(data, Config)
+    except msgspec.ValidationError as e:
+        raise UsageError(f"bad config: {e}") from None
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: Config) -> None:
+    choices = {
+        "pipeline.transport": (cfg.pipeline.transport, ("ipc", "tcp")),
+        "vad.engine": (cfg.vad.engine, ("webrtc", "silero")),
+        "asr.engine": (cfg.asr.engine, ("whisper", "vosk")),
+        "asr.task": (cfg.asr.task, ("translate", "transcribe")),
+        "mt.engine": (cfg.mt.engine, ("ctranslate2",)),
+        "tts.engine": (cfg.tts.engine, ("piper",)),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise UsageError(f"bad config: {key} = '{value}', expected one of {', '.join(allowed)}")
+    if cfg.pipeline.chunk_ms not in (10, 20, 30):
+        raise UsageError("bad config: pipeline.chunk_ms must be 10, 20 or 30")
+
+
+def to_dict(cfg: Config) -> dict:
+    return msgspec.to_builtins(cfg)
+
+
+def from_json(data: bytes) -> Config:
+    return msgspec.json.decode(data, type=Config)
+
+
+def models_dir(cfg: Config) -> Path:
+    if cfg.pipeline.models_dir:
+        return Path(cfg.pipeline.models_dir).expanduser()
+    env = os.environ.get("BABELFISH_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    return REPO_ROOT / "models"

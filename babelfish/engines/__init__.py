@@ -1,0 +1,103 @@
+"""Engines: the model-backed pieces, one small file each, each behind a small interface.
+
+Every engine loads its model once in its constructor and is then called from a single thread.
+Audio handed to engines is mono int16 numpy at `SAMPLE_RATE` (16 kHz) unless stated otherwise.
+Parameters that the supervisor may change at run time (degradation) go through `set_params`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+import numpy as np
+
+SAMPLE_RATE = 16000  # the pipeline's internal rate for speech recognition
+
+
+@dataclass
+class ASRResult:
+    text: str
+    language: str  # language of `text` ("en" after Whisper translate)
+    audio_s: float  # seconds of speech decoded
+
+
+class VAD(Protocol):
+    frame_samples: int  # frame length at SAMPLE_RATE that is_speech expects
+
+    def is_speech(self, frame: np.ndarray) -> bool: ...
+
+
+class ASREngine(Protocol):
+    streaming: bool  # True: accept() can return partial text while speech goes on
+
+    def accept(self, pcm: np.ndarray) -> str | None:
+        """Feed int16 mono audio of the current utterance; return a new partial text or None."""
+
+    def finish(self) -> ASRResult:
+        """The utterance ended: return the final result and reset for the next utterance."""
+
+    def reset(self) -> None:
+        """Drop the current utterance without decoding it."""
+
+    def set_params(self, **params) -> None: ...
+
+
+class Translator(Protocol):
+    def translate(self, sentences: list[str]) -> list[str]: ...
+
+    def set_params(self, **params) -> None: ...
+
+
+class TTSEngine(Protocol):
+    sample_rate: int
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        """Yield int16 mono audio, one array per sentence, each as soon as it exists."""
+
+    def set_params(self, **params) -> None: ...
+
+
+# ---- factories: the config picks the engine; each engine module is imported only when used ----
+
+def make_asr(cfg, models_dir):
+    from babelfish.addresses import asr_output_language
+    from babelfish.models import resolve
+
+    path = resolve(cfg.asr.model, models_dir)
+    if cfg.asr.engine == "vosk":
+        from babelfish.engines.asr_vosk import VoskASR
+
+        return VoskASR(path, sample_rate=SAMPLE_RATE, partial_interval_ms=cfg.asr.partial_interval_ms,
+                       language=cfg.pipeline.source_lang)
+    from babelfish.engines.asr_whisper import WhisperASR
+
+    task = "translate" if asr_output_language(cfg) != cfg.pipeline.source_lang else "transcribe"
+    return WhisperASR(path, language=cfg.pipeline.source_lang or None, task=task,
+                      compute_type=cfg.asr.compute_type, threads=cfg.asr.threads,
+                      beam_size=cfg.asr.beam_size, max_new_tokens=cfg.asr.max_new_tokens)
+
+
+def make_translator(cfg, models_dir):
+    from babelfish import UsageError
+    from babelfish.engines.mt_ctranslate2 import CT2Translator
+    from babelfish.models import find_model, resolve
+
+    name = cfg.mt.model
+    if not name:
+        src, tgt = cfg.pipeline.source_lang, cfg.pipeline.target_lang
+        entry = find_model("mt-ctranslate2", src, tgt)
+        if entry is None:
+            raise UsageError(f"no translation model known for {src} -> {tgt}: set mt.model to a "
+                             "ctranslate2 model folder (see `babelfish models list`)")
+        name = entry.name
+    return CT2Translator(resolve(name, models_dir), compute_type=cfg.mt.compute_type,
+                         threads=cfg.mt.threads, beam_size=cfg.mt.beam_size,
+                         max_decoding_length=cfg.mt.max_decoding_length)
+
+
+def make_tts(cfg, models_dir):
+    from babelfish.engines.tts_piper import PiperTTS
+    from babelfish.models import resolve
+
+    return PiperTTS(resolve(cfg.tts.voice, models_dir), length_scale=cfg.tts.length_scale or None,
+                    threads=cfg.tts.threads)

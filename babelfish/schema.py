@@ -1,0 +1,225 @@
+"""Every message that crosses a socket, and its wire form.
+
+Wire form: a ZeroMQ multipart message of one or two frames. Frame 1 is the message as JSON
+(msgspec, with a "type" tag); frame 2, present only for audio, is the raw PCM (little-endian
+int16 mono unless the header says otherwise). PCM never goes through JSON, and nothing is pickled.
+
+Every pipeline message carries the utterance id, the sender's sequence number, and the stamps
+that each stage appended on the way (stage, event, time.monotonic_ns()), so that the latency of
+every stage can be computed for every utterance. CLOCK_MONOTONIC is shared by all processes on
+one machine; stamps from stages on other machines (tcp) are only comparable within a stage.
+"""
+from __future__ import annotations
+
+import time
+from typing import Union
+
+import msgspec
+import numpy as np
+
+MAX_HEADER_BYTES = 64 * 1024        # a JSON header larger than this is rejected
+MAX_AUDIO_SECONDS = 60.0            # an audio frame longer than this is rejected
+MAX_RATE = 192_000
+SAMPLE_FORMATS = {"s16": 2}         # format name -> bytes per sample
+
+
+class BadMessage(ValueError):
+    """A frame that does not decode to a valid message: dropped and counted by the receiver."""
+
+
+class Stamp(msgspec.Struct, array_like=True, frozen=True):
+    stage: str      # the stage that took the stamp
+    event: str      # what happened, e.g. "speech_end", "final", "first_audio"
+    ns: int         # time.monotonic_ns() at that moment
+
+
+class Msg(msgspec.Struct, tag_field="type", kw_only=True):
+    utt: str = ""                   # utterance id ("" for messages about no utterance)
+    seq: int = 0                    # the sender's sequence number, one per message sent
+    stamps: list[Stamp] = []        # appended by each stage the utterance went through
+
+    def stamp(self, stage: str, event: str, ns: int | None = None) -> None:
+        self.stamps.append(Stamp(stage, event, time.monotonic_ns() if ns is None else ns))
+
+    def stamp_ns(self, stage: str, event: str) -> int | None:
+        for s in reversed(self.stamps):
+            if s.stage == stage and s.event == event:
+                return s.ns
+        return None
+
+
+# ---- the pipeline: capture -> asr -> [mt] -> tts -> playback ------------------------------------
+
+class AudioChunk(Msg, tag="audio"):
+    """Speech audio of one utterance, capture -> asr. The PCM is the second frame."""
+    pos: int                        # index of the first sample in the input stream, at `rate`
+    rate: int                       # samples per second
+    channels: int = 1
+    fmt: str = "s16"                # sample format of the PCM frame
+
+
+class UtteranceEnd(Msg, tag="utt_end"):
+    """The speaker paused (or the utterance hit its maximum length), capture -> asr."""
+    start_s: float                  # speech start, seconds into the input
+    end_s: float                    # speech end, seconds into the input
+    reason: str                     # "silence" | "max_length" | "flush"
+    rerun: bool = False             # the audio was sent again after a stage restarted
+
+
+class Transcript(Msg, tag="transcript"):
+    """Recognised text, asr -> mt (or -> tts when the recogniser already gives the target language)."""
+    text: str
+    final: bool                     # False: a partial result while the person still speaks
+    language: str                   # language of `text`
+    start_s: float = 0.0
+    end_s: float = 0.0
+    source_text: str = ""           # the words as spoken, when `text` is already a translation
+
+
+class Translation(Msg, tag="translation"):
+    """One translated sentence of an utterance, mt -> tts, sent as soon as it is translated."""
+    text: str
+    part: int                       # 0, 1, ... within the utterance
+    last: bool                      # no more parts for this utterance
+    language: str
+    source_text: str = ""
+    start_s: float = 0.0
+    end_s: float = 0.0
+
+
+class SpeechAudio(Msg, tag="speech"):
+    """Synthesised speech for one sentence, tts -> playback. The PCM is the second frame."""
+    text: str
+    part: int
+    last: bool
+    rate: int
+    channels: int = 1
+    fmt: str = "s16"
+    dropped: bool = False           # stale speech: shown as text, its audio skipped on purpose
+    source_text: str = ""
+    start_s: float = 0.0
+    end_s: float = 0.0
+
+
+class EndOfStream(Msg, tag="eos"):
+    """The input ended; passed down the pipeline after everything before it."""
+
+
+# ---- stage <-> supervisor ----------------------------------------------------------------------
+
+class Heartbeat(Msg, tag="hb"):
+    """Sign of life, stage -> supervisor, every heartbeat interval and at each state change."""
+    stage: str
+    pid: int
+    state: str                      # "loading" | "ready" | "stopping"
+    inflight: list[str] = []        # utterances this stage holds right now
+    counters: dict[str, int] = {}   # received, sent, bad_messages, dropped_*, ...
+    busy_ms: float = 0.0            # time spent working since start
+    audio_s: float = 0.0            # seconds of audio this stage consumed or produced
+    peak_rss_kb: int = 0
+    cpu_s: float = 0.0
+    load_ms: float = 0.0            # time to load the model
+    params: dict[str, float] = {}   # current run-time parameters (degradation)
+    queue: int = 0                  # messages waiting at this stage's input (best effort)
+    info: dict[str, str] = {}       # e.g. backend in use
+
+
+class Progress(Msg, tag="progress"):
+    """Stage -> supervisor: this stage passed an utterance on (where each utterance is)."""
+    stage: str
+    event: str
+
+
+class Segmented(Msg, tag="segmented"):
+    """Capture -> supervisor: a new utterance was cut from the input."""
+    start_s: float
+    end_s: float
+    reason: str
+
+
+class SourceDone(Msg, tag="source_done"):
+    """Capture -> supervisor: the input ended."""
+    counters: dict[str, int] = {}
+    input_s: float = 0.0
+
+
+class UtteranceDone(Msg, tag="done"):
+    """Playback -> supervisor: all of an utterance was handed to the sink (or dropped on purpose)."""
+    source_text: str
+    translated_text: str
+    start_s: float
+    end_s: float
+    audio_s: float                  # seconds of translated speech played
+    dropped: bool = False
+
+
+class StageError(Msg, tag="error"):
+    """Stage -> supervisor: a fatal error, sent before the stage exits."""
+    stage: str
+    message: str
+    usage: bool = False             # a setup/usage problem (e.g. a model not installed): exit 2
+
+
+class SetParams(Msg, tag="set"):
+    """Supervisor -> stage: change run-time parameters (degradation steps, test delays)."""
+    params: dict[str, float]
+
+
+class Start(Msg, tag="start"):
+    """Supervisor -> capture: every stage is ready; start feeding audio from `pos`."""
+    pos: int = 0
+
+
+class Rerun(Msg, tag="rerun"):
+    """Supervisor -> capture: send the audio of utterance `utt` again (a stage lost it)."""
+
+
+class Shutdown(Msg, tag="shutdown"):
+    """Supervisor -> stage: finish what you can and exit."""
+
+
+AnyMsg = Union[AudioChunk, UtteranceEnd, Transcript, Translation, SpeechAudio, EndOfStream,
+               Heartbeat, Progress, Segmented, SourceDone, UtteranceDone, StageError,
+               SetParams, Start, Rerun, Shutdown]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyMsg)
+
+
+def encode(msg: Msg, pcm: np.ndarray | bytes | None = None) -> list[bytes]:
+    """The frames of `msg`: [json] or [json, pcm]."""
+    frames = [_encoder.encode(msg)]
+    if pcm is not None:
+        frames.append(pcm.tobytes() if isinstance(pcm, np.ndarray) else bytes(pcm))
+    return frames
+
+
+def decode(frames: list[bytes]) -> tuple[Msg, np.ndarray | None]:
+    """A message and its PCM (int16 numpy) from received frames; BadMessage if anything is off."""
+    if not frames or len(frames) > 2:
+        raise BadMessage(f"expected 1 or 2 frames, got {len(frames)}")
+    header = frames[0]
+    if len(header) > MAX_HEADER_BYTES:
+        raise BadMessage(f"header of {len(header)} bytes is over {MAX_HEADER_BYTES}")
+    try:
+        msg = _decoder.decode(header)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise BadMessage(f"undecodable header: {e}") from None
+    has_audio = isinstance(msg, (AudioChunk, SpeechAudio))
+    if not has_audio:
+        if len(frames) != 1:
+            raise BadMessage(f"'{type(msg).__name__}' takes no payload frame")
+        return msg, None
+    if len(frames) != 2:
+        raise BadMessage(f"'{type(msg).__name__}' without its PCM frame")
+    if msg.fmt not in SAMPLE_FORMATS:
+        raise BadMessage(f"unknown sample format '{msg.fmt}'")
+    if not (1 <= msg.rate <= MAX_RATE) or not (1 <= msg.channels <= 8):
+        raise BadMessage(f"bad rate {msg.rate} or channels {msg.channels}")
+    width = SAMPLE_FORMATS[msg.fmt] * msg.channels
+    payload = frames[1]
+    if len(payload) % width:
+        raise BadMessage(f"PCM frame of {len(payload)} bytes is not a whole number of samples")
+    if len(payload) // width > MAX_AUDIO_SECONDS * msg.rate:
+        raise BadMessage(f"PCM frame longer than {MAX_AUDIO_SECONDS} s")
+    return msg, np.frombuffer(payload, dtype="<i2")

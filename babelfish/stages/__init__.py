@@ -1,0 +1,1 @@
+"""Pipeline stages. Each runs as its own process: `python -m babelfish.stages.<name> --runtime DIR`."""

@@ -1,0 +1,266 @@
+"""The stage skeleton shared by every pipeline process.
+
+A stage binds its input (PULL), connects its output (PUSH) to the next stage's input, and
+connects a DEALER to the supervisor for heartbeats, progress reports and commands. One poller
+watches both input and commands; the stage handles one message at a time. Malformed frames are
+dropped and counted, never fatal.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import resource
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import zmq
+
+from babelfish import BabelfishError, UsageError
+from babelfish.addresses import Addresses
+from babelfish.config import Config, models_dir
+from babelfish.schema import (BadMessage, EndOfStream, Heartbeat, Msg, Progress, SetParams,
+                              Shutdown, StageError, Start, decode, encode)
+
+log = logging.getLogger(__name__)
+
+
+class RunInfo(msgspec.Struct, kw_only=True):
+    """What one run is about, beside the config (written by the supervisor into config.json)."""
+    mode: str = "replay"            # "replay" | "live"
+    input: str = ""                 # replay: the recording
+    output: str = ""                # replay: where the translated speech goes
+    pace: str = "realtime"          # "realtime" | "fast"
+
+
+class RuntimeFile(msgspec.Struct):
+    config: Config
+    run: RunInfo
+
+
+class Stage:
+    name = "stage"
+    has_input = True
+    in_hwm = 1000                   # messages queued at this stage's input before senders block/drop
+    out_hwm = 1000
+
+    def __init__(self, cfg: Config, run: RunInfo, addrs: Addresses):
+        self.cfg, self.run_info, self.addrs = cfg, run, addrs
+        self.models_dir = models_dir(cfg)
+        self.counters: Counter[str] = Counter()
+        self.seq = 0
+        self.busy_ns = 0
+        self.audio_s = 0.0
+        self.load_ms = 0.0
+        self.inflight: set[str] = set()
+        self.params: dict[str, float] = {"delay_ms": float(cfg.debug.delay_ms.get(self.name, 0))}
+        self.info: dict[str, str] = {}
+        self.state = "loading"
+        self.running = True
+        self.started = False
+        self.hb_interval = cfg.supervisor.heartbeat_ms / 1000
+        self._last_hb = 0.0
+
+        self.ctx = zmq.Context.instance()
+        self.sup = self.ctx.socket(zmq.DEALER)
+        self.sup.setsockopt(zmq.IDENTITY, self.name.encode())
+        self.sup.setsockopt(zmq.LINGER, 500)
+        self.sup.connect(addrs.supervisor())
+        self.inp = None
+        if self.has_input:
+            self.inp = self.ctx.socket(zmq.PULL)
+            self.inp.setsockopt(zmq.RCVHWM, self.in_hwm)
+            self.inp.setsockopt(zmq.LINGER, 0)
+            self.inp.bind(addrs.stage_input(self.name, bind=True))
+        self.out = None
+        nxt = addrs.next_stage(self.name)
+        if nxt is not None:
+            self.out = self.ctx.socket(zmq.PUSH)
+            self.out.setsockopt(zmq.SNDHWM, self.out_hwm)
+            self.out.setsockopt(zmq.LINGER, 1000)
+            self.out.connect(addrs.stage_input(nxt))
+        self.poller = zmq.Poller()
+        self.poller.register(self.sup, zmq.POLLIN)
+        if self.inp is not None:
+            self.poller.register(self.inp, zmq.POLLIN)
+
+    # ---- to override ------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load models (once). Raise BabelfishError/UsageError with a one-line message."""
+
+    def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
+        """Handle one message from the input socket."""
+
+    def apply_params(self, params: dict[str, float]) -> None:
+        """Run-time parameter change (degradation); the base keeps self.params up to date."""
+
+    def tick(self) -> float | None:
+        """Called every loop turn; return seconds until the next call is wanted (None: no need)."""
+        return None
+
+    def on_start(self, msg: Start) -> None:
+        self.started = True
+
+    def finish(self) -> None:
+        """Called once before the process exits (close files)."""
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def send(self, msg: Msg, pcm: np.ndarray | bytes | None = None, *, block: bool = True) -> bool:
+        """Send downstream. With block=False a full queue drops the message: returns False."""
+        msg.seq = self.seq
+        try:
+            self.out.send_multipart(encode(msg, pcm), 0 if block else zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        self.seq += 1
+        self.counters["sent"] += 1
+        return True
+
+    def report(self, msg: Msg) -> None:
+        """Send to the supervisor (never blocks for long: DEALER queues up to its HWM)."""
+        try:
+            self.sup.send_multipart(encode(msg), zmq.NOBLOCK)
+        except zmq.Again:
+            self.counters["dropped_reports"] += 1
+
+    def progress(self, utt: str, event: str) -> None:
+        self.report(Progress(utt=utt, stage=self.name, event=event))
+
+    def debug_delay(self) -> None:
+        """Test-only: a configured extra delay per message of work (simulates a slow stage)."""
+        d = self.params.get("delay_ms", 0)
+        if d > 0:
+            time.sleep(d / 1000)
+
+    def heartbeat(self, state: str | None = None) -> None:
+        if state:
+            self.state = state
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        self.report(Heartbeat(
+            stage=self.name, pid=os.getpid(), state=self.state, inflight=sorted(self.inflight),
+            counters=dict(self.counters), busy_ms=self.busy_ns / 1e6, audio_s=self.audio_s,
+            peak_rss_kb=ru.ru_maxrss, cpu_s=ru.ru_utime + ru.ru_stime, load_ms=self.load_ms,
+            params=dict(self.params), info=dict(self.info)))
+        self._last_hb = time.monotonic()
+
+    # ---- the loop --------------------------------------------------------------------------------
+    def _control(self) -> None:
+        frames = self.sup.recv_multipart()
+        try:
+            msg, _ = decode(frames)
+        except BadMessage as e:
+            self.counters["bad_messages"] += 1
+            log.warning("%s: bad command dropped: %s", self.name, e)
+            return
+        if isinstance(msg, SetParams):
+            self.params.update(msg.params)
+            self.apply_params(msg.params)
+            log.info("%s: params now %s", self.name, self.params)
+            self.heartbeat()
+        elif isinstance(msg, Start):
+            self.on_start(msg)
+        elif isinstance(msg, Shutdown):
+            self.running = False
+        else:
+            self.handle(msg, None)  # e.g. Rerun, for the capture stage
+
+    def _input(self) -> None:
+        frames = self.inp.recv_multipart()
+        try:
+            msg, pcm = decode(frames)
+        except BadMessage as e:
+            self.counters["bad_messages"] += 1
+            log.warning("%s: bad message dropped: %s", self.name, e)
+            return
+        self.counters["received"] += 1
+        t0 = time.monotonic_ns()
+        if isinstance(msg, EndOfStream):
+            self.on_end_of_stream(msg)
+        else:
+            self.handle(msg, pcm)
+        self.busy_ns += time.monotonic_ns() - t0
+
+    def on_end_of_stream(self, msg: EndOfStream) -> None:
+        if self.out is not None:
+            self.send(EndOfStream(stamps=list(msg.stamps)))
+
+    def loop(self) -> None:
+        while self.running:
+            wait = self.tick()
+            if not self.running:
+                break
+            until_hb = max(0.0, self._last_hb + self.hb_interval - time.monotonic())
+            timeout = until_hb if wait is None else min(wait, until_hb)
+            events = dict(self.poller.poll(timeout * 1000))
+            if self.sup in events:
+                self._control()
+            if self.inp is not None and self.inp in events and self.running:
+                self._input()
+            if time.monotonic() - self._last_hb >= self.hb_interval:
+                self.heartbeat()
+
+    def main(self) -> int:
+        if self.name in self.cfg.debug.crash_at_start:
+            log.error("%s: exiting at start (debug.crash_at_start)", self.name)
+            return 3
+        self.heartbeat("loading")
+        t0 = time.monotonic()
+        try:
+            self.load()
+        except BabelfishError as e:
+            self.report(StageError(stage=self.name, message=str(e), usage=isinstance(e, UsageError)))
+            self.close()
+            return 2
+        self.load_ms = (time.monotonic() - t0) * 1000
+        self.heartbeat("ready")
+        try:
+            self.loop()
+        finally:
+            self.heartbeat("stopping")
+            self.finish()
+            self.close()
+        return 0
+
+    def close(self) -> None:
+        for s in (self.inp, self.out, self.sup):
+            if s is not None:
+                s.close()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent (the supervisor) dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def stage_main(cls: type[Stage]) -> None:
+    """Entry point of `python -m babelfish.stages.<name>`."""
+    p = argparse.ArgumentParser(prog=f"babelfish.stages.{cls.name}")
+    p.add_argument("--runtime", required=True, help="the supervisor's runtime directory")
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format=f"%(asctime)s {cls.name}[%(process)d] %(levelname)s %(message)s")
+    parent = os.getppid()
+    _die_with_parent()
+    if os.getppid() != parent:  # the supervisor died before we asked
+        sys.exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+
+    def _term(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _term)
+    runtime = Path(args.runtime)
+    rt = msgspec.json.decode((runtime / "config.json").read_bytes(), type=RuntimeFile)
+    stage = cls(rt.config, rt.run, Addresses(rt.config, runtime))
+    sys.exit(stage.main())

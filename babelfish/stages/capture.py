@@ -1,0 +1,188 @@
+"""Capture stage: the audio source (here: a WAV file replayed as a microphone would deliver it),
+resampled to 16 kHz mono with state kept across chunks, cut into utterances by the VAD
+endpointer. Only speech goes downstream; silence never costs the recogniser anything.
+
+Stamps taken here: `speech_start` and `speech_end` are the moments the audio frames holding the
+first and last speech sample were fed in; `endpoint` is when the VAD decided the speaker paused.
+Capture never blocks on a slow pipeline in realtime pace: when the recogniser's queue is full,
+the rest of the current utterance is dropped and counted (its end is still reported, so the
+supervisor accounts for it).
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from typing import Iterator
+
+import numpy as np
+import zmq
+
+from babelfish.audio import Chunker, Resampler, WavReader, float_to_int16, open_wav, to_mono
+from babelfish.engines import SAMPLE_RATE
+from babelfish.engines.vad import make_vad
+from babelfish.schema import (AudioChunk, EndOfStream, Msg, Rerun, Segmented, SourceDone, Stamp,
+                              Start, UtteranceEnd)
+from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechStart
+from babelfish.stages.base import Stage, stage_main
+
+KEEP_UTTERANCES = 16  # recent utterances kept for a re-run after a stage restart
+
+
+class FileSource:
+    """A WAV file as 16 kHz mono int16 frames of `frame` samples."""
+
+    def __init__(self, path: str, frame: int):
+        self.reader: WavReader = open_wav(path)
+        self.frame = frame
+        self.resampler = Resampler(self.reader.info.rate, SAMPLE_RATE)
+        self.duration_s = self.reader.info.duration_s
+
+    def frames(self) -> Iterator[np.ndarray]:
+        chunker = Chunker(self.frame)
+        for block in self.reader.chunks(0.1):
+            for f in chunker.push(self.resampler.process(to_mono(block))):
+                yield float_to_int16(f)
+        for f in chunker.push(self.resampler.flush()):
+            yield float_to_int16(f)
+        rest = chunker.flush(pad=True)  # the last partial frame, padded with silence
+        if rest is not None:
+            yield float_to_int16(rest)
+
+    def counters(self) -> dict[str, int]:
+        return {"nonfinite_samples": self.reader.nonfinite, "clipped_samples": self.reader.clipped}
+
+
+class CaptureStage(Stage):
+    name = "capture"
+    has_input = False
+
+    def load(self) -> None:
+        self.frame = SAMPLE_RATE * self.cfg.pipeline.chunk_ms // 1000
+        self.out.setsockopt(zmq.SNDHWM, self.cfg.pipeline.queue_chunks)
+        self.vad = make_vad(self.cfg.vad, self.models_dir)
+        v = self.cfg.vad
+        self.segmenter = Segmenter(self.vad, start_ms=v.start_ms, end_silence_ms=v.end_silence_ms,
+                                   pad_ms=v.pad_ms, max_utterance_s=v.max_utterance_s,
+                                   rate=SAMPLE_RATE)
+        self.source = FileSource(self.run_info.input, self.frame)
+        self.frames = self.source.frames()
+        self.pos = 0
+        self.realtime = self.run_info.pace == "realtime"
+        self.t_start = 0.0
+        self.fed: deque[tuple[int, int]] = deque(maxlen=int(SAMPLE_RATE * 120 / self.frame))
+        self.utt: str | None = None
+        self.utt_dropping = False
+        self.recent: OrderedDict[str, list] = OrderedDict()
+        self.done = False
+        self.info["vad"] = self.cfg.vad.engine
+
+    def on_start(self, msg: Start) -> None:
+        super().on_start(msg)
+        # a restarted capture resumes where the last one was (the utterance it was cutting is lost)
+        while self.pos < msg.pos and next(self.frames, None) is not None:
+            self.pos += self.frame
+        self.t_start = time.monotonic() - self.pos / SAMPLE_RATE
+
+    # ---- feeding ---------------------------------------------------------------------------------
+    def tick(self) -> float | None:
+        if not self.started or self.done:
+            return None
+        n = 0
+        while n < 50:  # then let the loop look at commands and heartbeats
+            if self.realtime:
+                due = self.t_start + (self.pos + self.frame) / SAMPLE_RATE
+                wait = due - time.monotonic()
+                if wait > 0:
+                    return wait
+            frame = next(self.frames, None)
+            if frame is None:
+                self._end_of_input()
+                return None
+            self._feed(frame)
+            n += 1
+        return 0.0
+
+    def _feed(self, frame: np.ndarray) -> None:
+        t0 = time.monotonic_ns()
+        self.fed.append((self.pos + len(frame), t0))
+        for ev in self.segmenter.feed(frame, self.pos):
+            self._event(ev)
+        self.pos += len(frame)
+        self.counters["pos"] = self.pos
+        self.audio_s += len(frame) / SAMPLE_RATE
+        self.busy_ns += time.monotonic_ns() - t0
+
+    def _fed_ns(self, pos: int) -> int:
+        """The moment the frame holding sample `pos` was fed in."""
+        for end, ns in self.fed:
+            if pos < end:
+                return ns
+        return self.fed[-1][1] if self.fed else time.monotonic_ns()
+
+    def _event(self, ev) -> None:
+        if isinstance(ev, SpeechStart):
+            self.utt = f"u{ev.speech_pos * 1000 // SAMPLE_RATE:08d}"
+            self.utt_dropping = False
+            self.inflight.add(self.utt)
+            self.recent[self.utt] = []
+            while len(self.recent) > KEEP_UTTERANCES:
+                self.recent.popitem(last=False)
+        elif isinstance(ev, SpeechAudio):
+            if self.utt is None:
+                return
+            pcm = np.ascontiguousarray(ev.pcm, dtype=np.int16)
+            self.recent[self.utt].append((ev.pos, pcm))
+            if self.utt_dropping:
+                self.counters["dropped_chunks"] += 1
+                return
+            chunk = AudioChunk(utt=self.utt, pos=ev.pos, rate=SAMPLE_RATE)
+            if not self.send(chunk, pcm, block=not self.realtime):
+                self.utt_dropping = True  # the recogniser is behind: drop the rest of this utterance
+                self.counters["dropped_chunks"] += 1
+                self.counters["dropped_utterances"] += 1
+        elif isinstance(ev, SpeechEnd):
+            if self.utt is None:
+                return
+            end = UtteranceEnd(utt=self.utt, start_s=ev.start_pos / SAMPLE_RATE,
+                               end_s=ev.end_pos / SAMPLE_RATE,
+                               reason="queue_full" if self.utt_dropping else ev.reason)
+            end.stamp(self.name, "speech_start", self._fed_ns(ev.start_pos))
+            end.stamp(self.name, "speech_end", self._fed_ns(max(ev.start_pos, ev.end_pos - 1)))
+            end.stamp(self.name, "endpoint")
+            self.recent[self.utt].append(end)
+            self.send(end)  # blocks at most until the queue has room: ends are never dropped
+            self.report(Segmented(utt=self.utt, start_s=end.start_s, end_s=end.end_s,
+                                  reason=end.reason))
+            self.counters["utterances"] += 1
+            self.inflight.discard(self.utt)
+            self.utt = None
+
+    def _end_of_input(self) -> None:
+        for ev in self.segmenter.flush():
+            self._event(ev)
+        self.send(EndOfStream())
+        self.counters.update(self.source.counters())
+        self.report(SourceDone(counters=dict(self.counters), input_s=self.pos / SAMPLE_RATE))
+        self.done = True
+        self.heartbeat()
+
+    # ---- commands --------------------------------------------------------------------------------
+    def handle(self, msg: Msg, pcm) -> None:
+        if isinstance(msg, Rerun):
+            items = self.recent.get(msg.utt)
+            if not items or not isinstance(items[-1], UtteranceEnd):
+                self.counters["rerun_unavailable"] += 1
+                return
+            for item in items:
+                if isinstance(item, UtteranceEnd):
+                    again = UtteranceEnd(utt=item.utt, start_s=item.start_s, end_s=item.end_s,
+                                         reason=item.reason, rerun=True, stamps=list(item.stamps))
+                    again.stamp(self.name, "rerun")
+                    self.send(again)
+                else:
+                    self.send(AudioChunk(utt=msg.utt, pos=item[0], rate=SAMPLE_RATE), item[1])
+            self.counters["reruns"] += 1
+
+
+if __name__ == "__main__":
+    stage_main(CaptureStage)

