@@ -1,0 +1,140 @@
+"""Text to speech with a Piper voice (piper-tts, VITS in onnxruntime), one array per sentence."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import unicodedata
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from babelfish import BabelfishError, UsageError
+
+log = logging.getLogger(__name__)
+
+# Unicode categories dropped from the text: controls, format characters (zero-width joiners...),
+# private use, surrogates, unassigned, and symbols that are not letters (emoji, dingbats, arrows).
+_DROP_CATEGORIES = {"Cc", "Cf", "Co", "Cs", "Cn", "So", "Sk"}
+_DROP_CHARS = set("[]{}<>|\\~^`_*#@")  # "[[...]]" would be read by piper as raw phonemes
+_VARIATION_SELECTORS = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]")
+_SPACES = re.compile(r"\s+")
+
+
+def sanitize(text: str, max_chars: int) -> str:
+    """Text the voice can read: no control characters, emoji or markup; bounded in length."""
+    text = unicodedata.normalize("NFC", text)
+    text = _VARIATION_SELECTORS.sub("", text)
+    out = []
+    for ch in text:
+        if ch.isspace():
+            out.append(" ")
+        elif ch not in _DROP_CHARS and unicodedata.category(ch) not in _DROP_CATEGORIES:
+            out.append(ch)
+    text = _SPACES.sub(" ", "".join(out)).strip()
+    if len(text) > max_chars:
+        cut = text.rfind(" ", 0, max_chars)
+        log.warning("text of %d characters cut to %d for speech", len(text), max_chars)
+        text = text[: cut if cut > max_chars // 2 else max_chars]
+    if not any(ch.isalnum() for ch in text):
+        return ""  # only punctuation: nothing to say (espeak would read the symbols' names)
+    return text
+
+
+def _find_voice(voice: str | Path) -> tuple[Path, Path]:
+    voice = Path(voice)
+    if voice.is_dir():
+        models = sorted(voice.glob("*.onnx"))
+        if not models:
+            raise BabelfishError(f"Piper voice folder has no .onnx model: {voice}")
+        if len(models) > 1:
+            raise BabelfishError(
+                f"Piper voice folder has several .onnx models ({', '.join(m.name for m in models)}): {voice}"
+            )
+        onnx = models[0]
+    elif voice.is_file():
+        onnx = voice
+    else:
+        raise BabelfishError(f"Piper voice not found: {voice}")
+    config = onnx.with_name(onnx.name + ".json")
+    if not config.is_file():
+        raise BabelfishError(f"Piper voice config not found: {config}")
+    return onnx, config
+
+
+class PiperTTS:
+    """A Piper voice: `synthesize(text)` yields int16 mono audio at `sample_rate`, per sentence."""
+
+    max_chars = 2000  # longer text is cut (with a warning)
+    max_sentence_phonemes = 400  # about 25 s of speech; longer sentences are split between words
+
+    def __init__(self, voice: str | Path, *, length_scale: float | None = None, threads: int = 1):
+        import onnxruntime as ort
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+
+        t0 = time.monotonic()
+        onnx, config_path = _find_voice(voice)
+        try:
+            config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+        except (ValueError, KeyError) as e:
+            raise BabelfishError(f"bad Piper voice config {config_path}: {e}") from None
+        # PiperVoice.load() builds its session with default options (all cores); build our own.
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(onnx), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise BabelfishError(f"cannot load Piper voice {onnx}: {e}") from None
+        self._voice = PiperVoice(session=session, config=config)
+        self.sample_rate: int = config.sample_rate
+        self.length_scale: float | None = None
+        self.set_params(length_scale=length_scale)
+        self.load_s = time.monotonic() - t0
+        log.info("Piper voice %s loaded in %.2f s (%d Hz, %d thread(s))", onnx.name, self.load_s,
+                 self.sample_rate, threads)
+
+    def set_params(self, **params) -> None:
+        for key, value in params.items():
+            if key != "length_scale":
+                raise ValueError(f"PiperTTS: unknown parameter {key!r}")
+            if value is None or value == 0:
+                self.length_scale = None
+            elif not 0.1 <= float(value) <= 5.0:
+                raise UsageError(f"bad tts length_scale {value}: expected 0 (voice default) or 0.1..5")
+            else:
+                self.length_scale = float(value)
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        from piper.config import SynthesisConfig
+
+        text = sanitize(text, self.max_chars)
+        if not text:
+            return
+        syn = SynthesisConfig(length_scale=self.length_scale)
+        for phonemes in self._voice.phonemize(text):
+            for piece in self._bounded(phonemes):
+                if not any(p.isalpha() for p in piece):
+                    continue  # punctuation only
+                ids = self._voice.phonemes_to_ids(piece)
+                audio = np.asarray(self._voice.phoneme_ids_to_audio(ids, syn), np.float32).reshape(-1)
+                peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
+                if peak < 1e-8:
+                    continue
+                audio *= 1.0 / peak  # piper's default: each sentence normalised to full scale
+                yield np.clip(np.rint(audio * 32767.0), -32767, 32767).astype(np.int16)
+
+    def _bounded(self, phonemes: list[str]) -> Iterator[list[str]]:
+        """Split a very long sentence between words so that no piece exceeds the phoneme cap."""
+        cap = self.max_sentence_phonemes
+        while len(phonemes) > cap:
+            cut = max((i for i in range(cap // 2, cap) if phonemes[i] == " "), default=cap)
+            yield phonemes[:cut]
+            phonemes = phonemes[cut + 1 :] if phonemes[cut] == " " else phonemes[cut:]
+        if phonemes:
+            yield phonemes

@@ -1,0 +1,218 @@
+"""Endpointing: turn a stream of int16 audio into utterances with a VAD and hangover rules.
+
+Positions are sample indices in the stream (at `rate`). The frame grid is anchored at the first
+chunk fed, so the result does not depend on how the audio was cut into chunks.
+
+Rules, per VAD frame:
+  * an utterance opens once `start_ms` of speech frames fall within a window of 1.5 x start_ms
+    (one noisy frame does not open it); its audio starts `pad_ms` before the first speech frame
+    of that window (never before the end of the previous utterance's audio);
+  * it closes after `end_silence_ms` of consecutive non-speech frames. Trailing non-speech audio
+    is held back while the utterance may still continue: if it ends, only `pad_ms` of it is sent;
+  * an utterance reaching `max_utterance_s` is cut (reason "max_length"); if the speech goes on
+    a new utterance opens at once, seamlessly, at the cut;
+  * `flush()` at the end of input closes an open utterance (reason "flush"). A gap in the
+    positions fed (dropped chunks) closes it the same way and restarts the frame grid.
+
+Events for one utterance: SpeechStart, then SpeechAudio events whose pcm, joined, is the
+utterance's audio from SpeechStart.pos on without gaps, then SpeechEnd.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from babelfish.engines import SAMPLE_RATE, VAD
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStart:
+    pos: int  # where the utterance's audio starts (pad_ms before the speech, when available)
+    speech_pos: int  # first speech frame
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechAudio:
+    pcm: np.ndarray  # int16 mono
+    pos: int  # stream position of pcm[0]
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnd:
+    start_pos: int  # first speech frame (same as SpeechStart.speech_pos)
+    end_pos: int  # just after the last speech frame (trailing silence not included)
+    reason: str  # "silence" | "max_length" | "flush"
+
+
+Event = SpeechStart | SpeechAudio | SpeechEnd
+
+
+class Segmenter:
+    def __init__(
+        self,
+        vad: VAD,
+        *,
+        start_ms: int = 120,
+        end_silence_ms: int = 400,
+        pad_ms: int = 200,
+        max_utterance_s: float = 15.0,
+        rate: int = SAMPLE_RATE,
+    ):
+        self.vad = vad
+        self.rate = rate
+        n = self.frame = int(vad.frame_samples)
+        frame_ms = 1000.0 * n / rate
+        self.start_frames = max(1, math.ceil(start_ms / frame_ms - 1e-9))
+        self.window_frames = self.start_frames + self.start_frames // 2
+        self.end_frames = max(1, math.ceil(end_silence_ms / frame_ms - 1e-9))
+        self.pad = int(round(pad_ms * rate / 1000))
+        self.max_samples = int(round(max_utterance_s * rate))
+        if self.max_samples < 2 * n:
+            raise ValueError("Segmenter: max_utterance_s is shorter than two VAD frames")
+        # counters
+        self.frames = 0
+        self.speech_frames = 0
+        self.utterances = 0
+        self._reset_stream(None)
+
+    # ------------------------------------------------------------------ state
+
+    def _reset_stream(self, pos: int | None) -> None:
+        self._next = pos  # stream position of the next sample expected
+        self._buf = np.zeros(0, np.int16)  # samples not yet making a whole frame
+        self._buf_pos = pos  # position of _buf[0]
+        # recent frames (pos, pcm, is_speech), enough for the start window plus the pre-roll pad
+        self._recent: deque = deque(maxlen=self.window_frames + math.ceil(self.pad / self.frame) + 1)
+        self._open = False
+        self._audio_end = 0 if pos is None else pos  # end of audio already given out
+        self._held: list[tuple[int, np.ndarray]] = []  # trailing non-speech frames held back
+        self._silence_run = 0
+        self._start = self._speech_start = self._speech_end = 0
+
+    @property
+    def in_utterance(self) -> bool:
+        return self._open
+
+    def counters(self) -> dict[str, int]:
+        return {"frames": self.frames, "speech_frames": self.speech_frames, "utterances": self.utterances}
+
+    # ------------------------------------------------------------------ input
+
+    def feed(self, chunk: np.ndarray, pos: int) -> list[Event]:
+        """Add the chunk of int16 mono audio that starts at stream position `pos`."""
+        chunk = np.asarray(chunk)
+        if chunk.dtype != np.int16 or chunk.ndim != 1:
+            raise TypeError(f"Segmenter.feed expects 1-D int16 audio, got {chunk.dtype} {chunk.shape}")
+        events: list[Event] = []
+        if self._next is None:
+            self._reset_stream(pos)
+        elif pos != self._next:
+            log.warning("audio gap: expected position %d, got %d; restarting segmentation", self._next, pos)
+            events += self._close("flush") if self._open else []
+            self._reset_stream(pos)
+        self._next = pos + len(chunk)
+        buf = np.concatenate([self._buf, chunk]) if len(self._buf) else chunk
+        n = self.frame
+        whole = len(buf) // n * n
+        for i in range(0, whole, n):
+            events += self._step(buf[i : i + n], self._buf_pos + i)
+        self._buf = buf[whole:].copy()
+        self._buf_pos += whole
+        return _merge_audio(events)
+
+    def flush(self) -> list[Event]:
+        """End of input: close an open utterance (with the unclassified tail, if any)."""
+        events: list[Event] = []
+        if self._open:
+            if self._held or len(self._buf) == 0:
+                events += self._close("flush")
+            else:  # still in speech: the partial frame at the end belongs to it
+                events.append(SpeechAudio(self._buf.copy(), self._buf_pos))
+                self._audio_end = self._buf_pos + len(self._buf)
+                events += self._close("flush")
+        self._reset_stream(None)
+        return _merge_audio(events)
+
+    # ------------------------------------------------------------------ per frame
+
+    def _step(self, frame: np.ndarray, pos: int) -> list[Event]:
+        n = self.frame
+        speech = self.vad.is_speech(frame)
+        self.frames += 1
+        self.speech_frames += speech
+        self._recent.append((pos, frame, speech))
+        events: list[Event] = []
+        if not self._open:
+            window = list(self._recent)[-self.window_frames :]
+            if speech and sum(s for _, _, s in window) >= self.start_frames:
+                events += self._open_at(next(p for p, _, s in window if s), pos + n)
+            return events
+
+        if speech:
+            if self._held:
+                events += [SpeechAudio(f, p) for p, f in self._held]
+                self._held = []
+            events.append(SpeechAudio(frame, pos))
+            self._audio_end = self._speech_end = pos + n
+            self._silence_run = 0
+        else:
+            self._held.append((pos, frame))
+            self._silence_run += 1
+            if self._silence_run >= self.end_frames:
+                return events + self._close("silence")
+        if pos + 2 * n - self._start > self.max_samples:  # another frame would exceed it
+            events += self._close("max_length")
+        return events
+
+    def _open_at(self, first_speech: int, now: int) -> list[Event]:
+        oldest = self._recent[0][0]
+        speech_start = max(first_speech, self._audio_end)
+        start = max(speech_start - self.pad, oldest, self._audio_end)
+        pcm = np.concatenate([f for p, f, _ in self._recent if p + self.frame > start])
+        pcm = pcm[len(pcm) - (now - start) :]
+        self._open = True
+        self._start, self._speech_start, self._speech_end = start, speech_start, now
+        self._audio_end = now
+        self._held = []
+        self._silence_run = 0
+        return [SpeechStart(start, speech_start), SpeechAudio(pcm, start)]
+
+    def _close(self, reason: str) -> list[Event]:
+        events: list[Event] = []
+        keep = self.pad
+        for p, f in self._held:  # trailing silence: only pad_ms of it goes with the utterance
+            if keep <= 0:
+                break
+            part = f[:keep]
+            events.append(SpeechAudio(part, p))
+            self._audio_end = p + len(part)
+            keep -= len(part)
+        self._held = []
+        self._silence_run = 0
+        self._open = False
+        self.utterances += 1
+        end = SpeechEnd(self._speech_start, self._speech_end, reason)
+        log.debug("utterance %d: %d..%d (%s)", self.utterances, end.start_pos, end.end_pos, reason)
+        return events + [end]
+
+
+def _merge_audio(events: list[Event]) -> list[Event]:
+    """Join consecutive SpeechAudio events into one."""
+    out: list[Event] = []
+    run: list[SpeechAudio] = []
+    for e in events + [None]:
+        if isinstance(e, SpeechAudio):
+            run.append(e)
+            continue
+        if run:
+            out.append(run[0] if len(run) == 1 else SpeechAudio(np.concatenate([a.pcm for a in run]), run[0].pos))
+            run = []
+        if e is not None:
+            out.append(e)
+    return out

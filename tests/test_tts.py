@@ -1,0 +1,115 @@
+"""PiperTTS with the real packaged voice, checked by ear with Whisper tiny.en."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import soxr
+
+from babelfish import BabelfishError, UsageError
+from babelfish.engines.tts_piper import PiperTTS, sanitize
+
+TEXT = "Hello there. Where is the station? I would like a coffee."
+
+
+@pytest.fixture(scope="module")
+def tts(piper_voice_dir):
+    return PiperTTS(piper_voice_dir, threads=1)
+
+
+def _rms(a: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))
+
+
+def test_one_array_per_sentence(tts):
+    assert tts.sample_rate == 22050
+    out = list(tts.synthesize(TEXT))
+    assert len(out) == 3
+    for a in out:
+        assert a.dtype == np.int16 and a.ndim == 1
+        assert 0.3 <= len(a) / tts.sample_rate <= 5.0
+        assert _rms(a) > 1000  # clearly not silence
+
+
+def test_first_sentence_comes_before_the_rest(tts):
+    t0 = time.monotonic()
+    gen = tts.synthesize(TEXT)
+    next(gen)
+    first = time.monotonic() - t0
+    rest = list(gen)
+    total = time.monotonic() - t0
+    assert len(rest) == 2
+    assert first < 0.8 * total, (first, total)
+
+
+def test_length_scale(tts, piper_voice_dir):
+    text = "Where is the station?"
+    default = sum(len(a) for a in tts.synthesize(text))
+    fast = PiperTTS(piper_voice_dir, length_scale=0.7)
+    short = sum(len(a) for a in fast.synthesize(text))
+    fast.set_params(length_scale=1.3)
+    long = sum(len(a) for a in fast.synthesize(text))
+    assert short < 0.85 * default < long * 0.85 < long
+    fast.set_params(length_scale=0)  # back to the voice's default
+    assert fast.length_scale is None
+    assert abs(sum(len(a) for a in fast.synthesize(text)) - default) < 0.15 * default
+    with pytest.raises(UsageError):
+        fast.set_params(length_scale=-1)
+    with pytest.raises(ValueError):
+        fast.set_params(speed=2)
+
+
+def test_awkward_text(tts):
+    assert list(tts.synthesize("")) == []
+    assert list(tts.synthesize("   \n\t ")) == []
+    assert list(tts.synthesize("!!! ... ??")) == []
+    assert list(tts.synthesize("😀🎉👍🏽")) == []
+    out = list(tts.synthesize("Good\x00 morning\x07 😀 [[]] \u200dfriend\r\n"))
+    assert len(out) == 1 and _rms(out[0]) > 1000
+    # emoji are dropped, not read out: same length as the plain text, give or take noise
+    plain = len(next(tts.synthesize("Good morning friend")))
+    assert abs(len(out[0]) - plain) < 0.15 * plain
+
+
+def test_sanitize_bounds_length():
+    assert sanitize("a\x00b\u200bc 😀 d\n\ne", 100) == "abc d e"
+    long = " ".join(["word"] * 1000)
+    cut = sanitize(long, 2000)
+    assert len(cut) <= 2000 and cut.endswith("word")
+
+
+def test_very_long_sentence_is_split(tts):
+    words = " ".join(["station"] * 30)  # one sentence, about 300 phonemes
+    tts.max_sentence_phonemes = 100
+    try:
+        out = list(tts.synthesize(words))
+    finally:
+        del tts.max_sentence_phonemes  # back to the class default
+    assert len(out) >= 3
+    assert all(0.5 < len(a) / tts.sample_rate < 10 for a in out)
+
+
+def test_voice_errors(tmp_path, piper_voice_dir):
+    with pytest.raises(BabelfishError, match="not found"):
+        PiperTTS(tmp_path / "nope")
+    with pytest.raises(BabelfishError, match="no .onnx"):
+        PiperTTS(tmp_path)
+    onnx = next(piper_voice_dir.glob("*.onnx"))
+    (tmp_path / onnx.name).symlink_to(onnx)  # model without its .json
+    with pytest.raises(BabelfishError, match="config not found"):
+        PiperTTS(tmp_path / onnx.name)
+    assert PiperTTS(onnx).sample_rate == 22050  # the .onnx path works as well as the folder
+
+
+def test_whisper_understands_it(tts, whisper_tiny_dir):
+    from faster_whisper import WhisperModel
+
+    audio = np.concatenate(
+        [np.concatenate([a, np.zeros(tts.sample_rate // 4, np.int16)]) for a in tts.synthesize(TEXT)]
+    )
+    audio16k = soxr.resample(audio.astype(np.float32) / 32768, tts.sample_rate, 16000)
+    model = WhisperModel(str(whisper_tiny_dir), device="cpu", compute_type="int8", cpu_threads=1)
+    segments, _ = model.transcribe(audio16k, language="en", beam_size=1)
+    text = " ".join(s.text for s in segments).lower()
+    assert "station" in text and "coffee" in text, text
