@@ -1,0 +1,181 @@
+"""Speech recognition engines on the real models and real (synthesized) speech."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from babelfish import BabelfishError
+from babelfish.engines import SAMPLE_RATE
+from babelfish.engines.asr_vosk import VoskASR
+from babelfish.engines.asr_whisper import WhisperASR, strip_repetition
+from speech import espeak, piper_speak
+
+SPANISH = "Buenos días. ¿Dónde está la estación? Quiero un café, por favor."
+KOREAN = "안녕하세요. 역이 어디에 있습니까?"
+
+
+def _pcm(path) -> np.ndarray:
+    audio, sr = sf.read(path, dtype="int16")
+    assert sr == SAMPLE_RATE
+    return audio
+
+
+def _hangul(text: str) -> bool:
+    return any("\uac00" <= c <= "\ud7a3" for c in text)
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory):
+    return tmp_path_factory.mktemp("asr_speech")
+
+
+@pytest.fixture(scope="module")
+def spanish(wavs) -> np.ndarray:
+    return _pcm(espeak(SPANISH, "es", wavs / "es.wav"))
+
+
+@pytest.fixture(scope="module")
+def whisper_base(whisper_base_dir) -> WhisperASR:
+    return WhisperASR(whisper_base_dir, language=None, task="translate")
+
+
+@pytest.fixture(scope="module")
+def vosk_ko(vosk_ko_dir) -> VoskASR:
+    return VoskASR(vosk_ko_dir, partial_interval_ms=200, language="ko")
+
+
+# -- Whisper -------------------------------------------------------------------------------
+
+def test_whisper_base_translates_spanish_speech(whisper_base, spanish):
+    for i in range(0, len(spanish), 4000):  # fed in pieces, as the pipeline does
+        assert whisper_base.accept(spanish[i:i + 4000]) is None
+    result = whisper_base.finish()
+    stats = whisper_base.last_stats
+    print(f"\nwhisper base translate: {result.text!r} {stats}")
+    low = result.text.lower()
+    assert all(w in low for w in ("morning", "station", "coffee")), result.text
+    assert result.language == "en"
+    assert stats["source_language"] == "es"  # detected
+    assert result.audio_s == pytest.approx(len(spanish) / SAMPLE_RATE)
+    assert 0 < stats["tokens"] < 40 and stats["decode_ms"] > 0 and not stats["truncated"]
+    # finish() reset the buffer: nothing is left for the next utterance
+    assert whisper_base.finish().text == ""
+
+
+def test_whisper_max_new_tokens_bounds_the_decode(whisper_base, spanish):
+    whisper_base.set_params(max_new_tokens=5)
+    try:
+        whisper_base.accept(spanish)
+        result = whisper_base.finish()
+    finally:
+        whisper_base.set_params(max_new_tokens=96)
+    stats = whisper_base.last_stats
+    print(f"\nmax_new_tokens=5: {result.text!r} {stats}")
+    assert 0 < stats["tokens"] <= 5 and stats["truncated"]
+    assert 0 < len(result.text.split()) <= 5 and "coffee" not in result.text.lower()
+
+
+def test_whisper_silence_and_tiny_audio_give_empty_text(whisper_base, spanish):
+    whisper_base.accept(np.zeros(2 * SAMPLE_RATE, np.int16))
+    assert whisper_base.finish().text == ""
+    whisper_base.accept(spanish[SAMPLE_RATE:SAMPLE_RATE + SAMPLE_RATE // 20])  # 50 ms of speech
+    r = whisper_base.finish()
+    assert r.text == "" and r.audio_s == pytest.approx(0.05)
+    assert whisper_base.finish().text == ""  # nothing fed at all
+    # quiet noise goes through the model (no silence shortcut): the no-speech gate keeps it short
+    noise = (np.random.default_rng(0).standard_normal(2 * SAMPLE_RATE) * 300).astype(np.int16)
+    whisper_base.accept(noise)
+    r = whisper_base.finish()
+    print(f"\nnoise: {r.text!r} {whisper_base.last_stats}")
+    assert whisper_base.last_stats["decode_ms"] > 0
+    assert len(r.text) <= 20
+
+
+def test_whisper_repetitive_speech_stays_bounded(whisper_base, wavs):
+    # a word said 16 times: Whisper base loops on this one ("CCCC..." up to the token limit)
+    pcm = _pcm(espeak(" ".join(["sí"] * 16), "es", wavs / "si.wav"))
+    whisper_base.accept(pcm)
+    result = whisper_base.finish()
+    stats = whisper_base.last_stats
+    print(f"\nrepetitive: {result.text!r} {stats}")
+    # no_repeat_ngram_size stops the loop after a few tokens (without it: 50+ tokens, 2x the time)
+    assert stats["tokens"] < 25
+    assert len(result.text) <= 60
+    assert strip_repetition(result.text) == result.text
+
+
+def test_whisper_tiny_en_transcribes_english(whisper_tiny_dir, piper_voice_dir, wavs):
+    pcm = _pcm(piper_speak("Where is the train station?", piper_voice_dir, wavs / "en.wav"))
+    asr = WhisperASR(whisper_tiny_dir, language=None, task="translate")  # English-only: transcribes
+    assert asr.task == "transcribe" and asr.language == "en"
+    asr.accept(pcm)
+    result = asr.finish()
+    print(f"\nwhisper tiny.en: {result.text!r} {asr.last_stats}")
+    assert "station" in result.text.lower()
+    assert result.language == "en"
+    with pytest.raises(BabelfishError, match="English-only"):
+        WhisperASR(whisper_tiny_dir, language="es", task="transcribe")
+
+
+def test_whisper_bad_input(tmp_path, whisper_base):
+    (tmp_path / "model.bin").write_bytes(b"")
+    with pytest.raises(BabelfishError, match="not a ctranslate2 Whisper model"):
+        WhisperASR(tmp_path, language=None)
+    with pytest.raises(BabelfishError, match="does not exist"):
+        WhisperASR(tmp_path / "nope", language=None)
+    with pytest.raises(BabelfishError, match="task"):
+        WhisperASR(tmp_path, language=None, task="summarize")
+    with pytest.raises(BabelfishError):
+        whisper_base.set_params(max_new_tokens=0)
+    with pytest.raises(BabelfishError):
+        whisper_base.set_params(colour="blue")
+
+
+def test_strip_repetition():
+    assert strip_repetition("I want a coffee. I want a coffee. I want a coffee. I want a cof") == "I want a coffee."
+    assert strip_repetition("Hello. Thank you. Thank you. Thank you.") == "Hello. Thank you."
+    assert strip_repetition("ありがとうございますありがとうございますありがとうございます") == "ありがとうございます"
+    assert strip_repetition("Hi CCCCCCCCCCCCCCCC") == "Hi C"
+    for keep in ("Good morning. Where is the station?", "no, no, no", "thank you, thank you",
+                 "thank you thank you thank you goodbye", "Mississippi", ""):
+        assert strip_repetition(keep) == keep
+
+
+# -- Vosk ----------------------------------------------------------------------------------
+
+def test_vosk_korean_streams_partials_and_final_text(vosk_ko, wavs):
+    pcm = _pcm(espeak(KOREAN, "ko", wavs / "ko.wav"))
+    chunk = SAMPLE_RATE // 50  # 20 ms
+    partials = []
+    for i in range(0, len(pcm), chunk):
+        p = vosk_ko.accept(pcm[i:i + chunk])
+        if p is not None:
+            partials.append((i + chunk, p))
+    result = vosk_ko.finish()
+    print(f"\nvosk partials: {[p for _, p in partials]}\nvosk final: {result.text!r} {vosk_ko.last_stats}")
+    assert partials and all(p for _, p in partials)
+    texts = [p for _, p in partials]
+    assert all(a != b for a, b in zip(texts, texts[1:]))  # only changes are reported
+    gaps = np.diff([n for n, _ in partials])
+    assert (gaps >= SAMPLE_RATE * 0.2).all()  # at most one every partial_interval_ms of audio
+    assert result.text and _hangul(result.text)
+    assert result.language == "ko"
+    assert result.audio_s == pytest.approx(len(pcm) / SAMPLE_RATE)
+    # the recognizer was reset: the next utterance starts from nothing
+    vosk_ko.accept(pcm[: SAMPLE_RATE // 2])
+    vosk_ko.reset()
+    empty = vosk_ko.finish()
+    assert empty.text == "" and empty.audio_s == 0
+
+
+def test_vosk_rejects_a_folder_that_is_not_a_model(tmp_path):
+    (tmp_path / "README").write_text("not a model")
+    with pytest.raises(BabelfishError, match="not a vosk model"):
+        VoskASR(tmp_path)
+    (tmp_path / "am").mkdir()
+    (tmp_path / "am" / "final.mdl").write_bytes(b"x")
+    with pytest.raises(BabelfishError, match="conf/mfcc.conf"):
+        VoskASR(tmp_path)
+    with pytest.raises(BabelfishError, match="does not exist"):
+        VoskASR(tmp_path / "nope")
