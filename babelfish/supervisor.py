@@ -233,12 +233,17 @@ class Supervisor:
             err = UsageError if msg.usage else BabelfishError
             self.fatal = err(msg.message)
         elif isinstance(msg, Segmented):
-            self.utts[msg.utt] = UttState(msg.utt, msg.start_s, msg.end_s, msg.reason,
-                                          furthest={"capture": "segmented"})
+            u = self.utts.get(msg.utt)  # may exist already: a stage reported on it first
+            if u is None or u.rerun:
+                u = self.utts[msg.utt] = UttState(msg.utt, msg.start_s, msg.end_s, msg.reason)
+            u.start_s, u.end_s, u.reason = msg.start_s, msg.end_s, msg.reason
+            u.furthest.setdefault("capture", "segmented")
             if msg.reason == "queue_full":
                 self.utts[msg.utt].lost = "input queue full: the pipeline was behind"
         elif isinstance(msg, Progress):
             u = self.utts.get(msg.utt)
+            if u is None:
+                u = self.utts[msg.utt] = UttState(msg.utt, 0.0, 0.0, "")
             if u:
                 u.furthest[msg.stage] = msg.event
                 if msg.event == "incomplete":
@@ -344,6 +349,16 @@ class Supervisor:
         elif cmd == "stop":
             self.stop_requested = "stopped by `babelfish stop`"
             reply = {"ok": True}
+        elif cmd == "set" and req.get("stage") in self.stages and isinstance(req.get("params"), dict):
+            try:  # run-time tuning of one stage (also how tests slow a stage down and back)
+                params = {str(k): float(v) for k, v in req["params"].items()}
+            except (TypeError, ValueError):
+                params = None
+            if params is None:
+                reply = {"ok": False, "error": "params must be numbers"}
+            else:
+                self._send(req["stage"], SetParams(params=params))
+                reply = {"ok": True}
         else:
             reply = {"ok": False, "error": "unknown command"}
         self.control.send(json.dumps(reply).encode())

@@ -34,9 +34,10 @@ class ASRStage(Stage):
                 if self.current is not None:  # the previous utterance never got its end
                     self.engine.reset()
                     self.counters["abandoned"] += 1
-                    self.inflight.discard(self.current)
+                    self.release(self.current)
                 self.current = msg.utt
-                self.inflight.add(msg.utt)
+                self.first_pos = msg.pos
+                self.hold(msg.utt)
             self.audio_s += len(pcm) / SAMPLE_RATE
             partial = self.engine.accept(pcm)
             if partial:
@@ -45,9 +46,15 @@ class ASRStage(Stage):
                 self.send(out)
         elif isinstance(msg, UtteranceEnd):
             self.debug_delay()
-            if msg.utt != self.current:  # its audio never reached us (e.g. we were restarted)
+            if msg.utt != self.current or self.first_pos > round(msg.start_s * SAMPLE_RATE):
+                # its audio (or its beginning) never reached us: we were restarted mid-utterance.
+                # Decoding half an utterance would translate the wrong thing: ask for a re-run.
                 self.engine.reset()
-                self.counters["no_audio"] += 1
+                self.counters["incomplete"] += 1
+                self.progress(msg.utt, "incomplete")
+                self.release(msg.utt)
+                self.current = None
+                return
             stamps = list(msg.stamps)
             stamps_recv = time.monotonic_ns()
             result = self.engine.finish()
@@ -57,7 +64,7 @@ class ASRStage(Stage):
             out.stamp(self.name, "final")
             self.send(out)
             self.progress(msg.utt, "final")
-            self.inflight.discard(msg.utt)
+            self.release(msg.utt)
             self.current = None
         else:
             self.counters["unexpected"] += 1

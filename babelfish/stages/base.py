@@ -129,6 +129,15 @@ class Stage:
         except zmq.Again:
             self.counters["dropped_reports"] += 1
 
+    def hold(self, utt: str) -> None:
+        """This stage now holds `utt`: tell the supervisor at once (it re-runs what a dead stage held)."""
+        if utt not in self.inflight:
+            self.inflight.add(utt)
+            self.heartbeat()
+
+    def release(self, utt: str) -> None:
+        self.inflight.discard(utt)
+
     def progress(self, utt: str, event: str) -> None:
         self.report(Progress(utt=utt, stage=self.name, event=event))
 

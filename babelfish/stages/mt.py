@@ -27,7 +27,7 @@ class MTStage(Stage):
         if not msg.final:
             self.counters["partials_seen"] += 1
             return
-        self.inflight.add(msg.utt)
+        self.hold(msg.utt)
         self.debug_delay()
         sentences = split_sentences(msg.text) or [""]
         base = list(msg.stamps)
@@ -43,7 +43,7 @@ class MTStage(Stage):
                 out.stamp(self.name, "done")
             self.send(out)
         self.progress(msg.utt, "done")
-        self.inflight.discard(msg.utt)
+        self.release(msg.utt)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ class PlaybackStage(Stage):
             return
         u = self.utts.setdefault(msg.utt, _Utt(source_text=msg.source_text, start_s=msg.start_s,
                                                end_s=msg.end_s))
-        self.inflight.add(msg.utt)
+        self.hold(msg.utt)
         for s in msg.stamps:
             u.stamps.setdefault((s.stage, s.event), s)
         if msg.text:
@@ -98,7 +98,7 @@ class PlaybackStage(Stage):
                 start_s=u.start_s, end_s=u.end_s, audio_s=u.audio_s, dropped=u.dropped,
                 stamps=sorted(u.stamps.values(), key=lambda s: s.ns)))
             del self.utts[msg.utt]
-            self.inflight.discard(msg.utt)
+            self.release(msg.utt)
 
     def finish(self) -> None:
         if self.sink is None and self.run_info.output:

