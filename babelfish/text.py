@@ -1,0 +1,198 @@
+"""Sentence splitting for the translation and speech-synthesis stages.
+
+`split_sentences(text)` splits a finished text; `SentenceSplitter` does the same on text that
+arrives in pieces (partial speech-recognition output), handing out each sentence as soon as its end
+is certain. Both give the same sentences for the same text, however it is cut into pieces.
+
+Rules:
+- A sentence ends after a run of stops (``.``, ``!``, ``?``, ``…``, ``...``, ``?!``) followed by
+  white space, or after an East Asian full stop (``。！？``) even without a space. Closing quotes and
+  brackets right after the stop stay with the sentence.
+- No split inside numbers ("3.5"), after titles and fixed abbreviations ("Mr.", "Dr.", "e.g.",
+  "i.e.", "vs."), after single capital initials ("J. Smith"), before a word that starts in lower
+  case ("etc. and more", "5 p.m. today"), or after "No." before a number.
+- Control characters are removed (line breaks and tabs count as spaces), runs of white space
+  become one space, and pieces with no letter or digit ("...", "!!") are dropped.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+__all__ = ["clean_text", "split_sentences", "SentenceSplitter"]
+
+# Stops that end a sentence only when white space follows.
+_WESTERN_STOPS = frozenset(".!?…‼⁇⁈⁉")
+# Stops that end a sentence by themselves (Chinese, Japanese; also used in Korean text).
+_CJK_STOPS = frozenset("。！？｡．")
+_STOPS = _WESTERN_STOPS | _CJK_STOPS
+# Characters that may follow a stop and still belong to its sentence.
+_CLOSERS = frozenset("\"'”’»›)]}」』】》〉）］｝〕")
+# Characters that may open the next sentence before its first letter.
+_OPENERS = frozenset("\"'“‘«‹([{「『【《〈（［｛〔¿¡")
+
+# Words (lower case, without the final period) after which a period never ends a sentence:
+# titles that are always followed by a name, and abbreviations that are always followed by more.
+_NEVER_SPLIT_AFTER = frozenset(
+    {
+        "mr", "mrs", "ms", "mx", "dr", "prof", "sr", "sra", "srta", "jr", "st", "mt", "ft",
+        "gen", "col", "lt", "sgt", "capt", "cmdr", "rev", "hon", "gov", "sen", "rep", "pres",
+        "messrs", "mme", "mlle", "hr", "fr", "dra", "sig", "vs", "e.g", "i.e", "cf", "approx",
+        "fig", "figs", "ca", "z.b", "d.h", "u.a", "bzw", "incl", "dept", "est", "vol", "ch",
+    }
+)
+# Abbreviations that never end a sentence when a number follows ("No. 5", "p. 12").
+_BEFORE_NUMBER = frozenset({"no", "nos", "nr", "art", "p", "pp", "tel", "ref", "op"})
+
+_SPACE_CONTROLS = frozenset("\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029")
+_KEEP_FORMAT = frozenset("\u200c\u200d")  # zero-width (non-)joiners shape some scripts and emoji
+_WS_RUN = re.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """Drop control and invisible format characters; line breaks and tabs become spaces."""
+    out = []
+    for ch in text:
+        if ch in _SPACE_CONTROLS:
+            out.append(" ")
+            continue
+        cat = unicodedata.category(ch)
+        if cat == "Cc" or (cat == "Cf" and ch not in _KEEP_FORMAT):
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+def _has_word(sentence: str) -> bool:
+    return any(ch.isalnum() for ch in sentence)
+
+
+def _word_before(s: str, i: int, lo: int) -> str:
+    """The non-space token that ends at index i (exclusive) and starts at lo or later."""
+    start = i
+    while start > lo and not s[start - 1].isspace():
+        start -= 1
+    word = s[start:i]
+    while word and word[0] in _OPENERS:
+        word = word[1:]
+    return word
+
+
+def _ends_sentence(s: str, lo: int, stop_start: int, stop_end: int, first: str) -> bool:
+    """Does the Western stop run s[stop_start:stop_end] end a sentence?
+
+    `lo` is where the current sentence began, `first` the first character of the next word.
+    """
+    if first.islower():
+        return False  # "etc. and", "5 p.m. today", "Wow! she said" (caseless scripts never match)
+    if s[stop_start:stop_end] != ".":
+        return True
+    word = _word_before(s, stop_start, lo)
+    low = word.lower()
+    if low in _NEVER_SPLIT_AFTER:
+        return False
+    if low in _BEFORE_NUMBER and first.isdigit():
+        return False
+    if len(word) == 1 and word.isalpha() and word.isupper():
+        return False  # an initial: "J. Smith"
+    return True
+
+
+def _boundaries(s: str, final: bool) -> list[int]:
+    """End offsets (exclusive) of the sentences in s whose end is certain.
+
+    When `final` is False, stop at the first stop whose fate depends on text not seen yet.
+    """
+    ends: list[int] = []
+    n = len(s)
+    i = 0
+    while i < n:
+        if s[i] not in _STOPS:
+            i += 1
+            continue
+        j = i
+        while j < n and s[j] in _STOPS:
+            j += 1
+        k = j
+        while k < n and s[k] in _CLOSERS:
+            k += 1
+        if k == n:  # the text ends in the stop: more stops or closers may still come
+            if final:
+                ends.append(n)
+            break
+        if any(ch in _CJK_STOPS for ch in s[i:j]):
+            ends.append(k)
+        elif s[k].isspace():
+            m = k
+            while m < n and s[m].isspace():
+                m += 1
+            while m < n and s[m] in _OPENERS:
+                m += 1
+            if m == n:  # only white space (and opening quotes) after the stop so far
+                if final:
+                    ends.append(k)
+                break
+            if _ends_sentence(s, ends[-1] if ends else 0, i, j, s[m]):
+                ends.append(k)
+        # else: a stop inside a token ("3.5", "e.g", "U.S.A", "Yahoo!s") ends nothing
+        i = k
+    return ends
+
+
+def _tidy(piece: str) -> str:
+    return _WS_RUN.sub(" ", piece).strip()
+
+
+class SentenceSplitter:
+    """Split text that arrives in pieces into sentences.
+
+    `feed(piece)` returns the sentences completed so far (possibly none); `flush()` returns what is
+    left and resets the splitter for the next text.
+    """
+
+    def __init__(self) -> None:
+        self._buf = ""
+
+    @property
+    def pending(self) -> str:
+        """Text fed but not yet handed out as a sentence."""
+        return _tidy(self._buf)
+
+    def feed(self, text_piece: str) -> list[str]:
+        if not text_piece:
+            return []
+        self._buf += clean_text(text_piece)
+        return self._take(final=False)
+
+    def flush(self) -> list[str]:
+        out = self._take(final=True)
+        self._buf = ""
+        return out
+
+    def reset(self) -> None:
+        self._buf = ""
+
+    def _take(self, final: bool) -> list[str]:
+        ends = _boundaries(self._buf, final)
+        out: list[str] = []
+        start = 0
+        for end in ends:
+            sentence = _tidy(self._buf[start:end])
+            if _has_word(sentence):
+                out.append(sentence)
+            start = end
+        self._buf = self._buf[start:]
+        if final:
+            rest = _tidy(self._buf)
+            if _has_word(rest):
+                out.append(rest)
+            self._buf = ""
+        return out
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a finished text into sentences; empty or blank text gives []."""
+    if not text:
+        return []
+    splitter = SentenceSplitter()
+    return splitter.feed(text) + splitter.flush()
