@@ -47,6 +47,7 @@ class Asr(_Section):
     threads: int
     beam_size: int
     max_new_tokens: int
+    window_s: float
     partial_interval_ms: int
 
 

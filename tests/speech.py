@@ -10,12 +10,13 @@ import soundfile as sf
 import soxr
 
 
-def espeak(text: str, lang: str, path: Path, rate: int = 16000, pad_s: float = 0.5) -> Path:
+def espeak(text: str, lang: str, path: Path, rate: int = 16000, pad_s: float = 0.5,
+           speed: int = 120) -> Path:
     """Speak `text` in `lang` with espeak-ng into a mono 16-bit WAV at `rate`, with silence around it."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed (Debian package espeak-ng)")
     raw = path.with_suffix(".espeak.wav")
-    subprocess.run(["espeak-ng", "-v", lang, "-s", "150", "-w", str(raw), text], check=True)
+    subprocess.run(["espeak-ng", "-v", lang, "-s", str(speed), "-w", str(raw), text], check=True)
     audio, sr = sf.read(raw, dtype="float32")
     raw.unlink()
     return _write(audio, sr, path, rate, pad_s)

@@ -75,7 +75,7 @@ def test_spanish_recording_to_english_speech(tmp_path, models_dir, whisper_tiny_
         assert 0 < lat < 30000
         assert set(u["stages"]) == {"vad", "asr", "tts", "playback"}
         assert abs(sum(u["stages"].values()) - lat) < 1.0  # stage times add up to the e2e latency
-        assert 0 <= u["speech_start_s"] < u["speech_end_s"] <= 13.4
+        assert 0 <= u["speech_start_s"] < u["speech_end_s"] <= sf.info(SAMPLE).duration
     s = rep["summary"]
     assert s["utterances"] == len(utts)
     assert s["e2e_p50_ms"] <= s["e2e_p95_ms"]

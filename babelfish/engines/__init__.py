@@ -74,7 +74,8 @@ def make_asr(cfg, models_dir):
     task = "translate" if asr_output_language(cfg) != cfg.pipeline.source_lang else "transcribe"
     return WhisperASR(path, language=cfg.pipeline.source_lang or None, task=task,
                       compute_type=cfg.asr.compute_type, threads=cfg.asr.threads,
-                      beam_size=cfg.asr.beam_size, max_new_tokens=cfg.asr.max_new_tokens)
+                      beam_size=cfg.asr.beam_size, max_new_tokens=cfg.asr.max_new_tokens,
+                      window_s=cfg.asr.window_s)
 
 
 def make_translator(cfg, models_dir):

@@ -11,7 +11,7 @@ language=None its language detection runs the encoder a second time (about +0.5 
 for base on 2 cores), so give the source language whenever it is known.
 
 Whisper can loop (the same phrase over and over, 10x the decode time), so the decode is bounded:
-`max_new_tokens` caps the tokens per 30 s window, `no_repeat_ngram_size` (8) forbids a long n-gram
+`max_new_tokens` caps the tokens per utterance, `no_repeat_ngram_size` (8) forbids a long n-gram
 from coming back, the compression-ratio check falls back to one sampled decode (best_of=1) at most,
 and as a last guard a phrase repeated at the end of the text is cut down to one copy.
 `repetition_penalty` stays 1.0 by default: it penalizes every recurring token ("the", ".") and
@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,15 @@ log = logging.getLogger(__name__)
 MIN_AUDIO_S = 0.1  # shorter utterances are not decoded
 SILENCE_PEAK = 1e-3  # peak |x| (full scale 1.0) below which audio is digital silence: about -60 dBFS
 MAX_LENGTH = 448  # Whisper's decoder length, prompt included
+N_FRAMES = 3000  # Whisper's 30 s input window, in 10 ms feature frames
+COMPRESSION_RATIO = 2.4  # a text that compresses better than this is looping: fall back
+LOGPROB_FLOOR = -1.0  # average log-probability below this: fall back (or no speech)
+NO_SPEECH_PROB = 0.6
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
 PROMPT_TOKENS = 4  # <|startoftranscript|><|lang|><|task|><|notimestamps|>
 TASKS = ("translate", "transcribe")
 
@@ -56,6 +66,7 @@ class WhisperASR:
         temperatures: tuple[float, ...] = (0.0, 0.4),
         no_repeat_ngram_size: int = 8,
         repetition_penalty: float = 1.0,
+        window_s: float = 10.0,
     ):
         model_dir = Path(model_dir)
         if task not in TASKS:
@@ -98,6 +109,14 @@ class WhisperASR:
             language, task = "en", "transcribe"
         self.language = language
         self.task = task
+        from faster_whisper.tokenizer import Tokenizer
+
+        # the encoder's input window; longer utterances get a window of their own length
+        self.detected_language = ""
+        self.window_frames = min(N_FRAMES, max(100, int(window_s * 100)))
+        self._tokenizer = Tokenizer(self._model.hf_tokenizer, self.multilingual, task=task,
+                                    language=language or "en")
+        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
 
         self.beam_size = 1
         self.max_new_tokens = 96
@@ -178,48 +197,74 @@ class WhisperASR:
             return ASRResult(text="", language=out_lang, audio_s=audio_s)
 
         t0 = time.perf_counter()
-        segments, info = self._model.transcribe(
-            audio,
-            language=self.language,
-            task=self.task,
-            beam_size=self.beam_size,
-            best_of=1,
-            temperature=list(self.temperatures),
-            compression_ratio_threshold=2.4,
-            log_prob_threshold=-1.0,
-            no_speech_threshold=0.6,
-            condition_on_previous_text=False,
-            without_timestamps=True,
-            vad_filter=False,
-            max_new_tokens=self.max_new_tokens,
-            no_repeat_ngram_size=self.no_repeat_ngram_size,
-            repetition_penalty=self.repetition_penalty,
-        )
-        texts, tokens, truncated = [], 0, False
-        for seg in segments:  # a generator: the decode happens here
-            texts.append(seg.text.strip())
-            tokens += len(seg.tokens)
-            # the decoder stops one short of max_new_tokens (the end token takes the last place)
-            truncated |= len(seg.tokens) >= self.max_new_tokens - 1
+        raw, tokens, truncated, no_speech = self._generate(audio)
         decode_s = time.perf_counter() - t0
 
-        raw = " ".join(t for t in texts if t)
-        text = strip_repetition(raw)
-        if self.task == "transcribe" and self.language is None:
-            out_lang = info.language
+        text = "" if no_speech else strip_repetition(raw)
+        if self.language is None:
+            stats["source_language"] = self.detected_language
+            if self.task == "transcribe":
+                out_lang = self.detected_language
         stats.update(
             decode_ms=decode_s * 1000, tokens=tokens, rtf=decode_s / audio_s,
-            source_language=info.language, truncated=truncated, repetition_cut=text != raw,
+            truncated=truncated, repetition_cut=text != raw and not no_speech, no_speech=no_speech,
         )
         if truncated:
             log.warning("whisper: decode hit max_new_tokens=%d", self.max_new_tokens)
-        if text != raw:
+        if stats["repetition_cut"]:
             log.warning("whisper: cut a repeated phrase: %r -> %r", raw, text)
         log.debug(
-            "whisper: %.2f s audio -> %d tokens in %.0f ms (rtf %.2f, source %s): %r",
-            audio_s, tokens, decode_s * 1000, stats["rtf"], info.language, text,
+            "whisper: %.2f s audio -> %d tokens in %.0f ms (rtf %.2f): %r",
+            audio_s, tokens, decode_s * 1000, stats["rtf"], text,
         )
         return ASRResult(text=text, language=out_lang, audio_s=audio_s)
+
+
+    def _generate(self, audio: np.ndarray) -> tuple[str, int, bool, bool]:
+        """Encode once, in a window of `window_s` (not Whisper's fixed 30 s: the encoder's cost
+        grows faster than linearly with its input, and an utterance is rarely over 10 s), then
+        decode with a temperature fallback on compression ratio / log-probability.
+        Returns (text, tokens, truncated, no_speech)."""
+        import ctranslate2
+        from faster_whisper.audio import pad_or_trim
+
+        feats = self._model.feature_extractor(audio)  # (80, frames), 100 frames a second
+        frames = feats.shape[-1]
+        window = min(N_FRAMES, max(self.window_frames, (frames // 100 + 1) * 100))
+        feats = np.ascontiguousarray(pad_or_trim(feats, window)[None], dtype=np.float32)
+        encoded = self._model.model.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
+        prompt = self._prompt
+        if self.language is None and self.multilingual:  # detect it from this utterance
+            lang_token = self._model.model.detect_language(encoded)[0][0][0]  # e.g. "<|es|>"
+            self.detected_language = lang_token[2:-2]
+            prompt = [prompt[0], self._tokenizer.tokenizer.token_to_id(lang_token), *prompt[2:]]
+        results = []  # (acceptable, avg_logprob, text, tokens, no_speech)
+        for i, temperature in enumerate(self.temperatures):
+            if temperature == 0:
+                opts = dict(beam_size=self.beam_size)
+            else:  # a sampled retry; seeded so that a replay gives the same result every time
+                ctranslate2.set_random_seed(i)
+                opts = dict(beam_size=1, sampling_topk=0, sampling_temperature=temperature)
+            r = self._model.model.generate(
+                encoded, [prompt], max_length=min(MAX_LENGTH, len(prompt) + self.max_new_tokens),
+                return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+                suppress_tokens=[-1], no_repeat_ngram_size=self.no_repeat_ngram_size,
+                repetition_penalty=self.repetition_penalty, **opts)[0]
+            ids = [t for t in r.sequences_ids[0] if t < self._tokenizer.eot]
+            n = len(ids)
+            text = self._tokenizer.decode(ids).strip()
+            avg_logprob = r.scores[0] * n / (n + 1) if n else r.scores[0]
+            no_speech = r.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_FLOOR
+            looping = _compression_ratio(text) > COMPRESSION_RATIO
+            results.append((not looping, avg_logprob, text, n, no_speech))
+            if no_speech or (not looping and avg_logprob >= LOGPROB_FLOOR):
+                break
+            if i + 1 < len(self.temperatures):
+                log.debug("whisper: fallback to temperature %.1f (%r)", self.temperatures[i + 1], text)
+        # all failed: the best one that does not loop, by average log-probability (as faster-whisper)
+        _, _, text, n, no_speech = max(results, key=lambda r: (r[0], r[1]))
+        truncated = n >= self.max_new_tokens - 1
+        return text, n, truncated, no_speech
 
 
 def _check_model_dir(model_dir: Path) -> None:
