@@ -59,11 +59,26 @@ class TTSEngine(Protocol):
 
 # ---- factories: the config picks the engine; each engine module is imported only when used ----
 
+def pick_model(kind: str, name: str, models_dir, lang: str, target: str | None = None):
+    """The configured model (a manifest name or a path), or when none is set the best known one
+    for the language (pair), preferring installed ones."""
+    from babelfish import UsageError
+    from babelfish.models import find_model, resolve
+
+    if not name:
+        entry = find_model(kind, lang, target, models_dir=models_dir)
+        if entry is None:
+            pair = f"{lang} -> {target}" if target else lang
+            raise UsageError(f"no {kind} model known for {pair}: set one in the config "
+                             "(see `babelfish models list`)")
+        name = entry.name
+    return resolve(name, models_dir)
+
+
 def make_asr(cfg, models_dir):
     from babelfish.addresses import asr_output_language
-    from babelfish.models import resolve
 
-    path = resolve(cfg.asr.model, models_dir)
+    path = pick_model(f"asr-{cfg.asr.engine}", cfg.asr.model, models_dir, cfg.pipeline.source_lang)
     if cfg.asr.engine == "vosk":
         from babelfish.engines.asr_vosk import VoskASR
 
@@ -79,26 +94,17 @@ def make_asr(cfg, models_dir):
 
 
 def make_translator(cfg, models_dir):
-    from babelfish import UsageError
     from babelfish.engines.mt_ctranslate2 import CT2Translator
-    from babelfish.models import find_model, resolve
 
-    name = cfg.mt.model
-    if not name:
-        src, tgt = cfg.pipeline.source_lang, cfg.pipeline.target_lang
-        entry = find_model("mt-ctranslate2", src, tgt)
-        if entry is None:
-            raise UsageError(f"no translation model known for {src} -> {tgt}: set mt.model to a "
-                             "ctranslate2 model folder (see `babelfish models list`)")
-        name = entry.name
-    return CT2Translator(resolve(name, models_dir), compute_type=cfg.mt.compute_type,
-                         threads=cfg.mt.threads, beam_size=cfg.mt.beam_size,
-                         max_decoding_length=cfg.mt.max_decoding_length)
+    path = pick_model("mt-ctranslate2", cfg.mt.model, models_dir, cfg.pipeline.source_lang,
+                      cfg.pipeline.target_lang)
+    return CT2Translator(path, compute_type=cfg.mt.compute_type, threads=cfg.mt.threads,
+                         beam_size=cfg.mt.beam_size, max_decoding_length=cfg.mt.max_decoding_length)
 
 
 def make_tts(cfg, models_dir):
     from babelfish.engines.tts_piper import PiperTTS
-    from babelfish.models import resolve
 
-    return PiperTTS(resolve(cfg.tts.voice, models_dir), length_scale=cfg.tts.length_scale or None,
+    voice = pick_model("tts-piper", cfg.tts.voice, models_dir, cfg.pipeline.target_lang)
+    return PiperTTS(voice, length_scale=cfg.tts.length_scale or None,
                     threads=cfg.tts.threads)
