@@ -37,6 +37,8 @@ class Vad(_Section):
     end_silence_ms: int
     pad_ms: int
     max_utterance_s: float
+    long_after_s: float
+    long_end_silence_ms: int
 
 
 class Asr(_Section):

@@ -62,6 +62,8 @@ class Segmenter:
         end_silence_ms: int = 400,
         pad_ms: int = 200,
         max_utterance_s: float = 15.0,
+        long_after_s: float = 0.0,
+        long_end_silence_ms: int = 0,
         rate: int = SAMPLE_RATE,
     ):
         self.vad = vad
@@ -73,6 +75,11 @@ class Segmenter:
         self.end_frames = max(1, math.ceil(end_silence_ms / frame_ms - 1e-9))
         self.pad = int(round(pad_ms * rate / 1000))
         self.max_samples = int(round(max_utterance_s * rate))
+        # a long utterance is cut at a shorter pause, so that its translation can start before the
+        # speaker is done (0 = off)
+        self.long_after = int(round(long_after_s * rate))
+        self.long_end_frames = max(1, math.ceil(long_end_silence_ms / frame_ms - 1e-9)) \
+            if long_end_silence_ms > 0 and long_after_s > 0 else 0
         if self.max_samples < 2 * n:
             raise ValueError("Segmenter: max_utterance_s is shorter than two VAD frames")
         # counters
@@ -166,6 +173,9 @@ class Segmenter:
             self._silence_run += 1
             if self._silence_run >= self.end_frames:
                 return events + self._close("silence")
+            if self.long_end_frames and self._silence_run >= self.long_end_frames \
+                    and self._speech_end - self._speech_start >= self.long_after:
+                return events + self._close("pause")
         if pos + 2 * n - self._start > self.max_samples:  # another frame would exceed it
             events += self._close("max_length")
         return events

@@ -252,3 +252,24 @@ def test_click_does_not_open(make):
     assert _utterances(_run(seg, x, 320)) == []
     with pytest.raises(TypeError):
         seg.feed(np.zeros(320, np.float32), 0)
+
+
+def _segments(seg: Segmenter, x: np.ndarray, chunk: int = 320) -> list[SpeechEnd]:
+    ends = []
+    for i in range(0, len(x), chunk):
+        ends += [e for e in seg.feed(x[i:i + chunk], i) if isinstance(e, SpeechEnd)]
+    return ends + [e for e in seg.flush() if isinstance(e, SpeechEnd)]
+
+
+def test_long_speech_is_cut_at_a_short_pause(tmp_path):
+    a, b = _speech(SENTENCE_A, tmp_path / "a.wav"), _speech(SENTENCE_B, tmp_path / "b.wav")
+    pause = np.zeros(0, np.int16)  # espeak's own trailing and leading silence: about 0.5 s
+    x = np.concatenate([np.zeros(LEAD, np.int16), a, pause, b, np.zeros(LEAD, np.int16)])
+    plain = _segments(Segmenter(WebRtcVAD(2), end_silence_ms=700), x)
+    assert len(plain) == 1  # a short pause does not end an utterance ...
+    cut = _segments(Segmenter(WebRtcVAD(2), end_silence_ms=700, long_after_s=1.5,
+                              long_end_silence_ms=160), x)
+    # ... unless the speech is already long (then its end, too, needs only the short pause)
+    assert [e.reason for e in cut] == ["pause", "pause"]
+    split = LEAD + len(a)
+    assert abs(cut[0].end_pos - split) < 0.2 * RATE

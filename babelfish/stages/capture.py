@@ -63,7 +63,8 @@ class CaptureStage(Stage):
         v = self.cfg.vad
         self.segmenter = Segmenter(self.vad, start_ms=v.start_ms, end_silence_ms=v.end_silence_ms,
                                    pad_ms=v.pad_ms, max_utterance_s=v.max_utterance_s,
-                                   rate=SAMPLE_RATE)
+                                   long_after_s=v.long_after_s,
+                                   long_end_silence_ms=v.long_end_silence_ms, rate=SAMPLE_RATE)
         self.source = FileSource(self.run_info.input, self.frame)
         self.frames = self.source.frames()
         self.pos = 0
