@@ -5,7 +5,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from babelfish import BabelfishError, UsageError, __version__
@@ -56,6 +58,19 @@ def _print_summary(s, out: str | None, report: str | None) -> None:
         print(f"report: {report}")
 
 
+def _overrides(args) -> dict:
+    over: dict = {"pipeline": {}, "audio": {}}
+    if getattr(args, "source_lang", None):
+        over["pipeline"]["source_lang"] = args.source_lang
+    if getattr(args, "target_lang", None):
+        over["pipeline"]["target_lang"] = args.target_lang
+    if getattr(args, "input_device", None) is not None:
+        over["audio"]["input_device"] = args.input_device
+    if getattr(args, "output_device", None) is not None:
+        over["audio"]["output_device"] = args.output_device
+    return over
+
+
 def cmd_replay(args) -> int:
     from babelfish.audio import probe_wav
     from babelfish.config import load_config
@@ -63,12 +78,7 @@ def cmd_replay(args) -> int:
     from babelfish.stages.base import RunInfo
     from babelfish.supervisor import Supervisor, install_signal_handlers
 
-    overrides: dict = {"pipeline": {}}
-    if args.source_lang:
-        overrides["pipeline"]["source_lang"] = args.source_lang
-    if args.target_lang:
-        overrides["pipeline"]["target_lang"] = args.target_lang
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, _overrides(args))
     info = probe_wav(args.input)  # a bad input is a one-line error before anything starts
     out = Path(args.out or f"{Path(args.input).stem}.{cfg.pipeline.target_lang}.wav")
     if out.exists() and out.is_dir():
@@ -95,6 +105,52 @@ def cmd_replay(args) -> int:
         print(f"babelfish: {sup.stop_requested}", file=sys.stderr)
         return 130
     return 0
+
+
+def _print_live(u) -> None:
+    lat = u.latency_ms.get("end_of_speech_to_heard", u.latency_ms.get("end_of_speech_to_first_audio"))
+    src = f"{u.source_text}  ->  " if u.source_text else ""
+    print(f"[{time.strftime('%H:%M:%S')}] {src}{u.translated_text}   ({_fmt_ms(lat)})", flush=True)
+
+
+def cmd_live(args) -> int:
+    """`babelfish run` (foreground, subtitles on stdout) and `babelfish daemon` (for systemd:
+    logs to stderr, stopped by `babelfish stop` or SIGTERM)."""
+    from babelfish import devices
+    from babelfish.config import load_config
+    from babelfish.stages.base import RunInfo
+    from babelfish.supervisor import Supervisor, install_signal_handlers
+
+    daemon = args.command == "daemon"
+    if daemon and not args.debug:
+        logging.getLogger().setLevel(logging.INFO)
+    overrides = _overrides(args)
+    cfg = load_config(args.config, overrides)
+    # the devices are checked here, so that a wrong name is a one-line error before anything starts
+    devices.find_device(cfg.audio.input_device or None, "input")
+    devices.find_device(cfg.audio.output_device or None, "output")
+    sup = Supervisor(cfg, RunInfo(mode="live", pace="realtime"), debug=args.debug,
+                     on_utterance=(lambda u: log.info("utterance %s: %r -> %r %s", u.id,
+                                                      u.source_text, u.translated_text,
+                                                      u.latency_ms)) if daemon else _print_live,
+                     on_event=lambda s: log.warning("%s", s) if not daemon else log.info("%s", s))
+    sup.config_path, sup.overrides = args.config, overrides
+    install_signal_handlers(sup)
+    if not daemon:
+        print(f"listening ({cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}); "
+              "Ctrl-C to stop", flush=True)
+    sup.run()
+    if sup.fatal is not None:
+        raise sup.fatal
+    return 0
+
+
+def cmd_devices(args) -> int:
+    from babelfish import devices
+
+    found = devices.list_devices()
+    print(devices.format_devices(found))
+    return 0 if found else 1
 
 
 def _supervisors(cfg) -> list[Path]:
@@ -157,6 +213,25 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_command(args) -> int:
+    """mute / unmute / reload: sent to every running supervisor."""
+    from babelfish.config import load_config
+
+    runs = _supervisors(load_config(args.config))
+    if not runs:
+        print("babelfish is not running")
+        return 3
+    failed = False
+    for r in runs:
+        reply = _ask(r, args.command, timeout_ms=5000)
+        if not reply.get("ok"):
+            print(f"babelfish: error: {args.command}: {reply.get('error')}", file=sys.stderr)
+            failed = True
+    if not failed:
+        print(f"{args.command}: done")
+    return 1 if failed else 0
+
+
 def cmd_stop(args) -> int:
     from babelfish.config import load_config
 
@@ -167,6 +242,19 @@ def cmd_stop(args) -> int:
     for r in runs:
         _ask(r, "stop")
     print(f"asked {len(runs)} supervisor(s) to stop")
+    return 0
+
+
+def cmd_keys(args) -> int:
+    from babelfish.config import load_config
+    from babelfish.security import create_keys, keys_dir
+
+    directory = Path(args.dir) if args.dir else keys_dir(load_config(args.config))
+    files = create_keys(directory, force=args.force)
+    print(f"CURVE keys for the tcp transport in {directory} (mode 0700; secret keys 0600)")
+    print(f"  this install's server public key: {files['server']}")
+    print(f"  this install's client public key: {files['client']}")
+    print(f"  other clients' public keys go in {directory / 'allowed_clients'}")
     return 0
 
 
@@ -189,19 +277,54 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feed the file at wall-clock speed (as a microphone) or as fast as it goes")
     r.set_defaults(func=cmd_replay)
 
+    for name, text in (("run", "translate live, microphone to earphones, subtitles on stdout"),
+                       ("daemon", "run live in the background (for systemd): logs to stderr")):
+        d = sub.add_parser(name, help=text)
+        d.add_argument("--config", help="a TOML file; keys it does not set keep their defaults")
+        d.add_argument("--from", dest="source_lang", metavar="LANG", help="spoken language")
+        d.add_argument("--to", dest="target_lang", metavar="LANG", help="language to speak")
+        d.add_argument("--input-device", metavar="DEV", help="index or part of the name")
+        d.add_argument("--output-device", metavar="DEV", help="index or part of the name")
+        d.set_defaults(func=cmd_live)
+    sub.add_parser("devices", help="list audio devices").set_defaults(func=cmd_devices)
+
     for name, func, text in (("status", cmd_status, "show the running pipeline"),
-                             ("stop", cmd_stop, "stop the running pipeline")):
+                             ("stop", cmd_stop, "stop the running pipeline"),
+                             ("mute", cmd_command, "stop listening (push-to-talk style)"),
+                             ("unmute", cmd_command, "listen again"),
+                             ("reload", cmd_command, "re-read the config, keeping the audio devices")):
         s = sub.add_parser(name, help=text)
         s.add_argument("--config", help="a TOML file (for runtime_dir)")
         if name == "status":
             s.add_argument("--json", action="store_true")
         s.set_defaults(func=func)
 
+    k = sub.add_parser("keys", help="make the CURVE key pairs the tcp transport needs")
+    k.add_argument("--dir", metavar="DIR", help="where (default: security.keys_dir, "
+                                                "or ~/.config/babelfish/keys)")
+    k.add_argument("--config", help="a TOML file (for security.keys_dir)")
+    k.add_argument("--force", action="store_true", help="replace keys that already exist")
+    k.set_defaults(func=cmd_keys)
+
     models_cli.add_parser(sub)
     return p
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # until a supervisor takes SIGTERM over, it stops us as Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> int:
+    on_main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _terminate) if on_main else None
+    try:
+        return _main(argv)
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,

@@ -70,8 +70,18 @@ class Tts(_Section):
 
 
 class Playback(_Section):
-    sink: str
     gap_ms: int
+
+
+class Audio(_Section):
+    input_device: str
+    output_device: str
+    mode: str
+    echo_gate: str
+    echo_attenuate_db: float
+    echo_hold_ms: int
+    block_ms: int
+    input_queue_s: float
 
 
 class Budgets(_Section):
@@ -96,6 +106,11 @@ class Supervisor(_Section):
     drain_timeout_s: float
 
 
+class Security(_Section):
+    keys_dir: str
+    allowed_clients_dir: str
+
+
 class Debug(_Section):
     delay_ms: dict[str, int]
     crash_at_start: list[str]
@@ -108,8 +123,10 @@ class Config(_Section):
     mt: Mt
     tts: Tts
     playback: Playback
+    audio: Audio
     budgets: Budgets
     supervisor: Supervisor
+    security: Security
     debug: Debug
 
 
@@ -160,6 +177,8 @@ def _check(cfg: Config) -> None:
         "asr.task": (cfg.asr.task, ("translate", "transcribe")),
         "mt.engine": (cfg.mt.engine, ("ctranslate2",)),
         "tts.engine": (cfg.tts.engine, ("piper",)),
+        "audio.mode": (cfg.audio.mode, ("headset", "speaker")),
+        "audio.echo_gate": (cfg.audio.echo_gate, ("gate", "attenuate")),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

@@ -51,6 +51,9 @@ def latencies(stamps: list[Stamp]) -> dict[str, float]:
             out["end_of_speech_to_first_audio"] = round((first - m[("capture", "speech_end")]) / 1e6, 1)
         if ("capture", "speech_start") in m:
             out["start_of_speech_to_first_audio"] = round((first - m[("capture", "speech_start")]) / 1e6, 1)
+    heard = m.get(("playback", "heard"))
+    if heard is not None and ("capture", "speech_end") in m:
+        out["end_of_speech_to_heard"] = round((heard - m[("capture", "speech_end")]) / 1e6, 1)
     if ("asr", "final") in m and ("capture", "speech_end") in m:
         out["end_of_speech_to_text"] = round((m[("asr", "final")] - m[("capture", "speech_end")]) / 1e6, 1)
     return out

@@ -20,6 +20,7 @@ import numpy as np
 MAX_HEADER_BYTES = 64 * 1024        # a JSON header larger than this is rejected
 MAX_AUDIO_SECONDS = 60.0            # an audio frame longer than this is rejected
 MAX_RATE = 192_000
+MAX_FRAME_BYTES = 16 * 1024 * 1024  # any larger frame is rejected (bound sockets refuse it outright)
 SAMPLE_FORMATS = {"s16": 2}         # format name -> bytes per sample
 
 
@@ -153,6 +154,13 @@ class UtteranceDone(Msg, tag="done"):
     dropped: bool = False
 
 
+class Playing(Msg, tag="playing"):
+    """Playback -> supervisor -> capture: our own speech is audible from start_ns until until_ns
+    (live, speaker mode: capture keeps it out of the microphone)."""
+    start_ns: int
+    until_ns: int
+
+
 class StageError(Msg, tag="error"):
     """Stage -> supervisor: a fatal error, sent before the stage exits."""
     stage: str
@@ -179,7 +187,7 @@ class Shutdown(Msg, tag="shutdown"):
 
 
 AnyMsg = Union[AudioChunk, UtteranceEnd, Transcript, Translation, SpeechAudio, EndOfStream,
-               Heartbeat, Progress, Segmented, SourceDone, UtteranceDone, StageError,
+               Heartbeat, Progress, Segmented, SourceDone, UtteranceDone, Playing, StageError,
                SetParams, Start, Rerun, Shutdown]
 
 _encoder = msgspec.json.Encoder()
@@ -218,6 +226,8 @@ def decode(frames: list[bytes]) -> tuple[Msg, np.ndarray | None]:
         raise BadMessage(f"bad rate {msg.rate} or channels {msg.channels}")
     width = SAMPLE_FORMATS[msg.fmt] * msg.channels
     payload = frames[1]
+    if len(payload) > MAX_FRAME_BYTES:
+        raise BadMessage(f"PCM frame of {len(payload)} bytes is over {MAX_FRAME_BYTES}")
     if len(payload) % width:
         raise BadMessage(f"PCM frame of {len(payload)} bytes is not a whole number of samples")
     if len(payload) // width > MAX_AUDIO_SECONDS * msg.rate:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -32,8 +33,10 @@ from babelfish.budgets import Governor
 from babelfish.config import Config
 from babelfish.report import (LostUtterance, Summary, UtteranceReport, latencies, stage_times,
                               summarize_latency)
-from babelfish.schema import (BadMessage, Heartbeat, Progress, Rerun, Segmented, SetParams,
-                              Shutdown, SourceDone, StageError, Start, UtteranceDone, decode, encode)
+from babelfish.schema import (MAX_FRAME_BYTES, MAX_HEADER_BYTES, BadMessage, Heartbeat, Progress,
+                              Rerun, Segmented, SetParams, Shutdown, SourceDone, StageError, Start,
+                              UtteranceDone, decode, encode)
+from babelfish.security import check as check_keys, secure
 from babelfish.stages.base import RunInfo, RuntimeFile
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,7 @@ class Supervisor:
         self.cfg, self.run_info, self.debug = cfg, run, debug
         self.on_utterance = on_utterance or (lambda u: None)
         self.on_event = on_event or (lambda s: None)
+        check_keys(cfg)  # tcp: the CURVE keys must be there before anything starts
         self.runtime = make_runtime_dir(cfg)
         self.addrs = Addresses(cfg, self.runtime)
         self.stages = {name: StageProc(name) for name in self.addrs.route}
@@ -101,16 +105,40 @@ class Supervisor:
         self.t_begin = time.monotonic()
         self.t_ready = 0.0
         self.started = False
+        self.live = run.mode == "live"
+        self.muted = False
+        self.config_path: str | None = None  # for `babelfish reload`
+        self.overrides: dict | None = None
+        self.counters: Counter[str] = Counter()  # frames dropped at the ROUTER: bad / unknown peer
         self.ctx = zmq.Context.instance()
-        self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        self.router.setsockopt(zmq.LINGER, 0)
-        self.router.bind(self.addrs.supervisor(bind=True))
-        self.control = self.ctx.socket(zmq.REP)
-        self.control.setsockopt(zmq.LINGER, 0)
-        self.control.bind(self.addrs.control())
-        (self.runtime / "supervisor.pid").write_text(str(os.getpid()))
-        self.addrs.config_file.write_bytes(msgspec.json.encode(RuntimeFile(cfg, run)))
+        self.router = self.control = None
+        try:
+            self.router = self.ctx.socket(zmq.ROUTER)
+            self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+            self.router.setsockopt(zmq.LINGER, 0)
+            self.router.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+            secure(self.router, cfg, "server")
+            self.router.bind(self.addrs.supervisor(bind=True))
+            self.control = self.ctx.socket(zmq.REP)
+            self.control.setsockopt(zmq.LINGER, 0)
+            self.control.setsockopt(zmq.MAXMSGSIZE, MAX_HEADER_BYTES)
+            self.control.bind(self.addrs.control())
+            self.subtitles = None
+            if self.live:  # one JSON line per utterance for displays (a headset screen, a web page)
+                self.subtitles = self.ctx.socket(zmq.PUB)
+                self.subtitles.setsockopt(zmq.LINGER, 0)
+                secure(self.subtitles, cfg, "server")
+                self.subtitles.bind(self.addrs.subtitles(bind=True))
+            (self.runtime / "supervisor.pid").write_text(str(os.getpid()))
+            self.addrs.config_file.write_bytes(msgspec.json.encode(RuntimeFile(cfg, run)))
+        except BaseException as e:  # a bind that fails, or Ctrl-C right now: leave nothing behind
+            for sock in (self.router, self.control, getattr(self, "subtitles", None)):
+                if sock is not None:
+                    sock.close(0)
+            shutil.rmtree(self.runtime, ignore_errors=True)
+            if isinstance(e, zmq.ZMQError):
+                raise BabelfishError(f"cannot open the supervisor's sockets: {e}") from None
+            raise
 
     # ---- processes ------------------------------------------------------------------------------
     def _spawn(self, sp: StageProc) -> None:
@@ -197,6 +225,12 @@ class Supervisor:
                 if sp.state == "stopping":
                     sp.state = "exited"
                     continue
+                if sp.state == "reloading":  # asked to go by `reload`: back at once, not a failure
+                    held = set(sp.hb.inflight) if sp.hb else set()
+                    self._fold(sp)
+                    self._mark_affected(sp.name, held)
+                    self._spawn(sp)
+                    continue
                 self._on_death(sp, f"exited with code {code}" if code >= 0 else
                                f"was killed by signal {-code}")
                 continue
@@ -209,14 +243,16 @@ class Supervisor:
 
     # ---- messages ---------------------------------------------------------------------------------
     def _on_message(self, ident: bytes, frames: list[bytes]) -> None:
+        sp = self.stages.get(ident.decode(errors="replace"))
+        if sp is None:
+            self.counters["unknown_peer_messages"] += 1
+            log.warning("message from unknown peer %r dropped", ident[:64])
+            return
         try:
             msg, _ = decode(frames)
         except BadMessage as e:
+            self.counters["bad_messages"] += 1
             log.warning("bad message from %r dropped: %s", ident, e)
-            return
-        sp = self.stages.get(ident.decode(errors="replace"))
-        if sp is None:
-            log.warning("message from unknown peer %r dropped", ident)
             return
         if isinstance(msg, Heartbeat) and sp.proc is not None and msg.pid != sp.proc.pid:
             return  # a late word from a process that is already gone
@@ -253,11 +289,15 @@ class Supervisor:
             self.source_done_at = time.monotonic()
         elif isinstance(msg, UtteranceDone):
             self._on_done(msg)
+        elif isinstance(msg, Playing):  # speaker mode: capture keeps our speech out of the mic
+            self._send("capture", msg)
 
     def _on_ready(self, sp: StageProc) -> None:
         sp.state = "ready"
         sp.ready_at = time.monotonic()
         params = self.governor.params().get(sp.name, {})
+        if sp.name == "capture" and self.muted:
+            params = {**params, "muted": 1.0}
         if self.started:  # a restart: give it the current settings and the run's start
             if params:
                 self._send(sp.name, SetParams(params=params))
@@ -284,7 +324,14 @@ class Supervisor:
             audio_s=round(msg.audio_s, 3), dropped_audio=msg.dropped, rerun=u.rerun,
             stamps=msg.stamps)
         self.reports.append(rep)
+        if self.live and len(self.reports) > 200:  # a daemon runs for hours: keep the recent ones
+            del self.reports[:100]
         self.on_utterance(rep)
+        if self.subtitles is not None:
+            self.subtitles.send(json.dumps({
+                "id": rep.id, "source_text": rep.source_text, "text": rep.translated_text,
+                "language": self.cfg.pipeline.target_lang, "latency_ms": rep.latency_ms,
+                "dropped_audio": rep.dropped_audio}, ensure_ascii=False).encode())
         change = self.governor.observe(msg.utt, rep.latency_ms.get("end_of_speech_to_first_audio"),
                                        rep.stages)
         if change:
@@ -328,34 +375,41 @@ class Supervisor:
         return {
             "pid": os.getpid(), "runtime_dir": str(self.runtime), "mode": self.run_info.mode,
             "input": self.run_info.input, "uptime_s": round(now - self.t_begin, 1),
-            "route": self.addrs.route, "stages": stages,
+            "route": self.addrs.route, "stages": stages, "muted": self.muted,
             "degradation": {"level": self.governor.level, "step": self.governor.step_name,
                             "changes": len(self.governor.events)},
             "utterances": {"done": len(self.reports),
                            "in_flight": sum(1 for u in self.utts.values() if not u.done and not u.lost),
                            "lost": sum(1 for u in self.utts.values() if u.lost)},
+            "dropped": dict(self.counters),  # frames the supervisor's ROUTER dropped
             "last_latencies_ms": [
                 {"id": r.id, **r.latency_ms} for r in self.reports[-5:]],
         }
 
     def _on_control(self) -> None:
+        frames = self.control.recv_multipart()  # all of it: REP cannot answer a half-read request
         try:
-            req = json.loads(self.control.recv())
+            req = json.loads(frames[0]) if len(frames) == 1 else None
             cmd = req.get("cmd") if isinstance(req, dict) else None
         except (ValueError, UnicodeDecodeError):
+            cmd = None
+        if not isinstance(cmd, str):
             cmd = None
         if cmd == "status":
             reply = {"ok": True, "status": self.status()}
         elif cmd == "stop":
             self.stop_requested = "stopped by `babelfish stop`"
             reply = {"ok": True}
-        elif cmd == "set" and req.get("stage") in self.stages and isinstance(req.get("params"), dict):
+        elif cmd == "set" and isinstance(req.get("stage"), str) and req["stage"] in self.stages \
+                and isinstance(req.get("params"), dict):
             try:  # run-time tuning of one stage (also how tests slow a stage down and back)
                 params = {str(k): float(v) for k, v in req["params"].items()}
+                if not all(math.isfinite(v) for v in params.values()):
+                    params = None
             except (TypeError, ValueError):
                 params = None
             if params is None:
-                reply = {"ok": False, "error": "params must be numbers"}
+                reply = {"ok": False, "error": "params must be finite numbers"}
             else:
                 self._send(req["stage"], SetParams(params=params))
                 reply = {"ok": True}
@@ -364,6 +418,29 @@ class Supervisor:
         self.control.send(json.dumps(reply).encode())
 
     # ---- the run -------------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-read the config file and restart the model stages (asr, mt, tts) with it. Capture and
+        playback keep their audio devices open; their own settings (VAD, devices) take effect at
+        the next start. A config that changes the route needs a full restart."""
+        from babelfish.addresses import route
+        from babelfish.config import load_config
+
+        new = load_config(self.config_path, self.overrides)
+        if route(new) != self.addrs.route:
+            raise BabelfishError(f"the new config changes the route to {' -> '.join(route(new))}: "
+                                 "restart babelfish instead")
+        self.cfg = new
+        self.addrs.cfg = new
+        self.governor = Governor(new)
+        self.addrs.config_file.write_bytes(msgspec.json.encode(RuntimeFile(new, self.run_info)))
+        for name, sp in self.stages.items():
+            if name in ("capture", "playback") or sp.proc is None or sp.proc.poll() is not None:
+                continue
+            sp.state = "reloading"
+            self._send(name, Shutdown())
+        self.on_event("reloading: restarting " + ", ".join(
+            n for n in self.stages if n not in ("capture", "playback")))
+
     def request_stop(self, why: str) -> None:
         self.stop_requested = why
 
@@ -371,7 +448,7 @@ class Supervisor:
         return all(sp.state == "ready" for sp in self.stages.values())
 
     def _finished(self) -> bool:
-        if self.source_done is None:
+        if self.source_done is None or self.live:
             return False
         pending = [u for u in self.utts.values() if not u.done and not u.lost]
         if not pending:
@@ -447,6 +524,8 @@ class Supervisor:
             self._fold(sp)
         self.router.close()
         self.control.close()
+        if self.subtitles is not None:
+            self.subtitles.close()
         shutil.rmtree(self.runtime, ignore_errors=True)
 
     def _summary(self) -> Summary:
@@ -470,6 +549,8 @@ class Supervisor:
                 if k.startswith("dropped") or k in ("bad_messages", "nonfinite_samples",
                                                     "clipped_samples"):
                     dropped[f"{sp.name}.{k}"] = v
+        for k, v in self.counters.items():
+            dropped[f"supervisor.{k}"] = v
         complete = self.fatal is None and not self.stop_requested
         return Summary(
             utterances=len(self.reports), e2e_p50_ms=p50, e2e_p95_ms=p95, rtf=rtf,

@@ -13,6 +13,7 @@ from babelfish.stages.base import Stage, stage_main
 
 class ASRStage(Stage):
     name = "asr"
+    accepts = (AudioChunk, UtteranceEnd)
 
     def load(self) -> None:
         self.engine = make_asr(self.cfg, self.models_dir)

@@ -25,8 +25,9 @@ import zmq
 from babelfish import BabelfishError, UsageError
 from babelfish.addresses import Addresses
 from babelfish.config import Config, models_dir
-from babelfish.schema import (BadMessage, EndOfStream, Heartbeat, Msg, Progress, SetParams,
-                              Shutdown, StageError, Start, decode, encode)
+from babelfish.schema import (MAX_FRAME_BYTES, BadMessage, EndOfStream, Heartbeat, Msg, Progress,
+                              SetParams, Shutdown, StageError, Start, decode, encode)
+from babelfish.security import secure
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class RuntimeFile(msgspec.Struct):
 class Stage:
     name = "stage"
     has_input = True
+    accepts: tuple[type, ...] = ()  # message types taken on the input (besides EndOfStream);
+                                    # any other valid message there is dropped as a bad message
     in_hwm = 1000                   # messages queued at this stage's input before senders block/drop
     out_hwm = 1000
 
@@ -71,12 +74,15 @@ class Stage:
         self.sup = self.ctx.socket(zmq.DEALER)
         self.sup.setsockopt(zmq.IDENTITY, self.name.encode())
         self.sup.setsockopt(zmq.LINGER, 500)
+        secure(self.sup, cfg, "client")
         self.sup.connect(addrs.supervisor())
         self.inp = None
         if self.has_input:
             self.inp = self.ctx.socket(zmq.PULL)
             self.inp.setsockopt(zmq.RCVHWM, self.in_hwm)
             self.inp.setsockopt(zmq.LINGER, 0)
+            self.inp.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)  # a peer sending more is cut off
+            secure(self.inp, cfg, "server")
             self.inp.bind(addrs.stage_input(self.name, bind=True))
         self.out = None
         nxt = addrs.next_stage(self.name)
@@ -84,6 +90,7 @@ class Stage:
             self.out = self.ctx.socket(zmq.PUSH)
             self.out.setsockopt(zmq.SNDHWM, self.out_hwm)
             self.out.setsockopt(zmq.LINGER, 1000)
+            secure(self.out, cfg, "client")
             self.out.connect(addrs.stage_input(nxt))
         self.poller = zmq.Poller()
         self.poller.register(self.sup, zmq.POLLIN)
@@ -186,6 +193,11 @@ class Stage:
         except BadMessage as e:
             self.counters["bad_messages"] += 1
             log.warning("%s: bad message dropped: %s", self.name, e)
+            return
+        if self.accepts and not isinstance(msg, (EndOfStream, *self.accepts)):
+            self.counters["bad_messages"] += 1
+            log.warning("%s: a '%s' message does not belong on this input: dropped", self.name,
+                        type(msg).__name__)
             return
         self.counters["received"] += 1
         t0 = time.monotonic_ns()

@@ -20,7 +20,7 @@ import zmq
 from babelfish.audio import Chunker, Resampler, WavReader, float_to_int16, open_wav, to_mono
 from babelfish.engines import SAMPLE_RATE
 from babelfish.engines.vad import make_vad
-from babelfish.schema import (AudioChunk, EndOfStream, Msg, Rerun, Segmented, SourceDone, Stamp,
+from babelfish.schema import (AudioChunk, EndOfStream, Msg, Playing, Rerun, Segmented, SourceDone, Stamp,
                               Start, UtteranceEnd)
 from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechStart
 from babelfish.stages.base import Stage, stage_main
@@ -52,6 +52,41 @@ class FileSource:
         return {"nonfinite_samples": self.reader.nonfinite, "clipped_samples": self.reader.clipped}
 
 
+class LiveSource:
+    """The microphone (babelfish.devices.DeviceSource), with mute and the speaker-mode echo gate.
+    Muted or gated audio is replaced by silence, so the stream stays continuous and an open
+    utterance simply ends."""
+
+    def __init__(self, cfg, frame: int):
+        from babelfish.devices import DeviceSource, EchoGate
+
+        a = cfg.audio
+        self.dev = DeviceSource(a.input_device or None, frame_samples=frame, rate=SAMPLE_RATE,
+                                blocksize_ms=a.block_ms, queue_s=a.input_queue_s)
+        self.gate = EchoGate(a.echo_gate if a.mode == "speaker" else "off",
+                             attenuate_db=a.echo_attenuate_db, hold_ms=a.echo_hold_ms)
+        self.muted = False
+        self.muted_frames = 0
+        self.silence = np.zeros(frame, np.int16)
+        self.duration_s = float("inf")
+
+    def frames(self, timeout: float) -> Iterator[tuple[np.ndarray, int]]:
+        for frame, fed_ns in self.dev.frames(timeout=timeout):
+            if self.muted:
+                self.muted_frames += 1
+                yield self.silence, fed_ns
+                continue
+            out = self.gate.process(frame, fed_ns)
+            yield (self.silence if out is None else out), fed_ns
+
+    def counters(self) -> dict[str, int]:
+        c = {k: v for k, v in self.dev.counters().items() if isinstance(v, int)}
+        return {**c, **self.gate.counters(), "muted_frames": self.muted_frames}
+
+    def close(self) -> None:
+        self.dev.close()
+
+
 class CaptureStage(Stage):
     name = "capture"
     has_input = False
@@ -65,10 +100,15 @@ class CaptureStage(Stage):
                                    pad_ms=v.pad_ms, max_utterance_s=v.max_utterance_s,
                                    long_after_s=v.long_after_s,
                                    long_end_silence_ms=v.long_end_silence_ms, rate=SAMPLE_RATE)
-        self.source = FileSource(self.run_info.input, self.frame)
-        self.frames = self.source.frames()
+        self.live = self.run_info.mode == "live"
+        if self.live:
+            self.source = LiveSource(self.cfg, self.frame)
+            self.info["input"] = self.source.dev.label
+        else:
+            self.source = FileSource(self.run_info.input, self.frame)
+            self.frames = self.source.frames()
         self.pos = 0
-        self.realtime = self.run_info.pace == "realtime"
+        self.realtime = self.run_info.pace == "realtime" or self.live
         self.t_start = 0.0
         self.fed: deque[tuple[int, int]] = deque(maxlen=int(SAMPLE_RATE * 120 / self.frame))
         self.utt: str | None = None
@@ -80,7 +120,7 @@ class CaptureStage(Stage):
     def on_start(self, msg: Start) -> None:
         super().on_start(msg)
         # a restarted capture resumes where the last one was (the utterance it was cutting is lost)
-        while self.pos < msg.pos and next(self.frames, None) is not None:
+        while not self.live and self.pos < msg.pos and next(self.frames, None) is not None:
             self.pos += self.frame
         self.t_start = time.monotonic() - self.pos / SAMPLE_RATE
 
@@ -88,6 +128,10 @@ class CaptureStage(Stage):
     def tick(self) -> float | None:
         if not self.started or self.done:
             return None
+        if self.live:  # whatever the device delivered by now, then back to the loop
+            for frame, fed_ns in self.source.frames(timeout=0.0):
+                self._feed(frame, fed_ns)
+            return self.cfg.audio.block_ms / 2000
         n = 0
         while n < 50:  # then let the loop look at commands and heartbeats
             if self.realtime:
@@ -103,9 +147,9 @@ class CaptureStage(Stage):
             n += 1
         return 0.0
 
-    def _feed(self, frame: np.ndarray) -> None:
+    def _feed(self, frame: np.ndarray, fed_ns: int | None = None) -> None:
         t0 = time.monotonic_ns()
-        self.fed.append((self.pos + len(frame), t0))
+        self.fed.append((self.pos + len(frame), fed_ns or t0))
         for ev in self.segmenter.feed(frame, self.pos):
             self._event(ev)
         self.pos += len(frame)
@@ -168,7 +212,23 @@ class CaptureStage(Stage):
         self.heartbeat()
 
     # ---- commands --------------------------------------------------------------------------------
+    def apply_params(self, params: dict[str, float]) -> None:
+        if "muted" in params and self.live:
+            self.source.muted = bool(params["muted"])
+
+    def heartbeat(self, state: str | None = None) -> None:
+        if hasattr(self, "source") and self.live:
+            self.counters.update(self.source.counters())
+        super().heartbeat(state)
+
+    def finish(self) -> None:
+        if hasattr(self, "source") and self.live:
+            self.source.close()
+
     def handle(self, msg: Msg, pcm) -> None:
+        if isinstance(msg, Playing):
+            self.source.gate.update_playing_until(msg.until_ns, msg.start_ns)
+            return
         if isinstance(msg, Rerun):
             items = self.recent.get(msg.utt)
             if not items or not isinstance(items[-1], UtteranceEnd):

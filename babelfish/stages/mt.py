@@ -11,6 +11,7 @@ from babelfish.text import split_sentences
 
 class MTStage(Stage):
     name = "mt"
+    accepts = (Transcript,)
 
     def load(self) -> None:
         self.engine = make_translator(self.cfg, self.models_dir)

@@ -1,9 +1,7 @@
-"""Playback stage: speech in, handed to the sink. Here the sink is a WAV file (replay); the moment
-the first sample of an utterance is handed to the sink is the end of its end-to-end latency.
-
-In realtime pace the file is written as a sound card would play it: silence up to the moment
-audio arrives, then the audio (queued behind anything still playing). In fast pace utterances
-are written one after the other with a short gap.
+"""Playback stage: speech in, handed to the sink: a WAV file (replay) or the earphones (live).
+The moment the first sample of an utterance is handed to the sink ends its end-to-end latency
+(stamp playback.first_audio); on a real device the moment it is expected to be heard, after the
+device's queue and latency, is stamped too (playback.heard).
 """
 from __future__ import annotations
 
@@ -13,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import soundfile as sf
 
-from babelfish.audio import Resampler
-from babelfish.schema import Msg, SpeechAudio, Stamp, Start, UtteranceDone
+from babelfish.audio import Resampler, float_to_int16, int16_to_float
+from babelfish.schema import Msg, Playing, SpeechAudio, Stamp, Start, UtteranceDone
 from babelfish.stages.base import Stage, stage_main
 
 
@@ -31,50 +29,28 @@ class _Utt:
 
 class PlaybackStage(Stage):
     name = "playback"
+    accepts = (SpeechAudio,)
+    min_rate, max_rate = 8000, 48000  # voices' rates; anything else is not speech for this sink
 
     def load(self) -> None:
-        self.sink: sf.SoundFile | None = None
-        self.rate = 0
-        self.resampler: Resampler | None = None
-        self.t0_ns = 0
-        self.written = 0  # samples written to the file
         self.utts: dict[str, _Utt] = {}
-        self.realtime = self.run_info.pace == "realtime"
-        self.info["sink"] = self.cfg.playback.sink
+        if self.run_info.mode == "live":
+            self.sink = DeviceOut(self.cfg)
+        else:
+            self.sink = FileSink(self.run_info.output, self.run_info.pace == "realtime",
+                                 self.cfg.playback.gap_ms)
+        self.info["sink"] = self.sink.label
 
     def on_start(self, msg: Start) -> None:
         super().on_start(msg)
-        self.t0_ns = msg.stamps[0].ns if msg.stamps else time.monotonic_ns()
-
-    def _open(self, rate: int) -> None:
-        self.rate = rate
-        self.sink = sf.SoundFile(self.run_info.output, "w", samplerate=rate, channels=1,
-                                 subtype="PCM_16")
-
-    def _write(self, pcm: np.ndarray, rate: int, new_utterance: bool) -> None:
-        if self.sink is None:
-            self._open(rate)
-        if rate != self.rate:  # the voice changed (degradation): keep one output rate
-            if self.resampler is None or self.resampler.in_rate != rate:
-                self.resampler = Resampler(rate, self.rate)
-            pcm = self.resampler.process(pcm.astype(np.float32) / 32768.0)
-            pcm = np.clip(pcm * 32768.0, -32768, 32767).astype(np.int16)
-        if self.realtime:
-            now_samples = int((time.monotonic_ns() - self.t0_ns) / 1e9 * self.rate)
-            if now_samples > self.written:  # the device was idle until now: silence
-                self.sink.write(np.zeros(now_samples - self.written, dtype=np.int16))
-                self.written = now_samples
-        elif self.written and new_utterance:
-            gap = int(self.cfg.playback.gap_ms / 1000 * self.rate)
-            self.sink.write(np.zeros(gap, dtype=np.int16))
-            self.written += gap
-        self.sink.write(pcm)
-        self.written += len(pcm)
-        self.sink.flush()
+        self.sink.t0_ns = msg.stamps[0].ns if msg.stamps else time.monotonic_ns()
 
     def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
         if not isinstance(msg, SpeechAudio):
             self.counters["unexpected"] += 1
+            return
+        if msg.channels != 1 or not self.min_rate <= msg.rate <= self.max_rate:
+            self.counters["bad_messages"] += 1  # the sink is mono: this audio cannot be played
             return
         u = self.utts.setdefault(msg.utt, _Utt(source_text=msg.source_text, start_s=msg.start_s,
                                                end_s=msg.end_s))
@@ -86,11 +62,18 @@ class PlaybackStage(Stage):
         if msg.dropped:
             u.dropped = True
         if pcm is not None and len(pcm) and not msg.dropped:
-            self._write(pcm, msg.rate, ("playback", "first_audio") not in u.stamps)
+            heard = self.sink.write(pcm, msg.rate, ("playback", "first_audio") not in u.stamps)
             now = time.monotonic_ns()
             u.stamps.setdefault(("playback", "first_audio"), Stamp(self.name, "first_audio", now))
+            if heard is not None:  # a real device: when the first sample is expected to be heard
+                u.stamps.setdefault(("playback", "heard"), Stamp(self.name, "heard", heard))
             u.audio_s += len(pcm) / msg.rate
             self.audio_s += len(pcm) / msg.rate
+        if msg.last:
+            self.sink.end_utterance()
+            playing = self.sink.playing()
+            if playing is not None:  # tell capture, via the supervisor, when our speech is audible
+                self.report(Playing(utt=msg.utt, start_ns=playing[0], until_ns=playing[1]))
         if msg.last:
             u.stamps.setdefault(("playback", "done"), Stamp(self.name, "done", time.monotonic_ns()))
             self.report(UtteranceDone(
@@ -100,11 +83,109 @@ class PlaybackStage(Stage):
             del self.utts[msg.utt]
             self.release(msg.utt)
 
+    def heartbeat(self, state: str | None = None) -> None:
+        if hasattr(self, "sink"):
+            self.counters.update(self.sink.counters())
+        super().heartbeat(state)
+
     def finish(self) -> None:
-        if self.sink is None and self.run_info.output:
-            self._open(22050)  # no speech at all: still leave a valid (empty) WAV
-        if self.sink is not None:
+        if hasattr(self, "sink"):
             self.sink.close()
+
+
+class FileSink:
+    """Replay: a WAV file. In realtime pace it is written as a sound card would play it: silence
+    up to the moment audio arrives, then the audio (queued behind anything still playing). In
+    fast pace utterances follow one another with a short gap."""
+
+    def __init__(self, path: str, realtime: bool, gap_ms: int):
+        self.path, self.realtime, self.gap_ms = path, realtime, gap_ms
+        self.label = f"file {path}"
+        self.file: sf.SoundFile | None = None
+        self.rate = 0
+        self.resampler: Resampler | None = None
+        self.t0_ns = 0
+        self.written = 0
+
+    def _open(self, rate: int) -> None:
+        self.rate = rate
+        self.file = sf.SoundFile(self.path, "w", samplerate=rate, channels=1, subtype="PCM_16")
+
+    def write(self, pcm: np.ndarray, rate: int, new_utterance: bool) -> None:
+        if self.file is None:
+            self._open(rate)
+        if rate != self.rate:  # the voice changed (degradation): keep one output rate
+            if self.resampler is None or self.resampler.in_rate != rate:
+                self.resampler = Resampler(rate, self.rate)
+            pcm = float_to_int16(self.resampler.process(int16_to_float(pcm)))
+        if self.realtime:
+            now_samples = int((time.monotonic_ns() - self.t0_ns) / 1e9 * self.rate)
+            if now_samples > self.written:  # the device was idle until now: silence
+                self.file.write(np.zeros(now_samples - self.written, dtype=np.int16))
+                self.written = now_samples
+        elif self.written and new_utterance:
+            gap = int(self.gap_ms / 1000 * self.rate)
+            self.file.write(np.zeros(gap, dtype=np.int16))
+            self.written += gap
+        self.file.write(pcm)
+        self.written += len(pcm)
+        self.file.flush()
+        return None
+
+    def end_utterance(self) -> None:
+        pass
+
+    def playing(self) -> None:
+        return None
+
+    def counters(self) -> dict[str, int]:
+        return {}
+
+    def close(self) -> None:
+        if self.file is None and self.path:
+            self._open(22050)  # no speech at all: still leave a valid (empty) WAV
+        if self.file is not None:
+            self.file.close()
+
+
+class DeviceOut:
+    """Live: the earphones (or speaker), through babelfish.devices.DeviceSink."""
+
+    def __init__(self, cfg):
+        from babelfish.devices import DeviceSink
+
+        self.cfg = cfg
+        self.dev = DeviceSink(cfg.audio.output_device or None, rate=22050,
+                              blocksize_ms=cfg.audio.block_ms)
+        self.label = f"device {self.dev.label}"
+        self.t0_ns = 0
+        self.start_ns = 0
+
+    def write(self, pcm: np.ndarray, rate: int, new_utterance: bool) -> int:
+        at = self.dev.write(pcm, rate, last=False)
+        if new_utterance:
+            self.start_ns = at
+        return at
+
+    def end_utterance(self) -> None:
+        self.dev.write(np.zeros(0, np.int16), 22050, last=True)
+
+    def playing(self) -> tuple[int, int] | None:
+        if self.cfg.audio.mode != "speaker":
+            return None
+        return self.start_ns or time.monotonic_ns(), self.dev.playing_until_ns()
+
+    def counters(self) -> dict[str, int]:
+        out = {}
+        for k, v in self.dev.counters().items():
+            if isinstance(v, float):  # seconds -> whole milliseconds (counters are integers)
+                out[k[:-2] + "_ms" if k.endswith("_s") else k] = int(round(v * 1000))
+            else:
+                out[k] = int(v)
+        return out
+
+    def close(self) -> None:
+        self.dev.close(drain=False)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ EMPTY = np.zeros(0, dtype=np.int16)
 
 class TTSStage(Stage):
     name = "tts"
+    accepts = (Transcript, Translation)
 
     def load(self) -> None:
         self.engine = make_tts(self.cfg, self.models_dir)
