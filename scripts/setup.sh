@@ -30,7 +30,7 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     exit 2
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-extras="models,live"
+extras="models,live,wakeword,plot"
 [ "$dev" = 1 ] && extras="$extras,dev"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
 .venv/bin/babelfish models install
