@@ -84,6 +84,21 @@ class Audio(_Section):
     input_queue_s: float
 
 
+class Wakeword(_Section):
+    mode: str
+    model: str
+    threshold: float
+    refractory_s: float
+    listen_s: float
+    hold_s: float
+    min_rest_s: float
+
+
+class Accelerator(_Section):
+    edgetpu: str
+    delegate_path: str
+
+
 class Budgets(_Section):
     enabled: bool
     end_to_end_ms: int
@@ -124,6 +139,8 @@ class Config(_Section):
     tts: Tts
     playback: Playback
     audio: Audio
+    wakeword: Wakeword
+    accelerator: Accelerator
     budgets: Budgets
     supervisor: Supervisor
     security: Security
@@ -178,6 +195,8 @@ def _check(cfg: Config) -> None:
         "mt.engine": (cfg.mt.engine, ("ctranslate2",)),
         "tts.engine": (cfg.tts.engine, ("piper",)),
         "audio.mode": (cfg.audio.mode, ("headset", "speaker")),
+        "wakeword.mode": (cfg.wakeword.mode, ("off", "next_utterance", "toggle")),
+        "accelerator.edgetpu": (cfg.accelerator.edgetpu, ("auto", "off", "required")),
         "audio.echo_gate": (cfg.audio.echo_gate, ("gate", "attenuate")),
     }
     for key, (value, allowed) in choices.items():

@@ -107,6 +107,7 @@ class Summary:
     dropped: dict[str, int] = field(default_factory=dict)
     stage_ms_p50: dict[str, float] = field(default_factory=dict)
     route: list[str] = field(default_factory=list)
+    stage_info: dict[str, dict] = field(default_factory=dict)  # engines, devices, wake word backend
     complete: bool = True           # False when the run was interrupted or gave up
     error: str = ""
 

@@ -64,6 +64,7 @@ class StageProc:
     counters: dict = field(default_factory=dict)
     last_exit: str = ""
     last_pos: int = 0                # capture: input position in its last heartbeat
+    info: dict = field(default_factory=dict)  # the stage's last reported info (engine, backend)
 
     @property
     def pid(self) -> int | None:
@@ -260,6 +261,7 @@ class Supervisor:
         if isinstance(msg, Heartbeat):
             sp.hb = msg
             sp.last_pos = msg.counters.get("pos", sp.last_pos)
+            sp.info = dict(msg.info)
             sp.peak_rss_kb = max(sp.peak_rss_kb, msg.peak_rss_kb)
             if msg.state == "ready" and sp.state in ("starting", "loading"):
                 self._on_ready(sp)
@@ -560,6 +562,7 @@ class Supervisor:
             lost_utterances=lost, restarts={n: sp.restarts for n, sp in self.stages.items()},
             degradations=list(self.governor.events), dropped=dropped, stage_ms_p50=stage_p50,
             route=self.addrs.route, complete=complete,
+            stage_info={n: dict(sp.info) for n, sp in self.stages.items() if sp.info},
             error=str(self.fatal) if self.fatal else self.stop_requested)
 
 

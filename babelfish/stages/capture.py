@@ -100,6 +100,7 @@ class CaptureStage(Stage):
                                    pad_ms=v.pad_ms, max_utterance_s=v.max_utterance_s,
                                    long_after_s=v.long_after_s,
                                    long_end_silence_ms=v.long_end_silence_ms, rate=SAMPLE_RATE)
+        self.wake = self._make_wake_gate()
         self.live = self.run_info.mode == "live"
         if self.live:
             self.source = LiveSource(self.cfg, self.frame)
@@ -116,6 +117,20 @@ class CaptureStage(Stage):
         self.recent: OrderedDict[str, list] = OrderedDict()
         self.done = False
         self.info["vad"] = self.cfg.vad.engine
+
+    def _make_wake_gate(self):
+        w = self.cfg.wakeword
+        if w.mode == "off":
+            return None
+        from babelfish.engines.wakeword import WakeGate, WakeWord
+
+        det = WakeWord(w.model, edgetpu=self.cfg.accelerator.edgetpu,
+                       delegate_path=self.cfg.accelerator.delegate_path or None,
+                       threshold=w.threshold or None, refractory_s=w.refractory_s,
+                       models_dir=self.models_dir)
+        self.info["wakeword"] = f"{w.mode}: {det.model.name} on {det.backend_info['backend']}"
+        self.info["accelerator"] = det.backend_info["reason"]
+        return WakeGate(det, w.mode, listen_s=w.listen_s, hold_s=w.hold_s, min_rest_s=w.min_rest_s)
 
     def on_start(self, msg: Start) -> None:
         super().on_start(msg)
@@ -150,7 +165,11 @@ class CaptureStage(Stage):
     def _feed(self, frame: np.ndarray, fed_ns: int | None = None) -> None:
         t0 = time.monotonic_ns()
         self.fed.append((self.pos + len(frame), fed_ns or t0))
-        for ev in self.segmenter.feed(frame, self.pos):
+        events = self.segmenter.feed(frame, self.pos)
+        if self.wake is not None:  # the wake word decides which utterances go on
+            self.wake.feed(frame, self.pos)
+            events = self.wake.filter(events)
+        for ev in events:
             self._event(ev)
         self.pos += len(frame)
         self.counters["pos"] = self.pos
@@ -203,7 +222,8 @@ class CaptureStage(Stage):
             self.utt = None
 
     def _end_of_input(self) -> None:
-        for ev in self.segmenter.flush():
+        events = self.segmenter.flush()
+        for ev in (self.wake.filter(events) if self.wake is not None else events):
             self._event(ev)
         self.send(EndOfStream())
         self.counters.update(self.source.counters())
@@ -219,6 +239,14 @@ class CaptureStage(Stage):
     def heartbeat(self, state: str | None = None) -> None:
         if hasattr(self, "source") and self.live:
             self.counters.update(self.source.counters())
+        if getattr(self, "wake", None) is not None:
+            st = self.wake.status()
+            det = st.get("detector", {})
+            self.counters.update({f"wake_{k}": v for k, v in st.items() if isinstance(v, int)
+                                  and not isinstance(v, bool)})
+            if det:
+                self.info["wakeword_ms_per_inference"] = f"{det.get('mean_ms', 0):.4f}"
+                self.info["wakeword_backend"] = det.get("backend", "")
         super().heartbeat(state)
 
     def finish(self) -> None:
