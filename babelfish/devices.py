@@ -16,6 +16,8 @@ is initialised: a process that imported sounddevice before PulseAudio came up mu
 """
 from __future__ import annotations
 
+import ctypes
+
 import logging
 import math
 import time
@@ -41,8 +43,27 @@ class AudioUnavailable(BabelfishError):
 # --------------------------------------------------------------------------- PortAudio access
 
 
+_alsa_handler = None
+
+
+def _quiet_alsa() -> None:
+    """ALSA's library prints every xrun ("underrun occurred") straight to stderr, many a second on
+    a busy machine; we count them ourselves (device_underflows), so its messages are silenced."""
+    global _alsa_handler
+    if _alsa_handler is not None:
+        return
+    try:
+        handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                        ctypes.c_int, ctypes.c_char_p)
+        _alsa_handler = handler_type(lambda *args: None)
+        ctypes.CDLL("libasound.so.2").snd_lib_error_set_handler(_alsa_handler)
+    except OSError:  # no ALSA here: nothing to silence
+        _alsa_handler = False
+
+
 def _sd():
     """The sounddevice module, or AudioUnavailable with a one-line fix."""
+    _quiet_alsa()
     try:
         import sounddevice
     except OSError as e:  # sounddevice is there, the PortAudio shared library is not

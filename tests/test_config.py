@@ -91,3 +91,17 @@ def test_governor_degrades_and_restores_step_by_step():
     assert g.level == 0 and g.params()["mt"]["beam_size"] == 4
     assert [e["direction"] for e in g.events].count("down") == 3
     assert g.over_budget(None, {"asr": 5000}) == ["asr 5000>1000"]
+
+
+@pytest.mark.parametrize("name", ["pi-headset.toml", "desktop.toml"])
+def test_shipped_profiles_load(name):
+    cfg = load_config(DEFAULT_CONFIG.parent / name)
+    assert cfg.audio.mode in ("headset", "speaker")
+
+
+def test_systemd_units_run_the_daemon():
+    units = DEFAULT_CONFIG.parent.parent / "services"
+    for unit in ("babelfish.service", "babelfish-user.service"):
+        text = (units / unit).read_text()
+        assert "babelfish daemon --config" in text and "Restart=on-failure" in text
+    assert "Group=audio" in (units / "babelfish.service").read_text()

@@ -1,0 +1,142 @@
+"""Live mode through a real (virtual) sound card: PulseAudio null sinks as microphone and earphones.
+The recording is played into `bf_mic`, Babelfish listens on it and speaks into `bf_ear`, and the
+test records `bf_ear.monitor` and recognises what came out."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, babelfish, stage_processes, wait_for, write_config
+from pulse import PulseError, PulseServer, missing_tools
+from test_pipeline import transcribe_english
+
+SAMPLE = REPO / "samples" / "es_station.wav"
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def pulse(tmp_path_factory):
+    assert not missing_tools(), f"missing: {missing_tools()} (scripts/setup.sh --dev installs them)"
+    server = PulseServer(tmp_path_factory.mktemp("pulse"))
+    server.start()
+    try:
+        server.activate()
+        yield server
+    finally:
+        server.stop()
+        assert not server.leftovers()
+
+
+def _status(rt: Path) -> dict | None:
+    import zmq
+
+    socks = list(rt.glob("run-*/control.sock"))
+    if not socks:
+        return None
+    s = zmq.Context.instance().socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, 2000)
+    s.connect(f"ipc://{socks[0]}")
+    try:
+        s.send(b'{"cmd": "status"}')
+        return json.loads(s.recv())["status"]
+    except zmq.Again:
+        return None
+    finally:
+        s.close()
+
+
+def _start(tmp_path: Path, command: str, pulse: PulseServer) -> tuple[subprocess.Popen, Path]:
+    cfg = write_config(tmp_path, '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "babelfish", command, "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env=pulse.child_env())
+    rt = tmp_path / "rt"
+    ready = wait_for(lambda: (s := _status(rt)) and all(
+        st["state"] == "ready" for st in s["stages"].values()) and s, 60)
+    if not ready:
+        proc.kill()
+        raise AssertionError(f"not ready: {proc.communicate()[1][-2000:]}")
+    return proc, cfg
+
+
+def _stop(proc: subprocess.Popen, cfg: Path) -> tuple[str, str, float]:
+    t0 = time.monotonic()
+    r = babelfish("stop", "--config", cfg, timeout=30)
+    assert r.returncode == 0, r.stderr
+    out, err = proc.communicate(timeout=10)
+    return out, err, time.monotonic() - t0
+
+
+def test_run_microphone_to_earphones(tmp_path, models_dir, whisper_tiny_dir, pulse):
+    proc, cfg = _start(tmp_path, "run", pulse)
+    try:
+        rec = pulse.record(tmp_path / "ear.wav")
+        pulse.play(SAMPLE)
+        done = wait_for(lambda: (s := _status(tmp_path / "rt")) and s["utterances"]["done"] >= 3 and s, 40)
+        time.sleep(3.0)  # let the last translation play out
+        heard_path = rec.stop()
+        assert done, "the live pipeline did not translate the three utterances"
+        lat = [x["end_of_speech_to_first_audio"] for x in done["last_latencies_ms"]]
+        assert all(0 < v < 10000 for v in lat), lat
+        out, err, took = _stop(proc, cfg)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert took < 2.0 + 1.0  # `babelfish stop` round trip included
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(lines) >= 3, out  # one subtitle line per utterance
+    text = " ".join(lines).lower()
+    assert "station" in text and "coffee" in text, out
+    heard = transcribe_english(heard_path, whisper_tiny_dir)
+    assert "station" in heard or "coffee" in heard, heard
+    assert not stage_processes(str(tmp_path / "rt"))
+
+
+def test_daemon_status_mute_unmute_stop(tmp_path, models_dir, pulse):
+    proc, cfg = _start(tmp_path, "daemon", pulse)
+    rt = tmp_path / "rt"
+    try:
+        r = babelfish("status", "--json", "--config", cfg, timeout=30)
+        st = json.loads(r.stdout)["running"][0]
+        assert st["mode"] == "live" and st["stages"]["capture"]["info"]["input"]
+        assert babelfish("mute", "--config", cfg, timeout=30).returncode == 0
+        pulse.play(SAMPLE)
+        time.sleep(2.0)
+        st = _status(rt)
+        assert st["muted"] and st["utterances"]["done"] == 0 and st["utterances"]["in_flight"] == 0
+        assert babelfish("unmute", "--config", cfg, timeout=30).returncode == 0
+        pulse.play(SAMPLE)
+        assert wait_for(lambda: (s := _status(rt)) and s["utterances"]["done"] >= 1, 40)
+        before = _status(rt)["stages"]
+        assert before["capture"]["counters"]["muted_frames"] > 0
+        # reload: the model stages restart with the config, the audio devices stay open
+        assert babelfish("reload", "--config", cfg, timeout=30).returncode == 0
+        after = wait_for(lambda: (s := _status(rt)) and s["stages"]["asr"]["pid"] != before["asr"]["pid"]
+                         and all(x["state"] == "ready" for x in s["stages"].values()) and s["stages"], 60)
+        assert after, "reload did not restart the model stages"
+        assert after["capture"]["pid"] == before["capture"]["pid"]
+        assert after["playback"]["pid"] == before["playback"]["pid"]
+        assert after["asr"]["restarts"] == 0  # a reload is not a failure
+        out, err, took = _stop(proc, cfg)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert took < 3.0
+    assert "utterance" in err  # a daemon logs to stderr, for journald
+    assert not stage_processes(str(rt))
+
+
+def test_missing_device_is_a_usage_error(tmp_path, pulse):
+    r = subprocess.run([sys.executable, "-m", "babelfish", "run", "--input-device", "no-such-mic"],
+                       capture_output=True, text=True, cwd=REPO, env=pulse.child_env(), timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("babelfish: error:") and "babelfish devices" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "babelfish", "devices"], capture_output=True,
+                       text=True, cwd=REPO, env=pulse.child_env(), timeout=60)
+    assert r.returncode == 0 and "bf_mic" in r.stdout
