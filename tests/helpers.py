@@ -54,3 +54,29 @@ def wait_for(pred, timeout: float, interval: float = 0.05):
             return v
         time.sleep(interval)
     return pred()
+
+
+def control(rt: Path, cmd: str = "status", **fields) -> dict | None:
+    """Ask the supervisor whose runtime directory lies under `rt` over its control socket, as
+    `babelfish status` does (but in-process: fast enough to poll). None while none answers."""
+    import zmq
+
+    socks = list(Path(rt).glob("run-*/control.sock"))
+    if not socks:
+        return None
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 2000)
+    sock.connect(f"ipc://{socks[0]}")
+    try:
+        sock.send(json.dumps({"cmd": cmd, **fields}).encode())
+        return json.loads(sock.recv())
+    except zmq.Again:
+        return None
+    finally:
+        sock.close()
+
+
+def status(rt: Path) -> dict | None:
+    reply = control(rt)
+    return reply["status"] if reply else None

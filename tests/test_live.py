@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, babelfish, stage_processes, wait_for, write_config
-from pulse import PulseError, PulseServer, missing_tools
+from helpers import REPO, babelfish, stage_processes, status, wait_for, write_config
+from pulse import PulseServer, missing_tools
 from test_pipeline import transcribe_english
 
 SAMPLE = REPO / "samples" / "es_station.wav"
@@ -32,32 +32,13 @@ def pulse(tmp_path_factory):
         assert not server.leftovers()
 
 
-def _status(rt: Path) -> dict | None:
-    import zmq
-
-    socks = list(rt.glob("run-*/control.sock"))
-    if not socks:
-        return None
-    s = zmq.Context.instance().socket(zmq.REQ)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.RCVTIMEO, 2000)
-    s.connect(f"ipc://{socks[0]}")
-    try:
-        s.send(b'{"cmd": "status"}')
-        return json.loads(s.recv())["status"]
-    except zmq.Again:
-        return None
-    finally:
-        s.close()
-
-
 def _start(tmp_path: Path, command: str, pulse: PulseServer) -> tuple[subprocess.Popen, Path]:
     cfg = write_config(tmp_path, '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n')
     proc = subprocess.Popen([sys.executable, "-m", "babelfish", command, "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
                             env=pulse.child_env())
     rt = tmp_path / "rt"
-    ready = wait_for(lambda: (s := _status(rt)) and all(
+    ready = wait_for(lambda: (s := status(rt)) and all(
         st["state"] == "ready" for st in s["stages"].values()) and s, 60)
     if not ready:
         proc.kill()
@@ -78,7 +59,7 @@ def test_run_microphone_to_earphones(tmp_path, models_dir, whisper_tiny_dir, pul
     try:
         rec = pulse.record(tmp_path / "ear.wav")
         pulse.play(SAMPLE)
-        done = wait_for(lambda: (s := _status(tmp_path / "rt")) and s["utterances"]["done"] >= 3 and s, 40)
+        done = wait_for(lambda: (s := status(tmp_path / "rt")) and s["utterances"]["done"] >= 3 and s, 40)
         time.sleep(3.0)  # let the last translation play out
         heard_path = rec.stop()
         assert done, "the live pipeline did not translate the three utterances"
@@ -108,16 +89,16 @@ def test_daemon_status_mute_unmute_stop(tmp_path, models_dir, pulse):
         assert babelfish("mute", "--config", cfg, timeout=30).returncode == 0
         pulse.play(SAMPLE)
         time.sleep(2.0)
-        st = _status(rt)
+        st = status(rt)
         assert st["muted"] and st["utterances"]["done"] == 0 and st["utterances"]["in_flight"] == 0
         assert babelfish("unmute", "--config", cfg, timeout=30).returncode == 0
         pulse.play(SAMPLE)
-        assert wait_for(lambda: (s := _status(rt)) and s["utterances"]["done"] >= 1, 40)
-        before = _status(rt)["stages"]
+        assert wait_for(lambda: (s := status(rt)) and s["utterances"]["done"] >= 1, 40)
+        before = status(rt)["stages"]
         assert before["capture"]["counters"]["muted_frames"] > 0
         # reload: the model stages restart with the config, the audio devices stay open
         assert babelfish("reload", "--config", cfg, timeout=30).returncode == 0
-        after = wait_for(lambda: (s := _status(rt)) and s["stages"]["asr"]["pid"] != before["asr"]["pid"]
+        after = wait_for(lambda: (s := status(rt)) and s["stages"]["asr"]["pid"] != before["asr"]["pid"]
                          and all(x["state"] == "ready" for x in s["stages"].values()) and s["stages"], 60)
         assert after, "reload did not restart the model stages"
         assert after["capture"]["pid"] == before["capture"]["pid"]

@@ -1,7 +1,6 @@
 """The supervisor keeps the pipeline alive: real processes killed, stopped and slowed mid-replay."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 from helpers import REPO, babelfish, load_report, stage_processes, wait_for, write_config
 from speech import concat, espeak
 
@@ -56,22 +56,7 @@ def start_replay(tmp_path: Path, wav: Path, cfg_text: str, *extra) -> tuple[subp
 
 def status(cfg: Path) -> dict | None:
     """The running supervisor's status, asked over its control socket (what `babelfish status` does)."""
-    import zmq
-
-    socks = list((cfg.parent / "rt").glob("run-*/control.sock"))
-    if not socks:
-        return None
-    sock = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 2000)
-    sock.connect(f"ipc://{socks[0]}")
-    try:
-        sock.send(b'{"cmd": "status"}')
-        return json.loads(sock.recv())["status"]
-    except zmq.Again:
-        return None
-    finally:
-        sock.close()
+    return helpers.status(cfg.parent / "rt")
 
 
 def stage_pid(tmp_path: Path, stage: str) -> int | None:
@@ -185,15 +170,7 @@ def test_slow_stage_degrades_then_recovers(tmp_path, models_dir, long_spanish):
 
 
 def _set(cfg: Path, stage: str, params: dict) -> None:
-    import zmq
-
-    st = status(cfg)
-    sock = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.RCVTIMEO, 3000)
-    sock.connect(f"ipc://{st['runtime_dir']}/control.sock")
-    sock.send(json.dumps({"cmd": "set", "stage": stage, "params": params}).encode())
-    assert json.loads(sock.recv())["ok"]
-    sock.close(0)
+    assert helpers.control(cfg.parent / "rt", "set", stage=stage, params=params)["ok"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

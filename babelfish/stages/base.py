@@ -14,6 +14,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -72,7 +73,9 @@ class Stage:
 
         self.ctx = zmq.Context.instance()
         self.sup = self.ctx.socket(zmq.DEALER)
-        self.sup.setsockopt(zmq.IDENTITY, self.name.encode())
+        # "<stage>/<pid>": the supervisor knows which process speaks (a late word from a dead one,
+        # or a client that merely claims a stage's name, is told apart and dropped)
+        self.sup.setsockopt(zmq.IDENTITY, f"{self.name}/{os.getpid()}".encode())
         self.sup.setsockopt(zmq.LINGER, 500)
         secure(self.sup, cfg, "client")
         self.sup.connect(addrs.supervisor())
@@ -281,7 +284,29 @@ def stage_main(cls: type[Stage]) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _term)
-    runtime = Path(args.runtime)
-    rt = msgspec.json.decode((runtime / "config.json").read_bytes(), type=RuntimeFile)
-    stage = cls(rt.config, rt.run, Addresses(rt.config, runtime))
-    sys.exit(stage.main())
+    stage, code = None, 1
+    try:
+        runtime = Path(args.runtime)
+        rt = msgspec.json.decode((runtime / "config.json").read_bytes(), type=RuntimeFile)
+        stage = cls(rt.config, rt.run, Addresses(rt.config, runtime))
+        code = stage.main()
+    except SystemExit as e:  # SIGTERM (also the supervisor dying), at any moment, even loading
+        code = e.code if isinstance(e.code, int) else 0
+    finally:
+        _exit(stage, code)
+
+
+def _exit(stage: Stage | None, code: int) -> None:
+    """Leave for sure: close the sockets, give ZeroMQ a moment to deliver what is queued (the last
+    heartbeat, a result), then exit without Python's finalization, which can otherwise wait
+    forever on a socket left open (a process orphaned that way was seen in the tests)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        if stage is not None:
+            stage.close()
+        t = threading.Thread(target=zmq.Context.instance().term, daemon=True)
+        t.start()
+        t.join(1.5)
+    finally:
+        logging.shutdown()
+        os._exit(code)
