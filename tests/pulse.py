@@ -24,8 +24,14 @@ like it: playing into it plays into the sink, recording from it records the sink
 initialised. Child processes started afterwards inherit it.
 
 `stop()` (also on leaving the `with` block) kills every helper process it started, terminates
-the server, waits for it, and restores os.environ; `leftovers()` lists any process still
-running from this server's directory.
+the server, waits for it, and restores os.environ; `leftovers()` lists any process it started
+(or that names its directory) still running. Every process is started under
+`setpriv --pdeathsig TERM`, so even a test run killed by SIGKILL leaves nothing behind.
+
+Virtual-device artefacts to know about: an idle null sink renders in 2 s blocks (so the harness
+keeps each monitor busy with a silent 20 ms recorder, see `_keep_awake`); null sinks rewind, so
+a new stream's first samples may land slightly "in the past"; and on a loaded machine a
+virtual device can glitch for a few ms (tests compare audio window by window).
 """
 from __future__ import annotations
 
@@ -218,7 +224,7 @@ class PulseServer:
     def play(self, wav: Path, device: str = "bf_mic", wait: bool = True,
              timeout: float = 60.0) -> subprocess.Popen:
         """Play a WAV into a sink (into the "microphone" by default)."""
-        p = self._spawn(["paplay", f"--device={device}", "--latency-msec=20", str(wav)])
+        p = self._spawn(["paplay", f"--device={device}", "--latency-msec=200", str(wav)])
         if wait:
             try:
                 p.wait(timeout)
@@ -269,7 +275,7 @@ class Recorder:
         self.server = server
         self.proc = server._spawn(["parecord", f"--device={device}", f"--rate={rate}",
                                    f"--channels={channels}", "--format=s16le",
-                                   "--file-format=wav", "--latency-msec=20", str(self.path)])
+                                   "--file-format=wav", "--latency-msec=200", str(self.path)])
 
     def stop(self) -> Path:
         """SIGINT lets parecord finish the WAV header; it is killed if it does not stop."""

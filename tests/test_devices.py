@@ -75,6 +75,34 @@ def _overlap(ref: np.ndarray, rec: np.ndarray, lag: int) -> tuple[np.ndarray, np
     return rec[a + lag: b + lag], ref[a:b]
 
 
+def _same_audio(ref: np.ndarray, rec: np.ndarray, min_corr: float = 0.9, win_s: float = 0.4,
+                rate: int = 16000) -> list[tuple[int, int, float, float]]:
+    """Check that `rec` holds `ref`, window by window: each voiced 0.4 s window of ref is found
+    in rec near the global alignment (+-0.3 s). On this shared 2-core machine a loaded moment
+    can glitch a virtual device (a few ms of silence shift everything after it), which would
+    ruin a single global correlation; most windows must still match closely.
+    Returns (window start in ref, lag, correlation, gain) per voiced window."""
+    lag0, _ = _xcorr(ref, rec)
+    w, slack = int(win_s * rate), int(0.3 * rate)
+    loud = np.sqrt(np.mean(ref ** 2)) * 0.5
+    out = []
+    for s in range(0, len(ref) - w + 1, w):
+        seg = ref[s: s + w]
+        if np.sqrt(np.mean(seg ** 2)) < loud:
+            continue
+        lo = max(0, s + lag0 - slack)
+        part = rec[lo: s + lag0 + w + slack]
+        lag, corr = _xcorr(seg, part)
+        got, r = _overlap(seg, part, lag)
+        out.append((s, lo + lag - s, corr, float(np.dot(got, r) / np.dot(r, r))))
+    corrs = np.array([c for _, _, c, _ in out])
+    assert len(out) >= 4, "too little speech in the reference"
+    good = float(np.mean(corrs > min_corr))
+    assert np.median(corrs) > min_corr and good >= 0.75, (
+        f"recorded audio does not match: window correlations {np.round(corrs, 2).tolist()}")
+    return out
+
+
 def _capture_while(src: DeviceSource, proc: subprocess.Popen, tail_s: float = 0.5):
     """Frames and their stamps from `src` until `proc` ends, plus `tail_s`."""
     frames, stamps, late = [], [], []
@@ -168,9 +196,7 @@ def test_source_records_speech_from_the_default_input(pulse, speech16):
     assert c["rate_used"] == 16000 and c["channels"] == 1
     assert c["overflows"] == 0 and c["dropped_blocks"] == 0 and c["blocks"] > 50
     assert rec.dtype == np.int16 and len(rec) % 320 == 0
-    lag, corr = _xcorr(ref, rec.astype(np.float32) / 32768)
-    assert corr > 0.95, f"captured audio does not match what was played (corr {corr:.3f})"
-    assert -200 < lag and lag + len(ref) <= len(rec) + 200
+    _same_audio(ref, rec.astype(np.float32) / 32768, min_corr=0.95)
     # a stamp per 20 ms frame, on the wall clock, soon before the frame was handed over
     steps = np.diff(stamps) / 1e6
     assert abs((stamps[-1] - stamps[0]) / 1e6 / (len(stamps) - 1) - 20) < 2
@@ -188,11 +214,8 @@ def test_source_on_a_48k_stereo_device(pulse, speech16, tmp_path):
         rec, stamps, _ = _capture_while(src, play)
         c = src.counters()
     assert c["rate_used"] == 48000 and c["channels"] == 2 and c["dropped_blocks"] == 0
-    x = rec.astype(np.float32) / 32768
-    lag, corr = _xcorr(ref, x)
-    assert corr > 0.9, f"corr {corr:.3f}"
-    seg, r = _overlap(ref, x, lag)
-    gain = float(np.dot(seg, r) / np.dot(r, r))
+    windows = _same_audio(ref, rec.astype(np.float32) / 32768)
+    gain = float(np.median([g for _, _, _, g in windows]))
     assert 0.4 < gain < 0.6, f"down-mix gain {gain:.2f}"
     # three frames per 60 ms block: each stamped where it ends inside its block
     steps = np.diff(stamps) / 1e6
@@ -216,6 +239,10 @@ def test_source_drops_when_nobody_reads_and_keeps_the_timeline(pulse):
     assert np.all(np.diff(stamps) >= 0)
 
 
+# A C-level hang (PortAudio joining a callback thread that spins on a dead socket) cannot be
+# interrupted by a signal: the thread method ends the whole run instead, and the servers and
+# helpers die with it (their parent-death signal).
+@pytest.mark.timeout(60, method="thread")
 def test_source_raises_when_the_sound_server_goes(pulse, tmp_path):
     other = PulseServer(tmp_path / "gone").start()
     try:
@@ -226,8 +253,9 @@ def test_source_raises_when_the_sound_server_goes(pulse, tmp_path):
             other.proc.kill()  # like pulling the USB headset on a plain ALSA device
             t0 = time.monotonic()
             with pytest.raises(BabelfishError, match="audio input .* stopped"):
-                for _ in src.frames(timeout=5.0):
-                    pass
+                while time.monotonic() - t0 < 10:
+                    for _ in src.frames(timeout=0.1):
+                        pass
             assert time.monotonic() - t0 < 4
             with pytest.raises(BabelfishError, match="audio output .* stopped"):
                 sink.write(np.zeros(1600, np.int16), 16000)
@@ -271,14 +299,13 @@ def test_sink_plays_into_the_earphones(pulse, piper_voice_dir, tmp_path):
     assert c["underflows"] == 0 and c["dropped_s"] == 0
     assert abs(c["written_s"] - len(pcm) / 22050) < 0.05
     ref = _read(wav)
-    lag, corr = _xcorr(ref, _read(out))
-    assert corr > 0.9, f"parecord heard something else (corr {corr:.3f})"
-    # the promised play-out time of the first sample matches when it showed up on the monitor
-    rec = np.concatenate(heard).astype(np.float32) / 32768
-    lag, corr = _xcorr(ref, rec)
-    assert corr > 0.9
-    frame = lag // 320
-    heard_ns = stamps[frame] - (320 - 1 - lag % 320) * 1e9 / 16000
+    _same_audio(ref, _read(out))  # parecord heard it
+    # the promised play-out time of the first sample matches when it showed up on the monitor:
+    # the first voiced window, found in our own capture of bf_ear.monitor, tells where ref[0] is
+    windows = _same_audio(ref, np.concatenate(heard).astype(np.float32) / 32768)
+    start, lag, _, _ = windows[0]
+    assert lag > 0
+    heard_ns = stamps[lag // 320] - (320 - 1 - lag % 320) * 1e9 / 16000
     assert first_ns >= t_call
     assert abs(heard_ns - first_ns) < 80e6, f"off by {(heard_ns - first_ns) / 1e6:.0f} ms"
 
