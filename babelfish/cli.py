@@ -72,37 +72,136 @@ def _overrides(args) -> dict:
     return over
 
 
-def cmd_replay(args) -> int:
-    from babelfish.audio import probe_wav
-    from babelfish.config import load_config
-    from babelfish.report import to_json
+def _replay_one(cfg, wav: Path, info, out: Path, args, previous=None):
+    """One Supervisor run over one recording: (utterances, summary, supervisor)."""
     from babelfish.stages.base import RunInfo
     from babelfish.supervisor import Supervisor, install_signal_handlers
 
-    cfg = load_config(args.config, _overrides(args))
-    info = probe_wav(args.input)  # a bad input is a one-line error before anything starts
-    out = Path(args.out or f"{Path(args.input).stem}.{cfg.pipeline.target_lang}.wav")
-    if out.exists() and out.is_dir():
-        raise UsageError(f"--out is a directory: {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    print(f"replaying {args.input} ({info.duration_s:.1f} s, {info.rate} Hz, {info.channels} ch) "
+    print(f"replaying {wav} ({info.duration_s:.1f} s, {info.rate} Hz, {info.channels} ch) "
           f"{cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}, {args.pace} pace", flush=True)
-    run = RunInfo(mode="replay", input=str(Path(args.input).resolve()), output=str(out.resolve()),
+    run = RunInfo(mode="replay", input=str(Path(wav).resolve()), output=str(out.resolve()),
                   pace=args.pace)
     sup = Supervisor(cfg, run, debug=args.debug, on_utterance=_print_utterance,
                      on_event=lambda s: log.info("%s", s))
     install_signal_handlers(sup)
+    if previous is not None and previous.stop_requested:  # a signal between two recordings
+        sup.request_stop(previous.stop_requested)
     utts, summary = sup.run()
+    return utts, summary, sup
+
+
+def _check_plot(args) -> None:
+    """--plot is checked before anything starts: matplotlib installed, the path not a folder."""
+    if getattr(args, "plot", None):
+        from babelfish.plot import _matplotlib
+
+        if Path(args.plot).is_dir():
+            raise UsageError(f"--plot is a directory: {args.plot}")
+        try:
+            _matplotlib()
+        except BabelfishError as e:
+            raise UsageError(str(e)) from None
+
+
+def _write_plot(args, report: dict, cfg) -> None:
+    if getattr(args, "plot", None):
+        from babelfish.plot import plot_report
+
+        plot_report(report, args.plot, budget_ms=cfg.budgets.end_to_end_ms)
+        print(f"timeline: {args.plot}", flush=True)
+
+
+def cmd_replay(args) -> int:
+    from babelfish import suite
+    from babelfish.audio import probe_wav
+    from babelfish.config import load_config
+    from babelfish.report import to_json
+
+    entries, is_suite = suite.collect(args.input)
+    if is_suite:
+        return _replay_suite(args, entries)
+    wav = args.input[0]
+    cfg = load_config(args.config, _overrides(args))
+    info = probe_wav(wav)  # a bad input is a one-line error before anything starts
+    out = Path(args.out or f"{Path(wav).stem}.{cfg.pipeline.target_lang}.wav")
+    if out.exists() and out.is_dir():
+        raise UsageError(f"--out is a directory: {out}")
+    _check_plot(args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    utts, summary, sup = _replay_one(cfg, wav, info, out, args)
     if args.report:
         tmp = Path(args.report).with_suffix(".tmp")
         tmp.write_bytes(to_json(utts, summary))
         os.replace(tmp, args.report)
     _print_summary(summary, str(out), args.report)
+    _write_plot(args, json.loads(to_json(utts, summary)), cfg)
     if sup.fatal is not None:
         raise sup.fatal
     if sup.stop_requested:
+        print(f"babelfish: {sup.stop_requested}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _replay_suite(args, entries) -> int:
+    """Several recordings, a folder or a suite file: one Supervisor run per recording, one after
+    another, into one suite report (babelfish/suite.py). Quality failures are printed and
+    reported, not an error: `babelfish compare` is what fails a build."""
+    from babelfish import suite
+    from babelfish.audio import probe_wav
+    from babelfish.config import load_config
+
+    # everything is checked before the first recording starts
+    base_cfg = load_config(args.config, _overrides(args))
+    out_dir = Path(args.out or ".")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out must be a folder with several recordings, and {out_dir} is a file")
+    if not out_dir.exists() and out_dir.suffix.lower() == ".wav":
+        raise UsageError(f"--out must be a folder with several recordings, not {out_dir}")
+    plans = []
+    for e in entries:
+        over = _overrides(args)
+        if e.source_lang:
+            over["pipeline"]["source_lang"] = e.source_lang
+        if e.target_lang:
+            over["pipeline"]["target_lang"] = e.target_lang
+        try:
+            cfg = load_config(args.config, over)
+            info = probe_wav(e.path)
+        except UsageError as err:
+            raise UsageError(f"{e.origin}: {err}" if e.origin else str(err)) from None
+        plans.append((e, cfg, info, out_dir / f"{e.name}.{cfg.pipeline.target_lang}.wav"))
+    _check_plot(args)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+
+    docs: list[dict] = []
+    sup = None
+    for n, (e, cfg, info, out) in enumerate(plans, 1):
+        if sup is not None and (sup.fatal is not None or sup.stop_requested):
+            break
+        print(f"[{n}/{len(plans)}] {e.name}", flush=True)
+        utts, summary, sup = _replay_one(cfg, e.path, info, out, args, previous=sup)
+        quality = None if e.expect is None else suite.check_quality(
+            e.expect, [u.translated_text for u in utts])
+        docs.append(suite.recording_doc(e, cfg.pipeline.source_lang, cfg.pipeline.target_lang,
+                                        utts, summary, quality))
+        _print_summary(summary, str(out), None)
+        print(suite.quality_line(quality), flush=True)
+    doc = suite.suite_report(docs, planned=[e.name for e in entries],
+                             budget_ms=base_cfg.budgets.end_to_end_ms)
+    if args.report:
+        suite.write_report(args.report, doc)
+    print(suite.overall_line(doc["summary"]), flush=True)
+    if args.report:
+        print(f"report: {args.report}")
+    _write_plot(args, doc, base_cfg)
+    if sup is not None and sup.fatal is not None:
+        raise sup.fatal
+    if sup is not None and sup.stop_requested:
         print(f"babelfish: {sup.stop_requested}", file=sys.stderr)
         return 130
     return 0
@@ -260,20 +359,36 @@ def cmd_keys(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from babelfish import models_cli
+    from babelfish import compare, models_cli, plot
 
     p = _Parser(prog="babelfish", description="Live speech-to-speech translation on the edge.")
     p.add_argument("--version", action="version", version=f"babelfish {__version__}")
     p.add_argument("--debug", action="store_true", help="log more (all processes)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    r = sub.add_parser("replay", help="replay a recording through the whole pipeline")
-    r.add_argument("input", metavar="INPUT.wav")
+    r = sub.add_parser(
+        "replay", help="replay a recording (or a suite of them) through the whole pipeline",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Replay recordings through the whole pipeline. One WAV file gives the report\n"
+                    "{\"utterances\": [...], \"summary\": {...}}. Several files, a folder (every "
+                    "*.wav in it)\nor a suite file (TOML, see samples/suite.toml) are replayed "
+                    "one after another\ninto one report {\"recordings\": [...], \"summary\": "
+                    "{...}}, with a check of the words\neach recording's translation must contain.",
+        epilog="exit codes: 0 every recording ran (quality check failures are printed and "
+               "reported,\nbut do not fail: `babelfish compare NEW.json BASELINE.json` is what "
+               "fails a build),\n2 bad usage or bad input (checked before anything starts), "
+               "1 failure at run time,\n130 interrupted.")
+    r.add_argument("input", nargs="+", metavar="INPUT",
+                   help="a WAV file, several, a folder of them, or a suite file (.toml)")
     r.add_argument("--config", help="a TOML file; keys it does not set keep their defaults")
     r.add_argument("--from", dest="source_lang", metavar="LANG", help="spoken language")
     r.add_argument("--to", dest="target_lang", metavar="LANG", help="language to speak")
-    r.add_argument("--out", metavar="OUT.wav", help="translated speech (default INPUT.LANG.wav)")
+    r.add_argument("--out", metavar="OUT.wav|DIR",
+                   help="translated speech (default INPUT.LANG.wav); with several recordings a "
+                        "folder for NAME.LANG.wav (default the current folder)")
     r.add_argument("--report", metavar="REPORT.json", help="write the latency report here")
+    r.add_argument("--plot", metavar="OUT.png", help="draw the report's timeline here "
+                                                     "(needs matplotlib: the plot extra)")
     r.add_argument("--pace", choices=("realtime", "fast"), default="realtime",
                    help="feed the file at wall-clock speed (as a microphone) or as fast as it goes")
     r.set_defaults(func=cmd_replay)
@@ -308,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_keys)
 
     models_cli.add_parser(sub)
+    compare.add_parser(sub)
+    plot.add_parser(sub)
     return p
 
 

@@ -1,0 +1,358 @@
+"""`babelfish compare NEW.json BASELINE.json [--tolerance PCT]`: did latency or quality regress?
+
+Reads only report files: the report of `babelfish replay --report` (one recording, shown as
+"default") or a suite report ({"recordings": [{"name", "utterances", "summary", "quality"}, ...],
+"summary": {...}}). Recordings are matched by name (two one-recording reports are matched even
+when their names differ). For each recording, and overall for suite reports, it prints end of
+speech -> first audio p50/p95, the p50 time of every stage and the quality check, with the
+baseline, the new value and the change.
+
+Exit 1 (one `regression: ...` line each) when:
+  * end-to-end p50 or p95 (per recording, or overall) is more than --tolerance percent (default
+    10) above the baseline AND more than NOISE_FLOOR_MS (20 ms) above it in absolute terms: a few
+    milliseconds of scheduling noise on a fast stage is not a regression, whatever the percentage;
+  * the new report has no end-to-end latency where the baseline had one (no audio came out);
+  * a quality check that passed in the baseline fails (or its recording is gone) in the new one.
+Per-stage times are shown for diagnosis only. Exit 2 for a missing or unreadable report, 0 otherwise.
+
+babelfish/cli.py registers it with `compare.add_parser(sub)` and runs it with `compare.run(args)`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from babelfish import BabelfishError, UsageError
+from babelfish.report import percentile
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOLERANCE_PCT = 10.0
+NOISE_FLOOR_MS = 20.0  # latency changes smaller than this never count as regressions
+STAGE_ORDER = ("vad", "asr", "mt", "tts", "playback")
+
+
+# ---- reading reports ------------------------------------------------------------------------------
+
+@dataclass
+class Recording:
+    name: str
+    utterances: list[dict]
+    summary: dict
+    quality: dict | None = None
+    path: str = ""
+
+
+@dataclass
+class Report:
+    path: str
+    recordings: list[Recording]
+    summary: dict = field(default_factory=dict)  # the overall summary (suite reports)
+    suite: bool = False
+
+
+def _e2e(utts: list[dict]) -> list[float]:
+    return [u["latency_ms"]["end_of_speech_to_first_audio"] for u in utts
+            if isinstance(u.get("latency_ms"), dict)
+            and isinstance(u["latency_ms"].get("end_of_speech_to_first_audio"), (int, float))]
+
+
+def _stage_p50(utts: list[dict]) -> dict[str, float]:
+    per: dict[str, list[float]] = {}
+    for u in utts:
+        for k, v in (u.get("stages") or {}).items():
+            if isinstance(v, (int, float)):
+                per.setdefault(k, []).append(float(v))
+    return {k: percentile(v, 50) for k, v in per.items()}
+
+
+def _recording(d, where: str, default_name: str) -> Recording:
+    if not isinstance(d, dict) or not isinstance(d.get("utterances"), list):
+        raise UsageError(f"{where}: not a Babelfish report (no \"utterances\" list)")
+    if not all(isinstance(u, dict) for u in d["utterances"]):
+        raise UsageError(f"{where}: not a Babelfish report (an utterance is not an object)")
+    summary = d.get("summary") if isinstance(d.get("summary"), dict) else {}
+    quality = d.get("quality") if isinstance(d.get("quality"), dict) else None
+    return Recording(name=str(d.get("name") or default_name), utterances=d["utterances"],
+                     summary=summary, quality=quality, path=str(d.get("path") or ""))
+
+
+def parse_report(doc, where: str = "report") -> Report:
+    """A report document (already decoded JSON) as recordings; UsageError when it is not one."""
+    if isinstance(doc, dict) and isinstance(doc.get("recordings"), list):
+        recs = [_recording(r, f"{where}: recording {i + 1}", f"recording-{i + 1}")
+                for i, r in enumerate(doc["recordings"])]
+        summary = doc.get("summary") if isinstance(doc.get("summary"), dict) else {}
+        return Report(where, recs, summary, suite=True)
+    rec = _recording(doc, where, "default")
+    rec.name = "default"
+    return Report(where, [rec], rec.summary, suite=False)
+
+
+def read_report(path: str | Path) -> Report:
+    """Read and check one report file. Raises UsageError (one line) when it cannot be used."""
+    return parse_report(read_json(path), str(path))
+
+
+def read_json(path: str | Path) -> dict:
+    """The decoded JSON of a report file, checked to be a report. UsageError (one line) if not."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"report is a directory: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"no such report file: {p}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read report {p}: {e}") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"{p} is not a JSON report: {e}") from None
+    parse_report(doc, str(p))
+    return doc
+
+
+# ---- metrics --------------------------------------------------------------------------------------
+
+@dataclass
+class Metrics:
+    utterances: int
+    e2e_p50: float | None
+    e2e_p95: float | None
+    stages: dict[str, float]
+    quality: dict | None  # {"required", "found", "missing", "passed"} or None (no check)
+
+
+def _num(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def recording_metrics(rec: Recording) -> Metrics:
+    """Summary numbers when the report has them, else computed from the utterances."""
+    s, utts = rec.summary, rec.utterances
+    e2e = _e2e(utts)
+    p50 = _num(s.get("e2e_p50_ms")) if "e2e_p50_ms" in s else percentile(e2e, 50)
+    p95 = _num(s.get("e2e_p95_ms")) if "e2e_p95_ms" in s else percentile(e2e, 95)
+    stages = s.get("stage_ms_p50") if isinstance(s.get("stage_ms_p50"), dict) else _stage_p50(utts)
+    n = s.get("utterances") if isinstance(s.get("utterances"), int) else len(utts)
+    return Metrics(n, p50, p95, {k: v for k, v in stages.items() if _num(v) is not None},
+                   rec.quality)
+
+
+def overall_metrics(rep: Report) -> Metrics:
+    """All recordings together: the suite's own overall summary where it has the numbers, else
+    percentiles over every utterance of every recording."""
+    utts = [u for r in rep.recordings for u in r.utterances]
+    s = rep.summary if rep.suite else {}
+    e2e = _e2e(utts)
+    p50 = _num(s.get("e2e_p50_ms")) if "e2e_p50_ms" in s else percentile(e2e, 50)
+    p95 = _num(s.get("e2e_p95_ms")) if "e2e_p95_ms" in s else percentile(e2e, 95)
+    stages = s.get("stage_ms_p50") if isinstance(s.get("stage_ms_p50"), dict) else _stage_p50(utts)
+    checks = [r.quality for r in rep.recordings if r.quality is not None]
+    quality = None
+    if checks:
+        passed = sum(1 for q in checks if q.get("passed"))
+        quality = {"passed": passed == len(checks), "count": f"{passed}/{len(checks)}"}
+    return Metrics(len(utts), p50, p95, {k: v for k, v in stages.items() if _num(v) is not None},
+                   quality)
+
+
+# ---- comparing ------------------------------------------------------------------------------------
+
+def change_pct(new: float | None, base: float | None) -> float | None:
+    if new is None or base is None or base == 0:
+        return None
+    return (new - base) / base * 100.0
+
+
+def is_latency_regression(new: float | None, base: float | None, tolerance_pct: float,
+                          noise_floor_ms: float = NOISE_FLOOR_MS) -> bool:
+    """Worse by more than the tolerance AND by more than the noise floor (or gone entirely)."""
+    if base is None:
+        return False
+    if new is None:
+        return True
+    return new - base > noise_floor_ms and new > base * (1 + tolerance_pct / 100.0)
+
+
+def _fmt_ms(v) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def _fmt_pct(new, base) -> str:
+    c = change_pct(new, base)
+    if c is None:
+        return "-" if new is None or base is None else "n/a"
+    return f"{c:+.1f}%"
+
+
+def _fmt_quality(q: dict | None) -> str:
+    if q is None:
+        return "-"
+    if "count" in q:  # overall: how many recordings passed
+        return f"{q['count']} passed"
+    return "passed" if q.get("passed") else "FAILED"
+
+
+def _quality_missing(q: dict | None) -> list[str]:
+    if not q or not isinstance(q.get("missing"), list):
+        return []
+    return [str(m) for m in q["missing"]]
+
+
+def compare_metrics(label: str, new: Metrics, base: Metrics, tolerance_pct: float,
+                    quality_regressions: bool = True) -> tuple[list[str], list[str]]:
+    """The table lines for one recording (or overall) and its regression lines."""
+    rows: list[tuple[str, str, str, str, str]] = []
+    regressions: list[str] = []
+    rows.append(("utterances", str(base.utterances), str(new.utterances), "", ""))
+    for key, name in (("e2e_p50", "e2e p50 ms"), ("e2e_p95", "e2e p95 ms")):
+        b, n = getattr(base, key), getattr(new, key)
+        bad = is_latency_regression(n, b, tolerance_pct)
+        rows.append((name, _fmt_ms(b), _fmt_ms(n), _fmt_pct(n, b), "REGRESSION" if bad else ""))
+        if bad:
+            what = "no end-to-end latency (no audio came out)" if n is None else \
+                f"{n:.0f} ms vs {b:.0f} ms ({change_pct(n, b):+.1f}%)" if b else f"{n:.0f} ms vs {b:.0f} ms"
+            regressions.append(f"regression: {label}: end of speech -> first audio "
+                               f"{name.split()[1]} {what}, tolerance {tolerance_pct:g}%")
+    names = [s for s in STAGE_ORDER if s in base.stages or s in new.stages]
+    names += sorted((set(base.stages) | set(new.stages)) - set(names))
+    for s in names:
+        b, n = base.stages.get(s), new.stages.get(s)
+        rows.append((f"  {s} p50 ms", _fmt_ms(b), _fmt_ms(n), _fmt_pct(n, b), ""))
+    if base.quality is not None or new.quality is not None:
+        bad = quality_regressions and bool(base.quality and base.quality.get("passed")) and not (
+            new.quality and new.quality.get("passed"))
+        note = ""
+        missing = _quality_missing(new.quality)
+        if missing:
+            note = "missing: " + ", ".join(missing)
+        rows.append(("quality", _fmt_quality(base.quality), _fmt_quality(new.quality), note,
+                     "REGRESSION" if bad else ""))
+        if bad:
+            why = f" (missing: {', '.join(missing)})" if missing else \
+                (" (no quality check in the new report)" if new.quality is None else "")
+            regressions.append(f"regression: {label}: quality check passed in the baseline, "
+                               f"fails now{why}")
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(8, *(len(r[1]) for r in rows))
+    w2 = max(8, *(len(r[2]) for r in rows))
+    lines = [f"  {'':{w0}}  {'baseline':>{w1}}  {'new':>{w2}}  change"]
+    for r in rows:
+        line = f"  {r[0]:{w0}}  {r[1]:>{w1}}  {r[2]:>{w2}}  {r[3]}"
+        if r[4]:
+            line += f"  {r[4]}"
+        lines.append(line.rstrip())
+    return lines, regressions
+
+
+def _pairs(new: Report, base: Report) -> list[tuple[Recording | None, Recording | None]]:
+    pairs: list[tuple[Recording | None, Recording | None]] = []
+    if len(new.recordings) == 1 and len(base.recordings) == 1:
+        return [(new.recordings[0], base.recordings[0])]
+    new_by = {r.name: r for r in new.recordings}
+    base_names = {r.name for r in base.recordings}
+    for b in base.recordings:
+        pairs.append((new_by.get(b.name), b))
+    for n in new.recordings:
+        if n.name not in base_names:
+            pairs.append((n, None))
+    return pairs
+
+
+def compare_reports(new: Report, base: Report, tolerance_pct: float = DEFAULT_TOLERANCE_PCT
+                    ) -> tuple[list[str], list[str]]:
+    """(lines to print, regression lines). The regression lines are also among the printed lines."""
+    out: list[str] = [f"new:      {new.path}", f"baseline: {base.path}", ""]
+    regressions: list[str] = []
+    for n, b in _pairs(new, base):
+        if b is None:
+            out += [f"recording {n.name}: new (not in the baseline), not compared", ""]
+            continue
+        if n is None:
+            out += [f"recording {b.name}: missing from the new report", ""]
+            regressions.append(f"regression: {b.name}: recording missing from the new report")
+            continue
+        label = n.name if n.name == b.name else f"{n.name} (baseline {b.name})"
+        lines, regs = compare_metrics(label, recording_metrics(n), recording_metrics(b),
+                                      tolerance_pct)
+        out += [f"recording {label}"] + lines + [""]
+        regressions += regs
+    if new.suite or base.suite:
+        # quality failures are already named per recording: overall shows the count only
+        lines, regs = compare_metrics("overall", overall_metrics(new), overall_metrics(base),
+                                      tolerance_pct, quality_regressions=False)
+        out += ["overall"] + lines + [""]
+        regressions += regs
+    out += regressions
+    if regressions:
+        out.append(f"{len(regressions)} regression(s) (tolerance {tolerance_pct:g}%; latency "
+                   f"changes under {NOISE_FLOOR_MS:.0f} ms are ignored as noise)")
+    else:
+        out.append(f"no regressions (tolerance {tolerance_pct:g}%; latency changes under "
+                   f"{NOISE_FLOOR_MS:.0f} ms are ignored as noise)")
+    return out, regressions
+
+
+# ---- command line ---------------------------------------------------------------------------------
+
+def _tolerance(text: str) -> float:
+    try:
+        v = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
+    if not 0 <= v < 10000:
+        raise argparse.ArgumentTypeError(f"tolerance must be 0..10000 percent, got {text}")
+    return v
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the "compare" subcommand on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "compare", help="compare two latency reports; exit 1 on a regression",
+        description="Compare a new replay/suite report with a baseline. Exit 1 when end-to-end "
+                    f"latency p50/p95 got worse by more than the tolerance (and more than "
+                    f"{NOISE_FLOOR_MS:.0f} ms: noise floor) or a quality check that passed fails.")
+    p.add_argument("new", metavar="NEW.json")
+    p.add_argument("baseline", metavar="BASELINE.json")
+    p.add_argument("--tolerance", type=_tolerance, default=DEFAULT_TOLERANCE_PCT, metavar="PCT",
+                   help=f"allowed latency increase in percent (default {DEFAULT_TOLERANCE_PCT:g})")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed `compare` command: 0 no regression, 1 regression, 2 bad input."""
+    try:
+        new = read_report(args.new)
+        base = read_report(args.baseline)
+    except BabelfishError as e:
+        print(f"babelfish: error: {e}", file=sys.stderr)
+        return 2
+    lines, regressions = compare_reports(new, base, args.tolerance)
+    print("\n".join(lines), flush=True)
+    return 1 if regressions else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    class _P(argparse.ArgumentParser):
+        def error(self, message):
+            print(f"babelfish: error: {message}", file=sys.stderr)
+            sys.exit(2)
+
+    p = _P(prog="babelfish")
+    add_parser(p.add_subparsers(dest="command", required=True, parser_class=_P))
+    try:
+        args = p.parse_args(["compare", *(sys.argv[1:] if argv is None else argv)])
+    except SystemExit as e:  # bad usage (exit 2) or --help (exit 0)
+        return int(e.code or 0)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""The naive cascade: what one would write without Babelfish's pipeline, as a benchmark baseline.
+
+ONE process and one loop: it reads the recording as a microphone delivers it (16 kHz mono frames,
+at wall-clock pace in "realtime"), cuts utterances with the same VAD endpointer as the capture
+stage, and for each utterance, after it has ended, transcribes it whole, translates it whole
+(when the route has MT), synthesizes ALL of its speech, and only then "plays" it: the whole
+utterance's audio is written to a WAV sink at once. While it works, the microphone's frames wait
+in the buffer. It uses the same engines, models and settings as the pipeline (the same factories,
+babelfish.engines.make_asr / make_translator / make_tts and babelfish.engines.vad.make_vad, on the
+same config), but no degradation ladder.
+
+The report has the format of `babelfish replay --report`, measured the same way:
+end_of_speech_to_first_audio runs from the moment the last speech frame was fed to the moment the
+first sample was written. In realtime pace a frame is "fed" when the microphone delivers it (its
+due time on the wall clock): when the single loop is still busy with an earlier utterance, the
+frame waits in the buffer and that wait counts, as the wearer feels it. The summary also says
+which engines and model paths were used ("engines"), and the process's CPU seconds ("cpu_s").
+
+`python -m babelfish.naive INPUT.wav --out OUT.wav --report REPORT.json [--pace fast]` runs it on
+its own (scripts/bench.py runs it in a subprocess so that its memory is measured alone).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import sys
+import time
+from collections import deque
+from contextlib import contextmanager
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import soundfile as sf
+
+from babelfish import BabelfishError, UsageError
+from babelfish.addresses import route as pipeline_route
+from babelfish.config import Config, load_config, models_dir
+from babelfish.engines import SAMPLE_RATE, make_asr, make_translator, make_tts
+from babelfish.engines.vad import make_vad
+from babelfish.report import Summary, UtteranceReport, latencies, stage_times, summarize_latency
+from babelfish.schema import Stamp
+from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechStart
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _resolved_models(into: list[str]):
+    """Note every model path the engine factories resolve while loading (for the report)."""
+    import babelfish.models as M
+
+    real = M.resolve
+
+    def spy(name_or_path, mdir):
+        path = real(name_or_path, mdir)
+        into.append(str(Path(path).resolve()))
+        return path
+
+    M.resolve = spy
+    try:
+        yield
+    finally:
+        M.resolve = real
+
+
+class _Sink:
+    """The WAV "speaker", written the way the playback stage writes it."""
+
+    def __init__(self, path: Path, realtime: bool, gap_ms: int, t0_ns: int):
+        self.path, self.realtime, self.gap_ms, self.t0_ns = path, realtime, gap_ms, t0_ns
+        self.file: sf.SoundFile | None = None
+        self.rate = 0
+        self.written = 0
+
+    def write(self, pcm: np.ndarray, rate: int) -> None:
+        if self.file is None:
+            self.rate = rate
+            self.file = sf.SoundFile(str(self.path), "w", samplerate=rate, channels=1,
+                                     subtype="PCM_16")
+        if rate != self.rate:
+            raise BabelfishError(f"naive: the voice changed its rate ({self.rate} -> {rate} Hz)")
+        if self.realtime:  # idle until now: silence, as a sound card would have played
+            now = int((time.monotonic_ns() - self.t0_ns) / 1e9 * self.rate)
+            if now > self.written:
+                self.file.write(np.zeros(now - self.written, np.int16))
+                self.written = now
+        elif self.written:
+            gap = int(self.gap_ms / 1000 * self.rate)
+            self.file.write(np.zeros(gap, np.int16))
+            self.written += gap
+        self.file.write(pcm)
+        self.written += len(pcm)
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is None:  # no speech at all: still a valid (empty) WAV
+            self.file = sf.SoundFile(str(self.path), "w", samplerate=22050, channels=1,
+                                     subtype="PCM_16")
+        self.file.close()
+
+
+def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str = "realtime",
+              on_utterance=None) -> dict:
+    """Run the naive cascade on one recording; returns a report dict like replay's."""
+    from babelfish.stages.capture import FileSource  # the same reading and resampling as capture
+
+    if pace not in ("realtime", "fast"):
+        raise UsageError(f"pace must be realtime or fast, not {pace!r}")
+    t_begin = time.monotonic()
+    realtime = pace == "realtime"
+    route = pipeline_route(cfg)
+    mdir = models_dir(cfg)
+    frame_len = SAMPLE_RATE * cfg.pipeline.chunk_ms // 1000
+    source = FileSource(str(wav_path), frame_len)  # a bad input fails before any model loads
+
+    # ---- load the same engines as the pipeline's stages ----
+    used: dict[str, list[str]] = {"asr": [], "mt": [], "tts": []}
+    vad = make_vad(cfg.vad, mdir)
+    v = cfg.vad
+    segmenter = Segmenter(vad, start_ms=v.start_ms, end_silence_ms=v.end_silence_ms,
+                          pad_ms=v.pad_ms, max_utterance_s=v.max_utterance_s, rate=SAMPLE_RATE)
+    with _resolved_models(used["asr"]):
+        asr = make_asr(cfg, mdir)
+    translator = None
+    if "mt" in route:
+        with _resolved_models(used["mt"]):
+            translator = make_translator(cfg, mdir)
+    with _resolved_models(used["tts"]):
+        tts = make_tts(cfg, mdir)
+    engines = {
+        "vad": {"engine": cfg.vad.engine,
+                "model": str((mdir / "silero-vad" / "silero_vad_v6.onnx").resolve())
+                if cfg.vad.engine == "silero" else ""},
+        "asr": {"engine": cfg.asr.engine, "model": used["asr"][0] if used["asr"] else ""},
+        "tts": {"engine": cfg.tts.engine, "model": used["tts"][0] if used["tts"] else ""},
+    }
+    if translator is not None:
+        engines["mt"] = {"engine": cfg.mt.engine, "model": used["mt"][0] if used["mt"] else ""}
+    t_ready = time.monotonic()
+
+    out_path = Path(out_wav)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    t0_ns = time.monotonic_ns()
+    sink = _Sink(out_path, realtime, cfg.playback.gap_ms, t0_ns)
+    busy = {"capture": 0, "asr": 0, "mt": 0, "tts": 0, "playback": 0}  # ns
+    tts_audio_s = 0.0
+    speech_s = 0.0
+    fed: deque[tuple[int, int]] = deque(maxlen=int(SAMPLE_RATE * 120 / frame_len))
+    reports: list[UtteranceReport] = []
+    cur: dict | None = None
+
+    def fed_ns(pos: int) -> int:
+        for end, ns in fed:
+            if end > pos:
+                return ns
+        return fed[-1][1] if fed else time.monotonic_ns()
+
+    def finish_utterance(u: dict, ev: SpeechEnd) -> None:
+        nonlocal tts_audio_s, speech_s
+        stamps = [Stamp("capture", "speech_start", fed_ns(ev.start_pos)),
+                  Stamp("capture", "speech_end", fed_ns(max(ev.start_pos, ev.end_pos - 1))),
+                  Stamp("capture", "endpoint", time.monotonic_ns())]
+        speech_s += (ev.end_pos - ev.start_pos) / SAMPLE_RATE
+        # 1. the whole utterance through the recogniser
+        t = time.monotonic_ns()
+        for pcm in u["audio"]:
+            asr.accept(pcm)
+        result = asr.finish()
+        stamps.append(Stamp("asr", "final", time.monotonic_ns()))
+        busy["asr"] += stamps[-1].ns - t
+        text, source_text = result.text, ""
+        # 2. all of it through the translator
+        if translator is not None:
+            t = time.monotonic_ns()
+            source_text = text
+            text = translator.translate([text])[0] if text.strip() else ""
+            now = time.monotonic_ns()
+            stamps += [Stamp("mt", "first", now), Stamp("mt", "done", now)]
+            busy["mt"] += now - t
+        # 3. all of its speech synthesized
+        t = time.monotonic_ns()
+        pieces = list(tts.synthesize(text)) if text.strip() else []
+        audio = np.concatenate(pieces) if pieces else np.zeros(0, np.int16)
+        now = time.monotonic_ns()
+        busy["tts"] += now - t
+        if len(audio):
+            stamps.append(Stamp("tts", "first_audio", now))
+        stamps.append(Stamp("tts", "done", now))
+        audio_s = len(audio) / tts.sample_rate
+        tts_audio_s += audio_s
+        # 4. then played, all at once
+        if len(audio):
+            t = time.monotonic_ns()
+            sink.write(audio, tts.sample_rate)
+            now = time.monotonic_ns()
+            busy["playback"] += now - t
+            stamps.append(Stamp("playback", "first_audio", now))
+        stamps.append(Stamp("playback", "done", time.monotonic_ns()))
+        stamps.sort(key=lambda s: s.ns)
+        rep = UtteranceReport(
+            id=u["id"], speech_start_s=round(ev.start_pos / SAMPLE_RATE, 3),
+            speech_end_s=round(ev.end_pos / SAMPLE_RATE, 3), source_text=source_text,
+            translated_text=text.strip(), stages=stage_times(stamps), latency_ms=latencies(stamps),
+            audio_s=round(audio_s, 3), stamps=stamps)
+        reports.append(rep)
+        if on_utterance:
+            on_utterance(rep)
+
+    def handle(events) -> None:
+        nonlocal cur
+        for ev in events:
+            if isinstance(ev, SpeechStart):
+                cur = {"id": f"u{ev.speech_pos * 1000 // SAMPLE_RATE:08d}", "audio": []}
+            elif isinstance(ev, SpeechAudio) and cur is not None:
+                cur["audio"].append(np.ascontiguousarray(ev.pcm, dtype=np.int16))
+            elif isinstance(ev, SpeechEnd) and cur is not None:
+                u, cur = cur, None
+                finish_utterance(u, ev)
+
+    pos = 0
+    try:
+        for frame in source.frames():
+            due_ns = t0_ns + int((pos + len(frame)) * 1e9 / SAMPLE_RATE)
+            if realtime:
+                wait = due_ns - time.monotonic_ns()
+                if wait > 0:
+                    time.sleep(wait / 1e9)
+                # the microphone delivered this frame at its due time, even if we are late to it
+                arrival = due_ns
+            else:
+                arrival = time.monotonic_ns()
+            fed.append((pos + len(frame), arrival))
+            t = time.monotonic_ns()
+            events = segmenter.feed(frame, pos)
+            busy["capture"] += time.monotonic_ns() - t
+            pos += len(frame)
+            handle(events)
+        handle(segmenter.flush())
+    finally:
+        sink.close()
+
+    input_s = pos / SAMPLE_RATE
+    p50, p95, stage_p50 = summarize_latency(reports)
+    refs = {"capture": input_s, "asr": speech_s, "mt": speech_s, "tts": tts_audio_s,
+            "playback": tts_audio_s}
+    rtf = {k: round(busy[k] / 1e9 / refs[k], 3) for k in route if refs.get(k, 0) > 0}
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    counters = source.counters()
+    summary = Summary(
+        utterances=len(reports), e2e_p50_ms=p50, e2e_p95_ms=p95, rtf=rtf,
+        peak_rss_mb=round(ru.ru_maxrss / 1024, 1),
+        start_to_ready_ms=round((t_ready - t_begin) * 1000, 1), input_s=round(input_s, 3),
+        wall_s=round(time.monotonic() - t_begin, 3), restarts={}, degradations=[],
+        dropped={f"capture.{k}": v for k, v in counters.items()}, stage_ms_p50=stage_p50,
+        route=route, complete=True)
+    doc = msgspec.to_builtins({"utterances": reports, "summary": summary})
+    doc["summary"].update(mode="naive", pace=pace, cpu_s=round(ru.ru_utime + ru.ru_stime, 3),
+                          engines=engines)
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m babelfish.naive",
+                                description="The naive one-process cascade (benchmark baseline).")
+    p.add_argument("input", metavar="INPUT.wav")
+    p.add_argument("--out", required=True, metavar="OUT.wav")
+    p.add_argument("--report", metavar="REPORT.json")
+    p.add_argument("--pace", choices=("realtime", "fast"), default="realtime")
+    p.add_argument("--config", help="a TOML file; keys it does not set keep their defaults")
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(asctime)s naive %(levelname)s %(message)s")
+
+    def show(u: UtteranceReport) -> None:
+        if not args.quiet:
+            lat = u.latency_ms.get("end_of_speech_to_first_audio")
+            print(f"{u.speech_start_s:7.2f}-{u.speech_end_s:6.2f}s -> {u.translated_text!r}  e2e "
+                  f"{'-' if lat is None else f'{lat:.0f} ms'}", flush=True)
+
+    try:
+        doc = run_naive(load_config(args.config), args.input, args.out, args.pace, show)
+    except UsageError as e:
+        print(f"babelfish: error: {e}", file=sys.stderr)
+        return 2
+    except BabelfishError as e:
+        print(f"babelfish: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("babelfish: interrupted", file=sys.stderr)
+        return 130
+    if args.report:
+        out = Path(args.report)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=2))
+        os.replace(tmp, out)
+    s = doc["summary"]
+    if not args.quiet:
+        print(f"naive: {s['utterances']} utterance(s); end of speech -> first audio p50 "
+              f"{s['e2e_p50_ms']} ms, p95 {s['e2e_p95_ms']} ms; CPU {s['cpu_s']:.1f} s; "
+              f"peak RSS {s['peak_rss_mb']:.0f} MB", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

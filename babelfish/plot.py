@@ -1,0 +1,305 @@
+"""`babelfish plot REPORT.json OUT.png`: a replay report as a timeline a person reads at a glance.
+
+x is seconds since the start of the input recording. One row per utterance: a bar for the speech
+in the input (speech_start_s..speech_end_s), a shaded band for the latency budget (speech end ..
+speech end + budget), then markers where the final transcript, the translation (when the route
+has MT), the first synthesized audio and the first audio out happened, joined by a line from the
+speech end, and a bar for the translated speech played from its first sample. The end-to-end
+latency is written at the end of each row (red when over the budget).
+
+Stamps are CLOCK_MONOTONIC nanoseconds; each utterance's stamps are put on the input's time axis by
+aligning its capture speech_end stamp with its speech_end_s. A suite report gets one panel per
+recording. The picture size depends only on the number of rows (see `figure_size`).
+
+`plot_report(report, out_png, budget_ms=None)` is what `babelfish replay --plot` calls.
+babelfish/cli.py registers the command with `plot.add_parser(sub)` and runs it with `plot.run(args)`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from babelfish import BabelfishError, UsageError
+
+log = logging.getLogger(__name__)
+
+DPI = 100
+WIDTH_IN = 12.0
+HEADER_IN = 0.9      # title and legend
+PANEL_IN = 0.75      # per recording: axis labels and panel title
+PANEL_TITLE_IN = 0.25  # of which above the rows (the recording's name)
+LEFT, RIGHT = 0.27, 0.98  # axes span, as fractions of the width (row labels on the left)
+ROW_IN = 0.42        # per utterance row (a recording with no utterances still gets one)
+TEXT_CHARS = 34      # utterance text shown in the row label
+
+# (stage, event, label, marker, colour): the milestones after the speech ends, in order
+MARKERS = [("asr", "final", "final transcript", "o", "#1f77b4"),
+           ("mt", "first", "translation", "s", "#9467bd"),
+           ("tts", "first_audio", "first synthesized audio", "^", "#ff7f0e"),
+           ("playback", "first_audio", "first audio out", "D", "#2ca02c")]
+SPEECH_COLOUR = "#7f7f7f"
+OUT_COLOUR = "#98df8a"
+BUDGET_COLOUR = "#2ca02c"
+OVER_COLOUR = "#d62728"
+
+
+def _matplotlib():
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise BabelfishError("plotting needs matplotlib: run pip install -e '.[plot]'") from None
+    return matplotlib, Figure, FigureCanvasAgg
+
+
+def _recordings(report) -> list[tuple[str, list[dict]]]:
+    from babelfish.compare import parse_report
+
+    rep = parse_report(_builtins(report))
+    # a suite with no recordings is drawn as one empty panel
+    return [(r.name if rep.suite else "", r.utterances) for r in rep.recordings] or [("", [])]
+
+
+def _builtins(report):
+    """A report dict (as read from JSON), or one still holding msgspec structs/dataclasses."""
+    import msgspec
+
+    try:
+        return msgspec.to_builtins(report)
+    except TypeError as e:
+        raise UsageError(f"not a Babelfish report: {e}") from None
+
+
+def figure_size(report) -> tuple[int, int]:
+    """(width, height) of the PNG in pixels for this report."""
+    recs = _recordings(report)
+    rows = sum(max(1, len(u)) for _, u in recs)
+    height = HEADER_IN + PANEL_IN * len(recs) + ROW_IN * rows
+    return round(WIDTH_IN * DPI), round(height * DPI)
+
+
+def default_budget_ms(report=None) -> float:
+    """The report's own budget when it carries one, else budgets.end_to_end_ms of the config."""
+    s = (report or {}).get("summary") if isinstance(report, dict) else None
+    if isinstance(s, dict):
+        for v in (s.get("budget_ms"), (s.get("budgets") or {}).get("end_to_end_ms")
+                  if isinstance(s.get("budgets"), dict) else None):
+            if isinstance(v, (int, float)) and v > 0:
+                return float(v)
+    from babelfish.config import load_config
+
+    return float(load_config().budgets.end_to_end_ms)
+
+
+def _stamps(u: dict) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for s in u.get("stamps") or []:
+        if isinstance(s, dict):
+            s = (s.get("stage"), s.get("event"), s.get("ns"))
+        if isinstance(s, (list, tuple)) and len(s) == 3 and isinstance(s[2], int):
+            out.setdefault((str(s[0]), str(s[1])), s[2])
+    return out
+
+
+def utterance_times(u: dict) -> dict[str, float]:
+    """Milestones of one utterance in seconds of input time (only those that happened)."""
+    m = _stamps(u)
+    end_s = float(u.get("speech_end_s", 0.0))
+    end_ns = m.get(("capture", "speech_end"))
+    out = {"speech_start": float(u.get("speech_start_s", 0.0)), "speech_end": end_s}
+    if end_ns is None:
+        return out
+    for stage, event, *_ in MARKERS:
+        ns = m.get((stage, event))
+        if ns is not None:
+            out[f"{stage}.{event}"] = end_s + (ns - end_ns) / 1e9
+    return out
+
+
+def _short(text: str, n: int = TEXT_CHARS) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+def _panel(ax, name: str, utts: list[dict], budget_s: float) -> None:
+    ax.set_xlabel("seconds since the start of the input")
+    if name:
+        ax.set_title(name, loc="left", fontsize=10, fontweight="bold")
+    ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+    if not utts:
+        ax.set_yticks([])
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.5, 0.5)
+        ax.text(0.5, 0, "no utterances", ha="center", va="center", color="#555555")
+        return
+    labels, right = [], 0.0
+    for i, u in enumerate(utts):
+        t = utterance_times(u)
+        s0, s1 = t["speech_start"], t["speech_end"]
+        ax.barh(i, max(s1 - s0, 0.01), left=s0, height=0.5, color=SPEECH_COLOUR)
+        ax.barh(i, budget_s, left=s1, height=0.8, color=BUDGET_COLOUR, alpha=0.12, linewidth=0)
+        right = max(right, s1 + budget_s)
+        last = s1
+        for k, (stage, event, _, marker, colour) in enumerate(MARKERS):
+            x = t.get(f"{stage}.{event}")
+            if x is None:
+                continue
+            # earlier milestones on top and the last one larger: close ones stay visible
+            ax.plot([x], [i], marker=marker, color=colour, linestyle="none",
+                    markersize=9 if k == len(MARKERS) - 1 else 6, zorder=3 + len(MARKERS) - k,
+                    markeredgecolor="white", markeredgewidth=0.5)
+            last = max(last, x)
+        ax.plot([s1, last], [i, i], color="#444444", linewidth=0.8, zorder=2)
+        out = t.get("playback.first_audio")
+        lat = (u.get("latency_ms") or {}).get("end_of_speech_to_first_audio")
+        audio_s = float(u.get("audio_s") or 0.0)
+        tail = last
+        if out is not None and audio_s > 0:
+            ax.barh(i, audio_s, left=out, height=0.3, color=OUT_COLOUR, zorder=1)
+            tail = max(tail, out + audio_s)
+        if isinstance(lat, (int, float)):
+            over = lat > budget_s * 1000
+            ax.text(tail + 0.12, i, f"{lat:.0f} ms", va="center", fontsize=8,
+                    color=OVER_COLOUR if over else "#222222", fontweight="bold" if over else None)
+        else:
+            why = "text only (stale)" if u.get("dropped_audio") else "no audio"
+            ax.text(tail + 0.12, i, why, va="center", fontsize=8, color="#555555",
+                    style="italic")
+        right = max(right, tail + 1.6)
+        text = u.get("translated_text") or u.get("source_text") or ""
+        labels.append(f"{u.get('id', i)}  {_short(text)}" if text else str(u.get("id", i)))
+    ax.set_yticks(range(len(utts)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_ylim(len(utts) - 0.5, -0.5)  # first utterance on top
+    ax.set_xlim(0, right + 0.2)
+
+
+def make_figure(report, budget_ms: float | None = None):
+    """The timeline as a matplotlib Figure (Agg canvas attached), one axes per recording."""
+    _, Figure, FigureCanvasAgg = _matplotlib()
+    report = _builtins(report)
+    recs = _recordings(report)
+    if budget_ms is None:
+        budget_ms = default_budget_ms(report)
+    if not budget_ms or budget_ms <= 0:
+        raise UsageError(f"the latency budget must be a positive number of ms, got {budget_ms}")
+    width, height = figure_size(report)
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    FigureCanvasAgg(fig)
+    # panels laid out in inches from the top: a title strip, the rows, then the x axis labels
+    h_in = height / DPI
+    y = h_in - HEADER_IN
+    for name, utts in recs:
+        rows_in = ROW_IN * max(1, len(utts))
+        y -= PANEL_TITLE_IN + rows_in
+        ax = fig.add_axes((LEFT, y / h_in, RIGHT - LEFT, rows_in / h_in))
+        _panel(ax, name, utts, budget_ms / 1000)
+        y -= PANEL_IN - PANEL_TITLE_IN
+
+    s = report.get("summary") if isinstance(report.get("summary"), dict) else {}
+    p50, p95 = s.get("e2e_p50_ms"), s.get("e2e_p95_ms")
+    n = sum(len(u) for _, u in recs)
+    title = f"End of speech \u2192 first translated audio: {n} utterance(s)"
+    if isinstance(p50, (int, float)) and isinstance(p95, (int, float)):
+        title += f", p50 {p50:.0f} ms, p95 {p95:.0f} ms"
+    title += f", budget {budget_ms:.0f} ms"
+    fig.suptitle(title, x=0.02, y=1 - 0.12 / (height / DPI), ha="left", va="top", fontsize=11)
+
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=SPEECH_COLOUR, label="speech in the input"),
+               Patch(color=BUDGET_COLOUR, alpha=0.25, label=f"budget ({budget_ms:.0f} ms)")]
+    has_mt = any((st, ev) == ("mt", "first") for _, utts in recs for u in utts
+                 for st, ev in _stamps(u))
+    handles += [Line2D([], [], marker=mk, color=c, linestyle="none", label=lab)
+                for st, _, lab, mk, c in MARKERS if st != "mt" or has_mt]
+    handles.append(Patch(color=OUT_COLOUR, label="translated speech"))
+    fig.legend(handles=handles, loc="upper left", ncol=len(handles), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.01, 1 - 0.45 / (height / DPI)), handletextpad=0.3,
+               columnspacing=1.0)
+    return fig
+
+
+def plot_report(report, out_png: str | Path, budget_ms: float | None = None) -> Path:
+    """Draw the report's timeline into out_png (PNG, `figure_size(report)` pixels); returns the path.
+
+    `report` is a replay report or a suite report as a dict (as read from the JSON file); the
+    budget defaults to the report's own, else budgets.end_to_end_ms of config/default.toml."""
+    fig = make_figure(report, budget_ms)
+    out = Path(out_png)
+    if out.is_dir():
+        raise UsageError(f"plot output is a directory: {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=DPI)
+        os.replace(tmp, out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise BabelfishError(f"cannot write the plot {out}: {e}") from None
+    return out
+
+
+# ---- command line ---------------------------------------------------------------------------------
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the "plot" subcommand on an argparse subparsers object."""
+    p = subparsers.add_parser("plot", help="draw a report's latency timeline as a PNG",
+                              description="Draw a replay or suite report as a timeline: speech in "
+                                          "the input, then transcript, translation and audio out.")
+    p.add_argument("report", metavar="REPORT.json")
+    p.add_argument("out", metavar="OUT.png")
+    p.add_argument("--budget-ms", type=float, metavar="MS",
+                   help="end-to-end budget to shade (default: budgets.end_to_end_ms of the config)")
+    p.add_argument("--config", help="a TOML file (for the default budget)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed `plot` command: 0 written, 1 failure, 2 bad input."""
+    from babelfish.compare import read_json
+
+    try:
+        report = read_json(args.report)
+        budget = args.budget_ms
+        if budget is None and getattr(args, "config", None):
+            from babelfish.config import load_config
+
+            budget = float(load_config(args.config).budgets.end_to_end_ms)
+        if budget is not None and budget <= 0:
+            raise UsageError(f"--budget-ms must be positive, got {budget:g}")
+        out = plot_report(report, args.out, budget)
+    except UsageError as e:
+        print(f"babelfish: error: {e}", file=sys.stderr)
+        return 2
+    except BabelfishError as e:
+        print(f"babelfish: error: {e}", file=sys.stderr)
+        return 1
+    print(f"timeline: {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    class _P(argparse.ArgumentParser):
+        def error(self, message):
+            print(f"babelfish: error: {message}", file=sys.stderr)
+            sys.exit(2)
+
+    p = _P(prog="babelfish")
+    add_parser(p.add_subparsers(dest="command", required=True, parser_class=_P))
+    try:
+        args = p.parse_args(["plot", *(sys.argv[1:] if argv is None else argv)])
+    except SystemExit as e:  # bad usage (exit 2) or --help (exit 0)
+        return int(e.code or 0)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
