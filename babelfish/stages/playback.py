@@ -65,7 +65,7 @@ class PlaybackStage(Stage):
             heard = self.sink.write(pcm, msg.rate, ("playback", "first_audio") not in u.stamps)
             now = time.monotonic_ns()
             u.stamps.setdefault(("playback", "first_audio"), Stamp(self.name, "first_audio", now))
-            if heard is not None:  # a real device: when the first sample is expected to be heard
+            if heard is not None:  # when the first sample is (expected to be) heard: after the queue
                 u.stamps.setdefault(("playback", "heard"), Stamp(self.name, "heard", heard))
             u.audio_s += len(pcm) / msg.rate
             self.audio_s += len(pcm) / msg.rate
@@ -111,7 +111,9 @@ class FileSink:
         self.rate = rate
         self.file = sf.SoundFile(self.path, "w", samplerate=rate, channels=1, subtype="PCM_16")
 
-    def write(self, pcm: np.ndarray, rate: int, new_utterance: bool) -> None:
+    def write(self, pcm: np.ndarray, rate: int, new_utterance: bool) -> int | None:
+        """Write; in realtime pace return when its first sample plays in the simulated device's
+        timeline (later than now when speech before it is still playing)."""
         if self.file is None:
             self._open(rate)
         if rate != self.rate:  # the voice changed (degradation): keep one output rate
@@ -127,10 +129,13 @@ class FileSink:
             gap = int(self.gap_ms / 1000 * self.rate)
             self.file.write(np.zeros(gap, dtype=np.int16))
             self.written += gap
+        starts_at = self.written
         self.file.write(pcm)
         self.written += len(pcm)
         self.file.flush()
-        return None
+        if not self.realtime:
+            return None
+        return self.t0_ns + int(starts_at * 1_000_000_000 // self.rate)
 
     def end_utterance(self) -> None:
         pass
