@@ -307,7 +307,7 @@ def cmd_status(args) -> int:
               f"lost {st['utterances']['lost']}")
         for name, s in st["stages"].items():
             print(f"  {name:9s} {s['state']:9s} pid {s['pid']}  restarts {s['restarts']}  "
-                  f"params {s['params']}")
+                  f"queue {s['queue']}  params {s['params']}")
         for lat in st["last_latencies_ms"]:
             print(f"  {lat['id']}: e2e {_fmt_ms(lat.get('end_of_speech_to_first_audio'))}")
     return 0

@@ -21,6 +21,7 @@ MAX_HEADER_BYTES = 64 * 1024        # a JSON header larger than this is rejected
 MAX_AUDIO_SECONDS = 60.0            # an audio frame longer than this is rejected
 MAX_RATE = 192_000
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # any larger frame is rejected (bound sockets refuse it outright)
+MAX_TIME_S = 1e7                    # times and positions in the input stay within ~115 days
 SAMPLE_FORMATS = {"s16": 2}         # format name -> bytes per sample
 
 
@@ -121,7 +122,6 @@ class Heartbeat(Msg, tag="hb"):
     cpu_s: float = 0.0
     load_ms: float = 0.0            # time to load the model
     params: dict[str, float] = {}   # current run-time parameters (degradation)
-    queue: int = 0                  # messages waiting at this stage's input (best effort)
     info: dict[str, str] = {}       # e.g. backend in use
 
 
@@ -213,6 +213,11 @@ def decode(frames: list[bytes]) -> tuple[Msg, np.ndarray | None]:
         msg = _decoder.decode(header)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise BadMessage(f"undecodable header: {e}") from None
+    for name in ("start_s", "end_s"):  # e.g. 1e308 is valid JSON, but no stage can compute with it
+        if not -MAX_TIME_S <= getattr(msg, name, 0.0) <= MAX_TIME_S:
+            raise BadMessage(f"{name} out of range")
+    if not 0 <= getattr(msg, "pos", 0) <= MAX_TIME_S * MAX_RATE:
+        raise BadMessage("pos out of range")
     has_audio = isinstance(msg, (AudioChunk, SpeechAudio))
     if not has_audio:
         if len(frames) != 1:

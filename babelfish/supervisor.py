@@ -20,7 +20,6 @@ import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import msgspec
@@ -169,7 +168,7 @@ class Supervisor:
             sp.carried["audio_s"] += sp.hb.audio_s
             sp.carried["cpu_s"] += sp.hb.cpu_s
             for k, v in sp.hb.counters.items():
-                if k == "pos":
+                if k in ("pos", "last_seq_in"):  # positions, not counts
                     continue
                 sp.counters[k] = sp.counters.get(k, 0) + v
             sp.hb = None
@@ -368,6 +367,17 @@ class Supervisor:
                 self._send("capture", Rerun(utt=u.id))
 
     # ---- control socket ----------------------------------------------------------------------------
+    def _queue_depth(self, name: str) -> int:
+        """Messages waiting at a stage's input: what the stage before it sent (its sequence number)
+        minus the number of the last message this one took (best effort, from heartbeats)."""
+        route = self.addrs.route
+        i = route.index(name)
+        prev = self.stages[route[i - 1]].hb if i else None
+        hb = self.stages[name].hb
+        if prev is None or hb is None or "last_seq_in" not in hb.counters:
+            return 0
+        return max(0, prev.counters.get("sent", 0) - hb.counters["last_seq_in"] - 1)
+
     def status(self) -> dict:
         now = time.monotonic()
         stages = {}
@@ -376,7 +386,7 @@ class Supervisor:
             stages[name] = {
                 "state": sp.state, "pid": sp.pid, "restarts": sp.restarts,
                 "last_seen_s_ago": round(now - sp.last_seen, 2) if sp.last_seen else None,
-                "inflight": hb.inflight if hb else [], "queue": hb.queue if hb else 0,
+                "inflight": hb.inflight if hb else [], "queue": self._queue_depth(name),
                 "params": hb.params if hb else {}, "info": hb.info if hb else {},
                 "counters": {**sp.counters, **({k: sp.counters.get(k, 0) + v
                                                  for k, v in hb.counters.items()} if hb else {})},

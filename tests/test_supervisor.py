@@ -200,6 +200,7 @@ def test_status_and_stop(tmp_path, models_dir, long_spanish):
         assert st["route"] == ["capture", "asr", "tts", "playback"]
         for name, s in st["stages"].items():
             assert s["state"] == "ready" and s["pid"] > 0 and s["restarts"] == 0
+            assert isinstance(s["queue"], int) and s["queue"] >= 0
         assert st["last_latencies_ms"][0]["end_of_speech_to_first_audio"] > 0
         human = babelfish("status", "--config", cfg, timeout=30)
         assert human.returncode == 0 and "degradation level 0" in human.stdout

@@ -203,6 +203,7 @@ class Stage:
                         type(msg).__name__)
             return
         self.counters["received"] += 1
+        self.counters["last_seq_in"] = msg.seq  # the sender's number: the supervisor's queue depth
         t0 = time.monotonic_ns()
         if isinstance(msg, EndOfStream):
             self.on_end_of_stream(msg)
