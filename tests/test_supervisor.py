@@ -212,3 +212,22 @@ def test_status_and_stop(tmp_path, models_dir, long_spanish):
     assert not stage_processes(str(tmp_path / "rt"))
     r = babelfish("status", "--config", cfg, timeout=30)
     assert r.returncode == 3 and "not running" in r.stdout
+
+
+def test_capture_never_waits_for_a_slow_recogniser(tmp_path, models_dir, long_spanish):
+    """Backpressure: with the recogniser far behind and a short queue, capture drops (and counts)
+    instead of blocking, the dropped utterances are reported lost with the reason, and the run ends."""
+    cfg_text = ("[pipeline]\nqueue_chunks = 40\n[budgets]\nenabled = false\n"
+                "[supervisor]\nhang_timeout_ms = 20000\n[debug]\ndelay_ms = { asr = 7000 }\n")
+    proc, cfg, report = start_replay(tmp_path, long_spanish, cfg_text, "--pace", "realtime")
+    try:
+        out, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    s = load_report(report)["summary"]
+    assert s["dropped"].get("capture.dropped_chunks", 0) > 0
+    reasons = [u["reason"] for u in s["lost_utterances"]]
+    assert reasons and all("queue full" in r for r in reasons), reasons
+    assert s["utterances"] + len(reasons) == 6  # every utterance is accounted for
+    assert s["restarts"]["asr"] == 0

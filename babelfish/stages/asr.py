@@ -13,6 +13,10 @@ from babelfish.stages.base import Stage, stage_main
 
 class ASRStage(Stage):
     name = "asr"
+
+    def hwm(self, cfg, side: str) -> int:
+        # audio chunks from capture: pipeline.queue_chunks in all, half here, half at capture
+        return cfg.pipeline.queue_chunks // 2 if side == "in" else self.out_hwm
     accepts = (AudioChunk, UtteranceEnd)
 
     def load(self) -> None:

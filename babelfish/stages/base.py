@@ -33,6 +33,11 @@ from babelfish.security import secure
 log = logging.getLogger(__name__)
 
 
+# The kernel's socket buffers would hide seconds of audio behind the high-water marks: keep them
+# small, so that the queue bounds are what they say.
+KERNEL_BUFFER = 32 * 1024
+
+
 class RunInfo(msgspec.Struct, kw_only=True):
     """What one run is about, beside the config (written by the supervisor into config.json)."""
     mode: str = "replay"            # "replay" | "live"
@@ -51,8 +56,11 @@ class Stage:
     has_input = True
     accepts: tuple[type, ...] = ()  # message types taken on the input (besides EndOfStream);
                                     # any other valid message there is dropped as a bad message
-    in_hwm = 1000                   # messages queued at this stage's input before senders block/drop
-    out_hwm = 1000
+    # High-water marks, per link (messages; the sender's and the receiver's queues add up). A full
+    # queue blocks the sender, so a slow stage holds back the one before it, back to capture,
+    # which never blocks in realtime: it drops the rest of the utterance it is cutting, counted.
+    in_hwm = 100
+    out_hwm = 100
 
     def __init__(self, cfg: Config, run: RunInfo, addrs: Addresses):
         self.cfg, self.run_info, self.addrs = cfg, run, addrs
@@ -82,7 +90,8 @@ class Stage:
         self.inp = None
         if self.has_input:
             self.inp = self.ctx.socket(zmq.PULL)
-            self.inp.setsockopt(zmq.RCVHWM, self.in_hwm)
+            self.inp.setsockopt(zmq.RCVHWM, self.hwm(cfg, "in"))
+            self.inp.setsockopt(zmq.RCVBUF, KERNEL_BUFFER)
             self.inp.setsockopt(zmq.LINGER, 0)
             self.inp.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)  # a peer sending more is cut off
             secure(self.inp, cfg, "server")
@@ -91,7 +100,8 @@ class Stage:
         nxt = addrs.next_stage(self.name)
         if nxt is not None:
             self.out = self.ctx.socket(zmq.PUSH)
-            self.out.setsockopt(zmq.SNDHWM, self.out_hwm)
+            self.out.setsockopt(zmq.SNDHWM, self.hwm(cfg, "out"))
+            self.out.setsockopt(zmq.SNDBUF, KERNEL_BUFFER)
             self.out.setsockopt(zmq.LINGER, 1000)
             secure(self.out, cfg, "client")
             self.out.connect(addrs.stage_input(nxt))
@@ -99,6 +109,10 @@ class Stage:
         self.poller.register(self.sup, zmq.POLLIN)
         if self.inp is not None:
             self.poller.register(self.inp, zmq.POLLIN)
+
+    def hwm(self, cfg: Config, side: str) -> int:
+        """The high-water mark of this stage's input ("in") or output ("out") queue."""
+        return self.in_hwm if side == "in" else self.out_hwm
 
     # ---- to override ------------------------------------------------------------------------
     def load(self) -> None:

@@ -15,12 +15,11 @@ from collections import OrderedDict, deque
 from typing import Iterator
 
 import numpy as np
-import zmq
 
 from babelfish.audio import Chunker, Resampler, WavReader, float_to_int16, open_wav, to_mono
 from babelfish.engines import SAMPLE_RATE
 from babelfish.engines.vad import make_vad
-from babelfish.schema import (AudioChunk, EndOfStream, Msg, Playing, Rerun, Segmented, SourceDone, Stamp,
+from babelfish.schema import (AudioChunk, EndOfStream, Msg, Playing, Rerun, Segmented, SourceDone,
                               Start, UtteranceEnd)
 from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechStart
 from babelfish.stages.base import Stage, stage_main
@@ -91,9 +90,11 @@ class CaptureStage(Stage):
     name = "capture"
     has_input = False
 
+    def hwm(self, cfg, side: str) -> int:
+        return cfg.pipeline.queue_chunks // 2  # and as much again at the recogniser's input
+
     def load(self) -> None:
         self.frame = SAMPLE_RATE * self.cfg.pipeline.chunk_ms // 1000
-        self.out.setsockopt(zmq.SNDHWM, self.cfg.pipeline.queue_chunks)
         self.vad = make_vad(self.cfg.vad, self.models_dir)
         v = self.cfg.vad
         self.segmenter = Segmenter(self.vad, start_ms=v.start_ms, end_silence_ms=v.end_silence_ms,

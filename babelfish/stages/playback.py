@@ -29,6 +29,7 @@ class _Utt:
 
 class PlaybackStage(Stage):
     name = "playback"
+    in_hwm = 50  # sentences of speech audio
     accepts = (SpeechAudio,)
     min_rate, max_rate = 8000, 48000  # voices' rates; anything else is not speech for this sink
 
