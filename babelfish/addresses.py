@@ -9,9 +9,11 @@ transport = "tcp" the stage and supervisor sockets use consecutive ports from tc
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
+from babelfish import UsageError
 from babelfish.config import Config
 
 STAGES = ("capture", "asr", "mt", "tts", "playback")
@@ -28,14 +30,26 @@ def runtime_base(cfg: Config) -> Path:
     return Path(tempfile.gettempdir()) / f"babelfish-{os.getuid()}"
 
 
+def _private_dir(path: Path) -> None:
+    """`path` as a directory of this user's, mode 0700; a UsageError if someone else's is there
+    (e.g. a /tmp/babelfish-<uid> planted by another user, or a symlink)."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(path)
+    except OSError as e:
+        raise UsageError(f"cannot make the runtime directory {path}: {e.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise UsageError(f"runtime directory {path} is not a directory owned by you: "
+                         "remove it or set pipeline.runtime_dir")
+    os.chmod(path, 0o700)
+
+
 def make_runtime_dir(cfg: Config) -> Path:
     """A fresh private directory for one supervisor run: <base>/run-<pid>, mode 0700."""
     base = runtime_base(cfg)
-    base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(base, 0o700)
+    _private_dir(base)
     run = base / f"run-{os.getpid()}"
-    run.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(run, 0o700)
+    _private_dir(run)
     return run
 
 
