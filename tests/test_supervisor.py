@@ -47,11 +47,28 @@ model = "{FIXTURE_MT}"
 def start_replay(tmp_path: Path, wav: Path, cfg_text: str, *extra) -> tuple[subprocess.Popen, Path, Path]:
     cfg = write_config(tmp_path, cfg_text)
     report = tmp_path / "report.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "babelfish", "replay", str(wav), "--config", str(cfg), "--out",
-         str(tmp_path / "out.wav"), "--report", str(report), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    # output to files, not pipes: a pipe nobody reads while the test waits could fill and stall
+    # the stages (they share the command's stderr)
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with open(out, "w") as o, open(err, "w") as e:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "babelfish", "replay", str(wav), "--config", str(cfg), "--out",
+             str(tmp_path / "out.wav"), "--report", str(report), *extra],
+            stdout=o, stderr=e, text=True, cwd=REPO)
+    proc.out_path, proc.err_path = out, err
     return proc, cfg, report
+
+
+def first_done(proc: subprocess.Popen, cfg: Path, timeout: float = 90) -> dict:
+    """Wait for the first utterance to be spoken; on failure say what the command printed."""
+    st = wait_for(lambda: (s := status(cfg)) and s["utterances"]["done"] >= 1 and s, timeout)
+    assert st, f"no utterance done in {timeout} s: {proc.err_path.read_text()[-3000:]}"
+    return st
+
+
+def communicate(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    proc.wait(timeout)
+    return proc.out_path.read_text(), proc.err_path.read_text()
 
 
 def status(cfg: Path) -> dict | None:
@@ -90,7 +107,7 @@ def test_kill_9_a_stage_mid_replay(tmp_path, models_dir, long_spanish, korean, s
     try:
         utt, pid = when_stage_holds_utterance(cfg, stage)
         os.kill(pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=180)
+        out, err = communicate(proc, timeout=180)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -113,7 +130,7 @@ def test_sigstopped_stage_is_detected_and_restarted(tmp_path, models_dir, long_s
     cfg_text = "[budgets]\nenabled = false\n[supervisor]\nhang_timeout_ms = 2000\n"
     proc, cfg, report = start_replay(tmp_path, long_spanish, cfg_text, "--pace", "realtime")
     try:
-        assert wait_for(lambda: (st := status(cfg)) and st["utterances"]["done"] >= 1, 60)
+        first_done(proc, cfg)
         pid = stage_pid(tmp_path, "tts")
         os.kill(pid, signal.SIGSTOP)
         t0 = time.monotonic()
@@ -122,7 +139,7 @@ def test_sigstopped_stage_is_detected_and_restarted(tmp_path, models_dir, long_s
         assert new, "the stopped stage was not replaced"
         assert detected_s < 2.0 + 3.0, detected_s
         assert not any(p.pid == pid for p in stage_processes(str(tmp_path / "rt")))
-        out, err = proc.communicate(timeout=180)
+        out, err = communicate(proc, timeout=180)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -152,13 +169,13 @@ def test_slow_stage_degrades_then_recovers(tmp_path, models_dir, long_spanish):
     proc, cfg, report = start_replay(tmp_path, wav, cfg_text, "--pace", "realtime")
     try:
         st = wait_for(lambda: (s := status(cfg)) and s["degradation"]["level"] >= 1 and s, 90)
-        assert st, "the budget was broken but nothing degraded"
+        assert st, f"the budget was broken but nothing degraded: {proc.err_path.read_text()[-3000:]}"
         # the stage applies the step once it is between messages (it is slow: 3 s each)
         st = wait_for(lambda: (s := status(cfg)) and "length_scale" in s["stages"]["tts"]["params"]
                       and s, 15)
         assert st["stages"]["tts"]["params"]["length_scale"] < 1.0  # faster speech step applied
         _set(cfg, "tts", {"delay_ms": 0})
-        out, err = proc.communicate(timeout=180)
+        out, err = communicate(proc, timeout=180)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -177,10 +194,10 @@ def _set(cfg: Path, stage: str, params: dict) -> None:
 def test_interrupted_replay_exits_cleanly_with_partial_report(tmp_path, models_dir, long_spanish, sig):
     proc, cfg, report = start_replay(tmp_path, long_spanish, "", "--pace", "realtime")
     try:
-        assert wait_for(lambda: (st := status(cfg)) and st["utterances"]["done"] >= 1, 60)
+        first_done(proc, cfg)
         t0 = time.monotonic()
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=10)
+        out, err = communicate(proc, timeout=10)
         took = time.monotonic() - t0
     finally:
         proc.kill()
@@ -196,7 +213,7 @@ def test_interrupted_replay_exits_cleanly_with_partial_report(tmp_path, models_d
 def test_status_and_stop(tmp_path, models_dir, long_spanish):
     proc, cfg, report = start_replay(tmp_path, long_spanish, "", "--pace", "realtime")
     try:
-        st = wait_for(lambda: (s := status(cfg)) and s["utterances"]["done"] >= 1 and s, 60)
+        st = first_done(proc, cfg)
         assert st["route"] == ["capture", "asr", "tts", "playback"]
         for name, s in st["stages"].items():
             assert s["state"] == "ready" and s["pid"] > 0 and s["restarts"] == 0
@@ -206,7 +223,7 @@ def test_status_and_stop(tmp_path, models_dir, long_spanish):
         assert human.returncode == 0 and "degradation level 0" in human.stdout
         r = babelfish("stop", "--config", cfg, timeout=30)
         assert r.returncode == 0
-        proc.communicate(timeout=5)
+        communicate(proc, timeout=5)
     finally:
         proc.kill()
     assert not stage_processes(str(tmp_path / "rt"))
@@ -221,7 +238,7 @@ def test_capture_never_waits_for_a_slow_recogniser(tmp_path, models_dir, long_sp
                 "[supervisor]\nhang_timeout_ms = 20000\n[debug]\ndelay_ms = { asr = 7000 }\n")
     proc, cfg, report = start_replay(tmp_path, long_spanish, cfg_text, "--pace", "realtime")
     try:
-        out, err = proc.communicate(timeout=240)
+        out, err = communicate(proc, timeout=240)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
