@@ -80,3 +80,22 @@ def control(rt: Path, cmd: str = "status", **fields) -> dict | None:
 def status(rt: Path) -> dict | None:
     reply = control(rt)
     return reply["status"] if reply else None
+
+
+def start_replay(tmp_path: Path, wav: Path, cfg: Path, *extra: str) -> subprocess.Popen:
+    """`babelfish replay` in the background, its output to files (a pipe nobody reads while the
+    test waits could fill up and stall the stages, which share the command's stderr)."""
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with open(out, "w") as o, open(err, "w") as e:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "babelfish", "replay", str(wav), "--config", str(cfg),
+             "--out", str(tmp_path / "out.wav"), "--report", str(tmp_path / "report.json"), *extra],
+            stdout=o, stderr=e, text=True, cwd=REPO)
+    proc.out_path, proc.err_path = out, err
+    return proc
+
+
+def communicate(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """Wait for a start_replay() process; its stdout and stderr."""
+    proc.wait(timeout)
+    return proc.out_path.read_text(), proc.err_path.read_text()

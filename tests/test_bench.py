@@ -13,10 +13,13 @@ import soundfile as sf
 from babelfish.addresses import route
 from babelfish.config import load_config, models_dir
 from babelfish.engines import pick_model
-from babelfish.naive import run_naive
+from babelfish.engines.vad import make_vad
+from babelfish.naive import _Sink, run_naive
+from babelfish.segmenter import Segmenter, SpeechEnd
 from helpers import REPO
 
 SAMPLE = REPO / "samples" / "es_station.wav"
+TURN = REPO / "samples" / "bench" / "turn2_hotel.wav"  # 9.6 s: three clauses, comma pauses
 
 
 def _load_bench():
@@ -158,3 +161,156 @@ def test_aggregate_medians_and_table():
     p50 = next(line for line in lines if "p50" in line)
     assert "1,350 ms" in p50 and "2,700 ms" in p50 and "0.50×" in p50
     assert "Command: `python scripts/bench.py`" in table
+
+
+# ---- turns: the naive cascade waits for the whole turn ---------------------------------------------
+
+def _pipeline_pieces(cfg, wav: Path) -> list[tuple[float, float, str]]:
+    """How Babelfish's capture stage cuts the recording: its Segmenter, built from the config as
+    the stage builds it (with the pause cut)."""
+    v = cfg.vad
+    seg = Segmenter(make_vad(v, models_dir(cfg)), start_ms=v.start_ms,
+                    end_silence_ms=v.end_silence_ms, pad_ms=v.pad_ms,
+                    max_utterance_s=v.max_utterance_s, long_after_s=v.long_after_s,
+                    long_end_silence_ms=v.long_end_silence_ms)
+    audio, rate = sf.read(wav, dtype="int16")
+    assert rate == 16000 and audio.ndim == 1
+    ends = []
+    for i in range(0, len(audio), 320):
+        ends += [e for e in seg.feed(audio[i:i + 320], i) if isinstance(e, SpeechEnd)]
+    ends += [e for e in seg.flush() if isinstance(e, SpeechEnd)]
+    return [(e.start_pos / 16000, e.end_pos / 16000, e.reason) for e in ends]
+
+
+@pytest.fixture(scope="module")
+def naive_turn(tmp_path_factory, models_dir):
+    cfg = load_config()
+    out = tmp_path_factory.mktemp("naive-turn") / "out.wav"
+    return cfg, run_naive(cfg, TURN, out, pace="realtime"), out
+
+
+@pytest.mark.slow
+def test_naive_cascade_waits_for_the_whole_turn(naive_turn):
+    """A 9 s turn of three clauses with short (comma) pauses: Babelfish's segmenter config cuts
+    it into pieces, the naive cascade (same models, same VAD and endpoint) treats it as ONE
+    utterance, decoded and spoken whole, and its report has the stamps the turn metrics use."""
+    cfg, rep, out = naive_turn
+    assert cfg.vad.long_after_s > 0 and cfg.vad.long_end_silence_ms > 0  # the pipeline cuts...
+    pieces = _pipeline_pieces(cfg, TURN)
+    assert len(pieces) >= 2 and pieces[0][2] == "pause", pieces
+    utts = rep["utterances"]
+    assert len(utts) == 1, [(u["speech_start_s"], u["speech_end_s"]) for u in utts]  # ...naive not
+    u = utts[0]
+    # the same span of speech as the pipeline's pieces together: same VAD, same positions
+    assert u["speech_start_s"] == pytest.approx(pieces[0][0], abs=0.001)
+    assert u["speech_end_s"] == pytest.approx(pieces[-1][1], abs=0.001)
+    assert u["speech_end_s"] - u["speech_start_s"] > 6.0
+    s = rep["summary"]
+    assert s["segmenter"]["long_after_s"] == 0 and s["segmenter"]["long_end_silence_ms"] == 0
+    assert s["segmenter"]["end_silence_ms"] == cfg.vad.end_silence_ms
+    assert s["engines"]["asr"]["model"] == str(pick_model(
+        f"asr-{cfg.asr.engine}", cfg.asr.model, models_dir(cfg), cfg.pipeline.source_lang).resolve())
+    text = u["translated_text"].lower()
+    assert "restaurant" in text and "airport" in text, text  # all three clauses, in one go
+    assert u["stages"]["vad"] >= cfg.vad.end_silence_ms - 25  # ended by the full endpoint
+
+    # the stamps the turn metrics need, in the order a whole-utterance cascade makes them
+    st = {(a, b): ns for a, b, ns in u["stamps"]}
+    for k in [("capture", "speech_start"), ("capture", "speech_end"), ("playback", "first_audio"),
+              ("playback", "heard")]:
+        assert k in st, k
+    assert st[("capture", "speech_end")] - st[("capture", "speech_start")] == pytest.approx(
+        (u["speech_end_s"] - u["speech_start_s"] - 0.02) * 1e9, abs=0.05e9)  # realtime feeding
+    assert st[("asr", "final")] <= st[("tts", "done")] <= st[("playback", "first_audio")]
+    # nothing played before: it is heard when handed to the idle device (to a sample)
+    assert abs(st[("playback", "heard")] - st[("playback", "first_audio")]) < 2e6
+    assert u["latency_ms"]["end_of_speech_to_heard"] == pytest.approx(
+        (st[("playback", "heard")] - st[("capture", "speech_end")]) / 1e6, abs=0.11)
+
+    # the bench's turn metrics on this report: one turn, one piece, (a) == (b)
+    slim = [bench.slim_utterance(x) for x in utts]
+    groups, unmatched = bench.match_turns(slim, slim)
+    assert groups == [[0]] and unmatched == []
+    m = bench.turn_metrics(slim[0], slim)
+    assert m["end_to_last_heard_ms"] == m["end_to_first_heard_ms"] == pytest.approx(
+        u["latency_ms"]["end_of_speech_to_heard"], abs=0.2)
+    assert m["start_to_first_heard_ms"] > m["end_to_last_heard_ms"] + 6000
+
+
+def test_naive_sink_plays_like_the_file_sink(tmp_path):
+    """Realtime pace: silence until audio arrives, and an utterance written while the previous
+    one still plays starts when that one ends (the heard stamp says so)."""
+    import time
+
+    t0 = time.monotonic_ns()
+    sink = _Sink(tmp_path / "o.wav", realtime=True, gap_ms=300, t0_ns=t0)
+    time.sleep(0.2)
+    one = np.full(22050, 1000, np.int16)  # 1 s
+    h1 = sink.write(one, 22050)
+    h2 = sink.write(np.full(11025, 2000, np.int16), 22050)  # written at once: queued behind
+    sink.close()
+    assert 0.19e9 < h1 - t0 < 0.4e9
+    assert h2 - h1 == pytest.approx(1e9, abs=1e5)
+    audio, rate = sf.read(tmp_path / "o.wav", dtype="int16")
+    start = round((h1 - t0) / 1e9 * rate)
+    assert not audio[:start].any() and audio[start] == 1000 and audio[start + 22050] == 2000
+    fast = _Sink(tmp_path / "f.wav", realtime=False, gap_ms=300, t0_ns=t0)
+    assert fast.write(one, 22050) is None  # no device timeline in fast pace
+    fast.close()
+
+
+def _u(uid, start_s, end_s, t0, heard_s=None, text="x", first_audio_s=None):
+    """A hand-made report utterance: realtime stamps, speech at its position, heard when given."""
+    stamps = [["capture", "speech_start", t0 + int(start_s * 1e9)],
+              ["capture", "speech_end", t0 + int(end_s * 1e9)]]
+    if heard_s is not None:
+        stamps += [["playback", "first_audio", t0 + int((first_audio_s or heard_s) * 1e9)],
+                   ["playback", "heard", t0 + int(heard_s * 1e9)]]
+    return {"id": uid, "speech_start_s": start_s, "speech_end_s": end_s,
+            "translated_text": text, "stages": {"vad": 160.0}, "latency_ms": {},
+            "stamps": stamps}
+
+
+def test_turn_matching_and_metrics_on_hand_made_reports():
+    t0n, t0b = 10**12, 5 * 10**12  # each system has its own clock
+    naive = [_u("u00000500", 0.5, 8.6, t0n, heard_s=10.2),
+             _u("u00010000", 10.0, 12.0, t0n, heard_s=13.0)]
+    babel = [_u("u00005500", 5.5, 8.6, t0b, heard_s=9.8, first_audio_s=9.3),  # out of order
+             _u("u00000500", 0.5, 5.3, t0b, heard_s=6.4),
+             _u("u00010000", 10.0, 12.0, t0b, heard_s=12.9),
+             _u("u00020000", 20.0, 21.0, t0b, heard_s=22.0)]  # no naive turn: unmatched
+    turns = [bench.slim_utterance(u) for u in naive]
+    pieces = [bench.slim_utterance(u) for u in babel]
+    groups, unmatched = bench.match_turns(turns, pieces)
+    assert groups == [[1, 0], [2]] and unmatched == [3]
+
+    # a piece straddling two turns goes to the one it overlaps most
+    g, _ = bench.match_turns(turns, [bench.slim_utterance(_u("s", 8.0, 10.5, t0b))])
+    assert g == [[0], []]
+
+    a = bench.turn_metrics(turns[0], [pieces[1], pieces[0]])
+    assert a["pieces"] == 2 and a["turn_s"] == pytest.approx(8.1)
+    assert a["end_to_last_heard_ms"] == pytest.approx(1200)      # 9.8 - 8.6
+    assert a["end_to_first_heard_ms"] == pytest.approx(-2200)    # 6.4 - 8.6: before the end
+    assert a["start_to_first_heard_ms"] == pytest.approx(5900)   # 6.4 - 0.5
+    assert a["last_path_ms"]["queue"] == pytest.approx(500)      # heard 9.8, handed over 9.3
+    n = bench.turn_metrics(turns[0], [turns[0]])
+    assert n["end_to_last_heard_ms"] == n["end_to_first_heard_ms"] == pytest.approx(1600)
+    assert n["start_to_first_heard_ms"] == pytest.approx(9700)
+
+    # the last piece said nothing: (a) is missing (not taken from an earlier piece), (b)/(c) stay
+    silent = bench.slim_utterance(_u("u00005500", 5.5, 8.6, t0b))
+    m = bench.turn_metrics(turns[0], [pieces[1], silent])
+    assert m["last_part_silent"] and m["end_to_last_heard_ms"] is None
+    assert m["end_to_first_heard_ms"] == pytest.approx(-2200)
+
+    # pooled over turns, per recording pair
+    naive_rec = {"name": "r", "utts": turns}
+    bt, unmatched_n = bench.recording_turns(naive_rec, {"name": "r", "utts": pieces})
+    nt, _ = bench.recording_turns(naive_rec, naive_rec)
+    assert unmatched_n == 1 and [t["pieces"] for t in bt] == [2, 1]
+    sb, sn = bench.turn_stats(bt), bench.turn_stats(nt)
+    assert sb["turns"] == sn["turns"] == 2 and sb["long_turns"] == 1
+    assert sb["a_long_p50_ms"] == pytest.approx(1200) and sn["a_long_p50_ms"] == pytest.approx(1600)
+    assert sb["c_long_p50_ms"] == pytest.approx(5900) and sn["c_long_p50_ms"] == pytest.approx(9700)
+    assert sb["a_p50_ms"] == pytest.approx((1200 + 900) / 2)     # second turn: 12.9 - 12.0

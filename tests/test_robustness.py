@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from babelfish.schema import (MAX_AUDIO_SECONDS, MAX_HEADER_BYTES, MAX_RATE, MAX
                               AudioChunk, BadMessage, EndOfStream, Heartbeat, Progress, Segmented,
                               SpeechAudio, Stamp, Transcript, Translation, UtteranceDone,
                               UtteranceEnd, decode, encode)
-from helpers import REPO, load_report, stage_processes, wait_for, write_config
+from helpers import communicate, start_replay, REPO, load_report, stage_processes, wait_for, write_config
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 
@@ -162,10 +160,7 @@ CONTROL_GARBAGE = [
 def test_rogue_client_cannot_derail_a_replay(tmp_path, models_dir):
     cfg = write_config(tmp_path, "[budgets]\nenabled = false\n")
     report = tmp_path / "report.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "babelfish", "replay", str(SAMPLE), "--config", str(cfg),
-         "--out", str(tmp_path / "out.wav"), "--report", str(report), "--pace", "realtime"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = start_replay(tmp_path, SAMPLE, cfg, "--pace", "realtime")
     try:
         st0 = wait_for(lambda: all_ready(cfg), 90, interval=0.1)
         assert st0, "the pipeline never got ready"
@@ -213,7 +208,7 @@ def test_rogue_client_cannot_derail_a_replay(tmp_path, models_dir):
         assert st1, (sent, status(cfg))
         assert st1["dropped"] == {"unknown_peer_messages": 5}
         assert all(s["restarts"] == 0 and s["state"] == "ready" for s in st1["stages"].values())
-        out, err = proc.communicate(timeout=120)
+        out, err = communicate(proc, timeout=120)
     finally:
         proc.kill()
     assert proc.returncode == 0, err

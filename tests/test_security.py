@@ -12,14 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
 import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
 from babelfish.config import load_config
 from babelfish.security import secure
-from helpers import REPO, babelfish, load_report, stage_processes, wait_for, write_config
+import helpers
+from helpers import communicate, REPO, babelfish, load_report, stage_processes, wait_for, write_config
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 NOBODY = 65534
@@ -30,28 +30,11 @@ def mode(p: Path) -> int:
 
 
 def start_replay(tmp_path: Path, cfg: Path, pace: str = "realtime") -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "babelfish", "replay", str(SAMPLE), "--config", str(cfg),
-         "--out", str(tmp_path / "out.wav"), "--report", str(tmp_path / "report.json"),
-         "--pace", pace],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    return helpers.start_replay(tmp_path, SAMPLE, cfg, "--pace", pace)
 
 
 def status_at(rt: Path) -> dict | None:
-    socks = list(rt.glob("run-*/control.sock"))
-    if not socks:
-        return None
-    sock = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 2000)
-    sock.connect(f"ipc://{socks[0]}")
-    try:
-        sock.send(b'{"cmd": "status"}')
-        return json.loads(sock.recv())["status"]
-    except zmq.Again:
-        return None
-    finally:
-        sock.close()
+    return helpers.status(rt)
 
 
 def ready(rt: Path):
@@ -172,7 +155,7 @@ def test_ipc_sockets_are_in_a_directory_only_this_user_can_open(tmp_path, models
             assert got.pop(str(world / "open.sock")) == "connected"
             assert set(got.values()) == {"PermissionError"}, got
         assert babelfish("stop", "--config", cfg, timeout=30).returncode == 0
-        proc.communicate(timeout=15)
+        communicate(proc, timeout=15)
     finally:
         proc.kill()
         if probe is not None:
@@ -304,7 +287,7 @@ def test_tcp_uses_curve_and_lets_in_known_keys_only(tmp_path, models_dir):
         assert zmq.EVENT_HANDSHAKE_SUCCEEDED in _events(m5, time.monotonic() + 3.0)
         assert wait_for(lambda: bad_messages() == 2, 5), bad_messages()
 
-        out, err = proc.communicate(timeout=120)
+        out, err = communicate(proc, timeout=120)
     finally:
         for s in opened:
             s.close(0)

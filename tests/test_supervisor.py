@@ -4,14 +4,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import helpers
-from helpers import REPO, babelfish, load_report, stage_processes, wait_for, write_config
+from helpers import REPO, babelfish, communicate, load_report, stage_processes, wait_for, write_config
 from speech import concat, espeak
 
 SAMPLE = REPO / "samples" / "es_station.wav"
@@ -46,17 +45,7 @@ model = "{FIXTURE_MT}"
 
 def start_replay(tmp_path: Path, wav: Path, cfg_text: str, *extra) -> tuple[subprocess.Popen, Path, Path]:
     cfg = write_config(tmp_path, cfg_text)
-    report = tmp_path / "report.json"
-    # output to files, not pipes: a pipe nobody reads while the test waits could fill and stall
-    # the stages (they share the command's stderr)
-    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    with open(out, "w") as o, open(err, "w") as e:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "babelfish", "replay", str(wav), "--config", str(cfg), "--out",
-             str(tmp_path / "out.wav"), "--report", str(report), *extra],
-            stdout=o, stderr=e, text=True, cwd=REPO)
-    proc.out_path, proc.err_path = out, err
-    return proc, cfg, report
+    return helpers.start_replay(tmp_path, wav, cfg, *extra), cfg, tmp_path / "report.json"
 
 
 def first_done(proc: subprocess.Popen, cfg: Path, timeout: float = 90) -> dict:
@@ -64,11 +53,6 @@ def first_done(proc: subprocess.Popen, cfg: Path, timeout: float = 90) -> dict:
     st = wait_for(lambda: (s := status(cfg)) and s["utterances"]["done"] >= 1 and s, timeout)
     assert st, f"no utterance done in {timeout} s: {proc.err_path.read_text()[-3000:]}"
     return st
-
-
-def communicate(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
-    proc.wait(timeout)
-    return proc.out_path.read_text(), proc.err_path.read_text()
 
 
 def status(cfg: Path) -> dict | None:
