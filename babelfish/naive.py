@@ -1,20 +1,44 @@
 """The naive cascade: what one would write without Babelfish's pipeline, as a benchmark baseline.
 
 ONE process and one loop: it reads the recording as a microphone delivers it (16 kHz mono frames,
-at wall-clock pace in "realtime"), cuts utterances with the same VAD endpointer as the capture
-stage, and for each utterance, after it has ended, transcribes it whole, translates it whole
-(when the route has MT), synthesizes ALL of its speech, and only then "plays" it: the whole
-utterance's audio is written to a WAV sink at once. While it works, the microphone's frames wait
-in the buffer. It uses the same engines, models and settings as the pipeline (the same factories,
-babelfish.engines.make_asr / make_translator / make_tts and babelfish.engines.vad.make_vad, on the
-same config), but no degradation ladder.
+at wall-clock pace in "realtime"), cuts utterances with the standard VAD endpointer, and for each
+utterance, after it has ended, transcribes it whole, translates it whole (when the route has MT),
+synthesizes ALL of its speech, and only then "plays" it. While it works, the microphone's frames
+wait in the buffer.
 
-The report has the format of `babelfish replay --report`, measured the same way:
-end_of_speech_to_first_audio runs from the moment the last speech frame was fed to the moment the
-first sample was written. In realtime pace a frame is "fed" when the microphone delivers it (its
-due time on the wall clock): when the single loop is still busy with an earlier utterance, the
-frame waits in the buffer and that wait counts, as the wearer feels it. The summary also says
-which engines and model paths were used ("engines"), and the process's CPU seconds ("cpu_s").
+The same as Babelfish:
+  * the engines, models and settings: the same factories (babelfish.engines.make_asr /
+    make_translator / make_tts, babelfish.engines.vad.make_vad) on the same config, and the same
+    reading and resampling of the input (the capture stage's FileSource);
+  * the endpointing: the same Segmenter with the same VAD, start_ms, end_silence_ms, pad_ms and
+    max_utterance_s, so both see speech start and end at the same sample positions;
+  * how it is measured: the stamps capture.speech_start / speech_end are the moments the frames
+    holding the first / last speech sample were fed, and in realtime pace a frame counts as fed
+    when the microphone delivers it (its due time on the wall clock), so a frame waiting in the
+    buffer while the one loop is busy with an earlier utterance counts, as the wearer feels it;
+  * the "speaker": in realtime pace a simulated device timeline exactly like the playback stage's
+    FileSink: silence up to the moment audio is written, and an utterance starts playing when it
+    is written or when the previous one has finished playing, whichever is later. It stamps
+    playback.first_audio when the audio is handed to the sink and playback.heard when its first
+    sample plays in that timeline (so latency_ms.end_of_speech_to_heard is measured alike). In
+    fast pace utterances follow one another with playback.gap_ms of silence, and there is no
+    heard stamp (as in FileSink).
+
+Not the same, on purpose (this is what a user would otherwise write):
+  * no pause cut: vad.long_after_s / long_end_silence_ms are ignored (long_after_s = 0), so a turn
+    of several clauses with short pauses is ONE utterance, ended only by end_silence_ms of silence
+    (or max_utterance_s); Babelfish cuts speech longer than long_after_s at a shorter pause;
+  * whole-utterance work: one decode of the whole utterance, all of its translation, all of its
+    speech synthesized before any of it plays (Babelfish speaks sentence by sentence, and its
+    stages overlap: the recogniser decodes a piece while the voice speaks the previous one);
+  * one process, one thread of work: no ZeroMQ hops, no heartbeats, no supervisor (no restarts or
+    re-runs), no budgets and no degradation ladder.
+
+The report has the format of `babelfish replay --report`: per utterance speech_start_s /
+speech_end_s (positions in the recording), the stamps, stage times and latencies
+(end_of_speech_to_first_audio runs from the last speech frame fed to the first sample written).
+The summary also says which engines and model paths were used ("engines"), the endpointing used
+("segmenter"), and the process's CPU seconds ("cpu_s").
 
 `python -m babelfish.naive INPUT.wav --out OUT.wav --report REPORT.json [--pace fast]` runs it on
 its own (scripts/bench.py runs it in a subprocess so that its memory is measured alone).
@@ -68,7 +92,7 @@ def _resolved_models(into: list[str]):
 
 
 class _Sink:
-    """The WAV "speaker", written the way the playback stage writes it."""
+    """The WAV "speaker", written the way the playback stage's FileSink writes it."""
 
     def __init__(self, path: Path, realtime: bool, gap_ms: int, t0_ns: int):
         self.path, self.realtime, self.gap_ms, self.t0_ns = path, realtime, gap_ms, t0_ns
@@ -76,7 +100,9 @@ class _Sink:
         self.rate = 0
         self.written = 0
 
-    def write(self, pcm: np.ndarray, rate: int) -> None:
+    def write(self, pcm: np.ndarray, rate: int) -> int | None:
+        """Write one utterance's audio; in realtime pace return when its first sample plays in
+        the simulated device's timeline (later than now when speech before it is still playing)."""
         if self.file is None:
             self.rate = rate
             self.file = sf.SoundFile(str(self.path), "w", samplerate=rate, channels=1,
@@ -92,9 +118,13 @@ class _Sink:
             gap = int(self.gap_ms / 1000 * self.rate)
             self.file.write(np.zeros(gap, np.int16))
             self.written += gap
+        starts_at = self.written  # after anything still playing
         self.file.write(pcm)
         self.written += len(pcm)
         self.file.flush()
+        if not self.realtime:
+            return None
+        return self.t0_ns + int(starts_at * 1_000_000_000 // self.rate)
 
     def close(self) -> None:
         if self.file is None:  # no speech at all: still a valid (empty) WAV
@@ -121,8 +151,10 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
     used: dict[str, list[str]] = {"asr": [], "mt": [], "tts": []}
     vad = make_vad(cfg.vad, mdir)
     v = cfg.vad
-    segmenter = Segmenter(vad, start_ms=v.start_ms, end_silence_ms=v.end_silence_ms,
-                          pad_ms=v.pad_ms, max_utterance_s=v.max_utterance_s, rate=SAMPLE_RATE)
+    # the standard endpointer, WITHOUT Babelfish's pause cut: the whole utterance, as one waits for it
+    seg_args = dict(start_ms=v.start_ms, end_silence_ms=v.end_silence_ms, pad_ms=v.pad_ms,
+                    max_utterance_s=v.max_utterance_s, long_after_s=0.0, long_end_silence_ms=0)
+    segmenter = Segmenter(vad, **seg_args, rate=SAMPLE_RATE)
     with _resolved_models(used["asr"]):
         asr = make_asr(cfg, mdir)
     translator = None
@@ -195,10 +227,12 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
         # 4. then played, all at once
         if len(audio):
             t = time.monotonic_ns()
-            sink.write(audio, tts.sample_rate)
+            heard = sink.write(audio, tts.sample_rate)
             now = time.monotonic_ns()
             busy["playback"] += now - t
             stamps.append(Stamp("playback", "first_audio", now))
+            if heard is not None:  # when its first sample plays, after anything still playing
+                stamps.append(Stamp("playback", "heard", heard))
         stamps.append(Stamp("playback", "done", time.monotonic_ns()))
         stamps.sort(key=lambda s: s.ns)
         rep = UtteranceReport(
@@ -259,7 +293,7 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
         route=route, complete=True)
     doc = msgspec.to_builtins({"utterances": reports, "summary": summary})
     doc["summary"].update(mode="naive", pace=pace, cpu_s=round(ru.ru_utime + ru.ru_stime, 3),
-                          engines=engines)
+                          engines=engines, segmenter=seg_args)
     return doc
 
 
@@ -271,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", metavar="REPORT.json")
     p.add_argument("--pace", choices=("realtime", "fast"), default="realtime")
     p.add_argument("--config", help="a TOML file; keys it does not set keep their defaults")
+    p.add_argument("--from", dest="source_lang", metavar="LANG", help="spoken language")
+    p.add_argument("--to", dest="target_lang", metavar="LANG", help="language to hear")
     p.add_argument("--debug", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -284,7 +320,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'-' if lat is None else f'{lat:.0f} ms'}", flush=True)
 
     try:
-        doc = run_naive(load_config(args.config), args.input, args.out, args.pace, show)
+        langs = {k: v for k, v in (("source_lang", args.source_lang),
+                                   ("target_lang", args.target_lang)) if v}
+        cfg = load_config(args.config, overrides={"pipeline": langs} if langs else None)
+        doc = run_naive(cfg, args.input, args.out, args.pace, show)
     except UsageError as e:
         print(f"babelfish: error: {e}", file=sys.stderr)
         return 2

@@ -1,18 +1,45 @@
 #!/usr/bin/env python3
 """Benchmark: the Babelfish pipeline against the naive one-process cascade, on the same models.
 
-    .venv/bin/python scripts/bench.py [WAV ...] [--runs 3] [--config TOML] [--json-out out/bench.json]
+    .venv/bin/python scripts/bench.py [WAV|SUITE.toml|DIR ...] [--runs 3] [--config TOML] \
+                                      [--json-out out/bench.json]
 
-For each run (default 3), alternating which system goes first, every recording (default
-samples/es_station.wav) goes through
+Recordings: WAV files, folders and suite files as `babelfish replay` takes them; default
+samples/suite.toml (three short recordings: single sentences with long pauses between them) and
+samples/bench/suite.toml (four turns of 8-15 s: several clauses joined by short pauses, as people
+speak). For each run (default 3) every recording goes through both systems, one after the other,
+the order alternating between runs and recordings:
   (a) `babelfish replay --pace realtime` (a subprocess: the real supervisor and stage processes), and
-  (b) the naive cascade, babelfish/naive.py (a subprocess too, so its memory is measured alone).
+  (b) the naive cascade, babelfish/naive.py (a subprocess too, so its memory is measured alone):
+      one loop that waits for the whole utterance (the same endpointer, without Babelfish's pause
+      cut), transcribes, translates and synthesizes all of it, then plays it.
+Both "play" into a simulated sound card (in realtime pace an utterance starts playing when it is
+written or when the previous one has finished, whichever is later) and stamp when its first
+sample plays (playback.heard).
+
+TURNS. A turn is a stretch of speech the naive cascade treats as one utterance: the naive report's
+utterances are the turns. Babelfish may cut a turn into several pieces (its own utterances, cut at
+short pauses); each piece is matched to the turn its speech (speech_start_s..speech_end_s, sample
+positions in the recording, the same for both systems) overlaps most. Per turn and system, in
+the system's own clock (stamps capture.speech_start / speech_end of the pieces, playback.heard):
+  (a) end of the turn's speech -> first heard audio of the translation of its LAST piece (for the
+      naive cascade: of the whole turn): how long after the speaker stops until one hears the
+      translation of what they last said. The goal is stated on this one. When the last piece
+      gives no audio, (a) is missing for the turn and counted ("last part silent").
+  (b) end of the turn -> first heard audio of anything of the turn. Babelfish's can be NEGATIVE:
+      it starts speaking the first pieces while the speaker is still talking. Reported, not the goal.
+  (c) start of the turn's speech -> first heard audio, over all turns and over turns > 6 s.
 Measured per run, then as medians over the runs, with the ratio Babelfish / naive:
-  * end of speech -> first audio p50 and p95 over all utterances (from each system's report);
+  * (a), (b), (c) p50 and p95 over all turns; (a) and (c) over the turns longer than 6 s; (a)
+    broken down along the last piece's path (endpoint, asr, mt, tts, to the sink, waiting behind
+    speech still playing);
+  * per utterance: end of speech -> first audio p50 and p95 (Babelfish's utterances are pieces),
+    the stage times p50;
   * per-stage real-time factor (busy time / audio, from the reports; recordings weighted by length);
   * CPU seconds per second of input audio: the CPU time of the whole process tree (getrusage of the
     reaped children: the supervisor reaps its stages, this script reaps the top process);
-  * summed peak RSS of all processes: VmHWM of every process of the tree, sampled until it exits.
+  * summed peak RSS of all processes: VmHWM of every process of the tree, sampled until it exits;
+  * the quality check of the suite files (expected words in the translation), per system.
 Prints one line per system and run, then a markdown table for the README and the exact command,
 and writes everything as JSON (--json-out). Each run's reports are kept in --work-dir.
 """
@@ -36,11 +63,18 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from babelfish import UsageError  # noqa: E402
 from babelfish.report import percentile  # noqa: E402
+from babelfish.suite import Entry, check_quality, collect  # noqa: E402
 
 SYSTEMS = ("babelfish", "naive")
 LABELS = {"babelfish": "Babelfish pipeline", "naive": "naive cascade"}
 STAGES = ("capture", "asr", "mt", "tts", "playback")
+PATH_STAGES = ("vad", "asr", "mt", "tts", "playback")  # report.stage_times, along the path
+DEFAULT_INPUTS = [REPO / "samples" / "suite.toml", REPO / "samples" / "bench" / "suite.toml"]
+LONG_TURN_S = 6.0
+KEPT_STAMPS = {("capture", "speech_start"), ("capture", "speech_end"), ("capture", "endpoint"),
+               ("playback", "first_audio"), ("playback", "heard")}
 
 
 # ---- measuring one process tree -----------------------------------------------------------------
@@ -108,8 +142,11 @@ def measure(cmd: list[str], *, interval: float = 0.2, timeout: float = 900,
 
 # ---- one system on one recording ----------------------------------------------------------------
 
-def command(system: str, wav: Path, report: Path, out_wav: Path, config: str | None) -> list[str]:
+def command(system: str, wav: Path, report: Path, out_wav: Path, config: str | None,
+            source_lang: str | None = None, target_lang: str | None = None) -> list[str]:
     extra = ["--config", config] if config else []
+    extra += ["--from", source_lang] if source_lang else []
+    extra += ["--to", target_lang] if target_lang else []
     if system == "babelfish":
         return [sys.executable, "-m", "babelfish", "replay", str(wav), "--pace", "realtime",
                 "--report", str(report), "--out", str(out_wav), *extra]
@@ -117,11 +154,24 @@ def command(system: str, wav: Path, report: Path, out_wav: Path, config: str | N
             "--report", str(report), "--out", str(out_wav), "-q", *extra]
 
 
-def run_one(system: str, wav: Path, work: Path, run: int, config: str | None) -> dict:
-    stem = wav.stem
-    report = work / f"run{run}-{system}-{stem}.json"
-    out_wav = work / f"run{run}-{system}-{stem}.wav"
-    m = measure(command(system, wav, report, out_wav, config))
+def slim_utterance(u: dict) -> dict:
+    """What the turn metrics need of a report's utterance (the stamps they use, as a dict)."""
+    stamps: dict[str, int] = {}
+    for stage, event, ns in u.get("stamps", []):
+        if (stage, event) in KEPT_STAMPS:
+            stamps.setdefault(f"{stage}.{event}", ns)
+    return {"id": u["id"], "speech_start_s": u["speech_start_s"],
+            "speech_end_s": u["speech_end_s"], "text": u.get("translated_text", ""),
+            "stages": u.get("stages", {}), "latency_ms": u.get("latency_ms", {}),
+            "stamps": stamps}
+
+
+def run_one(system: str, entry: Entry, work: Path, run: int, config: str | None) -> dict:
+    wav = entry.path
+    report = work / f"run{run}-{system}-{entry.name}.json"
+    out_wav = work / f"run{run}-{system}-{entry.name}.wav"
+    m = measure(command(system, wav, report, out_wav, config, entry.source_lang,
+                        entry.target_lang))
     if m["returncode"] != 0:
         last = (m["stderr"].strip().splitlines() or ["(no output)"])[-1]
         raise SystemExit(f"bench: {system} failed on {wav} (exit {m['returncode']}): {last}")
@@ -129,20 +179,135 @@ def run_one(system: str, wav: Path, work: Path, run: int, config: str | None) ->
     s = rep["summary"]
     e2e = [u["latency_ms"]["end_of_speech_to_first_audio"] for u in rep["utterances"]
            if "end_of_speech_to_first_audio" in u.get("latency_ms", {})]
+    texts = [u.get("translated_text", "") for u in rep["utterances"]]
     return {
-        "wav": str(wav), "report": str(report), "input_s": s.get("input_s", 0.0), "e2e_ms": e2e,
+        "name": entry.name, "wav": str(wav), "report": str(report),
+        "input_s": s.get("input_s", 0.0), "e2e_ms": e2e,
         "rtf": s.get("rtf", {}), "cpu_s": m["cpu_s"], "cpu_s_sampled": m["cpu_s_sampled"],
         "peak_rss_mb": m["peak_rss_mb"], "report_peak_rss_mb": s.get("peak_rss_mb"),
         "processes": m["processes"], "wall_s": m["wall_s"],
         "start_to_ready_ms": s.get("start_to_ready_ms"),
         "degradations": len(s.get("degradations") or []), "utterances": len(rep["utterances"]),
-        "texts": [u.get("translated_text", "") for u in rep["utterances"]],
+        "lost": len(s.get("lost_utterances") or []),
+        "texts": texts,
+        "quality": check_quality(entry.expect, texts) if entry.expect else None,
+        "utts": [slim_utterance(u) for u in rep["utterances"]],
     }
 
 
-def aggregate(recs: list[dict]) -> dict:
+# ---- turns --------------------------------------------------------------------------------------
+
+def match_turns(turns: list[dict], pieces: list[dict]) -> tuple[list[list[int]], list[int]]:
+    """Each piece (an utterance of either system) goes to the turn (a naive utterance) its speech
+    span speech_start_s..speech_end_s overlaps most. Returns, per turn, the indices of its pieces
+    in time order, and the indices of pieces that overlap no turn."""
+    out: list[list[int]] = [[] for _ in turns]
+    unmatched: list[int] = []
+    for j, p in enumerate(pieces):
+        best, best_overlap = None, 0.0
+        for i, t in enumerate(turns):
+            overlap = min(t["speech_end_s"], p["speech_end_s"]) - max(t["speech_start_s"],
+                                                                       p["speech_start_s"])
+            if overlap > best_overlap:
+                best, best_overlap = i, overlap
+        if best is None:
+            unmatched.append(j)
+        else:
+            out[best].append(j)
+    for idx in out:
+        idx.sort(key=lambda j: (pieces[j]["speech_start_s"], pieces[j]["speech_end_s"]))
+    return out, unmatched
+
+
+def _heard(u: dict) -> int | None:
+    """When the utterance's first sample plays (simulated device), else when it was handed over."""
+    st = u["stamps"]
+    return st.get("playback.heard", st.get("playback.first_audio"))
+
+
+def _ms(ns: int | None) -> float | None:
+    return None if ns is None else round(ns / 1e6, 1)
+
+
+def turn_metrics(turn: dict, pieces: list[dict]) -> dict:
+    """(a), (b), (c) of one turn for one system, from its pieces of the turn (time order)."""
+    out = {"speech_start_s": turn["speech_start_s"], "speech_end_s": turn["speech_end_s"],
+           "turn_s": round(turn["speech_end_s"] - turn["speech_start_s"], 3),
+           "pieces": len(pieces), "end_to_last_heard_ms": None, "end_to_first_heard_ms": None,
+           "start_to_first_heard_ms": None, "last_part_silent": False, "last_path_ms": {},
+           "texts": [p["text"] for p in pieces]}
+    if not pieces:
+        out["last_part_silent"] = True
+        return out
+    starts = [p["stamps"]["capture.speech_start"] for p in pieces
+              if "capture.speech_start" in p["stamps"]]
+    last = max(pieces, key=lambda p: p["speech_end_s"])
+    end_ns = last["stamps"].get("capture.speech_end")
+    # the last piece should end where the turn ends (same VAD, same positions): say if not
+    out["end_offset_s"] = round(turn["speech_end_s"] - last["speech_end_s"], 3)
+    heards = [h for h in map(_heard, pieces) if h is not None]
+    last_heard = _heard(last)
+    if end_ns is not None and last_heard is not None:
+        out["end_to_last_heard_ms"] = _ms(last_heard - end_ns)
+        path = {k: v for k, v in last["stages"].items()}
+        st = last["stamps"]
+        if "playback.heard" in st and "playback.first_audio" in st:
+            path["queue"] = _ms(max(0, st["playback.heard"] - st["playback.first_audio"]))
+        out["last_path_ms"] = path
+    else:
+        out["last_part_silent"] = True
+    if heards and end_ns is not None:
+        out["end_to_first_heard_ms"] = _ms(min(heards) - end_ns)
+    if heards and starts:
+        out["start_to_first_heard_ms"] = _ms(min(heards) - min(starts))
+    return out
+
+
+def recording_turns(naive_rec: dict, rec: dict) -> tuple[list[dict], int]:
+    """The turn metrics of one system's run on a recording, turns from the naive run's report.
+    Returns (per-turn metrics, pieces that overlap no turn)."""
+    turns = naive_rec["utts"]
+    groups, unmatched = match_turns(turns, rec["utts"])
+    out = []
+    for t, idx in zip(turns, groups):
+        m = turn_metrics(t, [rec["utts"][j] for j in idx])
+        m["recording"] = rec["name"]
+        out.append(m)
+    return out, len(unmatched)
+
+
+def turn_stats(turns: list[dict]) -> dict:
+    """Percentiles over the turns of one system's run."""
+    def col(key, long_only=False):
+        return [t[key] for t in turns if t[key] is not None
+                and (not long_only or t["turn_s"] > LONG_TURN_S)]
+
+    out = {"turns": len(turns), "long_turns": sum(t["turn_s"] > LONG_TURN_S for t in turns),
+           "pieces": sum(t["pieces"] for t in turns),
+           "last_part_silent": sum(t["last_part_silent"] for t in turns)}
+    for key, short in (("end_to_last_heard_ms", "a"), ("end_to_first_heard_ms", "b"),
+                       ("start_to_first_heard_ms", "c")):
+        for long_only, tag in ((False, ""), (True, "_long")):
+            v = col(key, long_only)
+            out[f"{short}{tag}_p50_ms"] = percentile(v, 50)
+            out[f"{short}{tag}_p95_ms"] = percentile(v, 95)
+            out[f"{short}{tag}_max_ms"] = max(v) if v else None
+    for long_only, key in ((False, "a_path_p50_ms"), (True, "a_long_path_p50_ms")):
+        path: dict[str, list[float]] = {}
+        for t in turns:
+            if not long_only or t["turn_s"] > LONG_TURN_S:
+                for k, v in t["last_path_ms"].items():
+                    path.setdefault(k, []).append(v)
+        out[key] = {k: percentile(v, 50) for k, v in path.items()}
+    return out
+
+
+# ---- aggregating ----------------------------------------------------------------------------------
+
+def aggregate(recs: list[dict], turns: list[dict] | None = None) -> dict:
     """One system's run over all recordings: pooled percentiles, length-weighted RTFs, CPU per
-    second of audio, and the largest summed peak RSS of any recording."""
+    second of audio, and the largest summed peak RSS of any recording; with `turns`, the turn
+    metrics too."""
     e2e = [x for r in recs for x in r["e2e_ms"]]
     audio = sum(r["input_s"] for r in recs) or 0.0
     rtf: dict[str, float] = {}
@@ -151,14 +316,28 @@ def aggregate(recs: list[dict]) -> dict:
         w = sum(x for _, x in have)
         if have and w > 0:
             rtf[st] = round(sum(v * x for v, x in have) / w, 3)
-    return {
+    stage_ms: dict[str, list[float]] = {}
+    for r in recs:
+        for u in r.get("utts", []):
+            for k, v in u["stages"].items():
+                stage_ms.setdefault(k, []).append(v)
+    checked = [r["quality"] for r in recs if r.get("quality") is not None]
+    out = {
         "e2e_p50_ms": percentile(e2e, 50), "e2e_p95_ms": percentile(e2e, 95),
         "utterances": len(e2e), "rtf": rtf,
+        "stage_ms_p50": {k: percentile(stage_ms[k], 50) for k in PATH_STAGES if k in stage_ms},
         "cpu_s_per_audio_s": round(sum(r["cpu_s"] for r in recs) / audio, 3) if audio else None,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in recs),
         "start_to_ready_ms": max((r["start_to_ready_ms"] or 0) for r in recs),
         "degradations": sum(r["degradations"] for r in recs),
+        "lost": sum(r.get("lost", 0) for r in recs),
+        "quality_passed": sum(q["passed"] for q in checked), "quality_checked": len(checked),
+        "quality_failed": [r["name"] for r in recs
+                           if r.get("quality") is not None and not r["quality"]["passed"]],
     }
+    if turns is not None:
+        out["turns"] = turn_stats(turns)
+    return out
 
 
 def _median(values):
@@ -166,20 +345,41 @@ def _median(values):
     return round(statistics.median(values), 3) if values else None
 
 
+TURN_KEYS = [f"{m}{tag}_{q}_ms" for m in "abc" for tag in ("", "_long") for q in ("p50", "p95", "max")]
+
+
 def medians(runs: list[dict]) -> dict:
     out = {}
     for system in SYSTEMS:
         aggs = [r["aggregate"] for r in runs if r["system"] == system]
         stages = sorted({st for a in aggs for st in a["rtf"]}, key=STAGES.index)
+        path_stages = sorted({st for a in aggs for st in a.get("stage_ms_p50", {})},
+                             key=PATH_STAGES.index)
         out[system] = {
             "e2e_p50_ms": _median([a["e2e_p50_ms"] for a in aggs]),
             "e2e_p95_ms": _median([a["e2e_p95_ms"] for a in aggs]),
             "rtf": {st: _median([a["rtf"].get(st) for a in aggs]) for st in stages},
+            "stage_ms_p50": {st: _median([a.get("stage_ms_p50", {}).get(st) for a in aggs])
+                             for st in path_stages},
             "cpu_s_per_audio_s": _median([a["cpu_s_per_audio_s"] for a in aggs]),
             "peak_rss_mb": _median([a["peak_rss_mb"] for a in aggs]),
             "start_to_ready_ms": _median([a["start_to_ready_ms"] for a in aggs]),
             "degradations": [a["degradations"] for a in aggs],
+            "lost": [a.get("lost", 0) for a in aggs],
+            "quality": [f"{a.get('quality_passed', 0)}/{a.get('quality_checked', 0)}"
+                        for a in aggs],
         }
+        tstats = [a["turns"] for a in aggs if "turns" in a]
+        if tstats:
+            t = {k: _median([x.get(k) for x in tstats]) for k in TURN_KEYS}
+            t.update(turns=tstats[0]["turns"], long_turns=tstats[0]["long_turns"],
+                     pieces=[x["pieces"] for x in tstats],
+                     last_part_silent=[x["last_part_silent"] for x in tstats])
+            for pk in ("a_path_p50_ms", "a_long_path_p50_ms"):
+                keys = sorted({k for x in tstats for k in x.get(pk, {})},
+                              key=lambda k: (PATH_STAGES + ("queue",)).index(k))
+                t[pk] = {k: _median([x.get(pk, {}).get(k) for x in tstats]) for k in keys}
+            out[system]["turns"] = t
     b, n = out["babelfish"], out["naive"]
 
     def ratio(x, y):
@@ -193,6 +393,16 @@ def medians(runs: list[dict]) -> dict:
         "peak_rss_mb": ratio(b["peak_rss_mb"], n["peak_rss_mb"]),
         "start_to_ready_ms": ratio(b["start_to_ready_ms"], n["start_to_ready_ms"]),
     }
+    if "turns" in b and "turns" in n:
+        out["ratio"]["turns"] = {k: ratio(b["turns"][k], n["turns"][k]) for k in TURN_KEYS
+                                 if not k.startswith("b")}  # (b) can be negative: no ratio
+        a_ratio = out["ratio"]["turns"]["a_p50_ms"]
+        c_long = b["turns"]["c_long_p95_ms"]
+        out["goal"] = {
+            "end_ratio_a_p50": a_ratio, "end_met": a_ratio is not None and a_ratio <= 0.5,
+            "start_long_p95_ms": c_long, "start_long_max_ms": b["turns"]["c_long_max_ms"],
+            "start_met": c_long is not None and c_long < 3000,
+        }
     return out
 
 
@@ -202,14 +412,53 @@ def _f(v, digits=0, suffix=""):
     return f"{v:,.{digits}f}{suffix}"
 
 
+def _path_row(label: str, b: dict, n: dict) -> tuple[str, str, str, str]:
+    """Where (a) goes: the stage times of the last part, and its wait behind speech still playing."""
+    keys = [k for k in PATH_STAGES + ("queue",) if k in b or k in n]
+    names = {"vad": "endpoint", "playback": "to sink", "queue": "waiting to play"}
+    return (f"{label}: {' / '.join(names.get(k, k) for k in keys)}",
+            " / ".join(_f(b.get(k)) for k in keys) + " ms",
+            " / ".join(_f(n.get(k)) for k in keys) + " ms", "")
+
+
 def markdown(med: dict, info: dict) -> str:
     b, n, r = med["babelfish"], med["naive"], med["ratio"]
-    rows = [
-        ("End of speech → first audio, p50", _f(b["e2e_p50_ms"], 0, " ms"),
-         _f(n["e2e_p50_ms"], 0, " ms"), _f(r["e2e_p50_ms"], 2, "×")),
-        ("End of speech → first audio, p95", _f(b["e2e_p95_ms"], 0, " ms"),
-         _f(n["e2e_p95_ms"], 0, " ms"), _f(r["e2e_p95_ms"], 2, "×")),
+
+    def row(label, key, digits=0, suffix=" ms", src=None, ratio=True):
+        bs, ns = (b, n) if src is None else (b.get(src, {}), n.get(src, {}))
+        rs = r if src is None else r.get(src, {})
+        return (label, _f(bs.get(key), digits, suffix), _f(ns.get(key), digits, suffix),
+                _f(rs.get(key), 2, "×") if ratio else "")
+
+    rows = []
+    if "turns" in b and "turns" in n:
+        bt, nt = b["turns"], n["turns"]
+        rows += [
+            (f"Turns (of them > {LONG_TURN_S:.0f} s); Babelfish pieces per run",
+             f"{bt['turns']} ({bt['long_turns']}); {', '.join(map(str, bt['pieces']))}",
+             f"{nt['turns']} ({nt['long_turns']})", ""),
+            row("(a) End of turn → its last part's translation heard, p50", "a_p50_ms", src="turns"),
+            row("(a) End of turn → its last part's translation heard, p95", "a_p95_ms", src="turns"),
+            row(f"(a) ... turns > {LONG_TURN_S:.0f} s, p50", "a_long_p50_ms", src="turns"),
+            row(f"(a) ... turns > {LONG_TURN_S:.0f} s, p95", "a_long_p95_ms", src="turns"),
+            row("(b) End of turn → first translated audio heard, p50 (< 0: before the end)",
+                "b_p50_ms", src="turns", ratio=False),
+            row("(c) Start of turn → first translated audio heard, p50", "c_p50_ms", src="turns"),
+            row("(c) Start of turn → first translated audio heard, p95", "c_p95_ms", src="turns"),
+            row(f"(c) ... turns > {LONG_TURN_S:.0f} s, p50", "c_long_p50_ms", src="turns"),
+            row(f"(c) ... turns > {LONG_TURN_S:.0f} s, p95", "c_long_p95_ms", src="turns"),
+            _path_row(f"(a) turns > {LONG_TURN_S:.0f} s, p50 along the last part's path",
+                      bt["a_long_path_p50_ms"], nt["a_long_path_p50_ms"]),
+        ]
+    rows += [
+        row("End of speech → first audio, p50 (per utterance)", "e2e_p50_ms"),
+        row("End of speech → first audio, p95 (per utterance)", "e2e_p95_ms"),
     ]
+    stages = [k for k in PATH_STAGES if k in b.get("stage_ms_p50", {}) or k in n.get("stage_ms_p50", {})]
+    if stages:
+        rows.append((f"Stage times p50 per utterance: {' / '.join(stages)}",
+                     " / ".join(_f(b["stage_ms_p50"].get(k)) for k in stages) + " ms",
+                     " / ".join(_f(n["stage_ms_p50"].get(k)) for k in stages) + " ms", ""))
     for st in b["rtf"]:
         if st in ("capture", "playback"):
             continue
@@ -223,6 +472,9 @@ def markdown(med: dict, info: dict) -> str:
         ("Start to ready (models loaded)", _f(b["start_to_ready_ms"], 0, " ms"),
          _f(n["start_to_ready_ms"], 0, " ms"), _f(r["start_to_ready_ms"], 2, "×")),
     ]
+    if b.get("quality") and any(q != "0/0" for q in b["quality"] + n.get("quality", [])):
+        rows.append(("Recordings with all expected words, per run", ", ".join(b["quality"]),
+                     ", ".join(n["quality"]), ""))
     lines = ["| | Babelfish pipeline | naive cascade | Babelfish / naive |",
              "|---|---:|---:|---:|"]
     lines += [f"| {a} | {x} | {y} | {z} |" for a, x, y, z in rows]
@@ -231,25 +483,44 @@ def markdown(med: dict, info: dict) -> str:
                  f"({info['audio_s']:.1f} s of audio), realtime pace, same models and config; "
                  f"{info['machine']}. Pipeline degradation steps per run: "
                  f"{', '.join(map(str, b['degradations']))} (the naive cascade never degrades).")
+    g = med.get("goal")
+    if g:
+        lines.append(
+            f"Goal: (a) p50 Babelfish/naive {_f(g['end_ratio_a_p50'], 2, '×')} (≤ 0.50×: "
+            f"{'met' if g['end_met'] else 'NOT met'}); (c) for turns > {LONG_TURN_S:.0f} s, "
+            f"Babelfish p95 {_f(g['start_long_p95_ms'], 0, ' ms')} (< 3,000 ms: "
+            f"{'met' if g['start_met'] else 'NOT met'}).")
     lines.append(f"Command: `{info['command']}`")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("wavs", nargs="*", metavar="WAV", help="recordings (default samples/es_station.wav)")
+    p.add_argument("inputs", nargs="*", metavar="WAV|SUITE.toml|DIR",
+                   help="recordings (default samples/suite.toml and samples/bench/suite.toml)")
     p.add_argument("--runs", type=int, default=3, metavar="N", help="runs of each system (default 3)")
     p.add_argument("--config", help="a TOML config for both systems")
     p.add_argument("--json-out", default=str(REPO / "out" / "bench.json"), metavar="PATH")
     p.add_argument("--work-dir", default=str(REPO / "out" / "bench-runs"), metavar="DIR",
                    help="where each run's reports and output WAVs are kept")
+    p.add_argument("--table-from", metavar="BENCH.json",
+                   help="run nothing: recompute the medians and the table from a saved --json-out")
     args = p.parse_args(argv)
+    if args.table_from:
+        saved = json.loads(Path(args.table_from).read_text())
+        for r in saved["runs"]:
+            r["aggregate"] = aggregate(r["recordings"], r["turn_list"])
+        print(markdown(medians(saved["runs"]), saved["info"]))
+        return 0
     if args.runs < 1:
         p.error("--runs must be at least 1")
-    wavs = [Path(w) for w in args.wavs] or [REPO / "samples" / "es_station.wav"]
-    for w in wavs:
-        if not w.is_file():
-            p.error(f"no such recording: {w}")
+    try:
+        entries, _ = collect([str(x) for x in (args.inputs or DEFAULT_INPUTS)])
+    except UsageError as e:
+        p.error(str(e))
+    for e in entries:
+        if not e.path.is_file():
+            p.error(f"no such recording: {e.path}")
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     py = Path(sys.executable)
@@ -258,26 +529,47 @@ def main(argv: list[str] | None = None) -> int:
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     cmdline = cmdline.strip()
 
+    load_start = os.getloadavg()[0]
     runs: list[dict] = []
     for run in range(1, args.runs + 1):
-        order = SYSTEMS if run % 2 else SYSTEMS[::-1]
-        for system in order:
-            recs = [run_one(system, w, work, run, args.config) for w in wavs]
-            agg = aggregate(recs)
-            runs.append({"run": run, "system": system, "recordings": recs, "aggregate": agg})
+        recs: dict[str, list[dict]] = {s: [] for s in SYSTEMS}
+        for k, entry in enumerate(entries):
+            # who goes first alternates between recordings and between runs
+            order = SYSTEMS if (run + k) % 2 else SYSTEMS[::-1]
+            for system in order:
+                recs[system].append(run_one(system, entry, work, run, args.config))
+        for system in SYSTEMS:
+            turns: list[dict] = []
+            unmatched = 0
+            for naive_rec, rec in zip(recs["naive"], recs[system]):
+                t, u = recording_turns(naive_rec, rec)
+                turns += t
+                unmatched += u
+            agg = aggregate(recs[system], turns)
+            agg["turns"]["unmatched_pieces"] = unmatched
+            runs.append({"run": run, "system": system, "recordings": recs[system],
+                         "turn_list": turns, "aggregate": agg})
+            t = agg["turns"]
             rtf = " ".join(f"{k} {v:.2f}" for k, v in agg["rtf"].items())
-            print(f"run {run} {LABELS[system]:18s} e2e p50 {_f(agg['e2e_p50_ms'])} ms, p95 "
-                  f"{_f(agg['e2e_p95_ms'])} ms; RTF {rtf}; CPU {agg['cpu_s_per_audio_s']:.2f} s/s; "
-                  f"peak RSS {agg['peak_rss_mb']:.0f} MB; degradations {agg['degradations']}",
-                  flush=True)
+            print(f"run {run} {LABELS[system]:18s} turns {t['turns']}: (a) p50 "
+                  f"{_f(t['a_p50_ms'])} ms, (b) p50 {_f(t['b_p50_ms'])} ms, (c) > {LONG_TURN_S:.0f} s "
+                  f"p95 {_f(t['c_long_p95_ms'])} ms; utterances {agg['utterances']}: e2e p50 "
+                  f"{_f(agg['e2e_p50_ms'])} ms, p95 {_f(agg['e2e_p95_ms'])} ms; RTF {rtf}; "
+                  f"CPU {agg['cpu_s_per_audio_s']:.2f} s/s; peak RSS {agg['peak_rss_mb']:.0f} MB; "
+                  f"degradations {agg['degradations']}; quality {agg['quality_passed']}/"
+                  f"{agg['quality_checked']}", flush=True)
 
     med = medians(runs)
     audio_s = sum(r["input_s"] for r in runs[0]["recordings"])
+    names = []
+    for e in entries:
+        q = e.path.resolve()
+        names.append(os.path.relpath(q, REPO) if q.is_relative_to(REPO) else str(q))
     info = {"runs": args.runs, "audio_s": audio_s, "command": cmdline,
-            "recordings": ", ".join(os.path.relpath(w, REPO) if w.resolve().is_relative_to(REPO)
-                                    else str(w) for w in (x.resolve() for x in wavs)),
+            "recordings": ", ".join(names),
             "machine": f"{psutil.cpu_count()} CPU cores, {platform.machine()}, Linux "
-                       f"{platform.release()}, load average {os.getloadavg()[0]:.1f} at the end"}
+                       f"{platform.release()}, load average {load_start:.1f} at the start and "
+                       f"{os.getloadavg()[0]:.1f} at the end"}
     table = markdown(med, info)
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)
