@@ -32,8 +32,9 @@ def pulse(tmp_path_factory):
         assert not server.leftovers()
 
 
-def _start(tmp_path: Path, command: str, pulse: PulseServer) -> tuple[subprocess.Popen, Path]:
-    cfg = write_config(tmp_path, '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n')
+def _start(tmp_path: Path, command: str, pulse: PulseServer,
+           audio: str = "") -> tuple[subprocess.Popen, Path]:
+    cfg = write_config(tmp_path, '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n' + audio)
     proc = subprocess.Popen([sys.executable, "-m", "babelfish", command, "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
                             env=pulse.child_env())
@@ -55,7 +56,13 @@ def _stop(proc: subprocess.Popen, cfg: Path) -> tuple[str, str, float]:
 
 
 def test_run_microphone_to_earphones(tmp_path, models_dir, whisper_tiny_dir, pulse):
+    import zmq
+
     proc, cfg = _start(tmp_path, "run", pulse)
+    sub = zmq.Context.instance().socket(zmq.SUB)  # a display on the headset, a web page
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(f"ipc://{next((tmp_path / 'rt').glob('run-*')) / 'subtitles.sock'}")
     try:
         rec = pulse.record(tmp_path / "ear.wav")
         pulse.play(SAMPLE)
@@ -63,10 +70,15 @@ def test_run_microphone_to_earphones(tmp_path, models_dir, whisper_tiny_dir, pul
         time.sleep(3.0)  # let the last translation play out
         heard_path = rec.stop()
         assert done, "the live pipeline did not translate the three utterances"
+        subtitles = []
+        while sub.poll(100):
+            subtitles.append(json.loads(sub.recv()))
+        assert len(subtitles) == 3 and all(x["text"] and x["latency_ms"] for x in subtitles), subtitles
         lat = [x["end_of_speech_to_first_audio"] for x in done["last_latencies_ms"]]
         assert all(0 < v < 10000 for v in lat), lat
         out, err, took = _stop(proc, cfg)
     finally:
+        sub.close()
         proc.kill()
     assert proc.returncode == 0, err
     assert took < 2.0 + 1.0  # `babelfish stop` round trip included
@@ -121,3 +133,30 @@ def test_missing_device_is_a_usage_error(tmp_path, pulse):
     r = subprocess.run([sys.executable, "-m", "babelfish", "devices"], capture_output=True,
                        text=True, cwd=REPO, env=pulse.child_env(), timeout=60)
     assert r.returncode == 0 and "bf_mic" in r.stdout
+
+
+@pytest.mark.parametrize("mode", ["headset", "speaker"])
+def test_speaker_mode_keeps_our_own_speech_out_of_the_microphone(tmp_path, models_dir, pulse, mode):
+    """A loopback from the earphones into the microphone stands for a loudspeaker in the room.
+    In headset mode our own translated speech comes back in and is translated again; in speaker
+    mode the echo gate keeps it out, and counts what it gated."""
+    loop = pulse.pactl("load-module", "module-loopback", "source=bf_ear.monitor", "sink=bf_mic",
+                       "latency_msec=20").strip()
+    try:
+        proc, cfg = _start(tmp_path, "daemon", pulse, f'mode = "{mode}"\n')
+        try:
+            pulse.play(SAMPLE)
+            assert wait_for(lambda: (s := status(tmp_path / "rt")) and s["utterances"]["done"] >= 3, 40)
+            time.sleep(8.0)  # time for our own speech to come back in and be translated again
+            st = status(tmp_path / "rt")
+            out, err, took = _stop(proc, cfg)
+        finally:
+            proc.kill()
+    finally:
+        pulse.pactl("unload-module", loop)
+    done = st["utterances"]["done"] + st["utterances"]["in_flight"]
+    gated = st["stages"]["capture"]["counters"].get("gated_frames", 0)
+    if mode == "headset":
+        assert done > 3 and gated == 0, (done, gated)  # the echo is real: it got translated
+    else:
+        assert done == 3 and gated > 0, (done, gated)

@@ -72,6 +72,7 @@ class PlaybackStage(Stage):
             self.audio_s += len(pcm) / msg.rate
         if msg.last:
             self.sink.end_utterance()
+        if (pcm is not None and len(pcm)) or msg.last:
             playing = self.sink.playing()
             if playing is not None:  # tell capture, via the supervisor, when our speech is audible
                 self.report(Playing(utt=msg.utt, start_ns=playing[0], until_ns=playing[1]))
