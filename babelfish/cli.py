@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    try:
+    def body() -> int:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                             format="%(asctime)s babelfish %(levelname)s %(message)s")
@@ -452,6 +452,15 @@ def _main(argv: list[str] | None) -> int:
 
             return models_cli.run(args)
         return args.func(args)
+
+    return guarded(body)
+
+
+def guarded(body) -> int:
+    """Run a command: a user's error is one line, `babelfish: error: ...`, and an exit code
+    (2 bad usage or input, 1 a failure at run time, 130 interrupted), never a traceback."""
+    try:
+        return body()
     except UsageError as e:
         print(f"babelfish: error: {e}", file=sys.stderr)
         return 2

@@ -340,18 +340,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    class _P(argparse.ArgumentParser):
-        def error(self, message):
-            print(f"babelfish: error: {message}", file=sys.stderr)
-            sys.exit(2)
+    """`python -m babelfish.compare ...`, the same as `babelfish compare ...`."""
+    from babelfish.cli import main as babelfish_main
 
-    p = _P(prog="babelfish")
-    add_parser(p.add_subparsers(dest="command", required=True, parser_class=_P))
-    try:
-        args = p.parse_args(["compare", *(sys.argv[1:] if argv is None else argv)])
-    except SystemExit as e:  # bad usage (exit 2) or --help (exit 0)
-        return int(e.code or 0)
-    return run(args)
+    return babelfish_main(["compare", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ import soundfile as sf
 
 from babelfish import BabelfishError, UsageError
 from babelfish.addresses import route as pipeline_route
+from babelfish.cli import guarded
 from babelfish.config import Config, load_config, models_dir
 from babelfish.engines import SAMPLE_RATE, make_asr, make_translator, make_tts
 from babelfish.engines.vad import make_vad
@@ -319,20 +320,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{u.speech_start_s:7.2f}-{u.speech_end_s:6.2f}s -> {u.translated_text!r}  e2e "
                   f"{'-' if lat is None else f'{lat:.0f} ms'}", flush=True)
 
-    try:
+    def body() -> dict:
         langs = {k: v for k, v in (("source_lang", args.source_lang),
                                    ("target_lang", args.target_lang)) if v}
         cfg = load_config(args.config, overrides={"pipeline": langs} if langs else None)
-        doc = run_naive(cfg, args.input, args.out, args.pace, show)
-    except UsageError as e:
-        print(f"babelfish: error: {e}", file=sys.stderr)
-        return 2
-    except BabelfishError as e:
-        print(f"babelfish: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("babelfish: interrupted", file=sys.stderr)
-        return 130
+        return run_naive(cfg, args.input, args.out, args.pace, show)
+
+    docs: list[dict] = []
+    code = guarded(lambda: docs.append(body()) or 0)
+    if code:
+        return code
+    doc = docs[0]
     if args.report:
         out = Path(args.report)
         out.parent.mkdir(parents=True, exist_ok=True)
