@@ -276,6 +276,19 @@ class Recorder:
         self.proc = server._spawn(["parecord", f"--device={device}", f"--rate={rate}",
                                    f"--channels={channels}", "--format=s16le",
                                    "--file-format=wav", "--latency-msec=200", str(self.path)])
+        self.wait_recording()
+
+    def wait_recording(self, timeout: float = 10.0) -> None:
+        """Return once audio is arriving in the file: a recorder started on a loaded machine can
+        take seconds to connect, and whatever plays before that is never heard."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.path.exists() and self.path.stat().st_size > 44 + 3200:  # header + 100 ms
+                return
+            if self.proc.poll() is not None:
+                raise PulseError(f"parecord exited with code {self.proc.returncode}")
+            time.sleep(0.05)
+        raise PulseError(f"parecord recorded nothing within {timeout:g} s")
 
     def stop(self) -> Path:
         """SIGINT lets parecord finish the WAV header; it is killed if it does not stop."""
