@@ -50,6 +50,7 @@ class Asr(_Section):
     beam_size: int
     max_new_tokens: int
     window_s: float
+    source_text: bool
     partial_interval_ms: int
 
 

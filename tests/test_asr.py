@@ -179,3 +179,10 @@ def test_vosk_rejects_a_folder_that_is_not_a_model(tmp_path):
         VoskASR(tmp_path)
     with pytest.raises(BabelfishError, match="does not exist"):
         VoskASR(tmp_path / "nope")
+
+
+def test_whisper_translate_can_also_give_the_words_as_spoken(whisper_base_dir, spanish):
+    asr = WhisperASR(whisper_base_dir, language="es", task="translate", source_text=True)
+    asr.accept(spanish)
+    result = asr.finish()
+    assert "coffee" in result.text.lower() and "café" in result.source_text.lower(), result

@@ -68,6 +68,9 @@ def test_spanish_recording_to_english_speech(tmp_path, models_dir, whisper_tiny_
     text = " ".join(u["translated_text"] for u in utts).lower()
     for word in ("morning", "station", "coffee"):
         assert word in text, text
+    # the words as spoken are shown too (transcribed from the same encoding)
+    spoken = " ".join(u["source_text"] for u in utts).lower()
+    assert "taxi" in spoken and "café" in spoken, spoken
     for u in utts:
         got = {(s[0], s[1]) for s in u["stamps"]}
         assert STAMPS_WHISPER <= got, got

@@ -19,6 +19,7 @@ class ASRResult:
     text: str
     language: str  # language of `text` ("en" after Whisper translate)
     audio_s: float  # seconds of speech decoded
+    source_text: str = ""  # the words as spoken, when `text` is already a translation
 
 
 class VAD(Protocol):
@@ -90,7 +91,7 @@ def make_asr(cfg, models_dir):
     return WhisperASR(path, language=cfg.pipeline.source_lang or None, task=task,
                       compute_type=cfg.asr.compute_type, threads=cfg.asr.threads,
                       beam_size=cfg.asr.beam_size, max_new_tokens=cfg.asr.max_new_tokens,
-                      window_s=cfg.asr.window_s)
+                      window_s=cfg.asr.window_s, source_text=cfg.asr.source_text)
 
 
 def make_translator(cfg, models_dir):

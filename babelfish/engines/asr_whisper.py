@@ -67,6 +67,7 @@ class WhisperASR:
         no_repeat_ngram_size: int = 8,
         repetition_penalty: float = 1.0,
         window_s: float = 10.0,
+        source_text: bool = False,
     ):
         model_dir = Path(model_dir)
         if task not in TASKS:
@@ -117,6 +118,12 @@ class WhisperASR:
         self._tokenizer = Tokenizer(self._model.hf_tokenizer, self.multilingual, task=task,
                                     language=language or "en")
         self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        # translating: optionally also the words as spoken, decoded from the same encoding
+        self._source_prompt = None
+        if source_text and task == "translate" and self.multilingual:
+            src = Tokenizer(self._model.hf_tokenizer, True, task="transcribe", language=language or "en")
+            self._source_prompt = [*src.sot_sequence, src.no_timestamps]
+        self.last_source_text = ""
 
         self.beam_size = 1
         self.max_new_tokens = 96
@@ -197,6 +204,7 @@ class WhisperASR:
             return ASRResult(text="", language=out_lang, audio_s=audio_s)
 
         t0 = time.perf_counter()
+        self.last_source_text = ""
         raw, tokens, truncated, no_speech = self._generate(audio)
         decode_s = time.perf_counter() - t0
 
@@ -217,7 +225,8 @@ class WhisperASR:
             "whisper: %.2f s audio -> %d tokens in %.0f ms (rtf %.2f): %r",
             audio_s, tokens, decode_s * 1000, stats["rtf"], text,
         )
-        return ASRResult(text=text, language=out_lang, audio_s=audio_s)
+        source = "" if no_speech else strip_repetition(self.last_source_text)
+        return ASRResult(text=text, language=out_lang, audio_s=audio_s, source_text=source)
 
 
     def _generate(self, audio: np.ndarray) -> tuple[str, int, bool, bool]:
@@ -263,6 +272,15 @@ class WhisperASR:
                 log.debug("whisper: fallback to temperature %.1f (%r)", self.temperatures[i + 1], text)
         # all failed: the best one that does not loop, by average log-probability (as faster-whisper)
         _, _, text, n, no_speech = max(results, key=lambda r: (r[0], r[1]))
+        if self._source_prompt is not None and not no_speech:  # the decoder only: ~0.1 s
+            src = [*self._source_prompt]
+            src[1] = prompt[1]  # the same (given or detected) language
+            r = self._model.model.generate(
+                encoded, [src], max_length=min(MAX_LENGTH, len(src) + self.max_new_tokens),
+                beam_size=1, suppress_blank=True, suppress_tokens=[-1],
+                no_repeat_ngram_size=self.no_repeat_ngram_size)[0]
+            self.last_source_text = self._tokenizer.decode(
+                [t for t in r.sequences_ids[0] if t < self._tokenizer.eot]).strip()
         truncated = n >= self.max_new_tokens - 1
         return text, n, truncated, no_speech
 

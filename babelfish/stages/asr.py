@@ -64,7 +64,8 @@ class ASRStage(Stage):
             stamps_recv = time.monotonic_ns()
             result = self.engine.finish()
             out = Transcript(utt=msg.utt, text=result.text, final=True, language=result.language,
-                             start_s=msg.start_s, end_s=msg.end_s, stamps=stamps)
+                             start_s=msg.start_s, end_s=msg.end_s, stamps=stamps,
+                             source_text=result.source_text)
             out.stamp(self.name, "recv", stamps_recv)
             out.stamp(self.name, "final")
             self.send(out)
