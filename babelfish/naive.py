@@ -58,9 +58,8 @@ from pathlib import Path
 
 import msgspec
 import numpy as np
-import soundfile as sf
 
-from babelfish import BabelfishError, UsageError
+from babelfish import UsageError
 from babelfish.addresses import route as pipeline_route
 from babelfish.cli import guarded
 from babelfish.config import Config, load_config, models_dir
@@ -69,6 +68,7 @@ from babelfish.engines.vad import make_vad
 from babelfish.report import Summary, UtteranceReport, latencies, stage_times, summarize_latency
 from babelfish.schema import Stamp
 from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechStart
+from babelfish.stages.playback import FileSink
 
 log = logging.getLogger(__name__)
 
@@ -92,46 +92,11 @@ def _resolved_models(into: list[str]):
         M.resolve = real
 
 
-class _Sink:
-    """The WAV "speaker", written the way the playback stage's FileSink writes it."""
-
-    def __init__(self, path: Path, realtime: bool, gap_ms: int, t0_ns: int):
-        self.path, self.realtime, self.gap_ms, self.t0_ns = path, realtime, gap_ms, t0_ns
-        self.file: sf.SoundFile | None = None
-        self.rate = 0
-        self.written = 0
-
-    def write(self, pcm: np.ndarray, rate: int) -> int | None:
-        """Write one utterance's audio; in realtime pace return when its first sample plays in
-        the simulated device's timeline (later than now when speech before it is still playing)."""
-        if self.file is None:
-            self.rate = rate
-            self.file = sf.SoundFile(str(self.path), "w", samplerate=rate, channels=1,
-                                     subtype="PCM_16")
-        if rate != self.rate:
-            raise BabelfishError(f"naive: the voice changed its rate ({self.rate} -> {rate} Hz)")
-        if self.realtime:  # idle until now: silence, as a sound card would have played
-            now = int((time.monotonic_ns() - self.t0_ns) / 1e9 * self.rate)
-            if now > self.written:
-                self.file.write(np.zeros(now - self.written, np.int16))
-                self.written = now
-        elif self.written:
-            gap = int(self.gap_ms / 1000 * self.rate)
-            self.file.write(np.zeros(gap, np.int16))
-            self.written += gap
-        starts_at = self.written  # after anything still playing
-        self.file.write(pcm)
-        self.written += len(pcm)
-        self.file.flush()
-        if not self.realtime:
-            return None
-        return self.t0_ns + int(starts_at * 1_000_000_000 // self.rate)
-
-    def close(self) -> None:
-        if self.file is None:  # no speech at all: still a valid (empty) WAV
-            self.file = sf.SoundFile(str(self.path), "w", samplerate=22050, channels=1,
-                                     subtype="PCM_16")
-        self.file.close()
+def _Sink(path: Path, realtime: bool, gap_ms: int, t0_ns: int) -> FileSink:
+    """The WAV "speaker": the playback stage's own file sink, so both play on the same timeline."""
+    sink = FileSink(str(path), realtime, gap_ms)
+    sink.t0_ns = t0_ns
+    return sink
 
 
 def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str = "realtime",

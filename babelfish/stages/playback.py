@@ -113,7 +113,7 @@ class FileSink:
         self.rate = rate
         self.file = sf.SoundFile(self.path, "w", samplerate=rate, channels=1, subtype="PCM_16")
 
-    def write(self, pcm: np.ndarray, rate: int, new_utterance: bool) -> int | None:
+    def write(self, pcm: np.ndarray, rate: int, new_utterance: bool = True) -> int | None:
         """Write; in realtime pace return when its first sample plays in the simulated device's
         timeline (later than now when speech before it is still playing)."""
         if self.file is None:
