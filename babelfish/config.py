@@ -39,6 +39,7 @@ class Vad(_Section):
     max_utterance_s: float
     long_after_s: float
     long_end_silence_ms: int
+    speculate_ms: int
 
 
 class Asr(_Section):
@@ -51,6 +52,9 @@ class Asr(_Section):
     max_new_tokens: int
     window_s: float
     source_text: bool
+    source_after_ms: int
+    stable_prefix: bool
+    context: bool
     partial_interval_ms: int
 
 

@@ -28,6 +28,8 @@ Not the same, on purpose (this is what a user would otherwise write):
   * no pause cut: vad.long_after_s / long_end_silence_ms are ignored (long_after_s = 0), so a turn
     of several clauses with short pauses is ONE utterance, ended only by end_silence_ms of silence
     (or max_utterance_s); Babelfish cuts speech longer than long_after_s at a shorter pause;
+  * no speculation (vad.speculate_ms) and no continuation context: nothing is decoded before the
+    endpoint, and each utterance is decoded on its own;
   * whole-utterance work: one decode of the whole utterance, all of its translation, all of its
     speech synthesized before any of it plays (Babelfish speaks sentence by sentence, and its
     stages overlap: the recogniser decodes a piece while the voice speaks the previous one);

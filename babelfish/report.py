@@ -7,6 +7,9 @@ Stage times follow the critical path to the first audio of each utterance:
   tts      mt.first|asr.final -> tts.first_audio
   playback tts.first_audio    -> playback.first_audio
 They add up to end_of_speech_to_first_audio. Times include queueing, as a user feels them.
+On the Vosk route a long utterance may be partly spoken before its end (stable prefix): that
+audio is stamped early_audio (tts, playback) and counts for start_of_speech_to_first_audio;
+first_audio and end_of_speech_to_first_audio are then about the rest, after the speaker stopped.
 """
 from __future__ import annotations
 
@@ -46,11 +49,12 @@ def latencies(stamps: list[Stamp]) -> dict[str, float]:
     m = stamp_map(stamps)
     out = {}
     first = m.get(("playback", "first_audio"))
-    if first is not None:
-        if ("capture", "speech_end") in m:
-            out["end_of_speech_to_first_audio"] = round((first - m[("capture", "speech_end")]) / 1e6, 1)
-        if ("capture", "speech_start") in m:
-            out["start_of_speech_to_first_audio"] = round((first - m[("capture", "speech_start")]) / 1e6, 1)
+    early = m.get(("playback", "early_audio"))  # spoken before the speaker was done
+    if first is not None and ("capture", "speech_end") in m:
+        out["end_of_speech_to_first_audio"] = round((first - m[("capture", "speech_end")]) / 1e6, 1)
+    earliest = min(t for t in (first, early) if t is not None) if first or early else None
+    if earliest is not None and ("capture", "speech_start") in m:
+        out["start_of_speech_to_first_audio"] = round((earliest - m[("capture", "speech_start")]) / 1e6, 1)
     heard = m.get(("playback", "heard"))
     if heard is not None and ("capture", "speech_end") in m:
         out["end_of_speech_to_heard"] = round((heard - m[("capture", "speech_end")]) / 1e6, 1)
@@ -108,6 +112,9 @@ class Summary:
     stage_ms_p50: dict[str, float] = field(default_factory=dict)
     route: list[str] = field(default_factory=list)
     stage_info: dict[str, dict] = field(default_factory=dict)  # engines, devices, wake word backend
+    # per stage: speculations (tentative results made at a pause), speculation_used (the final
+    # was the same: made before the endpoint), speculation_missed (thrown away); capture: pauses
+    speculation: dict[str, dict[str, int]] = field(default_factory=dict)
     complete: bool = True           # False when the run was interrupted or gave up
     error: str = ""
 

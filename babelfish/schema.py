@@ -68,6 +68,13 @@ class UtteranceEnd(Msg, tag="utt_end"):
     rerun: bool = False             # the audio was sent again after a stage restarted
 
 
+class UtterancePause(Msg, tag="utt_pause"):
+    """The speaker paused inside an open utterance (vad.speculate_ms), capture -> asr: it may be
+    over. The recogniser may decode what it has, speculatively; the UtteranceEnd still follows."""
+    start_s: float                  # speech start, seconds into the input
+    end_s: float                    # speech end so far: UtteranceEnd.end_s if no more speech comes
+
+
 class Transcript(Msg, tag="transcript"):
     """Recognised text, asr -> mt (or -> tts when the recogniser already gives the target language)."""
     text: str
@@ -76,6 +83,11 @@ class Transcript(Msg, tag="transcript"):
     start_s: float = 0.0
     end_s: float = 0.0
     source_text: str = ""           # the words as spoken, when `text` is already a translation
+    tentative: bool = False         # (final) decoded at a pause: stands only if a final with the
+                                    # same text follows; nothing made from it is played before
+    source_pending: bool = False    # (final) source_text follows in a SourceText message
+    stable: bool = False            # (partial) the speaker paused in a long utterance: these words
+                                    # will not change; they may be translated and spoken now
 
 
 class Translation(Msg, tag="translation"):
@@ -87,6 +99,8 @@ class Translation(Msg, tag="translation"):
     source_text: str = ""
     start_s: float = 0.0
     end_s: float = 0.0
+    tentative: bool = False         # made from a tentative transcript (see Transcript)
+    early: bool = False             # of a stable partial: spoken before the utterance ends
 
 
 class SpeechAudio(Msg, tag="speech"):
@@ -98,9 +112,17 @@ class SpeechAudio(Msg, tag="speech"):
     channels: int = 1
     fmt: str = "s16"
     dropped: bool = False           # stale speech: shown as text, its audio skipped on purpose
+    source_pending: bool = False    # source_text follows in a SourceText message
+    early: bool = False             # of a stable partial transcript (see Transcript.stable)
     source_text: str = ""
     start_s: float = 0.0
     end_s: float = 0.0
+
+
+class SourceText(Msg, tag="source"):
+    """The words as spoken, for an utterance whose final transcript went ahead without them
+    (source_pending), asr -> [mt] -> tts -> playback: the translation is not held up for them."""
+    text: str
 
 
 class EndOfStream(Msg, tag="eos"):
@@ -186,7 +208,8 @@ class Shutdown(Msg, tag="shutdown"):
     """Supervisor -> stage: finish what you can and exit."""
 
 
-AnyMsg = Union[AudioChunk, UtteranceEnd, Transcript, Translation, SpeechAudio, EndOfStream,
+AnyMsg = Union[AudioChunk, UtteranceEnd, UtterancePause, Transcript, Translation, SpeechAudio,
+               SourceText, EndOfStream,
                Heartbeat, Progress, Segmented, SourceDone, UtteranceDone, Playing, StageError,
                SetParams, Start, Rerun, Shutdown]
 

@@ -11,11 +11,17 @@ Rules, per VAD frame:
     is held back while the utterance may still continue: if it ends, only `pad_ms` of it is sent;
   * an utterance reaching `max_utterance_s` is cut (reason "max_length"); if the speech goes on
     a new utterance opens at once, seamlessly, at the cut;
+  * with `pause_ms`, once a silence inside an open utterance lasts that long, a SpeechPause is
+    given (once per silence), after the silence so far (at most `pad_ms` of it) as SpeechAudio:
+    the utterance may be over. A recogniser can decode it then, speculatively, while the
+    endpoint is still waiting; if the utterance then ends with the same speech end, that result
+    stands;
   * `flush()` at the end of input closes an open utterance (reason "flush"). A gap in the
     positions fed (dropped chunks) closes it the same way and restarts the frame grid.
 
 Events for one utterance: SpeechStart, then SpeechAudio events whose pcm, joined, is the
-utterance's audio from SpeechStart.pos on without gaps, then SpeechEnd.
+utterance's audio from SpeechStart.pos on without gaps (SpeechPause events may come between
+them), then SpeechEnd.
 """
 from __future__ import annotations
 
@@ -44,13 +50,19 @@ class SpeechAudio:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechPause:
+    start_pos: int  # first speech frame of the open utterance
+    end_pos: int  # just after its last speech frame so far: SpeechEnd.end_pos if it ends now
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechEnd:
     start_pos: int  # first speech frame (same as SpeechStart.speech_pos)
     end_pos: int  # just after the last speech frame (trailing silence not included)
     reason: str  # "silence" | "max_length" | "flush"
 
 
-Event = SpeechStart | SpeechAudio | SpeechEnd
+Event = SpeechStart | SpeechAudio | SpeechPause | SpeechEnd
 
 
 class Segmenter:
@@ -64,6 +76,7 @@ class Segmenter:
         max_utterance_s: float = 15.0,
         long_after_s: float = 0.0,
         long_end_silence_ms: int = 0,
+        pause_ms: int = 0,
         rate: int = SAMPLE_RATE,
     ):
         self.vad = vad
@@ -80,6 +93,8 @@ class Segmenter:
         self.long_after = int(round(long_after_s * rate))
         self.long_end_frames = max(1, math.ceil(long_end_silence_ms / frame_ms - 1e-9)) \
             if long_end_silence_ms > 0 and long_after_s > 0 else 0
+        # a silence this long inside an utterance is announced (SpeechPause; 0 = off)
+        self.pause_frames = max(1, math.ceil(pause_ms / frame_ms - 1e-9)) if pause_ms > 0 else 0
         if self.max_samples < 2 * n:
             raise ValueError("Segmenter: max_utterance_s is shorter than two VAD frames")
         # counters
@@ -100,6 +115,7 @@ class Segmenter:
         self._audio_end = 0 if pos is None else pos  # end of audio already given out
         self._held: list[tuple[int, np.ndarray]] = []  # trailing non-speech frames held back
         self._silence_run = 0
+        self._silence_sent = 0  # trailing non-speech samples already given out (at a pause)
         self._start = self._speech_start = self._speech_end = 0
 
     @property
@@ -167,7 +183,7 @@ class Segmenter:
                 self._held = []
             events.append(SpeechAudio(frame, pos))
             self._audio_end = self._speech_end = pos + n
-            self._silence_run = 0
+            self._silence_run = self._silence_sent = 0
         else:
             self._held.append((pos, frame))
             self._silence_run += 1
@@ -176,6 +192,9 @@ class Segmenter:
             if self.long_end_frames and self._silence_run >= self.long_end_frames \
                     and self._speech_end - self._speech_start >= self.long_after:
                 return events + self._close("pause")
+            if self._silence_run == self.pause_frames:
+                events += self._release_held()
+                events.append(SpeechPause(self._speech_start, self._speech_end))
         if pos + 2 * n - self._start > self.max_samples:  # another frame would exceed it
             events += self._close("max_length")
         return events
@@ -190,12 +209,23 @@ class Segmenter:
         self._start, self._speech_start, self._speech_end = start, speech_start, now
         self._audio_end = now
         self._held = []
-        self._silence_run = 0
+        self._silence_run = self._silence_sent = 0
         return [SpeechStart(start, speech_start), SpeechAudio(pcm, start)]
+
+    def _release_held(self) -> list[Event]:
+        """Give out the held trailing silence, whole frames up to pad_ms of it in all (it goes
+        with the utterance however it goes on); later frames stay held."""
+        events: list[Event] = []
+        while self._held and self._silence_sent + len(self._held[0][1]) <= self.pad:
+            p, f = self._held.pop(0)
+            events.append(SpeechAudio(f, p))
+            self._audio_end = p + len(f)
+            self._silence_sent += len(f)
+        return events
 
     def _close(self, reason: str) -> list[Event]:
         events: list[Event] = []
-        keep = self.pad
+        keep = self.pad - self._silence_sent
         for p, f in self._held:  # trailing silence: only pad_ms of it goes with the utterance
             if keep <= 0:
                 break
@@ -204,7 +234,7 @@ class Segmenter:
             self._audio_end = p + len(part)
             keep -= len(part)
         self._held = []
-        self._silence_run = 0
+        self._silence_run = self._silence_sent = 0
         self._open = False
         self.utterances += 1
         end = SpeechEnd(self._speech_start, self._speech_end, reason)

@@ -582,6 +582,9 @@ class Supervisor:
                     dropped[f"{sp.name}.{k}"] = v
         for k, v in self.counters.items():
             dropped[f"supervisor.{k}"] = v
+        speculation = {sp.name: {k: v for k, v in sp.counters.items()
+                                 if k.startswith(("speculation", "pauses", "stable", "early"))}
+                       for sp in self.stages.values()}
         complete = self.fatal is None and not self.stop_requested
         return Summary(
             utterances=len(self.reports), e2e_p50_ms=p50, e2e_p95_ms=p95, rtf=rtf,
@@ -592,6 +595,7 @@ class Supervisor:
             degradations=list(self.governor.events), dropped=dropped, stage_ms_p50=stage_p50,
             route=self.addrs.route, complete=complete,
             stage_info={n: dict(sp.info) for n, sp in self.stages.items() if sp.info},
+            speculation={n: c for n, c in speculation.items() if c},
             error=str(self.fatal) if self.fatal else self.stop_requested)
 
 

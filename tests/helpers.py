@@ -99,3 +99,37 @@ def communicate(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
     """Wait for a start_replay() process; its stdout and stderr."""
     proc.wait(timeout)
     return proc.out_path.read_text(), proc.err_path.read_text()
+
+
+def utterance_count(wav: Path, config_text: str = "") -> int:
+    """How many utterances capture cuts `wav` into with the default config (plus config_text):
+    the same Segmenter and VAD as the capture stage, fed the same way."""
+    import tempfile
+
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    from babelfish.config import load_config, models_dir
+    from babelfish.engines.vad import make_vad
+    from babelfish.segmenter import Segmenter, SpeechEnd
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "c.toml"
+        path.write_text(config_text)
+        cfg = load_config(path)
+    v = cfg.vad
+    stable = cfg.asr.engine == "vosk" and cfg.asr.stable_prefix
+    seg = Segmenter(make_vad(v, models_dir(cfg)), start_ms=v.start_ms,
+                    end_silence_ms=v.end_silence_ms, pad_ms=v.pad_ms,
+                    max_utterance_s=v.max_utterance_s, long_after_s=0.0 if stable else v.long_after_s,
+                    long_end_silence_ms=v.long_end_silence_ms, pause_ms=v.speculate_ms)
+    audio, rate = sf.read(wav, dtype="float32", always_2d=True)
+    mono = audio.mean(axis=1)
+    if rate != 16000:
+        mono = soxr.resample(mono, rate, 16000)
+    pcm = (np.clip(mono, -1, 1) * 32767).astype(np.int16)
+    n = 0
+    for i in range(0, len(pcm), 320):
+        n += sum(isinstance(e, SpeechEnd) for e in seg.feed(pcm[i:i + 320], i))
+    return n + sum(isinstance(e, SpeechEnd) for e in seg.flush())

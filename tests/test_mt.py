@@ -252,3 +252,18 @@ def test_opennmt_vocabulary_gets_no_end_token(tmp_path):
     mt.translate(["안녕하세요"])
     sp = spm.SentencePieceProcessor(model_file=str(FIXTURE / "source.spm"))
     assert mt.last_stats.tokens_in == len(sp.encode("안녕하세요"))
+
+
+def test_continue_translation_keeps_what_was_spoken(mt):
+    """A retranslation forced to start with what was already said (target_prefix): only the
+    rest comes back, and it is the rest of the memorized translation."""
+    assert mt.continue_translation("커피 한 잔 주세요", "A coffee,") == "please"
+    assert mt.continue_translation("커피 한 잔 주세요.", "A") == "coffee, please."
+    assert mt.continue_translation("공항에 가고 싶어요.", "I want to go") == "to the airport."
+    # nothing said yet: a plain translation; nothing to translate: nothing
+    assert mt.continue_translation("안녕하세요.", "") == "Hello."
+    assert mt.continue_translation("", "Hello") == ""
+    # a prefix the model would not have made is still kept out of the answer
+    rest = mt.continue_translation("역이 어디에 있습니까?", "Thank you")
+    assert not rest.startswith("Thank") and rest == mt.continue_translation("역이 어디에 있습니까?", "Thank you")
+    assert mt.last_stats.sentences == 1 and mt.last_stats.tokens_out >= 1

@@ -10,7 +10,7 @@ import soundfile as sf
 from babelfish import BabelfishError, UsageError
 from babelfish.config import load_config
 from babelfish.engines.vad import SileroVAD, WebRtcVAD, make_vad
-from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechStart
+from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechPause, SpeechStart
 from speech import espeak
 
 RATE = 16000
@@ -81,6 +81,8 @@ def _utterances(events: list) -> list[tuple[SpeechStart, np.ndarray, SpeechEnd]]
             assert e.pcm.dtype == np.int16 and len(e.pcm) > 0
             audio.append(e.pcm)
             next_pos += len(e.pcm)
+        elif isinstance(e, SpeechPause):
+            assert start is not None and e.start_pos == start.speech_pos, "pause outside an utterance"
         else:
             assert start is not None and e.start_pos == start.speech_pos
             out.append((start, np.concatenate(audio), e))
@@ -273,3 +275,43 @@ def test_long_speech_is_cut_at_a_short_pause(tmp_path):
     assert [e.reason for e in cut] == ["pause", "pause"]
     split = LEAD + _bounds(a)[1]  # the true end of the first sentence
     assert abs(cut[0].end_pos - split) < 0.2 * RATE
+
+
+def test_pauses_announce_a_possible_end(tmp_path):
+    """With pause_ms, every silence of that length inside an utterance is announced once, at the
+    speech end so far, with the silence up to then already given out; the utterances and their
+    audio are exactly those without pauses announced."""
+    a, b = _speech(SENTENCE_A, tmp_path / "a.wav"), _speech(SENTENCE_B, tmp_path / "b.wav")
+    x = np.concatenate([np.zeros(LEAD, np.int16), a, b, np.zeros(RATE, np.int16)])
+    kw = dict(end_silence_ms=700, pad_ms=200)
+    plain = _utterances(_run(Segmenter(WebRtcVAD(2), **kw), x, 320))
+    events = _run(Segmenter(WebRtcVAD(2), pause_ms=100, **kw), x, 320)
+    with_pauses = _utterances(events)
+    assert len(plain) == len(with_pauses) == 1
+    (s0, pcm0, e0), (s1, pcm1, e1) = plain[0], with_pauses[0]
+    assert (s0, e0) == (s1, e1) and np.array_equal(pcm0, pcm1)
+
+    pauses = [(i, e) for i, e in enumerate(events) if isinstance(e, SpeechPause)]
+    assert len(pauses) >= 2
+    # the last one announces the real end, 100 ms into the final silence
+    i_end = next(i for i, e in enumerate(events) if isinstance(e, SpeechEnd))
+    assert pauses[-1][1].end_pos == e1.end_pos
+    # ...and the pause between the sentences comes at the end of the first one
+    split = LEAD + _bounds(a)[1]
+    assert any(abs(p.end_pos - split) < 0.2 * RATE for _, p in pauses[:-1])
+    # each announced once per silence, with the audio before it reaching at least its end
+    ends = [p.end_pos for _, p in pauses]
+    assert ends == sorted(set(ends))
+    for i, p in pauses:
+        given = sum(len(e.pcm) for e in events[:i] if isinstance(e, SpeechAudio))
+        assert s1.pos + given >= p.end_pos + 0.09 * RATE  # the 100 ms of silence went out too
+    assert pauses[-1][0] < i_end
+
+
+def test_pause_then_max_length_and_chunking(run_on):
+    """Pauses change nothing about where utterances are cut, whatever the chunk size."""
+    kw = dict(end_silence_ms=400, max_utterance_s=4.0, pad_ms=200)
+    ref = [(s, e) for s, _, e in _utterances(_run(Segmenter(WebRtcVAD(2), **kw), run_on, 320))]
+    for chunk in (160, 480, 1000):
+        got = _utterances(_run(Segmenter(WebRtcVAD(2), pause_ms=60, **kw), run_on, chunk))
+        assert [(s, e) for s, _, e in got] == ref

@@ -115,6 +115,19 @@ class VoskASR:
         self._clear()
         return ASRResult(text=text, language=self.language, audio_s=audio_s)
 
+    def speculate(self) -> ASRResult:
+        """The text so far (the speaker paused): the current partial result, nothing reset."""
+        t0 = time.perf_counter()
+        partial = json.loads(self._rec.PartialResult()).get("partial", "")
+        self._busy_s += time.perf_counter() - t0
+        return ASRResult(text=_join(self._segments + [partial]), language=self.language,
+                         audio_s=self._samples / self.sample_rate)
+
+    has_source = False  # the text is the words as spoken
+
+    def source_text(self) -> str:
+        return ""
+
     def reset(self) -> None:
         self._rec.Reset()
         self._clear()

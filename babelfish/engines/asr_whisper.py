@@ -10,6 +10,13 @@ public `transcribe`. Its costs: about 0.6 s more import time (PyAV) once per pro
 language=None its language detection runs the encoder a second time (about +0.5 s per utterance
 for base on 2 cores), so give the source language whenever it is known.
 
+Continuation: when the pipeline cut a long turn at a pause, the next piece is decoded together
+with the audio of the piece before it, and the decoder is made to start with that piece's text
+(a forced prefix, as ctranslate2's `target_prefix` does for MT); only what follows is the new
+piece's text. A fragment such as "por favor" alone is guessed at ("I'm going to the bathroom");
+after its context it comes out as "... with milk, please". The encoder window is the same, so the
+cost is the decoder reading the prefix.
+
 Whisper can loop (the same phrase over and over, 10x the decode time), so the decode is bounded:
 `max_new_tokens` caps the tokens per utterance, `no_repeat_ngram_size` (8) forbids a long n-gram
 from coming back, the compression-ratio check falls back to one sampled decode (best_of=1) at most,
@@ -23,6 +30,7 @@ import logging
 import re
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +60,7 @@ class WhisperASR:
     """Speech -> text (task="transcribe") or speech -> English text (task="translate")."""
 
     streaming = False
+    continues = True  # decode(context=...): a piece as the continuation of the one before
 
     def __init__(
         self,
@@ -138,6 +147,7 @@ class WhisperASR:
             repetition_penalty=repetition_penalty,
         )
         self._chunks: list[np.ndarray] = []
+        self._last_encoded = None  # (encoding, language token) of the last decode, for its source
         self.last_stats: dict = {}
         log.info(
             "whisper: loaded %s in %.2f s (%s, %s, language=%s, threads=%d)",
@@ -153,10 +163,42 @@ class WhisperASR:
     def reset(self) -> None:
         self._chunks = []
 
-    def finish(self) -> ASRResult:
+    @property
+    def has_source(self) -> bool:
+        """Whether there are words as spoken besides the text (translate with source_text)."""
+        return self._source_prompt is not None
+
+    def finish(self, context: Context | None = None, source: bool = True) -> ASRResult:
+        """The utterance's result; with source=False without the words as spoken, which
+        `source_text()` then gives (so that the text can leave first)."""
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
         self._chunks = []
-        return self.decode(audio)
+        return self.decode(audio, source=source, context=context)
+
+    def speculate(self, context: Context | None = None) -> ASRResult:
+        """Decode the utterance so far (the speaker paused; it may be over) and keep it: the
+        translation only, the source text follows from `source_text()`. `reset` or `finish`
+        still end the utterance."""
+        self._chunks = [np.concatenate(self._chunks)] if len(self._chunks) > 1 else self._chunks
+        return self.decode(self._chunks[0] if self._chunks else np.zeros(0, np.float32),
+                           source=False, context=context)
+
+    def source_text(self) -> str:
+        """The words as spoken for the last decode (same encoding, the decoder only)."""
+        if self._source_prompt is None or self._last_encoded is None:
+            return ""
+        return strip_repetition(self._decode_source(*self._last_encoded))
+
+    def _with_context(self, audio: np.ndarray, context: Context | None):
+        """(audio, translation prefix ids, source prefix ids): the context's audio before this
+        audio and its texts as forced prefixes, when it fits the encoder window."""
+        if context is None or not context.text.strip() or len(context.audio) == 0:
+            return audio, [], []
+        if (len(context.audio) + len(audio)) / SAMPLE_RATE * 100 > self.window_frames - 50:
+            return audio, [], []  # no room: on its own
+        ids = self._tokenizer.encode(" " + context.text.strip())
+        src = self._tokenizer.encode(" " + context.source_text.strip()) if context.source_text.strip() else []
+        return np.concatenate([_to_float(context.audio), audio]), ids, src
 
     def set_params(self, **params) -> None:
         """Run-time changes (degradation): beam_size, max_new_tokens, temperatures,
@@ -189,8 +231,10 @@ class WhisperASR:
 
     # -- decoding ---------------------------------------------------------------------------
 
-    def decode(self, audio: np.ndarray) -> ASRResult:
-        """Decode one whole utterance (float32 in [-1, 1] or int16, mono, 16 kHz)."""
+    def decode(self, audio: np.ndarray, source: bool = True, context: Context | None = None) -> ASRResult:
+        """Decode one whole utterance (float32 in [-1, 1] or int16, mono, 16 kHz); with
+        source=False without the words as spoken (asr.source_text); with a context (the piece
+        of the same turn just before it), as its continuation."""
         audio = _to_float(audio)
         audio_s = len(audio) / SAMPLE_RATE
         out_lang = "en" if self.task == "translate" else (self.language or "")
@@ -199,13 +243,16 @@ class WhisperASR:
             "source_language": self.language, "truncated": False, "repetition_cut": False,
         }
         self.last_stats = stats
+        self._last_encoded = None
         if audio_s < MIN_AUDIO_S or float(np.max(np.abs(audio))) < SILENCE_PEAK:
             log.debug("whisper: %.2f s of audio, too short or silent: not decoded", audio_s)
             return ASRResult(text="", language=out_lang, audio_s=audio_s)
 
         t0 = time.perf_counter()
         self.last_source_text = ""
-        raw, tokens, truncated, no_speech = self._generate(audio)
+        full, prefix, src_prefix = self._with_context(audio, context)
+        stats["context"] = bool(prefix)
+        raw, tokens, truncated, no_speech = self._generate(full, source, prefix, src_prefix)
         decode_s = time.perf_counter() - t0
 
         text = "" if no_speech else strip_repetition(raw)
@@ -229,7 +276,8 @@ class WhisperASR:
         return ASRResult(text=text, language=out_lang, audio_s=audio_s, source_text=source)
 
 
-    def _generate(self, audio: np.ndarray) -> tuple[str, int, bool, bool]:
+    def _generate(self, audio: np.ndarray, source: bool = True, prefix: list[int] = (),
+                  src_prefix: list[int] = ()) -> tuple[str, int, bool, bool]:
         """Encode once, in a window of `window_s` (not Whisper's fixed 30 s: the encoder's cost
         grows faster than linearly with its input, and an utterance is rarely over 10 s), then
         decode with a temperature fallback on compression ratio / log-probability.
@@ -247,6 +295,8 @@ class WhisperASR:
             lang_token = self._model.model.detect_language(encoded)[0][0][0]  # e.g. "<|es|>"
             self.detected_language = lang_token[2:-2]
             prompt = [prompt[0], self._tokenizer.tokenizer.token_to_id(lang_token), *prompt[2:]]
+        lang = prompt[1]
+        prompt = [*prompt, *prefix]  # the context's text: the decoder goes on from there
         results = []  # (acceptable, avg_logprob, text, tokens, no_speech)
         for i, temperature in enumerate(self.temperatures):
             if temperature == 0:
@@ -259,7 +309,8 @@ class WhisperASR:
                 return_scores=True, return_no_speech_prob=True, suppress_blank=True,
                 suppress_tokens=[-1], no_repeat_ngram_size=self.no_repeat_ngram_size,
                 repetition_penalty=self.repetition_penalty, **opts)[0]
-            ids = [t for t in r.sequences_ids[0] if t < self._tokenizer.eot]
+            ids = _after_prefix(r.sequences_ids[0], prefix)
+            ids = [t for t in ids if t < self._tokenizer.eot]
             n = len(ids)
             text = self._tokenizer.decode(ids).strip()
             avg_logprob = r.scores[0] * n / (n + 1) if n else r.scores[0]
@@ -272,17 +323,38 @@ class WhisperASR:
                 log.debug("whisper: fallback to temperature %.1f (%r)", self.temperatures[i + 1], text)
         # all failed: the best one that does not loop, by average log-probability (as faster-whisper)
         _, _, text, n, no_speech = max(results, key=lambda r: (r[0], r[1]))
-        if self._source_prompt is not None and not no_speech:  # the decoder only: ~0.1 s
-            src = [*self._source_prompt]
-            src[1] = prompt[1]  # the same (given or detected) language
-            r = self._model.model.generate(
-                encoded, [src], max_length=min(MAX_LENGTH, len(src) + self.max_new_tokens),
-                beam_size=1, suppress_blank=True, suppress_tokens=[-1],
-                no_repeat_ngram_size=self.no_repeat_ngram_size)[0]
-            self.last_source_text = self._tokenizer.decode(
-                [t for t in r.sequences_ids[0] if t < self._tokenizer.eot]).strip()
+        if not no_speech:
+            self._last_encoded = (encoded, lang, list(src_prefix))
+            if source and self._source_prompt is not None:
+                self.last_source_text = self._decode_source(*self._last_encoded)
         truncated = n >= self.max_new_tokens - 1
         return text, n, truncated, no_speech
+
+    def _decode_source(self, encoded, language_token: int, prefix: list[int] = ()) -> str:
+        """The words as spoken, from an encoding already made: the decoder only, ~0.1 s."""
+        src = [*self._source_prompt]
+        src[1] = language_token  # the same (given or detected) language
+        src += prefix
+        r = self._model.model.generate(
+            encoded, [src], max_length=min(MAX_LENGTH, len(src) + self.max_new_tokens),
+            beam_size=1, suppress_blank=True, suppress_tokens=[-1],
+            no_repeat_ngram_size=self.no_repeat_ngram_size)[0]
+        ids = _after_prefix(r.sequences_ids[0], prefix)
+        return self._tokenizer.decode([t for t in ids if t < self._tokenizer.eot]).strip()
+
+
+@dataclass
+class Context:
+    """The piece of the same turn just before this one: its audio and what was made of it."""
+    audio: np.ndarray  # int16 or float, 16 kHz mono
+    text: str  # its translation (or transcript)
+    source_text: str = ""
+
+
+def _after_prefix(ids: list[int], prefix: list[int]) -> list[int]:
+    """The generated ids after a forced prefix (ctranslate2 returns the prefix with them)."""
+    n = len(prefix)
+    return list(ids[n:]) if n and list(ids[:n]) == list(prefix) else list(ids)
 
 
 def _check_model_dir(model_dir: Path) -> None:

@@ -215,6 +215,29 @@ class CT2Translator:
         # A piece the target model lacks (the vocabulary is shared with the source side).
         return "".join(pieces).replace("\u2581", " ").strip()
 
+    def continue_translation(self, source: str, spoken: str) -> str:
+        """Translate `source` as the continuation of `spoken`, a translation of its beginning
+        that was already said: the decoder is made to start with it (ctranslate2's
+        target_prefix) and only what it adds is returned."""
+        source, spoken = source.strip(), spoken.strip()
+        if not spoken:
+            return self.translate([source])[0]
+        if not source:
+            return ""
+        t0 = time.perf_counter()
+        tokens = self._tokenize([source])[0]
+        head = [self.target_prefix_token] if self.target_prefix_token else []
+        prefix = head + self._tgt_sp.encode(spoken, out_type=str)
+        limit = self._length_limit(len(tokens))
+        result = self._translator.translate_batch(
+            [tokens], target_prefix=[prefix], beam_size=self.beam_size,
+            max_decoding_length=max(limit, len(prefix) + 1) + len(head), max_batch_size=0)[0]
+        hyp = result.hypotheses[0]
+        rest = hyp[len(prefix):] if hyp[:len(prefix)] == prefix else hyp[len(head):]
+        ms = (time.perf_counter() - t0) * 1000
+        self.last_stats = MTStats(1, len(tokens), len(rest), len(hyp), ms, self.beam_size)
+        return self._detokenize(rest)
+
     def translate(self, sentences: list[str]) -> list[str]:
         """Translate each sentence; empty or blank sentences give ""."""
         t0 = time.perf_counter()

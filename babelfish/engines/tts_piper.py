@@ -69,6 +69,7 @@ class PiperTTS:
 
     max_chars = 2000  # longer text is cut (with a warning)
     max_sentence_phonemes = 400  # about 25 s of speech; longer sentences are split between words
+    min_clause_phonemes = 8  # the first sentence is said clause by clause from its first comma on
 
     def __init__(self, voice: str | Path, *, length_scale: float | None = None, threads: int = 1):
         import onnxruntime as ort
@@ -117,8 +118,11 @@ class PiperTTS:
         if not text:
             return
         syn = SynthesisConfig(length_scale=self.length_scale)
-        for phonemes in self._voice.phonemize(text):
-            for piece in self._bounded(phonemes):
+        for i, phonemes in enumerate(self._voice.phonemize(text)):
+            pieces = self._bounded(phonemes)
+            if i == 0:  # the first audio is what one waits for: its first clause goes first
+                pieces = (p for whole in pieces for p in self._first_clause(whole))
+            for piece in pieces:
                 if not any(p.isalpha() for p in piece):
                     continue  # punctuation only
                 ids = self._voice.phonemes_to_ids(piece)
@@ -128,6 +132,17 @@ class PiperTTS:
                     continue
                 audio *= 1.0 / peak  # piper's default: each sentence normalised to full scale
                 yield np.clip(np.rint(audio * 32767.0), -32767, 32767).astype(np.int16)
+
+    def _first_clause(self, phonemes: list[str]) -> list[list[str]]:
+        """[up to and with the first comma, the rest] when both are long enough, else [all]:
+        the comma is a pause anyway, and the clause alone is synthesized in a fraction of the
+        time of the whole sentence."""
+        n = self.min_clause_phonemes
+        cut = next((i + 1 for i, p in enumerate(phonemes) if p == "," and i >= n), None)
+        if cut is None or len(phonemes) - cut < n:
+            return [phonemes]
+        rest = phonemes[cut:]
+        return [phonemes[:cut], rest[1:] if rest and rest[0] == " " else rest]
 
     def _bounded(self, phonemes: list[str]) -> Iterator[list[str]]:
         """Split a very long sentence between words so that no piece exceeds the phoneme cap."""

@@ -307,6 +307,8 @@ def stage_main(cls: type[Stage]) -> None:
         code = stage.main()
     except SystemExit as e:  # SIGTERM (also the supervisor dying), at any moment, even loading
         code = e.code if isinstance(e.code, int) else 0
+    except Exception:  # a bug: say where, for the report of the problem (the supervisor restarts us)
+        log.exception("%s: crashed", cls.name)
     finally:
         _exit(stage, code)
 

@@ -20,8 +20,8 @@ from babelfish.audio import Chunker, Resampler, WavReader, float_to_int16, open_
 from babelfish.engines import SAMPLE_RATE
 from babelfish.engines.vad import make_vad
 from babelfish.schema import (AudioChunk, EndOfStream, Msg, Playing, Rerun, Segmented, SourceDone,
-                              Start, UtteranceEnd)
-from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechStart
+                              Start, UtteranceEnd, UtterancePause)
+from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechPause, SpeechStart
 from babelfish.stages.base import Stage, stage_main
 
 KEEP_UTTERANCES = 16  # recent utterances kept for a re-run after a stage restart
@@ -97,10 +97,13 @@ class CaptureStage(Stage):
         self.frame = SAMPLE_RATE * self.cfg.pipeline.chunk_ms // 1000
         self.vad = make_vad(self.cfg.vad, self.models_dir)
         v = self.cfg.vad
+        # a streaming recogniser speaks long speech by its stable prefix (stages/mt.py): no cut
+        stable = self.cfg.asr.engine == "vosk" and self.cfg.asr.stable_prefix
         self.segmenter = Segmenter(self.vad, start_ms=v.start_ms, end_silence_ms=v.end_silence_ms,
                                    pad_ms=v.pad_ms, max_utterance_s=v.max_utterance_s,
-                                   long_after_s=v.long_after_s,
-                                   long_end_silence_ms=v.long_end_silence_ms, rate=SAMPLE_RATE)
+                                   long_after_s=0.0 if stable else v.long_after_s,
+                                   long_end_silence_ms=v.long_end_silence_ms,
+                                   pause_ms=v.speculate_ms, rate=SAMPLE_RATE)
         self.wake = self._make_wake_gate()
         self.live = self.run_info.mode == "live"
         if self.live:
@@ -168,8 +171,8 @@ class CaptureStage(Stage):
         self.fed.append((self.pos + len(frame), fed_ns or t0))
         events = self.segmenter.feed(frame, self.pos)
         if self.wake is not None:  # the wake word decides which utterances go on
-            self.wake.feed(frame, self.pos)
-            events = self.wake.filter(events)
+            self.wake.feed(frame, self.pos)  # (it may hold an utterance back: no speculation)
+            events = self.wake.filter([e for e in events if not isinstance(e, SpeechPause)])
         for ev in events:
             self._event(ev)
         self.pos += len(frame)
@@ -205,6 +208,14 @@ class CaptureStage(Stage):
                 self.utt_dropping = True  # the recogniser is behind: drop the rest of this utterance
                 self.counters["dropped_chunks"] += 1
                 self.counters["dropped_utterances"] += 1
+        elif isinstance(ev, SpeechPause):
+            if self.utt is None or self.utt_dropping:
+                return
+            pause = UtterancePause(utt=self.utt, start_s=ev.start_pos / SAMPLE_RATE,
+                                   end_s=ev.end_pos / SAMPLE_RATE)
+            pause.stamp(self.name, "pause")
+            if self.send(pause, block=False):
+                self.counters["pauses"] += 1
         elif isinstance(ev, SpeechEnd):
             if self.utt is None:
                 return

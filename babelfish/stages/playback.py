@@ -12,7 +12,8 @@ import numpy as np
 import soundfile as sf
 
 from babelfish.audio import Resampler, float_to_int16, int16_to_float
-from babelfish.schema import Msg, Playing, SpeechAudio, Stamp, Start, UtteranceDone
+from babelfish.schema import (EndOfStream, Msg, Playing, SourceText, SpeechAudio, Stamp, Start,
+                              UtteranceDone)
 from babelfish.stages.base import Stage, stage_main
 
 
@@ -25,12 +26,14 @@ class _Utt:
     source_text: str = ""
     start_s: float = 0.0
     end_s: float = 0.0
+    source_pending: bool = False  # the words as spoken are still to come (SourceText)
+    finished: bool = False  # all its speech is out; reported once the words as spoken are here
 
 
 class PlaybackStage(Stage):
     name = "playback"
     in_hwm = 50  # sentences of speech audio
-    accepts = (SpeechAudio,)
+    accepts = (SpeechAudio, SourceText)
     min_rate, max_rate = 8000, 48000  # voices' rates; anything else is not speech for this sink
 
     def load(self) -> None:
@@ -47,26 +50,42 @@ class PlaybackStage(Stage):
         self.sink.t0_ns = msg.stamps[0].ns if msg.stamps else time.monotonic_ns()
 
     def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
+        if isinstance(msg, SourceText):
+            u = self.utts.get(msg.utt)
+            if u is None:
+                self.counters["unexpected"] += 1
+                return
+            u.source_text, u.source_pending = msg.text, False
+            if u.finished:
+                self._done(msg.utt, u)
+            return
         if not isinstance(msg, SpeechAudio):
             self.counters["unexpected"] += 1
             return
         if msg.channels != 1 or not self.min_rate <= msg.rate <= self.max_rate:
             self.counters["bad_messages"] += 1  # the sink is mono: this audio cannot be played
             return
+        self._flush_finished(but=msg.utt)
         u = self.utts.setdefault(msg.utt, _Utt(source_text=msg.source_text, start_s=msg.start_s,
-                                               end_s=msg.end_s))
+                                               end_s=msg.end_s, source_pending=msg.source_pending))
         self.hold(msg.utt)
         for s in msg.stamps:
             u.stamps.setdefault((s.stage, s.event), s)
         if msg.text:
             u.texts.append(msg.text)
+        if msg.source_text:  # (the final's, after early parts of a stable prefix)
+            u.source_text = msg.source_text
         if msg.dropped:
             u.dropped = True
         if pcm is not None and len(pcm) and not msg.dropped:
-            heard = self.sink.write(pcm, msg.rate, ("playback", "first_audio") not in u.stamps)
+            started = ("playback", "first_audio") in u.stamps or ("playback", "early_audio") in u.stamps
+            heard = self.sink.write(pcm, msg.rate, not started)
             now = time.monotonic_ns()
-            u.stamps.setdefault(("playback", "first_audio"), Stamp(self.name, "first_audio", now))
-            if heard is not None:  # when the first sample is (expected to be) heard: after the queue
+            # early audio (of a stable prefix, before the speaker was done) is stamped apart:
+            # first_audio stays the first audio of what came after it
+            event = "early_audio" if msg.early else "first_audio"
+            u.stamps.setdefault(("playback", event), Stamp(self.name, event, now))
+            if heard is not None and not msg.early:  # when the first sample is heard: after the queue
                 u.stamps.setdefault(("playback", "heard"), Stamp(self.name, "heard", heard))
             u.audio_s += len(pcm) / msg.rate
             self.audio_s += len(pcm) / msg.rate
@@ -78,12 +97,28 @@ class PlaybackStage(Stage):
                 self.report(Playing(utt=msg.utt, start_ns=playing[0], until_ns=playing[1]))
         if msg.last:
             u.stamps.setdefault(("playback", "done"), Stamp(self.name, "done", time.monotonic_ns()))
-            self.report(UtteranceDone(
-                utt=msg.utt, source_text=u.source_text, translated_text=" ".join(u.texts).strip(),
-                start_s=u.start_s, end_s=u.end_s, audio_s=u.audio_s, dropped=u.dropped,
-                stamps=sorted(u.stamps.values(), key=lambda s: s.ns)))
-            del self.utts[msg.utt]
-            self.release(msg.utt)
+            u.finished = True
+            if not u.source_pending:
+                self._done(msg.utt, u)
+
+    def _done(self, utt: str, u: _Utt) -> None:
+        self.report(UtteranceDone(
+            utt=utt, source_text=u.source_text, translated_text=" ".join(u.texts).strip(),
+            start_s=u.start_s, end_s=u.end_s, audio_s=u.audio_s, dropped=u.dropped,
+            stamps=sorted(u.stamps.values(), key=lambda s: s.ns)))
+        del self.utts[utt]
+        self.release(utt)
+
+    def _flush_finished(self, but: str | None = None) -> None:
+        """Utterances whose words as spoken never came (their recogniser died): report them."""
+        for utt, u in list(self.utts.items()):
+            if u.finished and utt != but:
+                self.counters["source_text_missing"] += 1
+                self._done(utt, u)
+
+    def on_end_of_stream(self, msg: EndOfStream) -> None:
+        self._flush_finished()
+        super().on_end_of_stream(msg)
 
     def heartbeat(self, state: str | None = None) -> None:
         if hasattr(self, "sink"):

@@ -1,13 +1,19 @@
 """TTS stage: text in (translated sentences, or final transcripts already in the target language),
-speech out, one sentence at a time: the first sentence's audio leaves before the rest is made."""
+speech out, one sentence at a time: the first sentence's audio leaves before the rest is made.
+
+A tentative text (decoded at a pause, see stages/asr.py) gets its first sentence synthesized and
+kept, not sent. When the final text for the same utterance is the same, that audio leaves at once
+and the rest of the text follows; otherwise it is thrown away. Nothing tentative is ever played."""
 from __future__ import annotations
 
+import itertools
 import time
+from typing import Iterator
 
 import numpy as np
 
 from babelfish.engines import make_tts
-from babelfish.schema import Msg, SpeechAudio, Transcript, Translation
+from babelfish.schema import Msg, SourceText, SpeechAudio, Transcript, Translation
 from babelfish.stages.base import Stage, stage_main
 
 EMPTY = np.zeros(0, dtype=np.int16)
@@ -15,13 +21,16 @@ EMPTY = np.zeros(0, dtype=np.int16)
 
 class TTSStage(Stage):
     name = "tts"
-    accepts = (Transcript, Translation)
+    accepts = (Transcript, Translation, SourceText)
 
     def load(self) -> None:
         self.engine = make_tts(self.cfg, self.models_dir)
         self.info["engine"] = self.cfg.tts.engine
         self.parts: dict[str, int] = {}  # utterance -> next output part number
+        self.first_sent: set[str] = set()  # utterances whose first (not early) audio left
         self.params.setdefault("drop_stale", 0.0)
+        # (utt, text, its first sentence's audio, the generator of the rest)
+        self.spec: tuple[str, str, np.ndarray | None, Iterator[np.ndarray]] | None = None
 
     def apply_params(self, params: dict[str, float]) -> None:
         if "length_scale" in params:
@@ -34,22 +43,33 @@ class TTSStage(Stage):
         return end is not None and (time.monotonic_ns() - end) / 1e9 > self.cfg.budgets.max_age_s
 
     def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
+        if isinstance(msg, SourceText):  # for the display: on to playback, after the speech
+            self.send(SourceText(utt=msg.utt, text=msg.text, stamps=list(msg.stamps)))
+            return
         if isinstance(msg, Transcript):
             if not msg.final:
                 self.counters["partials_seen"] += 1
                 return
             last, source = True, msg.source_text
+            pending, early = msg.source_pending, False
         elif isinstance(msg, Translation):
             last, source = msg.last, msg.source_text
+            pending = False
+            early = msg.early
         else:
             self.counters["unexpected"] += 1
             return
+        if msg.tentative:
+            self._tentative(msg)
+            return
         self.hold(msg.utt)
         self.debug_delay()
-        common = dict(utt=msg.utt, source_text=source, start_s=msg.start_s, end_s=msg.end_s)
+        common = dict(utt=msg.utt, source_text=source, start_s=msg.start_s, end_s=msg.end_s,
+                      source_pending=pending, early=early)
         rate = self.engine.sample_rate
         part = self.parts.get(msg.utt, 0)
         if self._is_stale(msg):
+            self._forget()
             out = SpeechAudio(text=msg.text, part=part, last=last, rate=rate, dropped=True,
                               stamps=list(msg.stamps), **common)
             out.stamp(self.name, "dropped_stale")
@@ -58,10 +78,16 @@ class TTSStage(Stage):
             part += 1
         else:
             said_any = False
-            for audio in self.engine.synthesize(msg.text):
+            for audio in self._audio(msg):
                 out = SpeechAudio(text=msg.text if not said_any else "", part=part, last=False,
                                   rate=rate, stamps=list(msg.stamps), **common)
-                out.stamp(self.name, "first_audio" if part == 0 else "audio")
+                if early:  # spoken while the speaker goes on (a stable partial)
+                    out.stamp(self.name, "early_audio")
+                elif msg.utt not in self.first_sent:
+                    out.stamp(self.name, "first_audio")
+                    self.first_sent.add(msg.utt)
+                else:
+                    out.stamp(self.name, "audio")
                 self.audio_s += len(audio) / rate
                 self.send(out, audio)
                 part += 1
@@ -74,10 +100,39 @@ class TTSStage(Stage):
                 part += 1
         if last:
             self.parts.pop(msg.utt, None)
+            self.first_sent.discard(msg.utt)
             self.progress(msg.utt, "done")
             self.release(msg.utt)
         else:
             self.parts[msg.utt] = part
+
+    def _tentative(self, msg: Transcript | Translation) -> None:
+        self._forget()
+        gen = iter(self.engine.synthesize(msg.text))
+        self.spec = (msg.utt, msg.text, next(gen, None), gen)
+        self.counters["speculations"] += 1
+
+    def _audio(self, msg: Transcript | Translation) -> Iterator[np.ndarray]:
+        """The speech of msg.text, sentence by sentence: from what was made for the tentative
+        text when it is the same (its first sentence at once), else synthesized now."""
+        spec = self.spec
+        first_part = isinstance(msg, Transcript) or msg.part == 0
+        if spec is not None and first_part and spec[0] == msg.utt:
+            self.spec = None
+            if spec[1] == msg.text:
+                self.counters["speculation_used"] += 1
+                return itertools.chain([spec[2]] if spec[2] is not None else [], spec[3])
+            spec[3].close()
+            self.counters["speculation_missed"] += 1
+        elif spec is not None and spec[0] != msg.utt:  # an utterance that never got its final
+            self._forget()
+        return self.engine.synthesize(msg.text)
+
+    def _forget(self) -> None:
+        if self.spec is not None:
+            self.spec[3].close()
+            self.counters["speculation_missed"] += 1
+            self.spec = None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,153 @@
+"""Speculation at pauses (vad.speculate_ms), through the real processes and models.
+
+At a pause inside an utterance the recogniser decodes what it has and the synthesizer makes the
+first sentence of it, ahead of the endpoint. These tests check both ends of that bet: when the
+speaker has stopped, the speculative result is the one that is played (and the translation is
+the right one); when the speaker goes on, what was made at the pause is never played.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from helpers import babelfish, load_report, stage_processes, write_config
+from speech import espeak
+from test_pipeline import transcribe_english
+
+RATE = 16000
+
+
+def _speech(text: str, path) -> np.ndarray:
+    return sf.read(espeak(text, "es", path, pad_s=0.0), dtype="float32")[0]
+
+
+def _replay(tmp_path, wav, extra: str = ""):
+    cfg = write_config(tmp_path, extra)
+    out, report = tmp_path / "out.wav", tmp_path / "report.json"
+    r = babelfish("replay", wav, "--config", cfg, "--out", out, "--report", report,
+                  "--pace", "realtime")
+    assert r.returncode == 0, r.stderr
+    assert not stage_processes(str(tmp_path / "rt"))
+    return load_report(report), out
+
+
+@pytest.mark.slow
+def test_speculation_used_when_the_speaker_stops(tmp_path, models_dir, whisper_tiny_dir):
+    """Two sentences with a long silence between them: each is decoded and its first sentence
+    synthesized at the pause, before the endpoint, and that is what is played."""
+    a = _speech("Necesito un taxi para el aeropuerto.", tmp_path / "a.wav")
+    b = _speech("El restaurante está cerrado.", tmp_path / "b.wav")
+    gap = np.zeros(int(1.2 * RATE), np.float32)
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.concatenate([gap[:RATE // 2], a, gap, b, gap]), RATE, subtype="PCM_16")
+    rep, out = _replay(tmp_path, wav, "[vad]\nspeculate_ms = 100\nlong_after_s = 0\n")
+    utts = rep["utterances"]
+    assert len(utts) == 2, [u["translated_text"] for u in utts]
+    text = " ".join(u["translated_text"] for u in utts).lower()
+    assert "taxi" in text and "airport" in text and "restaurant" in text and "closed" in text, text
+    # the source text (a second decode of the same encoding) came with the speculative result
+    assert all(u["source_text"] for u in utts), utts
+    spec = rep["summary"]["speculation"]
+    assert spec["capture"]["pauses"] >= 2
+    assert spec["asr"]["speculation_used"] == 2, spec  # both finals were made at the pause
+    assert spec["tts"]["speculation_used"] == 2, spec  # and both first sentences' audio
+    for u in utts:  # the final left the recogniser without a decode: within the stage's own stamps
+        st = {(s[0], s[1]): s[2] for s in u["stamps"]}
+        assert st[("asr", "final")] >= st[("capture", "endpoint")]
+    heard = transcribe_english(out, whisper_tiny_dir)
+    assert "taxi" in heard and "restaurant" in heard, heard
+
+
+@pytest.mark.slow
+def test_speculation_thrown_away_when_the_speaker_goes_on(tmp_path, models_dir, whisper_tiny_dir):
+    """A pause longer than speculate_ms but shorter than the endpoint: what was made of the first
+    half at the pause is not played; the whole sentence is translated and played once."""
+    a = _speech("Buenos días.", tmp_path / "a.wav")
+    b = _speech("Necesito un taxi para el aeropuerto.", tmp_path / "b.wav")
+    lead = np.zeros(RATE // 2, np.float32)
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.concatenate([lead, a, np.zeros(int(0.25 * RATE), np.float32), b, lead, lead]),
+             RATE, subtype="PCM_16")
+    rep, out = _replay(tmp_path, wav,
+                       "[vad]\nspeculate_ms = 100\nend_silence_ms = 900\nlong_after_s = 0\n")
+    utts = rep["utterances"]
+    assert len(utts) == 1, [u["translated_text"] for u in utts]  # one utterance: no cut at the pause
+    text = utts[0]["translated_text"].lower()
+    assert "morning" in text and "taxi" in text and "airport" in text, text
+    spec = rep["summary"]["speculation"]
+    assert spec["asr"]["speculations"] >= 2, spec  # at the pause, and at the end
+    assert spec["asr"].get("speculation_missed", 0) == 0  # (the last one stood) ...
+    assert spec["tts"]["speculation_missed"] >= 1, spec  # ... the first was thrown away
+    assert spec["tts"]["speculation_used"] == 1, spec
+    # the tentative "Good morning." was never played: what came out is the final translation's
+    # speech, once (the file is silence until the first audio, then exactly that)
+    from babelfish.config import load_config
+    from babelfish.engines import make_tts
+
+    tts = make_tts(load_config(), models_dir)
+    expect_s = sum(len(a) for a in tts.synthesize(utts[0]["translated_text"])) / tts.sample_rate
+    # (Piper's durations vary a little from run to run; "Good morning." again would add 30 %)
+    assert utts[0]["audio_s"] == pytest.approx(expect_s, rel=0.12)
+    audio, rate = sf.read(out)
+    first = np.flatnonzero(np.abs(audio) > 1e-3)[0] / rate
+    assert len(audio) / rate - first == pytest.approx(utts[0]["audio_s"], abs=0.05)
+    heard = transcribe_english(out, whisper_tiny_dir)
+    assert "morning" in heard and "taxi" in heard, heard
+
+
+def test_no_speculation_when_off(tmp_path, models_dir):
+    a = _speech("El restaurante está cerrado.", tmp_path / "a.wav")
+    wav = tmp_path / "in.wav"
+    pad = np.zeros(RATE, np.float32)
+    sf.write(wav, np.concatenate([pad, a, pad]), RATE, subtype="PCM_16")
+    cfg = write_config(tmp_path, "[vad]\nspeculate_ms = 0\n")
+    report = tmp_path / "r.json"
+    r = babelfish("replay", wav, "--config", cfg, "--out", tmp_path / "o.wav", "--report", report,
+                  "--pace", "fast")
+    assert r.returncode == 0, r.stderr
+    rep = load_report(report)
+    assert "closed" in rep["utterances"][0]["translated_text"].lower()
+    assert rep["summary"]["speculation"] == {}
+
+
+@pytest.mark.slow
+def test_vosk_speaks_the_stable_prefix_before_the_speaker_is_done(tmp_path, models_dir, vosk_ko_dir):
+    """Vosk route, a long utterance with a pause in it: the words before the pause are translated
+    and spoken while the speaker goes on (early audio, before the end of speech); the rest is
+    translated as the continuation of what was said, and nothing is said twice."""
+    from test_pipeline import FIXTURE_MT
+
+    a = sf.read(espeak("안녕하세요 역이 어디에 있습니까", "ko", tmp_path / "a.wav", pad_s=0.0),
+                dtype="float32")[0]
+    b = sf.read(espeak("커피 한 잔 주세요", "ko", tmp_path / "b.wav", pad_s=0.0), dtype="float32")[0]
+    lead = np.zeros(RATE // 2, np.float32)
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.concatenate([lead, a, np.zeros(int(0.3 * RATE), np.float32), b, lead, lead]),
+             RATE, subtype="PCM_16")
+    rep, _ = _replay(tmp_path, wav, f"""
+[pipeline]
+source_lang = "ko"
+[vad]
+end_silence_ms = 900
+[asr]
+engine = "vosk"
+model = "vosk-model-small-ko"
+[mt]
+model = "{FIXTURE_MT}"
+""")
+    utts = rep["utterances"]
+    assert len(utts) == 1, [(u["source_text"], u["translated_text"]) for u in utts]
+    u = utts[0]
+    st = {(s[0], s[1]): s[2] for s in u["stamps"]}
+    assert ("asr", "stable") in st and ("mt", "stable") in st, u["stamps"]
+    # the early part was heard before the speaker was done ...
+    assert st[("playback", "early_audio")] < st[("capture", "speech_end")]
+    assert u["latency_ms"]["start_of_speech_to_first_audio"] < (
+        st[("capture", "speech_end")] - st[("capture", "speech_start")]) / 1e6
+    # ... and the rest came after the end, as a continuation (the final path's own stamps)
+    assert st[("playback", "first_audio")] > st[("capture", "speech_end")]
+    assert u["latency_ms"]["end_of_speech_to_first_audio"] > 0
+    assert u["source_text"].count(" ") >= 2  # the whole utterance's transcript, not the prefix
+    spec = rep["summary"]["speculation"]
+    assert spec["capture"]["pauses"] >= 1
