@@ -69,7 +69,7 @@ from babelfish.engines import SAMPLE_RATE, make_asr, make_translator, make_tts
 from babelfish.engines.vad import make_vad
 from babelfish.report import Summary, UtteranceReport, latencies, stage_times, summarize_latency
 from babelfish.schema import Stamp
-from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechStart
+from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.stages.playback import FileSink
 
 log = logging.getLogger(__name__)
@@ -118,11 +118,8 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
     # ---- load the same engines as the pipeline's stages ----
     used: dict[str, list[str]] = {"asr": [], "mt": [], "tts": []}
     vad = make_vad(cfg.vad, mdir)
-    v = cfg.vad
     # the standard endpointer, WITHOUT Babelfish's pause cut: the whole utterance, as one waits for it
-    seg_args = dict(start_ms=v.start_ms, end_silence_ms=v.end_silence_ms, pad_ms=v.pad_ms,
-                    max_utterance_s=v.max_utterance_s, long_after_s=0.0, long_end_silence_ms=0)
-    segmenter = Segmenter(vad, **seg_args, rate=SAMPLE_RATE)
+    segmenter = segmenter_for(cfg, vad, pipeline=False)
     with _resolved_models(used["asr"]):
         asr = make_asr(cfg, mdir)
     translator = None
@@ -261,7 +258,7 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
         route=route, complete=True)
     doc = msgspec.to_builtins({"utterances": reports, "summary": summary})
     doc["summary"].update(mode="naive", pace=pace, cpu_s=round(ru.ru_utime + ru.ru_stime, 3),
-                          engines=engines, segmenter=seg_args)
+                          engines=engines, segmenter=segmenter.settings)
     return doc
 
 

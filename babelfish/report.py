@@ -52,9 +52,9 @@ def latencies(stamps: list[Stamp]) -> dict[str, float]:
     early = m.get(("playback", "early_audio"))  # spoken before the speaker was done
     if first is not None and ("capture", "speech_end") in m:
         out["end_of_speech_to_first_audio"] = round((first - m[("capture", "speech_end")]) / 1e6, 1)
-    earliest = min(t for t in (first, early) if t is not None) if first or early else None
-    if earliest is not None and ("capture", "speech_start") in m:
-        out["start_of_speech_to_first_audio"] = round((earliest - m[("capture", "speech_start")]) / 1e6, 1)
+    heard_any = [t for t in (first, early) if t is not None]
+    if heard_any and ("capture", "speech_start") in m:
+        out["start_of_speech_to_first_audio"] = round((min(heard_any) - m[("capture", "speech_start")]) / 1e6, 1)
     heard = m.get(("playback", "heard"))
     if heard is not None and ("capture", "speech_end") in m:
         out["end_of_speech_to_heard"] = round((heard - m[("capture", "speech_end")]) / 1e6, 1)
@@ -113,7 +113,8 @@ class Summary:
     route: list[str] = field(default_factory=list)
     stage_info: dict[str, dict] = field(default_factory=dict)  # engines, devices, wake word backend
     # per stage: speculations (tentative results made at a pause), speculation_used (the final
-    # was the same: made before the endpoint), speculation_missed (thrown away); capture: pauses
+    # was the same: made before the endpoint), speculation_missed (thrown away); capture: pauses;
+    # Vosk route: asr stable_prefixes, mt early_parts (spoken before the speaker was done)
     speculation: dict[str, dict[str, int]] = field(default_factory=dict)
     complete: bool = True           # False when the run was interrupted or gave up
     error: str = ""

@@ -81,6 +81,9 @@ class Segmenter:
     ):
         self.vad = vad
         self.rate = rate
+        self.settings = dict(start_ms=start_ms, end_silence_ms=end_silence_ms, pad_ms=pad_ms,
+                             max_utterance_s=max_utterance_s, long_after_s=long_after_s,
+                             long_end_silence_ms=long_end_silence_ms, pause_ms=pause_ms)
         n = self.frame = int(vad.frame_samples)
         frame_ms = 1000.0 * n / rate
         self.start_frames = max(1, math.ceil(start_ms / frame_ms - 1e-9))
@@ -240,6 +243,21 @@ class Segmenter:
         end = SpeechEnd(self._speech_start, self._speech_end, reason)
         log.debug("utterance %d: %d..%d (%s)", self.utterances, end.start_pos, end.end_pos, reason)
         return events + [end]
+
+
+def segmenter_for(cfg, vad: VAD, *, pipeline: bool = True) -> Segmenter:
+    """The Segmenter the config asks for: the capture stage's (pipeline=True: the pause cut of
+    long speech, except on the Vosk route with asr.stable_prefix, which speaks it by its stable
+    prefix instead, and the pauses announced for speculation), or the plain endpointer the naive
+    cascade waits with (pipeline=False)."""
+    v = cfg.vad
+    stable = cfg.asr.engine == "vosk" and cfg.asr.stable_prefix
+    cut = pipeline and not stable
+    return Segmenter(vad, start_ms=v.start_ms, end_silence_ms=v.end_silence_ms, pad_ms=v.pad_ms,
+                     max_utterance_s=v.max_utterance_s,
+                     long_after_s=v.long_after_s if cut else 0.0,
+                     long_end_silence_ms=v.long_end_silence_ms if cut else 0,
+                     pause_ms=v.speculate_ms if pipeline else 0, rate=SAMPLE_RATE)
 
 
 def _merge_audio(events: list[Event]) -> list[Event]:

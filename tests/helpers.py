@@ -112,18 +112,13 @@ def utterance_count(wav: Path, config_text: str = "") -> int:
 
     from babelfish.config import load_config, models_dir
     from babelfish.engines.vad import make_vad
-    from babelfish.segmenter import Segmenter, SpeechEnd
+    from babelfish.segmenter import SpeechEnd, segmenter_for
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "c.toml"
         path.write_text(config_text)
         cfg = load_config(path)
-    v = cfg.vad
-    stable = cfg.asr.engine == "vosk" and cfg.asr.stable_prefix
-    seg = Segmenter(make_vad(v, models_dir(cfg)), start_ms=v.start_ms,
-                    end_silence_ms=v.end_silence_ms, pad_ms=v.pad_ms,
-                    max_utterance_s=v.max_utterance_s, long_after_s=0.0 if stable else v.long_after_s,
-                    long_end_silence_ms=v.long_end_silence_ms, pause_ms=v.speculate_ms)
+    seg = segmenter_for(cfg, make_vad(cfg.vad, models_dir(cfg)))
     audio, rate = sf.read(wav, dtype="float32", always_2d=True)
     mono = audio.mean(axis=1)
     if rate != 16000:

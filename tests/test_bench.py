@@ -15,7 +15,7 @@ from babelfish.config import load_config, models_dir
 from babelfish.engines import pick_model
 from babelfish.engines.vad import make_vad
 from babelfish.naive import _Sink, run_naive
-from babelfish.segmenter import Segmenter, SpeechEnd
+from babelfish.segmenter import SpeechEnd, segmenter_for
 from helpers import REPO
 
 SAMPLE = REPO / "samples" / "es_station.wav"
@@ -168,11 +168,7 @@ def test_aggregate_medians_and_table():
 def _pipeline_pieces(cfg, wav: Path) -> list[tuple[float, float, str]]:
     """How Babelfish's capture stage cuts the recording: its Segmenter, built from the config as
     the stage builds it (with the pause cut)."""
-    v = cfg.vad
-    seg = Segmenter(make_vad(v, models_dir(cfg)), start_ms=v.start_ms,
-                    end_silence_ms=v.end_silence_ms, pad_ms=v.pad_ms,
-                    max_utterance_s=v.max_utterance_s, long_after_s=v.long_after_s,
-                    long_end_silence_ms=v.long_end_silence_ms)
+    seg = segmenter_for(cfg, make_vad(cfg.vad, models_dir(cfg)))
     audio, rate = sf.read(wav, dtype="int16")
     assert rate == 16000 and audio.ndim == 1
     ends = []

@@ -30,12 +30,21 @@ class VAD(Protocol):
 
 class ASREngine(Protocol):
     streaming: bool  # True: accept() can return partial text while speech goes on
+    has_source: bool  # True: besides the text, the words as spoken (source_text())
+    continues: bool  # True: finish/speculate take context= (the piece before, same turn)
+    degradable: tuple[str, ...]  # the set_params names the degradation ladder may change
 
     def accept(self, pcm: np.ndarray) -> str | None:
         """Feed int16 mono audio of the current utterance; return a new partial text or None."""
 
     def finish(self) -> ASRResult:
         """The utterance ended: return the final result and reset for the next utterance."""
+
+    def speculate(self) -> ASRResult:
+        """The result for the audio so far (the speaker paused), keeping the utterance open."""
+
+    def source_text(self) -> str:
+        """The words as spoken for the last result (has_source), "" otherwise."""
 
     def reset(self) -> None:
         """Drop the current utterance without decoding it."""

@@ -45,6 +45,9 @@ class VoskASR:
     """Streaming speech -> text in the model's language."""
 
     streaming = True
+    has_source = False  # the text is the words as spoken
+    continues = False
+    degradable: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -122,8 +125,6 @@ class VoskASR:
         self._busy_s += time.perf_counter() - t0
         return ASRResult(text=_join(self._segments + [partial]), language=self.language,
                          audio_s=self._samples / self.sample_rate)
-
-    has_source = False  # the text is the words as spoken
 
     def source_text(self) -> str:
         return ""

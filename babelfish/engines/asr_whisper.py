@@ -61,6 +61,7 @@ class WhisperASR:
 
     streaming = False
     continues = True  # decode(context=...): a piece as the continuation of the one before
+    degradable = ("beam_size", "max_new_tokens")
 
     def __init__(
         self,
@@ -147,7 +148,7 @@ class WhisperASR:
             repetition_penalty=repetition_penalty,
         )
         self._chunks: list[np.ndarray] = []
-        self._last_encoded = None  # (encoding, language token) of the last decode, for its source
+        self._last_encoded = None  # (encoding, language token, source prefix) of the last decode
         self.last_stats: dict = {}
         log.info(
             "whisper: loaded %s in %.2f s (%s, %s, language=%s, threads=%d)",

@@ -53,16 +53,15 @@ class ASRStage(Stage):
         self.first_pos = 0
         self.language = asr_output_language(self.cfg)
         self.spec: tuple[str, float, ASRResult] | None = None  # (utt, speech end, result)
-        self.use_context = self.cfg.asr.context and getattr(self.engine, "continues", False)
+        self.use_context = self.cfg.asr.context and self.engine.continues
         self.audio: list[np.ndarray] = []  # the current utterance's audio (for the next's context)
         self.context = None  # (Context, speech end) of the last piece, when it was cut
         self.last_partial = ""  # the last partial text sent for the current utterance
         self.committed = 0  # words of it already sent on as stable
 
     def apply_params(self, params: dict[str, float]) -> None:
-        # (degradation steps; Vosk has none of these)
-        known = ("beam_size", "max_new_tokens") if self.cfg.asr.engine == "whisper" else ()
-        self.engine.set_params(**{k: int(v) for k, v in params.items() if k in known})
+        self.engine.set_params(**{k: int(v) for k, v in params.items()
+                                  if k in self.engine.degradable})
 
     def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
         if isinstance(msg, AudioChunk):
@@ -106,6 +105,9 @@ class ASRStage(Stage):
             stamps = list(msg.stamps)
             stamps_recv = time.monotonic_ns()
             spec, self.spec = self.spec, None
+            context = self._context(msg.start_s)
+            if context:
+                self.counters["continued"] += 1
             if spec is not None and spec[0] == msg.utt and spec[1] == msg.end_s:
                 result = spec[2]  # no speech since the pause: what was decoded there stands
                 self.engine.reset()
@@ -114,9 +116,7 @@ class ASRStage(Stage):
                 if spec is not None:
                     self.counters["speculation_missed"] += 1
                 kw = {"source": False} if self.engine.has_source else {}
-                result = self.engine.finish(**self._context(msg.start_s), **kw)
-            if self._context(msg.start_s):
-                self.counters["continued"] += 1
+                result = self.engine.finish(**context, **kw)
             pending = self.engine.has_source and bool(result.text)
             out = Transcript(utt=msg.utt, text=result.text, final=True, language=result.language,
                              start_s=msg.start_s, end_s=msg.end_s, stamps=stamps,
@@ -136,7 +136,7 @@ class ASRStage(Stage):
             self.counters["unexpected"] += 1
 
     def _speculate(self, msg: UtterancePause) -> None:
-        if msg.utt != self.current or not hasattr(self.engine, "speculate"):
+        if msg.utt != self.current:
             self.counters["pauses_ignored"] += 1
             return
         if self.engine.streaming and self.cfg.asr.stable_prefix \

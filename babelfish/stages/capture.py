@@ -21,7 +21,7 @@ from babelfish.engines import SAMPLE_RATE
 from babelfish.engines.vad import make_vad
 from babelfish.schema import (AudioChunk, EndOfStream, Msg, Playing, Rerun, Segmented, SourceDone,
                               Start, UtteranceEnd, UtterancePause)
-from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechPause, SpeechStart
+from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechPause, SpeechStart, segmenter_for
 from babelfish.stages.base import Stage, stage_main
 
 KEEP_UTTERANCES = 16  # recent utterances kept for a re-run after a stage restart
@@ -96,14 +96,7 @@ class CaptureStage(Stage):
     def load(self) -> None:
         self.frame = SAMPLE_RATE * self.cfg.pipeline.chunk_ms // 1000
         self.vad = make_vad(self.cfg.vad, self.models_dir)
-        v = self.cfg.vad
-        # a streaming recogniser speaks long speech by its stable prefix (stages/mt.py): no cut
-        stable = self.cfg.asr.engine == "vosk" and self.cfg.asr.stable_prefix
-        self.segmenter = Segmenter(self.vad, start_ms=v.start_ms, end_silence_ms=v.end_silence_ms,
-                                   pad_ms=v.pad_ms, max_utterance_s=v.max_utterance_s,
-                                   long_after_s=0.0 if stable else v.long_after_s,
-                                   long_end_silence_ms=v.long_end_silence_ms,
-                                   pause_ms=v.speculate_ms, rate=SAMPLE_RATE)
+        self.segmenter = segmenter_for(self.cfg, self.vad)
         self.wake = self._make_wake_gate()
         self.live = self.run_info.mode == "live"
         if self.live:
