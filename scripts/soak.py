@@ -38,7 +38,20 @@ import zmq
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "es_station.wav"
-UTTERANCES_PER_SAMPLE = 3
+
+
+def utterance_count(wav: Path) -> int:
+    """How many utterances the capture stage cuts `wav` (16 kHz mono) into, default config."""
+    from babelfish.config import load_config, models_dir
+    from babelfish.engines.vad import make_vad
+    from babelfish.segmenter import SpeechEnd, segmenter_for
+
+    cfg = load_config()
+    seg = segmenter_for(cfg, make_vad(cfg.vad, models_dir(cfg)))
+    pcm, _ = sf.read(wav, dtype="int16")  # 16 kHz mono, as capture feeds it
+    ends = [e for i in range(0, len(pcm), 320) for e in seg.feed(pcm[i:i + 320], i)]
+    return sum(isinstance(e, SpeechEnd) for e in ends + seg.flush())
+
 WARMUP_AUDIO_S = 60.0  # RSS "at start" is taken once this much audio went in (models loaded, warm)
 
 
@@ -119,10 +132,11 @@ def soak(args) -> int:
     try:
         wav = work / "long.wav"
         reps, input_s = build_recording(wav, args.minutes)
+        expected = utterance_count(wav)
         cfg, rt = write_config(work, args.budgets)
         out, report, log = work / "out.wav", work / "report.json", work / "replay.log"
         print(f"soak: {input_s / 60:.1f} min of audio ({reps} x {SAMPLE.name} + silence, "
-              f"{reps * UTTERANCES_PER_SAMPLE} utterances), {args.pace} pace", flush=True)
+              f"{expected} utterances), {args.pace} pace", flush=True)
         t0 = time.monotonic()
         with open(log, "w") as logf:
             proc = subprocess.Popen(replay_cmd(wav, cfg, out, report, args.pace), stdout=logf,
@@ -161,7 +175,7 @@ def soak(args) -> int:
         wall = time.monotonic() - t0
         rc = proc.returncode
         result = {"input_min": round(input_s / 60, 2), "wall_s": round(wall, 1), "exit_code": rc,
-                  "expected_utterances": reps * UTTERANCES_PER_SAMPLE, "processes": {}}
+                  "expected_utterances": expected, "processes": {}}
         if report.exists():
             s = json.loads(report.read_text())["summary"]
             result.update(done=s["utterances"], lost=len(s["lost_utterances"]),
@@ -224,6 +238,7 @@ def sigterm_trials(args) -> int:
         wav = work / "input.wav"
         build_recording(wav, 0.25)  # SAMPLE once (15.5 s) + a gap: ~20 s in realtime pace
         cfg, rt = write_config(work, budgets=True)
+        all_done = utterance_count(wav)
         print(f"sigterm trials: {args.sigterm_trials} replays of {wav.name} at realtime pace, "
               f"SIGTERM at a random moment", flush=True)
         for i in range(args.sigterm_trials):
@@ -239,7 +254,7 @@ def sigterm_trials(args) -> int:
                 if st:
                     states = {s["state"] for s in st["stages"].values()}
                     phase = "running" if states == {"ready"} else "loading"
-                    if st["utterances"]["done"] >= UTTERANCES_PER_SAMPLE:
+                    if st["utterances"]["done"] >= all_done:
                         phase = "draining"
                 time.sleep(0.05)
             finished_first = proc.poll() is not None
