@@ -54,6 +54,7 @@ class Asr(_Section):
     source_text: bool
     source_after_ms: int
     stable_prefix: bool
+    stable_interval_ms: int
     context: bool
     partial_interval_ms: int
 
@@ -209,6 +210,15 @@ def _check(cfg: Config) -> None:
             raise UsageError(f"bad config: {key} = '{value}', expected one of {', '.join(allowed)}")
     if cfg.pipeline.chunk_ms not in (10, 20, 30):
         raise UsageError("bad config: pipeline.chunk_ms must be 10, 20 or 30")
+    if cfg.asr.stable_interval_ms < 100:
+        raise UsageError("bad config: asr.stable_interval_ms must be at least 100")
+
+
+def speaks_early(cfg: Config) -> bool:
+    """Whether long speech is spoken before the speaker is done (asr.stable_prefix). Not in
+    speaker mode: there the echo gate closes the microphone while we speak, and would swallow
+    the rest of what the speaker is saying."""
+    return cfg.asr.stable_prefix and cfg.vad.long_after_s > 0 and cfg.audio.mode != "speaker"
 
 
 def to_dict(cfg: Config) -> dict:

@@ -86,8 +86,9 @@ class Transcript(Msg, tag="transcript"):
     tentative: bool = False         # (final) decoded at a pause: stands only if a final with the
                                     # same text follows; nothing made from it is played before
     source_pending: bool = False    # (final) source_text follows in a SourceText message
-    stable: bool = False            # (partial) the speaker paused in a long utterance: these words
-                                    # will not change; they may be translated and spoken now
+    stable: bool = False            # (partial) of a long utterance still going on: these words
+                                    # (all from its start) will not change, and the final will
+                                    # start with them; they may be translated and spoken now
 
 
 class Translation(Msg, tag="translation"):

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from babelfish.config import speaks_early
 from babelfish.engines import SAMPLE_RATE, VAD
 
 log = logging.getLogger(__name__)
@@ -247,11 +248,11 @@ class Segmenter:
 
 def segmenter_for(cfg, vad: VAD, *, pipeline: bool = True) -> Segmenter:
     """The Segmenter the config asks for: the capture stage's (pipeline=True: the pause cut of
-    long speech, except on the Vosk route with asr.stable_prefix, which speaks it by its stable
+    long speech, except on the Vosk route when it speaks early (config.speaks_early), by its stable
     prefix instead, and the pauses announced for speculation), or the plain endpointer the naive
     cascade waits with (pipeline=False)."""
     v = cfg.vad
-    stable = cfg.asr.engine == "vosk" and cfg.asr.stable_prefix
+    stable = cfg.asr.engine == "vosk" and speaks_early(cfg)
     cut = pipeline and not stable
     return Segmenter(vad, start_ms=v.start_ms, end_silence_ms=v.end_silence_ms, pad_ms=v.pad_ms,
                      max_utterance_s=v.max_utterance_s,

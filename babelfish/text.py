@@ -47,6 +47,7 @@ _BEFORE_NUMBER = frozenset({"no", "nos", "nr", "art", "p", "pp", "tel", "ref", "
 _SPACE_CONTROLS = frozenset("\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029")
 _KEEP_FORMAT = frozenset("\u200c\u200d")  # zero-width (non-)joiners shape some scripts and emoji
 _WS_RUN = re.compile(r"\s+")
+_WORD_NORM = re.compile(r"[^\w]+")
 
 
 def clean_text(text: str) -> str:
@@ -196,3 +197,41 @@ def split_sentences(text: str) -> list[str]:
         return []
     splitter = SentenceSplitter()
     return splitter.feed(text) + splitter.flush()
+
+
+_CLAUSE_END = frozenset(",;:") | _STOPS
+
+
+def stable_words(before: list[str], now: list[str], *, min_words: int = 4, after_clause: int = 2) -> int:
+    """How many of the words `now` (the latest decode of speech still going on, after what was
+    already spoken) can be given out, never to change. Two rules, the larger count wins:
+      * agreement: the words two decodes in a row agree on (`before` is the previous one, of
+        less audio) and that more words follow in `now`, cut back to their last clause end (a comma or a stop) when there is one;
+        without a clause end only when there are at least `min_words` of them;
+      * a clause in `now` that ends in a comma or stop and has `after_clause` words after it:
+        the recogniser heard past it, so it will not change it.
+    Words are compared as they are (case and punctuation count)."""
+    agreed = 0
+    while agreed < min(len(before), len(now) - 1) and before[agreed] == now[agreed]:
+        agreed += 1  # (never the last word of `now`: the decoder may have guessed the end)
+    n = 0
+    for i in range(agreed - 1, -1, -1):
+        if now[i][-1:] in _CLAUSE_END:
+            n = i + 1
+            break
+    if n == 0 and agreed >= min_words:
+        n = agreed
+    for i in range(len(now) - after_clause - 1, n - 1, -1):
+        if now[i][-1:] in _CLAUSE_END:
+            return i + 1
+    return n
+
+
+def repeats(prefix: str, words: list[str], n: int = 3) -> bool:
+    """Whether `words` begin by saying again (n words in a row, case and punctuation aside) what
+    the end of `prefix` already says: a decoder given a forced prefix sometimes starts over."""
+    norm = [w for w in (_WORD_NORM.sub("", x.lower()) for x in prefix.split()[-24:]) if w]
+    head = [w for w in (_WORD_NORM.sub("", x.lower()) for x in words[:n]) if w]
+    if len(head) < n:
+        return False
+    return any(norm[i:i + n] == head for i in range(len(norm) - n + 1))

@@ -74,7 +74,7 @@ PATH_STAGES = ("vad", "asr", "mt", "tts", "playback")  # report.stage_times, alo
 DEFAULT_INPUTS = [REPO / "samples" / "suite.toml", REPO / "samples" / "bench" / "suite.toml"]
 LONG_TURN_S = 6.0
 KEPT_STAMPS = {("capture", "speech_start"), ("capture", "speech_end"), ("capture", "endpoint"),
-               ("playback", "first_audio"), ("playback", "heard")}
+               ("playback", "first_audio"), ("playback", "heard"), ("playback", "early_heard")}
 
 
 # ---- measuring one process tree -----------------------------------------------------------------
@@ -225,6 +225,13 @@ def _heard(u: dict) -> int | None:
     return st.get("playback.heard", st.get("playback.first_audio"))
 
 
+def _heard_any(u: dict) -> int | None:
+    """When anything of the utterance is first heard: an early part (of a stable prefix, spoken
+    while the speaker went on) or else its first audio."""
+    early, heard = u["stamps"].get("playback.early_heard"), _heard(u)
+    return min(t for t in (early, heard) if t is not None) if early or heard else None
+
+
 def _ms(ns: int | None) -> float | None:
     return None if ns is None else round(ns / 1e6, 1)
 
@@ -245,7 +252,7 @@ def turn_metrics(turn: dict, pieces: list[dict]) -> dict:
     end_ns = last["stamps"].get("capture.speech_end")
     # the last piece should end where the turn ends (same VAD, same positions): say if not
     out["end_offset_s"] = round(turn["speech_end_s"] - last["speech_end_s"], 3)
-    heards = [h for h in map(_heard, pieces) if h is not None]
+    heards = [h for h in map(_heard_any, pieces) if h is not None]
     last_heard = _heard(last)
     if end_ns is not None and last_heard is not None:
         out["end_to_last_heard_ms"] = _ms(last_heard - end_ns)

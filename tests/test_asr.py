@@ -186,3 +186,16 @@ def test_whisper_translate_can_also_give_the_words_as_spoken(whisper_base_dir, s
     asr.accept(spanish)
     result = asr.finish()
     assert "coffee" in result.text.lower() and "café" in result.source_text.lower(), result
+
+
+def test_whisper_goes_on_after_what_was_already_spoken(whisper_base_dir, wavs):
+    """decode(spoken=...): the text already given out for this audio is a forced prefix, and only
+    what follows it comes back; when it said everything, nothing comes back."""
+    w = WhisperASR(whisper_base_dir, language="es", task="translate")
+    audio = _pcm(espeak("Necesito un taxi para el aeropuerto.", "es", wavs / "taxi.wav"))
+    whole = w.decode(audio).text
+    assert "taxi" in whole.lower() and "airport" in whole.lower(), whole
+    rest = w.decode(audio, spoken="I need a taxi").text
+    assert "airport" in rest.lower() and "taxi" not in rest.lower(), rest
+    assert w.last_stats["context"]  # the decoder was given the prefix
+    assert w.decode(audio, spoken=whole).text == ""

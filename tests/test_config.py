@@ -4,7 +4,7 @@ import pytest
 from babelfish import UsageError
 from babelfish.addresses import Addresses, route
 from babelfish.budgets import Governor
-from babelfish.config import DEFAULT_CONFIG, load_config
+from babelfish.config import DEFAULT_CONFIG, load_config, speaks_early
 from babelfish.report import percentile, stage_times
 from babelfish.schema import Stamp
 
@@ -27,6 +27,7 @@ def test_partial_user_file_keeps_other_defaults(tmp_path):
     ("[asr]\nengine = 'google'\n", "asr.engine"),
     ("[mt]\nbeam_size = 'four'\n", "bad config"),
     ("[[[", "not valid TOML"),
+    ("[asr]\nstable_interval_ms = 10\n", "asr.stable_interval_ms"),
 ])
 def test_bad_config_is_a_usage_error(tmp_path, text, needle):
     p = tmp_path / "c.toml"
@@ -39,6 +40,23 @@ def test_default_file_exists_and_documents_every_section():
     text = DEFAULT_CONFIG.read_text()
     for section in ("pipeline", "vad", "asr", "mt", "tts", "playback", "budgets", "supervisor"):
         assert f"[{section}]" in text
+
+
+def test_speaking_early_is_off_in_speaker_mode():
+    """The echo gate closes the microphone while we speak: speaking over the speaker would cut
+    them off, so long speech is not spoken early there (and the Vosk route cuts it again)."""
+    from babelfish.segmenter import segmenter_for
+
+    class Vad:
+        frame_samples = 320
+
+    assert speaks_early(load_config())
+    vosk = {"asr": {"engine": "vosk"}}
+    assert segmenter_for(load_config(overrides=vosk), Vad()).settings["long_after_s"] == 0
+    speaker = load_config(overrides={**vosk, "audio": {"mode": "speaker"}})
+    assert not speaks_early(speaker)
+    assert segmenter_for(speaker, Vad()).settings["long_after_s"] == speaker.vad.long_after_s > 0
+    assert not speaks_early(load_config(overrides={"asr": {"stable_prefix": False}}))
 
 
 def test_route_skips_mt_when_whisper_translates_to_english():

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from babelfish.text import SentenceSplitter, clean_text, split_sentences
+from babelfish.text import SentenceSplitter, clean_text, repeats, split_sentences, stable_words
 
 
 @pytest.mark.parametrize(
@@ -146,3 +146,34 @@ def test_any_text_splits_without_losing_words(text):
     assert all(s and s == s.strip() and "  " not in s for s in sentences)
     words = "".join(ch for ch in clean_text(text) if ch.isalnum())
     assert "".join(ch for s in sentences for ch in s if ch.isalnum()) == words
+
+
+# -- the stable prefix of a decode of speech still going on (Whisper route) --------------------
+
+@pytest.mark.parametrize("before, now, expected", [
+    # a clause the decoder heard past (two more words after its comma) is stable at once
+    ("", "Good morning, where is", 2),
+    # a clause at the very end may be a guess at how it ends: not yet
+    ("", "Good days!", 0),
+    ("", "Good morning, where", 0),
+    # two decodes agree on words that more words follow: to their last clause end ...
+    ("Good morning, where", "Good morning, where is the", 2),
+    # ... or all of them when there is none, if there are at least four
+    ("I need a taxi", "I need a taxi for the", 4),
+    ("I need a", "I need a taxi for", 0),
+    # agreement on a whole decode is not enough: the last word may be the decoder's guess
+    ("where is this?", "where is this?", 0),
+    ("I have", "My passport is in", 0),
+    ("", "", 0),
+])
+def test_stable_words(before, now, expected):
+    assert stable_words(before.split(), now.split()) == expected
+
+
+def test_repeats_spots_a_decoder_starting_over():
+    prefix = "I want a coffee with milk."
+    assert repeats(prefix, "I want a coffee with milk, please".split())
+    assert repeats("Good morning, the restaurant is closed.", "the Restaurant is, closed".split())
+    assert not repeats(prefix, "please, and where is".split())
+    assert not repeats(prefix, "I want".split())  # too short to tell
+    assert not repeats("", "I want a coffee".split())

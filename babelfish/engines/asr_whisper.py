@@ -169,20 +169,26 @@ class WhisperASR:
         """Whether there are words as spoken besides the text (translate with source_text)."""
         return self._source_prompt is not None
 
-    def finish(self, context: Context | None = None, source: bool = True) -> ASRResult:
+    def finish(self, context: Context | None = None, source: bool = True, spoken: str = "") -> ASRResult:
         """The utterance's result; with source=False without the words as spoken, which
-        `source_text()` then gives (so that the text can leave first)."""
+        `source_text()` then gives (so that the text can leave first). With `spoken`, the text
+        already given out for this utterance (a stable prefix): the result is what follows it."""
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
         self._chunks = []
-        return self.decode(audio, source=source, context=context)
+        return self.decode(audio, source=source, context=context, spoken=spoken)
 
-    def speculate(self, context: Context | None = None) -> ASRResult:
-        """Decode the utterance so far (the speaker paused; it may be over) and keep it: the
-        translation only, the source text follows from `source_text()`. `reset` or `finish`
-        still end the utterance."""
+    def speculate(self, context: Context | None = None, spoken: str = "") -> ASRResult:
+        """Decode the utterance so far (the speaker paused, or a stable prefix is looked for)
+        and keep it: the translation only, the source text follows from `source_text()`.
+        `reset` or `finish` still end the utterance."""
         self._chunks = [np.concatenate(self._chunks)] if len(self._chunks) > 1 else self._chunks
         return self.decode(self._chunks[0] if self._chunks else np.zeros(0, np.float32),
-                           source=False, context=context)
+                           source=False, context=context, spoken=spoken)
+
+    @property
+    def buffered_s(self) -> float:
+        """Seconds of audio of the current utterance so far."""
+        return sum(len(c) for c in self._chunks) / SAMPLE_RATE
 
     def source_text(self) -> str:
         """The words as spoken for the last decode (same encoding, the decoder only)."""
@@ -190,16 +196,19 @@ class WhisperASR:
             return ""
         return strip_repetition(self._decode_source(*self._last_encoded))
 
-    def _with_context(self, audio: np.ndarray, context: Context | None):
+    def _with_context(self, audio: np.ndarray, context: Context | None, spoken: str = ""):
         """(audio, translation prefix ids, source prefix ids): the context's audio before this
-        audio and its texts as forced prefixes, when it fits the encoder window."""
-        if context is None or not context.text.strip() or len(context.audio) == 0:
-            return audio, [], []
-        if (len(context.audio) + len(audio)) / SAMPLE_RATE * 100 > self.window_frames - 50:
-            return audio, [], []  # no room: on its own
-        ids = self._tokenizer.encode(" " + context.text.strip())
-        src = self._tokenizer.encode(" " + context.source_text.strip()) if context.source_text.strip() else []
-        return np.concatenate([_to_float(context.audio), audio]), ids, src
+        audio and its texts as forced prefixes, when it fits the encoder window; then the text
+        of this audio already given out (`spoken`) as more of the forced prefix."""
+        text, src = "", []
+        if context is not None and context.text.strip() and len(context.audio) \
+                and (len(context.audio) + len(audio)) / SAMPLE_RATE * 100 <= self.window_frames - 50:
+            text = context.text.strip()
+            if context.source_text.strip():
+                src = self._tokenizer.encode(" " + context.source_text.strip())
+            audio = np.concatenate([_to_float(context.audio), audio])
+        text = (text + " " + spoken.strip()).strip()
+        return audio, (self._tokenizer.encode(" " + text) if text else []), src
 
     def set_params(self, **params) -> None:
         """Run-time changes (degradation): beam_size, max_new_tokens, temperatures,
@@ -232,10 +241,12 @@ class WhisperASR:
 
     # -- decoding ---------------------------------------------------------------------------
 
-    def decode(self, audio: np.ndarray, source: bool = True, context: Context | None = None) -> ASRResult:
+    def decode(self, audio: np.ndarray, source: bool = True, context: Context | None = None,
+               spoken: str = "") -> ASRResult:
         """Decode one whole utterance (float32 in [-1, 1] or int16, mono, 16 kHz); with
         source=False without the words as spoken (asr.source_text); with a context (the piece
-        of the same turn just before it), as its continuation."""
+        of the same turn just before it), as its continuation; with `spoken` (text of this
+        audio already given out), only what follows it."""
         audio = _to_float(audio)
         audio_s = len(audio) / SAMPLE_RATE
         out_lang = "en" if self.task == "translate" else (self.language or "")
@@ -251,12 +262,14 @@ class WhisperASR:
 
         t0 = time.perf_counter()
         self.last_source_text = ""
-        full, prefix, src_prefix = self._with_context(audio, context)
+        full, prefix, src_prefix = self._with_context(audio, context, spoken)
         stats["context"] = bool(prefix)
         raw, tokens, truncated, no_speech = self._generate(full, source, prefix, src_prefix)
         decode_s = time.perf_counter() - t0
 
         text = "" if no_speech else strip_repetition(raw)
+        if not any(c.isalnum() for c in text):  # "." or "...": no words (after a prefix, the end)
+            text = ""
         if self.language is None:
             stats["source_language"] = self.detected_language
             if self.task == "transcribe":
@@ -319,6 +332,11 @@ class WhisperASR:
             looping = _compression_ratio(text) > COMPRESSION_RATIO
             results.append((not looping, avg_logprob, text, n, no_speech))
             if no_speech or (not looping and avg_logprob >= LOGPROB_FLOOR):
+                break
+            if prefix and n == 0 and not no_speech:
+                # nothing after the forced prefix: it said all there is (a sampled retry would
+                # only say some of it again)
+                results[-1] = (True, 0.0, "", 0, False)
                 break
             if i + 1 < len(self.temperatures):
                 log.debug("whisper: fallback to temperature %.1f (%r)", self.temperatures[i + 1], text)

@@ -14,10 +14,17 @@ the same speech end (no more speech since the pause), that result is the final o
 without decoding again; otherwise the utterance is decoded as usual and the tentative one is
 forgotten downstream (a final with another text replaces it).
 
-Stable prefix (Vosk, asr.stable_prefix): in an utterance longer than vad.long_after_s, a pause
-sends on the words of the partial transcript that stayed the same across it (the partial before
-the pause and after its silence) as a *stable* partial: MT translates and TTS speaks them while
-the speaker goes on (see stages/mt.py).
+Stable prefix (asr.stable_prefix): in an utterance longer than vad.long_after_s, words that will
+not change are sent on as a *stable* partial transcript (its text: all of them from the start of
+the utterance), so that they are translated and spoken while the speaker goes on (stages/mt.py,
+stages/tts.py); the final transcript then starts with them.
+  * Vosk: at a pause, the words of the partial transcript that stayed the same across it (the
+    partial before the pause and after its silence).
+  * Whisper: every asr.stable_interval_ms of speech the utterance so far is decoded after what
+    was already given out (a forced prefix); the words two decodes in a row agree on, to their
+    last comma or stop, or a clause that more words follow, are stable (text.stable_words).
+    Whisper is not streaming: a decode takes the input thread, and is skipped while more input
+    is waiting, so the stage never falls behind for it.
 
 Continuation (Whisper, asr.context): a piece that capture cut from a long turn (reason "pause" or
 "max_length") is the context of the piece that follows it within CONTEXT_GAP_S: the next piece is
@@ -31,9 +38,11 @@ import numpy as np
 import zmq
 
 from babelfish.addresses import asr_output_language
+from babelfish.config import speaks_early
 from babelfish.engines import SAMPLE_RATE, ASRResult, make_asr
 from babelfish.schema import AudioChunk, Msg, SourceText, Transcript, UtteranceEnd, UtterancePause
 from babelfish.stages.base import Stage, stage_main
+from babelfish.text import repeats, stable_words
 
 CONTEXT_GAP_S = 1.0  # a piece starting this soon after a cut is the same turn going on
 
@@ -58,6 +67,12 @@ class ASRStage(Stage):
         self.context = None  # (Context, speech end) of the last piece, when it was cut
         self.last_partial = ""  # the last partial text sent for the current utterance
         self.committed = 0  # words of it already sent on as stable
+        # Whisper's stable prefix: decoded every stable_interval_ms of a long utterance
+        self.stable_decodes = speaks_early(self.cfg) and not self.engine.streaming \
+            and self.engine.continues
+        self.spoken = ""  # the current utterance's text already sent on as stable (Whisper)
+        self.last_words: list[str] = []  # the last stable decode's words after it
+        self.utt_samples = self.decoded_at = 0
 
     def apply_params(self, params: dict[str, float]) -> None:
         self.engine.set_params(**{k: int(v) for k, v in params.items()
@@ -78,6 +93,8 @@ class ASRStage(Stage):
                 self.spec = None
                 self.audio = []
                 self.last_partial, self.committed = "", 0
+                self.spoken, self.last_words = "", []
+                self.utt_samples = self.decoded_at = 0
                 self.hold(msg.utt)
             self.audio_s += len(pcm) / SAMPLE_RATE
             if self.use_context:
@@ -88,6 +105,9 @@ class ASRStage(Stage):
                 out.stamp(self.name, "partial")
                 self.send(out)
                 self.last_partial = partial
+            self.utt_samples += len(pcm)
+            if self.stable_decodes:
+                self._stable_decode(msg, (msg.pos + len(pcm)) / SAMPLE_RATE)
         elif isinstance(msg, UtterancePause):
             self._speculate(msg)
         elif isinstance(msg, UtteranceEnd):
@@ -116,7 +136,11 @@ class ASRStage(Stage):
                 if spec is not None:
                     self.counters["speculation_missed"] += 1
                 kw = {"source": False} if self.engine.has_source else {}
+                if self.spoken:
+                    kw["spoken"] = self.spoken
                 result = self.engine.finish(**context, **kw)
+                if self.spoken:  # the text goes on from what was already given out
+                    result.text = (self.spoken + " " + result.text).strip()
             pending = self.engine.has_source and bool(result.text)
             out = Transcript(utt=msg.utt, text=result.text, final=True, language=result.language,
                              start_s=msg.start_s, end_s=msg.end_s, stamps=stamps,
@@ -139,7 +163,7 @@ class ASRStage(Stage):
         if msg.utt != self.current:
             self.counters["pauses_ignored"] += 1
             return
-        if self.engine.streaming and self.cfg.asr.stable_prefix \
+        if self.engine.streaming and speaks_early(self.cfg) \
                 and msg.end_s - msg.start_s >= self.cfg.vad.long_after_s:
             self._stable(msg)
             return
@@ -148,8 +172,11 @@ class ASRStage(Stage):
             self.counters["pauses_skipped"] += 1
             return
         t0 = time.monotonic_ns()
-        result = self.engine.speculate(**self._context(msg.start_s))
+        kw = {"spoken": self.spoken} if self.spoken else {}
+        result = self.engine.speculate(**self._context(msg.start_s), **kw)
         self.counters["speculations"] += 1
+        if self.spoken:
+            result.text = (self.spoken + " " + result.text).strip()
         self.spec = (msg.utt, msg.end_s, result)
         out = Transcript(utt=msg.utt, text=result.text, final=True, tentative=True,
                          language=result.language, start_s=msg.start_s, end_s=msg.end_s,
@@ -171,6 +198,42 @@ class ASRStage(Stage):
         out = Transcript(utt=msg.utt, text=" ".join(now[:n]), final=False, stable=True,
                          language=self.language, start_s=msg.start_s, end_s=msg.end_s,
                          stamps=list(msg.stamps))
+        out.stamp(self.name, "stable")
+        self.send(out)
+        self.counters["stable_prefixes"] += 1
+
+    def _stable_decode(self, msg: AudioChunk, end_s: float) -> None:
+        """Whisper: decode the long utterance so far after what was given out, and send on what
+        became stable (see the module's docstring)."""
+        rate = SAMPLE_RATE
+        if self.utt_samples < self.cfg.vad.long_after_s * rate \
+                or self.utt_samples - self.decoded_at < self.cfg.asr.stable_interval_ms * rate / 1000:
+            return
+        if self.inp.poll(0, zmq.POLLIN):  # more input is waiting: take it first
+            return
+        t0 = time.monotonic_ns()
+        self.decoded_at = self.utt_samples
+        start_s = self.first_pos / rate
+        kw = {"spoken": self.spoken} if self.spoken else {}
+        words = self.engine.speculate(**self._context(start_s), **kw).text.split()
+        self.counters["stable_decodes"] += 1
+        n = stable_words(self.last_words, words)
+        self.last_words = words[n:]
+        if n == 0:
+            return
+        context = self._context(start_s).get("context")
+        if repeats(((context.text if context else "") + " " + self.spoken), words):
+            self.counters["stable_repeats"] += 1  # it started over: not how the speech goes on
+            self.last_words = []
+            return
+        self.spoken = (self.spoken + " " + " ".join(words[:n])).strip()
+        if self.spec is not None:  # decoded before these words were given out: not usable
+            self.spec = None
+            self.counters["speculation_superseded"] += 1
+        out = Transcript(utt=msg.utt, text=self.spoken, final=False, stable=True,
+                         language=self.language, start_s=start_s,
+                         end_s=end_s)
+        out.stamp(self.name, "recv", t0)
         out.stamp(self.name, "stable")
         self.send(out)
         self.counters["stable_prefixes"] += 1

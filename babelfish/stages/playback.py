@@ -27,6 +27,7 @@ class _Utt:
     start_s: float = 0.0
     end_s: float = 0.0
     source_pending: bool = False  # the words as spoken are still to come (SourceText)
+    final_seen: bool = False  # a part not spoken early came
     finished: bool = False  # all its speech is out; reported once the words as spoken are here
 
 
@@ -73,6 +74,9 @@ class PlaybackStage(Stage):
             u.stamps.setdefault((s.stage, s.event), s)
         if msg.text:
             u.texts.append(msg.text)
+        if not msg.early and not u.final_seen:  # (an early part's times are those of the speech
+            u.final_seen = True                 # so far, and its words as spoken are not pending)
+            u.start_s, u.end_s, u.source_pending = msg.start_s, msg.end_s, msg.source_pending
         if msg.source_text:  # (the final's, after early parts of a stable prefix)
             u.source_text = msg.source_text
         if msg.dropped:
@@ -85,8 +89,9 @@ class PlaybackStage(Stage):
             # first_audio stays the first audio of what came after it
             event = "early_audio" if msg.early else "first_audio"
             u.stamps.setdefault(("playback", event), Stamp(self.name, event, now))
-            if heard is not None and not msg.early:  # when the first sample is heard: after the queue
-                u.stamps.setdefault(("playback", "heard"), Stamp(self.name, "heard", heard))
+            if heard is not None:  # when the first sample is heard: after the queue
+                event = "early_heard" if msg.early else "heard"
+                u.stamps.setdefault(("playback", event), Stamp(self.name, event, heard))
             u.audio_s += len(pcm) / msg.rate
             self.audio_s += len(pcm) / msg.rate
         if msg.last:

@@ -3,7 +3,12 @@ speech out, one sentence at a time: the first sentence's audio leaves before the
 
 A tentative text (decoded at a pause, see stages/asr.py) gets its first sentence synthesized and
 kept, not sent. When the final text for the same utterance is the same, that audio leaves at once
-and the rest of the text follows; otherwise it is thrown away. Nothing tentative is ever played."""
+and the rest of the text follows; otherwise it is thrown away. Nothing tentative is ever played.
+
+A stable partial transcript (already in the target language: Whisper's stable prefix, see
+stages/asr.py) is spoken at once as an early part. Its text is all the stable words of the
+utterance so far, and the final transcript starts with them too: only the words not yet spoken
+are said."""
 from __future__ import annotations
 
 import itertools
@@ -28,6 +33,7 @@ class TTSStage(Stage):
         self.info["engine"] = self.cfg.tts.engine
         self.parts: dict[str, int] = {}  # utterance -> next output part number
         self.first_sent: set[str] = set()  # utterances whose first (not early) audio left
+        self.said: dict[str, str] = {}  # utterance -> its stable transcript already spoken
         self.params.setdefault("drop_stale", 0.0)
         # (utt, text, its first sentence's audio, the generator of the rest)
         self.spec: tuple[str, str, np.ndarray | None, Iterator[np.ndarray]] | None = None
@@ -47,20 +53,24 @@ class TTSStage(Stage):
             self.send(SourceText(utt=msg.utt, text=msg.text, stamps=list(msg.stamps)))
             return
         if isinstance(msg, Transcript):
-            if not msg.final:
+            if not msg.final and not msg.stable:
                 self.counters["partials_seen"] += 1
                 return
-            last, source = True, msg.source_text
-            pending, early = msg.source_pending, False
+            last, source = msg.final, msg.source_text
+            pending, early = msg.source_pending, msg.stable and not msg.final
+            text = self._unsaid(msg)
+            if early and not text:
+                return
         elif isinstance(msg, Translation):
             last, source = msg.last, msg.source_text
             pending = False
             early = msg.early
+            text = msg.text
         else:
             self.counters["unexpected"] += 1
             return
         if msg.tentative:
-            self._tentative(msg)
+            self._tentative(msg, text)
             return
         self.hold(msg.utt)
         self.debug_delay()
@@ -70,7 +80,7 @@ class TTSStage(Stage):
         part = self.parts.get(msg.utt, 0)
         if self._is_stale(msg):
             self._forget()
-            out = SpeechAudio(text=msg.text, part=part, last=last, rate=rate, dropped=True,
+            out = SpeechAudio(text=text, part=part, last=last, rate=rate, dropped=True,
                               stamps=list(msg.stamps), **common)
             out.stamp(self.name, "dropped_stale")
             self.counters["dropped_stale"] += 1
@@ -78,8 +88,8 @@ class TTSStage(Stage):
             part += 1
         else:
             said_any = False
-            for audio in self._audio(msg):
-                out = SpeechAudio(text=msg.text if not said_any else "", part=part, last=False,
+            for audio in self._audio(msg, text):
+                out = SpeechAudio(text=text if not said_any else "", part=part, last=False,
                                   rate=rate, stamps=list(msg.stamps), **common)
                 if early:  # spoken while the speaker goes on (a stable partial)
                     out.stamp(self.name, "early_audio")
@@ -93,7 +103,7 @@ class TTSStage(Stage):
                 part += 1
                 said_any = True
             if last or not said_any:
-                out = SpeechAudio(text="" if said_any else msg.text, part=part, last=last,
+                out = SpeechAudio(text="" if said_any else text, part=part, last=last,
                                   rate=rate, stamps=list(msg.stamps), **common)
                 out.stamp(self.name, "done")
                 self.send(out, EMPTY)
@@ -101,32 +111,50 @@ class TTSStage(Stage):
         if last:
             self.parts.pop(msg.utt, None)
             self.first_sent.discard(msg.utt)
+            self.said.pop(msg.utt, None)
             self.progress(msg.utt, "done")
             self.release(msg.utt)
         else:
             self.parts[msg.utt] = part
 
-    def _tentative(self, msg: Transcript | Translation) -> None:
+    def _unsaid(self, msg: Transcript) -> str:
+        """The words of a transcript not yet spoken as a stable part of its utterance."""
+        said = self.said.get(msg.utt, "")
+        if msg.stable and not msg.final:
+            while len(self.said) > 4:  # utterances that never got their final (a restart)
+                self.said.pop(next(iter(self.said)))
+            self.said[msg.utt] = msg.text
+        if not said:
+            return msg.text
+        words, done = msg.text.split(), said.split()
+        n = 0
+        while n < min(len(words), len(done)) and words[n] == done[n]:
+            n += 1
+        if n < len(done):  # not how it went on (a re-run after a restart): the rest of it
+            self.counters["stable_mismatch"] += 1
+        return " ".join(words[n:])
+
+    def _tentative(self, msg: Transcript | Translation, text: str) -> None:
         self._forget()
-        gen = iter(self.engine.synthesize(msg.text))
-        self.spec = (msg.utt, msg.text, next(gen, None), gen)
+        gen = iter(self.engine.synthesize(text))
+        self.spec = (msg.utt, text, next(gen, None), gen)
         self.counters["speculations"] += 1
 
-    def _audio(self, msg: Transcript | Translation) -> Iterator[np.ndarray]:
-        """The speech of msg.text, sentence by sentence: from what was made for the tentative
+    def _audio(self, msg: Transcript | Translation, text: str) -> Iterator[np.ndarray]:
+        """The speech of `text`, sentence by sentence: from what was made for the tentative
         text when it is the same (its first sentence at once), else synthesized now."""
         spec = self.spec
         first_part = isinstance(msg, Transcript) or msg.part == 0
         if spec is not None and first_part and spec[0] == msg.utt:
             self.spec = None
-            if spec[1] == msg.text:
+            if spec[1] == text:
                 self.counters["speculation_used"] += 1
                 return itertools.chain([spec[2]] if spec[2] is not None else [], spec[3])
             spec[3].close()
             self.counters["speculation_missed"] += 1
         elif spec is not None and spec[0] != msg.utt:  # an utterance that never got its final
             self._forget()
-        return self.engine.synthesize(msg.text)
+        return self.engine.synthesize(text)
 
     def _forget(self) -> None:
         if self.spec is not None:
