@@ -216,15 +216,22 @@ def stable_words(before: list[str], now: list[str], *, min_words: int = 4, after
         agreed += 1  # (never the last word of `now`: the decoder may have guessed the end)
     n = 0
     for i in range(agreed - 1, -1, -1):
-        if now[i][-1:] in _CLAUSE_END:
+        if _ends_clause(now[i]):
             n = i + 1
             break
     if n == 0 and agreed >= min_words:
         n = agreed
     for i in range(len(now) - after_clause - 1, n - 1, -1):
-        if now[i][-1:] in _CLAUSE_END:
+        if _ends_clause(now[i]):
             return i + 1
     return n
+
+
+def _ends_clause(word: str) -> bool:
+    """A word that ends in a comma or stop, and is a word ("morning,") rather than initials or
+    a number ("S.C.", "4.")."""
+    body = word[:-1]
+    return word[-1:] in _CLAUSE_END and "." not in body and sum(c.isalpha() for c in body) >= 2
 
 
 def repeats(prefix: str, words: list[str], n: int = 3) -> bool:

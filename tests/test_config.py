@@ -107,6 +107,12 @@ def test_governor_degrades_and_restores_step_by_step():
     for u in "ijkl":
         g.observe(u, fast, {})
     assert g.level == 0 and g.params()["mt"]["beam_size"] == 4
+    # the Whisper route's early speech (re-decodes of long speech) is given up before the
+    # recogniser's own decode is bounded tighter
+    names = [step.name for step in g.steps]
+    assert names.index("faster speech") < names.index("no early speech") < names.index(
+        "tighter ASR decode bound"), names
+    assert g.params()["asr"]["stable_decodes"] == 1
     assert [e["direction"] for e in g.events].count("down") == 3
     assert g.over_budget(None, {"asr": 5000}) == ["asr 5000>1000"]
 

@@ -165,6 +165,9 @@ def test_any_text_splits_without_losing_words(text):
     ("where is this?", "where is this?", 0),
     ("I have", "My passport is in", 0),
     ("", "", 0),
+    # initials and numbers are not clause ends
+    ("", "S.C. T.C. Parallel", 0),
+    ("", "The C-4. of the moon", 0),
 ])
 def test_stable_words(before, now, expected):
     assert stable_words(before.split(), now.split()) == expected

@@ -341,7 +341,8 @@ class WhisperASR:
             if i + 1 < len(self.temperatures):
                 log.debug("whisper: fallback to temperature %.1f (%r)", self.temperatures[i + 1], text)
         # all failed: the best one that does not loop, by average log-probability (as faster-whisper)
-        _, _, text, n, no_speech = max(results, key=lambda r: (r[0], r[1]))
+        _, logprob, text, n, no_speech = max(results, key=lambda r: (r[0], r[1]))
+        self.last_stats["avg_logprob"] = round(float(logprob), 3)
         if not no_speech:
             self._last_encoded = (encoded, lang, list(src_prefix))
             if source and self._source_prompt is not None:

@@ -22,7 +22,8 @@ stages/tts.py); the final transcript then starts with them.
     partial before the pause and after its silence).
   * Whisper: every asr.stable_interval_ms of speech the utterance so far is decoded after what
     was already given out (a forced prefix); the words two decodes in a row agree on, to their
-    last comma or stop, or a clause that more words follow, are stable (text.stable_words).
+    last comma or stop, or a clause that more words follow, are stable (text.stable_words),
+    unless the decoder was unsure (STABLE_MIN_LOGPROB) or started over (text.repeats).
     Whisper is not streaming: a decode takes the input thread, and is skipped while more input
     is waiting, so the stage never falls behind for it.
 
@@ -32,6 +33,7 @@ decoded after it (engines/asr_whisper.py), so that a fragment is translated as p
 """
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -44,7 +46,13 @@ from babelfish.schema import AudioChunk, Msg, SourceText, Transcript, UtteranceE
 from babelfish.stages.base import Stage, stage_main
 from babelfish.text import repeats, stable_words
 
+log = logging.getLogger(__name__)
+
 CONTEXT_GAP_S = 1.0  # a piece starting this soon after a cut is the same turn going on
+# Whisper's stable prefix: a decode less sure than this (average log-probability per token) gives
+# nothing stable. Measured on the benchmark turns: right decodes -0.1 .. -0.6, the hallucinated
+# ones of a fragment ("S.C. T.C. Parallel" for "necesito un taxi para") -0.9 .. -2.1.
+STABLE_MIN_LOGPROB = -0.75
 
 
 class ASRStage(Stage):
@@ -77,6 +85,9 @@ class ASRStage(Stage):
     def apply_params(self, params: dict[str, float]) -> None:
         self.engine.set_params(**{k: int(v) for k, v in params.items()
                                   if k in self.engine.degradable})
+        if "stable_decodes" in params:  # (degradation: "no early speech")
+            self.stable_decodes = bool(params["stable_decodes"]) and speaks_early(self.cfg) \
+                and not self.engine.streaming and self.engine.continues
 
     def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
         if isinstance(msg, AudioChunk):
@@ -217,6 +228,13 @@ class ASRStage(Stage):
         kw = {"spoken": self.spoken} if self.spoken else {}
         words = self.engine.speculate(**self._context(start_s), **kw).text.split()
         self.counters["stable_decodes"] += 1
+        logprob = self.engine.last_stats.get("avg_logprob", 0.0)
+        log.debug("stable decode of %s at %.2f s after %r: %r (%.2f)", msg.utt, end_s, self.spoken,
+                  " ".join(words), logprob)
+        if logprob < STABLE_MIN_LOGPROB:
+            self.counters["stable_unsure"] += 1  # a guess (a fragment, noise): wait for more
+            self.last_words = []
+            return
         n = stable_words(self.last_words, words)
         self.last_words = words[n:]
         if n == 0:
