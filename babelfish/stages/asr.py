@@ -79,6 +79,7 @@ class ASRStage(Stage):
         self.stable_decodes = speaks_early(self.cfg) and not self.engine.streaming \
             and self.engine.continues
         self.spoken = ""  # the current utterance's text already sent on as stable (Whisper)
+        self.last_decode: tuple[str, float, str] | None = None  # see _stable_decode
         self.last_words: list[str] = []  # the last stable decode's words after it
         self.utt_samples = self.decoded_at = 0
 
@@ -183,11 +184,17 @@ class ASRStage(Stage):
             self.counters["pauses_skipped"] += 1
             return
         t0 = time.monotonic_ns()
-        kw = {"spoken": self.spoken} if self.spoken else {}
-        result = self.engine.speculate(**self._context(msg.start_s), **kw)
+        last = self.last_decode
+        if last is not None and last[0] == msg.utt and last[1] >= msg.end_s:
+            # the last stable-prefix decode already had all of this speech: it is the result
+            result = ASRResult(text=last[2], language=self.language, audio_s=last[1] - msg.start_s)
+            self.counters["speculations_from_stable"] += 1
+        else:
+            kw = {"spoken": self.spoken} if self.spoken else {}
+            result = self.engine.speculate(**self._context(msg.start_s), **kw)
+            if self.spoken:
+                result.text = (self.spoken + " " + result.text).strip()
         self.counters["speculations"] += 1
-        if self.spoken:
-            result.text = (self.spoken + " " + result.text).strip()
         self.spec = (msg.utt, msg.end_s, result)
         out = Transcript(utt=msg.utt, text=result.text, final=True, tentative=True,
                          language=result.language, start_s=msg.start_s, end_s=msg.end_s,
@@ -228,6 +235,8 @@ class ASRStage(Stage):
         kw = {"spoken": self.spoken} if self.spoken else {}
         words = self.engine.speculate(**self._context(start_s), **kw).text.split()
         self.counters["stable_decodes"] += 1
+        # (utterance, end of the audio decoded, the whole text): a pause right after may use it
+        self.last_decode = (msg.utt, end_s, " ".join(self.spoken.split() + words))
         logprob = self.engine.last_stats.get("avg_logprob", 0.0)
         log.debug("stable decode of %s at %.2f s after %r: %r (%.2f)", msg.utt, end_s, self.spoken,
                   " ".join(words), logprob)
@@ -243,6 +252,7 @@ class ASRStage(Stage):
         if repeats(((context.text if context else "") + " " + self.spoken), words):
             self.counters["stable_repeats"] += 1  # it started over: not how the speech goes on
             self.last_words = []
+            self.last_decode = None
             return
         self.spoken = (self.spoken + " " + " ".join(words[:n])).strip()
         if self.spec is not None:  # decoded before these words were given out: not usable
