@@ -7,7 +7,7 @@ Stage times follow the critical path to the first audio of each utterance:
   tts      mt.first|asr.final -> tts.first_audio
   playback tts.first_audio    -> playback.first_audio
 They add up to end_of_speech_to_first_audio. Times include queueing, as a user feels them.
-On the Vosk route a long utterance may be partly spoken before its end (stable prefix): that
+A long utterance may be partly spoken before its end (stable prefix, asr.stable_prefix): that
 audio is stamped early_audio (tts, playback) and counts for start_of_speech_to_first_audio;
 first_audio and end_of_speech_to_first_audio are then about the rest, after the speaker stopped.
 """
@@ -114,7 +114,7 @@ class Summary:
     stage_info: dict[str, dict] = field(default_factory=dict)  # engines, devices, wake word backend
     # per stage: speculations (tentative results made at a pause), speculation_used (the final
     # was the same: made before the endpoint), speculation_missed (thrown away); capture: pauses;
-    # Vosk route: asr stable_prefixes, mt early_parts (spoken before the speaker was done)
+    # stable prefix: asr stable_prefixes (and stable_decodes on the Whisper route), mt early_parts
     speculation: dict[str, dict[str, int]] = field(default_factory=dict)
     complete: bool = True           # False when the run was interrupted or gave up
     error: str = ""

@@ -202,18 +202,31 @@ def split_sentences(text: str) -> list[str]:
 _CLAUSE_END = frozenset(",;:") | _STOPS
 
 
+def norm_word(word: str) -> str:
+    """A word for comparing: lower case, without punctuation."""
+    return _WORD_NORM.sub("", word.lower())
+
+
+def common_prefix(a: list[str], b: list[str]) -> int:
+    """How many words `a` and `b` begin with in common (compared as they are)."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
 def stable_words(before: list[str], now: list[str], *, min_words: int = 4, after_clause: int = 2) -> int:
     """How many of the words `now` (the latest decode of speech still going on, after what was
     already spoken) can be given out, never to change. Two rules, the larger count wins:
       * agreement: the words two decodes in a row agree on (`before` is the previous one, of
-        less audio) and that more words follow in `now`, cut back to their last clause end (a comma or a stop) when there is one;
-        without a clause end only when there are at least `min_words` of them;
+        less audio) and that more words follow in `now`, cut back to their last clause end (a
+        comma or a stop) when there is one; without one only when there are at least
+        `min_words` of them;
       * a clause in `now` that ends in a comma or stop and has `after_clause` words after it:
         the recogniser heard past it, so it will not change it.
     Words are compared as they are (case and punctuation count)."""
-    agreed = 0
-    while agreed < min(len(before), len(now) - 1) and before[agreed] == now[agreed]:
-        agreed += 1  # (never the last word of `now`: the decoder may have guessed the end)
+    # (never the last word of `now`: the decoder may have guessed the end)
+    agreed = common_prefix(before, now[:-1])
     n = 0
     for i in range(agreed - 1, -1, -1):
         if _ends_clause(now[i]):
@@ -237,8 +250,8 @@ def _ends_clause(word: str) -> bool:
 def repeats(prefix: str, words: list[str], n: int = 3) -> bool:
     """Whether `words` begin by saying again (n words in a row, case and punctuation aside) what
     the end of `prefix` already says: a decoder given a forced prefix sometimes starts over."""
-    norm = [w for w in (_WORD_NORM.sub("", x.lower()) for x in prefix.split()[-24:]) if w]
-    head = [w for w in (_WORD_NORM.sub("", x.lower()) for x in words[:n]) if w]
+    norm = [w for w in map(norm_word, prefix.split()[-24:]) if w]
+    head = [w for w in map(norm_word, words[:n]) if w]
     if len(head) < n:
         return False
     return any(norm[i:i + n] == head for i in range(len(norm) - n + 1))

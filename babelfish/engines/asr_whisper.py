@@ -27,7 +27,6 @@ costs accuracy on normal speech.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import zlib
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import numpy as np
 
 from babelfish import BabelfishError
 from babelfish.engines import SAMPLE_RATE, ASRResult
+from babelfish.text import norm_word
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +184,6 @@ class WhisperASR:
         self._chunks = [np.concatenate(self._chunks)] if len(self._chunks) > 1 else self._chunks
         return self.decode(self._chunks[0] if self._chunks else np.zeros(0, np.float32),
                            source=False, context=context, spoken=spoken)
-
-    @property
-    def buffered_s(self) -> float:
-        """Seconds of audio of the current utterance so far."""
-        return sum(len(c) for c in self._chunks) / SAMPLE_RATE
 
     def source_text(self) -> str:
         """The words as spoken for the last decode (same encoding, the decoder only)."""
@@ -399,11 +394,6 @@ def _to_float(pcm: np.ndarray) -> np.ndarray:
     raise BabelfishError(f"whisper: audio must be int16 or float, not {pcm.dtype}")
 
 
-_WORD_NORM = re.compile(r"[^\w]+")
-
-
-def _norm(word: str) -> str:
-    return _WORD_NORM.sub("", word.lower())
 
 
 def _periodic_tail(units: list[str], min_unit: int, min_repeats) -> tuple[int, int] | None:
@@ -450,7 +440,7 @@ def strip_repetition(text: str) -> str:
     """
     words = text.split()
     if len(words) >= 3:
-        units = [_norm(w) or w for w in words]
+        units = [norm_word(w) or w for w in words]
         keep = _cut_loop(units, 1, lambda p: 4 if p == 1 else 3)
         if keep is not None:
             words = words[:keep]

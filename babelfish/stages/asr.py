@@ -44,7 +44,7 @@ from babelfish.config import speaks_early
 from babelfish.engines import SAMPLE_RATE, ASRResult, make_asr
 from babelfish.schema import AudioChunk, Msg, SourceText, Transcript, UtteranceEnd, UtterancePause
 from babelfish.stages.base import Stage, stage_main
-from babelfish.text import repeats, stable_words
+from babelfish.text import common_prefix, repeats, stable_words
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,11 @@ class ASRStage(Stage):
         self.context = None  # (Context, speech end) of the last piece, when it was cut
         self.last_partial = ""  # the last partial text sent for the current utterance
         self.committed = 0  # words of it already sent on as stable
-        # Whisper's stable prefix: decoded every stable_interval_ms of a long utterance
-        self.stable_decodes = speaks_early(self.cfg) and not self.engine.streaming \
+        # Whisper's stable prefix: decoded every stable_interval_ms of a long utterance (unless
+        # the degradation ladder says "no early speech")
+        self.can_decode_stable = speaks_early(self.cfg) and not self.engine.streaming \
             and self.engine.continues
+        self.stable_decodes = self.can_decode_stable
         self.spoken = ""  # the current utterance's text already sent on as stable (Whisper)
         self.last_decode: tuple[str, float, str] | None = None  # see _stable_decode
         self.last_words: list[str] = []  # the last stable decode's words after it
@@ -87,8 +89,7 @@ class ASRStage(Stage):
         self.engine.set_params(**{k: int(v) for k, v in params.items()
                                   if k in self.engine.degradable})
         if "stable_decodes" in params:  # (degradation: "no early speech")
-            self.stable_decodes = bool(params["stable_decodes"]) and speaks_early(self.cfg) \
-                and not self.engine.streaming and self.engine.continues
+            self.stable_decodes = self.can_decode_stable and bool(params["stable_decodes"])
 
     def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
         if isinstance(msg, AudioChunk):
@@ -148,11 +149,8 @@ class ASRStage(Stage):
                 if spec is not None:
                     self.counters["speculation_missed"] += 1
                 kw = {"source": False} if self.engine.has_source else {}
-                if self.spoken:
-                    kw["spoken"] = self.spoken
-                result = self.engine.finish(**context, **kw)
-                if self.spoken:  # the text goes on from what was already given out
-                    result.text = (self.spoken + " " + result.text).strip()
+                result = self.engine.finish(**context, **kw, **self._spoken())
+                result.text = self._after_spoken(result.text)
             pending = self.engine.has_source and bool(result.text)
             out = Transcript(utt=msg.utt, text=result.text, final=True, language=result.language,
                              start_s=msg.start_s, end_s=msg.end_s, stamps=stamps,
@@ -190,10 +188,8 @@ class ASRStage(Stage):
             result = ASRResult(text=last[2], language=self.language, audio_s=last[1] - msg.start_s)
             self.counters["speculations_from_stable"] += 1
         else:
-            kw = {"spoken": self.spoken} if self.spoken else {}
-            result = self.engine.speculate(**self._context(msg.start_s), **kw)
-            if self.spoken:
-                result.text = (self.spoken + " " + result.text).strip()
+            result = self.engine.speculate(**self._context(msg.start_s), **self._spoken())
+            result.text = self._after_spoken(result.text)
         self.counters["speculations"] += 1
         self.spec = (msg.utt, msg.end_s, result)
         out = Transcript(utt=msg.utt, text=result.text, final=True, tentative=True,
@@ -205,10 +201,7 @@ class ASRStage(Stage):
 
     def _stable(self, msg: UtterancePause) -> None:
         now = self.engine.speculate().text.split()
-        before = self.last_partial.split()
-        n = 0
-        while n < min(len(now), len(before)) and now[n] == before[n]:
-            n += 1
+        n = common_prefix(now, self.last_partial.split())
         if n <= self.committed:
             self.counters["stable_unchanged"] += 1
             return
@@ -232,11 +225,12 @@ class ASRStage(Stage):
         t0 = time.monotonic_ns()
         self.decoded_at = self.utt_samples
         start_s = self.first_pos / rate
-        kw = {"spoken": self.spoken} if self.spoken else {}
-        words = self.engine.speculate(**self._context(start_s), **kw).text.split()
+        context = self._context(start_s)
+        text = self.engine.speculate(**context, **self._spoken()).text
+        words = text.split()
         self.counters["stable_decodes"] += 1
         # (utterance, end of the audio decoded, the whole text): a pause right after may use it
-        self.last_decode = (msg.utt, end_s, " ".join(self.spoken.split() + words))
+        self.last_decode = (msg.utt, end_s, self._after_spoken(text))
         logprob = self.engine.last_stats.get("avg_logprob", 0.0)
         log.debug("stable decode of %s at %.2f s after %r: %r (%.2f)", msg.utt, end_s, self.spoken,
                   " ".join(words), logprob)
@@ -248,23 +242,30 @@ class ASRStage(Stage):
         self.last_words = words[n:]
         if n == 0:
             return
-        context = self._context(start_s).get("context")
-        if repeats(((context.text if context else "") + " " + self.spoken), words):
+        before = context["context"].text if context else ""
+        if repeats(before + " " + self.spoken, words):
             self.counters["stable_repeats"] += 1  # it started over: not how the speech goes on
             self.last_words = []
             self.last_decode = None
             return
-        self.spoken = (self.spoken + " " + " ".join(words[:n])).strip()
+        self.spoken = self._after_spoken(" ".join(words[:n]))
         if self.spec is not None:  # decoded before these words were given out: not usable
             self.spec = None
             self.counters["speculation_superseded"] += 1
         out = Transcript(utt=msg.utt, text=self.spoken, final=False, stable=True,
-                         language=self.language, start_s=start_s,
-                         end_s=end_s)
+                         language=self.language, start_s=start_s, end_s=end_s)
         out.stamp(self.name, "recv", t0)
         out.stamp(self.name, "stable")
         self.send(out)
         self.counters["stable_prefixes"] += 1
+
+    def _spoken(self) -> dict:
+        """engine keyword arguments: the text of this utterance already given out (Whisper)."""
+        return {"spoken": self.spoken} if self.spoken else {}
+
+    def _after_spoken(self, text: str) -> str:
+        """The utterance's whole text: what was given out, then `text` (what follows it)."""
+        return f"{self.spoken} {text}".strip() if self.spoken else text
 
     def _context(self, start_s: float) -> dict:
         """engine keyword arguments: the piece before, when this one goes on from it."""

@@ -83,7 +83,8 @@ class PlaybackStage(Stage):
             u.dropped = True
         if pcm is not None and len(pcm) and not msg.dropped:
             started = ("playback", "first_audio") in u.stamps or ("playback", "early_audio") in u.stamps
-            heard = self.sink.write(pcm, msg.rate, not started)
+            # (after an early part the silence until the rest is on purpose: not an underflow)
+            heard = self.sink.write(pcm, msg.rate, not started, more=not msg.early)
             now = time.monotonic_ns()
             # early audio (of a stable prefix, before the speaker was done) is stamped apart:
             # first_audio stays the first audio of what came after it
@@ -153,9 +154,11 @@ class FileSink:
         self.rate = rate
         self.file = sf.SoundFile(self.path, "w", samplerate=rate, channels=1, subtype="PCM_16")
 
-    def write(self, pcm: np.ndarray, rate: int, new_utterance: bool = True) -> int | None:
+    def write(self, pcm: np.ndarray, rate: int, new_utterance: bool = True,
+              more: bool = True) -> int | None:
         """Write; in realtime pace return when its first sample plays in the simulated device's
-        timeline (later than now when speech before it is still playing)."""
+        timeline (later than now when speech before it is still playing). (`more`: whether
+        more speech follows at once; a file has no underflows to count.)"""
         if self.file is None:
             self._open(rate)
         if rate != self.rate:  # the voice changed (degradation): keep one output rate
@@ -208,8 +211,9 @@ class DeviceOut:
         self.t0_ns = 0
         self.start_ns = 0
 
-    def write(self, pcm: np.ndarray, rate: int, new_utterance: bool) -> int:
-        at = self.dev.write(pcm, rate, last=False)
+    def write(self, pcm: np.ndarray, rate: int, new_utterance: bool, more: bool = True) -> int:
+        """`more`: more speech follows at once, so running dry before it is an underflow."""
+        at = self.dev.write(pcm, rate, last=not more)
         if new_utterance:
             self.start_ns = at
         return at

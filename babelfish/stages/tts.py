@@ -20,6 +20,7 @@ import numpy as np
 from babelfish.engines import make_tts
 from babelfish.schema import Msg, SourceText, SpeechAudio, Transcript, Translation
 from babelfish.stages.base import Stage, stage_main
+from babelfish.text import common_prefix
 
 EMPTY = np.zeros(0, dtype=np.int16)
 
@@ -127,9 +128,7 @@ class TTSStage(Stage):
         if not said:
             return msg.text
         words, done = msg.text.split(), said.split()
-        n = 0
-        while n < min(len(words), len(done)) and words[n] == done[n]:
-            n += 1
+        n = common_prefix(words, done)
         if n < len(done):  # not how it went on (a re-run after a restart): the rest of it
             self.counters["stable_mismatch"] += 1
         return " ".join(words[n:])
