@@ -189,7 +189,7 @@ class Supervisor:
                 f"stage {sp.name} keeps dying ({len(sp.deaths)} times in "
                 f"{self.cfg.supervisor.restart_window_s:.0f} s, last: {why}); giving up")
             return
-        self._mark_affected(sp.name, held)
+        self._mark_affected(sp.name, held, why)
         ran_for = now - sp.started_at
         if ran_for > 10 * max(sp.backoff, 1.0):
             sp.backoff = 0.0
@@ -199,8 +199,18 @@ class Supervisor:
         sp.state = "backoff"
         sp.restarts += 1
 
-    def _mark_affected(self, stage: str, held: set[str]) -> None:
-        """Utterances the dead stage held or had been handed: re-run them once it is back."""
+    def _mark_affected(self, stage: str, held: set[str], why: str) -> None:
+        """Utterances the dead stage held or had been handed: re-run them once it is back. What a
+        dead capture was cutting cannot be re-run (its audio went with it): that is lost."""
+        if stage == "capture":
+            for uid in sorted(held):
+                u = self.utts.get(uid)
+                if u is None:  # capture had not finished cutting it: the supervisor never saw it
+                    start = int(uid[1:]) / 1000 if uid[1:].isdigit() else 0.0
+                    u = self.utts[uid] = UttState(uid, start, start, "")
+                if not u.done and not u.lost:
+                    u.lost = f"the capture stage {why} while cutting it"
+            return
         prev_stage, prev_event = _DELIVERED.get(stage, (None, None))
         if stage == "tts":
             prev_stage, prev_event = ("mt", "done") if "mt" in self.stages else ("asr", "final")
@@ -232,7 +242,7 @@ class Supervisor:
                 if sp.state == "reloading":  # asked to go by `reload`: back at once, not a failure
                     held = set(sp.hb.inflight) if sp.hb else set()
                     self._fold(sp)
-                    self._mark_affected(sp.name, held)
+                    self._mark_affected(sp.name, held, "was restarted by reload")
                     self._spawn(sp)
                     continue
                 self._on_death(sp, f"exited with code {code}" if code >= 0 else

@@ -84,10 +84,12 @@ def when_stage_holds_utterance(cfg: Path, stage: str, timeout: float = 60) -> tu
     return got
 
 
-@pytest.mark.parametrize("stage", ["asr", "mt", "tts"])
+@pytest.mark.parametrize("stage", ["capture", "asr", "mt", "tts"])
 def test_kill_9_a_stage_mid_replay(tmp_path, models_dir, long_spanish, korean, stage):
     wav, base = (korean, KO_CONFIG) if stage == "mt" else (long_spanish, "")
-    cfg_text = base + f"\n[budgets]\nenabled = false\n[debug]\ndelay_ms = {{ {stage} = 600 }}\n"
+    cfg_text = base + "\n[budgets]\nenabled = false\n"
+    if stage != "capture":
+        cfg_text += f"[debug]\ndelay_ms = {{ {stage} = 600 }}\n"
     proc, cfg, report = start_replay(tmp_path, wav, cfg_text, "--pace", "realtime")
     try:
         utt, pid = when_stage_holds_utterance(cfg, stage)
@@ -105,6 +107,8 @@ def test_kill_9_a_stage_mid_replay(tmp_path, models_dir, long_spanish, korean, s
     assert (utt in done and done[utt]["rerun"]) or utt in lost, (utt, list(done), lost)
     if utt in lost:
         assert lost[utt]["reason"]
+    if stage == "capture":  # what it was cutting died with it: lost, and said so
+        assert utt in lost and "capture stage was killed" in lost[utt]["reason"], lost
     later = [u for u in rep["utterances"] if u["id"] > utt and u["translated_text"]]
     assert len(later) >= 2, "the pipeline did not go on translating after the restart"
     assert "stage " + stage in err  # the restart is in the log
@@ -232,4 +236,4 @@ def test_capture_never_waits_for_a_slow_recogniser(tmp_path, models_dir, long_sp
     reasons = [u["reason"] for u in s["lost_utterances"]]
     assert reasons and all("queue full" in r for r in reasons), reasons
     assert s["utterances"] + len(reasons) == utterance_count(long_spanish)  # all accounted for
-    assert s["restarts"]["asr"] == 0
+    assert s["restarts"] == {"capture": 0, "asr": 0, "tts": 0, "playback": 0}

@@ -4,9 +4,11 @@ endpointer. Only speech goes downstream; silence never costs the recogniser anyt
 
 Stamps taken here: `speech_start` and `speech_end` are the moments the audio frames holding the
 first and last speech sample were fed in; `endpoint` is when the VAD decided the speaker paused.
-Capture never blocks on a slow pipeline in realtime pace: when the recogniser's queue is full,
-the rest of the current utterance is dropped and counted (its end is still reported, so the
-supervisor accounts for it).
+Capture never blocks on a slow pipeline in realtime pace (live, or `--pace realtime`): when the
+recogniser's queue is full, the rest of the current utterance is dropped and counted. What must
+arrive (an utterance's end, the end of the stream, a re-run) waits in an outbox that is sent as
+the queue drains, so capture keeps reading audio and sending heartbeats meanwhile; while anything
+waits there, new speech is dropped too (it could not arrive in order). At file pace it just blocks.
 """
 from __future__ import annotations
 
@@ -112,6 +114,7 @@ class CaptureStage(Stage):
         self.utt: str | None = None
         self.utt_dropping = False
         self.recent: OrderedDict[str, list] = OrderedDict()
+        self.outbox: deque[tuple[Msg, np.ndarray | None]] = deque()
         self.done = False
         self.info["vad"] = self.cfg.vad.engine
 
@@ -138,8 +141,10 @@ class CaptureStage(Stage):
 
     # ---- feeding ---------------------------------------------------------------------------------
     def tick(self) -> float | None:
+        if self.outbox:
+            self._flush()
         if not self.started or self.done:
-            return None
+            return 0.01 if self.outbox else None
         if self.live:  # whatever the device delivered by now, then back to the loop
             for frame, fed_ns in self.source.frames(timeout=0.0):
                 self._feed(frame, fed_ns)
@@ -184,7 +189,7 @@ class CaptureStage(Stage):
         if isinstance(ev, SpeechStart):
             self.utt = f"u{ev.speech_pos * 1000 // SAMPLE_RATE:08d}"
             self.utt_dropping = False
-            self.inflight.add(self.utt)
+            self.hold(self.utt)  # the supervisor knows at once: if capture dies now, it is lost
             self.recent[self.utt] = []
             while len(self.recent) > KEEP_UTTERANCES:
                 self.recent.popitem(last=False)
@@ -197,7 +202,7 @@ class CaptureStage(Stage):
                 self.counters["dropped_chunks"] += 1
                 return
             chunk = AudioChunk(utt=self.utt, pos=ev.pos, rate=SAMPLE_RATE)
-            if not self.send(chunk, pcm, block=not self.realtime):
+            if not self._flush() or not self.send(chunk, pcm, block=not self.realtime):
                 self.utt_dropping = True  # the recogniser is behind: drop the rest of this utterance
                 self.counters["dropped_chunks"] += 1
                 self.counters["dropped_utterances"] += 1
@@ -207,7 +212,7 @@ class CaptureStage(Stage):
             pause = UtterancePause(utt=self.utt, start_s=ev.start_pos / SAMPLE_RATE,
                                    end_s=ev.end_pos / SAMPLE_RATE)
             pause.stamp(self.name, "pause")
-            if self.send(pause, block=False):
+            if not self.outbox and self.send(pause, block=False):
                 self.counters["pauses"] += 1
         elif isinstance(ev, SpeechEnd):
             if self.utt is None:
@@ -219,22 +224,45 @@ class CaptureStage(Stage):
             end.stamp(self.name, "speech_end", self._fed_ns(max(ev.start_pos, ev.end_pos - 1)))
             end.stamp(self.name, "endpoint")
             self.recent[self.utt].append(end)
-            self.send(end)  # blocks at most until the queue has room: ends are never dropped
+            self._post(end)  # ends are never dropped
             self.report(Segmented(utt=self.utt, start_s=end.start_s, end_s=end.end_s,
                                   reason=end.reason))
             self.counters["utterances"] += 1
-            self.inflight.discard(self.utt)
             self.utt = None
 
     def _end_of_input(self) -> None:
         events = self.segmenter.flush()
         for ev in (self.wake.filter(events) if self.wake is not None else events):
             self._event(ev)
-        self.send(EndOfStream())
+        self._post(EndOfStream())
         self.counters.update(self.source.counters())
         self.report(SourceDone(counters=dict(self.counters), input_s=self.pos / SAMPLE_RATE))
         self.done = True
         self.heartbeat()
+
+    def _post(self, msg: Msg, pcm: np.ndarray | None = None) -> None:
+        """Send what must arrive, in order: at file pace blocking, in realtime through the outbox."""
+        if self.realtime:
+            self.outbox.append((msg, pcm))
+            if not self._flush():
+                self.counters["outbox_waited"] += 1  # it arrives late, when the queue has room
+        else:
+            self.send(msg, pcm)
+            self._sent(msg)
+
+    def _flush(self) -> bool:
+        """Send what waits in the outbox as far as the queue takes it: True when it is empty."""
+        while self.outbox:
+            msg, pcm = self.outbox[0]
+            if not self.send(msg, pcm, block=False):
+                return False
+            self.outbox.popleft()
+            self._sent(msg)
+        return True
+
+    def _sent(self, msg: Msg) -> None:
+        if isinstance(msg, UtteranceEnd):
+            self.release(msg.utt)  # until its end is out, a capture that dies loses it
 
     # ---- commands --------------------------------------------------------------------------------
     def apply_params(self, params: dict[str, float]) -> None:
@@ -272,9 +300,9 @@ class CaptureStage(Stage):
                     again = UtteranceEnd(utt=item.utt, start_s=item.start_s, end_s=item.end_s,
                                          reason=item.reason, rerun=True, stamps=list(item.stamps))
                     again.stamp(self.name, "rerun")
-                    self.send(again)
+                    self._post(again)
                 else:
-                    self.send(AudioChunk(utt=msg.utt, pos=item[0], rate=SAMPLE_RATE), item[1])
+                    self._post(AudioChunk(utt=msg.utt, pos=item[0], rate=SAMPLE_RATE), item[1])
             self.counters["reruns"] += 1
 
 
