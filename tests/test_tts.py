@@ -8,7 +8,7 @@ import pytest
 import soxr
 
 from babelfish import BabelfishError, UsageError
-from babelfish.engines.tts_piper import PiperTTS, sanitize
+from babelfish.engines.tts_piper import SILENCE, PiperTTS, sanitize, trim_silence
 
 TEXT = "Hello there. Where is the station? I would like a coffee."
 
@@ -113,3 +113,34 @@ def test_whisper_understands_it(tts, whisper_tiny_dir):
     segments, _ = model.transcribe(audio16k, language="en", beam_size=1)
     text = " ".join(s.text for s in segments).lower()
     assert "station" in text and "coffee" in text, text
+
+
+def _edges(a: np.ndarray, rate: int) -> tuple[float, float]:
+    """Seconds of silence (below SILENCE) before the first and after the last sound."""
+    loud = np.flatnonzero(np.abs(a.astype(np.float32) / 32767) > SILENCE)
+    return loud[0] / rate, (len(a) - 1 - loud[-1]) / rate
+
+
+def test_no_dead_air_before_the_first_word_or_after_the_last(tts):
+    """The voice's own silence before a text (30-60 ms) and after it (100-250 ms) is trimmed to
+    10 / 80 ms: first audio is the first word, and the next translation is not held back."""
+    parts = list(tts.synthesize("Good morning, where is the train station? Please."))
+    assert len(parts) == 3
+    rate = tts.sample_rate
+    lead, _ = _edges(parts[0], rate)
+    _, tail = _edges(parts[-1], rate)
+    assert lead <= 0.012 and tail <= 0.082, (lead, tail)
+    assert _rms(parts[0][: int(0.2 * rate)]) > 500  # the word is there, not cut
+
+
+def test_trim_silence_keeps_the_sound_and_fades_at_a_cut():
+    rate = 1000
+    tone = np.where(np.arange(400) % 2, 0.5, -0.5).astype(np.float32)  # loud from end to end
+    audio = np.concatenate([np.zeros(100, np.float32), tone, np.full(300, 1e-3, np.float32)])
+    out = trim_silence(audio, rate, lead=True, tail=True)
+    assert len(out) == 10 + 400 + 80  # KEEP_LEAD_S, the tone, KEEP_TAIL_S
+    assert out[0] == 0.0 and out[-1] == 0.0  # faded at both cuts
+    np.testing.assert_array_equal(out[10:410], tone)
+    same = trim_silence(audio, rate, lead=False, tail=False)
+    np.testing.assert_array_equal(same, audio)
+    assert len(trim_silence(np.zeros(50, np.float32), rate, lead=True, tail=True)) == 50

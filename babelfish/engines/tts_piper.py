@@ -64,6 +64,31 @@ def _find_voice(voice: str | Path) -> tuple[Path, Path]:
     return onnx, config
 
 
+SILENCE = 10 ** (-40 / 20)  # below -40 dB of full scale: not heard over the speech around it
+KEEP_LEAD_S = 0.01  # of the silence before the first word
+KEEP_TAIL_S = 0.08  # and after the last: a short gap, not dead air before the next translation
+FADE_S = 0.005
+
+
+def trim_silence(audio: np.ndarray, rate: int, *, lead: bool, tail: bool) -> np.ndarray:
+    """The voice puts 30-60 ms of silence before a text and 100-250 ms after it: the first would
+    delay the first word behind the moment we count as first audio, the second would hold back
+    the next utterance's speech. Trim them to KEEP_LEAD_S / KEEP_TAIL_S, with a short fade at a
+    cut. The pauses between a text's sentences and clauses are left alone."""
+    loud = np.flatnonzero(np.abs(audio) > SILENCE)
+    if not len(loud):
+        return audio
+    start = max(0, loud[0] - int(KEEP_LEAD_S * rate)) if lead else 0
+    end = min(len(audio), loud[-1] + 1 + int(KEEP_TAIL_S * rate)) if tail else len(audio)
+    out = audio[start:end].copy()
+    fade = min(int(FADE_S * rate), len(out) // 2)
+    if fade and start > 0:
+        out[:fade] *= np.linspace(0.0, 1.0, fade, dtype=out.dtype)
+    if fade and end < len(audio):
+        out[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=out.dtype)
+    return out
+
+
 class PiperTTS:
     """A Piper voice: `synthesize(text)` yields int16 mono audio at `sample_rate`, per sentence."""
 
@@ -118,20 +143,21 @@ class PiperTTS:
         if not text:
             return
         syn = SynthesisConfig(length_scale=self.length_scale)
+        plan = []  # the pieces to say (phonemizing is quick; synthesis is what takes time)
         for i, phonemes in enumerate(self._voice.phonemize(text)):
             pieces = self._bounded(phonemes)
             if i == 0:  # the first audio is what one waits for: its first clause goes first
                 pieces = (p for whole in pieces for p in self._first_clause(whole))
-            for piece in pieces:
-                if not any(p.isalpha() for p in piece):
-                    continue  # punctuation only
-                ids = self._voice.phonemes_to_ids(piece)
-                audio = np.asarray(self._voice.phoneme_ids_to_audio(ids, syn), np.float32).reshape(-1)
-                peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
-                if peak < 1e-8:
-                    continue
-                audio *= 1.0 / peak  # piper's default: each sentence normalised to full scale
-                yield np.clip(np.rint(audio * 32767.0), -32767, 32767).astype(np.int16)
+            plan += [p for p in pieces if any(c.isalpha() for c in p)]  # not punctuation only
+        for k, piece in enumerate(plan):
+            ids = self._voice.phonemes_to_ids(piece)
+            audio = np.asarray(self._voice.phoneme_ids_to_audio(ids, syn), np.float32).reshape(-1)
+            peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
+            if peak < 1e-8:
+                continue
+            audio *= 1.0 / peak  # piper's default: each sentence normalised to full scale
+            audio = trim_silence(audio, self.sample_rate, lead=k == 0, tail=k == len(plan) - 1)
+            yield np.clip(np.rint(audio * 32767.0), -32767, 32767).astype(np.int16)
 
     def _first_clause(self, phonemes: list[str]) -> list[list[str]]:
         """[up to and with the first comma, the rest] when both are long enough, else [all]:
