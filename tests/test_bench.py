@@ -292,9 +292,11 @@ def test_turn_matching_and_metrics_on_hand_made_reports():
     assert a["end_to_first_heard_ms"] == pytest.approx(-2200)    # 6.4 - 8.6: before the end
     assert a["start_to_first_heard_ms"] == pytest.approx(5900)   # 6.4 - 0.5
     assert a["last_path_ms"]["queue"] == pytest.approx(500)      # heard 9.8, handed over 9.3
+    assert a["start_to_first_piece_end_ms"] == pytest.approx(4800)  # first piece 0.5..5.3
     n = bench.turn_metrics(turns[0], [turns[0]])
     assert n["end_to_last_heard_ms"] == n["end_to_first_heard_ms"] == pytest.approx(1600)
     assert n["start_to_first_heard_ms"] == pytest.approx(9700)
+    assert n["start_to_first_piece_end_ms"] == pytest.approx(8100)  # the whole turn
 
     # the last piece said nothing: (a) is missing (not taken from an earlier piece), (b)/(c) stay
     silent = bench.slim_utterance(_u("u00005500", 5.5, 8.6, t0b))
