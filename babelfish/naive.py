@@ -68,7 +68,7 @@ from babelfish.config import Config, load_config, models_dir
 from babelfish.engines import SAMPLE_RATE, make_asr, make_translator, make_tts
 from babelfish.engines.vad import make_vad
 from babelfish.report import Summary, UtteranceReport, latencies, stage_times, summarize_latency
-from babelfish.schema import Stamp
+from babelfish.schema import Stamp, utterance_id
 from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.stages.playback import FileSink
 
@@ -213,7 +213,7 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
         nonlocal cur
         for ev in events:
             if isinstance(ev, SpeechStart):
-                cur = {"id": f"u{ev.speech_pos * 1000 // SAMPLE_RATE:08d}", "audio": []}
+                cur = {"id": utterance_id(ev.speech_pos, SAMPLE_RATE), "audio": []}
             elif isinstance(ev, SpeechAudio) and cur is not None:
                 cur["audio"].append(np.ascontiguousarray(ev.pcm, dtype=np.int16))
             elif isinstance(ev, SpeechEnd) and cur is not None:

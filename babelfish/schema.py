@@ -25,6 +25,17 @@ MAX_TIME_S = 1e7                    # times and positions in the input stay with
 SAMPLE_FORMATS = {"s16": 2}         # format name -> bytes per sample
 
 
+def utterance_id(pos: int, rate: int) -> str:
+    """An utterance's id: where its speech starts in the input (sample `pos` at `rate`), in
+    whole ms ("u00012300" at 12.3 s)."""
+    return f"u{pos * 1000 // rate:08d}"
+
+
+def utterance_start_s(utt: str) -> float:
+    """Where the speech of utterance `utt` starts (its id, see utterance_id); 0 if not an id."""
+    return int(utt[1:]) / 1000 if utt[:1] == "u" and utt[1:].isdigit() else 0.0
+
+
 class BadMessage(ValueError):
     """A frame that does not decode to a valid message: dropped and counted by the receiver."""
 

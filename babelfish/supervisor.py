@@ -34,7 +34,8 @@ from babelfish.report import (LostUtterance, Summary, UtteranceReport, latencies
                               summarize_latency)
 from babelfish.schema import (MAX_FRAME_BYTES, MAX_HEADER_BYTES, BadMessage, Heartbeat, Playing,
                               Progress, Rerun, Segmented, SetParams, Shutdown, SourceDone,
-                              StageError, Start, UtteranceDone, decode, encode)
+                              StageError, Start, UtteranceDone, decode, encode,
+                              utterance_start_s)
 from babelfish.security import check as check_keys, secure
 from babelfish.stages.base import RunInfo, RuntimeFile
 
@@ -206,7 +207,7 @@ class Supervisor:
             for uid in sorted(held):
                 u = self.utts.get(uid)
                 if u is None:  # capture had not finished cutting it: the supervisor never saw it
-                    start = int(uid[1:]) / 1000 if uid[1:].isdigit() else 0.0
+                    start = utterance_start_s(uid)
                     u = self.utts[uid] = UttState(uid, start, start, "")
                 if not u.done and not u.lost:
                     u.lost = f"the capture stage {why} while cutting it"
@@ -219,7 +220,7 @@ class Supervisor:
                 continue
             handed = prev_stage is not None and u.furthest.get(prev_stage) == prev_event \
                 and stage not in u.furthest
-            if u.id in held or handed or (stage == "capture" and not u.furthest):
+            if u.id in held or handed:
                 u.rerun_stage = stage
                 u.rerun_wait = float("inf")  # set when the stage is ready again
 

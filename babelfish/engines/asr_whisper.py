@@ -394,8 +394,6 @@ def _to_float(pcm: np.ndarray) -> np.ndarray:
     raise BabelfishError(f"whisper: audio must be int16 or float, not {pcm.dtype}")
 
 
-
-
 def _periodic_tail(units: list[str], min_unit: int, min_repeats) -> tuple[int, int] | None:
     """The repeated phrase that ends `units`, as (start, period): units[start:] is at least
     `min_repeats(period)` copies of units[start:start+period] (the last copy may be cut short).

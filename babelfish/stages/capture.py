@@ -22,7 +22,7 @@ from babelfish.audio import Chunker, Resampler, WavReader, float_to_int16, open_
 from babelfish.engines import SAMPLE_RATE
 from babelfish.engines.vad import make_vad
 from babelfish.schema import (AudioChunk, EndOfStream, Msg, Playing, Rerun, Segmented, SourceDone,
-                              Start, UtteranceEnd, UtterancePause)
+                              Start, UtteranceEnd, UtterancePause, utterance_id)
 from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechPause, SpeechStart, segmenter_for
 from babelfish.stages.base import Stage, stage_main
 
@@ -187,7 +187,7 @@ class CaptureStage(Stage):
 
     def _event(self, ev) -> None:
         if isinstance(ev, SpeechStart):
-            self.utt = f"u{ev.speech_pos * 1000 // SAMPLE_RATE:08d}"
+            self.utt = utterance_id(ev.speech_pos, SAMPLE_RATE)
             self.utt_dropping = False
             self.hold(self.utt)  # the supervisor knows at once: if capture dies now, it is lost
             self.recent[self.utt] = []
