@@ -174,6 +174,10 @@ def _replay_suite(args, entries) -> int:
             raise UsageError(f"{e.origin}: {err}" if e.origin else str(err)) from None
         plans.append((e, cfg, info, out_dir / f"{e.name}.{cfg.pipeline.target_lang}.wav"))
     _check_plot(args)
+    if any(e.scored for e in entries):
+        from babelfish.quality import require
+
+        require()  # sacrebleu and jiwer, before the first recording rather than after it
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
@@ -187,15 +191,21 @@ def _replay_suite(args, entries) -> int:
         utts, summary, sup = _replay_one(cfg, e.path, info, out, args, previous=sup)
         quality = None if e.expect is None else suite.check_quality(
             e.expect, [u.translated_text for u in utts])
+        summary.quality = suite.score_recording(e, utts, suite.route_has_source(cfg))
         docs.append(suite.recording_doc(e, cfg.pipeline.source_lang, cfg.pipeline.target_lang,
                                         utts, summary, quality))
         _print_summary(summary, str(out), None)
-        print(suite.quality_line(quality), flush=True)
+        if quality is not None or summary.quality is None:
+            print(suite.quality_line(quality), flush=True)
+        if summary.quality is not None:
+            print(suite.scores_line(summary.quality), flush=True)
     doc = suite.suite_report(docs, planned=[e.name for e in entries],
                              budget_ms=base_cfg.budgets.end_to_end_ms)
     if args.report:
         suite.write_report(args.report, doc)
     print(suite.overall_line(doc["summary"]), flush=True)
+    if doc["summary"].get("quality") is not None:
+        print(suite.scores_line(doc["summary"]["quality"], overall=True), flush=True)
     if args.report:
         print(f"report: {args.report}")
     _write_plot(args, doc, base_cfg)
@@ -425,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_cli.add_parser(sub)
     compare.add_parser(sub)
     plot.add_parser(sub)
+    plot.add_tradeoff_parser(sub)
     return p
 
 

@@ -4,15 +4,20 @@ Reads only report files: the report of `babelfish replay --report` (one recordin
 "default") or a suite report ({"recordings": [{"name", "utterances", "summary", "quality"}, ...],
 "summary": {...}}). Recordings are matched by name (two one-recording reports are matched even
 when their names differ). For each recording, and overall for suite reports, it prints end of
-speech -> first audio p50/p95, the p50 time of every stage and the quality check, with the
-baseline, the new value and the change.
+speech -> first audio p50/p95, the p50 time of every stage, the quality check and, where the
+report has them (summary "quality", babelfish/quality.py), chrF, BLEU, WER, untranslated prompts
+and invented words, with the baseline, the new value and the change.
 
 Exit 1 (one `regression: ...` line each) when:
   * end-to-end p50 or p95 (per recording, or overall) is more than --tolerance percent (default
     10) above the baseline AND more than NOISE_FLOOR_MS (20 ms) above it in absolute terms: a few
     milliseconds of scheduling noise on a fast stage is not a regression, whatever the percentage;
   * the new report has no end-to-end latency where the baseline had one (no audio came out);
-  * a quality check that passed in the baseline fails (or its recording is gone) in the new one.
+  * a quality check that passed in the baseline fails (or its recording is gone) in the new one;
+  * translation quality against references got worse: chrF or BLEU lower by more than
+    --quality-tolerance points (default 2), or WER higher by more than that many points (per
+    recording and overall); a recording has more untranslated prompts, invented words where
+    the baseline had none, or no quality figures any more (per recording only).
 Per-stage times are shown for diagnosis only. Exit 2 for a missing or unreadable report, 0 otherwise.
 
 babelfish/cli.py registers it with `compare.add_parser(sub)` and runs it with `compare.run(args)`.
@@ -32,6 +37,7 @@ from babelfish.report import percentile
 log = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE_PCT = 10.0
+DEFAULT_QUALITY_TOLERANCE = 2.0  # chrF/BLEU/WER points
 NOISE_FLOOR_MS = 20.0  # latency changes smaller than this never count as regressions
 STAGE_ORDER = ("vad", "asr", "mt", "tts", "playback")
 
@@ -126,6 +132,7 @@ class Metrics:
     e2e_p95: float | None
     stages: dict[str, float]
     quality: dict | None  # {"required", "found", "missing", "passed"} or None (no check)
+    scores: dict | None = None  # translation quality against references (quality.py) or None
 
 
 def _num(v) -> float | None:
@@ -141,7 +148,13 @@ def recording_metrics(rec: Recording) -> Metrics:
     stages = s.get("stage_ms_p50") if isinstance(s.get("stage_ms_p50"), dict) else _stage_p50(utts)
     n = s.get("utterances") if isinstance(s.get("utterances"), int) else len(utts)
     return Metrics(n, p50, p95, {k: v for k, v in stages.items() if _num(v) is not None},
-                   rec.quality)
+                   rec.quality, _scores(s))
+
+
+def _scores(summary: dict) -> dict | None:
+    """A summary's translation quality dict (quality.py), None when it has none."""
+    q = summary.get("quality")
+    return q if isinstance(q, dict) else None
 
 
 def overall_metrics(rep: Report) -> Metrics:
@@ -159,7 +172,7 @@ def overall_metrics(rep: Report) -> Metrics:
         passed = sum(1 for q in checks if q.get("passed"))
         quality = {"passed": passed == len(checks), "count": f"{passed}/{len(checks)}"}
     return Metrics(len(utts), p50, p95, {k: v for k, v in stages.items() if _num(v) is not None},
-                   quality)
+                   quality, _scores(s))
 
 
 # ---- comparing ------------------------------------------------------------------------------------
@@ -205,8 +218,87 @@ def _quality_missing(q: dict | None) -> list[str]:
     return [str(m) for m in q["missing"]]
 
 
+def _fig(q: dict | None, key: str) -> float | None:
+    return _num(q.get(key)) if q else None
+
+
+def _count(q: dict | None, key: str) -> int | None:
+    """len() of a list field or an int field of a quality dict; None without it."""
+    if not q:
+        return None
+    v = q.get(key)
+    if isinstance(v, list):
+        return len(v)
+    return int(v) if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _fmt_fig(v: float | None, unit: str = "") -> str:
+    return "-" if v is None else f"{v:.1f}{unit}"
+
+
+def _fmt_points(new: float | None, base: float | None) -> str:
+    return "-" if new is None or base is None else f"{new - base:+.1f}"
+
+
+def compare_scores(label: str, new: dict | None, base: dict | None, tolerance: float,
+                   per_recording: bool = True
+                   ) -> tuple[list[tuple[str, str, str, str, str]], list[str]]:
+    """Rows and regression lines for translation quality against references (quality.py):
+    chrF/BLEU down or WER up by more than `tolerance` points; per recording also more
+    untranslated prompts, invented words where there were none and figures gone from the new
+    report (overall, per_recording False, those are shown but already named per recording)."""
+    rows: list[tuple[str, str, str, str, str]] = []
+    regs: list[str] = []
+    if new is None and base is None:
+        return rows, regs
+    if new is None:
+        if per_recording:
+            regs.append(f"regression: {label}: translation quality against references is "
+                        "missing from the new report")
+        rows.append(("translation quality", "scored", "-", "",
+                     "REGRESSION" if per_recording else ""))
+        return rows, regs
+    b, n = _count(base, "prompts"), _count(new, "prompts")
+    if b or n:
+        rows.append(("prompts", "-" if b is None else str(b), "-" if n is None else str(n),
+                     "not the same prompts" if None not in (b, n) and b != n else "", ""))
+    for key, name, sign, unit in (("chrf", "chrF", -1, ""), ("bleu", "BLEU", -1, ""),
+                                  ("wer", "WER", 1, "%")):
+        b, n = _fig(base, key), _fig(new, key)
+        if b is None and n is None:
+            continue
+        bad = b is not None and n is not None and sign * (n - b) > tolerance
+        rows.append((name, _fmt_fig(b, unit), _fmt_fig(n, unit), _fmt_points(n, b),
+                     "REGRESSION" if bad else ""))
+        if bad:
+            what = "higher" if sign > 0 else "lower"
+            regs.append(f"regression: {label}: {name} {n:.1f}{unit} vs {b:.1f}{unit} "
+                        f"({n - b:+.1f} points, {what} by more than {tolerance:g})")
+    for key, name in (("untranslated", "untranslated prompts"),
+                      ("invented_words", "invented words")):
+        b, n = _count(base, key), _count(new, key)
+        if b is None and n is None:
+            continue
+        if key == "untranslated":
+            bad = per_recording and b is not None and n is not None and n > b
+        else:
+            bad = per_recording and b == 0 and bool(n)
+        rows.append((name, "-" if b is None else str(b), "-" if n is None else str(n),
+                     "-" if n is None or b is None else f"{n - b:+d}", "REGRESSION" if bad else ""))
+        if bad:
+            extra = ""
+            if key == "untranslated":
+                extra = ": " + ", ".join(map(str, new.get("untranslated") or []))
+            elif new.get("invented"):
+                extra = ": " + ", ".join(f'"{i.get("text", "")}"' for i in new["invented"][:3])
+            regs.append(f"regression: {label}: {name} {b} -> {n}{extra}")
+    return rows, regs
+
+
 def compare_metrics(label: str, new: Metrics, base: Metrics, tolerance_pct: float,
-                    quality_regressions: bool = True) -> tuple[list[str], list[str]]:
+                    quality_regressions: bool = True,
+                    quality_tolerance: float = DEFAULT_QUALITY_TOLERANCE
+                    ) -> tuple[list[str], list[str]]:
     """The table lines for one recording (or overall) and its regression lines."""
     rows: list[tuple[str, str, str, str, str]] = []
     regressions: list[str] = []
@@ -239,6 +331,11 @@ def compare_metrics(label: str, new: Metrics, base: Metrics, tolerance_pct: floa
                 (" (no quality check in the new report)" if new.quality is None else "")
             regressions.append(f"regression: {label}: quality check passed in the baseline, "
                                f"fails now{why}")
+    # counts are named per recording: overall (quality_regressions False) has the figures only
+    score_rows, score_regs = compare_scores(label, new.scores, base.scores, quality_tolerance,
+                                            per_recording=quality_regressions)
+    rows += score_rows
+    regressions += score_regs
     w0 = max(len(r[0]) for r in rows)
     w1 = max(8, *(len(r[1]) for r in rows))
     w2 = max(8, *(len(r[2]) for r in rows))
@@ -265,7 +362,8 @@ def _pairs(new: Report, base: Report) -> list[tuple[Recording | None, Recording 
     return pairs
 
 
-def compare_reports(new: Report, base: Report, tolerance_pct: float = DEFAULT_TOLERANCE_PCT
+def compare_reports(new: Report, base: Report, tolerance_pct: float = DEFAULT_TOLERANCE_PCT,
+                    quality_tolerance: float = DEFAULT_QUALITY_TOLERANCE
                     ) -> tuple[list[str], list[str]]:
     """(lines to print, regression lines). The regression lines are also among the printed lines."""
     out: list[str] = [f"new:      {new.path}", f"baseline: {base.path}", ""]
@@ -280,21 +378,25 @@ def compare_reports(new: Report, base: Report, tolerance_pct: float = DEFAULT_TO
             continue
         label = n.name if n.name == b.name else f"{n.name} (baseline {b.name})"
         lines, regs = compare_metrics(label, recording_metrics(n), recording_metrics(b),
-                                      tolerance_pct)
+                                      tolerance_pct, quality_tolerance=quality_tolerance)
         out += [f"recording {label}"] + lines + [""]
         regressions += regs
     if new.suite or base.suite:
         # quality failures are already named per recording: overall shows the count only
         lines, regs = compare_metrics("overall", overall_metrics(new), overall_metrics(base),
-                                      tolerance_pct, quality_regressions=False)
+                                      tolerance_pct, quality_regressions=False,
+                                      quality_tolerance=quality_tolerance)
         out += ["overall"] + lines + [""]
         regressions += regs
     out += regressions
+    scored = any(_scores(r.summary) or any(_scores(rec.summary) for rec in r.recordings)
+                 for r in (new, base))
+    q_note = f"; quality tolerance {quality_tolerance:g} points" if scored else ""
     if regressions:
-        out.append(f"{len(regressions)} regression(s) (tolerance {tolerance_pct:g}%; latency "
-                   f"changes under {NOISE_FLOOR_MS:.0f} ms are ignored as noise)")
+        out.append(f"{len(regressions)} regression(s) (tolerance {tolerance_pct:g}%{q_note}; "
+                   f"latency changes under {NOISE_FLOOR_MS:.0f} ms are ignored as noise)")
     else:
-        out.append(f"no regressions (tolerance {tolerance_pct:g}%; latency changes under "
+        out.append(f"no regressions (tolerance {tolerance_pct:g}%{q_note}; latency changes under "
                    f"{NOISE_FLOOR_MS:.0f} ms are ignored as noise)")
     return out, regressions
 
@@ -311,17 +413,32 @@ def _tolerance(text: str) -> float:
     return v
 
 
+def _points(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of points: {text!r}") from None
+    if not 0 <= v <= 100:
+        raise argparse.ArgumentTypeError(f"quality tolerance must be 0..100 points, got {text}")
+    return v
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the "compare" subcommand on an argparse subparsers object."""
     p = subparsers.add_parser(
         "compare", help="compare two latency reports; exit 1 on a regression",
         description="Compare a new replay/suite report with a baseline. Exit 1 when end-to-end "
                     f"latency p50/p95 got worse by more than the tolerance (and more than "
-                    f"{NOISE_FLOOR_MS:.0f} ms: noise floor) or a quality check that passed fails.")
+                    f"{NOISE_FLOOR_MS:.0f} ms: noise floor), a quality check that passed fails, "
+                    "or translation quality against references dropped (chrF, BLEU, WER, "
+                    "untranslated prompts, invented words).")
     p.add_argument("new", metavar="NEW.json")
     p.add_argument("baseline", metavar="BASELINE.json")
     p.add_argument("--tolerance", type=_tolerance, default=DEFAULT_TOLERANCE_PCT, metavar="PCT",
                    help=f"allowed latency increase in percent (default {DEFAULT_TOLERANCE_PCT:g})")
+    p.add_argument("--quality-tolerance", type=_points, default=DEFAULT_QUALITY_TOLERANCE,
+                   metavar="POINTS", help="allowed drop of chrF/BLEU and rise of WER in points "
+                                          f"(default {DEFAULT_QUALITY_TOLERANCE:g})")
     p.set_defaults(func=run)
     return p
 
@@ -334,7 +451,9 @@ def run(args: argparse.Namespace) -> int:
     except BabelfishError as e:
         print(f"babelfish: error: {e}", file=sys.stderr)
         return 2
-    lines, regressions = compare_reports(new, base, args.tolerance)
+    lines, regressions = compare_reports(new, base, args.tolerance,
+                                         getattr(args, "quality_tolerance",
+                                                 DEFAULT_QUALITY_TOLERANCE))
     print("\n".join(lines), flush=True)
     return 1 if regressions else 0
 

@@ -13,6 +13,11 @@ recording. The picture size depends only on the number of rows (see `figure_size
 
 `plot_report(report, out_png, budget_ms=None)` is what `babelfish replay --plot` calls.
 babelfish/cli.py registers the command with `plot.add_parser(sub)` and runs it with `plot.run(args)`.
+
+`babelfish tradeoff OUT.png REPORT [REPORT ...] [--label NAME ...]` (`tradeoff(points, out_png)`)
+draws translation quality against latency, the picture simultaneous-translation papers use to
+compare systems: one point per report (suite reports with references, summary "quality"), x the
+end of speech -> first audio p50 with a whisker to its p95, y the corpus chrF.
 """
 from __future__ import annotations
 
@@ -44,6 +49,10 @@ SPEECH_COLOUR = "#7f7f7f"
 OUT_COLOUR = "#98df8a"
 BUDGET_COLOUR = "#2ca02c"
 OVER_COLOUR = "#d62728"
+TRADEOFF_SIZE_IN = (8.0, 5.5)
+TRADEOFF_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+# (label, e2e p50 ms, e2e p95 ms or None, chrF): one system/configuration in the trade-off picture
+TradeoffPoint = tuple[str, float, float | None, float]
 
 
 def _matplotlib():
@@ -231,10 +240,16 @@ def plot_report(report, out_png: str | Path, budget_ms: float | None = None) -> 
 
     `report` is a replay report or a suite report as a dict (as read from the JSON file); the
     budget defaults to the report's own, else budgets.end_to_end_ms of config/default.toml."""
-    fig = make_figure(report, budget_ms)
+    return _save(make_figure(report, budget_ms), out_png, "plot")
+
+
+# ---- quality against latency ----------------------------------------------------------------------
+
+def _save(fig, out_png: str | Path, what: str) -> Path:
+    """Write a figure as a PNG atomically (a .tmp file renamed over it)."""
     out = Path(out_png)
     if out.is_dir():
-        raise UsageError(f"plot output is a directory: {out}")
+        raise UsageError(f"{what} output is a directory: {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     try:
@@ -242,8 +257,62 @@ def plot_report(report, out_png: str | Path, budget_ms: float | None = None) -> 
         os.replace(tmp, out)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise BabelfishError(f"cannot write the plot {out}: {e}") from None
+        raise BabelfishError(f"cannot write the {what} {out}: {e}") from None
     return out
+
+
+def tradeoff_figure(points: list[TradeoffPoint]):
+    """Quality against latency as a matplotlib Figure: per point a marker at (p50, chrF) and a
+    horizontal whisker from p50 to p95; a legend names the points with their figures (labels
+    next to the markers would overlap for close systems)."""
+    _, Figure, FigureCanvasAgg = _matplotlib()
+    if not points:
+        raise UsageError("nothing to draw: no reports")
+    fig = Figure(figsize=TRADEOFF_SIZE_IN, dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.1, 0.12, 0.86, 0.78))
+    for i, (label, p50, p95, chrf) in enumerate(points):
+        whisker = [[0.0], [max(0.0, p95 - p50)]] if p95 is not None else None
+        p95_text = "" if p95 is None else f" / p95 {p95:.0f}"
+        ax.errorbar([p50], [chrf], xerr=whisker, fmt=TRADEOFF_MARKERS[i % len(TRADEOFF_MARKERS)],
+                    color=f"C{i % 10}", markersize=9, capsize=5, elinewidth=1.5,
+                    markeredgecolor="white", zorder=3,
+                    label=f"{label}: chrF {chrf:.1f}, p50 {p50:.0f}{p95_text} ms")
+    right = max(p95 if p95 is not None else p50 for _, p50, p95, _ in points)
+    ys = [c for *_, c in points]
+    ax.set_xlim(0, right * 1.15 + 50)
+    ax.set_ylim(max(0.0, min(ys) - 10), min(100.0, max(ys) + 10))
+    ax.set_xlabel("end of speech \u2192 first translated audio, ms (marker p50, whisker to p95)")
+    ax.set_ylabel("chrF against the references (higher is better)")
+    ax.grid(color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.legend(loc="best", fontsize=8, framealpha=0.9, title="better: up and to the left",
+              title_fontsize=8)
+    fig.suptitle(f"Translation quality against latency: {len(points)} report(s)", x=0.02,
+                 ha="left", fontsize=11)
+    return fig
+
+
+def tradeoff(points: list[TradeoffPoint], out_png: str | Path) -> Path:
+    """Draw quality against latency (see `tradeoff_figure`) into out_png; returns the path."""
+    return _save(tradeoff_figure(points), out_png, "tradeoff picture")
+
+
+def tradeoff_point(report, label: str, where: str = "report") -> TradeoffPoint:
+    """(label, e2e p50, e2e p95, chrF) of a report with translation quality (summary "quality",
+    babelfish/quality.py); UsageError (one line) when it has no chrF or no latency."""
+    from babelfish.compare import overall_metrics, parse_report
+
+    rep = parse_report(_builtins(report), where)
+    q = rep.summary.get("quality")
+    chrf = q.get("chrf") if isinstance(q, dict) else None
+    if not isinstance(chrf, (int, float)):
+        raise UsageError(f"{where}: no translation quality (chrF): replay a suite whose "
+                         "recordings have [[recording.prompt]] references")
+    m = overall_metrics(rep)
+    if m.e2e_p50 is None:
+        raise UsageError(f"{where}: no end-to-end latency (no audio came out)")
+    return (label, float(m.e2e_p50), m.e2e_p95, float(chrf))
 
 
 # ---- command line ---------------------------------------------------------------------------------
@@ -283,6 +352,43 @@ def run(args: argparse.Namespace) -> int:
         print(f"babelfish: error: {e}", file=sys.stderr)
         return 1
     print(f"timeline: {out}")
+    return 0
+
+
+def add_tradeoff_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the "tradeoff" subcommand on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "tradeoff", help="draw translation quality against latency for suite reports (PNG)",
+        description="Draw one point per suite report with references: x end of speech -> first "
+                    "audio p50 (whisker to p95), y chrF against the references.")
+    p.add_argument("out", metavar="OUT.png")
+    p.add_argument("reports", nargs="+", metavar="REPORT")
+    p.add_argument("--label", action="extend", nargs="+", metavar="NAME",
+                   help="a name per report, in order (--label A B or --label A --label B; "
+                        "default: the report file's name without .json)")
+    p.set_defaults(func=run_tradeoff)
+    return p
+
+
+def run_tradeoff(args: argparse.Namespace) -> int:
+    """Run a parsed `tradeoff` command: 0 written, 1 failure, 2 bad input."""
+    from babelfish.compare import read_json
+
+    try:
+        labels = args.label or [Path(r).stem for r in args.reports]
+        if len(labels) != len(args.reports):
+            raise UsageError(f"{len(labels)} --label for {len(args.reports)} report(s): give "
+                             "one per report or none")
+        points = [tradeoff_point(read_json(r), label, str(r))
+                  for r, label in zip(args.reports, labels)]
+        out = tradeoff(points, args.out)
+    except UsageError as e:
+        print(f"babelfish: error: {e}", file=sys.stderr)
+        return 2
+    except BabelfishError as e:
+        print(f"babelfish: error: {e}", file=sys.stderr)
+        return 1
+    print(f"quality against latency: {out}")
     return 0
 
 

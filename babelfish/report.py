@@ -118,6 +118,9 @@ class Summary:
     speculation: dict[str, dict[str, int]] = field(default_factory=dict)
     complete: bool = True           # False when the run was interrupted or gave up
     error: str = ""
+    # translation quality against references (babelfish/quality.py), in suite reports whose
+    # recording has [[recording.prompt]] entries or speech = false; None otherwise
+    quality: dict | None = None
 
 
 def summarize_latency(utts: list[UtteranceReport]) -> tuple[float | None, float | None, dict]:

@@ -9,12 +9,25 @@ its languages (default: the config and --from/--to) and words its translation mu
     to = "en"
     expect = ["station", "coffee"]
     # name = "station"   # optional; default the file name without .wav
+    [[recording.prompt]]  # optional, each prompt spoken in it: translation quality (quality.py)
+    id = "station"
+    start_s = 0.52        # where its speech is in the WAV
+    end_s = 2.31
+    source = "¿Dónde está la estación?"      # what was said (for the transcript's WER)
+    reference = "Where is the station?"      # a reference translation
+
+    [[recording]]
+    path = "noise.wav"
+    speech = false        # no speech at all: every translated word from it is invented
 
 The recordings are replayed one after another (one Supervisor run each, in babelfish/cli.py) into
 one report: {"recordings": [{"name", "path", "from", "to", "utterances", "summary", "quality"}],
 "summary": {...overall...}}, which `babelfish compare` and `babelfish plot` read. The quality check
 is a case-insensitive whole-word match of each expected word (a plural "s"/"es" also counts) in
 the recording's translated text, all utterances joined; "quality" is null when nothing is expected.
+Translation quality against the prompts' references (BLEU, chrF, WER, invented words) is each
+recording's summary "quality" (quality.score, or quality.invented_only for speech = false; null
+without either) and the overall summary's "quality" (quality.combine).
 """
 from __future__ import annotations
 
@@ -22,15 +35,18 @@ import os
 import re
 import tomllib
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
-from babelfish import UsageError
+from babelfish import UsageError, quality
+from babelfish.quality import Prompt
 from babelfish.report import percentile
 
-RECORDING_KEYS = ("path", "from", "to", "expect", "name")
+RECORDING_KEYS = ("path", "from", "to", "expect", "name", "prompt", "speech")
+PROMPT_KEYS = ("id", "start_s", "end_s", "source", "reference")
 
 
 @dataclass
@@ -41,6 +57,13 @@ class Entry:
     target_lang: str | None = None
     expect: list[str] | None = None  # None: no quality check
     origin: str = ""                 # "suite.toml: recording 2", for error messages
+    prompts: list[Prompt] = field(default_factory=list)  # references: translation quality
+    speech: bool = True              # False: no speech at all, every translated word is invented
+
+    @property
+    def scored(self) -> bool:
+        """Whether its translation quality is measured (it has prompts, or no speech at all)."""
+        return bool(self.prompts) or not self.speech
 
 
 # ---- what to replay -------------------------------------------------------------------------------
@@ -107,13 +130,55 @@ def read_suite(path: str | Path) -> list[Entry]:
         if expect is not None and (not isinstance(expect, list) or not all(
                 isinstance(w, str) and w.strip() for w in expect)):
             raise UsageError(f'{where}: expect must be a list of words, e.g. ["station", "coffee"]')
+        speech = r.get("speech", True)
+        if not isinstance(speech, bool):
+            raise UsageError(f"{where}: speech must be true or false")
+        prompts = read_prompts(r["prompt"], where) if "prompt" in r else []
+        if prompts and not speech:
+            raise UsageError(f"{where}: speech = false cannot have [[recording.prompt]] entries")
         rec_path = Path(r["path"]).expanduser()
         if not rec_path.is_absolute():
             rec_path = Path(os.path.normpath(path.parent / rec_path))
         out.append(Entry(rec_path, name=r.get("name", "").strip(), source_lang=r.get("from"),
                          target_lang=r.get("to"),
                          expect=[w.strip() for w in expect] if expect is not None else None,
-                         origin=where))
+                         origin=where, prompts=prompts, speech=speech))
+    return out
+
+
+def _is_seconds(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+
+
+def read_prompts(raw: Any, where: str) -> list[Prompt]:
+    """The [[recording.prompt]] tables of one recording, checked: exactly PROMPT_KEYS, a
+    non-empty id, 0 <= start_s < end_s, strings for source and reference, unique ids."""
+    if not isinstance(raw, list) or not raw or not all(isinstance(p, dict) for p in raw):
+        raise UsageError(f"{where}: prompt must be [[recording.prompt]] tables")
+    out: list[Prompt] = []
+    for j, p in enumerate(raw, 1):
+        at = f"{where}: prompt {j}"
+        extra = sorted(set(p) - set(PROMPT_KEYS))
+        if extra:
+            raise UsageError(f"{at}: unknown key(s) {', '.join(extra)} "
+                             f"(allowed: {', '.join(PROMPT_KEYS)})")
+        missing = [k for k in PROMPT_KEYS if k not in p]
+        if missing:
+            raise UsageError(f"{at}: missing {', '.join(missing)} "
+                             f"(a prompt needs {', '.join(PROMPT_KEYS)})")
+        for key in ("id", "source", "reference"):
+            if not isinstance(p[key], str) or not p[key].strip():
+                raise UsageError(f"{at}: {key} must be a non-empty string")
+        if not _is_seconds(p["start_s"]) or not _is_seconds(p["end_s"]):
+            raise UsageError(f"{at}: start_s and end_s must be seconds (numbers >= 0)")
+        if not p["start_s"] < p["end_s"]:
+            raise UsageError(f"{at}: start_s ({p['start_s']}) must be before end_s "
+                             f"({p['end_s']})")
+        if any(q.id == p["id"].strip() for q in out):
+            raise UsageError(f"{at}: two prompts have the id {p['id'].strip()!r}")
+        out.append(Prompt(id=p["id"].strip(), start_s=float(p["start_s"]),
+                          end_s=float(p["end_s"]), source=p["source"].strip(),
+                          reference=p["reference"].strip()))
     return out
 
 
@@ -160,6 +225,36 @@ def check_quality(expect: list[str], texts: list[str]) -> dict:
     found = [w for w in expect if contains_word(joined, w)]
     missing = [w for w in expect if w not in found]
     return {"required": list(expect), "found": found, "missing": missing, "passed": not missing}
+
+
+def score_recording(entry: Entry, utts: list[Any], has_source: bool) -> dict | None:
+    """A recording's translation quality against its references (quality.score), the invented
+    words of a recording without speech, or None when it has neither prompts nor speech = false."""
+    if entry.prompts:
+        return quality.score(entry.prompts, utts, has_source=has_source)
+    if not entry.speech:
+        return quality.invented_only(utts)
+    return None
+
+
+def route_has_source(cfg: Any) -> bool:
+    """Whether the route fills utterances' source_text (the words as spoken): the recogniser
+    transcribes (text translation follows), or Whisper translates and also gives the words as
+    spoken (asr.source_text)."""
+    from babelfish.addresses import asr_output_language
+
+    return asr_output_language(cfg) == cfg.pipeline.source_lang or bool(cfg.asr.source_text)
+
+
+def overall_quality(recordings: list[dict]) -> dict | None:
+    """The suite's translation quality: every prompt of every recording as one corpus
+    (quality.combine) and the invented words of all recordings, with or without speech; None
+    when no recording has a quality dict."""
+    named = [(r["name"], q) for r in recordings
+             if isinstance(q := (r.get("summary") or {}).get("quality"), dict)]
+    if not named:
+        return None
+    return quality.combine([q for _, q in named], names=[n for n, _ in named])
 
 
 # ---- the report -----------------------------------------------------------------------------------
@@ -212,6 +307,9 @@ def suite_report(recordings: list[dict], planned: list[str] | None = None,
     }
     if budget_ms is not None:
         summary["budget_ms"] = budget_ms
+    q = overall_quality(recordings)
+    if q is not None:
+        summary["quality"] = q
     return {"recordings": recordings, "summary": summary}
 
 
@@ -247,3 +345,9 @@ def overall_line(s: dict) -> str:
     if s["not_run"]:
         line += f"; not run: {', '.join(s['not_run'])}"
     return line
+
+
+def scores_line(q: dict, overall: bool = False) -> str:
+    """The translation quality line of a recording (or, overall, of the suite), e.g.
+    `quality: chrF 55.2, BLEU 23.1, WER 12.3% (16/16 prompts translated)`."""
+    return quality.line(q, prefix="suite quality" if overall else "quality")

@@ -12,7 +12,11 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 debs=(libportaudio2)
-[ "$dev" = 1 ] && debs+=(espeak-ng sox pulseaudio pulseaudio-utils libasound2-plugins)
+# --dev: test speech (espeak-ng, sox), a virtual sound card (PulseAudio), and real human speech
+# with transcripts for the quality set (scripts/make_speech_set.py): Asterisk's Spanish prompts
+# (G.722 audio, Spanish text) and the English text of the same prompts.
+[ "$dev" = 1 ] && debs+=(espeak-ng sox pulseaudio pulseaudio-utils libasound2-plugins
+                         asterisk-core-sounds-es-g722 asterisk-core-sounds-es asterisk-core-sounds-en)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,7 +35,7 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     exit 2
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-extras="models,live,wakeword,plot"
+extras="models,live,wakeword,plot,quality"
 [ "$dev" = 1 ] && extras="$extras,dev"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
 .venv/bin/babelfish models install

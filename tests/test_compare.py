@@ -221,3 +221,95 @@ def test_babelfish_compare_command(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"babelfish: error: no such report file: "
                                              f"{tmp_path / 'missing.json'}"]
+
+
+# ---- translation quality against references (summary "quality", babelfish/quality.py) ----------
+
+def scores(chrf: float, bleu: float, wer: float | None = 10.0, untranslated: list[str] = (),
+           invented: list[str] = (), prompts: int = 4) -> dict:
+    """A quality dict as babelfish/quality.py writes it (the figures given, rows left empty)."""
+    return {"prompts": prompts, "translated": prompts - len(untranslated),
+            "untranslated": list(untranslated), "bleu": bleu, "chrf": chrf, "wer": wer,
+            "invented": [{"start_s": 1.0, "end_s": 2.0, "text": t} for t in invented],
+            "invented_words": sum(len(t.split()) for t in invented), "per_prompt": []}
+
+
+def with_scores(doc: dict, per_recording: dict[str, dict], overall: dict | None) -> dict:
+    for rec in doc["recordings"]:
+        rec["summary"]["quality"] = per_recording.get(rec["name"])
+    if overall is not None:
+        doc["summary"]["quality"] = overall
+    return doc
+
+
+def scored_suite(a: dict, b: dict, overall: dict) -> dict:
+    return with_scores(make_suite({"a": ([1000, 1000], True), "b": ([1000, 1000], True)}),
+                       {"a": a, "b": b}, overall)
+
+
+def test_quality_within_tolerance_is_no_regression(tmp_path, capsys):
+    base = write(tmp_path, "b.json", scored_suite(scores(55.0, 23.0), scores(60.0, 30.0),
+                                                  scores(57.5, 26.0)))
+    new = write(tmp_path, "n.json", scored_suite(scores(53.5, 21.5, wer=11.9), scores(61.0, 30.0),
+                                                 scores(57.0, 25.0, wer=11.0)))
+    code, out, _ = run_compare(capsys, new, base)
+    assert code == 0, out
+    assert "no regressions" in out and "quality tolerance 2 points" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("chrF"))
+    assert "55.0" in row and "53.5" in row and "-1.5" in row and "REGRESSION" not in row
+    wer = next(line for line in out.splitlines() if line.strip().startswith("WER"))
+    assert "10.0%" in wer and "11.9%" in wer and "+1.9" in wer
+    for name in ("BLEU", "untranslated prompts", "invented words"):
+        assert name in out
+
+
+def test_quality_drop_is_a_regression_per_recording_and_overall(tmp_path, capsys):
+    base = write(tmp_path, "b.json", scored_suite(scores(55.0, 23.0), scores(60.0, 30.0),
+                                                  scores(57.5, 26.0)))
+    new = write(tmp_path, "n.json", scored_suite(
+        scores(50.0, 23.0, wer=14.0, untranslated=["station"]),
+        scores(60.0, 30.0, invented=["Thank you."]),
+        scores(54.0, 26.0, untranslated=["a/station"], invented=["Thank you."])))
+    code, out, _ = run_compare(capsys, new, base)
+    assert code == 1
+    regs = [line for line in out.splitlines() if line.startswith("regression:")]
+    assert "regression: a: chrF 50.0 vs 55.0 (-5.0 points, lower by more than 2)" in regs
+    assert "regression: a: WER 14.0% vs 10.0% (+4.0 points, higher by more than 2)" in regs
+    assert "regression: a: untranslated prompts 0 -> 1: station" in regs
+    assert 'regression: b: invented words 0 -> 2: "Thank you."' in regs
+    assert any(line.startswith("regression: overall: chrF 54.0 vs 57.5") for line in regs)
+    assert len(regs) == 5, regs  # overall: the figures only, the counts are named per recording
+    assert not any("BLEU" in line for line in regs)
+    # a wider tolerance lets the figures pass, not the untranslated prompt or invented words
+    code, out, _ = run_compare(capsys, new, base, "--quality-tolerance", "6")
+    regs = [line for line in out.splitlines() if line.startswith("regression:")]
+    assert code == 1 and not any("chrF" in line or "WER" in line for line in regs), regs
+    assert any("untranslated" in line for line in regs) and any("invented" in line for line in regs)
+
+
+def test_quality_gone_from_the_new_report_is_a_regression(tmp_path, capsys):
+    base = write(tmp_path, "b.json", scored_suite(scores(55.0, 23.0), scores(60.0, 30.0),
+                                                  scores(57.5, 26.0)))
+    new = write(tmp_path, "n.json", make_suite({"a": ([1000, 1000], True),
+                                                "b": ([1000, 1000], True)}))
+    code, out, _ = run_compare(capsys, new, base)
+    assert code == 1
+    regs = [line for line in out.splitlines() if line.startswith("regression:")]
+    assert regs == [f"regression: {n}: translation quality against references is missing from "
+                    "the new report" for n in ("a", "b")]
+    # the other way round (the baseline had none): shown, compared as before
+    code, out, _ = run_compare(capsys, base, new)
+    assert code == 0 and "chrF" in out
+
+
+def test_reports_without_quality_compare_as_before(tmp_path, capsys):
+    r = write(tmp_path, "r.json", make_suite({"a": ([1000], True)}))
+    code, out, _ = run_compare(capsys, r, r)
+    assert code == 0 and "chrF" not in out and "quality tolerance" not in out
+
+
+def test_quality_tolerance_option_is_checked(tmp_path, capsys):
+    r = write(tmp_path, "r.json", make_report([1000]))
+    code, _, err = run_compare(capsys, r, r, "--quality-tolerance", "lots")
+    assert code == 2 and err.strip().startswith("babelfish: error:")
+    assert "\n" not in err.strip()

@@ -129,3 +129,61 @@ def test_babelfish_plot_command(tmp_path):
     assert r.returncode == 2 and not (tmp_path / "b.png").exists()
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("babelfish: error:"), r.stderr
+
+
+# ---- quality against latency: `babelfish tradeoff` ----------------------------------------------
+
+def scored(e2e: list[float], chrf: float) -> dict:
+    """A suite report with translation quality in its overall summary (babelfish/quality.py)."""
+    doc = make_suite({"station": (e2e, True)})
+    doc["summary"]["quality"] = {"prompts": 3, "translated": 3, "untranslated": [], "bleu": 20.0,
+                                 "chrf": chrf, "wer": None, "invented": [], "invented_words": 0,
+                                 "per_prompt": []}
+    return doc
+
+
+def test_tradeoff_picture(tmp_path):
+    points = [("whisper base", 480.0, 640.0, 55.2), ("naive cascade", 1030.0, 1820.0, 57.9),
+              ("no p95", 700.0, None, 40.0)]
+    out = plot.tradeoff(points, tmp_path / "sub" / "t.png")
+    assert out == tmp_path / "sub" / "t.png"
+    check_png(out, (800, 550))
+    ax = plot.tradeoff_figure(points).axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["whisper base: chrF 55.2, p50 480 / p95 640 ms",
+                      "naive cascade: chrF 57.9, p50 1030 / p95 1820 ms",
+                      "no p95: chrF 40.0, p50 700 ms"]
+    assert ax.get_xlim()[0] == 0 and ax.get_xlim()[1] > 1820
+    assert "chrF" in ax.get_ylabel() and "p95" in ax.get_xlabel()
+    with pytest.raises(BabelfishError, match="no reports"):
+        plot.tradeoff([], tmp_path / "e.png")
+
+
+def test_tradeoff_point_of_a_report():
+    assert plot.tradeoff_point(scored([1000, 1200, 1400], 55.0), "x") == ("x", 1200.0, 1380.0,
+                                                                          55.0)
+    with pytest.raises(BabelfishError, match=r"r\.json: no translation quality \(chrF\)"):
+        plot.tradeoff_point(make_suite({"a": ([1000], True)}), "x", "r.json")
+
+
+def test_babelfish_tradeoff_command(tmp_path):
+    """Through the real `babelfish` command line (cli.py wiring)."""
+    for name, e2e, chrf in (("fast", [500, 600], 50.0), ("slow", [1500, 1900], 58.0)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(scored(e2e, chrf)))
+    r = babelfish("tradeoff", tmp_path / "t.png", tmp_path / "fast.json", tmp_path / "slow.json",
+                  timeout=60)
+    assert r.returncode == 0, r.stderr
+    check_png(tmp_path / "t.png", (800, 550))
+    r = babelfish("tradeoff", tmp_path / "n.png", tmp_path / "fast.json", tmp_path / "slow.json",
+                  "--label", "Whisper base", "--label", "naive", timeout=60)
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"quality against latency: {tmp_path / 'n.png'}"
+    r = babelfish("tradeoff", tmp_path / "l.png", tmp_path / "fast.json",
+                  tmp_path / "slow.json", "--label", "only one", timeout=60)
+    assert r.returncode == 2 and not (tmp_path / "l.png").exists()
+    assert r.stderr.strip() == "babelfish: error: 1 --label for 2 report(s): give one per " \
+                               "report or none"
+    (tmp_path / "plain.json").write_text(json.dumps(make_report([1000])))
+    r = babelfish("tradeoff", tmp_path / "p.png", tmp_path / "plain.json", timeout=60)
+    assert r.returncode == 2 and "no translation quality" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

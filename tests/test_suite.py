@@ -188,6 +188,10 @@ def test_collect_files_folders_and_suite_files(tmp_path):
     assert entries[0].name == "first"
 
 
+PROMPT = ("[[recording]]\npath = 'a.wav'\n[[recording.prompt]]\nid = 'hi'\nstart_s = 0.5\n"
+          "end_s = 1.5\nsource = 'Hola.'\nreference = 'Hello.'\n")
+
+
 @pytest.mark.parametrize("text, needle", [
     ("[[recording]]\nfile = 'a.wav'\n", "unknown key(s) file"),
     ("[[recording]]\nto = 'en'\n", 'needs path = "FILE.wav"'),
@@ -196,6 +200,18 @@ def test_collect_files_folders_and_suite_files(tmp_path):
     ("title = 'x'\n", "unknown key(s) title"),
     ("", "no [[recording]] entries"),
     ("[[recording]\n", "not valid TOML"),
+    ("[[recording]]\npath = 'a.wav'\nspeech = 'no'\n", "speech must be true or false"),
+    ("[[recording]]\npath = 'a.wav'\nprompt = 'x'\n", "prompt must be [[recording.prompt]]"),
+    (PROMPT + "colour = 'red'\n", "prompt 1: unknown key(s) colour"),
+    (PROMPT.replace("reference = 'Hello.'\n", ""), "prompt 1: missing reference"),
+    (PROMPT.replace("id = 'hi'", "id = 3"), "prompt 1: id must be a non-empty string"),
+    (PROMPT.replace("source = 'Hola.'", "source = ''"), "source must be a non-empty string"),
+    (PROMPT.replace("start_s = 0.5", "start_s = '0.5'"), "start_s and end_s must be seconds"),
+    (PROMPT.replace("start_s = 0.5", "start_s = true"), "start_s and end_s must be seconds"),
+    (PROMPT.replace("start_s = 0.5", "start_s = 2"), "start_s (2) must be before end_s (1.5)"),
+    (PROMPT + PROMPT.split("\n", 2)[2], "prompt 2: two prompts have the id 'hi'"),
+    (PROMPT + "[[recording]]\npath = 'b.wav'\nspeech = false\n"
+     + PROMPT.split("\n", 2)[2], "recording 2: speech = false cannot have"),
 ])
 def test_bad_suite_file_is_one_line(tmp_path, text, needle):
     p = tmp_path / "s.toml"
@@ -219,3 +235,110 @@ def test_a_bad_recording_stops_the_suite_before_anything_starts(tmp_path):
     r = babelfish("replay", REPO / "samples" / "es_station.wav", tmp_path / "gone.wav",
                   "--config", cfg, timeout=60)
     assert r.returncode == 2 and "no such file" in r.stderr and r.stdout == ""
+
+
+# ---- translation quality against references (babelfish/quality.py) -------------------------------
+
+REFERENCES = """\
+[[recording]]
+path = "es_quiet.wav"
+name = "es_quiet"
+from = "es"
+to = "en"
+expect = ["conference"]
+[[recording.prompt]]
+id = "conf-unlocked"
+start_s = 1.234
+end_s = 3.456
+source = "La conferencia ha sido desbloqueada."
+reference = "The conference has been unlocked."
+[[recording.prompt]]
+id = "station"
+start_s = 4
+end_s = 6.5
+source = "¿Dónde está la estación?"
+reference = "Where is the station?"
+
+[[recording]]
+path = "nonspeech/noise_1.wav"
+speech = false
+
+[[recording]]
+path = "plain.wav"
+"""
+
+
+def _doc(entry: suite.Entry, utts: list[dict], has_source: bool = True) -> dict:
+    """A recording of a suite report as _replay_suite makes it, from hand-made utterances."""
+    from babelfish.report import Summary
+
+    summary = Summary(utterances=len(utts), quality=suite.score_recording(entry, utts, has_source))
+    check = None if entry.expect is None else suite.check_quality(
+        entry.expect, [u["translated_text"] for u in utts])
+    return suite.recording_doc(entry, "es", "en", utts, summary, check)
+
+
+def _utt(start: float, end: float, text: str, source: str = "") -> dict:
+    return {"id": f"u{int(start * 1000):08d}", "speech_start_s": start, "speech_end_s": end,
+            "source_text": source, "translated_text": text, "stages": {}, "latency_ms": {}}
+
+
+def test_suite_file_with_references(tmp_path):
+    p = tmp_path / "refs.toml"
+    p.write_text(REFERENCES, encoding="utf-8")
+    quiet, noise, plain = suite.read_suite(p)
+    assert [q.id for q in quiet.prompts] == ["conf-unlocked", "station"]
+    assert quiet.prompts[0] == suite.Prompt("conf-unlocked", 1.234, 3.456,
+                                            "La conferencia ha sido desbloqueada.",
+                                            "The conference has been unlocked.")
+    assert quiet.prompts[1].start_s == 4.0 and isinstance(quiet.prompts[1].start_s, float)
+    assert quiet.speech and quiet.expect == ["conference"] and quiet.scored
+    assert noise.path == tmp_path / "nonspeech" / "noise_1.wav"
+    assert not noise.speech and noise.prompts == [] and noise.scored
+    assert plain.speech and plain.prompts == [] and not plain.scored
+
+
+def test_suite_report_quality_per_recording_and_overall(tmp_path):
+    pytest.importorskip("sacrebleu")
+    pytest.importorskip("jiwer")
+    from babelfish import quality
+
+    p = tmp_path / "refs.toml"
+    p.write_text(REFERENCES, encoding="utf-8")
+    (quiet, noise, plain), _ = suite.collect([str(p)])  # named as replay names them
+    docs = [_doc(quiet, [_utt(1.3, 3.4, "The conference has been unlocked.",
+                              "La conferencia ha sido desbloqueada")]),
+            _doc(noise, [_utt(0.2, 0.9, "Thank you.")]),
+            _doc(plain, [_utt(0.2, 0.9, "Hello.")])]
+    q = docs[0]["summary"]["quality"]
+    assert (q["prompts"], q["translated"], q["untranslated"]) == (2, 1, ["station"])
+    assert q["wer"] == 44.4 and q["invented_words"] == 0  # the untranslated 4 of 9 words
+    assert docs[0]["quality"]["passed"]  # the expect check is unchanged, beside it
+    assert docs[1]["summary"]["quality"] == {
+        "prompts": 0, "invented_words": 2,
+        "invented": [{"start_s": 0.2, "end_s": 0.9, "text": "Thank you."}]}
+    assert docs[2]["summary"]["quality"] is None
+    rep = suite.suite_report(docs)
+    overall = rep["summary"]["quality"]
+    assert overall["chrf"] == q["chrf"] and overall["bleu"] == q["bleu"]
+    assert overall["untranslated"] == ["es_quiet/station"]
+    assert overall["invented_words"] == 2
+    assert overall["invented"][0]["recording"] == "noise_1"
+    assert quality.line(overall, "suite quality").startswith("suite quality: chrF ")
+    assert suite.scores_line(q) == (f"quality: chrF {q['chrf']:.1f}, BLEU {q['bleu']:.1f}, "
+                                    "WER 44.4% (1/2 prompts translated)")
+    assert suite.scores_line(docs[1]["summary"]["quality"]) == \
+        'quality: 2 invented words: "Thank you."'
+    # the report is JSON as written, and a suite without references has no overall quality
+    suite.write_report(tmp_path / "r.json", rep)
+    assert load_report(tmp_path / "r.json")["summary"]["quality"] == overall
+    assert "quality" not in suite.suite_report([docs[2]])["summary"]
+
+
+def test_route_has_source():
+    from babelfish.config import load_config
+
+    assert suite.route_has_source(load_config())  # Whisper translates and gives the Spanish
+    assert not suite.route_has_source(load_config(None, {"asr": {"source_text": False}}))
+    assert suite.route_has_source(load_config(None, {"asr": {"source_text": False,
+                                                             "task": "transcribe"}}))
