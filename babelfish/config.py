@@ -49,6 +49,7 @@ class Asr(_Section):
     compute_type: str
     threads: int
     beam_size: int
+    stable_beam_size: int
     max_new_tokens: int
     window_s: float
     source_text: bool
@@ -212,6 +213,8 @@ def _check(cfg: Config) -> None:
         raise UsageError("bad config: pipeline.chunk_ms must be 10, 20 or 30")
     if cfg.asr.stable_interval_ms < 100:
         raise UsageError("bad config: asr.stable_interval_ms must be at least 100")
+    if cfg.asr.beam_size < 1 or cfg.asr.stable_beam_size < 1:
+        raise UsageError("bad config: asr.beam_size and asr.stable_beam_size must be at least 1")
 
 
 def speaks_early(cfg: Config) -> bool:

@@ -134,6 +134,7 @@ end_silence_ms = 900
 [asr]
 engine = "vosk"
 model = "vosk-model-small-ko"
+stable_prefix = true
 [mt]
 model = "{FIXTURE_MT}"
 """)
@@ -162,7 +163,8 @@ def test_whisper_speaks_the_stable_prefix_before_the_speaker_is_done(tmp_path, m
     each piece is decoded after what was spoken (forced prefix), and nothing is said twice."""
     from helpers import REPO
 
-    rep, out = _replay(tmp_path, REPO / "samples" / "bench" / "turn1_station.wav")
+    rep, out = _replay(tmp_path, REPO / "samples" / "bench" / "turn1_station.wav",
+                       "[asr]\nstable_prefix = true\n")
     utts = rep["utterances"]
     spec = rep["summary"]["speculation"]
     assert spec["asr"]["stable_decodes"] >= 2 and spec["asr"]["stable_prefixes"] >= 1, spec

@@ -3,10 +3,8 @@
 Not streaming: `accept` buffers the utterance, `finish` decodes it in one go. The pipeline has
 already cut the utterance with its own VAD, so there is no VAD here.
 
-faster-whisper rather than bare `ctranslate2.models.Whisper`: the decode is the same ctranslate2
-`generate` call either way, and faster-whisper brings the log-mel front end, the tokenizer, and the
-temperature fallback on compression ratio / log-probability with the no-speech gate, all behind its
-public `transcribe`. Its costs: about 0.6 s more import time (PyAV) once per process, and with
+faster-whisper rather than bare `ctranslate2.models.Whisper`: it brings the log-mel front end and
+the tokenizer (the decode itself is ctranslate2's `generate`, see below). Its costs: about 0.6 s more import time (PyAV) once per process, and with
 language=None its language detection runs the encoder a second time (about +0.5 s per utterance
 for base on 2 cores), so give the source language whenever it is known.
 
@@ -23,6 +21,22 @@ from coming back, the compression-ratio check falls back to one sampled decode (
 and as a last guard a phrase repeated at the end of the text is cut down to one copy.
 `repetition_penalty` stays 1.0 by default: it penalizes every recurring token ("the", ".") and
 costs accuracy on normal speech.
+
+No invented speech: Whisper says something for almost any sound. A decode gives no words when
+  * the no-speech gate fires (no-speech probability over 0.6 and average log-probability under
+    -1.0, Whisper's own rule), which is what noise floors, tones and music-like audio give;
+  * or its best attempt is unsure (average log-probability under UNSURE_LOGPROB after the
+    fallback): babble of reversed voices decodes to fluent inventions at -1.6 .. -2.7, real
+    speech of the quality set measured -0.2 .. -1.3;
+  * or every attempt loops (compression ratio over 2.4): a text that says the same thing over and
+    over is not what anybody said.
+The reason is in `last_stats["rejected"]` ("no_speech", "unsure", "looping"), and the ASR stage
+counts it, so that nothing heard is dropped silently.
+
+The decoding here is ctranslate2's `generate` on faster-whisper's model, not faster-whisper's
+`transcribe`: the encoder window, the forced prefix of a continuation and the second decode of the
+same encoding (the words as spoken) need the encoding in hand. The temperature fallback above is
+faster-whisper's rule, reimplemented in `_generate` for that reason.
 """
 from __future__ import annotations
 
@@ -47,6 +61,7 @@ N_FRAMES = 3000  # Whisper's 30 s input window, in 10 ms feature frames
 COMPRESSION_RATIO = 2.4  # a text that compresses better than this is looping: fall back
 LOGPROB_FLOOR = -1.0  # average log-probability below this: fall back (or no speech)
 NO_SPEECH_PROB = 0.6
+UNSURE_LOGPROB = -1.4  # the best attempt still under this: a guess, not speech (see the docstring)
 
 
 def _compression_ratio(text: str) -> float:
@@ -177,13 +192,15 @@ class WhisperASR:
         self._chunks = []
         return self.decode(audio, source=source, context=context, spoken=spoken)
 
-    def speculate(self, context: Context | None = None, spoken: str = "") -> ASRResult:
+    def speculate(self, context: Context | None = None, spoken: str = "",
+                  beam_size: int | None = None) -> ASRResult:
         """Decode the utterance so far (the speaker paused, or a stable prefix is looked for)
         and keep it: the translation only, the source text follows from `source_text()`.
-        `reset` or `finish` still end the utterance."""
+        `reset` or `finish` still end the utterance. `beam_size`: this decode's, if not the
+        engine's (the stable-prefix re-decodes are greedy)."""
         self._chunks = [np.concatenate(self._chunks)] if len(self._chunks) > 1 else self._chunks
         return self.decode(self._chunks[0] if self._chunks else np.zeros(0, np.float32),
-                           source=False, context=context, spoken=spoken)
+                           source=False, context=context, spoken=spoken, beam_size=beam_size)
 
     def source_text(self) -> str:
         """The words as spoken for the last decode (same encoding, the decoder only)."""
@@ -237,7 +254,7 @@ class WhisperASR:
     # -- decoding ---------------------------------------------------------------------------
 
     def decode(self, audio: np.ndarray, source: bool = True, context: Context | None = None,
-               spoken: str = "") -> ASRResult:
+               spoken: str = "", beam_size: int | None = None) -> ASRResult:
         """Decode one whole utterance (float32 in [-1, 1] or int16, mono, 16 kHz); with
         source=False without the words as spoken (asr.source_text); with a context (the piece
         of the same turn just before it), as its continuation; with `spoken` (text of this
@@ -248,6 +265,7 @@ class WhisperASR:
         stats = {
             "decode_ms": 0.0, "audio_s": audio_s, "tokens": 0, "rtf": 0.0,
             "source_language": self.language, "truncated": False, "repetition_cut": False,
+            "rejected": "",
         }
         self.last_stats = stats
         self._last_encoded = None
@@ -259,7 +277,8 @@ class WhisperASR:
         self.last_source_text = ""
         full, prefix, src_prefix = self._with_context(audio, context, spoken)
         stats["context"] = bool(prefix)
-        raw, tokens, truncated, no_speech = self._generate(full, source, prefix, src_prefix)
+        raw, tokens, truncated, no_speech = self._generate(full, source, prefix, src_prefix,
+                                                           beam_size or self.beam_size)
         decode_s = time.perf_counter() - t0
 
         text = "" if no_speech else strip_repetition(raw)
@@ -286,7 +305,7 @@ class WhisperASR:
 
 
     def _generate(self, audio: np.ndarray, source: bool = True, prefix: list[int] = (),
-                  src_prefix: list[int] = ()) -> tuple[str, int, bool, bool]:
+                  src_prefix: list[int] = (), beam_size: int = 1) -> tuple[str, int, bool, bool]:
         """Encode once, in a window of `window_s` (not Whisper's fixed 30 s: the encoder's cost
         grows faster than linearly with its input, and an utterance is rarely over 10 s), then
         decode with a temperature fallback on compression ratio / log-probability.
@@ -309,7 +328,7 @@ class WhisperASR:
         results = []  # (acceptable, avg_logprob, text, tokens, no_speech)
         for i, temperature in enumerate(self.temperatures):
             if temperature == 0:
-                opts = dict(beam_size=self.beam_size)
+                opts = dict(beam_size=beam_size)
             else:  # a sampled retry; seeded so that a replay gives the same result every time
                 ctranslate2.set_random_seed(i)
                 opts = dict(beam_size=1, sampling_topk=0, sampling_temperature=temperature)
@@ -326,6 +345,10 @@ class WhisperASR:
             no_speech = r.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_FLOOR
             looping = _compression_ratio(text) > COMPRESSION_RATIO
             results.append((not looping, avg_logprob, text, n, no_speech))
+            self.last_stats.setdefault("attempts", []).append(
+                {"temperature": temperature, "avg_logprob": round(float(avg_logprob), 3),
+                 "no_speech_prob": round(float(r.no_speech_prob), 3),
+                 "compression_ratio": round(_compression_ratio(text), 2), "text": text})
             if no_speech or (not looping and avg_logprob >= LOGPROB_FLOOR):
                 break
             if prefix and n == 0 and not no_speech:
@@ -336,8 +359,18 @@ class WhisperASR:
             if i + 1 < len(self.temperatures):
                 log.debug("whisper: fallback to temperature %.1f (%r)", self.temperatures[i + 1], text)
         # all failed: the best one that does not loop, by average log-probability (as faster-whisper)
-        _, logprob, text, n, no_speech = max(results, key=lambda r: (r[0], r[1]))
+        ok, logprob, text, n, no_speech = max(results, key=lambda r: (r[0], r[1]))
         self.last_stats["avg_logprob"] = round(float(logprob), 3)
+        rejected = "no_speech" if no_speech else ""
+        if not no_speech and n and logprob < UNSURE_LOGPROB:
+            rejected = "unsure"
+        elif not no_speech and n and not ok:
+            rejected = "looping"
+        self.last_stats["rejected"] = rejected
+        if rejected:
+            if not no_speech:
+                log.debug("whisper: %s decode dropped (%.2f): %r", rejected, logprob, text)
+            no_speech = True
         if not no_speech:
             self._last_encoded = (encoded, lang, list(src_prefix))
             if source and self._source_prompt is not None:

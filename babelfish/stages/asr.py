@@ -70,6 +70,7 @@ class ASRStage(Stage):
         self.first_pos = 0
         self.language = asr_output_language(self.cfg)
         self.spec: tuple[str, float, ASRResult] | None = None  # (utt, speech end, result)
+        self.spec_rejected = ""  # why the speculative decode gave no words (engine's last_stats)
         self.use_context = self.cfg.asr.context and self.engine.continues
         self.audio: list[np.ndarray] = []  # the current utterance's audio (for the next's context)
         self.context = None  # (Context, speech end) of the last piece, when it was cut
@@ -143,6 +144,7 @@ class ASRStage(Stage):
                 self.counters["continued"] += 1
             if spec is not None and spec[0] == msg.utt and spec[1] == msg.end_s:
                 result = spec[2]  # no speech since the pause: what was decoded there stands
+                rejected = self.spec_rejected
                 self.engine.reset()
                 self.counters["speculation_used"] += 1
             else:
@@ -150,7 +152,10 @@ class ASRStage(Stage):
                     self.counters["speculation_missed"] += 1
                 kw = {"source": False} if self.engine.has_source else {}
                 result = self.engine.finish(**context, **kw, **self._spoken())
+                rejected = getattr(self.engine, "last_stats", {}).get("rejected", "")
                 result.text = self._after_spoken(result.text)
+            if rejected:  # heard, but no speech in it (noise, babble, a loop): counted
+                self.counters[f"dropped_{rejected}"] += 1
             pending = self.engine.has_source and bool(result.text)
             out = Transcript(utt=msg.utt, text=result.text, final=True, language=result.language,
                              start_s=msg.start_s, end_s=msg.end_s, stamps=stamps,
@@ -190,6 +195,8 @@ class ASRStage(Stage):
         else:
             result = self.engine.speculate(**self._context(msg.start_s), **self._spoken())
             result.text = self._after_spoken(result.text)
+        self.spec_rejected = "" if result.text else getattr(self.engine, "last_stats", {}).get(
+            "rejected", "")
         self.counters["speculations"] += 1
         self.spec = (msg.utt, msg.end_s, result)
         out = Transcript(utt=msg.utt, text=result.text, final=True, tentative=True,
@@ -226,7 +233,9 @@ class ASRStage(Stage):
         self.decoded_at = self.utt_samples
         start_s = self.first_pos / rate
         context = self._context(start_s)
-        text = self.engine.speculate(**context, **self._spoken()).text
+        text = self.engine.speculate(**context, **self._spoken(),
+                                     beam_size=min(self.cfg.asr.stable_beam_size,
+                                                   self.engine.beam_size)).text
         words = text.split()
         self.counters["stable_decodes"] += 1
         # (utterance, end of the audio decoded, the whole text): a pause right after may use it
