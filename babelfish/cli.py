@@ -1,4 +1,10 @@
-"""The `babelfish` command."""
+"""The `babelfish` command: the subcommands and their wiring.
+
+Every command runs through commands.guarded (an error is one line and an exit code). The
+commands that talk to a running supervisor (status, stop, mute, unmute, reload) use its control
+socket through babelfish/control.py; compare, plot and tradeoff live in their own modules and
+register their subcommands here.
+"""
 from __future__ import annotations
 
 import argparse
@@ -11,20 +17,13 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
+
 from babelfish import BabelfishError, UsageError, __version__
+from babelfish.commands import LOG_FORMAT, Parser, guarded
+from babelfish.report import fmt_ms
 
 log = logging.getLogger("babelfish")
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line, `babelfish: error: ...`, exit code 2."""
-
-    def error(self, message):  # noqa: D401
-        raise UsageError(message)
-
-
-def _fmt_ms(v) -> str:
-    return "-" if v is None else f"{v:.0f} ms"
 
 
 def _print_utterance(u) -> None:
@@ -33,13 +32,13 @@ def _print_utterance(u) -> None:
     tag = " (audio dropped: stale)" if u.dropped_audio else (" (re-run)" if u.rerun else "")
     stages = " ".join(f"{k} {v:.0f}" for k, v in u.stages.items())
     print(f"{u.speech_start_s:7.2f}-{u.speech_end_s:6.2f}s{src} -> {u.translated_text!r}"
-          f"  e2e {_fmt_ms(lat)}{tag}  ({stages})", flush=True)
+          f"  e2e {fmt_ms(lat)}{tag}  ({stages})", flush=True)
 
 
 def _print_summary(s, out: str | None, report: str | None) -> None:
     rtf = " ".join(f"{k} {v:.2f}" for k, v in s.rtf.items())
     print(f"summary: {s.utterances} utterance(s) from {s.input_s:.1f} s of audio in {s.wall_s:.1f} s; "
-          f"end of speech -> first audio p50 {_fmt_ms(s.e2e_p50_ms)}, p95 {_fmt_ms(s.e2e_p95_ms)}; "
+          f"end of speech -> first audio p50 {fmt_ms(s.e2e_p50_ms)}, p95 {fmt_ms(s.e2e_p95_ms)}; "
           f"ready in {s.start_to_ready_ms / 1000:.1f} s; RTF {rtf}; peak RSS {s.peak_rss_mb:.0f} MB "
           f"(all processes)", flush=True)
     if s.lost_utterances:
@@ -93,12 +92,12 @@ def _replay_one(cfg, wav: Path, info, out: Path, args, previous=None):
 def _check_plot(args) -> None:
     """--plot is checked before anything starts: matplotlib installed, the path not a folder."""
     if getattr(args, "plot", None):
-        from babelfish.plot import _matplotlib
+        from babelfish.plot import require_matplotlib
 
         if Path(args.plot).is_dir():
             raise UsageError(f"--plot is a directory: {args.plot}")
         try:
-            _matplotlib()
+            require_matplotlib()
         except BabelfishError as e:
             raise UsageError(str(e)) from None
 
@@ -112,6 +111,7 @@ def _write_plot(args, report: dict, cfg) -> None:
 
 
 def cmd_replay(args) -> int:
+    """`babelfish replay INPUT ...`: one recording, or a suite of them (_replay_suite)."""
     from babelfish import suite
     from babelfish.audio import probe_wav
     from babelfish.config import load_config
@@ -220,7 +220,7 @@ def _replay_suite(args, entries) -> int:
 def _print_live(u) -> None:
     lat = u.latency_ms.get("end_of_speech_to_heard", u.latency_ms.get("end_of_speech_to_first_audio"))
     src = f"{u.source_text}  ->  " if u.source_text else ""
-    print(f"[{time.strftime('%H:%M:%S')}] {src}{u.translated_text}   ({_fmt_ms(lat)})", flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {src}{u.translated_text}   ({fmt_ms(lat)})", flush=True)
 
 
 def cmd_live(args) -> int:
@@ -256,6 +256,7 @@ def cmd_live(args) -> int:
 
 
 def cmd_devices(args) -> int:
+    """`babelfish devices`: the audio devices; 1 when there are none."""
     from babelfish import devices
 
     found = devices.list_devices()
@@ -263,79 +264,56 @@ def cmd_devices(args) -> int:
     return 0 if found else 1
 
 
-def _supervisors(cfg) -> list[Path]:
-    from babelfish.addresses import runtime_base
+def _running(args) -> list[Path]:
+    """The runtime directories of the supervisors running now (control.find_runs)."""
+    from babelfish.config import load_config
+    from babelfish.control import find_runs
 
-    found = []
-    for run in sorted(runtime_base(cfg).glob("run-*")):
-        try:
-            pid = int((run / "supervisor.pid").read_text())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            continue
-        if (run / "control.sock").exists():
-            found.append(run)
-    return found
-
-
-def _ask(run: Path, cmd: str, timeout_ms: int = 2000) -> dict:
-    import zmq
-
-    sock = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
-    sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
-    sock.connect(f"ipc://{run / 'control.sock'}")
-    try:
-        sock.send(json.dumps({"cmd": cmd}).encode())
-        return json.loads(sock.recv())
-    except zmq.Again:
-        raise BabelfishError(f"the supervisor in {run} did not answer within {timeout_ms} ms") from None
-    finally:
-        sock.close()
+    return find_runs(load_config(args.config))
 
 
 def cmd_status(args) -> int:
-    from babelfish.config import load_config
+    """`babelfish status [--json]`: every running supervisor's status; 3 when none runs."""
+    from babelfish.control import Request, ask
 
-    runs = _supervisors(load_config(args.config))
+    runs = _running(args)
     if not runs:
         if args.json:
             print(json.dumps({"running": []}))
         else:
             print("babelfish is not running")
         return 3
-    statuses = [_ask(r, "status")["status"] for r in runs]
+    statuses = [ask(r, Request(cmd="status")).status for r in runs]
     if args.json:
-        print(json.dumps({"running": statuses}, indent=2))
+        print(json.dumps({"running": msgspec.to_builtins(statuses)}, indent=2))
         return 0
     for st in statuses:
-        print(f"supervisor pid {st['pid']} ({st['mode']}, up {st['uptime_s']} s) "
-              f"route {' -> '.join(st['route'])}")
-        print(f"  degradation level {st['degradation']['level']} ({st['degradation']['step']}); "
-              f"utterances done {st['utterances']['done']}, in flight {st['utterances']['in_flight']}, "
-              f"lost {st['utterances']['lost']}")
-        for name, s in st["stages"].items():
-            print(f"  {name:9s} {s['state']:9s} pid {s['pid']}  restarts {s['restarts']}  "
-                  f"queue {s['queue']}  params {s['params']}")
-        for lat in st["last_latencies_ms"]:
-            print(f"  {lat['id']}: e2e {_fmt_ms(lat.get('end_of_speech_to_first_audio'))}")
+        print(f"supervisor pid {st.pid} ({st.mode}, up {st.uptime_s} s) "
+              f"route {' -> '.join(st.route)}")
+        print(f"  degradation level {st.degradation.level} ({st.degradation.step}); "
+              f"utterances done {st.utterances.done}, in flight {st.utterances.in_flight}, "
+              f"lost {st.utterances.lost}")
+        for name, s in st.stages.items():
+            print(f"  {name:9s} {s.state:9s} pid {s.pid}  restarts {s.restarts}  "
+                  f"queue {s.queue}  params {s.params}")
+        for lat in st.last_latencies_ms:
+            print(f"  {lat.id}: e2e {fmt_ms(lat.end_of_speech_to_first_audio)}")
     return 0
 
 
 def cmd_command(args) -> int:
     """mute / unmute / reload: sent to every running supervisor."""
-    from babelfish.config import load_config
+    from babelfish.control import Request, ask
 
-    runs = _supervisors(load_config(args.config))
+    runs = _running(args)
     if not runs:
         print("babelfish is not running")
         return 3
     failed = False
     for r in runs:
-        reply = _ask(r, args.command, timeout_ms=5000)
-        if not reply.get("ok"):
-            print(f"babelfish: error: {args.command}: {reply.get('error')}", file=sys.stderr)
+        reply = ask(r, Request(cmd=args.command), timeout_ms=5000)
+        if not reply.ok:
+            print(f"babelfish: error: {args.command}: {reply.error}", file=sys.stderr)
             failed = True
     if not failed:
         print(f"{args.command}: done")
@@ -343,19 +321,21 @@ def cmd_command(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from babelfish.config import load_config
+    """`babelfish stop`: ask every running supervisor to stop."""
+    from babelfish.control import Request, ask
 
-    runs = _supervisors(load_config(args.config))
+    runs = _running(args)
     if not runs:
         print("babelfish is not running")
         return 3
     for r in runs:
-        _ask(r, "stop")
+        ask(r, Request(cmd="stop"))
     print(f"asked {len(runs)} supervisor(s) to stop")
     return 0
 
 
 def cmd_keys(args) -> int:
+    """`babelfish keys`: make the CURVE key pairs of the tcp transport."""
     from babelfish.config import load_config
     from babelfish.security import create_keys, keys_dir
 
@@ -369,12 +349,13 @@ def cmd_keys(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `babelfish` command line with every subcommand."""
     from babelfish import compare, models_cli, plot
 
-    p = _Parser(prog="babelfish", description="Live speech-to-speech translation on the edge.")
+    p = Parser(prog="babelfish", description="Live speech-to-speech translation on the edge.")
     p.add_argument("--version", action="version", version=f"babelfish {__version__}")
     p.add_argument("--debug", action="store_true", help="log more (all processes)")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     r = sub.add_parser(
         "replay", help="replay a recording (or a suite of them) through the whole pipeline",
@@ -444,6 +425,8 @@ def _terminate(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`babelfish ARGS`: the exit code (0 ok, 1 failure, 2 bad usage or input, 3 not running,
+    130 interrupted)."""
     on_main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, _terminate) if on_main else None
     try:
@@ -457,30 +440,10 @@ def _main(argv: list[str] | None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                            format="%(asctime)s babelfish %(levelname)s %(message)s")
-        if args.command == "models":
-            from babelfish import models_cli
-
-            return models_cli.run(args)
+                            format=LOG_FORMAT)
         return args.func(args)
 
     return guarded(body)
-
-
-def guarded(body) -> int:
-    """Run a command: a user's error is one line, `babelfish: error: ...`, and an exit code
-    (2 bad usage or input, 1 a failure at run time, 130 interrupted), never a traceback."""
-    try:
-        return body()
-    except UsageError as e:
-        print(f"babelfish: error: {e}", file=sys.stderr)
-        return 2
-    except BabelfishError as e:
-        print(f"babelfish: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("babelfish: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

@@ -20,19 +20,21 @@ Exit 1 (one `regression: ...` line each) when:
     the baseline had none, or no quality figures any more (per recording only).
 Per-stage times are shown for diagnosis only. Exit 2 for a missing or unreadable report, 0 otherwise.
 
-babelfish/cli.py registers it with `compare.add_parser(sub)` and runs it with `compare.run(args)`.
+babelfish/cli.py registers it with `compare.add_parser(sub)`; the parsed command runs
+`compare.run(args)` (through commands.guarded: a bad report is one line and exit 2).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-from babelfish import BabelfishError, UsageError
-from babelfish.report import percentile
+from msgspec import UNSET
+
+from babelfish.commands import run_command
+from babelfish.report import (Figures, Recording, Report, fmt_ms, read_report,
+                              summarize_latency)
 
 log = logging.getLogger(__name__)
 
@@ -42,91 +44,11 @@ NOISE_FLOOR_MS = 20.0  # latency changes smaller than this never count as regres
 STAGE_ORDER = ("vad", "asr", "mt", "tts", "playback")
 
 
-# ---- reading reports ------------------------------------------------------------------------------
-
-@dataclass
-class Recording:
-    name: str
-    utterances: list[dict]
-    summary: dict
-    quality: dict | None = None
-    path: str = ""
-
-
-@dataclass
-class Report:
-    path: str
-    recordings: list[Recording]
-    summary: dict = field(default_factory=dict)  # the overall summary (suite reports)
-    suite: bool = False
-
-
-def _e2e(utts: list[dict]) -> list[float]:
-    return [u["latency_ms"]["end_of_speech_to_first_audio"] for u in utts
-            if isinstance(u.get("latency_ms"), dict)
-            and isinstance(u["latency_ms"].get("end_of_speech_to_first_audio"), (int, float))]
-
-
-def _stage_p50(utts: list[dict]) -> dict[str, float]:
-    per: dict[str, list[float]] = {}
-    for u in utts:
-        for k, v in (u.get("stages") or {}).items():
-            if isinstance(v, (int, float)):
-                per.setdefault(k, []).append(float(v))
-    return {k: percentile(v, 50) for k, v in per.items()}
-
-
-def _recording(d, where: str, default_name: str) -> Recording:
-    if not isinstance(d, dict) or not isinstance(d.get("utterances"), list):
-        raise UsageError(f"{where}: not a Babelfish report (no \"utterances\" list)")
-    if not all(isinstance(u, dict) for u in d["utterances"]):
-        raise UsageError(f"{where}: not a Babelfish report (an utterance is not an object)")
-    summary = d.get("summary") if isinstance(d.get("summary"), dict) else {}
-    quality = d.get("quality") if isinstance(d.get("quality"), dict) else None
-    return Recording(name=str(d.get("name") or default_name), utterances=d["utterances"],
-                     summary=summary, quality=quality, path=str(d.get("path") or ""))
-
-
-def parse_report(doc, where: str = "report") -> Report:
-    """A report document (already decoded JSON) as recordings; UsageError when it is not one."""
-    if isinstance(doc, dict) and isinstance(doc.get("recordings"), list):
-        recs = [_recording(r, f"{where}: recording {i + 1}", f"recording-{i + 1}")
-                for i, r in enumerate(doc["recordings"])]
-        summary = doc.get("summary") if isinstance(doc.get("summary"), dict) else {}
-        return Report(where, recs, summary, suite=True)
-    rec = _recording(doc, where, "default")
-    rec.name = "default"
-    return Report(where, [rec], rec.summary, suite=False)
-
-
-def read_report(path: str | Path) -> Report:
-    """Read and check one report file. Raises UsageError (one line) when it cannot be used."""
-    return parse_report(read_json(path), str(path))
-
-
-def read_json(path: str | Path) -> dict:
-    """The decoded JSON of a report file, checked to be a report. UsageError (one line) if not."""
-    p = Path(path)
-    if p.is_dir():
-        raise UsageError(f"report is a directory: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"no such report file: {p}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read report {p}: {e}") from None
-    try:
-        doc = json.loads(text)
-    except ValueError as e:
-        raise UsageError(f"{p} is not a JSON report: {e}") from None
-    parse_report(doc, str(p))
-    return doc
-
-
 # ---- metrics --------------------------------------------------------------------------------------
 
 @dataclass
 class Metrics:
+    """The figures of one recording (or of all, overall) that are compared."""
     utterances: int
     e2e_p50: float | None
     e2e_p95: float | None
@@ -139,45 +61,50 @@ def _num(v) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
+def _metrics(summary: Figures | None, recordings: list[Recording]) -> tuple:
+    """(utterances, e2e p50, e2e p95, stage p50s): the summary's where it has them, else
+    computed from the utterances."""
+    s = summary or Figures()
+    utts = [u for r in recordings for u in r.utterances]
+    p50, p95, stages = summarize_latency(utts)
+    if s.e2e_p50_ms is not UNSET:
+        p50 = s.e2e_p50_ms
+    if s.e2e_p95_ms is not UNSET:
+        p95 = s.e2e_p95_ms
+    if s.stage_ms_p50 is not UNSET:
+        stages = s.stage_ms_p50
+    n = s.utterances if s.utterances is not UNSET else len(utts)
+    return n, p50, p95, {k: v for k, v in stages.items() if v is not None}
+
+
 def recording_metrics(rec: Recording) -> Metrics:
     """Summary numbers when the report has them, else computed from the utterances."""
-    s, utts = rec.summary, rec.utterances
-    e2e = _e2e(utts)
-    p50 = _num(s.get("e2e_p50_ms")) if "e2e_p50_ms" in s else percentile(e2e, 50)
-    p95 = _num(s.get("e2e_p95_ms")) if "e2e_p95_ms" in s else percentile(e2e, 95)
-    stages = s.get("stage_ms_p50") if isinstance(s.get("stage_ms_p50"), dict) else _stage_p50(utts)
-    n = s.get("utterances") if isinstance(s.get("utterances"), int) else len(utts)
-    return Metrics(n, p50, p95, {k: v for k, v in stages.items() if _num(v) is not None},
-                   rec.quality, _scores(s))
+    n, p50, p95, stages = _metrics(rec.summary, [rec])
+    return Metrics(n, p50, p95, stages, rec.quality, _scores(rec.summary))
 
 
-def _scores(summary: dict) -> dict | None:
+def _scores(summary: Figures | None) -> dict | None:
     """A summary's translation quality dict (quality.py), None when it has none."""
-    q = summary.get("quality")
-    return q if isinstance(q, dict) else None
+    return summary.quality if summary is not None else None
 
 
 def overall_metrics(rep: Report) -> Metrics:
     """All recordings together: the suite's own overall summary where it has the numbers, else
     percentiles over every utterance of every recording."""
-    utts = [u for r in rep.recordings for u in r.utterances]
-    s = rep.summary if rep.suite else {}
-    e2e = _e2e(utts)
-    p50 = _num(s.get("e2e_p50_ms")) if "e2e_p50_ms" in s else percentile(e2e, 50)
-    p95 = _num(s.get("e2e_p95_ms")) if "e2e_p95_ms" in s else percentile(e2e, 95)
-    stages = s.get("stage_ms_p50") if isinstance(s.get("stage_ms_p50"), dict) else _stage_p50(utts)
+    _, p50, p95, stages = _metrics(rep.summary if rep.suite else None, rep.recordings)
     checks = [r.quality for r in rep.recordings if r.quality is not None]
     quality = None
     if checks:
         passed = sum(1 for q in checks if q.get("passed"))
         quality = {"passed": passed == len(checks), "count": f"{passed}/{len(checks)}"}
-    return Metrics(len(utts), p50, p95, {k: v for k, v in stages.items() if _num(v) is not None},
-                   quality, _scores(s))
+    return Metrics(sum(len(r.utterances) for r in rep.recordings), p50, p95, stages, quality,
+                   _scores(rep.summary if rep.suite else None))
 
 
 # ---- comparing ------------------------------------------------------------------------------------
 
 def change_pct(new: float | None, base: float | None) -> float | None:
+    """The change from base to new in percent; None when there is no base to compare with."""
     if new is None or base is None or base == 0:
         return None
     return (new - base) / base * 100.0
@@ -191,10 +118,6 @@ def is_latency_regression(new: float | None, base: float | None, tolerance_pct: 
     if new is None:
         return True
     return new - base > noise_floor_ms and new > base * (1 + tolerance_pct / 100.0)
-
-
-def _fmt_ms(v) -> str:
-    return "-" if v is None else f"{v:.0f}"
 
 
 def _fmt_pct(new, base) -> str:
@@ -306,7 +229,8 @@ def compare_metrics(label: str, new: Metrics, base: Metrics, tolerance_pct: floa
     for key, name in (("e2e_p50", "e2e p50 ms"), ("e2e_p95", "e2e p95 ms")):
         b, n = getattr(base, key), getattr(new, key)
         bad = is_latency_regression(n, b, tolerance_pct)
-        rows.append((name, _fmt_ms(b), _fmt_ms(n), _fmt_pct(n, b), "REGRESSION" if bad else ""))
+        rows.append((name, fmt_ms(b, ""), fmt_ms(n, ""), _fmt_pct(n, b),
+                     "REGRESSION" if bad else ""))
         if bad:
             what = "no end-to-end latency (no audio came out)" if n is None else \
                 f"{n:.0f} ms vs {b:.0f} ms ({change_pct(n, b):+.1f}%)" if b else f"{n:.0f} ms vs {b:.0f} ms"
@@ -316,7 +240,7 @@ def compare_metrics(label: str, new: Metrics, base: Metrics, tolerance_pct: floa
     names += sorted((set(base.stages) | set(new.stages)) - set(names))
     for s in names:
         b, n = base.stages.get(s), new.stages.get(s)
-        rows.append((f"  {s} p50 ms", _fmt_ms(b), _fmt_ms(n), _fmt_pct(n, b), ""))
+        rows.append((f"  {s} p50 ms", fmt_ms(b, ""), fmt_ms(n, ""), _fmt_pct(n, b), ""))
     if base.quality is not None or new.quality is not None:
         bad = quality_regressions and bool(base.quality and base.quality.get("passed")) and not (
             new.quality and new.quality.get("passed"))
@@ -366,7 +290,7 @@ def compare_reports(new: Report, base: Report, tolerance_pct: float = DEFAULT_TO
                     quality_tolerance: float = DEFAULT_QUALITY_TOLERANCE
                     ) -> tuple[list[str], list[str]]:
     """(lines to print, regression lines). The regression lines are also among the printed lines."""
-    out: list[str] = [f"new:      {new.path}", f"baseline: {base.path}", ""]
+    out: list[str] = [f"new:      {new.where}", f"baseline: {base.where}", ""]
     regressions: list[str] = []
     for n, b in _pairs(new, base):
         if b is None:
@@ -444,13 +368,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run a parsed `compare` command: 0 no regression, 1 regression, 2 bad input."""
-    try:
-        new = read_report(args.new)
-        base = read_report(args.baseline)
-    except BabelfishError as e:
-        print(f"babelfish: error: {e}", file=sys.stderr)
-        return 2
+    """Run a parsed `compare` command: 0 no regression, 1 regression; a report that cannot be
+    read raises UsageError (exit 2, commands.guarded)."""
+    new = read_report(args.new)
+    base = read_report(args.baseline)
     lines, regressions = compare_reports(new, base, args.tolerance,
                                          getattr(args, "quality_tolerance",
                                                  DEFAULT_QUALITY_TOLERANCE))
@@ -460,9 +381,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m babelfish.compare ...`, the same as `babelfish compare ...`."""
-    from babelfish.cli import main as babelfish_main
-
-    return babelfish_main(["compare", *(sys.argv[1:] if argv is None else argv)])
+    return run_command("compare", add_parser, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`babelfish models list | install | download NAME | verify`: the model manager's command line.
 
-babelfish/cli.py registers it with `models_cli.add_parser(sub)` and runs it with `models_cli.run(args)`;
+babelfish/cli.py registers it with `models_cli.add_parser(sub)` and runs it with
+`models_cli.run(args)` (through commands.guarded: errors are one line and an exit code);
 `python -m babelfish.models_cli list` runs it on its own."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from babelfish import BabelfishError, UsageError
 from babelfish import models as M
+from babelfish.commands import guarded
 
 log = logging.getLogger(__name__)
 
@@ -37,27 +39,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     dl.add_argument("--retries", type=int, default=4, metavar="N",
                     help="retry a failed transfer N times, resuming where it stopped, with back-off (default: 4)")
     sub.add_parser("verify", parents=[common], help="check that the installed models are complete")
+    p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run a parsed `models` command; returns the exit code (0 ok, 1 failure, 2 bad usage)."""
+    """Run a parsed `models` command: 0 ok, 1 a model is not complete (verify). Raises
+    UsageError (exit 2) and BabelfishError (exit 1), as commands.guarded reports them."""
     commands = {"list": _list, "install": _install, "download": _download, "verify": _verify}
     try:
         return commands[args.models_command](args)
-    except UsageError as e:
-        _error(e)
-        return 2
-    except BabelfishError as e:
-        _error(e)
-        return 1
-    except KeyboardInterrupt:
-        _error("interrupted (a partial download is kept: run the same command again to resume)")
-        return 130
-
-
-def _error(msg) -> None:
-    print(f"babelfish: error: {msg}", file=sys.stderr)
+    except KeyboardInterrupt:  # said by commands.guarded, exit 130
+        raise KeyboardInterrupt("interrupted (a partial download is kept: run the same command "
+                                "again to resume)") from None
 
 
 def _manifest(args) -> dict[str, M.ModelEntry]:
@@ -73,6 +67,7 @@ def _models_dir(args) -> Path:
 
 
 def human_size(n: int) -> str:
+    """A size in bytes for people: "512 B", "1.5 MB"."""
     size = float(n)
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
@@ -186,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     at = 2 if argv[:1] == ["--config"] else 0  # `babelfish --config FILE models ...`
     if argv[at:at + 1] != ["models"]:
         argv.insert(at, "models")  # `python -m babelfish.models_cli list` = `babelfish models list`
-    return run(parser.parse_args(argv))
+    return guarded(lambda: run(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

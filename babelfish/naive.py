@@ -63,11 +63,13 @@ import numpy as np
 
 from babelfish import UsageError
 from babelfish.addresses import route as pipeline_route
-from babelfish.cli import guarded
+from babelfish.clock import fed_ns
+from babelfish.commands import guarded
 from babelfish.config import Config, load_config, models_dir
 from babelfish.engines import SAMPLE_RATE, make_asr, make_translator, make_tts
 from babelfish.engines.vad import make_vad
-from babelfish.report import Summary, UtteranceReport, latencies, stage_times, summarize_latency
+from babelfish.report import (Summary, UtteranceReport, fmt_ms, latencies, real_time_factors,
+                              stage_times, summarize_latency)
 from babelfish.schema import Stamp, utterance_id
 from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.stages.playback import FileSink
@@ -150,16 +152,10 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
     reports: list[UtteranceReport] = []
     cur: dict | None = None
 
-    def fed_ns(pos: int) -> int:
-        for end, ns in fed:
-            if end > pos:
-                return ns
-        return fed[-1][1] if fed else time.monotonic_ns()
-
     def finish_utterance(u: dict, ev: SpeechEnd) -> None:
         nonlocal tts_audio_s, speech_s
-        stamps = [Stamp("capture", "speech_start", fed_ns(ev.start_pos)),
-                  Stamp("capture", "speech_end", fed_ns(max(ev.start_pos, ev.end_pos - 1))),
+        stamps = [Stamp("capture", "speech_start", fed_ns(fed, ev.start_pos)),
+                  Stamp("capture", "speech_end", fed_ns(fed, max(ev.start_pos, ev.end_pos - 1))),
                   Stamp("capture", "endpoint", time.monotonic_ns())]
         speech_s += (ev.end_pos - ev.start_pos) / SAMPLE_RATE
         # 1. the whole utterance through the recogniser
@@ -244,9 +240,9 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
 
     input_s = pos / SAMPLE_RATE
     p50, p95, stage_p50 = summarize_latency(reports)
-    refs = {"capture": input_s, "asr": speech_s, "mt": speech_s, "tts": tts_audio_s,
-            "playback": tts_audio_s}
-    rtf = {k: round(busy[k] / 1e9 / refs[k], 3) for k in route if refs.get(k, 0) > 0}
+    rtf = real_time_factors({k: busy[k] / 1e9 for k in route}, input_s=input_s,
+                            speech_s=speech_s, spoken_s={"tts": tts_audio_s,
+                                                         "playback": tts_audio_s})
     ru = resource.getrusage(resource.RUSAGE_SELF)
     counters = source.counters()
     summary = Summary(
@@ -263,6 +259,7 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m babelfish.naive INPUT.wav --out OUT.wav [--report REPORT.json] ...`."""
     p = argparse.ArgumentParser(prog="python -m babelfish.naive",
                                 description="The naive one-process cascade (benchmark baseline).")
     p.add_argument("input", metavar="INPUT.wav")
@@ -282,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             lat = u.latency_ms.get("end_of_speech_to_first_audio")
             print(f"{u.speech_start_s:7.2f}-{u.speech_end_s:6.2f}s -> {u.translated_text!r}  e2e "
-                  f"{'-' if lat is None else f'{lat:.0f} ms'}", flush=True)
+                  f"{fmt_ms(lat)}", flush=True)
 
     def body() -> dict:
         langs = {k: v for k, v in (("source_lang", args.source_lang),

@@ -11,8 +11,9 @@ Stamps are CLOCK_MONOTONIC nanoseconds; each utterance's stamps are put on the i
 aligning its capture speech_end stamp with its speech_end_s. A suite report gets one panel per
 recording. The picture size depends only on the number of rows (see `figure_size`).
 
-`plot_report(report, out_png, budget_ms=None)` is what `babelfish replay --plot` calls.
-babelfish/cli.py registers the command with `plot.add_parser(sub)` and runs it with `plot.run(args)`.
+`plot_report(report, out_png, budget_ms=None)` is what `babelfish replay --plot` calls; the report
+is read through report.py's structs (`report.as_report`). babelfish/cli.py registers the command
+with `plot.add_parser(sub)`; the parsed command runs `plot.run(args)`.
 
 `babelfish tradeoff OUT.png REPORT [REPORT ...] [--label NAME ...]` (`tradeoff(points, out_png)`)
 draws translation quality against latency, the picture simultaneous-translation papers use to
@@ -27,7 +28,11 @@ import os
 import sys
 from pathlib import Path
 
+import msgspec
+
 from babelfish import BabelfishError, UsageError
+from babelfish.commands import run_command
+from babelfish.report import Report, UtteranceReport, as_report, read_report, stamp_map
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,8 @@ TRADEOFF_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 TradeoffPoint = tuple[str, float, float | None, float]
 
 
-def _matplotlib():
+def require_matplotlib():
+    """matplotlib's modules; BabelfishError (one line, how to install it) without it."""
     try:
         import matplotlib
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -65,27 +71,14 @@ def _matplotlib():
     return matplotlib, Figure, FigureCanvasAgg
 
 
-def _recordings(report) -> list[tuple[str, list[dict]]]:
-    from babelfish.compare import parse_report
-
-    rep = parse_report(_builtins(report))
+def _recordings(rep: Report) -> list[tuple[str, list[UtteranceReport]]]:
     # a suite with no recordings is drawn as one empty panel
     return [(r.name if rep.suite else "", r.utterances) for r in rep.recordings] or [("", [])]
 
 
-def _builtins(report):
-    """A report dict (as read from JSON), or one still holding msgspec structs/dataclasses."""
-    import msgspec
-
-    try:
-        return msgspec.to_builtins(report)
-    except TypeError as e:
-        raise UsageError(f"not a Babelfish report: {e}") from None
-
-
 def figure_size(report) -> tuple[int, int]:
     """(width, height) of the PNG in pixels for this report."""
-    recs = _recordings(report)
+    recs = _recordings(as_report(report))
     rows = sum(max(1, len(u)) for _, u in recs)
     height = HEADER_IN + PANEL_IN * len(recs) + ROW_IN * rows
     return round(WIDTH_IN * DPI), round(height * DPI)
@@ -93,33 +86,28 @@ def figure_size(report) -> tuple[int, int]:
 
 def default_budget_ms(report=None) -> float:
     """The report's own budget when it carries one, else budgets.end_to_end_ms of the config."""
-    s = (report or {}).get("summary") if isinstance(report, dict) else None
-    if isinstance(s, dict):
-        for v in (s.get("budget_ms"), (s.get("budgets") or {}).get("end_to_end_ms")
-                  if isinstance(s.get("budgets"), dict) else None):
-            if isinstance(v, (int, float)) and v > 0:
+    s = as_report(report).summary if report is not None else None
+    if s is not None:
+        for v in (s.budget_ms, (s.budgets or {}).get("end_to_end_ms")):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
                 return float(v)
     from babelfish.config import load_config
 
     return float(load_config().budgets.end_to_end_ms)
 
 
-def _stamps(u: dict) -> dict[tuple[str, str], int]:
-    out: dict[tuple[str, str], int] = {}
-    for s in u.get("stamps") or []:
-        if isinstance(s, dict):
-            s = (s.get("stage"), s.get("event"), s.get("ns"))
-        if isinstance(s, (list, tuple)) and len(s) == 3 and isinstance(s[2], int):
-            out.setdefault((str(s[0]), str(s[1])), s[2])
-    return out
-
-
-def utterance_times(u: dict) -> dict[str, float]:
-    """Milestones of one utterance in seconds of input time (only those that happened)."""
-    m = _stamps(u)
-    end_s = float(u.get("speech_end_s", 0.0))
+def utterance_times(u: UtteranceReport | dict) -> dict[str, float]:
+    """Milestones of one utterance (an UtteranceReport, or one as read from JSON) in seconds of
+    input time (only those that happened)."""
+    if not isinstance(u, UtteranceReport):
+        try:
+            u = msgspec.convert(u, UtteranceReport)
+        except msgspec.ValidationError as e:
+            raise UsageError(f"not an utterance of a Babelfish report: {e}") from None
+    m = stamp_map(u.stamps)
+    end_s = u.speech_end_s
     end_ns = m.get(("capture", "speech_end"))
-    out = {"speech_start": float(u.get("speech_start_s", 0.0)), "speech_end": end_s}
+    out = {"speech_start": u.speech_start_s, "speech_end": end_s}
     if end_ns is None:
         return out
     for stage, event, *_ in MARKERS:
@@ -134,7 +122,7 @@ def _short(text: str, n: int = TEXT_CHARS) -> str:
     return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
-def _panel(ax, name: str, utts: list[dict], budget_s: float) -> None:
+def _panel(ax, name: str, utts: list[UtteranceReport], budget_s: float) -> None:
     ax.set_xlabel("seconds since the start of the input")
     if name:
         ax.set_title(name, loc="left", fontsize=10, fontweight="bold")
@@ -165,23 +153,23 @@ def _panel(ax, name: str, utts: list[dict], budget_s: float) -> None:
             last = max(last, x)
         ax.plot([s1, last], [i, i], color="#444444", linewidth=0.8, zorder=2)
         out = t.get("playback.first_audio")
-        lat = (u.get("latency_ms") or {}).get("end_of_speech_to_first_audio")
-        audio_s = float(u.get("audio_s") or 0.0)
+        lat = u.latency_ms.get("end_of_speech_to_first_audio")
+        audio_s = u.audio_s
         tail = last
         if out is not None and audio_s > 0:
             ax.barh(i, audio_s, left=out, height=0.3, color=OUT_COLOUR, zorder=1)
             tail = max(tail, out + audio_s)
-        if isinstance(lat, (int, float)):
+        if lat is not None:
             over = lat > budget_s * 1000
             ax.text(tail + 0.12, i, f"{lat:.0f} ms", va="center", fontsize=8,
                     color=OVER_COLOUR if over else "#222222", fontweight="bold" if over else None)
         else:
-            why = "text only (stale)" if u.get("dropped_audio") else "no audio"
+            why = "text only (stale)" if u.dropped_audio else "no audio"
             ax.text(tail + 0.12, i, why, va="center", fontsize=8, color="#555555",
                     style="italic")
         right = max(right, tail + 1.6)
-        text = u.get("translated_text") or u.get("source_text") or ""
-        labels.append(f"{u.get('id', i)}  {_short(text)}" if text else str(u.get("id", i)))
+        text = u.translated_text or u.source_text
+        labels.append(f"{u.id}  {_short(text)}" if text else u.id)
     ax.set_yticks(range(len(utts)))
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_ylim(len(utts) - 0.5, -0.5)  # first utterance on top
@@ -190,8 +178,8 @@ def _panel(ax, name: str, utts: list[dict], budget_s: float) -> None:
 
 def make_figure(report, budget_ms: float | None = None):
     """The timeline as a matplotlib Figure (Agg canvas attached), one axes per recording."""
-    _, Figure, FigureCanvasAgg = _matplotlib()
-    report = _builtins(report)
+    _, Figure, FigureCanvasAgg = require_matplotlib()
+    report = as_report(report)
     recs = _recordings(report)
     if budget_ms is None:
         budget_ms = default_budget_ms(report)
@@ -210,11 +198,11 @@ def make_figure(report, budget_ms: float | None = None):
         _panel(ax, name, utts, budget_ms / 1000)
         y -= PANEL_IN - PANEL_TITLE_IN
 
-    s = report.get("summary") if isinstance(report.get("summary"), dict) else {}
-    p50, p95 = s.get("e2e_p50_ms"), s.get("e2e_p95_ms")
+    s = report.summary
+    p50, p95 = (s.e2e_p50_ms, s.e2e_p95_ms) if s is not None else (None, None)
     n = sum(len(u) for _, u in recs)
     title = f"End of speech \u2192 first translated audio: {n} utterance(s)"
-    if isinstance(p50, (int, float)) and isinstance(p95, (int, float)):
+    if isinstance(p50, float) and isinstance(p95, float):
         title += f", p50 {p50:.0f} ms, p95 {p95:.0f} ms"
     title += f", budget {budget_ms:.0f} ms"
     fig.suptitle(title, x=0.02, y=1 - 0.12 / (height / DPI), ha="left", va="top", fontsize=11)
@@ -224,8 +212,7 @@ def make_figure(report, budget_ms: float | None = None):
 
     handles = [Patch(color=SPEECH_COLOUR, label="speech in the input"),
                Patch(color=BUDGET_COLOUR, alpha=0.25, label=f"budget ({budget_ms:.0f} ms)")]
-    has_mt = any((st, ev) == ("mt", "first") for _, utts in recs for u in utts
-                 for st, ev in _stamps(u))
+    has_mt = any(("mt", "first") in stamp_map(u.stamps) for _, utts in recs for u in utts)
     handles += [Line2D([], [], marker=mk, color=c, linestyle="none", label=lab)
                 for st, _, lab, mk, c in MARKERS if st != "mt" or has_mt]
     handles.append(Patch(color=OUT_COLOUR, label="translated speech"))
@@ -238,8 +225,9 @@ def make_figure(report, budget_ms: float | None = None):
 def plot_report(report, out_png: str | Path, budget_ms: float | None = None) -> Path:
     """Draw the report's timeline into out_png (PNG, `figure_size(report)` pixels); returns the path.
 
-    `report` is a replay report or a suite report as a dict (as read from the JSON file); the
-    budget defaults to the report's own, else budgets.end_to_end_ms of config/default.toml."""
+    `report` is a replay report or a suite report: a dict (as read from the JSON file), or a
+    report.Report (report.read_report); the budget defaults to the report's own, else
+    budgets.end_to_end_ms of config/default.toml."""
     return _save(make_figure(report, budget_ms), out_png, "plot")
 
 
@@ -265,7 +253,7 @@ def tradeoff_figure(points: list[TradeoffPoint]):
     """Quality against latency as a matplotlib Figure: per point a marker at (p50, chrF) and a
     horizontal whisker from p50 to p95; a legend names the points with their figures (labels
     next to the markers would overlap for close systems)."""
-    _, Figure, FigureCanvasAgg = _matplotlib()
+    _, Figure, FigureCanvasAgg = require_matplotlib()
     if not points:
         raise UsageError("nothing to draw: no reports")
     fig = Figure(figsize=TRADEOFF_SIZE_IN, dpi=DPI)
@@ -301,10 +289,10 @@ def tradeoff(points: list[TradeoffPoint], out_png: str | Path) -> Path:
 def tradeoff_point(report, label: str, where: str = "report") -> TradeoffPoint:
     """(label, e2e p50, e2e p95, chrF) of a report with translation quality (summary "quality",
     babelfish/quality.py); UsageError (one line) when it has no chrF or no latency."""
-    from babelfish.compare import overall_metrics, parse_report
+    from babelfish.compare import overall_metrics
 
-    rep = parse_report(_builtins(report), where)
-    q = rep.summary.get("quality")
+    rep = as_report(report, where)
+    q = rep.summary.quality if rep.summary is not None else None
     chrf = q.get("chrf") if isinstance(q, dict) else None
     if not isinstance(chrf, (int, float)):
         raise UsageError(f"{where}: no translation quality (chrF): replay a suite whose "
@@ -332,25 +320,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run a parsed `plot` command: 0 written, 1 failure, 2 bad input."""
-    from babelfish.compare import read_json
+    """Run a parsed `plot` command: 0 written; raises UsageError for bad input (exit 2) and
+    BabelfishError for a failure (exit 1), as commands.guarded reports them."""
+    report = read_report(args.report)
+    budget = args.budget_ms
+    if budget is None and getattr(args, "config", None):
+        from babelfish.config import load_config
 
-    try:
-        report = read_json(args.report)
-        budget = args.budget_ms
-        if budget is None and getattr(args, "config", None):
-            from babelfish.config import load_config
-
-            budget = float(load_config(args.config).budgets.end_to_end_ms)
-        if budget is not None and budget <= 0:
-            raise UsageError(f"--budget-ms must be positive, got {budget:g}")
-        out = plot_report(report, args.out, budget)
-    except UsageError as e:
-        print(f"babelfish: error: {e}", file=sys.stderr)
-        return 2
-    except BabelfishError as e:
-        print(f"babelfish: error: {e}", file=sys.stderr)
-        return 1
+        budget = float(load_config(args.config).budgets.end_to_end_ms)
+    if budget is not None and budget <= 0:
+        raise UsageError(f"--budget-ms must be positive, got {budget:g}")
+    out = plot_report(report, args.out, budget)
     print(f"timeline: {out}")
     return 0
 
@@ -371,32 +351,22 @@ def add_tradeoff_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_tradeoff(args: argparse.Namespace) -> int:
-    """Run a parsed `tradeoff` command: 0 written, 1 failure, 2 bad input."""
-    from babelfish.compare import read_json
-
-    try:
-        labels = args.label or [Path(r).stem for r in args.reports]
-        if len(labels) != len(args.reports):
-            raise UsageError(f"{len(labels)} --label for {len(args.reports)} report(s): give "
-                             "one per report or none")
-        points = [tradeoff_point(read_json(r), label, str(r))
-                  for r, label in zip(args.reports, labels)]
-        out = tradeoff(points, args.out)
-    except UsageError as e:
-        print(f"babelfish: error: {e}", file=sys.stderr)
-        return 2
-    except BabelfishError as e:
-        print(f"babelfish: error: {e}", file=sys.stderr)
-        return 1
+    """Run a parsed `tradeoff` command: 0 written; raises UsageError for bad input (exit 2)
+    and BabelfishError for a failure (exit 1), as commands.guarded reports them."""
+    labels = args.label or [Path(r).stem for r in args.reports]
+    if len(labels) != len(args.reports):
+        raise UsageError(f"{len(labels)} --label for {len(args.reports)} report(s): give "
+                         "one per report or none")
+    points = [tradeoff_point(read_report(r), label, str(r))
+              for r, label in zip(args.reports, labels)]
+    out = tradeoff(points, args.out)
     print(f"quality against latency: {out}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m babelfish.plot ...`, the same as `babelfish plot ...`."""
-    from babelfish.cli import main as babelfish_main
-
-    return babelfish_main(["plot", *(sys.argv[1:] if argv is None else argv)])
+    return run_command("plot", add_parser, argv)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,23 @@ They add up to end_of_speech_to_first_audio. Times include queueing, as a user f
 A long utterance may be partly spoken before its end (stable prefix, asr.stable_prefix): that
 audio is stamped early_audio (tts, playback) and counts for start_of_speech_to_first_audio;
 first_audio and end_of_speech_to_first_audio are then about the rest, after the speaker stopped.
+
+Reports are written from UtteranceReport and Summary (`to_json`) and read back, by `babelfish
+compare` and `babelfish plot`, as a `Report` of `Recording`s (`read_report`, `parse_report`): a
+one-recording report or a suite report (babelfish/suite.py) alike.
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
+from babelfish import UsageError
 from babelfish.schema import Stamp
 
 _PATH = [("vad", ("capture", "speech_end"), ("capture", "endpoint")),
@@ -27,6 +37,7 @@ _PATH = [("vad", ("capture", "speech_end"), ("capture", "endpoint")),
 
 
 def stamp_map(stamps: list[Stamp]) -> dict[tuple[str, str], int]:
+    """{(stage, event): ns} of an utterance's stamps, the first of each."""
     out: dict[tuple[str, str], int] = {}
     for s in stamps:
         out.setdefault((s.stage, s.event), s.ns)
@@ -46,6 +57,7 @@ def stage_times(stamps: list[Stamp]) -> dict[str, float]:
 
 
 def latencies(stamps: list[Stamp]) -> dict[str, float]:
+    """The end-to-end latencies in ms of one utterance (the ones its stamps allow)."""
     m = stamp_map(stamps)
     out = {}
     first = m.get(("playback", "first_audio"))
@@ -54,12 +66,14 @@ def latencies(stamps: list[Stamp]) -> dict[str, float]:
         out["end_of_speech_to_first_audio"] = round((first - m[("capture", "speech_end")]) / 1e6, 1)
     heard_any = [t for t in (first, early) if t is not None]
     if heard_any and ("capture", "speech_start") in m:
-        out["start_of_speech_to_first_audio"] = round((min(heard_any) - m[("capture", "speech_start")]) / 1e6, 1)
+        out["start_of_speech_to_first_audio"] = round(
+            (min(heard_any) - m[("capture", "speech_start")]) / 1e6, 1)
     heard = m.get(("playback", "heard"))
     if heard is not None and ("capture", "speech_end") in m:
         out["end_of_speech_to_heard"] = round((heard - m[("capture", "speech_end")]) / 1e6, 1)
     if ("asr", "final") in m and ("capture", "speech_end") in m:
-        out["end_of_speech_to_text"] = round((m[("asr", "final")] - m[("capture", "speech_end")]) / 1e6, 1)
+        out["end_of_speech_to_text"] = round(
+            (m[("asr", "final")] - m[("capture", "speech_end")]) / 1e6, 1)
     return out
 
 
@@ -75,6 +89,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 class UtteranceReport(msgspec.Struct, kw_only=True):
+    """One utterance in a report."""
     id: str
     speech_start_s: float
     speech_end_s: float
@@ -89,6 +104,7 @@ class UtteranceReport(msgspec.Struct, kw_only=True):
 
 
 class LostUtterance(msgspec.Struct, kw_only=True):
+    """An utterance that never came out, and why (summary.lost_utterances)."""
     id: str
     speech_start_s: float
     speech_end_s: float
@@ -97,6 +113,7 @@ class LostUtterance(msgspec.Struct, kw_only=True):
 
 @dataclass
 class Summary:
+    """The summary of one run (one recording) as a report writes it."""
     utterances: int = 0
     e2e_p50_ms: float | None = None
     e2e_p95_ms: float | None = None
@@ -124,6 +141,7 @@ class Summary:
 
 
 def summarize_latency(utts: list[UtteranceReport]) -> tuple[float | None, float | None, dict]:
+    """(end-to-end p50, p95, {stage: p50}) over utterances."""
     e2e = [u.latency_ms["end_of_speech_to_first_audio"] for u in utts
            if "end_of_speech_to_first_audio" in u.latency_ms]
     per_stage: dict[str, list[float]] = {}
@@ -135,5 +153,123 @@ def summarize_latency(utts: list[UtteranceReport]) -> tuple[float | None, float 
 
 
 def to_json(utts: list[UtteranceReport], summary: Summary, indent: int = 2) -> bytes:
+    """The one-recording report: {"utterances": [...], "summary": {...}}."""
     doc = {"utterances": utts, "summary": summary}
     return msgspec.json.format(msgspec.json.encode(doc), indent=indent)
+
+
+def fmt_ms(v: float | None, unit: str = " ms") -> str:
+    """A latency for people: "480 ms", "-" when there is none (unit "" for a table column)."""
+    return "-" if v is None else f"{v:.0f}{unit}"
+
+
+def real_time_factors(busy_s: Mapping[str, float], *, input_s: float, speech_s: float,
+                      spoken_s: Mapping[str, float]) -> dict[str, float]:
+    """Busy seconds per second of audio, per stage (in the order of `busy_s`): capture per
+    second of input, asr and mt per second of speech cut from it, tts and playback per second of
+    translated speech (`spoken_s`, per stage: what each made or played). Stages with no audio to
+    count against are left out."""
+    out = {}
+    for stage, busy in busy_s.items():
+        ref = {"capture": input_s, "asr": speech_s, "mt": speech_s}.get(stage)
+        if ref is None:
+            ref = spoken_s.get(stage, 0.0)
+        if ref > 0:
+            out[stage] = round(busy / ref, 3)
+    return out
+
+
+# ---- reading reports back ------------------------------------------------------------------------
+
+class Figures(msgspec.Struct, kw_only=True):
+    """What `compare` and `plot` read from a summary: a recording's (Summary) or a suite's overall
+    one. UNSET: not in the report (the figures are then computed from the utterances)."""
+    utterances: int | UnsetType = UNSET
+    e2e_p50_ms: float | None | UnsetType = UNSET
+    e2e_p95_ms: float | None | UnsetType = UNSET
+    stage_ms_p50: dict[str, float | None] | UnsetType = UNSET
+    quality: dict | None = None      # translation quality against references (quality.py)
+    budget_ms: float | None = None   # suite reports: the end-to-end budget of the run
+    budgets: dict[str, Any] | None = None
+
+
+class Recording(msgspec.Struct, kw_only=True):
+    """One recording as read back: a one-recording report, or one of a suite report's."""
+    utterances: list[UtteranceReport]
+    summary: Figures | None = None
+    name: str | None = None
+    path: str | None = None
+    quality: dict | None = None      # the check of expected words (suite.check_quality)
+
+
+class _SuiteDoc(msgspec.Struct):
+    recordings: list[Any]
+    summary: Figures | None = None
+
+
+@dataclass
+class Report:
+    """A report as read back: its recordings (one for a one-recording report) and the summary
+    over all of them (a one-recording report's own)."""
+    where: str                       # the file, for messages
+    recordings: list[Recording]
+    summary: Figures | None = None
+    suite: bool = False
+
+
+def _recording(d: Any, where: str, default_name: str) -> Recording:
+    if not isinstance(d, dict) or not isinstance(d.get("utterances"), list):
+        raise UsageError(f'{where}: not a Babelfish report (no "utterances" list)')
+    if not all(isinstance(u, dict) for u in d["utterances"]):
+        raise UsageError(f"{where}: not a Babelfish report (an utterance is not an object)")
+    rec = _convert(d, Recording, where)
+    rec.name, rec.path = rec.name or default_name, rec.path or ""
+    return rec
+
+
+def _convert(d: Any, kind: type, where: str):
+    try:
+        return msgspec.convert(d, kind)
+    except msgspec.ValidationError as e:
+        raise UsageError(f"{where}: not a Babelfish report ({e})") from None
+
+
+def parse_report(doc: Any, where: str = "report") -> Report:
+    """A report document (decoded JSON) as a Report; UsageError (one line) when it is not one."""
+    if isinstance(doc, dict) and isinstance(doc.get("recordings"), list):
+        suite = _convert(doc, _SuiteDoc, where)
+        recs = [_recording(r, f"{where}: recording {i + 1}", f"recording-{i + 1}")
+                for i, r in enumerate(suite.recordings)]
+        return Report(where, recs, suite.summary, suite=True)
+    rec = _recording(doc, where, "default")
+    rec.name = "default"
+    return Report(where, [rec], rec.summary, suite=False)
+
+
+def as_report(report: Any, where: str = "report") -> Report:
+    """A Report from a Report, a report dict (as read from JSON) or one still holding structs."""
+    if isinstance(report, Report):
+        return report
+    try:
+        doc = msgspec.to_builtins(report)
+    except TypeError as e:
+        raise UsageError(f"not a Babelfish report: {e}") from None
+    return parse_report(doc, where)
+
+
+def read_report(path: str | Path) -> Report:
+    """Read and check one report file. Raises UsageError (one line) when it cannot be used."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"report is a directory: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"no such report file: {p}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read report {p}: {e}") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"{p} is not a JSON report: {e}") from None
+    return parse_report(doc, str(p))

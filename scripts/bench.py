@@ -63,12 +63,11 @@ from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from babelfish import UsageError
+from babelfish.report import percentile
+from babelfish.suite import Entry, check_quality, collect
 
-from babelfish import UsageError  # noqa: E402
-from babelfish.report import percentile  # noqa: E402
-from babelfish.suite import Entry, check_quality, collect  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 SYSTEMS = ("babelfish", "naive")
 LABELS = {"babelfish": "Babelfish pipeline", "naive": "naive cascade"}
@@ -587,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
             "machine": f"{psutil.cpu_count()} CPU cores, {platform.machine()}, Linux "
                        f"{platform.release()}, load average {load_start:.1f} at the start and "
                        f"{os.getloadavg()[0]:.1f} at the end"}
+    from figures import stamp  # scripts/figures.py: when and on which commit
+
+    info.update(stamp())
     table = markdown(med, info)
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,13 +10,15 @@ Prints, on the CPU:
     contain any wake word: ~80 different sentences spoken by the packaged Piper voice at three
     speeds, with pauses, cached as a WAV in /tmp (and, with --spanish, espeak-ng Spanish).
 
-    .venv/bin/python scripts/bench_listeners.py [--minutes 10] [--spanish] [--json out.json]
+    .venv/bin/python scripts/bench_listeners.py [--minutes 10] [--spanish] \
+                                                [--json-out out/bench_listeners.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -28,12 +30,11 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from babelfish.config import load_config, models_dir
+from babelfish.engines.vad import SileroVAD, WebRtcVAD
+from babelfish.engines.wakeword import BUILTIN_MODELS, WakeWord
 
-from babelfish.config import load_config, models_dir  # noqa: E402
-from babelfish.engines.vad import SileroVAD, WebRtcVAD  # noqa: E402
-from babelfish.engines.wakeword import BUILTIN_MODELS, WakeWord  # noqa: E402
-
+REPO = Path(__file__).resolve().parent.parent
 RATE = 16000
 CHUNK = 320  # 20 ms
 
@@ -219,8 +220,11 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--cache", default="/tmp/babelfish-bench-english.wav")
     ap.add_argument("--spanish", action="store_true", help="also espeak-ng Spanish (false triggers)")
-    ap.add_argument("--json", help="write the figures here too")
+    ap.add_argument("--json-out", "--json", dest="json", metavar="PATH",
+                    default=str(REPO / "out" / "bench_listeners.json"),
+                    help="write the figures here too (default out/bench_listeners.json)")
     args = ap.parse_args()
+    load_start = os.getloadavg()[0]
     logging.basicConfig(level=logging.WARNING)
 
     x = english_speech(args.minutes, Path(args.cache))
@@ -255,8 +259,11 @@ def main() -> int:
                 r = run_wakeword(name, es)
                 out["spanish"][name] = r["false_triggers"]
                 print(f"  wake word {name:12s} false triggers: {r['false_triggers']} {r['at_s']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
+    from figures import run_info  # scripts/figures.py: command, when, commit, machine
+
+    out["info"] = run_info(load_start)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
 
 

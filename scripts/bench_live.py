@@ -5,35 +5,110 @@ daemon` listens and speaks into the "earphones". Prints the live end-of-speech-t
 (and -to-heard) p50/p95, the same figures from `babelfish replay --pace realtime` of the same
 file, and the overflow/underflow counts over the whole run.
 
-    .venv/bin/python scripts/bench_live.py [--repeat 10]
+    .venv/bin/python scripts/bench_live.py [--repeat 10] [--json-out out/bench_live.json]
 Needs the Debian packages pulseaudio, pulseaudio-utils, libasound2-plugins (setup.sh --dev).
+The sound card is a private PulseAudio server of its own (`VirtualSoundCard`: the essentials of
+the tests' tests/pulse.py, which has more: recording, unplugging, leftovers).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import zmq
+
+from babelfish.control import NoAnswer, Request, ask, find_runs
+from babelfish.report import percentile
+from babelfish.testspeech import concat
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from babelfish.cli import _ask  # noqa: E402
-from babelfish.report import percentile  # noqa: E402
-from pulse import PulseServer  # noqa: E402
-from speech import concat  # noqa: E402
-
 SAMPLE = REPO / "samples" / "es_station.wav"
+SINKS = {"bf_mic": "rate=16000 channels=1 channel_map=mono", "bf_ear": ""}  # mic, earphones
+
+
+class VirtualSoundCard:
+    """A private PulseAudio server under `root` with two null sinks: whatever is played into
+    bf_mic is the "microphone" (its monitor), bf_ear are the "earphones". `env` points clients
+    (pactl, paplay, and PortAudio through ALSA's pulse plugin: PCMs named like the sinks) at it."""
+
+    def __init__(self, root: Path):
+        self.root, self.procs = root, []
+        run = root / "run"
+        sock = run / "pulse" / "native"
+        self.env = {**os.environ, "PULSE_SERVER": f"unix:{sock}",
+                    "PULSE_RUNTIME_PATH": str(run / "pulse"),
+                    "PULSE_COOKIE": str(root / "home" / ".config" / "pulse" / "cookie"),
+                    "PULSE_CLIENTCONFIG": str(root / "client.conf"),
+                    "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{root / 'asound.conf'}"}
+        for d in (root / "home", run / "pulse"):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chmod(run, 0o700)
+        (root / "client.conf").write_text("autospawn = no\n")
+        (root / "asound.conf").write_text("".join(
+            f'pcm.{n} {{ type asym playback.pcm {{ type pulse device "{n}" }} '
+            f'capture.pcm {{ type pulse device "{n}.monitor" }} }}\n' for n in SINKS))
+        script = [f"load-module module-native-protocol-unix auth-anonymous=1 socket={sock}"]
+        script += [f"load-module module-null-sink sink_name={n} {a}" for n, a in SINKS.items()]
+        (root / "bench.pa").write_text("\n".join(script + ["set-default-sink bf_ear"]) + "\n")
+        server_env = {**self.env, "HOME": str(root / "home"), "XDG_RUNTIME_DIR": str(run),
+                      "XDG_CONFIG_HOME": str(root / "home" / ".config"),
+                      "XDG_STATE_HOME": str(root / "home" / ".state"),
+                      "DBUS_SESSION_BUS_ADDRESS": "disabled:"}
+        server_env.pop("PULSE_SERVER")  # the server would take it for a server to connect to
+        self._spawn(["pulseaudio", "--daemonize=no", "--system=no", "--exit-idle-time=-1",
+                     "--disallow-exit", "--use-pid-file=no", "--realtime=no",
+                     "--high-priority=no", "--log-target=stderr", "-n", "-F",
+                     str(root / "bench.pa")], server_env)
+        end = time.monotonic() + 15
+        while subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode:
+            if time.monotonic() > end or self.procs[0].poll() is not None:
+                self.stop()
+                sys.exit("bench_live: pulseaudio did not start")
+            time.sleep(0.1)
+        for n in SINKS:  # an idle null sink renders in 2 s blocks: keep each one ticking
+            self._spawn(["pacat", "--record", f"--device={n}.monitor", "--latency-msec=20",
+                         "--fix-format", "--fix-rate", "--fix-channels", "--raw", "/dev/null"],
+                        self.env)
+        time.sleep(2.1)
+
+    def _spawn(self, cmd: list[str], env: dict) -> subprocess.Popen:
+        if shutil.which("setpriv"):  # nothing outlives this script, even killed
+            cmd = ["setpriv", "--pdeathsig", "TERM", "--", *cmd]
+        self.procs.append(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL))
+        return self.procs[-1]
+
+    def play(self, wav: Path) -> subprocess.Popen:
+        """Play a WAV into the microphone (not waiting for it)."""
+        return self._spawn(["paplay", "--device=bf_mic", "--latency-msec=200", str(wav)],
+                           self.env)
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=10, help="how many times the sample is played")
+    p.add_argument("--json-out", default=str(REPO / "out" / "bench_live.json"), metavar="PATH",
+                   help="write the figures here too (default out/bench_live.json)")
     a = p.parse_args()
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as t:
         t = Path(t)
         wav = concat([SAMPLE] * a.repeat, t / "long.wav", gap_s=1.0)
@@ -46,35 +121,40 @@ def main() -> int:
         rep = json.loads((t / "r.json").read_text())
         replay_e2e = [u["latency_ms"]["end_of_speech_to_first_audio"] for u in rep["utterances"]
                       if "end_of_speech_to_first_audio" in u["latency_ms"]]
-        srv = PulseServer(t / "pulse")
-        srv.start()
+        missing = [x for x in ("pulseaudio", "pactl", "paplay", "pacat") if not shutil.which(x)]
+        if missing:
+            sys.exit(f"bench_live: missing {', '.join(missing)} (Debian packages pulseaudio, "
+                     "pulseaudio-utils, libasound2-plugins)")
+        srv = VirtualSoundCard(t / "pulse")
         try:
-            srv.activate()
             cfg = t / "c.toml"
             cfg.write_text(f'[pipeline]\nruntime_dir = "{t / "rt"}"\n[audio]\ninput_device = "bf_mic"\n'
                            'output_device = "bf_ear"\n')
             proc = subprocess.Popen([sys.executable, "-m", "babelfish", "daemon", "--config", str(cfg)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
-                                    env=srv.child_env())
+                                    env=srv.env)
             rt = t / "rt"
-            status = lambda: _ask(next(rt.glob("run-*")), "status")["status"]  # noqa: E731
+
+            def status():
+                runs = find_runs(rt)
+                return ask(runs[0], Request(cmd="status")).status if runs else None
+
             end = time.monotonic() + 90
             while time.monotonic() < end:
                 try:
-                    if all(s["state"] == "ready" for s in status()["stages"].values()):
-                        break
-                except (StopIteration, Exception):
-                    pass
+                    st = status()
+                except NoAnswer:
+                    st = None
+                if st and all(s.state == "ready" for s in st.stages.values()):
+                    break
                 time.sleep(0.2)
-            import zmq
-
-            run_dir = next(rt.glob("run-*"))
+            run_dir = find_runs(rt)[0]
             sub = zmq.Context.instance().socket(zmq.SUB)
             sub.setsockopt(zmq.SUBSCRIBE, b"")
             sub.connect(f"ipc://{run_dir / 'subtitles.sock'}")  # every utterance, as a display sees it
             time.sleep(0.5)
             t0 = time.monotonic()
-            player = srv.play(wav, wait=False)
+            player = srv.play(wav)
             live, quiet_since = [], None
             while True:
                 if sub.poll(200):
@@ -86,13 +166,13 @@ def main() -> int:
             played_s = time.monotonic() - t0 - 5
             sub.close(0)
             st = status()
-            _ask(run_dir, "stop")
+            ask(run_dir, Request(cmd="stop"))
             proc.wait(timeout=30)
         finally:
             srv.stop()
-    cap, pb = st["stages"]["capture"]["counters"], st["stages"]["playback"]["counters"]
+    cap, pb = st.stages["capture"].counters, st.stages["playback"].counters
     print(f"played {played_s:.0f} s of audio into the virtual microphone; utterances done "
-          f"{st['utterances']['done']}, lost {st['utterances']['lost']}")
+          f"{st.utterances.done}, lost {st.utterances.lost}")
     print(f"capture: overflows {cap.get('overflows', 0)}, dropped blocks {cap.get('dropped_blocks', 0)}")
     print(f"playback: underflows {pb.get('underflows', 0)} (mid-utterance), device underflows "
           f"{pb.get('device_underflows', 0)}, dropped {pb.get('dropped_ms', 0)} ms")
@@ -102,6 +182,18 @@ def main() -> int:
           f"p95 {percentile(e2e, 95)} ms; -> heard p50 {percentile(heard, 50)} ms")
     print(f"replay --pace realtime ({len(replay_e2e)} utterances): p50 {percentile(replay_e2e, 50)} ms, "
           f"p95 {percentile(replay_e2e, 95)} ms")
+    from figures import run_info  # scripts/figures.py: command, when, commit, machine
+
+    Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json_out).write_text(json.dumps({
+        "info": run_info(load_start), "repeat": a.repeat, "played_s": round(played_s, 1),
+        "done": st.utterances.done, "lost": st.utterances.lost,
+        "capture": dict(cap), "playback": dict(pb),
+        "live": {"utterances": len(e2e), "e2e_p50_ms": percentile(e2e, 50),
+                 "e2e_p95_ms": percentile(e2e, 95), "heard_p50_ms": percentile(heard, 50)},
+        "replay": {"utterances": len(replay_e2e), "e2e_p50_ms": percentile(replay_e2e, 50),
+                   "e2e_p95_ms": percentile(replay_e2e, 95)}}, indent=2))
+    print(f"results: {a.json_out}")
     return 0
 
 

@@ -12,11 +12,14 @@ nonsense: only the timing means anything. Figures only; nothing is asserted.
 
     .venv/bin/python scripts/bench_mt.py            # threads 1 and 2, 30 runs each
     .venv/bin/python scripts/bench_mt.py --reps 50 --threads 1,2,4 --keep /tmp/ct2-bench
+
+The figures also go to --json-out (default out/bench_mt.json), for scripts/figures.py.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 import os
 import random
@@ -30,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _linear(rng: np.random.Generator, spec, out_dim: int, in_dim: int, bias: bool = True) -> None:
@@ -168,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep", type=Path, help="build the model in this folder and keep it"
                     " (reused when it already holds one)")
     ap.add_argument("--build-only", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--json-out", type=Path, metavar="PATH",
+                    default=Path(__file__).resolve().parent.parent / "out" / "bench_mt.json",
+                    help="write the figures here too (default out/bench_mt.json)")
     args = ap.parse_args(argv)
 
     if args.build_only:
@@ -177,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from babelfish.engines.mt_ctranslate2 import CT2Translator
 
+    load_start = os.getloadavg()[0]
     tmp = None
     if args.keep:
         folder = args.keep
@@ -197,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
           f" ({built})")
     print(f"cpu: {os.cpu_count()} cores; compute_type {args.compute_type}, beam {args.beam},"
           f" {args.reps} runs after {args.warmup} warm-up runs, one sentence per call")
-    print(f"rss before loading: {_rss_mb():.0f} MiB")
+    rss_before, rows = _rss_mb(), []
+    print(f"rss before loading: {rss_before:.0f} MiB")
 
     for threads in [int(t) for t in args.threads.split(",")]:
         tr = CT2Translator(folder, compute_type=args.compute_type, threads=threads,
@@ -218,9 +225,26 @@ def main(argv: list[str] | None = None) -> None:
               f" min {times[0]:.1f} ms per sentence"
               f" ({statistics.median(times) / max(1, st.tokens_out):.2f} ms/token);"
               f" rss {rss_loaded:.0f} MiB loaded, {_rss_mb():.0f} MiB after")
+        rows.append({"threads": threads, "tokens_in": st.tokens_in, "tokens_out": st.tokens_out,
+                     "median_ms": round(statistics.median(times), 2), "p95_ms": round(p95, 2),
+                     "min_ms": round(times[0], 2),
+                     "ms_per_token": round(statistics.median(times) / max(1, st.tokens_out), 3),
+                     "rss_loaded_mib": round(rss_loaded, 1), "rss_after_mib": round(_rss_mb(), 1)})
         del tr
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak rss: {peak:.0f} MiB; timings are wall clock on a machine that may be shared")
+    from figures import run_info  # scripts/figures.py: command, when, commit, machine
+
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps({
+        "info": run_info(load_start, [__file__, *(sys.argv[1:] if argv is None else argv)]),
+        "model": {"layers": "6+6", "d_model": 512, "heads": 8, "ffn": 2048,
+                  "vocab": 32000, "size_mib": round(size_mb, 1), "weights": "random"},
+        "settings": {"compute_type": args.compute_type, "beam": args.beam, "reps": args.reps,
+                     "warmup": args.warmup, "out_tokens": args.out_tokens},
+        "rss_before_mib": round(rss_before, 1), "threads": rows, "peak_rss_mib": round(peak, 1),
+    }, indent=2))
+    print(f"results: {args.json_out}")
     if tmp is not None:
         tmp.cleanup()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,7 @@ def main() -> int:
     p.add_argument("--config", help="a config file passed to every replay")
     p.add_argument("--json-out", default=str(REPO / "out" / "bench_pipeline.json"))
     a = p.parse_args()
+    load_start = os.getloadavg()[0]
     extra = ["--config", a.config] if a.config else []
     rows = []
     with tempfile.TemporaryDirectory() as t:
@@ -54,6 +56,10 @@ def main() -> int:
     out = {"runs": len(rows), "e2e_p50_ms": med("e2e_p50_ms"), "e2e_p95_ms": med("e2e_p95_ms"),
            "peak_rss_mb": med("peak_rss_mb"), "start_to_ready_ms": med("start_to_ready_ms"),
            "rtf": rtf, "stage_ms_p50": stage_ms, "per_run": rows}
+    from figures import run_info  # scripts/figures.py: command, when, commit, machine
+
+    out["info"] = run_info(load_start)
+    out["recordings"] = [Path(w).name for w in a.wavs]
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json_out).write_text(json.dumps(out, indent=2))
     print(f"\nmedians over {len(rows)} runs ({', '.join(Path(w).name for w in a.wavs)}, realtime pace):")

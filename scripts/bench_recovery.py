@@ -21,24 +21,26 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
+
+from babelfish import BabelfishError
+from babelfish.control import Request, ask, find_runs
+from babelfish.testspeech import concat, espeak
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from babelfish.cli import _ask  # noqa: E402
-from speech import concat, espeak  # noqa: E402
-
 SAMPLE = REPO / "samples" / "es_station.wav"
 KO = ["안녕하세요.", "역이 어디에 있습니까?", "커피 한 잔 주세요.", "감사합니다.", "화장실이 어디에 있습니까?",
       "얼마입니까?"]
 
 
 def status(rt: Path) -> dict | None:
-    runs = list(rt.glob("run-*/control.sock"))
+    """The status (as a dict) of the supervisor running under `rt`; None while none answers."""
+    runs = find_runs(rt)
     if not runs:
         return None
     try:
-        return _ask(runs[0].parent, "status", timeout_ms=1000)["status"]
-    except Exception:
+        return msgspec.to_builtins(ask(runs[0], Request(cmd="status"), timeout_ms=1000).status)
+    except BabelfishError:
         return None
 
 
@@ -120,6 +122,7 @@ def main() -> int:
     p.add_argument("--delay-ms", type=int, default=1200)
     p.add_argument("--json-out", default=str(REPO / "out" / "bench_recovery.json"))
     a = p.parse_args()
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as t:
         t = Path(t)
         es = concat([SAMPLE] * 4, t / "es4.wav", gap_s=1.0)
@@ -136,7 +139,10 @@ def main() -> int:
         print("budgets:", flush=True)
         bud = budgets(concat([SAMPLE] * 2, t / "es2.wav", gap_s=1.0), a.delay_ms)
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json_out).write_text(json.dumps({"recovery": rec, "budgets": bud}, indent=2))
+    from figures import run_info  # scripts/figures.py: command, when, commit, machine
+
+    Path(a.json_out).write_text(json.dumps({"info": run_info(load_start), "recovery": rec,
+                                            "budgets": bud}, indent=2))
     print("\n| stage | kills | kill -> ready again (p50) | kill -> next utterance spoken (p50) | lost |")
     print("|---|---|---|---|---|")
     for r in rec:

@@ -5,8 +5,8 @@ turns (samples/bench/), all Spanish speech from espeak-ng.
     .venv/bin/python scripts/make_suite_samples.py [--what all|suite|bench] [--out samples]
 
 Each is Spanish speech from espeak-ng at 120 words/min (slow speech, which Whisper base translates
-far better than espeak's default speed), resampled to 16 kHz with silence around it (as the tests'
-speech helper, tests/speech.py, makes it).
+far better than espeak's default speed), resampled to 16 kHz with silence around it
+(babelfish/testspeech.py, the tests' speech helper).
 
 The suite's two short recordings are then written in a format of their own so that the suite also
 exercises the WAV reader and the resampler:
@@ -47,10 +47,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+from babelfish.testspeech import espeak
 
-from speech import espeak  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 # file name, sentence, sample rate, channels, soundfile subtype
 SAMPLES = [

@@ -16,12 +16,16 @@ starts replays and sends SIGTERM at a random moment of each (loading, running, d
 checks every time: exit code 130, no process left (psutil scan for the runtime directory), and
 nothing left in the runtime directory (no run directory, socket or temporary file).
 
+Both write their figures as JSON to --json-out (default out/soak.json; out/soak_sigterm.json
+for the SIGTERM trials), for scripts/figures.py.
+
 Exit status 0 when every check passed, 1 otherwise.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import signal
@@ -31,10 +35,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import psutil
 import soundfile as sf
-import zmq
+
+from babelfish import BabelfishError
+from babelfish.control import Request, ask, find_runs
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "es_station.wav"
@@ -98,20 +105,14 @@ def stage_name(p: psutil.Process) -> str | None:
 
 
 def status(rt: Path) -> dict | None:
-    socks = list(rt.glob("run-*/control.sock"))
-    if not socks:
+    """The status (as a dict) of the supervisor running under `rt`; None while none answers."""
+    runs = find_runs(rt)
+    if not runs:
         return None
-    sock = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 1000)
-    sock.connect(f"ipc://{socks[0]}")
     try:
-        sock.send(b'{"cmd": "status"}')
-        return json.loads(sock.recv()).get("status")
-    except (zmq.Again, ValueError):
+        return msgspec.to_builtins(ask(runs[0], Request(cmd="status"), timeout_ms=1000).status)
+    except BabelfishError:
         return None
-    finally:
-        sock.close()
 
 
 def replay_cmd(wav: Path, cfg: Path, out: Path, report: Path, pace: str) -> list[str]:
@@ -128,6 +129,7 @@ def slope(xs: list[float], ys: list[float]) -> float:
 
 
 def soak(args) -> int:
+    load_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="babelfish-soak-"))
     try:
         wav = work / "long.wav"
@@ -211,8 +213,11 @@ def soak(args) -> int:
                   f"(expected {result['expected_utterances']}); restarts {result['restarts']}")
             if result["lost_reasons"]:
                 print("lost because: " + "; ".join(result["lost_reasons"]))
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=2))
+        from figures import run_info  # scripts/figures.py: command, when, commit, machine
+
+        result["info"] = run_info(load_start)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
         ok = (rc == 0 and result.get("lost", 1) == 0
               and all(m["growth_mb_per_audio_hour"] < args.max_growth_mb
                       for m in result["processes"].values()))
@@ -231,9 +236,11 @@ def soak(args) -> int:
 # ---- SIGTERM trials -------------------------------------------------------------------------------
 
 def sigterm_trials(args) -> int:
+    load_start = os.getloadavg()[0]
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="babelfish-sigterm-"))
     failures = 0
+    trials = []  # for --json-out
     try:
         wav = work / "input.wav"
         build_recording(wav, 0.25)  # SAMPLE once (15.5 s) + a gap: ~20 s in realtime pace
@@ -286,9 +293,18 @@ def sigterm_trials(args) -> int:
             print(f"  trial {i + 1:2d}: SIGTERM at {delay:5.1f} s ({phase:8s}) -> exit {proc.returncode}"
                   f" in {stop_s:.2f} s; {'OK' if not bad else 'FAIL: ' + '; '.join(bad)}"
                   f"{' (finished before the signal)' if finished_first else ''}", flush=True)
+            trials.append({"delay_s": round(delay, 2), "phase": phase,
+                           "exit_code": proc.returncode, "stop_s": round(stop_s, 3),
+                           "finished_first": finished_first, "problems": bad})
             for p in (out, report):
                 p.unlink(missing_ok=True)
         print(f"sigterm trials: {args.sigterm_trials - failures}/{args.sigterm_trials} clean")
+        from figures import run_info  # scripts/figures.py: command, when, commit, machine
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "info": run_info(load_start), "seed": args.seed, "trials": trials,
+            "clean": args.sigterm_trials - failures}, indent=2))
         return 0 if failures == 0 else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -305,9 +321,14 @@ def main() -> int:
     p.add_argument("--sigterm-trials", type=int, default=0, metavar="N",
                    help="instead: N replays stopped with SIGTERM at random moments")
     p.add_argument("--seed", type=int, default=None, help="for the random moments")
-    p.add_argument("--json", metavar="FILE", help="write the memory figures here")
+    p.add_argument("--json-out", "--json", dest="json", metavar="FILE",
+                   help="write the figures here (default out/soak.json, or "
+                        "out/soak_sigterm.json with --sigterm-trials)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args()
+    if args.json is None:
+        args.json = str(REPO / "out" / ("soak_sigterm.json" if args.sigterm_trials
+                                        else "soak.json"))
     if args.sigterm_trials:
         return sigterm_trials(args)
     return soak(args)

@@ -7,7 +7,10 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import psutil
+
+from babelfish.control import NoAnswer, Request, ask, find_runs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,29 +60,23 @@ def wait_for(pred, timeout: float, interval: float = 0.05):
 
 
 def control(rt: Path, cmd: str = "status", **fields) -> dict | None:
-    """Ask the supervisor whose runtime directory lies under `rt` over its control socket, as
-    `babelfish status` does (but in-process: fast enough to poll). None while none answers."""
-    import zmq
-
-    socks = list(Path(rt).glob("run-*/control.sock"))
-    if not socks:
+    """Ask the supervisor whose runtime directory lies under `rt` over its control socket
+    (babelfish/control.py, as `babelfish status` does, but in-process: fast enough to poll).
+    The reply as a dict; None while none answers."""
+    runs = find_runs(rt)
+    if not runs:
         return None
-    sock = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 2000)
-    sock.connect(f"ipc://{socks[0]}")
     try:
-        sock.send(json.dumps({"cmd": cmd, **fields}).encode())
-        return json.loads(sock.recv())
-    except zmq.Again:
+        return msgspec.to_builtins(ask(runs[0], Request(cmd=cmd, **fields)))
+    except NoAnswer:
         return None
-    finally:
-        sock.close()
 
 
 def status(rt: Path) -> dict | None:
+    """The status of the supervisor under `rt` as a dict (control.Status); None while none
+    answers."""
     reply = control(rt)
-    return reply["status"] if reply else None
+    return reply.get("status") if reply else None
 
 
 def start_replay(tmp_path: Path, wav: Path, cfg: Path, *extra: str) -> subprocess.Popen:

@@ -15,10 +15,12 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from babelfish import control
 from babelfish.schema import (MAX_AUDIO_SECONDS, MAX_HEADER_BYTES, MAX_RATE, MAX_TIME_S,
                               AudioChunk, BadMessage, EndOfStream, Heartbeat, Progress, Segmented,
                               SpeechAudio, Stamp, Transcript, Translation, UtteranceDone,
                               UtteranceEnd, decode, encode)
+import helpers
 from helpers import (communicate, start_replay, REPO, load_report, stage_processes, utterance_count,
                      wait_for, write_config)
 
@@ -27,32 +29,20 @@ SAMPLE = REPO / "samples" / "es_station.wav"
 
 # ---- a live replay and its sockets ---------------------------------------------------------------
 
-def run_dir(cfg: Path) -> Path | None:
-    runs = list((cfg.parent / "rt").glob("run-*"))
-    return runs[0] if runs else None
-
-
 def status(cfg: Path) -> dict | None:
     """The running supervisor's status over its control socket (as tests/test_supervisor.py)."""
-    run = run_dir(cfg)
-    if run is None or not (run / "control.sock").exists():
-        return None
-    reply = ask(run, [b'{"cmd": "status"}'])
-    return reply["status"] if reply and reply.get("ok") else None
+    return helpers.status(cfg.parent / "rt")
 
 
 def ask(run: Path, frames: list[bytes]) -> dict | None:
-    sock = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 3000)
-    sock.connect(f"ipc://{run / 'control.sock'}")
+    """Any frames as a request on the control socket (control.exchange); the reply as a dict,
+    checked to be a control.Reply. None when no answer comes."""
     try:
-        sock.send_multipart(frames)
-        return json.loads(sock.recv())
-    except zmq.Again:
+        data = control.exchange(run, frames, timeout_ms=3000)
+    except control.NoAnswer:
         return None
-    finally:
-        sock.close()
+    msgspec.json.decode(data, type=control.Reply)  # a well-formed reply, whatever was asked
+    return json.loads(data)
 
 
 def all_ready(cfg: Path):
@@ -313,7 +303,7 @@ def supervisor(tmp_path):
     for i, sp in enumerate(sup.stages.values()):
         sp.proc = _Exited(4_000_000 + i)
     yield sup
-    sup._shutdown()
+    sup.close()
 
 
 IDENTS = [b"capture/4000000", b"asr/4000001", b"tts/4000002", b"playback/4000003",  # current
@@ -334,15 +324,16 @@ def test_supervisor_survives_any_frame_from_any_peer(supervisor, ident, template
     if data.draw(st.booleans()):
         doc[data.draw(st.sampled_from(sorted(doc)))] = data.draw(_json)
     frames = [msgspec.json.encode(doc)] + data.draw(st.lists(st.binary(max_size=16), max_size=2))
-    before = dict(supervisor.counters)
-    supervisor._on_message(ident, frames)
+    before = dict(supervisor.link.counters)
+    supervisor.handle_message(ident, frames)
     try:
         decode(frames)
         valid = True
     except BadMessage:
         valid = False
     i = IDENTS.index(ident)
-    grew = {k: v - before.get(k, 0) for k, v in supervisor.counters.items() if v != before.get(k, 0)}
+    grew = {k: v - before.get(k, 0) for k, v in supervisor.link.counters.items()
+            if v != before.get(k, 0)}
     if i < 4:
         assert grew == ({} if valid else {"bad_messages": 1})
     elif i == 4:
@@ -350,4 +341,4 @@ def test_supervisor_survives_any_frame_from_any_peer(supervisor, ident, template
     else:
         assert grew == {"unknown_peer_messages": 1}
     supervisor.status()  # still consistent enough to report
-    supervisor._summary()
+    supervisor.summary()

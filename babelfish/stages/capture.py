@@ -18,6 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
+from babelfish.clock import fed_ns
 from babelfish.audio import Chunker, Resampler, WavReader, float_to_int16, open_wav, to_mono
 from babelfish.engines import SAMPLE_RATE
 from babelfish.engines.vad import make_vad
@@ -180,10 +181,7 @@ class CaptureStage(Stage):
 
     def _fed_ns(self, pos: int) -> int:
         """The moment the frame holding sample `pos` was fed in."""
-        for end, ns in self.fed:
-            if pos < end:
-                return ns
-        return self.fed[-1][1] if self.fed else time.monotonic_ns()
+        return fed_ns(self.fed, pos)
 
     def _event(self, ev) -> None:
         if isinstance(ev, SpeechStart):
