@@ -4,9 +4,10 @@ Not streaming: `accept` buffers the utterance, `finish` decodes it in one go. Th
 already cut the utterance with its own VAD, so there is no VAD here.
 
 faster-whisper rather than bare `ctranslate2.models.Whisper`: it brings the log-mel front end and
-the tokenizer (the decode itself is ctranslate2's `generate`, see below). Its costs: about 0.6 s more import time (PyAV) once per process, and with
-language=None its language detection runs the encoder a second time (about +0.5 s per utterance
-for base on 2 cores), so give the source language whenever it is known.
+the tokenizer (the decode itself is ctranslate2's `generate`, see below). Its costs: about 0.6 s
+more import time (PyAV) once per process, and with language=None its language detection runs the
+encoder a second time (about +0.5 s per utterance for base on 2 cores), so give the source
+language whenever it is known.
 
 Continuation: when the pipeline cut a long turn at a pause, the next piece is decoded together
 with the audio of the piece before it, and the decoder is made to start with that piece's text
@@ -26,47 +27,62 @@ No invented speech: Whisper says something for almost any sound. A decode gives 
   * the no-speech gate fires (no-speech probability over 0.6 and average log-probability under
     -1.0, Whisper's own rule), which is what noise floors, tones and music-like audio give;
   * or its best attempt is unsure (average log-probability under UNSURE_LOGPROB after the
-    fallback): babble of reversed voices decodes to fluent inventions at -1.6 .. -2.7, real
-    speech of the quality set measured -0.2 .. -1.3;
+    fallback): babble of reversed voices decodes to fluent inventions at -1.4 .. -2.9, real
+    speech of the quality set -0.2 .. -1.5 (117 of its 119 prompts; the other two came out as
+    nonsense, "Add the dried garlic." for "Mensaje guardado");
   * or every attempt loops (compression ratio over 2.4): a text that says the same thing over and
-    over is not what anybody said.
-The reason is in `last_stats["rejected"]` ("no_speech", "unsure", "looping"), and the ASR stage
-counts it, so that nothing heard is dropped silently.
+    over is not what anybody said;
+  * or it is unclear: some no-speech probability (over 0.2), a decode that is not sure (under
+    -0.75) and audio in which Whisper's language identification does not hear the source language
+    (probability under 0.1): babble of several voices, which the VAD takes for speech.
+The reason is in `last_stats["rejected"]` ("no_speech", "unsure", "looping", "unclear"), and the
+ASR stage counts it, so that nothing heard is dropped silently.
 
 The decoding here is ctranslate2's `generate` on faster-whisper's model, not faster-whisper's
 `transcribe`: the encoder window, the forced prefix of a continuation and the second decode of the
 same encoding (the words as spoken) need the encoding in hand. The temperature fallback above is
 faster-whisper's rule, reimplemented in `_generate` for that reason.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from babelfish import BabelfishError
-from babelfish.engines import SAMPLE_RATE, ASRResult
+from babelfish.engines import SAMPLE_RATE, ASRResult, Context
 from babelfish.text import norm_word
 
 log = logging.getLogger(__name__)
 
 MIN_AUDIO_S = 0.1  # shorter utterances are not decoded
-SILENCE_PEAK = 1e-3  # peak |x| (full scale 1.0) below which audio is digital silence: about -60 dBFS
+SILENCE_PEAK = (
+    1e-3  # peak |x| (full scale 1.0) below which audio is digital silence: about -60 dBFS
+)
 MAX_LENGTH = 448  # Whisper's decoder length, prompt included
 N_FRAMES = 3000  # Whisper's 30 s input window, in 10 ms feature frames
 COMPRESSION_RATIO = 2.4  # a text that compresses better than this is looping: fall back
 LOGPROB_FLOOR = -1.0  # average log-probability below this: fall back (or no speech)
 NO_SPEECH_PROB = 0.6
-UNSURE_LOGPROB = -1.4  # the best attempt still under this: a guess, not speech (see the docstring)
+UNSURE_LOGPROB = -1.5  # the best attempt still under this: a guess, not speech (see the docstring)
+# Babble (several voices at once, a crowd, a TV) decodes to fluent inventions at -0.8 .. -1.3 with a
+# no-speech probability of 0.2 .. 0.6, and Whisper does not hear the source language in it
+# (probability 0.00 .. 0.09). All three at once: unclear, no words. Real prompts of the quality set
+# that come near: no-speech 0.24 .. 0.46 only with a language probability of 0.11 or more.
+UNCLEAR_NO_SPEECH = 0.2
+UNCLEAR_LOGPROB = -0.75
+UNCLEAR_LANGUAGE = 0.1
 
 
 def _compression_ratio(text: str) -> float:
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
 PROMPT_TOKENS = 4  # <|startoftranscript|><|lang|><|task|><|notimestamps|>
 TASKS = ("translate", "transcribe")
 
@@ -125,7 +141,8 @@ class WhisperASR:
                 if self.multilingual:
                     raise BabelfishError(f"whisper: unknown language {language!r}")
                 raise BabelfishError(
-                    f"whisper: {model_dir.name} is English-only and cannot take language {language!r}"
+                    f"whisper: {model_dir.name} is English-only "
+                    f"and cannot take language {language!r}"
                 )
         if not self.multilingual:
             # An English-only model: English in, English out. "translate" would then mean
@@ -140,13 +157,16 @@ class WhisperASR:
         # the encoder's input window; longer utterances get a window of their own length
         self.detected_language = ""
         self.window_frames = min(N_FRAMES, max(100, int(window_s * 100)))
-        self._tokenizer = Tokenizer(self._model.hf_tokenizer, self.multilingual, task=task,
-                                    language=language or "en")
+        self._tokenizer = Tokenizer(
+            self._model.hf_tokenizer, self.multilingual, task=task, language=language or "en"
+        )
         self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         # translating: optionally also the words as spoken, decoded from the same encoding
         self._source_prompt = None
         if source_text and task == "translate" and self.multilingual:
-            src = Tokenizer(self._model.hf_tokenizer, True, task="transcribe", language=language or "en")
+            src = Tokenizer(
+                self._model.hf_tokenizer, True, task="transcribe", language=language or "en"
+            )
             self._source_prompt = [*src.sot_sequence, src.no_timestamps]
         self.last_source_text = ""
 
@@ -167,7 +187,12 @@ class WhisperASR:
         self.last_stats: dict = {}
         log.info(
             "whisper: loaded %s in %.2f s (%s, %s, language=%s, threads=%d)",
-            model_dir.name, self.load_s, compute_type, self.task, self.language or "detect", threads,
+            model_dir.name,
+            self.load_s,
+            compute_type,
+            self.task,
+            self.language or "detect",
+            threads,
         )
 
     # -- ASREngine --------------------------------------------------------------------------
@@ -184,7 +209,9 @@ class WhisperASR:
         """Whether there are words as spoken besides the text (translate with source_text)."""
         return self._source_prompt is not None
 
-    def finish(self, context: Context | None = None, source: bool = True, spoken: str = "") -> ASRResult:
+    def finish(
+        self, context: Context | None = None, source: bool = True, spoken: str = ""
+    ) -> ASRResult:
         """The utterance's result; with source=False without the words as spoken, which
         `source_text()` then gives (so that the text can leave first). With `spoken`, the text
         already given out for this utterance (a stable prefix): the result is what follows it."""
@@ -192,15 +219,21 @@ class WhisperASR:
         self._chunks = []
         return self.decode(audio, source=source, context=context, spoken=spoken)
 
-    def speculate(self, context: Context | None = None, spoken: str = "",
-                  beam_size: int | None = None) -> ASRResult:
+    def speculate(
+        self, context: Context | None = None, spoken: str = "", beam_size: int | None = None
+    ) -> ASRResult:
         """Decode the utterance so far (the speaker paused, or a stable prefix is looked for)
         and keep it: the translation only, the source text follows from `source_text()`.
         `reset` or `finish` still end the utterance. `beam_size`: this decode's, if not the
         engine's (the stable-prefix re-decodes are greedy)."""
         self._chunks = [np.concatenate(self._chunks)] if len(self._chunks) > 1 else self._chunks
-        return self.decode(self._chunks[0] if self._chunks else np.zeros(0, np.float32),
-                           source=False, context=context, spoken=spoken, beam_size=beam_size)
+        return self.decode(
+            self._chunks[0] if self._chunks else np.zeros(0, np.float32),
+            source=False,
+            context=context,
+            spoken=spoken,
+            beam_size=beam_size,
+        )
 
     def source_text(self) -> str:
         """The words as spoken for the last decode (same encoding, the decoder only)."""
@@ -213,8 +246,12 @@ class WhisperASR:
         audio and its texts as forced prefixes, when it fits the encoder window; then the text
         of this audio already given out (`spoken`) as more of the forced prefix."""
         text, src = "", []
-        if context is not None and context.text.strip() and len(context.audio) \
-                and (len(context.audio) + len(audio)) / SAMPLE_RATE * 100 <= self.window_frames - 50:
+        if (
+            context is not None
+            and context.text.strip()
+            and len(context.audio)
+            and (len(context.audio) + len(audio)) / SAMPLE_RATE * 100 <= self.window_frames - 50
+        ):
             text = context.text.strip()
             if context.source_text.strip():
                 src = self._tokenizer.encode(" " + context.source_text.strip())
@@ -233,10 +270,14 @@ class WhisperASR:
             elif name == "max_new_tokens":
                 limit = MAX_LENGTH - PROMPT_TOKENS
                 if not 1 <= int(value) <= limit:
-                    raise BabelfishError(f"whisper: max_new_tokens must be in 1..{limit}, not {value}")
+                    raise BabelfishError(
+                        f"whisper: max_new_tokens must be in 1..{limit}, not {value}"
+                    )
                 self.max_new_tokens = int(value)
             elif name == "temperatures":
-                temps = (float(value),) if isinstance(value, (int, float)) else tuple(map(float, value))
+                temps = (
+                    (float(value),) if isinstance(value, (int, float)) else tuple(map(float, value))
+                )
                 if not temps or any(t < 0 for t in temps):
                     raise BabelfishError(f"whisper: temperatures must be >= 0, not {value!r}")
                 self.temperatures = temps
@@ -253,8 +294,14 @@ class WhisperASR:
 
     # -- decoding ---------------------------------------------------------------------------
 
-    def decode(self, audio: np.ndarray, source: bool = True, context: Context | None = None,
-               spoken: str = "", beam_size: int | None = None) -> ASRResult:
+    def decode(
+        self,
+        audio: np.ndarray,
+        source: bool = True,
+        context: Context | None = None,
+        spoken: str = "",
+        beam_size: int | None = None,
+    ) -> ASRResult:
         """Decode one whole utterance (float32 in [-1, 1] or int16, mono, 16 kHz); with
         source=False without the words as spoken (asr.source_text); with a context (the piece
         of the same turn just before it), as its continuation; with `spoken` (text of this
@@ -263,8 +310,13 @@ class WhisperASR:
         audio_s = len(audio) / SAMPLE_RATE
         out_lang = "en" if self.task == "translate" else (self.language or "")
         stats = {
-            "decode_ms": 0.0, "audio_s": audio_s, "tokens": 0, "rtf": 0.0,
-            "source_language": self.language, "truncated": False, "repetition_cut": False,
+            "decode_ms": 0.0,
+            "audio_s": audio_s,
+            "tokens": 0,
+            "rtf": 0.0,
+            "source_language": self.language,
+            "truncated": False,
+            "repetition_cut": False,
             "rejected": "",
         }
         self.last_stats = stats
@@ -277,8 +329,9 @@ class WhisperASR:
         self.last_source_text = ""
         full, prefix, src_prefix = self._with_context(audio, context, spoken)
         stats["context"] = bool(prefix)
-        raw, tokens, truncated, no_speech = self._generate(full, source, prefix, src_prefix,
-                                                           beam_size or self.beam_size)
+        raw, tokens, truncated, no_speech = self._generate(
+            full, source, prefix, src_prefix, beam_size or self.beam_size
+        )
         decode_s = time.perf_counter() - t0
 
         text = "" if no_speech else strip_repetition(raw)
@@ -289,8 +342,12 @@ class WhisperASR:
             if self.task == "transcribe":
                 out_lang = self.detected_language
         stats.update(
-            decode_ms=decode_s * 1000, tokens=tokens, rtf=decode_s / audio_s,
-            truncated=truncated, repetition_cut=text != raw and not no_speech, no_speech=no_speech,
+            decode_ms=decode_s * 1000,
+            tokens=tokens,
+            rtf=decode_s / audio_s,
+            truncated=truncated,
+            repetition_cut=text != raw and not no_speech,
+            no_speech=no_speech,
         )
         if truncated:
             log.warning("whisper: decode hit max_new_tokens=%d", self.max_new_tokens)
@@ -298,14 +355,23 @@ class WhisperASR:
             log.warning("whisper: cut a repeated phrase: %r -> %r", raw, text)
         log.debug(
             "whisper: %.2f s audio -> %d tokens in %.0f ms (rtf %.2f): %r",
-            audio_s, tokens, decode_s * 1000, stats["rtf"], text,
+            audio_s,
+            tokens,
+            decode_s * 1000,
+            stats["rtf"],
+            text,
         )
         source = "" if no_speech else strip_repetition(self.last_source_text)
         return ASRResult(text=text, language=out_lang, audio_s=audio_s, source_text=source)
 
-
-    def _generate(self, audio: np.ndarray, source: bool = True, prefix: list[int] = (),
-                  src_prefix: list[int] = (), beam_size: int = 1) -> tuple[str, int, bool, bool]:
+    def _generate(
+        self,
+        audio: np.ndarray,
+        source: bool = True,
+        prefix: list[int] = (),
+        src_prefix: list[int] = (),
+        beam_size: int = 1,
+    ) -> tuple[str, int, bool, bool]:
         """Encode once, in a window of `window_s` (not Whisper's fixed 30 s: the encoder's cost
         grows faster than linearly with its input, and an utterance is rarely over 10 s), then
         decode with a temperature fallback on compression ratio / log-probability.
@@ -333,10 +399,17 @@ class WhisperASR:
                 ctranslate2.set_random_seed(i)
                 opts = dict(beam_size=1, sampling_topk=0, sampling_temperature=temperature)
             r = self._model.model.generate(
-                encoded, [prompt], max_length=min(MAX_LENGTH, len(prompt) + self.max_new_tokens),
-                return_scores=True, return_no_speech_prob=True, suppress_blank=True,
-                suppress_tokens=[-1], no_repeat_ngram_size=self.no_repeat_ngram_size,
-                repetition_penalty=self.repetition_penalty, **opts)[0]
+                encoded,
+                [prompt],
+                max_length=min(MAX_LENGTH, len(prompt) + self.max_new_tokens),
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=[-1],
+                no_repeat_ngram_size=self.no_repeat_ngram_size,
+                repetition_penalty=self.repetition_penalty,
+                **opts,
+            )[0]
             ids = _after_prefix(r.sequences_ids[0], prefix)
             ids = [t for t in ids if t < self._tokenizer.eot]
             n = len(ids)
@@ -345,10 +418,16 @@ class WhisperASR:
             no_speech = r.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_FLOOR
             looping = _compression_ratio(text) > COMPRESSION_RATIO
             results.append((not looping, avg_logprob, text, n, no_speech))
+            no_speech_prob = float(r.no_speech_prob)  # the same for every attempt (first step)
             self.last_stats.setdefault("attempts", []).append(
-                {"temperature": temperature, "avg_logprob": round(float(avg_logprob), 3),
-                 "no_speech_prob": round(float(r.no_speech_prob), 3),
-                 "compression_ratio": round(_compression_ratio(text), 2), "text": text})
+                {
+                    "temperature": temperature,
+                    "avg_logprob": round(float(avg_logprob), 3),
+                    "no_speech_prob": round(float(r.no_speech_prob), 3),
+                    "compression_ratio": round(_compression_ratio(text), 2),
+                    "text": text,
+                }
+            )
             if no_speech or (not looping and avg_logprob >= LOGPROB_FLOOR):
                 break
             if prefix and n == 0 and not no_speech:
@@ -357,8 +436,11 @@ class WhisperASR:
                 results[-1] = (True, 0.0, "", 0, False)
                 break
             if i + 1 < len(self.temperatures):
-                log.debug("whisper: fallback to temperature %.1f (%r)", self.temperatures[i + 1], text)
-        # all failed: the best one that does not loop, by average log-probability (as faster-whisper)
+                log.debug(
+                    "whisper: fallback to temperature %.1f (%r)", self.temperatures[i + 1], text
+                )
+        # all failed: the best one that does not loop, by average log-probability
+        # (as faster-whisper)
         ok, logprob, text, n, no_speech = max(results, key=lambda r: (r[0], r[1]))
         self.last_stats["avg_logprob"] = round(float(logprob), 3)
         rejected = "no_speech" if no_speech else ""
@@ -366,6 +448,15 @@ class WhisperASR:
             rejected = "unsure"
         elif not no_speech and n and not ok:
             rejected = "looping"
+        elif (
+            not no_speech
+            and n
+            and self.language
+            and no_speech_prob > UNCLEAR_NO_SPEECH
+            and logprob < UNCLEAR_LOGPROB
+            and self._language_prob(encoded) < UNCLEAR_LANGUAGE
+        ):
+            rejected = "unclear"
         self.last_stats["rejected"] = rejected
         if rejected:
             if not no_speech:
@@ -378,25 +469,28 @@ class WhisperASR:
         truncated = n >= self.max_new_tokens - 1
         return text, n, truncated, no_speech
 
+    def _language_prob(self, encoded) -> float:
+        """The probability Whisper gives the configured source language for this encoding (its
+        language identification: one decoder step)."""
+        probs = dict(self._model.model.detect_language(encoded)[0])
+        return float(probs.get(f"<|{self.language}|>", 0.0))
+
     def _decode_source(self, encoded, language_token: int, prefix: list[int] = ()) -> str:
         """The words as spoken, from an encoding already made: the decoder only, ~0.1 s."""
         src = [*self._source_prompt]
         src[1] = language_token  # the same (given or detected) language
         src += prefix
         r = self._model.model.generate(
-            encoded, [src], max_length=min(MAX_LENGTH, len(src) + self.max_new_tokens),
-            beam_size=1, suppress_blank=True, suppress_tokens=[-1],
-            no_repeat_ngram_size=self.no_repeat_ngram_size)[0]
+            encoded,
+            [src],
+            max_length=min(MAX_LENGTH, len(src) + self.max_new_tokens),
+            beam_size=1,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
+        )[0]
         ids = _after_prefix(r.sequences_ids[0], prefix)
         return self._tokenizer.decode([t for t in ids if t < self._tokenizer.eot]).strip()
-
-
-@dataclass
-class Context:
-    """The piece of the same turn just before this one: its audio and what was made of it."""
-    audio: np.ndarray  # int16 or float, 16 kHz mono
-    text: str  # its translation (or transcript)
-    source_text: str = ""
 
 
 def _after_prefix(ids: list[int], prefix: list[int]) -> list[int]:
@@ -408,13 +502,16 @@ def _after_prefix(ids: list[int], prefix: list[int]) -> list[int]:
 def _check_model_dir(model_dir: Path) -> None:
     if not model_dir.is_dir():
         raise BabelfishError(f"whisper: model folder {model_dir} does not exist")
-    missing = [f for f in ("model.bin", "config.json", "tokenizer.json") if not (model_dir / f).is_file()]
+    missing = [
+        f for f in ("model.bin", "config.json", "tokenizer.json") if not (model_dir / f).is_file()
+    ]
     if not any((model_dir / f).is_file() for f in ("vocabulary.json", "vocabulary.txt")):
         missing.append("vocabulary.json")
     if missing:
         # Without tokenizer.json faster-whisper would fetch one from the hub: refuse instead.
         raise BabelfishError(
-            f"whisper: {model_dir} is not a ctranslate2 Whisper model (missing {', '.join(missing)})"
+            f"whisper: {model_dir} is not a ctranslate2 Whisper model "
+            f"(missing {', '.join(missing)})"
         )
 
 
