@@ -16,6 +16,7 @@ new JSON files without the page made again), 0 when it matches.
 Each benchmark records how it ran with `run_info` (or `stamp`, bench.py, which has its own
 machine line), so that what the benchmarks write and what this script reads are in one place.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,13 +29,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 # ---- what a benchmark records about its run ------------------------------------------------------
+
 
 def command_line(argv: list[str] | None = None) -> str:
     """The command as the user typed it, from the repository: `.venv/bin/python scripts/X.py ...`
@@ -49,18 +51,20 @@ def command_line(argv: list[str] | None = None) -> str:
 
 def stamp() -> dict:
     """When (UTC, now) and on which commit: {"utc", "commit", "uncommitted_changes"}."""
+
     def git(*args: str) -> str | None:
         try:
-            r = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                               timeout=10)
+            r = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return r.stdout.strip() if r.returncode == 0 else None
 
     changes = git("status", "--porcelain", "--untracked-files=no")
-    return {"utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted_changes": None if changes is None else bool(changes)}
+    return {
+        "utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted_changes": None if changes is None else bool(changes),
+    }
 
 
 def machine(load_start: float | None = None) -> str:
@@ -76,8 +80,10 @@ def machine(load_start: float | None = None) -> str:
     load = f"load average {os.getloadavg()[0]:.1f} at the end"
     if load_start is not None:
         load = f"load average {load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end"
-    return (f"{os.cpu_count()} CPU cores{model}, {platform.machine()}, "
-            f"{platform.system()} {platform.release()}, {load}")
+    return (
+        f"{os.cpu_count()} CPU cores{model}, {platform.machine()}, "
+        f"{platform.system()} {platform.release()}, {load}"
+    )
 
 
 def run_info(load_start: float | None = None, argv: list[str] | None = None) -> dict:
@@ -88,6 +94,7 @@ def run_info(load_start: float | None = None, argv: list[str] | None = None) -> 
 
 
 # ---- reading -------------------------------------------------------------------------------------
+
 
 def _f(v, digits: int = 0, suffix: str = "") -> str:
     return "-" if v is None else f"{v:,.{digits}f}{suffix}"
@@ -116,14 +123,21 @@ def header(info: dict, path: str) -> list[str]:
                 when += " plus uncommitted changes"
     mach = info.get("machine")
     if not mach and info.get("load_start") is not None:
-        mach = (f"not recorded; load average {info['load_start']:.1f} at the start and "
-                f"{_f(info.get('load_end'), 1)} at the end")
+        mach = (
+            f"not recorded; load average {info['load_start']:.1f} at the start and "
+            f"{_f(info.get('load_end'), 1)} at the end"
+        )
     cmd = info.get("command")
-    return [f"- Command: `{cmd}`" if cmd else "- Command: not recorded", f"- Ran: {when}",
-            f"- Machine: {mach or 'not recorded'}", f"- Figures: `{path}`"]
+    return [
+        f"- Command: `{cmd}`" if cmd else "- Command: not recorded",
+        f"- Ran: {when}",
+        f"- Machine: {mach or 'not recorded'}",
+        f"- Figures: `{path}`",
+    ]
 
 
 # ---- one renderer per benchmark: its tables, as the benchmark prints them ------------------------
+
 
 def render_bench(doc: dict) -> list[str]:
     """scripts/bench.py's own table (its `markdown`), less its command line (in the header)."""
@@ -140,14 +154,42 @@ def render_quality(doc: dict) -> list[str]:
         out += ["", *(f"- {g}" for g in doc["goals"])]
     ns = doc.get("nonspeech")
     if ns:
-        line = (f"Non-speech: {ns['invented_words']} invented words in {ns['recordings']} "
-                f"recordings")
-        said = [f"{name}: " + ", ".join(f"\"{i['text']}\"" for i in items)
-                for name, items in sorted((ns.get("invented") or {}).items())]
+        line = f"Non-speech: {ns['invented_words']} invented words in {ns['recordings']} recordings"
+        said = [
+            f"{name}: " + ", ".join(f'"{i["text"]}"' for i in items)
+            for name, items in sorted((ns.get("invented") or {}).items())
+        ]
         out += ["", line + (f" ({'; '.join(said)})" if said else "") + "."]
     info = doc.get("info") or {}
     if info.get("config"):
         out += ["", f"Config: {info['config']}."]
+    return out
+
+
+def render_sweep(doc: dict) -> list[str]:
+    """quality_sweep.py's rows: one setting each."""
+    names = ", ".join(doc.get("names") or [])
+    out = [
+        f"Recordings: {names} (each cut as capture cuts it, each piece decoded whole).",
+        "",
+        "| setting | utterances | pause cuts | chrF | BLEU | translated | invented words | "
+        "decode p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in doc["rows"]:
+        setting = ", ".join(f"{k} = {v}" for k, v in r["setting"].items()) or "defaults"
+        out.append(
+            _row(
+                setting,
+                r["utterances"],
+                r["pause_cuts"],
+                _f(r["chrf"], 1),
+                _f(r["bleu"], 1),
+                f"{r['translated']}/{r['prompts']}",
+                r["invented_words"],
+                _f(r["decode_p50_ms"], 0, " ms"),
+            )
+        )
     return out
 
 
@@ -156,52 +198,94 @@ def render_pipeline(doc: dict) -> list[str]:
     rtf, stage_ms = doc.get("rtf", {}), doc.get("stage_ms_p50", {})
     names = ", ".join(doc.get("recordings") or []) or "recordings not recorded"
     ready = doc.get("start_to_ready_ms")
-    out = [f"Medians over {doc['runs']} runs ({names}, realtime pace):", "",
-           "| end of speech -> first audio p50 | p95 | start to ready | summed peak RSS | "
-           "RTF per stage | stage p50 (ms) |", "|---|---|---|---|---|---|",
-           _row(_f(doc["e2e_p50_ms"], 0, " ms"), _f(doc["e2e_p95_ms"], 0, " ms"),
-                _f(None if ready is None else ready / 1000, 1, " s"),
-                _f(doc["peak_rss_mb"], 0, " MB"), ", ".join(f"{k} {v}" for k, v in rtf.items()),
-                ", ".join(f"{k} {v:.0f}" for k, v in stage_ms.items()))]
+    out = [
+        f"Medians over {doc['runs']} runs ({names}, realtime pace):",
+        "",
+        "| end of speech -> first audio p50 | p95 | start to ready | summed peak RSS | "
+        "RTF per stage | stage p50 (ms) |",
+        "|---|---|---|---|---|---|",
+        _row(
+            _f(doc["e2e_p50_ms"], 0, " ms"),
+            _f(doc["e2e_p95_ms"], 0, " ms"),
+            _f(None if ready is None else ready / 1000, 1, " s"),
+            _f(doc["peak_rss_mb"], 0, " MB"),
+            ", ".join(f"{k} {v}" for k, v in rtf.items()),
+            ", ".join(f"{k} {v:.0f}" for k, v in stage_ms.items()),
+        ),
+    ]
     runs = doc.get("per_run") or []
     if runs:
-        out += ["", "End of speech -> first audio p50 of each run: "
-                + ", ".join(_f(r.get("e2e_p50_ms"), 0) for r in runs) + " ms."]
+        out += [
+            "",
+            "End of speech -> first audio p50 of each run: "
+            + ", ".join(_f(r.get("e2e_p50_ms"), 0) for r in runs)
+            + " ms.",
+        ]
     return out
 
 
 def render_mt(doc: dict) -> list[str]:
     """bench_mt.py: one row per threads setting."""
     m, s = doc["model"], doc["settings"]
-    out = [f"Model: RANDOM weights (timing only), {m['layers']} layers, d_model {m['d_model']}, "
-           f"{m['heads']} heads, ffn {m['ffn']}, vocab {m['vocab']}, {s['compute_type']} "
-           f"model.bin {m['size_mib']:.1f} MiB; beam {s['beam']}, {s['reps']} runs after "
-           f"{s['warmup']} warm-up runs, one sentence per call.", "",
-           "| threads | tokens in → out | median per sentence | p95 | min | RSS loaded |",
-           "|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        f"Model: RANDOM weights (timing only), {m['layers']} layers, d_model {m['d_model']}, "
+        f"{m['heads']} heads, ffn {m['ffn']}, vocab {m['vocab']}, {s['compute_type']} "
+        f"model.bin {m['size_mib']:.1f} MiB; beam {s['beam']}, {s['reps']} runs after "
+        f"{s['warmup']} warm-up runs, one sentence per call.",
+        "",
+        "| threads | tokens in → out | median per sentence | p95 | min | RSS loaded |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for t in doc["threads"]:
-        out.append(_row(t["threads"], f"{t['tokens_in']} → {t['tokens_out']}",
-                        f"{t['median_ms']:.1f} ms ({t['ms_per_token']:.2f} ms/token)",
-                        f"{t['p95_ms']:.1f} ms", f"{t['min_ms']:.1f} ms",
-                        f"{t['rss_loaded_mib']:.0f} MiB"))
-    out += ["", f"RSS before loading {doc['rss_before_mib']:.0f} MiB, peak "
-                f"{doc['peak_rss_mib']:.0f} MiB."]
+        out.append(
+            _row(
+                t["threads"],
+                f"{t['tokens_in']} → {t['tokens_out']}",
+                f"{t['median_ms']:.1f} ms ({t['ms_per_token']:.2f} ms/token)",
+                f"{t['p95_ms']:.1f} ms",
+                f"{t['min_ms']:.1f} ms",
+                f"{t['rss_loaded_mib']:.0f} MiB",
+            )
+        )
+    out += [
+        "",
+        f"RSS before loading {doc['rss_before_mib']:.0f} MiB, peak {doc['peak_rss_mib']:.0f} MiB.",
+    ]
     return out
 
 
 def render_recovery(doc: dict) -> list[str]:
     """bench_recovery.py's two tables: kill -9 recovery, and budgets against a slowed stage."""
-    out = ["| stage | kills | kill -> ready again (p50) | kill -> next utterance spoken (p50) "
-           "| lost |", "|---|---|---|---|---|"]
+    out = [
+        "| stage | kills | kill -> ready again (p50) | kill -> next utterance spoken (p50) "
+        "| lost |",
+        "|---|---|---|---|---|",
+    ]
     for r in doc["recovery"]:
-        out.append(_row(r["stage"], r["kills"], _f(r["kill_to_ready_ms_p50"], 0, " ms"),
-                        _f(r["kill_to_next_utterance_spoken_ms_p50"], 0, " ms"), r["lost"]))
-    out += ["", "| tts delay | budgets | e2e p50 | e2e p95 | degradation steps |",
-            "|---|---|---|---|---|"]
+        out.append(
+            _row(
+                r["stage"],
+                r["kills"],
+                _f(r["kill_to_ready_ms_p50"], 0, " ms"),
+                _f(r["kill_to_next_utterance_spoken_ms_p50"], 0, " ms"),
+                r["lost"],
+            )
+        )
+    out += [
+        "",
+        "| tts delay | budgets | e2e p50 | e2e p95 | degradation steps |",
+        "|---|---|---|---|---|",
+    ]
     for b in doc["budgets"]:
-        out.append(_row(f"{b['tts_delay_ms']} ms", "on" if b["budgets"] else "off",
-                        _f(b["e2e_p50_ms"], 0, " ms"), _f(b["e2e_p95_ms"], 0, " ms"),
-                        b["degradation_steps"]))
+        out.append(
+            _row(
+                f"{b['tts_delay_ms']} ms",
+                "on" if b["budgets"] else "off",
+                _f(b["e2e_p50_ms"], 0, " ms"),
+                _f(b["e2e_p95_ms"], 0, " ms"),
+                b["degradation_steps"],
+            )
+        )
     return out
 
 
@@ -210,37 +294,63 @@ def render_live(doc: dict) -> list[str]:
     lv, rp, cap, pb = doc["live"], doc["replay"], doc["capture"], doc["playback"]
     return [
         f"{doc['played_s']:.0f} s of audio played into the virtual microphone; utterances done "
-        f"{doc['done']}, lost {doc['lost']}.", "",
+        f"{doc['done']}, lost {doc['lost']}.",
+        "",
         "| | utterances | end of speech → first audio p50 | p95 | → heard p50 |",
         "|---|---:|---:|---:|---:|",
-        _row("live, virtual sound card", lv["utterances"], _f(lv["e2e_p50_ms"], 0, " ms"),
-             _f(lv["e2e_p95_ms"], 0, " ms"), _f(lv["heard_p50_ms"], 0, " ms")),
-        _row("replay, realtime pace", rp["utterances"], _f(rp["e2e_p50_ms"], 0, " ms"),
-             _f(rp["e2e_p95_ms"], 0, " ms"), ""),
-        "", f"Capture: overflows {cap.get('overflows', 0)}, dropped blocks "
-            f"{cap.get('dropped_blocks', 0)}. Playback: underflows {pb.get('underflows', 0)} "
-            f"(mid-utterance), device underflows {pb.get('device_underflows', 0)}, dropped "
-            f"{pb.get('dropped_ms', 0)} ms."]
+        _row(
+            "live, virtual sound card",
+            lv["utterances"],
+            _f(lv["e2e_p50_ms"], 0, " ms"),
+            _f(lv["e2e_p95_ms"], 0, " ms"),
+            _f(lv["heard_p50_ms"], 0, " ms"),
+        ),
+        _row(
+            "replay, realtime pace",
+            rp["utterances"],
+            _f(rp["e2e_p50_ms"], 0, " ms"),
+            _f(rp["e2e_p95_ms"], 0, " ms"),
+            "",
+        ),
+        "",
+        f"Capture: overflows {cap.get('overflows', 0)}, dropped blocks "
+        f"{cap.get('dropped_blocks', 0)}. Playback: underflows {pb.get('underflows', 0)} "
+        f"(mid-utterance), device underflows {pb.get('device_underflows', 0)}, dropped "
+        f"{pb.get('dropped_ms', 0)} ms.",
+    ]
 
 
 def render_listeners(doc: dict) -> list[str]:
     """bench_listeners.py: cost per inference, CPU per second of audio, false triggers."""
     es = doc.get("spanish") or {}
     es_col = f" | false triggers, Spanish {es['audio_min']:.1f} min" if es else ""
-    out = [f"| listener | ms per inference | CPU s per audio s | false triggers, English "
-           f"{doc['audio_min']:.1f} min{es_col} |",
-           "|---|---:|---:|---:|" + ("---:|" if es else "")]
+    out = [
+        f"| listener | ms per inference | CPU s per audio s | false triggers, English "
+        f"{doc['audio_min']:.1f} min{es_col} |",
+        "|---|---:|---:|---:|" + ("---:|" if es else ""),
+    ]
     for name, r in doc["wakeword"].items():
-        cells = [f"wake word {name}", f"{r['ms_per_inference']:.4f}",
-                 f"{r['cpu_s_per_audio_s']:.4f}", r["false_triggers"]]
+        cells = [
+            f"wake word {name}",
+            f"{r['ms_per_inference']:.4f}",
+            f"{r['cpu_s_per_audio_s']:.4f}",
+            r["false_triggers"],
+        ]
         out.append(_row(*cells, *([es.get(name, "-")] if es else [])))
     for label, r in doc["vad"].items():
-        cells = [f"VAD {label}", f"{r['ms_per_inference']:.4f}", f"{r['cpu_s_per_audio_s']:.4f}",
-                 f"speech in {r['speech_fraction']:.0%} of frames"]
+        cells = [
+            f"VAD {label}",
+            f"{r['ms_per_inference']:.4f}",
+            f"{r['cpu_s_per_audio_s']:.4f}",
+            f"speech in {r['speech_fraction']:.0%} of frames",
+        ]
         out.append(_row(*cells, *([""] if es else [])))
-    always = [f"wake word + {label} VAD {doc[f'listeners_{label}']:.4f} CPU s per audio s "
-              f"({100 * doc[f'listeners_{label}']:.2f} % of one core)"
-              for label in ("webrtc", "silero") if f"listeners_{label}" in doc]
+    always = [
+        f"wake word + {label} VAD {doc[f'listeners_{label}']:.4f} CPU s per audio s "
+        f"({100 * doc[f'listeners_{label}']:.2f} % of one core)"
+        for label in ("webrtc", "silero")
+        if f"listeners_{label}" in doc
+    ]
     if always:
         out += ["", "Always on: " + "; ".join(always) + "."]
     return out
@@ -248,18 +358,31 @@ def render_listeners(doc: dict) -> list[str]:
 
 def render_soak(doc: dict) -> list[str]:
     """soak.py (memory): RSS per process over a long replay."""
-    out = [f"Exit code {doc['exit_code']}; {doc['input_min']} min of audio in "
-           f"{doc['wall_s'] / 60:.1f} min.", "",
-           "| process | start MB | mid MB | end MB | peak MB | MB per audio hour (2nd half) |",
-           "|---|---:|---:|---:|---:|---:|"]
+    out = [
+        f"Exit code {doc['exit_code']}; {doc['input_min']} min of audio in "
+        f"{doc['wall_s'] / 60:.1f} min.",
+        "",
+        "| process | start MB | mid MB | end MB | peak MB | MB per audio hour (2nd half) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, m in doc["processes"].items():
-        out.append(_row(name, f"{m['rss_start_mb']:.1f}", f"{m['rss_mid_mb']:.1f}",
-                        f"{m['rss_end_mb']:.1f}", f"{m['rss_peak_mb']:.1f}",
-                        f"{m['growth_mb_per_audio_hour']:.1f}"))
+        out.append(
+            _row(
+                name,
+                f"{m['rss_start_mb']:.1f}",
+                f"{m['rss_mid_mb']:.1f}",
+                f"{m['rss_end_mb']:.1f}",
+                f"{m['rss_peak_mb']:.1f}",
+                f"{m['growth_mb_per_audio_hour']:.1f}",
+            )
+        )
     if "done" in doc:
         restarts = ", ".join(f"{k} {v}" for k, v in (doc.get("restarts") or {}).items()) or "none"
-        out += ["", f"Utterances: {doc['done']} done, {doc['lost']} lost (expected "
-                    f"{doc['expected_utterances']}); restarts: {restarts}."]
+        out += [
+            "",
+            f"Utterances: {doc['done']} done, {doc['lost']} lost (expected "
+            f"{doc['expected_utterances']}); restarts: {restarts}.",
+        ]
         if doc.get("lost_reasons"):
             out += ["", "Lost because: " + "; ".join(doc["lost_reasons"]) + "."]
     return out
@@ -267,60 +390,109 @@ def render_soak(doc: dict) -> list[str]:
 
 def render_sigterm(doc: dict) -> list[str]:
     """soak.py --sigterm-trials: one row per replay stopped with SIGTERM."""
-    out = ["| trial | SIGTERM at | phase | exit code | stopped in | result |",
-           "|---:|---:|---|---:|---:|---|"]
+    out = [
+        "| trial | SIGTERM at | phase | exit code | stopped in | result |",
+        "|---:|---:|---|---:|---:|---|",
+    ]
     for i, t in enumerate(doc["trials"], 1):
         result = "; ".join(t["problems"]) if t["problems"] else "clean"
         if t["finished_first"]:
             result += " (finished before the signal)"
-        out.append(_row(i, f"{t['delay_s']:.1f} s", t["phase"], t["exit_code"],
-                        f"{t['stop_s']:.2f} s", result))
+        out.append(
+            _row(
+                i,
+                f"{t['delay_s']:.1f} s",
+                t["phase"],
+                t["exit_code"],
+                f"{t['stop_s']:.2f} s",
+                result,
+            )
+        )
     out += ["", f"{doc['clean']} of {len(doc['trials'])} clean."]
     return out
 
 
 @dataclass(frozen=True)
 class Benchmark:
-    file: str                                # its JSON file's name in --dir
+    file: str  # its JSON file's name in --dir
     title: str
-    command: str                             # what measures it (for "not measured")
+    command: str  # what measures it (for "not measured")
     render: Callable[[dict], list[str]]
 
 
 PY = ".venv/bin/python scripts/"
 BENCHMARKS = [
-    Benchmark("bench.json", "Babelfish against the naive cascade", f"{PY}bench.py --runs 3",
-              render_bench),
-    Benchmark("bench_quality.json", "Translation quality on real speech",
-              f"{PY}bench_quality.py", render_quality),
-    Benchmark("bench_pipeline.json", "The embedded default route",
-              f"{PY}bench_pipeline.py --runs 3", render_pipeline),
-    Benchmark("bench_mt.json", "The ctranslate2 MT engine alone",
-              f"{PY}bench_mt.py --reps 30 --threads 1,2", render_mt),
-    Benchmark("bench_recovery.json", "Supervisor: recovery and budgets",
-              f"{PY}bench_recovery.py --kills 3 --delay-ms 1200", render_recovery),
-    Benchmark("bench_live.json", "Live through a (virtual) sound card",
-              f"{PY}bench_live.py --repeat 10", render_live),
-    Benchmark("bench_listeners.json", "Always-on listeners: wake word and VAD",
-              f"{PY}bench_listeners.py --spanish", render_listeners),
+    Benchmark(
+        "bench.json", "Babelfish against the naive cascade", f"{PY}bench.py --runs 3", render_bench
+    ),
+    Benchmark(
+        "bench_quality.json",
+        "Translation quality on real speech",
+        f"{PY}bench_quality.py",
+        render_quality,
+    ),
+    Benchmark(
+        "quality_sweep.json",
+        "Quality of endpointing and decoding choices (no timing)",
+        f"{PY}quality_sweep.py --set vad.engine=webrtc,silero ...",
+        render_sweep,
+    ),
+    Benchmark(
+        "bench_pipeline.json",
+        "The embedded default route",
+        f"{PY}bench_pipeline.py --runs 3",
+        render_pipeline,
+    ),
+    Benchmark(
+        "bench_mt.json",
+        "The ctranslate2 MT engine alone",
+        f"{PY}bench_mt.py --reps 30 --threads 1,2",
+        render_mt,
+    ),
+    Benchmark(
+        "bench_recovery.json",
+        "Supervisor: recovery and budgets",
+        f"{PY}bench_recovery.py --kills 3 --delay-ms 1200",
+        render_recovery,
+    ),
+    Benchmark(
+        "bench_live.json",
+        "Live through a (virtual) sound card",
+        f"{PY}bench_live.py --repeat 10",
+        render_live,
+    ),
+    Benchmark(
+        "bench_listeners.json",
+        "Always-on listeners: wake word and VAD",
+        f"{PY}bench_listeners.py --spanish",
+        render_listeners,
+    ),
     Benchmark("soak.json", "Long runs: memory", f"{PY}soak.py --minutes 60", render_soak),
-    Benchmark("soak_sigterm.json", "Clean stops under SIGTERM",
-              f"{PY}soak.py --sigterm-trials 10", render_sigterm),
+    Benchmark(
+        "soak_sigterm.json",
+        "Clean stops under SIGTERM",
+        f"{PY}soak.py --sigterm-trials 10",
+        render_sigterm,
+    ),
 ]
 
 
 # ---- the page ------------------------------------------------------------------------------------
 
+
 def page(folder: Path) -> str:
     """docs/figures.md for the JSON files in `folder`."""
     shown = folder.resolve()
     shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else folder
-    lines = ["# Figures", "",
-             f"Made by `scripts/figures.py` from the benchmarks' JSON files in `{shown}/`;",
-             "do not edit by hand: `.venv/bin/python scripts/figures.py --check` fails when this "
-             "page",
-             "differs from them. What the figures mean and why they are what they are:",
-             "[design-notes.md](design-notes.md).", ""]
+    lines = [
+        "# Figures",
+        "",
+        f"Made by `scripts/figures.py` from the benchmarks' JSON files in `{shown}/`;",
+        "do not edit by hand: `.venv/bin/python scripts/figures.py --check` fails when this page",
+        "differs from them. What the figures mean and why they are what they are:",
+        "[design-notes.md](design-notes.md).",
+        "",
+    ]
     missing = []
     for b in BENCHMARKS:
         path = folder / b.file
@@ -331,8 +503,9 @@ def page(folder: Path) -> str:
             doc = json.loads(path.read_text())
             body = b.render(doc)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise SystemExit(f"figures: {path}: not what {b.file} should hold "
-                             f"({type(e).__name__}: {e})") from None
+            raise SystemExit(
+                f"figures: {path}: not what {b.file} should hold ({type(e).__name__}: {e})"
+            ) from None
         lines += [f"## {b.title}", "", *header(info_of(doc), f"{shown}/{b.file}"), "", *body, ""]
     lines += ["## Not measured in this run", ""]
     lines += [f"- {b.title} (`{b.file}`):\n  `{b.command}`" for b in missing] or ["Nothing."]
@@ -341,12 +514,23 @@ def page(folder: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dir", default=str(REPO / "docs" / "figures"), metavar="DIR",
-                   help="the benchmarks' JSON files (default docs/figures)")
-    p.add_argument("--out", default=str(REPO / "docs" / "figures.md"), metavar="PATH",
-                   help="the page (default docs/figures.md)")
-    p.add_argument("--check", action="store_true",
-                   help="write nothing; exit 1 when --out differs from what the JSON files give")
+    p.add_argument(
+        "--dir",
+        default=str(REPO / "docs" / "figures"),
+        metavar="DIR",
+        help="the benchmarks' JSON files (default docs/figures)",
+    )
+    p.add_argument(
+        "--out",
+        default=str(REPO / "docs" / "figures.md"),
+        metavar="PATH",
+        help="the page (default docs/figures.md)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when --out differs from what the JSON files give",
+    )
     args = p.parse_args(argv)
     folder, out = Path(args.dir), Path(args.out)
     text = page(folder)
@@ -355,17 +539,28 @@ def main(argv: list[str] | None = None) -> int:
         if old == text:
             print(f"{out}: matches {folder}")
             return 0
-        diff = list(difflib.unified_diff(old.splitlines(), text.splitlines(),
-                                         f"{out} (as it is)", f"{out} (from {folder})",
-                                         lineterm="", n=1))
-        print(f"figures: {out} differs from what {folder} gives; run scripts/figures.py",
-              file=sys.stderr)
+        diff = list(
+            difflib.unified_diff(
+                old.splitlines(),
+                text.splitlines(),
+                f"{out} (as it is)",
+                f"{out} (from {folder})",
+                lineterm="",
+                n=1,
+            )
+        )
+        print(
+            f"figures: {out} differs from what {folder} gives; run scripts/figures.py",
+            file=sys.stderr,
+        )
         print("\n".join(diff[:40]), file=sys.stderr)
         return 1
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    print(f"{out}: {sum((folder / b.file).is_file() for b in BENCHMARKS)} of {len(BENCHMARKS)} "
-          f"benchmarks from {folder}")
+    print(
+        f"{out}: {sum((folder / b.file).is_file() for b in BENCHMARKS)} of {len(BENCHMARKS)} "
+        f"benchmarks from {folder}"
+    )
     return 0
 
 

@@ -1,0 +1,179 @@
+"""Translation quality of endpointing and decoding choices, without the pipeline's timing.
+
+Each recording of a suite with references (scripts/make_speech_set.py's suite.toml) is cut into
+utterances exactly as the capture stage cuts it (the same VAD and Segmenter, from the config with
+the overrides given), and each utterance is decoded whole by the Whisper engine, as the
+continuation of the piece before it when capture cut that one from a longer turn (asr.context).
+What this leaves out is what depends on timing: speculation, early speech, degradation. So it
+answers "how much quality does this VAD / cut / beam cost" in a minute per setting, and the
+pipeline (scripts/bench_quality.py) answers the rest.
+
+    .venv/bin/python scripts/quality_sweep.py [--names es_quiet_1,es_room_1] \
+        --set vad.engine=webrtc,silero --set asr.beam_size=1,5
+
+Every combination of the --set values is run; one line each, and a JSON (--json-out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from babelfish import quality
+from babelfish.config import load_config
+from babelfish.engines import Context, make_asr
+from babelfish.engines.vad import make_vad
+from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
+from babelfish.suite import read_suite
+
+REPO = Path(__file__).resolve().parent.parent
+CONTEXT_GAP_S = 1.0  # as stages/asr.py
+
+
+def _value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text, text)
+
+
+def overrides(setting: dict[str, object]) -> dict:
+    out: dict[str, dict] = {}
+    for key, value in setting.items():
+        section, name = key.split(".", 1)
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def cut(cfg, models_dir: Path, audio: np.ndarray) -> list[tuple[int, int, str, np.ndarray]]:
+    """(speech start, speech end, reason, audio) per utterance, as capture cuts them."""
+    seg = segmenter_for(cfg, make_vad(cfg.vad, models_dir))
+    step = 16000 * cfg.pipeline.chunk_ms // 1000
+    events = []
+    for i in range(0, len(audio), step):
+        events += seg.feed(audio[i : i + step], i)
+    events += seg.flush()
+    out, pcm = [], []
+    for ev in events:
+        if isinstance(ev, SpeechStart):
+            pcm = []
+        elif isinstance(ev, SpeechAudio):
+            pcm.append(ev.pcm)
+        elif isinstance(ev, SpeechEnd):
+            out.append((ev.start_pos, ev.end_pos, ev.reason, np.concatenate(pcm)))
+    return out
+
+
+def run(setting: dict, entries, models_dir: Path) -> dict:
+    cfg = load_config(None, overrides=overrides(setting))
+    asr = make_asr(cfg, models_dir)
+    scores, n, cuts, decode_ms = [], 0, 0, []
+    for e in entries:
+        audio, rate = sf.read(str(e.path), dtype="int16")
+        assert rate == 16000, f"{e.path}: {rate} Hz"
+        utts, previous = [], None
+        for start, end, reason, pcm in cut(cfg, models_dir, audio):
+            context = None
+            if cfg.asr.context and previous and 0 <= start / rate - previous[1] < CONTEXT_GAP_S:
+                context = previous[0]
+            t0 = time.perf_counter()
+            asr.accept(pcm)
+            r = asr.finish(context=context, source=False)
+            decode_ms.append((time.perf_counter() - t0) * 1000)
+            utts.append(
+                {
+                    "speech_start_s": start / rate,
+                    "speech_end_s": end / rate,
+                    "translated_text": r.text,
+                    "source_text": "",
+                }
+            )
+            previous = None
+            if reason in ("pause", "max_length") and r.text:
+                previous = (Context(pcm, r.text), end / rate)
+            cuts += reason == "pause"
+        n += len(utts)
+        scores.append(quality.score(e.prompts, utts, has_source=False))
+    q = quality.combine(scores)
+    return {
+        "setting": setting,
+        "utterances": n,
+        "pause_cuts": cuts,
+        "chrf": q["chrf"],
+        "bleu": q["bleu"],
+        "translated": q["translated"],
+        "prompts": q["prompts"],
+        "invented_words": q["invented_words"],
+        "decode_p50_ms": round(float(np.median(decode_ms)), 1) if decode_ms else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--suite", default=str(REPO / "out" / "speech-set" / "suite.toml"))
+    p.add_argument(
+        "--names",
+        default="es_quiet_1,es_room_1",
+        help="recordings of the suite (comma-separated names)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=V1,V2",
+        help="config values to try (repeatable; every combination runs)",
+    )
+    p.add_argument("--models-dir", default=str(REPO / "models"))
+    p.add_argument("--json-out", default=str(REPO / "out" / "quality_sweep.json"))
+    args = p.parse_args(argv)
+    names = set(args.names.split(","))
+    entries = [e for e in read_suite(args.suite) if e.name in names]
+    if not entries:
+        p.error(f"no recording named {args.names} in {args.suite}")
+    axes = []
+    for s in args.set:
+        key, _, values = s.partition("=")
+        if "." not in key or not values:
+            p.error(f"--set {s!r}: expected SECTION.KEY=V1,V2")
+        axes.append([(key, _value(v)) for v in values.split(",")])
+    load_start = os.getloadavg()[0]
+    rows = []
+    for combo in itertools.product(*axes) if axes else [()]:
+        row = run(dict(combo), entries, Path(args.models_dir))
+        rows.append(row)
+        print(
+            f"{json.dumps(row['setting'])}: {row['utterances']} utterances "
+            f"({row['pause_cuts']} pause cuts), chrF {row['chrf']}, BLEU {row['bleu']}, "
+            f"{row['translated']}/{row['prompts']} translated, invented words "
+            f"{row['invented_words']}, decode p50 {row['decode_p50_ms']} ms",
+            flush=True,
+        )
+    out = Path(args.json_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from figures import run_info
+
+    out.write_text(
+        json.dumps(
+            {
+                "info": run_info(load_start),
+                "suite": args.suite,
+                "names": sorted(names),
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
