@@ -4,7 +4,8 @@ __version__ = "0.1.0"
 
 
 class BabelfishError(Exception):
-    """An error with a one-line message meant for the user (bad input, bad config, missing model)."""
+    """An error with a one-line message meant for the user (bad input, bad config, missing
+    model)."""
 
 
 class UsageError(BabelfishError):

@@ -20,6 +20,7 @@ A delegate path that exists but is not a delegate (a junk file, a shared library
 `tflite_plugin_create_delegate` entry point), or a delegate that loads but finds no device, is a
 fallback reason (auto) or a UsageError (required), never a crash.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -36,8 +37,11 @@ log = logging.getLogger(__name__)
 
 EDGETPU_MODES = ("auto", "off", "required")
 EDGETPU_SUFFIX = "_edgetpu"
-_DEFAULT_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib",
-                    "Windows": "edgetpu.dll"}
+_DEFAULT_LIBRARY = {
+    "Linux": "libedgetpu.so.1",
+    "Darwin": "libedgetpu.1.dylib",
+    "Windows": "edgetpu.dll",
+}
 
 _lock = threading.Lock()
 _library_checked: dict[str, str | None] = {}  # library -> None if usable, else why not
@@ -66,6 +70,7 @@ def cpu_model_path(model_path: str | Path) -> Path:
 
 # ---------------------------------------------------------------------------------- statistics
 
+
 @dataclass
 class InferenceStats:
     """Count and time of interpreter invocations (wall clock, as the caller sees them)."""
@@ -85,8 +90,11 @@ class InferenceStats:
         return self.total_ns / self.inferences / 1e6 if self.inferences else 0.0
 
     def as_dict(self) -> dict:
-        return {"inferences": self.inferences, "mean_ms": round(self.mean_ms, 3),
-                "max_ms": round(self.max_ns / 1e6, 3)}
+        return {
+            "inferences": self.inferences,
+            "mean_ms": round(self.mean_ms, 3),
+            "max_ms": round(self.max_ns / 1e6, 3),
+        }
 
     def reset(self) -> None:
         self.inferences = self.total_ns = self.max_ns = 0
@@ -101,18 +109,27 @@ def timed_invoke(interpreter, stats: InferenceStats) -> None:
 
 # ---------------------------------------------------------------------------------- loading
 
-def load_interpreter(model_path: str | Path, edgetpu: str = "auto", delegate_path: str | None = None,
-                     *, num_threads: int = 1):
+
+def load_interpreter(
+    model_path: str | Path,
+    edgetpu: str = "auto",
+    delegate_path: str | None = None,
+    *,
+    num_threads: int = 1,
+):
     """Load a TFLite model: the Edge TPU build on the Edge TPU when asked for and possible, else
     the CPU model. Returns (interpreter with tensors allocated, backend_info)."""
     if edgetpu not in EDGETPU_MODES:
-        raise UsageError(f"bad config: accelerator.edgetpu = '{edgetpu}', expected one of "
-                         f"{', '.join(EDGETPU_MODES)}")
+        raise UsageError(
+            f"bad config: accelerator.edgetpu = '{edgetpu}', expected one of "
+            f"{', '.join(EDGETPU_MODES)}"
+        )
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        raise BabelfishError("TFLite runtime missing: install ai-edge-litert "
-                             "(pip install 'babelfish[wakeword]')") from None
+        raise BabelfishError(
+            "TFLite runtime missing: install ai-edge-litert (pip install 'babelfish[wakeword]')"
+        ) from None
 
     cpu_path = cpu_model_path(model_path)
     if edgetpu == "off":
@@ -145,23 +162,32 @@ def _try_edgetpu(Interpreter, cpu_path: Path, delegate_path: str | None, num_thr
         return None, why
     tpu_path = edgetpu_model_path(cpu_path)
     if not tpu_path.is_file():
-        return None, (f"no Edge TPU build of {cpu_path.name} (compile it with edgetpu_compiler "
-                      f"and put {tpu_path.name} next to it)")
+        return None, (
+            f"no Edge TPU build of {cpu_path.name} (compile it with edgetpu_compiler "
+            f"and put {tpu_path.name} next to it)"
+        )
     from ai_edge_litert.interpreter import load_delegate
 
     try:
         delegate = load_delegate(library)
     except (ValueError, RuntimeError, OSError, AttributeError) as e:
         msg = _one_line(e).replace(f"Failed to load delegate from {library}", "").strip(" :")
-        return None, f"the Edge TPU delegate {library} did not start: {msg or 'no Edge TPU device found'}"
+        return (
+            None,
+            f"the Edge TPU delegate {library} did not start: {msg or 'no Edge TPU device found'}",
+        )
     try:
-        interp = Interpreter(model_path=str(tpu_path), experimental_delegates=[delegate],
-                             num_threads=num_threads)
+        interp = Interpreter(
+            model_path=str(tpu_path), experimental_delegates=[delegate], num_threads=num_threads
+        )
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         return None, f"{tpu_path.name} did not load on the Edge TPU: {_one_line(e)}"
-    return interp, {"backend": "edgetpu", "reason": f"delegate {library}, model {tpu_path.name}",
-                    "model": str(tpu_path)}
+    return interp, {
+        "backend": "edgetpu",
+        "reason": f"delegate {library}, model {tpu_path.name}",
+        "model": str(tpu_path),
+    }
 
 
 def _check_library(library: str, configured: bool) -> str | None:
@@ -180,12 +206,17 @@ def _check_library(library: str, configured: bool) -> str | None:
                 lib = ctypes.CDLL(library)
             except OSError as e:
                 if configured:
-                    why = f"the Edge TPU delegate library {library} cannot be loaded: {_one_line(e)}"
+                    why = (
+                        f"the Edge TPU delegate library {library} cannot be loaded: {_one_line(e)}"
+                    )
                 else:
                     why = f"no Edge TPU runtime ({library} is not installed)"
             else:
-                missing = [s for s in ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate")
-                           if not hasattr(lib, s)]
+                missing = [
+                    s
+                    for s in ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate")
+                    if not hasattr(lib, s)
+                ]
                 if missing:
                     why = f"{library} is not a TFLite delegate library (no {missing[0]})"
         _library_checked[library] = why
@@ -199,8 +230,11 @@ def _log_fallback(reason: str, model_name: str) -> None:
             return
         _logged_reasons.add(reason)
     quiet = reason.startswith("no Edge TPU runtime")  # the normal case without a Coral
-    log.log(logging.INFO if quiet else logging.WARNING,
-            "Edge TPU not used, running TFLite models on the CPU: %s", reason)
+    log.log(
+        logging.INFO if quiet else logging.WARNING,
+        "Edge TPU not used, running TFLite models on the CPU: %s",
+        reason,
+    )
 
 
 def _one_line(e: BaseException) -> str:

@@ -6,6 +6,7 @@ and commands. The CLI talks to a running supervisor over its control socket (REP
 By default everything is ipc:// in a runtime directory only the user can open (0700); with
 transport = "tcp" the stage and supervisor sockets use consecutive ports from tcp_base_port.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,10 @@ def _private_dir(path: Path) -> None:
     except OSError as e:
         raise UsageError(f"cannot make the runtime directory {path}: {e.strerror}") from None
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise UsageError(f"runtime directory {path} is not a directory owned by you: "
-                         "remove it or set pipeline.runtime_dir")
+        raise UsageError(
+            f"runtime directory {path} is not a directory owned by you: "
+            "remove it or set pipeline.runtime_dir"
+        )
     os.chmod(path, 0o700)
 
 
@@ -59,7 +62,11 @@ def uses_mt(cfg: Config) -> bool:
 
 
 def asr_output_language(cfg: Config) -> str:
-    if cfg.asr.engine == "whisper" and cfg.asr.task == "translate" and cfg.pipeline.target_lang == "en":
+    if (
+        cfg.asr.engine == "whisper"
+        and cfg.asr.task == "translate"
+        and cfg.pipeline.target_lang == "en"
+    ):
         return "en"  # Whisper translates speech straight into English
     return cfg.pipeline.source_lang
 
@@ -101,7 +108,8 @@ class Addresses:
         return self._addr("subtitles", bind)
 
     def control(self) -> str:
-        """REP for `babelfish status` / `stop`: always local (ipc) so only this user can reach it."""
+        """REP for `babelfish status` / `stop`: always local (ipc) so only this user can reach
+        it."""
         return f"ipc://{self.dir / 'control.sock'}"
 
     @property

@@ -3,15 +3,16 @@ conversion, streaming resampling and fixed-size re-chunking.
 
 Float audio is float32 in [-1, 1]; PCM audio is int16. Multichannel arrays are (frames, channels).
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import struct
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -95,7 +96,11 @@ def probe_wav(path: str | Path) -> WavInfo:
             head = f.read(12)
             if size == 0:
                 raise UsageError(f"empty file: {path}")
-            if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:12] != b"WAVE":
+            if (
+                len(head) < 12
+                or head[:4] not in (b"RIFF", b"RF64", b"BW64")
+                or head[8:12] != b"WAVE"
+            ):
                 raise UsageError(f"not a WAV file: {path}{_describe_non_wav(head + f.read(52))}")
             fmt, data_offset, data_size = _parse_chunks(f, path, size, rf64=head[:4] != b"RIFF")
     except OSError as e:
@@ -111,7 +116,9 @@ def probe_wav(path: str | Path) -> WavInfo:
             "(supported: 8/16/24/32-bit PCM, 32/64-bit float)"
         )
     if channels < 1 or rate < 1 or block_align != channels * bits // 8:
-        raise UsageError(f"corrupt WAV header in {path}: {channels} channels, {rate} Hz, block {block_align}")
+        raise UsageError(
+            f"corrupt WAV header in {path}: {channels} channels, {rate} Hz, block {block_align}"
+        )
 
     available = size - data_offset
     if data_size is None:  # streamed WAV, size never filled in: read to the end of the file
@@ -119,7 +126,8 @@ def probe_wav(path: str | Path) -> WavInfo:
         data_size = available
     elif data_size > available:
         raise UsageError(
-            f"truncated WAV: header promises {data_size} bytes of audio, file has {available} ({path})"
+            f"truncated WAV: header promises {data_size} bytes of audio, "
+            f"file has {available} ({path})"
         )
     frames = data_size // block_align
     if data_size % block_align:
@@ -130,7 +138,8 @@ def probe_wav(path: str | Path) -> WavInfo:
 
 
 def _parse_chunks(f, path: Path, size: int, rf64: bool):
-    """Walk the RIFF chunks; return ((tag, channels, rate, block_align, bits), data_offset, data_size)."""
+    """Walk the RIFF chunks; return ((tag, channels, rate, block_align, bits), data_offset,
+    data_size)."""
     fmt = None
     ds64_data_size = None
     pos = 12
@@ -183,7 +192,9 @@ class WavReader:
         except (sf.LibsndfileError, RuntimeError) as e:
             raise UsageError(f"cannot decode WAV {self.info.path}: {e}") from None
         if self._file.frames < self.info.frames:
-            log.warning("%s: decoder sees %d frames, header %d", path, self._file.frames, self.info.frames)
+            log.warning(
+                "%s: decoder sees %d frames, header %d", path, self._file.frames, self.info.frames
+            )
 
     def __enter__(self) -> WavReader:
         return self

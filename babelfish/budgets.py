@@ -4,19 +4,31 @@ Each utterance's stage times are compared with the budgets. After `degrade_after
 budget in a row the pipeline goes one step down the ladder; after `restore_after` under budget in
 a row it goes one step back up. Steps are declared here, cheapest loss of quality first.
 """
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Literal
 
 from babelfish.config import Config, speaks_early
 
 log = logging.getLogger(__name__)
 
 
+# the ladder's steps, in the order they are taken (those a config has no use for are left out)
+StepName = Literal[
+    "greedy decoding",
+    "faster speech",
+    "no early speech",
+    "tighter ASR decode bound",
+    "drop stale speech",
+]
+
+
 @dataclass
 class Step:
-    name: str
+    name: StepName
     params: dict[str, dict[str, float]]  # stage -> params applied at this step
 
 
@@ -29,8 +41,12 @@ def ladder(cfg: Config) -> list[Step]:
     if cfg.asr.engine == "whisper" and speaks_early(cfg):
         # the re-decodes of long speech for its stable prefix are most of the recogniser's work
         steps.append(Step("no early speech", {"asr": {"stable_decodes": 0}}))
-    steps.append(Step("tighter ASR decode bound",
-                      {"asr": {"max_new_tokens": max(16, cfg.asr.max_new_tokens // 2)}}))
+    steps.append(
+        Step(
+            "tighter ASR decode bound",
+            {"asr": {"max_new_tokens": max(16, cfg.asr.max_new_tokens // 2)}},
+        )
+    )
     steps.append(Step("drop stale speech", {"tts": {"drop_stale": 1}}))
     return steps
 
@@ -39,8 +55,11 @@ def baseline_params(cfg: Config) -> dict[str, dict[str, float]]:
     """The undegraded value of every parameter any step touches."""
     return {
         "mt": {"beam_size": cfg.mt.beam_size},
-        "asr": {"beam_size": cfg.asr.beam_size, "max_new_tokens": cfg.asr.max_new_tokens,
-                "stable_decodes": 1},
+        "asr": {
+            "beam_size": cfg.asr.beam_size,
+            "max_new_tokens": cfg.asr.max_new_tokens,
+            "stable_decodes": 1,
+        },
         "tts": {"length_scale": cfg.tts.length_scale, "drop_stale": 0},
     }
 
@@ -48,6 +67,7 @@ def baseline_params(cfg: Config) -> dict[str, dict[str, float]]:
 @dataclass
 class Governor:
     """Decides the degradation level from a stream of per-utterance timings."""
+
     cfg: Config
     level: int = 0
     over_run: int = 0
@@ -79,18 +99,33 @@ class Governor:
         event = None
         if self.over_run >= self.cfg.budgets.degrade_after and self.level < len(self.steps):
             self.level += 1
-            event = {"utt": utt, "direction": "down", "level": self.level,
-                     "step": self.steps[self.level - 1].name, "why": ", ".join(broken)}
+            event = {
+                "utt": utt,
+                "direction": "down",
+                "level": self.level,
+                "step": self.steps[self.level - 1].name,
+                "why": ", ".join(broken),
+            }
             self.over_run = 0
         elif self.under_run >= self.cfg.budgets.restore_after and self.level > 0:
-            event = {"utt": utt, "direction": "up", "level": self.level - 1,
-                     "step": self.steps[self.level - 1].name, "why": "back under budget"}
+            event = {
+                "utt": utt,
+                "direction": "up",
+                "level": self.level - 1,
+                "step": self.steps[self.level - 1].name,
+                "why": "back under budget",
+            }
             self.level -= 1
             self.under_run = 0
         if event:
             self.events.append(event)
-            log.warning("degradation %s to level %d (%s): %s", event["direction"], event["level"],
-                        event["step"], event["why"])
+            log.warning(
+                "degradation %s to level %d (%s): %s",
+                event["direction"],
+                event["level"],
+                event["step"],
+                event["why"],
+            )
         return event
 
     def params(self) -> dict[str, dict[str, float]]:

@@ -5,6 +5,7 @@ commands that talk to a running supervisor (status, stop, mute, unmute, reload) 
 socket through babelfish/control.py; compare, plot and tradeoff live in their own modules and
 register their subcommands here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,23 +29,32 @@ log = logging.getLogger("babelfish")
 
 def _print_utterance(u) -> None:
     lat = u.latency_ms.get("end_of_speech_to_first_audio")
-    src = f' [{u.source_text}]' if u.source_text else ""
+    src = f" [{u.source_text}]" if u.source_text else ""
     tag = " (audio dropped: stale)" if u.dropped_audio else (" (re-run)" if u.rerun else "")
     stages = " ".join(f"{k} {v:.0f}" for k, v in u.stages.items())
-    print(f"{u.speech_start_s:7.2f}-{u.speech_end_s:6.2f}s{src} -> {u.translated_text!r}"
-          f"  e2e {fmt_ms(lat)}{tag}  ({stages})", flush=True)
+    print(
+        f"{u.speech_start_s:7.2f}-{u.speech_end_s:6.2f}s{src} -> {u.translated_text!r}"
+        f"  e2e {fmt_ms(lat)}{tag}  ({stages})",
+        flush=True,
+    )
 
 
 def _print_summary(s, out: str | None, report: str | None) -> None:
     rtf = " ".join(f"{k} {v:.2f}" for k, v in s.rtf.items())
-    print(f"summary: {s.utterances} utterance(s) from {s.input_s:.1f} s of audio in {s.wall_s:.1f} s; "
-          f"end of speech -> first audio p50 {fmt_ms(s.e2e_p50_ms)}, p95 {fmt_ms(s.e2e_p95_ms)}; "
-          f"ready in {s.start_to_ready_ms / 1000:.1f} s; RTF {rtf}; peak RSS {s.peak_rss_mb:.0f} MB "
-          f"(all processes)", flush=True)
+    print(
+        f"summary: {s.utterances} utterance(s) from {s.input_s:.1f} s of audio "
+        f"in {s.wall_s:.1f} s; "
+        f"end of speech -> first audio p50 {fmt_ms(s.e2e_p50_ms)}, p95 {fmt_ms(s.e2e_p95_ms)}; "
+        f"ready in {s.start_to_ready_ms / 1000:.1f} s; RTF {rtf}; peak RSS {s.peak_rss_mb:.0f} MB "
+        f"(all processes)",
+        flush=True,
+    )
     if s.lost_utterances:
         for lost in s.lost_utterances:
-            print(f"lost: {lost['id']} ({lost['speech_start_s']:.2f}-{lost['speech_end_s']:.2f} s): "
-                  f"{lost['reason']}")
+            print(
+                f"lost: {lost['id']} ({lost['speech_start_s']:.2f}-{lost['speech_end_s']:.2f} s): "
+                f"{lost['reason']}"
+            )
     if any(s.restarts.values()):
         print("restarts: " + ", ".join(f"{k} {v}" for k, v in s.restarts.items() if v))
     if s.degradations:
@@ -76,12 +86,21 @@ def _replay_one(cfg, wav: Path, info, out: Path, args, previous=None):
     from babelfish.stages.base import RunInfo
     from babelfish.supervisor import Supervisor, install_signal_handlers
 
-    print(f"replaying {wav} ({info.duration_s:.1f} s, {info.rate} Hz, {info.channels} ch) "
-          f"{cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}, {args.pace} pace", flush=True)
-    run = RunInfo(mode="replay", input=str(Path(wav).resolve()), output=str(out.resolve()),
-                  pace=args.pace)
-    sup = Supervisor(cfg, run, debug=args.debug, on_utterance=_print_utterance,
-                     on_event=lambda s: log.info("%s", s))
+    print(
+        f"replaying {wav} ({info.duration_s:.1f} s, {info.rate} Hz, {info.channels} ch) "
+        f"{cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}, {args.pace} pace",
+        flush=True,
+    )
+    run = RunInfo(
+        mode="replay", input=str(Path(wav).resolve()), output=str(out.resolve()), pace=args.pace
+    )
+    sup = Supervisor(
+        cfg,
+        run,
+        debug=args.debug,
+        on_utterance=_print_utterance,
+        on_event=lambda s: log.info("%s", s),
+    )
     install_signal_handlers(sup)
     if previous is not None and previous.stop_requested:  # a signal between two recordings
         sup.request_stop(previous.stop_requested)
@@ -189,18 +208,25 @@ def _replay_suite(args, entries) -> int:
             break
         print(f"[{n}/{len(plans)}] {e.name}", flush=True)
         utts, summary, sup = _replay_one(cfg, e.path, info, out, args, previous=sup)
-        quality = None if e.expect is None else suite.check_quality(
-            e.expect, [u.translated_text for u in utts])
+        quality = (
+            None
+            if e.expect is None
+            else suite.check_quality(e.expect, [u.translated_text for u in utts])
+        )
         summary.quality = suite.score_recording(e, utts, suite.route_has_source(cfg))
-        docs.append(suite.recording_doc(e, cfg.pipeline.source_lang, cfg.pipeline.target_lang,
-                                        utts, summary, quality))
+        docs.append(
+            suite.recording_doc(
+                e, cfg.pipeline.source_lang, cfg.pipeline.target_lang, utts, summary, quality
+            )
+        )
         _print_summary(summary, str(out), None)
         if quality is not None or summary.quality is None:
             print(suite.quality_line(quality), flush=True)
         if summary.quality is not None:
             print(suite.scores_line(summary.quality), flush=True)
-    doc = suite.suite_report(docs, planned=[e.name for e in entries],
-                             budget_ms=base_cfg.budgets.end_to_end_ms)
+    doc = suite.suite_report(
+        docs, planned=[e.name for e in entries], budget_ms=base_cfg.budgets.end_to_end_ms
+    )
     if args.report:
         suite.write_report(args.report, doc)
     print(suite.overall_line(doc["summary"]), flush=True)
@@ -218,7 +244,9 @@ def _replay_suite(args, entries) -> int:
 
 
 def _print_live(u) -> None:
-    lat = u.latency_ms.get("end_of_speech_to_heard", u.latency_ms.get("end_of_speech_to_first_audio"))
+    lat = u.latency_ms.get(
+        "end_of_speech_to_heard", u.latency_ms.get("end_of_speech_to_first_audio")
+    )
     src = f"{u.source_text}  ->  " if u.source_text else ""
     print(f"[{time.strftime('%H:%M:%S')}] {src}{u.translated_text}   ({fmt_ms(lat)})", flush=True)
 
@@ -239,16 +267,26 @@ def cmd_live(args) -> int:
     # the devices are checked here, so that a wrong name is a one-line error before anything starts
     devices.find_device(cfg.audio.input_device or None, "input")
     devices.find_device(cfg.audio.output_device or None, "output")
-    sup = Supervisor(cfg, RunInfo(mode="live", pace="realtime"), debug=args.debug,
-                     on_utterance=(lambda u: log.info("utterance %s: %r -> %r %s", u.id,
-                                                      u.source_text, u.translated_text,
-                                                      u.latency_ms)) if daemon else _print_live,
-                     on_event=lambda s: log.warning("%s", s) if not daemon else log.info("%s", s))
+    sup = Supervisor(
+        cfg,
+        RunInfo(mode="live", pace="realtime"),
+        debug=args.debug,
+        on_utterance=(
+            lambda u: log.info(
+                "utterance %s: %r -> %r %s", u.id, u.source_text, u.translated_text, u.latency_ms
+            )
+        )
+        if daemon
+        else _print_live,
+        on_event=lambda s: log.warning("%s", s) if not daemon else log.info("%s", s),
+    )
     sup.config_path, sup.overrides = args.config, overrides
     install_signal_handlers(sup)
     if not daemon:
-        print(f"listening ({cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}); "
-              "Ctrl-C to stop", flush=True)
+        print(
+            f"listening ({cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}); Ctrl-C to stop",
+            flush=True,
+        )
     sup.run()
     if sup.fatal is not None:
         raise sup.fatal
@@ -288,14 +326,19 @@ def cmd_status(args) -> int:
         print(json.dumps({"running": msgspec.to_builtins(statuses)}, indent=2))
         return 0
     for st in statuses:
-        print(f"supervisor pid {st.pid} ({st.mode}, up {st.uptime_s} s) "
-              f"route {' -> '.join(st.route)}")
-        print(f"  degradation level {st.degradation.level} ({st.degradation.step}); "
-              f"utterances done {st.utterances.done}, in flight {st.utterances.in_flight}, "
-              f"lost {st.utterances.lost}")
+        print(
+            f"supervisor pid {st.pid} ({st.mode}, up {st.uptime_s} s) route {' -> '.join(st.route)}"
+        )
+        print(
+            f"  degradation level {st.degradation.level} ({st.degradation.step}); "
+            f"utterances done {st.utterances.done}, in flight {st.utterances.in_flight}, "
+            f"lost {st.utterances.lost}"
+        )
         for name, s in st.stages.items():
-            print(f"  {name:9s} {s.state:9s} pid {s.pid}  restarts {s.restarts}  "
-                  f"queue {s.queue}  params {s.params}")
+            print(
+                f"  {name:9s} {s.state:9s} pid {s.pid}  restarts {s.restarts}  "
+                f"queue {s.queue}  params {s.params}"
+            )
         for lat in st.last_latencies_ms:
             print(f"  {lat.id}: e2e {fmt_ms(lat.end_of_speech_to_first_audio)}")
     return 0
@@ -358,34 +401,52 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     r = sub.add_parser(
-        "replay", help="replay a recording (or a suite of them) through the whole pipeline",
+        "replay",
+        help="replay a recording (or a suite of them) through the whole pipeline",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Replay recordings through the whole pipeline. One WAV file gives the report\n"
-                    "{\"utterances\": [...], \"summary\": {...}}. Several files, a folder (every "
-                    "*.wav in it)\nor a suite file (TOML, see samples/suite.toml) are replayed "
-                    "one after another\ninto one report {\"recordings\": [...], \"summary\": "
-                    "{...}}, with a check of the words\neach recording's translation must contain.",
+        '{"utterances": [...], "summary": {...}}. Several files, a folder (every '
+        "*.wav in it)\nor a suite file (TOML, see samples/suite.toml) are replayed "
+        'one after another\ninto one report {"recordings": [...], "summary": '
+        "{...}}, with a check of the words\neach recording's translation must contain.",
         epilog="exit codes: 0 every recording ran (quality check failures are printed and "
-               "reported,\nbut do not fail: `babelfish compare NEW.json BASELINE.json` is what "
-               "fails a build),\n2 bad usage or bad input (checked before anything starts), "
-               "1 failure at run time,\n130 interrupted.")
-    r.add_argument("input", nargs="+", metavar="INPUT",
-                   help="a WAV file, several, a folder of them, or a suite file (.toml)")
+        "reported,\nbut do not fail: `babelfish compare NEW.json BASELINE.json` is what "
+        "fails a build),\n2 bad usage or bad input (checked before anything starts), "
+        "1 failure at run time,\n130 interrupted.",
+    )
+    r.add_argument(
+        "input",
+        nargs="+",
+        metavar="INPUT",
+        help="a WAV file, several, a folder of them, or a suite file (.toml)",
+    )
     r.add_argument("--config", help="a TOML file; keys it does not set keep their defaults")
     r.add_argument("--from", dest="source_lang", metavar="LANG", help="spoken language")
     r.add_argument("--to", dest="target_lang", metavar="LANG", help="language to speak")
-    r.add_argument("--out", metavar="OUT.wav|DIR",
-                   help="translated speech (default INPUT.LANG.wav); with several recordings a "
-                        "folder for NAME.LANG.wav (default the current folder)")
+    r.add_argument(
+        "--out",
+        metavar="OUT.wav|DIR",
+        help="translated speech (default INPUT.LANG.wav); with several recordings a "
+        "folder for NAME.LANG.wav (default the current folder)",
+    )
     r.add_argument("--report", metavar="REPORT.json", help="write the latency report here")
-    r.add_argument("--plot", metavar="OUT.png", help="draw the report's timeline here "
-                                                     "(needs matplotlib: the plot extra)")
-    r.add_argument("--pace", choices=("realtime", "fast"), default="realtime",
-                   help="feed the file at wall-clock speed (as a microphone) or as fast as it goes")
+    r.add_argument(
+        "--plot",
+        metavar="OUT.png",
+        help="draw the report's timeline here (needs matplotlib: the plot extra)",
+    )
+    r.add_argument(
+        "--pace",
+        choices=("realtime", "fast"),
+        default="realtime",
+        help="feed the file at wall-clock speed (as a microphone) or as fast as it goes",
+    )
     r.set_defaults(func=cmd_replay)
 
-    for name, text in (("run", "translate live, microphone to earphones, subtitles on stdout"),
-                       ("daemon", "run live in the background (for systemd): logs to stderr")):
+    for name, text in (
+        ("run", "translate live, microphone to earphones, subtitles on stdout"),
+        ("daemon", "run live in the background (for systemd): logs to stderr"),
+    ):
         d = sub.add_parser(name, help=text)
         d.add_argument("--config", help="a TOML file; keys it does not set keep their defaults")
         d.add_argument("--from", dest="source_lang", metavar="LANG", help="spoken language")
@@ -395,11 +456,13 @@ def build_parser() -> argparse.ArgumentParser:
         d.set_defaults(func=cmd_live)
     sub.add_parser("devices", help="list audio devices").set_defaults(func=cmd_devices)
 
-    for name, func, text in (("status", cmd_status, "show the running pipeline"),
-                             ("stop", cmd_stop, "stop the running pipeline"),
-                             ("mute", cmd_command, "stop listening (push-to-talk style)"),
-                             ("unmute", cmd_command, "listen again"),
-                             ("reload", cmd_command, "re-read the config, keeping the audio devices")):
+    for name, func, text in (
+        ("status", cmd_status, "show the running pipeline"),
+        ("stop", cmd_stop, "stop the running pipeline"),
+        ("mute", cmd_command, "stop listening (push-to-talk style)"),
+        ("unmute", cmd_command, "listen again"),
+        ("reload", cmd_command, "re-read the config, keeping the audio devices"),
+    ):
         s = sub.add_parser(name, help=text)
         s.add_argument("--config", help="a TOML file (for runtime_dir)")
         if name == "status":
@@ -407,8 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=func)
 
     k = sub.add_parser("keys", help="make the CURVE key pairs the tcp transport needs")
-    k.add_argument("--dir", metavar="DIR", help="where (default: security.keys_dir, "
-                                                "or ~/.config/babelfish/keys)")
+    k.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="where (default: security.keys_dir, or ~/.config/babelfish/keys)",
+    )
     k.add_argument("--config", help="a TOML file (for security.keys_dir)")
     k.add_argument("--force", action="store_true", help="replace keys that already exist")
     k.set_defaults(func=cmd_keys)
@@ -439,8 +505,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                            format=LOG_FORMAT)
+        logging.basicConfig(
+            level=logging.DEBUG if args.debug else logging.WARNING, format=LOG_FORMAT
+        )
         return args.func(args)
 
     return guarded(body)

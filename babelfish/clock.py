@@ -4,6 +4,7 @@ Capture (babelfish/stages/capture.py) and the naive cascade (babelfish/naive.py)
 frame they feed to the endpointer, (end position, monotonic ns it was fed); `fed_ns` turns a
 sample position back into the moment its frame was fed, so both stamp speech alike.
 """
+
 from __future__ import annotations
 
 import time

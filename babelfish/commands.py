@@ -9,12 +9,13 @@ turns it into KeyboardInterrupt). Never a traceback for those.
 babelfish/cli.py runs every command through `guarded`; `run_command` runs one command on its own,
 for `python -m babelfish.compare ...` and the like.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from babelfish import BabelfishError, UsageError
 
@@ -49,6 +50,7 @@ def guarded(body: Callable[[], int]) -> int:
 def run_command(name: str, add_parser: Callable, argv: list[str] | None = None) -> int:
     """`python -m babelfish.<module> ARGS`: the command `name` (registered by `add_parser` on a
     subparsers object, run by the `func` it sets) as `babelfish name ARGS` runs it."""
+
     def body() -> int:
         parser = Parser(prog="babelfish")
         add_parser(parser.add_subparsers(dest="command", required=True, parser_class=Parser))

@@ -18,11 +18,13 @@ Exit 1 (one `regression: ...` line each) when:
     --quality-tolerance points (default 2), or WER higher by more than that many points (per
     recording and overall); a recording has more untranslated prompts, invented words where
     the baseline had none, or no quality figures any more (per recording only).
-Per-stage times are shown for diagnosis only. Exit 2 for a missing or unreadable report, 0 otherwise.
+Per-stage times are shown for diagnosis only. Exit 2 for a missing or unreadable report, 0
+otherwise.
 
 babelfish/cli.py registers it with `compare.add_parser(sub)`; the parsed command runs
 `compare.run(args)` (through commands.guarded: a bad report is one line and exit 2).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +35,7 @@ from dataclasses import dataclass
 from msgspec import UNSET
 
 from babelfish.commands import run_command
-from babelfish.report import (Figures, Recording, Report, fmt_ms, read_report,
-                              summarize_latency)
+from babelfish.report import Figures, Recording, Report, fmt_ms, read_report, summarize_latency
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,13 @@ NOISE_FLOOR_MS = 20.0  # latency changes smaller than this never count as regres
 STAGE_ORDER = ("vad", "asr", "mt", "tts", "playback")
 
 
-# ---- metrics --------------------------------------------------------------------------------------
+# ---- metrics -------------------------------------------------------------------------------------
+
 
 @dataclass
 class Metrics:
     """The figures of one recording (or of all, overall) that are compared."""
+
     utterances: int
     e2e_p50: float | None
     e2e_p95: float | None
@@ -97,11 +100,18 @@ def overall_metrics(rep: Report) -> Metrics:
     if checks:
         passed = sum(1 for q in checks if q.get("passed"))
         quality = {"passed": passed == len(checks), "count": f"{passed}/{len(checks)}"}
-    return Metrics(sum(len(r.utterances) for r in rep.recordings), p50, p95, stages, quality,
-                   _scores(rep.summary if rep.suite else None))
+    return Metrics(
+        sum(len(r.utterances) for r in rep.recordings),
+        p50,
+        p95,
+        stages,
+        quality,
+        _scores(rep.summary if rep.suite else None),
+    )
 
 
-# ---- comparing ------------------------------------------------------------------------------------
+# ---- comparing -----------------------------------------------------------------------------------
+
 
 def change_pct(new: float | None, base: float | None) -> float | None:
     """The change from base to new in percent; None when there is no base to compare with."""
@@ -110,8 +120,12 @@ def change_pct(new: float | None, base: float | None) -> float | None:
     return (new - base) / base * 100.0
 
 
-def is_latency_regression(new: float | None, base: float | None, tolerance_pct: float,
-                          noise_floor_ms: float = NOISE_FLOOR_MS) -> bool:
+def is_latency_regression(
+    new: float | None,
+    base: float | None,
+    tolerance_pct: float,
+    noise_floor_ms: float = NOISE_FLOOR_MS,
+) -> bool:
     """Worse by more than the tolerance AND by more than the noise floor (or gone entirely)."""
     if base is None:
         return False
@@ -163,9 +177,9 @@ def _fmt_points(new: float | None, base: float | None) -> str:
     return "-" if new is None or base is None else f"{new - base:+.1f}"
 
 
-def compare_scores(label: str, new: dict | None, base: dict | None, tolerance: float,
-                   per_recording: bool = True
-                   ) -> tuple[list[tuple[str, str, str, str, str]], list[str]]:
+def compare_scores(
+    label: str, new: dict | None, base: dict | None, tolerance: float, per_recording: bool = True
+) -> tuple[list[tuple[str, str, str, str, str]], list[str]]:
     """Rows and regression lines for translation quality against references (quality.py):
     chrF/BLEU down or WER up by more than `tolerance` points; per recording also more
     untranslated prompts, invented words where there were none and figures gone from the new
@@ -176,29 +190,53 @@ def compare_scores(label: str, new: dict | None, base: dict | None, tolerance: f
         return rows, regs
     if new is None:
         if per_recording:
-            regs.append(f"regression: {label}: translation quality against references is "
-                        "missing from the new report")
-        rows.append(("translation quality", "scored", "-", "",
-                     "REGRESSION" if per_recording else ""))
+            regs.append(
+                f"regression: {label}: translation quality against references is "
+                "missing from the new report"
+            )
+        rows.append(
+            ("translation quality", "scored", "-", "", "REGRESSION" if per_recording else "")
+        )
         return rows, regs
     b, n = _count(base, "prompts"), _count(new, "prompts")
     if b or n:
-        rows.append(("prompts", "-" if b is None else str(b), "-" if n is None else str(n),
-                     "not the same prompts" if None not in (b, n) and b != n else "", ""))
-    for key, name, sign, unit in (("chrf", "chrF", -1, ""), ("bleu", "BLEU", -1, ""),
-                                  ("wer", "WER", 1, "%")):
+        rows.append(
+            (
+                "prompts",
+                "-" if b is None else str(b),
+                "-" if n is None else str(n),
+                "not the same prompts" if None not in (b, n) and b != n else "",
+                "",
+            )
+        )
+    for key, name, sign, unit in (
+        ("chrf", "chrF", -1, ""),
+        ("bleu", "BLEU", -1, ""),
+        ("wer", "WER", 1, "%"),
+    ):
         b, n = _fig(base, key), _fig(new, key)
         if b is None and n is None:
             continue
         bad = b is not None and n is not None and sign * (n - b) > tolerance
-        rows.append((name, _fmt_fig(b, unit), _fmt_fig(n, unit), _fmt_points(n, b),
-                     "REGRESSION" if bad else ""))
+        rows.append(
+            (
+                name,
+                _fmt_fig(b, unit),
+                _fmt_fig(n, unit),
+                _fmt_points(n, b),
+                "REGRESSION" if bad else "",
+            )
+        )
         if bad:
             what = "higher" if sign > 0 else "lower"
-            regs.append(f"regression: {label}: {name} {n:.1f}{unit} vs {b:.1f}{unit} "
-                        f"({n - b:+.1f} points, {what} by more than {tolerance:g})")
-    for key, name in (("untranslated", "untranslated prompts"),
-                      ("invented_words", "invented words")):
+            regs.append(
+                f"regression: {label}: {name} {n:.1f}{unit} vs {b:.1f}{unit} "
+                f"({n - b:+.1f} points, {what} by more than {tolerance:g})"
+            )
+    for key, name in (
+        ("untranslated", "untranslated prompts"),
+        ("invented_words", "invented words"),
+    ):
         b, n = _count(base, key), _count(new, key)
         if b is None and n is None:
             continue
@@ -206,8 +244,15 @@ def compare_scores(label: str, new: dict | None, base: dict | None, tolerance: f
             bad = per_recording and b is not None and n is not None and n > b
         else:
             bad = per_recording and b == 0 and bool(n)
-        rows.append((name, "-" if b is None else str(b), "-" if n is None else str(n),
-                     "-" if n is None or b is None else f"{n - b:+d}", "REGRESSION" if bad else ""))
+        rows.append(
+            (
+                name,
+                "-" if b is None else str(b),
+                "-" if n is None else str(n),
+                "-" if n is None or b is None else f"{n - b:+d}",
+                "REGRESSION" if bad else "",
+            )
+        )
         if bad:
             extra = ""
             if key == "untranslated":
@@ -218,10 +263,14 @@ def compare_scores(label: str, new: dict | None, base: dict | None, tolerance: f
     return rows, regs
 
 
-def compare_metrics(label: str, new: Metrics, base: Metrics, tolerance_pct: float,
-                    quality_regressions: bool = True,
-                    quality_tolerance: float = DEFAULT_QUALITY_TOLERANCE
-                    ) -> tuple[list[str], list[str]]:
+def compare_metrics(
+    label: str,
+    new: Metrics,
+    base: Metrics,
+    tolerance_pct: float,
+    quality_regressions: bool = True,
+    quality_tolerance: float = DEFAULT_QUALITY_TOLERANCE,
+) -> tuple[list[str], list[str]]:
     """The table lines for one recording (or overall) and its regression lines."""
     rows: list[tuple[str, str, str, str, str]] = []
     regressions: list[str] = []
@@ -229,35 +278,58 @@ def compare_metrics(label: str, new: Metrics, base: Metrics, tolerance_pct: floa
     for key, name in (("e2e_p50", "e2e p50 ms"), ("e2e_p95", "e2e p95 ms")):
         b, n = getattr(base, key), getattr(new, key)
         bad = is_latency_regression(n, b, tolerance_pct)
-        rows.append((name, fmt_ms(b, ""), fmt_ms(n, ""), _fmt_pct(n, b),
-                     "REGRESSION" if bad else ""))
+        rows.append(
+            (name, fmt_ms(b, ""), fmt_ms(n, ""), _fmt_pct(n, b), "REGRESSION" if bad else "")
+        )
         if bad:
-            what = "no end-to-end latency (no audio came out)" if n is None else \
-                f"{n:.0f} ms vs {b:.0f} ms ({change_pct(n, b):+.1f}%)" if b else f"{n:.0f} ms vs {b:.0f} ms"
-            regressions.append(f"regression: {label}: end of speech -> first audio "
-                               f"{name.split()[1]} {what}, tolerance {tolerance_pct:g}%")
+            what = (
+                "no end-to-end latency (no audio came out)"
+                if n is None
+                else f"{n:.0f} ms vs {b:.0f} ms ({change_pct(n, b):+.1f}%)"
+                if b
+                else f"{n:.0f} ms vs {b:.0f} ms"
+            )
+            regressions.append(
+                f"regression: {label}: end of speech -> first audio "
+                f"{name.split()[1]} {what}, tolerance {tolerance_pct:g}%"
+            )
     names = [s for s in STAGE_ORDER if s in base.stages or s in new.stages]
     names += sorted((set(base.stages) | set(new.stages)) - set(names))
     for s in names:
         b, n = base.stages.get(s), new.stages.get(s)
         rows.append((f"  {s} p50 ms", fmt_ms(b, ""), fmt_ms(n, ""), _fmt_pct(n, b), ""))
     if base.quality is not None or new.quality is not None:
-        bad = quality_regressions and bool(base.quality and base.quality.get("passed")) and not (
-            new.quality and new.quality.get("passed"))
+        bad = (
+            quality_regressions
+            and bool(base.quality and base.quality.get("passed"))
+            and not (new.quality and new.quality.get("passed"))
+        )
         note = ""
         missing = _quality_missing(new.quality)
         if missing:
             note = "missing: " + ", ".join(missing)
-        rows.append(("quality", _fmt_quality(base.quality), _fmt_quality(new.quality), note,
-                     "REGRESSION" if bad else ""))
+        rows.append(
+            (
+                "quality",
+                _fmt_quality(base.quality),
+                _fmt_quality(new.quality),
+                note,
+                "REGRESSION" if bad else "",
+            )
+        )
         if bad:
-            why = f" (missing: {', '.join(missing)})" if missing else \
-                (" (no quality check in the new report)" if new.quality is None else "")
-            regressions.append(f"regression: {label}: quality check passed in the baseline, "
-                               f"fails now{why}")
+            why = (
+                f" (missing: {', '.join(missing)})"
+                if missing
+                else (" (no quality check in the new report)" if new.quality is None else "")
+            )
+            regressions.append(
+                f"regression: {label}: quality check passed in the baseline, fails now{why}"
+            )
     # counts are named per recording: overall (quality_regressions False) has the figures only
-    score_rows, score_regs = compare_scores(label, new.scores, base.scores, quality_tolerance,
-                                            per_recording=quality_regressions)
+    score_rows, score_regs = compare_scores(
+        label, new.scores, base.scores, quality_tolerance, per_recording=quality_regressions
+    )
     rows += score_rows
     regressions += score_regs
     w0 = max(len(r[0]) for r in rows)
@@ -286,9 +358,12 @@ def _pairs(new: Report, base: Report) -> list[tuple[Recording | None, Recording 
     return pairs
 
 
-def compare_reports(new: Report, base: Report, tolerance_pct: float = DEFAULT_TOLERANCE_PCT,
-                    quality_tolerance: float = DEFAULT_QUALITY_TOLERANCE
-                    ) -> tuple[list[str], list[str]]:
+def compare_reports(
+    new: Report,
+    base: Report,
+    tolerance_pct: float = DEFAULT_TOLERANCE_PCT,
+    quality_tolerance: float = DEFAULT_QUALITY_TOLERANCE,
+) -> tuple[list[str], list[str]]:
     """(lines to print, regression lines). The regression lines are also among the printed lines."""
     out: list[str] = [f"new:      {new.where}", f"baseline: {base.where}", ""]
     regressions: list[str] = []
@@ -301,31 +376,47 @@ def compare_reports(new: Report, base: Report, tolerance_pct: float = DEFAULT_TO
             regressions.append(f"regression: {b.name}: recording missing from the new report")
             continue
         label = n.name if n.name == b.name else f"{n.name} (baseline {b.name})"
-        lines, regs = compare_metrics(label, recording_metrics(n), recording_metrics(b),
-                                      tolerance_pct, quality_tolerance=quality_tolerance)
+        lines, regs = compare_metrics(
+            label,
+            recording_metrics(n),
+            recording_metrics(b),
+            tolerance_pct,
+            quality_tolerance=quality_tolerance,
+        )
         out += [f"recording {label}"] + lines + [""]
         regressions += regs
     if new.suite or base.suite:
         # quality failures are already named per recording: overall shows the count only
-        lines, regs = compare_metrics("overall", overall_metrics(new), overall_metrics(base),
-                                      tolerance_pct, quality_regressions=False,
-                                      quality_tolerance=quality_tolerance)
+        lines, regs = compare_metrics(
+            "overall",
+            overall_metrics(new),
+            overall_metrics(base),
+            tolerance_pct,
+            quality_regressions=False,
+            quality_tolerance=quality_tolerance,
+        )
         out += ["overall"] + lines + [""]
         regressions += regs
     out += regressions
-    scored = any(_scores(r.summary) or any(_scores(rec.summary) for rec in r.recordings)
-                 for r in (new, base))
+    scored = any(
+        _scores(r.summary) or any(_scores(rec.summary) for rec in r.recordings) for r in (new, base)
+    )
     q_note = f"; quality tolerance {quality_tolerance:g} points" if scored else ""
     if regressions:
-        out.append(f"{len(regressions)} regression(s) (tolerance {tolerance_pct:g}%{q_note}; "
-                   f"latency changes under {NOISE_FLOOR_MS:.0f} ms are ignored as noise)")
+        out.append(
+            f"{len(regressions)} regression(s) (tolerance {tolerance_pct:g}%{q_note}; "
+            f"latency changes under {NOISE_FLOOR_MS:.0f} ms are ignored as noise)"
+        )
     else:
-        out.append(f"no regressions (tolerance {tolerance_pct:g}%{q_note}; latency changes under "
-                   f"{NOISE_FLOOR_MS:.0f} ms are ignored as noise)")
+        out.append(
+            f"no regressions (tolerance {tolerance_pct:g}%{q_note}; latency changes under "
+            f"{NOISE_FLOOR_MS:.0f} ms are ignored as noise)"
+        )
     return out, regressions
 
 
-# ---- command line ---------------------------------------------------------------------------------
+# ---- command line --------------------------------------------------------------------------------
+
 
 def _tolerance(text: str) -> float:
     try:
@@ -350,19 +441,31 @@ def _points(text: str) -> float:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the "compare" subcommand on an argparse subparsers object."""
     p = subparsers.add_parser(
-        "compare", help="compare two latency reports; exit 1 on a regression",
+        "compare",
+        help="compare two latency reports; exit 1 on a regression",
         description="Compare a new replay/suite report with a baseline. Exit 1 when end-to-end "
-                    f"latency p50/p95 got worse by more than the tolerance (and more than "
-                    f"{NOISE_FLOOR_MS:.0f} ms: noise floor), a quality check that passed fails, "
-                    "or translation quality against references dropped (chrF, BLEU, WER, "
-                    "untranslated prompts, invented words).")
+        f"latency p50/p95 got worse by more than the tolerance (and more than "
+        f"{NOISE_FLOOR_MS:.0f} ms: noise floor), a quality check that passed fails, "
+        "or translation quality against references dropped (chrF, BLEU, WER, "
+        "untranslated prompts, invented words).",
+    )
     p.add_argument("new", metavar="NEW.json")
     p.add_argument("baseline", metavar="BASELINE.json")
-    p.add_argument("--tolerance", type=_tolerance, default=DEFAULT_TOLERANCE_PCT, metavar="PCT",
-                   help=f"allowed latency increase in percent (default {DEFAULT_TOLERANCE_PCT:g})")
-    p.add_argument("--quality-tolerance", type=_points, default=DEFAULT_QUALITY_TOLERANCE,
-                   metavar="POINTS", help="allowed drop of chrF/BLEU and rise of WER in points "
-                                          f"(default {DEFAULT_QUALITY_TOLERANCE:g})")
+    p.add_argument(
+        "--tolerance",
+        type=_tolerance,
+        default=DEFAULT_TOLERANCE_PCT,
+        metavar="PCT",
+        help=f"allowed latency increase in percent (default {DEFAULT_TOLERANCE_PCT:g})",
+    )
+    p.add_argument(
+        "--quality-tolerance",
+        type=_points,
+        default=DEFAULT_QUALITY_TOLERANCE,
+        metavar="POINTS",
+        help="allowed drop of chrF/BLEU and rise of WER in points "
+        f"(default {DEFAULT_QUALITY_TOLERANCE:g})",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -372,9 +475,9 @@ def run(args: argparse.Namespace) -> int:
     read raises UsageError (exit 2, commands.guarded)."""
     new = read_report(args.new)
     base = read_report(args.baseline)
-    lines, regressions = compare_reports(new, base, args.tolerance,
-                                         getattr(args, "quality_tolerance",
-                                                 DEFAULT_QUALITY_TOLERANCE))
+    lines, regressions = compare_reports(
+        new, base, args.tolerance, getattr(args, "quality_tolerance", DEFAULT_QUALITY_TOLERANCE)
+    )
     print("\n".join(lines), flush=True)
     return 1 if regressions else 0
 

@@ -1,9 +1,13 @@
-"""Configuration: config/default.toml, overlaid by a user's TOML file that may set only some keys."""
+"""Configuration: config/default.toml, overlaid by a user's TOML file that may set only some
+keys."""
+
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
+from typing import Literal, get_args, get_type_hints
 
 import msgspec
 
@@ -20,17 +24,17 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class Pipeline(_Section):
     source_lang: str
     target_lang: str
-    transport: str
+    transport: Literal["ipc", "tcp"]
     tcp_host: str
     tcp_base_port: int
     runtime_dir: str
     models_dir: str
-    chunk_ms: int
+    chunk_ms: Literal[10, 20, 30]
     queue_chunks: int
 
 
 class Vad(_Section):
-    engine: str
+    engine: Literal["webrtc", "silero"]
     aggressiveness: int
     threshold: float
     start_ms: int
@@ -43,9 +47,9 @@ class Vad(_Section):
 
 
 class Asr(_Section):
-    engine: str
+    engine: Literal["whisper", "vosk"]
     model: str
-    task: str
+    task: Literal["translate", "transcribe"]
     compute_type: str
     threads: int
     beam_size: int
@@ -61,7 +65,7 @@ class Asr(_Section):
 
 
 class Mt(_Section):
-    engine: str
+    engine: Literal["ctranslate2"]
     model: str
     compute_type: str
     threads: int
@@ -70,7 +74,7 @@ class Mt(_Section):
 
 
 class Tts(_Section):
-    engine: str
+    engine: Literal["piper"]
     voice: str
     length_scale: float
     threads: int
@@ -83,8 +87,8 @@ class Playback(_Section):
 class Audio(_Section):
     input_device: str
     output_device: str
-    mode: str
-    echo_gate: str
+    mode: Literal["headset", "speaker"]
+    echo_gate: Literal["gate", "attenuate"]
     echo_attenuate_db: float
     echo_hold_ms: int
     block_ms: int
@@ -92,7 +96,7 @@ class Audio(_Section):
 
 
 class Wakeword(_Section):
-    mode: str
+    mode: Literal["off", "next_utterance", "toggle"]
     model: str
     threshold: float
     refractory_s: float
@@ -102,7 +106,7 @@ class Wakeword(_Section):
 
 
 class Accelerator(_Section):
-    edgetpu: str
+    edgetpu: Literal["auto", "off", "required"]
     delegate_path: str
 
 
@@ -188,29 +192,24 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     try:
         cfg = msgspec.convert(data, Config)
     except msgspec.ValidationError as e:
-        raise UsageError(f"bad config: {e}") from None
+        raise UsageError(f"bad config: {_explain(e)}") from None
     _check(cfg)
     return cfg
 
 
+def _explain(e: msgspec.ValidationError) -> str:
+    """msgspec's message, or for a value not among a key's choices (a Literal) the key, the value
+    and the choices, as in "asr.engine = 'google', expected one of whisper, vosk"."""
+    m = re.fullmatch(r"Invalid enum value (.+) - at `\$\.(\w+)\.(\w+)`", str(e))
+    section = m and get_type_hints(Config).get(m[2])
+    choices = section and get_args(get_type_hints(section).get(m[3]))
+    if not choices:
+        return str(e)
+    return f"{m[2]}.{m[3]} = {m[1]}, expected one of {', '.join(map(str, choices))}"
+
+
 def _check(cfg: Config) -> None:
-    choices = {
-        "pipeline.transport": (cfg.pipeline.transport, ("ipc", "tcp")),
-        "vad.engine": (cfg.vad.engine, ("webrtc", "silero")),
-        "asr.engine": (cfg.asr.engine, ("whisper", "vosk")),
-        "asr.task": (cfg.asr.task, ("translate", "transcribe")),
-        "mt.engine": (cfg.mt.engine, ("ctranslate2",)),
-        "tts.engine": (cfg.tts.engine, ("piper",)),
-        "audio.mode": (cfg.audio.mode, ("headset", "speaker")),
-        "wakeword.mode": (cfg.wakeword.mode, ("off", "next_utterance", "toggle")),
-        "accelerator.edgetpu": (cfg.accelerator.edgetpu, ("auto", "off", "required")),
-        "audio.echo_gate": (cfg.audio.echo_gate, ("gate", "attenuate")),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise UsageError(f"bad config: {key} = '{value}', expected one of {', '.join(allowed)}")
-    if cfg.pipeline.chunk_ms not in (10, 20, 30):
-        raise UsageError("bad config: pipeline.chunk_ms must be 10, 20 or 30")
+    """What the types do not say (the choices of a key are its Literal type)."""
     if cfg.asr.stable_interval_ms < 100:
         raise UsageError("bad config: asr.stable_interval_ms must be at least 100")
     if cfg.asr.beam_size < 1 or cfg.asr.stable_beam_size < 1:
@@ -222,14 +221,6 @@ def speaks_early(cfg: Config) -> bool:
     speaker mode: there the echo gate closes the microphone while we speak, and would swallow
     the rest of what the speaker is saying."""
     return cfg.asr.stable_prefix and cfg.vad.long_after_s > 0 and cfg.audio.mode != "speaker"
-
-
-def to_dict(cfg: Config) -> dict:
-    return msgspec.to_builtins(cfg)
-
-
-def from_json(data: bytes) -> Config:
-    return msgspec.json.decode(data, type=Config)
 
 
 def models_dir(cfg: Config) -> Path:

@@ -12,12 +12,14 @@ a field of the wrong type) gets `{"ok": false, "error": ...}`; the supervisor li
 The supervisor's end is `ControlServer`; what each command does is the supervisor's business
 (babelfish/supervisor.py).
 """
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import msgspec
 import zmq
@@ -31,42 +33,47 @@ StageName = Literal["capture", "asr", "mt", "tts", "playback"]
 # starting: spawned; loading: loading its model; ready: working; reloading: asked to go by
 # `reload` (back at once); stopping: asked to go at the end of the run; backoff: dead, waiting to
 # be restarted; given_up: died too often; exited: went after being asked to stop
-StageState = Literal["starting", "loading", "ready", "reloading", "stopping", "backoff",
-                     "given_up", "exited"]
+StageState = Literal[
+    "starting", "loading", "ready", "reloading", "stopping", "backoff", "given_up", "exited"
+]
 RunMode = Literal["replay", "live"]
 SOCKET_NAME = "control.sock"
 
 
 class Request(msgspec.Struct, omit_defaults=True, kw_only=True):
     """One request to the supervisor."""
+
     cmd: Command
-    stage: StageName | None = None           # set: the stage to tune
-    params: dict[str, float] | None = None   # set: its run-time parameters (finite numbers)
+    stage: StageName | None = None  # set: the stage to tune
+    params: dict[str, float] | None = None  # set: its run-time parameters (finite numbers)
 
 
 class StageStatus(msgspec.Struct, kw_only=True):
     """One stage in a status reply."""
+
     state: StageState
-    pid: int | None                  # its current process (None before the first start)
+    pid: int | None  # its current process (None before the first start)
     restarts: int
-    last_seen_s_ago: float | None    # since its last message (None: never heard from)
-    inflight: list[str]              # utterances it holds (its last heartbeat)
-    queue: int                       # messages waiting at its input (best effort)
-    params: dict[str, float]         # its run-time parameters (degradation, test delays)
-    info: dict[str, str]             # engine, backend, device
-    counters: dict[str, int]         # received, sent, dropped_*, ... over all its processes
-    last_exit: str                   # how its last process went ("" if none went)
+    last_seen_s_ago: float | None  # since its last message (None: never heard from)
+    inflight: list[str]  # utterances it holds (its last heartbeat)
+    queue: int  # messages waiting at its input (best effort)
+    params: dict[str, float]  # its run-time parameters (degradation, test delays)
+    info: dict[str, str]  # engine, backend, device
+    counters: dict[str, int]  # received, sent, dropped_*, ... over all its processes
+    last_exit: str  # how its last process went ("" if none went)
 
 
 class Degradation(msgspec.Struct, kw_only=True):
     """Where the pipeline is on the degradation ladder (babelfish/budgets.py)."""
-    level: int                       # 0: not degraded
-    step: str                        # the last step taken ("none" at level 0)
-    changes: int                     # steps taken, down and up, so far
+
+    level: int  # 0: not degraded
+    step: str  # the last step taken ("none" at level 0)
+    changes: int  # steps taken, down and up, so far
 
 
 class UtteranceCounts(msgspec.Struct, kw_only=True):
     """How many utterances are done, still on their way, and lost."""
+
     done: int
     in_flight: int
     lost: int
@@ -74,6 +81,7 @@ class UtteranceCounts(msgspec.Struct, kw_only=True):
 
 class LatencyRow(msgspec.Struct, omit_defaults=True, kw_only=True):
     """One recent utterance's latencies (report.latencies), the ones it has."""
+
     id: str
     end_of_speech_to_first_audio: float | None = None
     start_of_speech_to_first_audio: float | None = None
@@ -88,26 +96,28 @@ class LatencyRow(msgspec.Struct, omit_defaults=True, kw_only=True):
 
 class Status(msgspec.Struct, kw_only=True):
     """A running supervisor's status: `babelfish status --json` prints a list of these."""
-    pid: int                         # the supervisor's (the `babelfish` command's) process
+
+    pid: int  # the supervisor's (the `babelfish` command's) process
     runtime_dir: str
     mode: RunMode
-    input: str                       # replay: the recording
+    input: str  # replay: the recording
     uptime_s: float
     route: list[StageName]
     stages: dict[StageName, StageStatus]
     muted: bool
     degradation: Degradation
     utterances: UtteranceCounts
-    dropped: dict[str, int]          # frames the supervisor's ROUTER dropped: bad, unknown peer
+    dropped: dict[str, int]  # frames the supervisor's ROUTER dropped: bad, unknown peer
     last_latencies_ms: list[LatencyRow]  # the last five utterances done
 
 
 class Reply(msgspec.Struct, omit_defaults=True, kw_only=True):
     """The supervisor's answer to one request."""
+
     ok: bool
-    error: str | None = None         # why not (ok false)
-    status: Status | None = None     # status
-    muted: bool | None = None        # mute, unmute: whether it is muted now
+    error: str | None = None  # why not (ok false)
+    status: Status | None = None  # status
+    muted: bool | None = None  # mute, unmute: whether it is muted now
 
 
 class BadRequest(ValueError):
@@ -170,6 +180,7 @@ class ControlServer:
 
 # ---- the client ---------------------------------------------------------------------------------
 
+
 def find_runs(where: Config | str | Path) -> list[Path]:
     """The runtime directories of the supervisors running now (alive, with a control socket),
     sorted: under a config's runtime base (addresses.runtime_base), or under a given folder."""
@@ -199,8 +210,9 @@ def exchange(run_dir: str | Path, frames: list[bytes], timeout_ms: int = 2000) -
         sock.send_multipart(frames)
         return sock.recv()
     except zmq.Again:
-        raise NoAnswer(f"the supervisor in {run_dir} did not answer within {timeout_ms} ms") \
-            from None
+        raise NoAnswer(
+            f"the supervisor in {run_dir} did not answer within {timeout_ms} ms"
+        ) from None
     finally:
         sock.close()
 
@@ -212,5 +224,6 @@ def ask(run_dir: str | Path, request: Request, timeout_ms: int = 2000) -> Reply:
     try:
         return msgspec.json.decode(data, type=Reply)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise BabelfishError(f"the supervisor in {run_dir} answered something unreadable: {e}") \
-            from None
+        raise BabelfishError(
+            f"the supervisor in {run_dir} answered something unreadable: {e}"
+        ) from None

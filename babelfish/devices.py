@@ -14,15 +14,16 @@ PortAudio reads the device list (and, through ALSA, the sound server's presence)
 is initialised: a process that imported sounddevice before PulseAudio came up must call
 `reinitialize()` (no stream may be open then), or better, be started after the sound server.
 """
+
 from __future__ import annotations
 
 import ctypes
-
 import logging
 import math
 import time
 from collections import deque
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 import numpy as np
 
@@ -53,8 +54,9 @@ def _quiet_alsa() -> None:
     if _alsa_handler is not None:
         return
     try:
-        handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                                        ctypes.c_int, ctypes.c_char_p)
+        handler_type = ctypes.CFUNCTYPE(
+            None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p
+        )
         _alsa_handler = handler_type(lambda *args: None)
         ctypes.CDLL("libasound.so.2").snd_lib_error_set_handler(_alsa_handler)
     except OSError:  # no ALSA here: nothing to silence
@@ -69,11 +71,13 @@ def _sd():
     except OSError as e:  # sounddevice is there, the PortAudio shared library is not
         raise AudioUnavailable(
             f"live audio needs the PortAudio library ({e}); install the Debian package "
-            "libportaudio2 (sudo apt-get install libportaudio2)") from None
+            "libportaudio2 (sudo apt-get install libportaudio2)"
+        ) from None
     except ImportError:
         raise AudioUnavailable(
             "live audio needs the sounddevice module: pip install 'babelfish[live]' "
-            "(and the Debian package libportaudio2)") from None
+            "(and the Debian package libportaudio2)"
+        ) from None
     return sounddevice
 
 
@@ -96,16 +100,18 @@ def list_devices() -> list[dict]:
     default_out = _default_index(sd, "output")
     out = []
     for d in devices:
-        out.append({
-            "index": int(d["index"]),
-            "name": str(d["name"]),
-            "hostapi": str(hostapis[d["hostapi"]]["name"]),
-            "max_input_channels": int(d["max_input_channels"]),
-            "max_output_channels": int(d["max_output_channels"]),
-            "default_samplerate": float(d["default_samplerate"]),
-            "default_input": int(d["index"]) == default_in,
-            "default_output": int(d["index"]) == default_out,
-        })
+        out.append(
+            {
+                "index": int(d["index"]),
+                "name": str(d["name"]),
+                "hostapi": str(hostapis[d["hostapi"]]["name"]),
+                "max_input_channels": int(d["max_input_channels"]),
+                "max_output_channels": int(d["max_output_channels"]),
+                "default_samplerate": float(d["default_samplerate"]),
+                "default_input": int(d["index"]) == default_in,
+                "default_output": int(d["index"]) == default_out,
+            }
+        )
     return out
 
 
@@ -121,15 +127,21 @@ def format_devices(devices: list[dict] | None = None) -> str:
     if devices is None:
         devices = list_devices()
     if not devices:
-        return ("no audio devices found: PortAudio sees no sound card and no sound server "
-                "(connect a headset, or start PulseAudio, then try again)")
-    lines = ["audio devices (> default input, < default output):",
-             "    #  in out  rate    host API  name"]
+        return (
+            "no audio devices found: PortAudio sees no sound card and no sound server "
+            "(connect a headset, or start PulseAudio, then try again)"
+        )
+    lines = [
+        "audio devices (> default input, < default output):",
+        "    #  in out  rate    host API  name",
+    ]
     for d in devices:
         mark = (">" if d["default_input"] else " ") + ("<" if d["default_output"] else " ")
-        lines.append(f"{mark} {d['index']:>2} {d['max_input_channels']:>3} "
-                     f"{d['max_output_channels']:>3} {d['default_samplerate']:>6.0f}  "
-                     f"{d['hostapi']:<9} {d['name']}")
+        lines.append(
+            f"{mark} {d['index']:>2} {d['max_input_channels']:>3} "
+            f"{d['max_output_channels']:>3} {d['default_samplerate']:>6.0f}  "
+            f"{d['hostapi']:<9} {d['name']}"
+        )
     lines.append("choose one by its number or by a part of its name that only it has")
     return "\n".join(lines)
 
@@ -168,8 +180,10 @@ def find_device(spec: str | int | None, kind: Kind) -> int | None:
         raise UsageError(f"no {kind} audio device matches {text!r}; {_SEE}")
     if len(match) > 1:
         names = ", ".join(f"{d['index']} {d['name']!r}" for d in match[:6])
-        raise UsageError(f"{text!r} matches several {kind} devices ({names}): give the number "
-                         f"or more of the name; {_SEE}")
+        raise UsageError(
+            f"{text!r} matches several {kind} devices ({names}): give the number "
+            f"or more of the name; {_SEE}"
+        )
     return match[0]["index"]
 
 
@@ -181,16 +195,23 @@ def _device_label(sd, index: int | None, kind: Kind) -> str:
         return f"#{index}" if index is not None else f"default {kind}"
 
 
-def _negotiate(sd, index: int | None, kind: Kind, rate: int | None, device_rate: int | None,
-               device_channels: int | None) -> tuple[int, int]:
+def _negotiate(
+    sd,
+    index: int | None,
+    kind: Kind,
+    rate: int | None,
+    device_rate: int | None,
+    device_channels: int | None,
+) -> tuple[int, int]:
     """The (rate, channels) to open `index` at: the wanted rate if the device takes it, else its
     default rate, 48000, 44100; mono if possible, else stereo (down-/up-mixed by us)."""
     info = sd.query_devices(index, kind=kind) if index is None else sd.query_devices(index)
     max_ch = int(info[f"max_{kind}_channels"])
     if max_ch <= 0:
         raise UsageError(f"audio device {info['name']!r} has no {kind}; {_SEE}")
-    rates = [device_rate] if device_rate else [rate, int(info["default_samplerate"]),
-                                               *_FALLBACK_RATES]
+    rates = (
+        [device_rate] if device_rate else [rate, int(info["default_samplerate"]), *_FALLBACK_RATES]
+    )
     chans = [device_channels] if device_channels else [1, 2]
     check = sd.check_input_settings if kind == "input" else sd.check_output_settings
     last: Exception | None = None
@@ -203,9 +224,11 @@ def _negotiate(sd, index: int | None, kind: Kind, rate: int | None, device_rate:
                 return int(r), int(c)
             except (sd.PortAudioError, ValueError) as e:
                 last = e
-    raise BabelfishError(f"audio {kind} {info['name']!r} takes none of the rates "
-                         f"{', '.join(map(str, dict.fromkeys(x for x in rates if x)))} Hz with "
-                         f"{' or '.join(map(str, chans))} channel(s): {last}")
+    raise BabelfishError(
+        f"audio {kind} {info['name']!r} takes none of the rates "
+        f"{', '.join(map(str, dict.fromkeys(x for x in rates if x)))} Hz with "
+        f"{' or '.join(map(str, chans))} channel(s): {last}"
+    )
 
 
 # --------------------------------------------------------------------------- microphone
@@ -228,11 +251,19 @@ class DeviceSource:
     the future. The driver's own input latency (`latency_s`) is not subtracted.
     """
 
-    def __init__(self, device: str | int | None = None, frame_samples: int = 320,
-                 rate: int = 16000, blocksize_ms: int = 20, queue_s: float = 10.0,
-                 device_rate: int | None = None, device_channels: int | None = None,
-                 latency: str | float = "low", stall_s: float = 3.0,
-                 clock_window_s: float = 2.0):
+    def __init__(
+        self,
+        device: str | int | None = None,
+        frame_samples: int = 320,
+        rate: int = 16000,
+        blocksize_ms: int = 20,
+        queue_s: float = 10.0,
+        device_rate: int | None = None,
+        device_channels: int | None = None,
+        latency: str | float = "low",
+        stall_s: float = 3.0,
+        clock_window_s: float = 2.0,
+    ):
         sd = _sd()
         self._sd = sd
         self.index = find_device(device, "input")
@@ -240,8 +271,9 @@ class DeviceSource:
         self.rate = int(rate)
         self.frame_samples = int(frame_samples)
         self.stall_s = float(stall_s)
-        self.rate_used, self.channels = _negotiate(sd, self.index, "input", self.rate,
-                                                   device_rate, device_channels)
+        self.rate_used, self.channels = _negotiate(
+            sd, self.index, "input", self.rate, device_rate, device_channels
+        )
         self.block = max(1, self.rate_used * blocksize_ms // 1000)
         self.slots = max(4, math.ceil(queue_s * 1000 / blocksize_ms))
         # the ring: written by the callback only (data, _len, _ns, _gap, _w), read by the consumer
@@ -270,9 +302,15 @@ class DeviceSource:
         self._stream = None
         try:
             self._stream = sd.InputStream(
-                device=self.index, samplerate=self.rate_used, channels=self.channels,
-                dtype="float32", blocksize=self.block, latency=latency,
-                callback=self._callback, finished_callback=self._on_finished)
+                device=self.index,
+                samplerate=self.rate_used,
+                channels=self.channels,
+                dtype="float32",
+                blocksize=self.block,
+                latency=latency,
+                callback=self._callback,
+                finished_callback=self._on_finished,
+            )
             self.latency_s = float(self._stream.latency)
             self._stream.start()
         except sd.PortAudioError as e:
@@ -280,8 +318,14 @@ class DeviceSource:
                 self._stream.close(ignore_errors=True)
             raise BabelfishError(f"cannot open audio input {self.label}: {_pa_msg(e)}") from None
         self._started_ns = time.monotonic_ns()
-        log.info("audio input %s: %d Hz, %d channel(s), blocks of %d, latency %.0f ms",
-                 self.label, self.rate_used, self.channels, self.block, self.latency_s * 1000)
+        log.info(
+            "audio input %s: %d Hz, %d channel(s), blocks of %d, latency %.0f ms",
+            self.label,
+            self.rate_used,
+            self.channels,
+            self.block,
+            self.latency_s * 1000,
+        )
 
     # ---- the real-time side: copy and count, nothing else --------------------------------------
     def _callback(self, indata, frames, time_info, status) -> None:
@@ -331,12 +375,15 @@ class DeviceSource:
         if self._closed:
             return
         if self._finished or not self._stream.active:
-            raise BabelfishError(f"audio input {self.label} stopped (device unplugged or sound "
-                                 "server gone?)")
+            raise BabelfishError(
+                f"audio input {self.label} stopped (device unplugged or sound server gone?)"
+            )
         last = self._last_block_ns or self._started_ns
         if self._w == self._r and time.monotonic_ns() - last > self.stall_s * 1e9:
-            raise BabelfishError(f"audio input {self.label} delivered no audio for "
-                                 f"{self.stall_s:g} s (device unplugged or stuck?)")
+            raise BabelfishError(
+                f"audio input {self.label} delivered no audio for "
+                f"{self.stall_s:g} s (device unplugged or stuck?)"
+            )
 
     def _drain_ring(self) -> None:
         while self._r < self._w:
@@ -367,9 +414,14 @@ class DeviceSource:
             self._ready.append((float_to_int16(f), ns))
 
     def counters(self) -> dict:
-        return {"overflows": self._overflows, "dropped_blocks": self._dropped, "blocks": self._w,
-                "rate_used": self.rate_used, "channels": self.channels,
-                "queued_blocks": self._w - self._r}
+        return {
+            "overflows": self._overflows,
+            "dropped_blocks": self._dropped,
+            "blocks": self._w,
+            "rate_used": self.rate_used,
+            "channels": self.channels,
+            "queued_blocks": self._w - self._r,
+        }
 
     def close(self) -> None:
         if self._closed:
@@ -381,7 +433,7 @@ class DeviceSource:
         except self._sd.PortAudioError as e:
             log.warning("closing audio input %s: %s", self.label, _pa_msg(e))
 
-    def __enter__(self) -> "DeviceSource":
+    def __enter__(self) -> DeviceSource:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -405,17 +457,25 @@ class DeviceSink:
     (`device_underflows`).
     """
 
-    def __init__(self, device: str | int | None = None, rate: int = 22050, buffer_s: float = 30.0,
-                 blocksize_ms: int = 20, latency: str | float = "low",
-                 device_rate: int | None = None, device_channels: int | None = None,
-                 stall_s: float = 3.0):
+    def __init__(
+        self,
+        device: str | int | None = None,
+        rate: int = 22050,
+        buffer_s: float = 30.0,
+        blocksize_ms: int = 20,
+        latency: str | float = "low",
+        device_rate: int | None = None,
+        device_channels: int | None = None,
+        stall_s: float = 3.0,
+    ):
         sd = _sd()
         self._sd = sd
         self.index = find_device(device, "output")
         self.label = _device_label(sd, self.index, "output")
         self.stall_s = float(stall_s)
-        self.rate_used, self.channels = _negotiate(sd, self.index, "output", rate, device_rate,
-                                                   device_channels)
+        self.rate_used, self.channels = _negotiate(
+            sd, self.index, "output", rate, device_rate, device_channels
+        )
         self.block = max(1, self.rate_used * blocksize_ms // 1000)
         self.size = int(buffer_s * self.rate_used)
         self._ring = np.zeros(self.size, np.float32)
@@ -434,9 +494,15 @@ class DeviceSink:
         self._stream = None
         try:
             self._stream = sd.OutputStream(
-                device=self.index, samplerate=self.rate_used, channels=self.channels,
-                dtype="float32", blocksize=self.block, latency=latency,
-                callback=self._callback, finished_callback=self._on_finished)
+                device=self.index,
+                samplerate=self.rate_used,
+                channels=self.channels,
+                dtype="float32",
+                blocksize=self.block,
+                latency=latency,
+                callback=self._callback,
+                finished_callback=self._on_finished,
+            )
             self.latency_s = float(self._stream.latency)
             self._latency_ns = int(self.latency_s * 1e9)
             self._stream.start()
@@ -445,8 +511,14 @@ class DeviceSink:
                 self._stream.close(ignore_errors=True)
             raise BabelfishError(f"cannot open audio output {self.label}: {_pa_msg(e)}") from None
         self._started_ns = time.monotonic_ns()
-        log.info("audio output %s: %d Hz, %d channel(s), blocks of %d, latency %.0f ms",
-                 self.label, self.rate_used, self.channels, self.block, self.latency_s * 1000)
+        log.info(
+            "audio output %s: %d Hz, %d channel(s), blocks of %d, latency %.0f ms",
+            self.label,
+            self.rate_used,
+            self.channels,
+            self.block,
+            self.latency_s * 1000,
+        )
 
     # ---- the real-time side --------------------------------------------------------------------
     def _callback(self, outdata, frames, time_info, status) -> None:
@@ -460,9 +532,9 @@ class DeviceSink:
         if n > 0:
             i = r % self.size
             first = n if n <= self.size - i else self.size - i
-            outdata[:first] = self._ring[i:i + first, None]
+            outdata[:first] = self._ring[i : i + first, None]
             if n > first:
-                outdata[first:n] = self._ring[:n - first, None]
+                outdata[first:n] = self._ring[: n - first, None]
         if n < frames:
             outdata[n:] = 0
             if self._expect_more:
@@ -493,13 +565,17 @@ class DeviceSink:
         n = min(len(y), self.size - (self._w - self._r))
         if n < len(y):
             self._dropped += len(y) - n
-            log.warning("audio output %s: queue full (%.1f s), %.2f s of speech dropped",
-                        self.label, self.queued_s(), (len(y) - n) / self.rate_used)
+            log.warning(
+                "audio output %s: queue full (%.1f s), %.2f s of speech dropped",
+                self.label,
+                self.queued_s(),
+                (len(y) - n) / self.rate_used,
+            )
         if n:
             i = self._w % self.size
             first = min(n, self.size - i)
-            self._ring[i:i + first] = y[:first]
-            self._ring[:n - first] = y[first:n]
+            self._ring[i : i + first] = y[:first]
+            self._ring[: n - first] = y[first:n]
             self._written += n
         self._expect_more = not last
         self._w += n  # publish after the data is in place
@@ -514,8 +590,10 @@ class DeviceSink:
         if pos <= self._r:  # the queue is (or runs) dry: it starts with the next callback
             period = self.block * 1_000_000_000 // self.rate_used
             return max(now, cb_ns + period) + dac_ns
-        return max(cb_ns + dac_ns + (pos - cb_r) * 1_000_000_000 // self.rate_used,
-                   now + self._latency_ns // 2)
+        return max(
+            cb_ns + dac_ns + (pos - cb_r) * 1_000_000_000 // self.rate_used,
+            now + self._latency_ns // 2,
+        )
 
     def playing_until_ns(self) -> int:
         """When the last queued sample is expected to have been played (now if nothing is queued):
@@ -533,12 +611,15 @@ class DeviceSink:
         if self._closed:
             raise BabelfishError(f"audio output {self.label} is closed")
         if self._finished or not self._stream.active:
-            raise BabelfishError(f"audio output {self.label} stopped (device unplugged or sound "
-                                 "server gone?)")
+            raise BabelfishError(
+                f"audio output {self.label} stopped (device unplugged or sound server gone?)"
+            )
         last = self._cb[0] or self._started_ns
         if time.monotonic_ns() - last > self.stall_s * 1e9:
-            raise BabelfishError(f"audio output {self.label} stopped playing for "
-                                 f"{self.stall_s:g} s (device unplugged or stuck?)")
+            raise BabelfishError(
+                f"audio output {self.label} stopped playing for "
+                f"{self.stall_s:g} s (device unplugged or stuck?)"
+            )
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until everything queued has been handed to the device; True if it was."""
@@ -550,12 +631,17 @@ class DeviceSink:
         return self._w <= self._r
 
     def counters(self) -> dict:
-        return {"underflows": self._underflows, "device_underflows": self._dev_underflows,
-                "underflow_silence_s": round(self._silence / self.rate_used, 3),
-                "written_s": round(self._written / self.rate_used, 3),
-                "dropped_s": round(self._dropped / self.rate_used, 3),
-                "queued_s": round(self.queued_s(), 3), "rate_used": self.rate_used,
-                "channels": self.channels, "latency_s": round(self.latency_s, 4)}
+        return {
+            "underflows": self._underflows,
+            "device_underflows": self._dev_underflows,
+            "underflow_silence_s": round(self._silence / self.rate_used, 3),
+            "written_s": round(self._written / self.rate_used, 3),
+            "dropped_s": round(self._dropped / self.rate_used, 3),
+            "queued_s": round(self.queued_s(), 3),
+            "rate_used": self.rate_used,
+            "channels": self.channels,
+            "latency_s": round(self.latency_s, 4),
+        }
 
     def close(self, drain: bool = True) -> None:
         """Play out what is queued (if `drain`), then close the stream."""
@@ -572,7 +658,7 @@ class DeviceSink:
         finally:
             self._closed = True
 
-    def __enter__(self) -> "DeviceSink":
+    def __enter__(self) -> DeviceSink:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -641,5 +727,8 @@ class EchoGate:
         return np.clip(y, -32768, 32767).astype(frame.dtype)
 
     def counters(self) -> dict[str, int]:
-        return {"gated_frames": self.gated_frames, "attenuated_frames": self.attenuated_frames,
-                "passed_frames": self.passed_frames}
+        return {
+            "gated_frames": self.gated_frames,
+            "attenuated_frames": self.attenuated_frames,
+            "passed_frames": self.passed_frames,
+        }

@@ -9,6 +9,7 @@ that is lost, as is an utterance capture dropped because the input queue was ful
 finished drain_timeout_s after the input ended. The ledger keeps the report of every utterance
 done (a live run keeps the recent ones) and the counts the summary and `babelfish status` show.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,14 +23,19 @@ from babelfish.schema import Progress, Segmented, UtteranceDone, utterance_start
 
 # the stage before each stage (what it receives from) and the event by which it handed an
 # utterance on: for finding what a dead stage had been handed (tts: see Ledger.stage_died)
-_DELIVERED = {"asr": ("capture", "segmented"), "mt": ("asr", "final"), "tts": (None, None),
-              "playback": ("tts", "done")}
+_DELIVERED = {
+    "asr": ("capture", "segmented"),
+    "mt": ("asr", "final"),
+    "tts": (None, None),
+    "playback": ("tts", "done"),
+}
 KEEP_LIVE = 200  # a live run (a daemon runs for hours) keeps the reports of the recent ones only
 
 
 @dataclass
 class UttState:
     """One utterance in the ledger."""
+
     id: str
     start_s: float
     end_s: float
@@ -38,7 +44,7 @@ class UttState:
     done: bool = False
     lost: str = ""
     rerun: bool = False
-    rerun_wait: float = 0.0          # re-run this utterance if it has not moved by then
+    rerun_wait: float = 0.0  # re-run this utterance if it has not moved by then
     rerun_stage: str = ""
 
 
@@ -84,14 +90,21 @@ class Ledger:
         u.done = True
         u.lost = ""
         rep = UtteranceReport(
-            id=msg.utt, speech_start_s=round(msg.start_s, 3), speech_end_s=round(msg.end_s, 3),
-            source_text=msg.source_text, translated_text=msg.translated_text,
-            stages=stage_times(msg.stamps), latency_ms=latencies(msg.stamps),
-            audio_s=round(msg.audio_s, 3), dropped_audio=msg.dropped, rerun=u.rerun,
-            stamps=msg.stamps)
+            id=msg.utt,
+            speech_start_s=round(msg.start_s, 3),
+            speech_end_s=round(msg.end_s, 3),
+            source_text=msg.source_text,
+            translated_text=msg.translated_text,
+            stages=stage_times(msg.stamps),
+            latency_ms=latencies(msg.stamps),
+            audio_s=round(msg.audio_s, 3),
+            dropped_audio=msg.dropped,
+            rerun=u.rerun,
+            stamps=msg.stamps,
+        )
         self.reports.append(rep)
         if self.live and len(self.reports) > KEEP_LIVE:
-            del self.reports[:KEEP_LIVE // 2]
+            del self.reports[: KEEP_LIVE // 2]
         return rep
 
     # ---- stage restarts and re-runs --------------------------------------------------------------
@@ -111,8 +124,11 @@ class Ledger:
         if stage == "tts":  # the text stage before it: mt when the route has one
             prev_stage, prev_event = ("mt", "done") if "mt" in self.route else ("asr", "final")
         for u in self._open():
-            handed = prev_stage is not None and u.furthest.get(prev_stage) == prev_event \
+            handed = (
+                prev_stage is not None
+                and u.furthest.get(prev_stage) == prev_event
                 and stage not in u.furthest
+            )
             if u.id in held or handed:
                 u.rerun_stage = stage
                 u.rerun_wait = float("inf")  # set when the stage is ready again
@@ -158,14 +174,26 @@ class Ledger:
     # ---- counts ---------------------------------------------------------------------------------
     def counts(self) -> UtteranceCounts:
         """Done, on their way, lost: for `babelfish status`."""
-        return UtteranceCounts(done=len(self.reports), in_flight=len(self._open()),
-                               lost=sum(1 for u in self.utts.values() if u.lost))
+        return UtteranceCounts(
+            done=len(self.reports),
+            in_flight=len(self._open()),
+            lost=sum(1 for u in self.utts.values() if u.lost),
+        )
 
     def lost(self) -> list[dict]:
         """The summary's lost_utterances."""
-        return [msgspec.to_builtins(LostUtterance(id=u.id, speech_start_s=round(u.start_s, 3),
-                                                  speech_end_s=round(u.end_s, 3), reason=u.lost))
-                for u in self.utts.values() if u.lost and not u.done]
+        return [
+            msgspec.to_builtins(
+                LostUtterance(
+                    id=u.id,
+                    speech_start_s=round(u.start_s, 3),
+                    speech_end_s=round(u.end_s, 3),
+                    reason=u.lost,
+                )
+            )
+            for u in self.utts.values()
+            if u.lost and not u.done
+        ]
 
     def speech_s(self) -> float:
         """Seconds of speech cut from the input (re-runs counted once)."""

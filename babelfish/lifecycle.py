@@ -8,6 +8,7 @@ it loads) is killed and restarted; one that dies more than max_restarts times wi
 restart_window_s is given up on, and the run stops with an error. `check` reports each process
 that went as an `Exit`, with the utterances it held, for the ledger to re-run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,9 +16,9 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from babelfish import BabelfishError
 from babelfish.config import Config
@@ -34,6 +35,7 @@ SPECULATION = ("speculation", "pauses", "stable", "early")  # counter name prefi
 @dataclass
 class StageProc:
     """One stage: its current process, what it last said, and the totals of its past processes."""
+
     name: str
     proc: subprocess.Popen | None = None
     state: StageState = "starting"
@@ -49,7 +51,7 @@ class StageProc:
     peak_rss_kb: int = 0
     counters: dict = field(default_factory=dict)
     last_exit: str = ""
-    last_pos: int = 0                # capture: input position in its last heartbeat
+    last_pos: int = 0  # capture: input position in its last heartbeat
     info: dict = field(default_factory=dict)  # the stage's last reported info (engine, backend)
 
     @property
@@ -83,17 +85,25 @@ class StageProc:
 @dataclass
 class Exit:
     """A stage process that went without being asked to stop at the end of the run."""
+
     stage: str
-    held: set[str]                   # the utterances it held
-    why: str                         # "exited with code 1", "was killed by signal 9", ...
+    held: set[str]  # the utterances it held
+    why: str  # "exited with code 1", "was killed by signal 9", ...
     error: BabelfishError | None = None  # the stage was given up on: the run stops with this
 
 
 class Lifecycle:
     """Starts one process per stage of the route and keeps each running (see the module doc)."""
 
-    def __init__(self, cfg: Config, route: list[str], runtime: Path, *, debug: bool = False,
-                 on_event: Callable[[str], None] = lambda s: None):
+    def __init__(
+        self,
+        cfg: Config,
+        route: list[str],
+        runtime: Path,
+        *,
+        debug: bool = False,
+        on_event: Callable[[str], None] = lambda s: None,
+    ):
         self.cfg, self.runtime, self.debug, self.on_event = cfg, runtime, debug, on_event
         self.route = list(route)
         self.stages = {name: StageProc(name) for name in self.route}
@@ -166,16 +176,28 @@ class Lifecycle:
                     out.append(Exit(sp.name, held, "was restarted by reload"))
                     self.spawn(sp)
                     continue
-                out.append(self._died(sp, f"exited with code {code}" if code >= 0 else
-                                      f"was killed by signal {-code}"))
+                out.append(
+                    self._died(
+                        sp,
+                        f"exited with code {code}"
+                        if code >= 0
+                        else f"was killed by signal {-code}",
+                    )
+                )
                 continue
-            limit = (self.cfg.supervisor.ready_timeout_s if sp.state in ("starting", "loading")
-                     else self.cfg.supervisor.hang_timeout_ms / 1000)
+            limit = (
+                self.cfg.supervisor.ready_timeout_s
+                if sp.state in ("starting", "loading")
+                else self.cfg.supervisor.hang_timeout_ms / 1000
+            )
             if now - sp.last_seen > limit:
                 sp.proc.kill()
                 sp.proc.wait()
-                out.append(self._died(
-                    sp, f"was silent for {now - sp.last_seen:.1f} s (hung) and was killed"))
+                out.append(
+                    self._died(
+                        sp, f"was silent for {now - sp.last_seen:.1f} s (hung) and was killed"
+                    )
+                )
         return out
 
     def _died(self, sp: StageProc, why: str) -> Exit:
@@ -191,13 +213,20 @@ class Lifecycle:
         log.warning("stage %s %s", sp.name, why)
         if len(sp.deaths) > sup.max_restarts:
             sp.state = "given_up"
-            return Exit(sp.name, held, why, BabelfishError(
-                f"stage {sp.name} keeps dying ({len(sp.deaths)} times in "
-                f"{sup.restart_window_s:.0f} s, last: {why}); giving up"))
+            return Exit(
+                sp.name,
+                held,
+                why,
+                BabelfishError(
+                    f"stage {sp.name} keeps dying ({len(sp.deaths)} times in "
+                    f"{sup.restart_window_s:.0f} s, last: {why}); giving up"
+                ),
+            )
         if now - sp.started_at > 10 * max(sp.backoff, 1.0):
             sp.backoff = 0.0
-        sp.backoff = min(sup.backoff_max_ms / 1000,
-                         max(sup.backoff_initial_ms / 1000, sp.backoff * 2))
+        sp.backoff = min(
+            sup.backoff_max_ms / 1000, max(sup.backoff_initial_ms / 1000, sp.backoff * 2)
+        )
         sp.next_start = now + sp.backoff
         sp.state = "backoff"
         sp.restarts += 1
@@ -249,31 +278,48 @@ class Lifecycle:
     def status(self) -> dict[str, StageStatus]:
         """Every stage as `babelfish status` shows it."""
         now = time.monotonic()
-        return {name: StageStatus(
-            state=sp.state, pid=sp.pid, restarts=sp.restarts,
-            last_seen_s_ago=round(now - sp.last_seen, 2) if sp.last_seen else None,
-            inflight=list(sp.hb.inflight) if sp.hb else [], queue=self.queue_depth(name),
-            params=dict(sp.hb.params) if sp.hb else {}, info=dict(sp.hb.info) if sp.hb else {},
-            counters=sp.all_counters(), last_exit=sp.last_exit)
-            for name, sp in self.stages.items()}
+        return {
+            name: StageStatus(
+                state=sp.state,
+                pid=sp.pid,
+                restarts=sp.restarts,
+                last_seen_s_ago=round(now - sp.last_seen, 2) if sp.last_seen else None,
+                inflight=list(sp.hb.inflight) if sp.hb else [],
+                queue=self.queue_depth(name),
+                params=dict(sp.hb.params) if sp.hb else {},
+                info=dict(sp.hb.info) if sp.hb else {},
+                counters=sp.all_counters(),
+                last_exit=sp.last_exit,
+            )
+            for name, sp in self.stages.items()
+        }
 
     def rtf(self, input_s: float, speech_s: float) -> dict[str, float]:
         """The real-time factor of every stage over all its processes (report.real_time_factors:
         tts and playback against the speech each made or played)."""
         stages = self.stages.values()
-        return real_time_factors({sp.name: sp.carried["busy_ms"] / 1000 for sp in stages},
-                                 input_s=input_s, speech_s=speech_s,
-                                 spoken_s={sp.name: sp.carried["audio_s"] for sp in stages})
+        return real_time_factors(
+            {sp.name: sp.carried["busy_ms"] / 1000 for sp in stages},
+            input_s=input_s,
+            speech_s=speech_s,
+            spoken_s={sp.name: sp.carried["audio_s"] for sp in stages},
+        )
 
     def dropped(self) -> dict[str, int]:
         """{"<stage>.<counter>": n} of what the stages dropped, or found bad and counted."""
-        return {f"{sp.name}.{k}": v for sp in self.stages.values() for k, v in sp.counters.items()
-                if k.startswith("dropped") or k in DROP_COUNTERS}
+        return {
+            f"{sp.name}.{k}": v
+            for sp in self.stages.values()
+            for k, v in sp.counters.items()
+            if k.startswith("dropped") or k in DROP_COUNTERS
+        }
 
     def speculation(self) -> dict[str, dict[str, int]]:
         """Per stage (those that have any), its counts of speculation and early speech."""
-        out = {sp.name: {k: v for k, v in sp.counters.items() if k.startswith(SPECULATION)}
-               for sp in self.stages.values()}
+        out = {
+            sp.name: {k: v for k, v in sp.counters.items() if k.startswith(SPECULATION)}
+            for sp in self.stages.values()
+        }
         return {n: c for n, c in out.items() if c}
 
     def peak_rss_kb(self) -> int:

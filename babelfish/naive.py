@@ -45,6 +45,7 @@ The summary also says which engines and model paths were used ("engines"), the e
 `python -m babelfish.naive INPUT.wav --out OUT.wav --report REPORT.json [--pace fast]` runs it on
 its own (scripts/bench.py runs it in a subprocess so that its memory is measured alone).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,15 @@ from babelfish.commands import guarded
 from babelfish.config import Config, load_config, models_dir
 from babelfish.engines import SAMPLE_RATE, make_asr, make_translator, make_tts
 from babelfish.engines.vad import make_vad
-from babelfish.report import (Summary, UtteranceReport, fmt_ms, latencies, real_time_factors,
-                              stage_times, summarize_latency)
+from babelfish.report import (
+    Summary,
+    UtteranceReport,
+    fmt_ms,
+    latencies,
+    real_time_factors,
+    stage_times,
+    summarize_latency,
+)
 from babelfish.schema import Stamp, utterance_id
 from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.stages.playback import FileSink
@@ -103,8 +111,13 @@ def _Sink(path: Path, realtime: bool, gap_ms: int, t0_ns: int) -> FileSink:
     return sink
 
 
-def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str = "realtime",
-              on_utterance=None) -> dict:
+def run_naive(
+    cfg: Config,
+    wav_path: str | Path,
+    out_wav: str | Path,
+    pace: str = "realtime",
+    on_utterance=None,
+) -> dict:
     """Run the naive cascade on one recording; returns a report dict like replay's."""
     from babelfish.stages.capture import FileSource  # the same reading and resampling as capture
 
@@ -120,7 +133,8 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
     # ---- load the same engines as the pipeline's stages ----
     used: dict[str, list[str]] = {"asr": [], "mt": [], "tts": []}
     vad = make_vad(cfg.vad, mdir)
-    # the standard endpointer, WITHOUT Babelfish's pause cut: the whole utterance, as one waits for it
+    # the standard endpointer, WITHOUT Babelfish's pause cut: the whole utterance, as one waits
+    # for it
     segmenter = segmenter_for(cfg, vad, pipeline=False)
     with _resolved_models(used["asr"]):
         asr = make_asr(cfg, mdir)
@@ -131,9 +145,12 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
     with _resolved_models(used["tts"]):
         tts = make_tts(cfg, mdir)
     engines = {
-        "vad": {"engine": cfg.vad.engine,
-                "model": str((mdir / "silero-vad" / "silero_vad_v6.onnx").resolve())
-                if cfg.vad.engine == "silero" else ""},
+        "vad": {
+            "engine": cfg.vad.engine,
+            "model": str((mdir / "silero-vad" / "silero_vad_v6.onnx").resolve())
+            if cfg.vad.engine == "silero"
+            else "",
+        },
         "asr": {"engine": cfg.asr.engine, "model": used["asr"][0] if used["asr"] else ""},
         "tts": {"engine": cfg.tts.engine, "model": used["tts"][0] if used["tts"] else ""},
     }
@@ -154,9 +171,11 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
 
     def finish_utterance(u: dict, ev: SpeechEnd) -> None:
         nonlocal tts_audio_s, speech_s
-        stamps = [Stamp("capture", "speech_start", fed_ns(fed, ev.start_pos)),
-                  Stamp("capture", "speech_end", fed_ns(fed, max(ev.start_pos, ev.end_pos - 1))),
-                  Stamp("capture", "endpoint", time.monotonic_ns())]
+        stamps = [
+            Stamp("capture", "speech_start", fed_ns(fed, ev.start_pos)),
+            Stamp("capture", "speech_end", fed_ns(fed, max(ev.start_pos, ev.end_pos - 1))),
+            Stamp("capture", "endpoint", time.monotonic_ns()),
+        ]
         speech_s += (ev.end_pos - ev.start_pos) / SAMPLE_RATE
         # 1. the whole utterance through the recogniser
         t = time.monotonic_ns()
@@ -197,10 +216,16 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
         stamps.append(Stamp("playback", "done", time.monotonic_ns()))
         stamps.sort(key=lambda s: s.ns)
         rep = UtteranceReport(
-            id=u["id"], speech_start_s=round(ev.start_pos / SAMPLE_RATE, 3),
-            speech_end_s=round(ev.end_pos / SAMPLE_RATE, 3), source_text=source_text,
-            translated_text=text.strip(), stages=stage_times(stamps), latency_ms=latencies(stamps),
-            audio_s=round(audio_s, 3), stamps=stamps)
+            id=u["id"],
+            speech_start_s=round(ev.start_pos / SAMPLE_RATE, 3),
+            speech_end_s=round(ev.end_pos / SAMPLE_RATE, 3),
+            source_text=source_text,
+            translated_text=text.strip(),
+            stages=stage_times(stamps),
+            latency_ms=latencies(stamps),
+            audio_s=round(audio_s, 3),
+            stamps=stamps,
+        )
         reports.append(rep)
         if on_utterance:
             on_utterance(rep)
@@ -240,28 +265,47 @@ def run_naive(cfg: Config, wav_path: str | Path, out_wav: str | Path, pace: str 
 
     input_s = pos / SAMPLE_RATE
     p50, p95, stage_p50 = summarize_latency(reports)
-    rtf = real_time_factors({k: busy[k] / 1e9 for k in route}, input_s=input_s,
-                            speech_s=speech_s, spoken_s={"tts": tts_audio_s,
-                                                         "playback": tts_audio_s})
+    rtf = real_time_factors(
+        {k: busy[k] / 1e9 for k in route},
+        input_s=input_s,
+        speech_s=speech_s,
+        spoken_s={"tts": tts_audio_s, "playback": tts_audio_s},
+    )
     ru = resource.getrusage(resource.RUSAGE_SELF)
     counters = source.counters()
     summary = Summary(
-        utterances=len(reports), e2e_p50_ms=p50, e2e_p95_ms=p95, rtf=rtf,
+        utterances=len(reports),
+        e2e_p50_ms=p50,
+        e2e_p95_ms=p95,
+        rtf=rtf,
         peak_rss_mb=round(ru.ru_maxrss / 1024, 1),
-        start_to_ready_ms=round((t_ready - t_begin) * 1000, 1), input_s=round(input_s, 3),
-        wall_s=round(time.monotonic() - t_begin, 3), restarts={}, degradations=[],
-        dropped={f"capture.{k}": v for k, v in counters.items()}, stage_ms_p50=stage_p50,
-        route=route, complete=True)
+        start_to_ready_ms=round((t_ready - t_begin) * 1000, 1),
+        input_s=round(input_s, 3),
+        wall_s=round(time.monotonic() - t_begin, 3),
+        restarts={},
+        degradations=[],
+        dropped={f"capture.{k}": v for k, v in counters.items()},
+        stage_ms_p50=stage_p50,
+        route=route,
+        complete=True,
+    )
     doc = msgspec.to_builtins({"utterances": reports, "summary": summary})
-    doc["summary"].update(mode="naive", pace=pace, cpu_s=round(ru.ru_utime + ru.ru_stime, 3),
-                          engines=engines, segmenter=segmenter.settings)
+    doc["summary"].update(
+        mode="naive",
+        pace=pace,
+        cpu_s=round(ru.ru_utime + ru.ru_stime, 3),
+        engines=engines,
+        segmenter=segmenter.settings,
+    )
     return doc
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m babelfish.naive INPUT.wav --out OUT.wav [--report REPORT.json] ...`."""
-    p = argparse.ArgumentParser(prog="python -m babelfish.naive",
-                                description="The naive one-process cascade (benchmark baseline).")
+    p = argparse.ArgumentParser(
+        prog="python -m babelfish.naive",
+        description="The naive one-process cascade (benchmark baseline).",
+    )
     p.add_argument("input", metavar="INPUT.wav")
     p.add_argument("--out", required=True, metavar="OUT.wav")
     p.add_argument("--report", metavar="REPORT.json")
@@ -272,18 +316,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--debug", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(asctime)s naive %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(asctime)s naive %(levelname)s %(message)s",
+    )
 
     def show(u: UtteranceReport) -> None:
         if not args.quiet:
             lat = u.latency_ms.get("end_of_speech_to_first_audio")
-            print(f"{u.speech_start_s:7.2f}-{u.speech_end_s:6.2f}s -> {u.translated_text!r}  e2e "
-                  f"{fmt_ms(lat)}", flush=True)
+            print(
+                f"{u.speech_start_s:7.2f}-{u.speech_end_s:6.2f}s -> {u.translated_text!r}  e2e "
+                f"{fmt_ms(lat)}",
+                flush=True,
+            )
 
     def body() -> dict:
-        langs = {k: v for k, v in (("source_lang", args.source_lang),
-                                   ("target_lang", args.target_lang)) if v}
+        langs = {
+            k: v
+            for k, v in (("source_lang", args.source_lang), ("target_lang", args.target_lang))
+            if v
+        }
         cfg = load_config(args.config, overrides={"pipeline": langs} if langs else None)
         return run_naive(cfg, args.input, args.out, args.pace, show)
 
@@ -300,9 +352,12 @@ def main(argv: list[str] | None = None) -> int:
         os.replace(tmp, out)
     s = doc["summary"]
     if not args.quiet:
-        print(f"naive: {s['utterances']} utterance(s); end of speech -> first audio p50 "
-              f"{s['e2e_p50_ms']} ms, p95 {s['e2e_p95_ms']} ms; CPU {s['cpu_s']:.1f} s; "
-              f"peak RSS {s['peak_rss_mb']:.0f} MB", flush=True)
+        print(
+            f"naive: {s['utterances']} utterance(s); end of speech -> first audio p50 "
+            f"{s['e2e_p50_ms']} ms, p95 {s['e2e_p95_ms']} ms; CPU {s['cpu_s']:.1f} s; "
+            f"peak RSS {s['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
     return 0
 
 

@@ -20,6 +20,7 @@ draws translation quality against latency, the picture simultaneous-translation 
 compare systems: one point per report (suite reports with references, summary "quality"), x the
 end of speech -> first audio p50 with a whisker to its p95, y the corpus chrF.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,18 +39,20 @@ log = logging.getLogger(__name__)
 
 DPI = 100
 WIDTH_IN = 12.0
-HEADER_IN = 0.9      # title and legend
-PANEL_IN = 0.75      # per recording: axis labels and panel title
+HEADER_IN = 0.9  # title and legend
+PANEL_IN = 0.75  # per recording: axis labels and panel title
 PANEL_TITLE_IN = 0.25  # of which above the rows (the recording's name)
 LEFT, RIGHT = 0.27, 0.98  # axes span, as fractions of the width (row labels on the left)
-ROW_IN = 0.42        # per utterance row (a recording with no utterances still gets one)
-TEXT_CHARS = 34      # utterance text shown in the row label
+ROW_IN = 0.42  # per utterance row (a recording with no utterances still gets one)
+TEXT_CHARS = 34  # utterance text shown in the row label
 
 # (stage, event, label, marker, colour): the milestones after the speech ends, in order
-MARKERS = [("asr", "final", "final transcript", "o", "#1f77b4"),
-           ("mt", "first", "translation", "s", "#9467bd"),
-           ("tts", "first_audio", "first synthesized audio", "^", "#ff7f0e"),
-           ("playback", "first_audio", "first audio out", "D", "#2ca02c")]
+MARKERS = [
+    ("asr", "final", "final transcript", "o", "#1f77b4"),
+    ("mt", "first", "translation", "s", "#9467bd"),
+    ("tts", "first_audio", "first synthesized audio", "^", "#ff7f0e"),
+    ("playback", "first_audio", "first audio out", "D", "#2ca02c"),
+]
 SPEECH_COLOUR = "#7f7f7f"
 OUT_COLOUR = "#98df8a"
 BUDGET_COLOUR = "#2ca02c"
@@ -147,9 +150,17 @@ def _panel(ax, name: str, utts: list[UtteranceReport], budget_s: float) -> None:
             if x is None:
                 continue
             # earlier milestones on top and the last one larger: close ones stay visible
-            ax.plot([x], [i], marker=marker, color=colour, linestyle="none",
-                    markersize=9 if k == len(MARKERS) - 1 else 6, zorder=3 + len(MARKERS) - k,
-                    markeredgecolor="white", markeredgewidth=0.5)
+            ax.plot(
+                [x],
+                [i],
+                marker=marker,
+                color=colour,
+                linestyle="none",
+                markersize=9 if k == len(MARKERS) - 1 else 6,
+                zorder=3 + len(MARKERS) - k,
+                markeredgecolor="white",
+                markeredgewidth=0.5,
+            )
             last = max(last, x)
         ax.plot([s1, last], [i, i], color="#444444", linewidth=0.8, zorder=2)
         out = t.get("playback.first_audio")
@@ -161,12 +172,18 @@ def _panel(ax, name: str, utts: list[UtteranceReport], budget_s: float) -> None:
             tail = max(tail, out + audio_s)
         if lat is not None:
             over = lat > budget_s * 1000
-            ax.text(tail + 0.12, i, f"{lat:.0f} ms", va="center", fontsize=8,
-                    color=OVER_COLOUR if over else "#222222", fontweight="bold" if over else None)
+            ax.text(
+                tail + 0.12,
+                i,
+                f"{lat:.0f} ms",
+                va="center",
+                fontsize=8,
+                color=OVER_COLOUR if over else "#222222",
+                fontweight="bold" if over else None,
+            )
         else:
             why = "text only (stale)" if u.dropped_audio else "no audio"
-            ax.text(tail + 0.12, i, why, va="center", fontsize=8, color="#555555",
-                    style="italic")
+            ax.text(tail + 0.12, i, why, va="center", fontsize=8, color="#555555", style="italic")
         right = max(right, tail + 1.6)
         text = u.translated_text or u.source_text
         labels.append(f"{u.id}  {_short(text)}" if text else u.id)
@@ -210,20 +227,33 @@ def make_figure(report, budget_ms: float | None = None):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=SPEECH_COLOUR, label="speech in the input"),
-               Patch(color=BUDGET_COLOUR, alpha=0.25, label=f"budget ({budget_ms:.0f} ms)")]
+    handles = [
+        Patch(color=SPEECH_COLOUR, label="speech in the input"),
+        Patch(color=BUDGET_COLOUR, alpha=0.25, label=f"budget ({budget_ms:.0f} ms)"),
+    ]
     has_mt = any(("mt", "first") in stamp_map(u.stamps) for _, utts in recs for u in utts)
-    handles += [Line2D([], [], marker=mk, color=c, linestyle="none", label=lab)
-                for st, _, lab, mk, c in MARKERS if st != "mt" or has_mt]
+    handles += [
+        Line2D([], [], marker=mk, color=c, linestyle="none", label=lab)
+        for st, _, lab, mk, c in MARKERS
+        if st != "mt" or has_mt
+    ]
     handles.append(Patch(color=OUT_COLOUR, label="translated speech"))
-    fig.legend(handles=handles, loc="upper left", ncol=len(handles), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.01, 1 - 0.45 / (height / DPI)), handletextpad=0.3,
-               columnspacing=1.0)
+    fig.legend(
+        handles=handles,
+        loc="upper left",
+        ncol=len(handles),
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.01, 1 - 0.45 / (height / DPI)),
+        handletextpad=0.3,
+        columnspacing=1.0,
+    )
     return fig
 
 
 def plot_report(report, out_png: str | Path, budget_ms: float | None = None) -> Path:
-    """Draw the report's timeline into out_png (PNG, `figure_size(report)` pixels); returns the path.
+    """Draw the report's timeline into out_png (PNG, `figure_size(report)` pixels); returns the
+    path.
 
     `report` is a replay report or a suite report: a dict (as read from the JSON file), or a
     report.Report (report.read_report); the budget defaults to the report's own, else
@@ -231,7 +261,8 @@ def plot_report(report, out_png: str | Path, budget_ms: float | None = None) -> 
     return _save(make_figure(report, budget_ms), out_png, "plot")
 
 
-# ---- quality against latency ----------------------------------------------------------------------
+# ---- quality against latency ---------------------------------------------------------------------
+
 
 def _save(fig, out_png: str | Path, what: str) -> Path:
     """Write a figure as a PNG atomically (a .tmp file renamed over it)."""
@@ -262,10 +293,19 @@ def tradeoff_figure(points: list[TradeoffPoint]):
     for i, (label, p50, p95, chrf) in enumerate(points):
         whisker = [[0.0], [max(0.0, p95 - p50)]] if p95 is not None else None
         p95_text = "" if p95 is None else f" / p95 {p95:.0f}"
-        ax.errorbar([p50], [chrf], xerr=whisker, fmt=TRADEOFF_MARKERS[i % len(TRADEOFF_MARKERS)],
-                    color=f"C{i % 10}", markersize=9, capsize=5, elinewidth=1.5,
-                    markeredgecolor="white", zorder=3,
-                    label=f"{label}: chrF {chrf:.1f}, p50 {p50:.0f}{p95_text} ms")
+        ax.errorbar(
+            [p50],
+            [chrf],
+            xerr=whisker,
+            fmt=TRADEOFF_MARKERS[i % len(TRADEOFF_MARKERS)],
+            color=f"C{i % 10}",
+            markersize=9,
+            capsize=5,
+            elinewidth=1.5,
+            markeredgecolor="white",
+            zorder=3,
+            label=f"{label}: chrF {chrf:.1f}, p50 {p50:.0f}{p95_text} ms",
+        )
     right = max(p95 if p95 is not None else p50 for _, p50, p95, _ in points)
     ys = [c for *_, c in points]
     ax.set_xlim(0, right * 1.15 + 50)
@@ -274,10 +314,15 @@ def tradeoff_figure(points: list[TradeoffPoint]):
     ax.set_ylabel("chrF against the references (higher is better)")
     ax.grid(color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
-    ax.legend(loc="best", fontsize=8, framealpha=0.9, title="better: up and to the left",
-              title_fontsize=8)
-    fig.suptitle(f"Translation quality against latency: {len(points)} report(s)", x=0.02,
-                 ha="left", fontsize=11)
+    ax.legend(
+        loc="best", fontsize=8, framealpha=0.9, title="better: up and to the left", title_fontsize=8
+    )
+    fig.suptitle(
+        f"Translation quality against latency: {len(points)} report(s)",
+        x=0.02,
+        ha="left",
+        fontsize=11,
+    )
     return fig
 
 
@@ -295,25 +340,35 @@ def tradeoff_point(report, label: str, where: str = "report") -> TradeoffPoint:
     q = rep.summary.quality if rep.summary is not None else None
     chrf = q.get("chrf") if isinstance(q, dict) else None
     if not isinstance(chrf, (int, float)):
-        raise UsageError(f"{where}: no translation quality (chrF): replay a suite whose "
-                         "recordings have [[recording.prompt]] references")
+        raise UsageError(
+            f"{where}: no translation quality (chrF): replay a suite whose "
+            "recordings have [[recording.prompt]] references"
+        )
     m = overall_metrics(rep)
     if m.e2e_p50 is None:
         raise UsageError(f"{where}: no end-to-end latency (no audio came out)")
     return (label, float(m.e2e_p50), m.e2e_p95, float(chrf))
 
 
-# ---- command line ---------------------------------------------------------------------------------
+# ---- command line --------------------------------------------------------------------------------
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the "plot" subcommand on an argparse subparsers object."""
-    p = subparsers.add_parser("plot", help="draw a report's latency timeline as a PNG",
-                              description="Draw a replay or suite report as a timeline: speech in "
-                                          "the input, then transcript, translation and audio out.")
+    p = subparsers.add_parser(
+        "plot",
+        help="draw a report's latency timeline as a PNG",
+        description="Draw a replay or suite report as a timeline: speech in "
+        "the input, then transcript, translation and audio out.",
+    )
     p.add_argument("report", metavar="REPORT.json")
     p.add_argument("out", metavar="OUT.png")
-    p.add_argument("--budget-ms", type=float, metavar="MS",
-                   help="end-to-end budget to shade (default: budgets.end_to_end_ms of the config)")
+    p.add_argument(
+        "--budget-ms",
+        type=float,
+        metavar="MS",
+        help="end-to-end budget to shade (default: budgets.end_to_end_ms of the config)",
+    )
     p.add_argument("--config", help="a TOML file (for the default budget)")
     p.set_defaults(func=run)
     return p
@@ -338,14 +393,21 @@ def run(args: argparse.Namespace) -> int:
 def add_tradeoff_parser(subparsers) -> argparse.ArgumentParser:
     """Register the "tradeoff" subcommand on an argparse subparsers object."""
     p = subparsers.add_parser(
-        "tradeoff", help="draw translation quality against latency for suite reports (PNG)",
+        "tradeoff",
+        help="draw translation quality against latency for suite reports (PNG)",
         description="Draw one point per suite report with references: x end of speech -> first "
-                    "audio p50 (whisker to p95), y chrF against the references.")
+        "audio p50 (whisker to p95), y chrF against the references.",
+    )
     p.add_argument("out", metavar="OUT.png")
     p.add_argument("reports", nargs="+", metavar="REPORT")
-    p.add_argument("--label", action="extend", nargs="+", metavar="NAME",
-                   help="a name per report, in order (--label A B or --label A --label B; "
-                        "default: the report file's name without .json)")
+    p.add_argument(
+        "--label",
+        action="extend",
+        nargs="+",
+        metavar="NAME",
+        help="a name per report, in order (--label A B or --label A --label B; "
+        "default: the report file's name without .json)",
+    )
     p.set_defaults(func=run_tradeoff)
     return p
 
@@ -355,10 +417,12 @@ def run_tradeoff(args: argparse.Namespace) -> int:
     and BabelfishError for a failure (exit 1), as commands.guarded reports them."""
     labels = args.label or [Path(r).stem for r in args.reports]
     if len(labels) != len(args.reports):
-        raise UsageError(f"{len(labels)} --label for {len(args.reports)} report(s): give "
-                         "one per report or none")
-    points = [tradeoff_point(read_report(r), label, str(r))
-              for r, label in zip(args.reports, labels)]
+        raise UsageError(
+            f"{len(labels)} --label for {len(args.reports)} report(s): give one per report or none"
+        )
+    points = [
+        tradeoff_point(read_report(r), label, str(r)) for r, label in zip(args.reports, labels)
+    ]
     out = tradeoff(points, args.out)
     print(f"quality against latency: {out}")
     return 0

@@ -26,6 +26,7 @@ speech (`speech = false`), where every translated word is invented.
 sacrebleu and jiwer are the `quality` extra (scripts/setup.sh installs it); they are imported
 only when something is scored, and `require()` says in one line what is missing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,8 +51,8 @@ class Prompt:
     id: str
     start_s: float
     end_s: float
-    source: str      # what was said (the transcript's reference)
-    reference: str   # a reference translation
+    source: str  # what was said (the transcript's reference)
+    reference: str  # a reference translation
 
 
 @dataclass
@@ -63,7 +64,8 @@ class Aligned:
     invented: list[Any]
 
 
-# ---- the libraries --------------------------------------------------------------------------------
+# ---- the libraries -------------------------------------------------------------------------------
+
 
 def require() -> tuple[Any, Any]:
     """(sacrebleu, jiwer), or UsageError (one line) when the `quality` extra is not installed."""
@@ -71,12 +73,15 @@ def require() -> tuple[Any, Any]:
         import jiwer
         import sacrebleu
     except ImportError as e:
-        raise UsageError(f"translation quality needs sacrebleu and jiwer ({e.name} is missing): "
-                         "run scripts/setup.sh (the quality extra)") from None
+        raise UsageError(
+            f"translation quality needs sacrebleu and jiwer ({e.name} is missing): "
+            "run scripts/setup.sh (the quality extra)"
+        ) from None
     return sacrebleu, jiwer
 
 
-# ---- alignment ------------------------------------------------------------------------------------
+# ---- alignment -----------------------------------------------------------------------------------
+
 
 def _field(obj: Any, key: str, default: Any = None) -> Any:
     """A field of a report utterance: a dict (from JSON) or a report.UtteranceReport struct."""
@@ -88,8 +93,13 @@ def _field(obj: Any, key: str, default: Any = None) -> Any:
 def _prompt(p: Prompt | Mapping) -> Prompt:
     if isinstance(p, Prompt):
         return p
-    return Prompt(id=str(p["id"]), start_s=float(p["start_s"]), end_s=float(p["end_s"]),
-                  source=str(p.get("source", "")), reference=str(p["reference"]))
+    return Prompt(
+        id=str(p["id"]),
+        start_s=float(p["start_s"]),
+        end_s=float(p["end_s"]),
+        source=str(p.get("source", "")),
+        reference=str(p["reference"]),
+    )
 
 
 def has_words(text: str | None) -> bool:
@@ -147,7 +157,8 @@ def invented_items(utts: Iterable[Any]) -> list[dict]:
     return out
 
 
-# ---- scores ---------------------------------------------------------------------------------------
+# ---- scores --------------------------------------------------------------------------------------
+
 
 def normalize(text: str) -> str:
     """For WER: NFC, casefolded, punctuation replaced by spaces, whitespace collapsed; accents are
@@ -186,15 +197,22 @@ def _corpus(rows: list[dict], has_source: bool, invented: list[dict]) -> dict:
         chrf = round(sacrebleu.corpus_chrf(hyps, [refs]).score, 1)
     has_transcript = has_source and any(r["transcript"].strip() for r in rows)
     untranslated = [r["id"] for r in rows if not has_words(r["translation"])]
-    return {"prompts": len(rows), "translated": len(rows) - len(untranslated),
-            "untranslated": untranslated, "bleu": bleu, "chrf": chrf,
-            "wer": _wer(jiwer, rows) if has_transcript else None,
-            "invented": invented, "invented_words": sum(word_count(i["text"]) for i in invented),
-            "per_prompt": rows}
+    return {
+        "prompts": len(rows),
+        "translated": len(rows) - len(untranslated),
+        "untranslated": untranslated,
+        "bleu": bleu,
+        "chrf": chrf,
+        "wer": _wer(jiwer, rows) if has_transcript else None,
+        "invented": invented,
+        "invented_words": sum(word_count(i["text"]) for i in invented),
+        "per_prompt": rows,
+    }
 
 
-def score(prompts: Sequence[Prompt | Mapping], utterances: Iterable[Any], *,
-          has_source: bool) -> dict:
+def score(
+    prompts: Sequence[Prompt | Mapping], utterances: Iterable[Any], *, has_source: bool
+) -> dict:
     """One recording's translation quality against its prompts' references (module docstring).
     has_source: the route gives the words as spoken (utterances' source_text), so WER is due."""
     sacrebleu, _ = require()
@@ -203,9 +221,16 @@ def score(prompts: Sequence[Prompt | Mapping], utterances: Iterable[Any], *,
     rows = []
     for p, utts in zip(ps, aligned.per_prompt):
         translation = _joined(utts, "translated_text")
-        rows.append({"id": p.id, "source": p.source, "reference": p.reference,
-                     "translation": translation, "transcript": _joined(utts, "source_text"),
-                     "chrf": round(sacrebleu.sentence_chrf(translation, [p.reference]).score, 1)})
+        rows.append(
+            {
+                "id": p.id,
+                "source": p.source,
+                "reference": p.reference,
+                "translation": translation,
+                "transcript": _joined(utts, "source_text"),
+                "chrf": round(sacrebleu.sentence_chrf(translation, [p.reference]).score, 1),
+            }
+        )
     doc = _corpus(rows, has_source, invented_items(aligned.invented))
     log.debug("quality: %d prompts, chrF %s, BLEU %s", doc["prompts"], doc["chrf"], doc["bleu"])
     return doc
@@ -214,8 +239,11 @@ def score(prompts: Sequence[Prompt | Mapping], utterances: Iterable[Any], *,
 def invented_only(utterances: Iterable[Any]) -> dict:
     """The quality of a recording without speech: every translated word is invented."""
     invented = invented_items(sorted(utterances, key=_span))
-    return {"prompts": 0, "invented": invented,
-            "invented_words": sum(word_count(i["text"]) for i in invented)}
+    return {
+        "prompts": 0,
+        "invented": invented,
+        "invented_words": sum(word_count(i["text"]) for i in invented),
+    }
 
 
 def combine(scores: Sequence[dict], names: Sequence[str] | None = None) -> dict:
@@ -234,10 +262,12 @@ def combine(scores: Sequence[dict], names: Sequence[str] | None = None) -> dict:
         rows += [{**r, "recording": name} if name else r for r in per]
         if s.get("wer") is not None:
             wer_rows += per
-        invented += [{**item, "recording": name} if name else dict(item)
-                     for item in s.get("invented") or []]
-        untranslated += [f"{name}/{r['id']}" if name else r["id"] for r in per
-                         if not has_words(r["translation"])]
+        invented += [
+            {**item, "recording": name} if name else dict(item) for item in s.get("invented") or []
+        ]
+        untranslated += [
+            f"{name}/{r['id']}" if name else r["id"] for r in per if not has_words(r["translation"])
+        ]
     doc = _corpus(rows, has_source=False, invented=invented)
     if wer_rows and any(r["transcript"].strip() for r in wer_rows):
         doc["wer"] = _wer(require()[1], wer_rows)
@@ -250,7 +280,8 @@ def is_scored(q: dict | None) -> bool:
     return isinstance(q, dict) and bool(q.get("prompts"))
 
 
-# ---- printing -------------------------------------------------------------------------------------
+# ---- printing ------------------------------------------------------------------------------------
+
 
 def _quote(items: list[dict], limit: int = 3, chars: int = 60) -> str:
     texts = [" ".join(i["text"].split()) for i in items[:limit]]
@@ -267,8 +298,10 @@ def line(q: dict | None, prefix: LinePrefix = "quality") -> str:
     parts = []
     if q.get("prompts"):
         wer = "" if q.get("wer") is None else f", WER {q['wer']:.1f}%"
-        parts.append(f"chrF {q['chrf']:.1f}, BLEU {q['bleu']:.1f}{wer} "
-                     f"({q['translated']}/{q['prompts']} prompts translated)")
+        parts.append(
+            f"chrF {q['chrf']:.1f}, BLEU {q['bleu']:.1f}{wer} "
+            f"({q['translated']}/{q['prompts']} prompts translated)"
+        )
     n = q.get("invented_words", 0)
     if n:
         parts.append(f"{n} invented word{'s' if n != 1 else ''}: {_quote(q.get('invented', []))}")

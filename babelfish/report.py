@@ -15,6 +15,7 @@ Reports are written from UtteranceReport and Summary (`to_json`) and read back, 
 compare` and `babelfish plot`, as a `Report` of `Recording`s (`read_report`, `parse_report`): a
 one-recording report or a suite report (babelfish/suite.py) alike.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,11 +30,13 @@ from msgspec import UNSET, UnsetType
 from babelfish import UsageError
 from babelfish.schema import Stamp
 
-_PATH = [("vad", ("capture", "speech_end"), ("capture", "endpoint")),
-         ("asr", ("capture", "endpoint"), ("asr", "final")),
-         ("mt", ("asr", "final"), ("mt", "first")),
-         ("tts", None, ("tts", "first_audio")),
-         ("playback", ("tts", "first_audio"), ("playback", "first_audio"))]
+_PATH = [
+    ("vad", ("capture", "speech_end"), ("capture", "endpoint")),
+    ("asr", ("capture", "endpoint"), ("asr", "final")),
+    ("mt", ("asr", "final"), ("mt", "first")),
+    ("tts", None, ("tts", "first_audio")),
+    ("playback", ("tts", "first_audio"), ("playback", "first_audio")),
+]
 
 
 def stamp_map(stamps: list[Stamp]) -> dict[tuple[str, str], int]:
@@ -67,13 +70,15 @@ def latencies(stamps: list[Stamp]) -> dict[str, float]:
     heard_any = [t for t in (first, early) if t is not None]
     if heard_any and ("capture", "speech_start") in m:
         out["start_of_speech_to_first_audio"] = round(
-            (min(heard_any) - m[("capture", "speech_start")]) / 1e6, 1)
+            (min(heard_any) - m[("capture", "speech_start")]) / 1e6, 1
+        )
     heard = m.get(("playback", "heard"))
     if heard is not None and ("capture", "speech_end") in m:
         out["end_of_speech_to_heard"] = round((heard - m[("capture", "speech_end")]) / 1e6, 1)
     if ("asr", "final") in m and ("capture", "speech_end") in m:
         out["end_of_speech_to_text"] = round(
-            (m[("asr", "final")] - m[("capture", "speech_end")]) / 1e6, 1)
+            (m[("asr", "final")] - m[("capture", "speech_end")]) / 1e6, 1
+        )
     return out
 
 
@@ -90,6 +95,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 class UtteranceReport(msgspec.Struct, kw_only=True):
     """One utterance in a report."""
+
     id: str
     speech_start_s: float
     speech_end_s: float
@@ -98,13 +104,14 @@ class UtteranceReport(msgspec.Struct, kw_only=True):
     stages: dict[str, float]
     latency_ms: dict[str, float]
     audio_s: float = 0.0
-    dropped_audio: bool = False     # stale speech shown as text, audio skipped (degradation)
-    rerun: bool = False             # re-run after a stage restart
+    dropped_audio: bool = False  # stale speech shown as text, audio skipped (degradation)
+    rerun: bool = False  # re-run after a stage restart
     stamps: list[Stamp] = []
 
 
 class LostUtterance(msgspec.Struct, kw_only=True):
     """An utterance that never came out, and why (summary.lost_utterances)."""
+
     id: str
     speech_start_s: float
     speech_end_s: float
@@ -114,6 +121,7 @@ class LostUtterance(msgspec.Struct, kw_only=True):
 @dataclass
 class Summary:
     """The summary of one run (one recording) as a report writes it."""
+
     utterances: int = 0
     e2e_p50_ms: float | None = None
     e2e_p95_ms: float | None = None
@@ -133,7 +141,7 @@ class Summary:
     # was the same: made before the endpoint), speculation_missed (thrown away); capture: pauses;
     # stable prefix: asr stable_prefixes (and stable_decodes on the Whisper route), mt early_parts
     speculation: dict[str, dict[str, int]] = field(default_factory=dict)
-    complete: bool = True           # False when the run was interrupted or gave up
+    complete: bool = True  # False when the run was interrupted or gave up
     error: str = ""
     # translation quality against references (babelfish/quality.py), in suite reports whose
     # recording has [[recording.prompt]] entries or speech = false; None otherwise
@@ -142,14 +150,20 @@ class Summary:
 
 def summarize_latency(utts: list[UtteranceReport]) -> tuple[float | None, float | None, dict]:
     """(end-to-end p50, p95, {stage: p50}) over utterances."""
-    e2e = [u.latency_ms["end_of_speech_to_first_audio"] for u in utts
-           if "end_of_speech_to_first_audio" in u.latency_ms]
+    e2e = [
+        u.latency_ms["end_of_speech_to_first_audio"]
+        for u in utts
+        if "end_of_speech_to_first_audio" in u.latency_ms
+    ]
     per_stage: dict[str, list[float]] = {}
     for u in utts:
         for k, v in u.stages.items():
             per_stage.setdefault(k, []).append(v)
-    return (percentile(e2e, 50), percentile(e2e, 95),
-            {k: percentile(v, 50) for k, v in per_stage.items()})
+    return (
+        percentile(e2e, 50),
+        percentile(e2e, 95),
+        {k: percentile(v, 50) for k, v in per_stage.items()},
+    )
 
 
 def to_json(utts: list[UtteranceReport], summary: Summary, indent: int = 2) -> bytes:
@@ -163,8 +177,9 @@ def fmt_ms(v: float | None, unit: str = " ms") -> str:
     return "-" if v is None else f"{v:.0f}{unit}"
 
 
-def real_time_factors(busy_s: Mapping[str, float], *, input_s: float, speech_s: float,
-                      spoken_s: Mapping[str, float]) -> dict[str, float]:
+def real_time_factors(
+    busy_s: Mapping[str, float], *, input_s: float, speech_s: float, spoken_s: Mapping[str, float]
+) -> dict[str, float]:
     """Busy seconds per second of audio, per stage (in the order of `busy_s`): capture per
     second of input, asr and mt per second of speech cut from it, tts and playback per second of
     translated speech (`spoken_s`, per stage: what each made or played). Stages with no audio to
@@ -181,25 +196,28 @@ def real_time_factors(busy_s: Mapping[str, float], *, input_s: float, speech_s: 
 
 # ---- reading reports back ------------------------------------------------------------------------
 
+
 class Figures(msgspec.Struct, kw_only=True):
     """What `compare` and `plot` read from a summary: a recording's (Summary) or a suite's overall
     one. UNSET: not in the report (the figures are then computed from the utterances)."""
+
     utterances: int | UnsetType = UNSET
     e2e_p50_ms: float | None | UnsetType = UNSET
     e2e_p95_ms: float | None | UnsetType = UNSET
     stage_ms_p50: dict[str, float | None] | UnsetType = UNSET
-    quality: dict | None = None      # translation quality against references (quality.py)
-    budget_ms: float | None = None   # suite reports: the end-to-end budget of the run
+    quality: dict | None = None  # translation quality against references (quality.py)
+    budget_ms: float | None = None  # suite reports: the end-to-end budget of the run
     budgets: dict[str, Any] | None = None
 
 
 class Recording(msgspec.Struct, kw_only=True):
     """One recording as read back: a one-recording report, or one of a suite report's."""
+
     utterances: list[UtteranceReport]
     summary: Figures | None = None
     name: str | None = None
     path: str | None = None
-    quality: dict | None = None      # the check of expected words (suite.check_quality)
+    quality: dict | None = None  # the check of expected words (suite.check_quality)
 
 
 class _SuiteDoc(msgspec.Struct):
@@ -211,7 +229,8 @@ class _SuiteDoc(msgspec.Struct):
 class Report:
     """A report as read back: its recordings (one for a one-recording report) and the summary
     over all of them (a one-recording report's own)."""
-    where: str                       # the file, for messages
+
+    where: str  # the file, for messages
     recordings: list[Recording]
     summary: Figures | None = None
     suite: bool = False
@@ -238,8 +257,10 @@ def parse_report(doc: Any, where: str = "report") -> Report:
     """A report document (decoded JSON) as a Report; UsageError (one line) when it is not one."""
     if isinstance(doc, dict) and isinstance(doc.get("recordings"), list):
         suite = _convert(doc, _SuiteDoc, where)
-        recs = [_recording(r, f"{where}: recording {i + 1}", f"recording-{i + 1}")
-                for i, r in enumerate(suite.recordings)]
+        recs = [
+            _recording(r, f"{where}: recording {i + 1}", f"recording-{i + 1}")
+            for i, r in enumerate(suite.recordings)
+        ]
         return Report(where, recs, suite.summary, suite=True)
     rec = _recording(doc, where, "default")
     rec.name = "default"

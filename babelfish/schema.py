@@ -9,20 +9,32 @@ that each stage appended on the way (stage, event, time.monotonic_ns()), so that
 every stage can be computed for every utterance. CLOCK_MONOTONIC is shared by all processes on
 one machine; stamps from stages on other machines (tcp) are only comparable within a stage.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Union
+from typing import Literal
 
 import msgspec
 import numpy as np
 
-MAX_HEADER_BYTES = 64 * 1024        # a JSON header larger than this is rejected
-MAX_AUDIO_SECONDS = 60.0            # an audio frame longer than this is rejected
+MAX_HEADER_BYTES = 64 * 1024  # a JSON header larger than this is rejected
+MAX_AUDIO_SECONDS = 60.0  # an audio frame longer than this is rejected
 MAX_RATE = 192_000
-MAX_FRAME_BYTES = 16 * 1024 * 1024  # any larger frame is rejected (bound sockets refuse it outright)
-MAX_TIME_S = 1e7                    # times and positions in the input stay within ~115 days
-SAMPLE_FORMATS = {"s16": 2}         # format name -> bytes per sample
+MAX_FRAME_BYTES = (
+    16 * 1024 * 1024
+)  # any larger frame is rejected (bound sockets refuse it outright)
+MAX_TIME_S = 1e7  # times and positions in the input stay within ~115 days
+SAMPLE_FORMATS = {"s16": 2}  # format name -> bytes per sample
+
+# Why an utterance ended (UtteranceEnd, Segmented): the speaker stopped ("silence"); a long turn
+# was cut at a shorter pause ("pause", vad.long_after_s) or at vad.max_utterance_s ("max_length"),
+# and more of it follows; the input ended or had a gap ("flush"); capture dropped the rest of it
+# because the recogniser's queue was full ("queue_full").
+EndReason = Literal["silence", "pause", "max_length", "flush", "queue_full"]
+# What a stage process says of itself (Heartbeat). The supervisor's view of a stage
+# (control.StageState) has more: starting, reloading, backoff, given_up, exited.
+HeartbeatState = Literal["loading", "ready", "stopping"]
 
 
 def utterance_id(pos: int, rate: int) -> str:
@@ -41,15 +53,15 @@ class BadMessage(ValueError):
 
 
 class Stamp(msgspec.Struct, array_like=True, frozen=True):
-    stage: str      # the stage that took the stamp
-    event: str      # what happened, e.g. "speech_end", "final", "first_audio"
-    ns: int         # time.monotonic_ns() at that moment
+    stage: str  # the stage that took the stamp
+    event: str  # what happened, e.g. "speech_end", "final", "first_audio"
+    ns: int  # time.monotonic_ns() at that moment
 
 
 class Msg(msgspec.Struct, tag_field="type", kw_only=True):
-    utt: str = ""                   # utterance id ("" for messages about no utterance)
-    seq: int = 0                    # the sender's sequence number, one per message sent
-    stamps: list[Stamp] = []        # appended by each stage the utterance went through
+    utt: str = ""  # utterance id ("" for messages about no utterance)
+    seq: int = 0  # the sender's sequence number, one per message sent
+    stamps: list[Stamp] = []  # appended by each stage the utterance went through
 
     def stamp(self, stage: str, event: str, ns: int | None = None) -> None:
         self.stamps.append(Stamp(stage, event, time.monotonic_ns() if ns is None else ns))
@@ -63,69 +75,77 @@ class Msg(msgspec.Struct, tag_field="type", kw_only=True):
 
 # ---- the pipeline: capture -> asr -> [mt] -> tts -> playback ------------------------------------
 
+
 class AudioChunk(Msg, tag="audio"):
     """Speech audio of one utterance, capture -> asr. The PCM is the second frame."""
-    pos: int                        # index of the first sample in the input stream, at `rate`
-    rate: int                       # samples per second
+
+    pos: int  # index of the first sample in the input stream, at `rate`
+    rate: int  # samples per second
     channels: int = 1
-    fmt: str = "s16"                # sample format of the PCM frame
+    fmt: str = "s16"  # sample format of the PCM frame
 
 
 class UtteranceEnd(Msg, tag="utt_end"):
     """The speaker paused (or the utterance hit its maximum length), capture -> asr."""
-    start_s: float                  # speech start, seconds into the input
-    end_s: float                    # speech end, seconds into the input
-    reason: str                     # "silence" | "max_length" | "flush"
-    rerun: bool = False             # the audio was sent again after a stage restarted
+
+    start_s: float  # speech start, seconds into the input
+    end_s: float  # speech end, seconds into the input
+    reason: EndReason
+    rerun: bool = False  # the audio was sent again after a stage restarted
 
 
 class UtterancePause(Msg, tag="utt_pause"):
     """The speaker paused inside an open utterance (vad.speculate_ms), capture -> asr: it may be
     over. The recogniser may decode what it has, speculatively; the UtteranceEnd still follows."""
-    start_s: float                  # speech start, seconds into the input
-    end_s: float                    # speech end so far: UtteranceEnd.end_s if no more speech comes
+
+    start_s: float  # speech start, seconds into the input
+    end_s: float  # speech end so far: UtteranceEnd.end_s if no more speech comes
 
 
 class Transcript(Msg, tag="transcript"):
-    """Recognised text, asr -> mt (or -> tts when the recogniser already gives the target language)."""
+    """Recognised text, asr -> mt (or -> tts when the recogniser already gives the target
+    language)."""
+
     text: str
-    final: bool                     # False: a partial result while the person still speaks
-    language: str                   # language of `text`
+    final: bool  # False: a partial result while the person still speaks
+    language: str  # language of `text`
     start_s: float = 0.0
     end_s: float = 0.0
-    source_text: str = ""           # the words as spoken, when `text` is already a translation
-    tentative: bool = False         # (final) decoded at a pause: stands only if a final with the
-                                    # same text follows; nothing made from it is played before
-    source_pending: bool = False    # (final) source_text follows in a SourceText message
-    stable: bool = False            # (partial) of a long utterance still going on: these words
-                                    # (all from its start) will not change, and the final will
-                                    # start with them; they may be translated and spoken now
+    source_text: str = ""  # the words as spoken, when `text` is already a translation
+    tentative: bool = False  # (final) decoded at a pause: stands only if a final with the
+    # same text follows; nothing made from it is played before
+    source_pending: bool = False  # (final) source_text follows in a SourceText message
+    stable: bool = False  # (partial) of a long utterance still going on: these words
+    # (all from its start) will not change, and the final will
+    # start with them; they may be translated and spoken now
 
 
 class Translation(Msg, tag="translation"):
     """One translated sentence of an utterance, mt -> tts, sent as soon as it is translated."""
+
     text: str
-    part: int                       # 0, 1, ... within the utterance
-    last: bool                      # no more parts for this utterance
+    part: int  # 0, 1, ... within the utterance
+    last: bool  # no more parts for this utterance
     language: str
     source_text: str = ""
     start_s: float = 0.0
     end_s: float = 0.0
-    tentative: bool = False         # made from a tentative transcript (see Transcript)
-    early: bool = False             # of a stable partial: spoken before the utterance ends
+    tentative: bool = False  # made from a tentative transcript (see Transcript)
+    early: bool = False  # of a stable partial: spoken before the utterance ends
 
 
 class SpeechAudio(Msg, tag="speech"):
     """Synthesised speech for one sentence, tts -> playback. The PCM is the second frame."""
+
     text: str
     part: int
     last: bool
     rate: int
     channels: int = 1
     fmt: str = "s16"
-    dropped: bool = False           # stale speech: shown as text, its audio skipped on purpose
-    source_pending: bool = False    # source_text follows in a SourceText message
-    early: bool = False             # of a stable partial transcript (see Transcript.stable)
+    dropped: bool = False  # stale speech: shown as text, its audio skipped on purpose
+    source_pending: bool = False  # source_text follows in a SourceText message
+    early: bool = False  # of a stable partial transcript (see Transcript.stable)
     source_text: str = ""
     start_s: float = 0.0
     end_s: float = 0.0
@@ -134,6 +154,7 @@ class SpeechAudio(Msg, tag="speech"):
 class SourceText(Msg, tag="source"):
     """The words as spoken, for an utterance whose final transcript went ahead without them
     (source_pending), asr -> [mt] -> tts -> playback: the translation is not held up for them."""
+
     text: str
 
 
@@ -143,72 +164,83 @@ class EndOfStream(Msg, tag="eos"):
 
 # ---- stage <-> supervisor ----------------------------------------------------------------------
 
+
 class Heartbeat(Msg, tag="hb"):
     """Sign of life, stage -> supervisor, every heartbeat interval and at each state change."""
+
     stage: str
     pid: int
-    state: str                      # "loading" | "ready" | "stopping"
-    inflight: list[str] = []        # utterances this stage holds right now
-    counters: dict[str, int] = {}   # received, sent, bad_messages, dropped_*, ...
-    busy_ms: float = 0.0            # time spent working since start
-    audio_s: float = 0.0            # seconds of audio this stage consumed or produced
+    state: HeartbeatState
+    inflight: list[str] = []  # utterances this stage holds right now
+    counters: dict[str, int] = {}  # received, sent, bad_messages, dropped_*, ...
+    busy_ms: float = 0.0  # time spent working since start
+    audio_s: float = 0.0  # seconds of audio this stage consumed or produced
     peak_rss_kb: int = 0
     cpu_s: float = 0.0
-    load_ms: float = 0.0            # time to load the model
-    params: dict[str, float] = {}   # current run-time parameters (degradation)
-    info: dict[str, str] = {}       # e.g. backend in use
+    load_ms: float = 0.0  # time to load the model
+    params: dict[str, float] = {}  # current run-time parameters (degradation)
+    info: dict[str, str] = {}  # e.g. backend in use
 
 
 class Progress(Msg, tag="progress"):
     """Stage -> supervisor: this stage passed an utterance on (where each utterance is)."""
+
     stage: str
     event: str
 
 
 class Segmented(Msg, tag="segmented"):
     """Capture -> supervisor: a new utterance was cut from the input."""
+
     start_s: float
     end_s: float
-    reason: str
+    reason: EndReason
 
 
 class SourceDone(Msg, tag="source_done"):
     """Capture -> supervisor: the input ended."""
+
     counters: dict[str, int] = {}
     input_s: float = 0.0
 
 
 class UtteranceDone(Msg, tag="done"):
-    """Playback -> supervisor: all of an utterance was handed to the sink (or dropped on purpose)."""
+    """Playback -> supervisor: all of an utterance was handed to the sink (or dropped on
+    purpose)."""
+
     source_text: str
     translated_text: str
     start_s: float
     end_s: float
-    audio_s: float                  # seconds of translated speech played
+    audio_s: float  # seconds of translated speech played
     dropped: bool = False
 
 
 class Playing(Msg, tag="playing"):
     """Playback -> supervisor -> capture: our own speech is audible from start_ns until until_ns
     (live, speaker mode: capture keeps it out of the microphone)."""
+
     start_ns: int
     until_ns: int
 
 
 class StageError(Msg, tag="error"):
     """Stage -> supervisor: a fatal error, sent before the stage exits."""
+
     stage: str
     message: str
-    usage: bool = False             # a setup/usage problem (e.g. a model not installed): exit 2
+    usage: bool = False  # a setup/usage problem (e.g. a model not installed): exit 2
 
 
 class SetParams(Msg, tag="set"):
     """Supervisor -> stage: change run-time parameters (degradation steps, test delays)."""
+
     params: dict[str, float]
 
 
 class Start(Msg, tag="start"):
     """Supervisor -> capture: every stage is ready; start feeding audio from `pos`."""
+
     pos: int = 0
 
 
@@ -220,10 +252,27 @@ class Shutdown(Msg, tag="shutdown"):
     """Supervisor -> stage: finish what you can and exit."""
 
 
-AnyMsg = Union[AudioChunk, UtteranceEnd, UtterancePause, Transcript, Translation, SpeechAudio,
-               SourceText, EndOfStream,
-               Heartbeat, Progress, Segmented, SourceDone, UtteranceDone, Playing, StageError,
-               SetParams, Start, Rerun, Shutdown]
+AnyMsg = (
+    AudioChunk
+    | UtteranceEnd
+    | UtterancePause
+    | Transcript
+    | Translation
+    | SpeechAudio
+    | SourceText
+    | EndOfStream
+    | Heartbeat
+    | Progress
+    | Segmented
+    | SourceDone
+    | UtteranceDone
+    | Playing
+    | StageError
+    | SetParams
+    | Start
+    | Rerun
+    | Shutdown
+)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyMsg)

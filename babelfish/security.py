@@ -16,6 +16,7 @@ so nothing here applies. With transport = "tcp" every socket is encrypted and au
 
 The control socket (`babelfish status` / `stop`) is always ipc and is not touched here.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -62,8 +63,10 @@ def create_keys(directory: Path, force: bool = False) -> dict[str, Path]:
     names = [f"{n}{ext}" for n in (SERVER, CLIENT) for ext in (".key", ".key_secret")]
     existing = [n for n in names if (directory / n).exists()]
     if existing and not force:
-        raise UsageError(f"keys already exist in {directory} ({', '.join(existing)}); "
-                         "use --force to replace them")
+        raise UsageError(
+            f"keys already exist in {directory} ({', '.join(existing)}); "
+            "use --force to replace them"
+        )
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"key directory is not a directory: {directory}")
     old = os.umask(0o077)  # nothing is readable by others, not even for a moment
@@ -87,8 +90,10 @@ def create_keys(directory: Path, force: bool = False) -> dict[str, Path]:
 
 def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
     if not path.is_file():
-        raise UsageError(f"tcp transport needs CURVE keys: {path} not found "
-                         "(run `babelfish keys`, or set security.keys_dir)")
+        raise UsageError(
+            f"tcp transport needs CURVE keys: {path} not found "
+            "(run `babelfish keys`, or set security.keys_dir)"
+        )
     if secret and os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise UsageError(f"secret key {path} is readable by other users: chmod 600 it")
     try:
@@ -138,8 +143,9 @@ def _authenticator(ctx: zmq.Context, cfg: Config) -> None:
     own, _ = _load(keys_dir(cfg) / f"{CLIENT}.key", secret=False)
     auth = ThreadAuthenticator(ctx, log=logging.getLogger("zmq.auth"))
     auth.start()
-    auth.configure_curve_callback(domain="*",
-                                  credentials_provider=_AllowedClients(own, allowed_clients_dir(cfg)))
+    auth.configure_curve_callback(
+        domain="*", credentials_provider=_AllowedClients(own, allowed_clients_dir(cfg))
+    )
     _authenticators[id(ctx)] = auth
     atexit.register(_stop_authenticators)
 

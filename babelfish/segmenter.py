@@ -7,8 +7,10 @@ Rules, per VAD frame:
   * an utterance opens once `start_ms` of speech frames fall within a window of 1.5 x start_ms
     (one noisy frame does not open it); its audio starts `pad_ms` before the first speech frame
     of that window (never before the end of the previous utterance's audio);
-  * it closes after `end_silence_ms` of consecutive non-speech frames. Trailing non-speech audio
-    is held back while the utterance may still continue: if it ends, only `pad_ms` of it is sent;
+  * it closes after `end_silence_ms` of consecutive non-speech frames (reason "silence"), or,
+    once its speech has lasted `long_after_s`, after `long_end_silence_ms` of them (reason
+    "pause": a long turn is cut at a shorter pause). Trailing non-speech audio is held back
+    while the utterance may still continue: if it ends, only `pad_ms` of it is sent;
   * an utterance reaching `max_utterance_s` is cut (reason "max_length"); if the speech goes on
     a new utterance opens at once, seamlessly, at the cut;
   * with `pause_ms`, once a silence inside an open utterance lasts that long, a SpeechPause is
@@ -23,12 +25,14 @@ Events for one utterance: SpeechStart, then SpeechAudio events whose pcm, joined
 utterance's audio from SpeechStart.pos on without gaps (SpeechPause events may come between
 them), then SpeechEnd.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -56,11 +60,15 @@ class SpeechPause:
     end_pos: int  # just after its last speech frame so far: SpeechEnd.end_pos if it ends now
 
 
+# why the Segmenter closed an utterance (see the rules above; schema.EndReason adds capture's own)
+CutReason = Literal["silence", "pause", "max_length", "flush"]
+
+
 @dataclass(frozen=True, slots=True)
 class SpeechEnd:
     start_pos: int  # first speech frame (same as SpeechStart.speech_pos)
     end_pos: int  # just after the last speech frame (trailing silence not included)
-    reason: str  # "silence" | "max_length" | "flush"
+    reason: CutReason
 
 
 Event = SpeechStart | SpeechAudio | SpeechPause | SpeechEnd
@@ -82,9 +90,15 @@ class Segmenter:
     ):
         self.vad = vad
         self.rate = rate
-        self.settings = dict(start_ms=start_ms, end_silence_ms=end_silence_ms, pad_ms=pad_ms,
-                             max_utterance_s=max_utterance_s, long_after_s=long_after_s,
-                             long_end_silence_ms=long_end_silence_ms, pause_ms=pause_ms)
+        self.settings = dict(
+            start_ms=start_ms,
+            end_silence_ms=end_silence_ms,
+            pad_ms=pad_ms,
+            max_utterance_s=max_utterance_s,
+            long_after_s=long_after_s,
+            long_end_silence_ms=long_end_silence_ms,
+            pause_ms=pause_ms,
+        )
         n = self.frame = int(vad.frame_samples)
         frame_ms = 1000.0 * n / rate
         self.start_frames = max(1, math.ceil(start_ms / frame_ms - 1e-9))
@@ -95,8 +109,11 @@ class Segmenter:
         # a long utterance is cut at a shorter pause, so that its translation can start before the
         # speaker is done (0 = off)
         self.long_after = int(round(long_after_s * rate))
-        self.long_end_frames = max(1, math.ceil(long_end_silence_ms / frame_ms - 1e-9)) \
-            if long_end_silence_ms > 0 and long_after_s > 0 else 0
+        self.long_end_frames = (
+            max(1, math.ceil(long_end_silence_ms / frame_ms - 1e-9))
+            if long_end_silence_ms > 0 and long_after_s > 0
+            else 0
+        )
         # a silence this long inside an utterance is announced (SpeechPause; 0 = off)
         self.pause_frames = max(1, math.ceil(pause_ms / frame_ms - 1e-9)) if pause_ms > 0 else 0
         if self.max_samples < 2 * n:
@@ -114,7 +131,9 @@ class Segmenter:
         self._buf = np.zeros(0, np.int16)  # samples not yet making a whole frame
         self._buf_pos = pos  # position of _buf[0]
         # recent frames (pos, pcm, is_speech), enough for the start window plus the pre-roll pad
-        self._recent: deque = deque(maxlen=self.window_frames + math.ceil(self.pad / self.frame) + 1)
+        self._recent: deque = deque(
+            maxlen=self.window_frames + math.ceil(self.pad / self.frame) + 1
+        )
         self._open = False
         self._audio_end = 0 if pos is None else pos  # end of audio already given out
         self._held: list[tuple[int, np.ndarray]] = []  # trailing non-speech frames held back
@@ -127,7 +146,11 @@ class Segmenter:
         return self._open
 
     def counters(self) -> dict[str, int]:
-        return {"frames": self.frames, "speech_frames": self.speech_frames, "utterances": self.utterances}
+        return {
+            "frames": self.frames,
+            "speech_frames": self.speech_frames,
+            "utterances": self.utterances,
+        }
 
     # ------------------------------------------------------------------ input
 
@@ -135,12 +158,16 @@ class Segmenter:
         """Add the chunk of int16 mono audio that starts at stream position `pos`."""
         chunk = np.asarray(chunk)
         if chunk.dtype != np.int16 or chunk.ndim != 1:
-            raise TypeError(f"Segmenter.feed expects 1-D int16 audio, got {chunk.dtype} {chunk.shape}")
+            raise TypeError(
+                f"Segmenter.feed expects 1-D int16 audio, got {chunk.dtype} {chunk.shape}"
+            )
         events: list[Event] = []
         if self._next is None:
             self._reset_stream(pos)
         elif pos != self._next:
-            log.warning("audio gap: expected position %d, got %d; restarting segmentation", self._next, pos)
+            log.warning(
+                "audio gap: expected position %d, got %d; restarting segmentation", self._next, pos
+            )
             events += self._close("flush") if self._open else []
             self._reset_stream(pos)
         self._next = pos + len(chunk)
@@ -193,8 +220,11 @@ class Segmenter:
             self._silence_run += 1
             if self._silence_run >= self.end_frames:
                 return events + self._close("silence")
-            if self.long_end_frames and self._silence_run >= self.long_end_frames \
-                    and self._speech_end - self._speech_start >= self.long_after:
+            if (
+                self.long_end_frames
+                and self._silence_run >= self.long_end_frames
+                and self._speech_end - self._speech_start >= self.long_after
+            ):
                 return events + self._close("pause")
             if self._silence_run == self.pause_frames:
                 events += self._release_held()
@@ -227,7 +257,7 @@ class Segmenter:
             self._silence_sent += len(f)
         return events
 
-    def _close(self, reason: str) -> list[Event]:
+    def _close(self, reason: CutReason) -> list[Event]:
         events: list[Event] = []
         keep = self.pad - self._silence_sent
         for p, f in self._held:  # trailing silence: only pad_ms of it goes with the utterance
@@ -254,11 +284,17 @@ def segmenter_for(cfg, vad: VAD, *, pipeline: bool = True) -> Segmenter:
     v = cfg.vad
     stable = cfg.asr.engine == "vosk" and speaks_early(cfg)
     cut = pipeline and not stable
-    return Segmenter(vad, start_ms=v.start_ms, end_silence_ms=v.end_silence_ms, pad_ms=v.pad_ms,
-                     max_utterance_s=v.max_utterance_s,
-                     long_after_s=v.long_after_s if cut else 0.0,
-                     long_end_silence_ms=v.long_end_silence_ms if cut else 0,
-                     pause_ms=v.speculate_ms if pipeline else 0, rate=SAMPLE_RATE)
+    return Segmenter(
+        vad,
+        start_ms=v.start_ms,
+        end_silence_ms=v.end_silence_ms,
+        pad_ms=v.pad_ms,
+        max_utterance_s=v.max_utterance_s,
+        long_after_s=v.long_after_s if cut else 0.0,
+        long_end_silence_ms=v.long_end_silence_ms if cut else 0,
+        pause_ms=v.speculate_ms if pipeline else 0,
+        rate=SAMPLE_RATE,
+    )
 
 
 def _merge_audio(events: list[Event]) -> list[Event]:
@@ -270,7 +306,11 @@ def _merge_audio(events: list[Event]) -> list[Event]:
             run.append(e)
             continue
         if run:
-            out.append(run[0] if len(run) == 1 else SpeechAudio(np.concatenate([a.pcm for a in run]), run[0].pos))
+            out.append(
+                run[0]
+                if len(run) == 1
+                else SpeechAudio(np.concatenate([a.pcm for a in run]), run[0].pos)
+            )
             run = []
         if e is not None:
             out.append(e)

@@ -7,11 +7,12 @@ supervisor sees it: a message from an unknown identity, or one that does not dec
 report shows them as the supervisor's); a late word from a process that is no longer the
 stage's current one, or a heartbeat that names another process, is dropped silently.
 """
+
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import zmq
 
@@ -27,8 +28,9 @@ class StageLink:
     """The ROUTER, bound at the supervisor's address, for the stages of `addrs.route`.
     `current(stage)` says which process of a stage is the current one (Lifecycle.pid)."""
 
-    def __init__(self, cfg: Config, addrs: Addresses, ctx: zmq.Context,
-                 current: Callable[[str], int | None]):
+    def __init__(
+        self, cfg: Config, addrs: Addresses, ctx: zmq.Context, current: Callable[[str], int | None]
+    ):
         self.stages = set(addrs.route)
         self.current = current
         self.counters: Counter[str] = Counter()  # frames dropped: bad / from an unknown peer

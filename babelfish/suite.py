@@ -29,6 +29,7 @@ Translation quality against the prompts' references (BLEU, chrF, WER, invented w
 recording's summary "quality" (quality.score, or quality.invented_only for speech = false; null
 without either) and the overall summary's "quality" (quality.combine).
 """
+
 from __future__ import annotations
 
 import os
@@ -56,9 +57,9 @@ class Entry:
     source_lang: str | None = None
     target_lang: str | None = None
     expect: list[str] | None = None  # None: no quality check
-    origin: str = ""                 # "suite.toml: recording 2", for error messages
+    origin: str = ""  # "suite.toml: recording 2", for error messages
     prompts: list[Prompt] = field(default_factory=list)  # references: translation quality
-    speech: bool = True              # False: no speech at all, every translated word is invented
+    speech: bool = True  # False: no speech at all, every translated word is invented
 
     @property
     def scored(self) -> bool:
@@ -66,7 +67,8 @@ class Entry:
         return bool(self.prompts) or not self.speech
 
 
-# ---- what to replay -------------------------------------------------------------------------------
+# ---- what to replay ------------------------------------------------------------------------------
+
 
 def collect(inputs: list[str]) -> tuple[list[Entry], bool]:
     """The recordings named on the command line: WAV files, folders (every *.wav in it, sorted by
@@ -79,8 +81,10 @@ def collect(inputs: list[str]) -> tuple[list[Entry], bool]:
         p = Path(raw)
         if p.is_dir():
             single = False
-            wavs = sorted((q for q in p.iterdir() if q.suffix.lower() == ".wav" and q.is_file()),
-                          key=lambda q: q.name)
+            wavs = sorted(
+                (q for q in p.iterdir() if q.suffix.lower() == ".wav" and q.is_file()),
+                key=lambda q: q.name,
+            )
             if not wavs:
                 raise UsageError(f"no .wav files in the directory {p}")
             entries += [Entry(q) for q in wavs]
@@ -108,7 +112,9 @@ def read_suite(path: str | Path) -> list[Entry]:
         raise UsageError(f"suite file {path} is not valid TOML: {e}") from None
     extra = sorted(set(data) - {"recording"})
     if extra:
-        raise UsageError(f"{path}: unknown key(s) {', '.join(extra)} (expected [[recording]] tables)")
+        raise UsageError(
+            f"{path}: unknown key(s) {', '.join(extra)} (expected [[recording]] tables)"
+        )
     recs = data.get("recording")
     if not isinstance(recs, list) or not recs:
         raise UsageError(f"{path}: no [[recording]] entries")
@@ -119,16 +125,19 @@ def read_suite(path: str | Path) -> list[Entry]:
             raise UsageError(f"{where}: not a table")
         extra = sorted(set(r) - set(RECORDING_KEYS))
         if extra:
-            raise UsageError(f"{where}: unknown key(s) {', '.join(extra)} "
-                             f"(allowed: {', '.join(RECORDING_KEYS)})")
+            raise UsageError(
+                f"{where}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(RECORDING_KEYS)})"
+            )
         for key in ("path", "from", "to", "name"):
             if key in r and (not isinstance(r[key], str) or not r[key].strip()):
                 raise UsageError(f"{where}: {key} must be a non-empty string")
         if "path" not in r:
             raise UsageError(f'{where}: needs path = "FILE.wav"')
         expect = r.get("expect")
-        if expect is not None and (not isinstance(expect, list) or not all(
-                isinstance(w, str) and w.strip() for w in expect)):
+        if expect is not None and (
+            not isinstance(expect, list)
+            or not all(isinstance(w, str) and w.strip() for w in expect)
+        ):
             raise UsageError(f'{where}: expect must be a list of words, e.g. ["station", "coffee"]')
         speech = r.get("speech", True)
         if not isinstance(speech, bool):
@@ -139,10 +148,18 @@ def read_suite(path: str | Path) -> list[Entry]:
         rec_path = Path(r["path"]).expanduser()
         if not rec_path.is_absolute():
             rec_path = Path(os.path.normpath(path.parent / rec_path))
-        out.append(Entry(rec_path, name=r.get("name", "").strip(), source_lang=r.get("from"),
-                         target_lang=r.get("to"),
-                         expect=[w.strip() for w in expect] if expect is not None else None,
-                         origin=where, prompts=prompts, speech=speech))
+        out.append(
+            Entry(
+                rec_path,
+                name=r.get("name", "").strip(),
+                source_lang=r.get("from"),
+                target_lang=r.get("to"),
+                expect=[w.strip() for w in expect] if expect is not None else None,
+                origin=where,
+                prompts=prompts,
+                speech=speech,
+            )
+        )
     return out
 
 
@@ -160,25 +177,32 @@ def read_prompts(raw: Any, where: str) -> list[Prompt]:
         at = f"{where}: prompt {j}"
         extra = sorted(set(p) - set(PROMPT_KEYS))
         if extra:
-            raise UsageError(f"{at}: unknown key(s) {', '.join(extra)} "
-                             f"(allowed: {', '.join(PROMPT_KEYS)})")
+            raise UsageError(
+                f"{at}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(PROMPT_KEYS)})"
+            )
         missing = [k for k in PROMPT_KEYS if k not in p]
         if missing:
-            raise UsageError(f"{at}: missing {', '.join(missing)} "
-                             f"(a prompt needs {', '.join(PROMPT_KEYS)})")
+            raise UsageError(
+                f"{at}: missing {', '.join(missing)} (a prompt needs {', '.join(PROMPT_KEYS)})"
+            )
         for key in ("id", "source", "reference"):
             if not isinstance(p[key], str) or not p[key].strip():
                 raise UsageError(f"{at}: {key} must be a non-empty string")
         if not _is_seconds(p["start_s"]) or not _is_seconds(p["end_s"]):
             raise UsageError(f"{at}: start_s and end_s must be seconds (numbers >= 0)")
         if not p["start_s"] < p["end_s"]:
-            raise UsageError(f"{at}: start_s ({p['start_s']}) must be before end_s "
-                             f"({p['end_s']})")
+            raise UsageError(f"{at}: start_s ({p['start_s']}) must be before end_s ({p['end_s']})")
         if any(q.id == p["id"].strip() for q in out):
             raise UsageError(f"{at}: two prompts have the id {p['id'].strip()!r}")
-        out.append(Prompt(id=p["id"].strip(), start_s=float(p["start_s"]),
-                          end_s=float(p["end_s"]), source=p["source"].strip(),
-                          reference=p["reference"].strip()))
+        out.append(
+            Prompt(
+                id=p["id"].strip(),
+                start_s=float(p["start_s"]),
+                end_s=float(p["end_s"]),
+                source=p["source"].strip(),
+                reference=p["reference"].strip(),
+            )
+        )
     return out
 
 
@@ -202,7 +226,8 @@ def _name(entries: list[Entry]) -> None:
         seen.add(name)
 
 
-# ---- quality --------------------------------------------------------------------------------------
+# ---- quality -------------------------------------------------------------------------------------
+
 
 def _norm(text: str) -> str:
     return unicodedata.normalize("NFC", text).casefold()
@@ -250,30 +275,45 @@ def overall_quality(recordings: list[dict]) -> dict | None:
     """The suite's translation quality: every prompt of every recording as one corpus
     (quality.combine) and the invented words of all recordings, with or without speech; None
     when no recording has a quality dict."""
-    named = [(r["name"], q) for r in recordings
-             if isinstance(q := (r.get("summary") or {}).get("quality"), dict)]
+    named = [
+        (r["name"], q)
+        for r in recordings
+        if isinstance(q := (r.get("summary") or {}).get("quality"), dict)
+    ]
     if not named:
         return None
     return quality.combine([q for _, q in named], names=[n for n, _ in named])
 
 
-# ---- the report -----------------------------------------------------------------------------------
+# ---- the report ----------------------------------------------------------------------------------
 
-def recording_doc(entry: Entry, source_lang: str, target_lang: str, utts, summary,
-                  quality: dict | None) -> dict:
+
+def recording_doc(
+    entry: Entry, source_lang: str, target_lang: str, utts, summary, quality: dict | None
+) -> dict:
     """One recording of a suite report (utterances and summary exactly as in a one-recording
     report)."""
     body = msgspec.to_builtins({"utterances": utts, "summary": summary})
-    return {"name": entry.name, "path": str(entry.path), "from": source_lang, "to": target_lang,
-            **body, "quality": quality}
+    return {
+        "name": entry.name,
+        "path": str(entry.path),
+        "from": source_lang,
+        "to": target_lang,
+        **body,
+        "quality": quality,
+    }
 
 
-def suite_report(recordings: list[dict], planned: list[str] | None = None,
-                 budget_ms: float | None = None) -> dict:
+def suite_report(
+    recordings: list[dict], planned: list[str] | None = None, budget_ms: float | None = None
+) -> dict:
     """The suite report: the recordings and an overall summary over all their utterances."""
     utts = [u for r in recordings for u in r["utterances"]]
-    e2e = [u["latency_ms"]["end_of_speech_to_first_audio"] for u in utts
-           if "end_of_speech_to_first_audio" in u.get("latency_ms", {})]
+    e2e = [
+        u["latency_ms"]["end_of_speech_to_first_audio"]
+        for u in utts
+        if "end_of_speech_to_first_audio" in u.get("latency_ms", {})
+    ]
     per_stage: dict[str, list[float]] = {}
     for u in utts:
         for k, v in u.get("stages", {}).items():
@@ -321,7 +361,8 @@ def write_report(path: str | Path, doc: dict) -> None:
     os.replace(tmp, path)
 
 
-# ---- printing -------------------------------------------------------------------------------------
+# ---- printing ------------------------------------------------------------------------------------
+
 
 def quality_line(q: dict | None) -> str:
     if q is None:
@@ -329,15 +370,18 @@ def quality_line(q: dict | None) -> str:
     if q["passed"]:
         return f"quality: passed ({', '.join(q['found'])})"
     return f"quality: FAILED: missing {', '.join(q['missing'])}" + (
-        f" (found {', '.join(q['found'])})" if q["found"] else "")
+        f" (found {', '.join(q['found'])})" if q["found"] else ""
+    )
 
 
 def overall_line(s: dict) -> str:
     def ms(v):
         return "-" if v is None else f"{v:.0f} ms"
 
-    line = (f"suite: {s['recordings']} recording(s), {s['utterances']} utterance(s); end of speech "
-            f"-> first audio p50 {ms(s['e2e_p50_ms'])}, p95 {ms(s['e2e_p95_ms'])} (all utterances)")
+    line = (
+        f"suite: {s['recordings']} recording(s), {s['utterances']} utterance(s); end of speech "
+        f"-> first audio p50 {ms(s['e2e_p50_ms'])}, p95 {ms(s['e2e_p95_ms'])} (all utterances)"
+    )
     if s["quality_checked"]:
         line += f"; quality {s['quality_passed']}/{s['quality_checked']} passed"
         if s["quality_failed_recordings"]:

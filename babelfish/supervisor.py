@@ -11,6 +11,7 @@ This module wires them together: what comes in from the stages (heartbeats, prog
 goes to the lifecycle and the ledger; budgets (babelfish/budgets.py) are checked per utterance;
 the control socket is answered; in live mode a PUB sends subtitles (a JSON line per utterance).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ import os
 import shutil
 import signal
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import msgspec
 import psutil
@@ -33,9 +34,21 @@ from babelfish.control import ControlServer, Degradation, LatencyRow, Reply, Req
 from babelfish.ledger import Ledger
 from babelfish.lifecycle import Lifecycle, StageProc
 from babelfish.report import Summary, UtteranceReport, summarize_latency
-from babelfish.schema import (Heartbeat, Playing, Progress, Rerun, Segmented, SetParams,
-                              Shutdown, SourceDone, StageError, Start, UtteranceDone)
-from babelfish.security import check as check_keys, secure
+from babelfish.schema import (
+    Heartbeat,
+    Playing,
+    Progress,
+    Rerun,
+    Segmented,
+    SetParams,
+    Shutdown,
+    SourceDone,
+    StageError,
+    Start,
+    UtteranceDone,
+)
+from babelfish.security import check as check_keys
+from babelfish.security import secure
 from babelfish.stagelink import StageLink
 from babelfish.stages.base import RunInfo, RuntimeFile
 
@@ -51,9 +64,15 @@ class Supervisor:
     (restarts, degradation steps, mute). `config_path` and `overrides` (set by the caller) are
     what `reload` reads the config from again."""
 
-    def __init__(self, cfg: Config, run: RunInfo, *, debug: bool = False,
-                 on_utterance: Callable[[UtteranceReport], None] | None = None,
-                 on_event: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        run: RunInfo,
+        *,
+        debug: bool = False,
+        on_utterance: Callable[[UtteranceReport], None] | None = None,
+        on_event: Callable[[str], None] | None = None,
+    ):
         self.cfg, self.run_info = cfg, run
         self.on_utterance = on_utterance or (lambda u: None)
         self.on_event = on_event or (lambda s: None)
@@ -74,8 +93,9 @@ class Supervisor:
         self.muted = False
         self.config_path: str | None = None  # for `babelfish reload`
         self.overrides: dict | None = None
-        self.processes = Lifecycle(cfg, self.addrs.route, self.runtime, debug=debug,
-                                   on_event=self.on_event)
+        self.processes = Lifecycle(
+            cfg, self.addrs.route, self.runtime, debug=debug, on_event=self.on_event
+        )
         self.ctx = zmq.Context.instance()
         self.link = self.control = self.subtitles = None
         try:
@@ -144,15 +164,27 @@ class Supervisor:
             return  # a duplicate after a re-run
         self.on_utterance(rep)
         if self.subtitles is not None:
-            self.subtitles.send(json.dumps({
-                "id": rep.id, "source_text": rep.source_text, "text": rep.translated_text,
-                "language": self.cfg.pipeline.target_lang, "latency_ms": rep.latency_ms,
-                "dropped_audio": rep.dropped_audio}, ensure_ascii=False).encode())
-        change = self.governor.observe(msg.utt, rep.latency_ms.get("end_of_speech_to_first_audio"),
-                                       rep.stages)
+            self.subtitles.send(
+                json.dumps(
+                    {
+                        "id": rep.id,
+                        "source_text": rep.source_text,
+                        "text": rep.translated_text,
+                        "language": self.cfg.pipeline.target_lang,
+                        "latency_ms": rep.latency_ms,
+                        "dropped_audio": rep.dropped_audio,
+                    },
+                    ensure_ascii=False,
+                ).encode()
+            )
+        change = self.governor.observe(
+            msg.utt, rep.latency_ms.get("end_of_speech_to_first_audio"), rep.stages
+        )
         if change:
-            self.on_event(f"degradation {change['direction']} to level {change['level']} "
-                          f"({change['step']}): {change['why']}")
+            self.on_event(
+                f"degradation {change['direction']} to level {change['level']} "
+                f"({change['step']}): {change['why']}"
+            )
             for stage, params in self.governor.params().items():
                 if stage in self.stages:
                     self.link.send(stage, SetParams(params=params))
@@ -161,14 +193,23 @@ class Supervisor:
     def status(self) -> Status:
         """What `babelfish status` shows."""
         return Status(
-            pid=os.getpid(), runtime_dir=str(self.runtime), mode=self.run_info.mode,
-            input=self.run_info.input, uptime_s=round(time.monotonic() - self.t_begin, 1),
-            route=list(self.addrs.route), stages=self.processes.status(), muted=self.muted,
-            degradation=Degradation(level=self.governor.level, step=self.governor.step_name,
-                                    changes=len(self.governor.events)),
-            utterances=self.ledger.counts(), dropped=dict(self.link.counters),
-            last_latencies_ms=[LatencyRow.of(r.id, r.latency_ms)
-                               for r in self.ledger.reports[-5:]])
+            pid=os.getpid(),
+            runtime_dir=str(self.runtime),
+            mode=self.run_info.mode,
+            input=self.run_info.input,
+            uptime_s=round(time.monotonic() - self.t_begin, 1),
+            route=list(self.addrs.route),
+            stages=self.processes.status(),
+            muted=self.muted,
+            degradation=Degradation(
+                level=self.governor.level,
+                step=self.governor.step_name,
+                changes=len(self.governor.events),
+            ),
+            utterances=self.ledger.counts(),
+            dropped=dict(self.link.counters),
+            last_latencies_ms=[LatencyRow.of(r.id, r.latency_ms) for r in self.ledger.reports[-5:]],
+        )
 
     def answer(self, req: Request) -> Reply:
         """Carry out one control request."""
@@ -202,8 +243,10 @@ class Supervisor:
 
         new = load_config(self.config_path, self.overrides)
         if route(new) != self.addrs.route:
-            raise BabelfishError(f"the new config changes the route to {' -> '.join(route(new))}: "
-                                 "restart babelfish instead")
+            raise BabelfishError(
+                f"the new config changes the route to {' -> '.join(route(new))}: "
+                "restart babelfish instead"
+            )
         self.cfg = self.addrs.cfg = self.processes.cfg = new
         self.governor = Governor(new)
         self.addrs.config_file.write_bytes(msgspec.json.encode(RuntimeFile(new, self.run_info)))
@@ -261,8 +304,10 @@ class Supervisor:
         self.started = True
         self.t_ready = time.monotonic()
         self.t_start_ns = time.monotonic_ns()
-        self.on_event(f"ready in {(self.t_ready - self.t_begin) * 1000:.0f} ms "
-                      f"({' -> '.join(self.addrs.route)})")
+        self.on_event(
+            f"ready in {(self.t_ready - self.t_begin) * 1000:.0f} ms "
+            f"({' -> '.join(self.addrs.route)})"
+        )
         for name in self.stages:
             start = Start()
             start.stamp("supervisor", "start", self.t_start_ns)
@@ -294,24 +339,34 @@ class Supervisor:
         dropped = self.processes.dropped()
         dropped.update({f"supervisor.{k}": v for k, v in self.link.counters.items()})
         return Summary(
-            utterances=len(self.ledger.reports), e2e_p50_ms=p50, e2e_p95_ms=p95,
+            utterances=len(self.ledger.reports),
+            e2e_p50_ms=p50,
+            e2e_p95_ms=p95,
             rtf=self.processes.rtf(input_s, self.ledger.speech_s()),
             peak_rss_mb=round((self.processes.peak_rss_kb() + own_kb) / 1024, 1),
-            start_to_ready_ms=round((self.t_ready - self.t_begin) * 1000, 1) if self.t_ready
+            start_to_ready_ms=round((self.t_ready - self.t_begin) * 1000, 1)
+            if self.t_ready
             else 0.0,
-            input_s=round(input_s, 3), wall_s=round(time.monotonic() - self.t_begin, 3),
+            input_s=round(input_s, 3),
+            wall_s=round(time.monotonic() - self.t_begin, 3),
             lost_utterances=self.ledger.lost(),
             restarts={n: sp.restarts for n, sp in self.stages.items()},
-            degradations=list(self.governor.events), dropped=dropped, stage_ms_p50=stage_p50,
-            route=self.addrs.route, complete=self.fatal is None and not self.stop_requested,
+            degradations=list(self.governor.events),
+            dropped=dropped,
+            stage_ms_p50=stage_p50,
+            route=self.addrs.route,
+            complete=self.fatal is None and not self.stop_requested,
             stage_info={n: dict(sp.info) for n, sp in self.stages.items() if sp.info},
             speculation=self.processes.speculation(),
-            error=str(self.fatal) if self.fatal else self.stop_requested)
+            error=str(self.fatal) if self.fatal else self.stop_requested,
+        )
 
 
 def install_signal_handlers(sup: Supervisor) -> None:
     """SIGINT and SIGTERM stop the run cleanly (the report is still written)."""
+
     def _stop(signum, frame):
         sup.request_stop(f"interrupted by {signal.Signals(signum).name}")
+
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)

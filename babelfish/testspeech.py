@@ -4,6 +4,7 @@ Used by scripts/ (make_suite_samples.py, bench_live.py, bench_recovery.py); the 
 tests/speech.py is the same code (it can import it from here). Needs espeak-ng (Debian package
 espeak-ng) for `espeak`, the packaged Piper voice for `piper_speak`.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -15,8 +16,9 @@ import soundfile as sf
 import soxr
 
 
-def espeak(text: str, lang: str, path: Path, rate: int = 16000, pad_s: float = 0.5,
-           speed: int = 120) -> Path:
+def espeak(
+    text: str, lang: str, path: Path, rate: int = 16000, pad_s: float = 0.5, speed: int = 120
+) -> Path:
     """Speak `text` in `lang` with espeak-ng into a mono 16-bit WAV at `rate`, with silence
     around it."""
     if shutil.which("espeak-ng") is None:
@@ -28,8 +30,9 @@ def espeak(text: str, lang: str, path: Path, rate: int = 16000, pad_s: float = 0
     return _write(audio, sr, path, rate, pad_s)
 
 
-def piper_speak(text: str, voice_dir: Path, path: Path, rate: int = 16000,
-                pad_s: float = 0.5) -> Path:
+def piper_speak(
+    text: str, voice_dir: Path, path: Path, rate: int = 16000, pad_s: float = 0.5
+) -> Path:
     """Speak English `text` with the packaged Piper voice into a mono 16-bit WAV at `rate`."""
     from piper import PiperVoice
 

@@ -6,14 +6,15 @@ is certain. Both give the same sentences for the same text, however it is cut in
 
 Rules:
 - A sentence ends after a run of stops (``.``, ``!``, ``?``, ``…``, ``...``, ``?!``) followed by
-  white space, or after an East Asian full stop (``。！？``) even without a space. Closing quotes and
-  brackets right after the stop stay with the sentence.
+  white space, or after an East Asian full stop (``。！？``) even without a space. Closing quotes
+  and brackets right after the stop stay with the sentence.
 - No split inside numbers ("3.5"), after titles and fixed abbreviations ("Mr.", "Dr.", "e.g.",
   "i.e.", "vs."), after single capital initials ("J. Smith"), before a word that starts in lower
   case ("etc. and more", "5 p.m. today"), or after "No." before a number.
 - Control characters are removed (line breaks and tabs count as spaces), runs of white space
   become one space, and pieces with no letter or digit ("...", "!!") are dropped.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,10 +36,55 @@ _OPENERS = frozenset("\"'“‘«‹([{「『【《〈（［｛〔¿¡")
 # titles that are always followed by a name, and abbreviations that are always followed by more.
 _NEVER_SPLIT_AFTER = frozenset(
     {
-        "mr", "mrs", "ms", "mx", "dr", "prof", "sr", "sra", "srta", "jr", "st", "mt", "ft",
-        "gen", "col", "lt", "sgt", "capt", "cmdr", "rev", "hon", "gov", "sen", "rep", "pres",
-        "messrs", "mme", "mlle", "hr", "fr", "dra", "sig", "vs", "e.g", "i.e", "cf", "approx",
-        "fig", "figs", "ca", "z.b", "d.h", "u.a", "bzw", "incl", "dept", "est", "vol", "ch",
+        "mr",
+        "mrs",
+        "ms",
+        "mx",
+        "dr",
+        "prof",
+        "sr",
+        "sra",
+        "srta",
+        "jr",
+        "st",
+        "mt",
+        "ft",
+        "gen",
+        "col",
+        "lt",
+        "sgt",
+        "capt",
+        "cmdr",
+        "rev",
+        "hon",
+        "gov",
+        "sen",
+        "rep",
+        "pres",
+        "messrs",
+        "mme",
+        "mlle",
+        "hr",
+        "fr",
+        "dra",
+        "sig",
+        "vs",
+        "e.g",
+        "i.e",
+        "cf",
+        "approx",
+        "fig",
+        "figs",
+        "ca",
+        "z.b",
+        "d.h",
+        "u.a",
+        "bzw",
+        "incl",
+        "dept",
+        "est",
+        "vol",
+        "ch",
     }
 )
 # Abbreviations that never end a sentence when a number follows ("No. 5", "p. 12").
@@ -215,7 +261,9 @@ def common_prefix(a: list[str], b: list[str]) -> int:
     return n
 
 
-def stable_words(before: list[str], now: list[str], *, min_words: int = 4, after_clause: int = 2) -> int:
+def stable_words(
+    before: list[str], now: list[str], *, min_words: int = 4, after_clause: int = 2
+) -> int:
     """How many of the words `now` (the latest decode of speech still going on, after what was
     already spoken) can be given out, never to change. Two rules, the larger count wins:
       * agreement: the words two decodes in a row agree on (`before` is the previous one, of
@@ -254,4 +302,4 @@ def repeats(prefix: str, words: list[str], n: int = 3) -> bool:
     head = [w for w in map(norm_word, words[:n]) if w]
     if len(head) < n:
         return False
-    return any(norm[i:i + n] == head for i in range(len(norm) - n + 1))
+    return any(norm[i : i + n] == head for i in range(len(norm) - n + 1))

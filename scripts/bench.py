@@ -9,7 +9,8 @@ samples/suite.toml (three short recordings: single sentences with long pauses be
 samples/bench/suite.toml (four turns of 8-15 s: several clauses joined by short pauses, as people
 speak). For each run (default 3) every recording goes through both systems, one after the other,
 the order alternating between runs and recordings:
-  (a) `babelfish replay --pace realtime` (a subprocess: the real supervisor and stage processes), and
+  (a) `babelfish replay --pace realtime` (a subprocess: the real supervisor and stage
+      processes), and
   (b) the naive cascade, babelfish/naive.py (a subprocess too, so its memory is measured alone):
       one loop that waits for the whole utterance (the same endpointer, without Babelfish's pause
       cut), transcribes, translates and synthesizes all of it, then plays it.
@@ -27,7 +28,8 @@ the system's own clock (stamps capture.speech_start / speech_end of the pieces, 
       translation of what they last said. The goal is stated on this one. When the last piece
       gives no audio, (a) is missing for the turn and counted ("last part silent").
   (b) end of the turn -> first heard audio of anything of the turn. Babelfish's can be NEGATIVE:
-      it starts speaking the first pieces while the speaker is still talking. Reported, not the goal.
+      it starts speaking the first pieces while the speaker is still talking. Reported, not the
+      goal.
   (c) start of the turn's speech -> first heard audio, over all turns and over turns > 6 s.
   (f) start of the turn's speech -> end of its first piece (positions in the recording): what
       (c) cannot go below when the first piece is translated only once it is over; only early
@@ -46,6 +48,7 @@ Measured per run, then as medians over the runs, with the ratio Babelfish / naiv
 Prints one line per system and run, then a markdown table for the README and the exact command,
 and writes everything as JSON (--json-out). Each run's reports are kept in --work-dir.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,11 +78,18 @@ STAGES = ("capture", "asr", "mt", "tts", "playback")
 PATH_STAGES = ("vad", "asr", "mt", "tts", "playback")  # report.stage_times, along the path
 DEFAULT_INPUTS = [REPO / "samples" / "suite.toml", REPO / "samples" / "bench" / "suite.toml"]
 LONG_TURN_S = 6.0
-KEPT_STAMPS = {("capture", "speech_start"), ("capture", "speech_end"), ("capture", "endpoint"),
-               ("playback", "first_audio"), ("playback", "heard"), ("playback", "early_heard")}
+KEPT_STAMPS = {
+    ("capture", "speech_start"),
+    ("capture", "speech_end"),
+    ("capture", "endpoint"),
+    ("playback", "first_audio"),
+    ("playback", "heard"),
+    ("playback", "early_heard"),
+}
 
 
 # ---- measuring one process tree -----------------------------------------------------------------
+
 
 def _vm_hwm_kb(pid: int) -> int:
     try:
@@ -92,15 +102,15 @@ def _vm_hwm_kb(pid: int) -> int:
     return 0
 
 
-def measure(cmd: list[str], *, interval: float = 0.2, timeout: float = 900,
-            cwd: Path = REPO) -> dict:
+def measure(
+    cmd: list[str], *, interval: float = 0.2, timeout: float = 900, cwd: Path = REPO
+) -> dict:
     """Run cmd to its end. Returns {"returncode", "stdout", "stderr", "wall_s", "cpu_s",
     "cpu_s_sampled", "peak_rss_mb", "processes"}: CPU of the whole tree (reaped descendants, exact),
     the summed per-process peak RSS (VmHWM) of every process seen in the tree."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     hwm: dict[int, int] = {}
     cpu: dict[int, float] = {}
     root = psutil.Process(proc.pid)
@@ -121,8 +131,10 @@ def measure(cmd: list[str], *, interval: float = 0.2, timeout: float = 900,
 
     # read the pipes in the background so the child never blocks on a full pipe
     chunks = {"out": [], "err": []}
-    readers = [threading.Thread(target=lambda s=s, k=k: chunks[k].append(s.read()), daemon=True)
-               for s, k in ((proc.stdout, "out"), (proc.stderr, "err"))]
+    readers = [
+        threading.Thread(target=lambda s=s, k=k: chunks[k].append(s.read()), daemon=True)
+        for s, k in ((proc.stdout, "out"), (proc.stderr, "err"))
+    ]
     for r in readers:
         r.start()
     while proc.poll() is None:
@@ -136,24 +148,62 @@ def measure(cmd: list[str], *, interval: float = 0.2, timeout: float = 900,
         r.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"returncode": proc.returncode, "stdout": "".join(chunks["out"]),
-            "stderr": "".join(chunks["err"]), "wall_s": round(time.monotonic() - t0, 2),
-            "cpu_s": round(cpu_s, 3), "cpu_s_sampled": round(sum(cpu.values()), 3),
-            "peak_rss_mb": round(sum(hwm.values()) / 1024, 1), "processes": len(hwm)}
+    return {
+        "returncode": proc.returncode,
+        "stdout": "".join(chunks["out"]),
+        "stderr": "".join(chunks["err"]),
+        "wall_s": round(time.monotonic() - t0, 2),
+        "cpu_s": round(cpu_s, 3),
+        "cpu_s_sampled": round(sum(cpu.values()), 3),
+        "peak_rss_mb": round(sum(hwm.values()) / 1024, 1),
+        "processes": len(hwm),
+    }
 
 
 # ---- one system on one recording ----------------------------------------------------------------
 
-def command(system: str, wav: Path, report: Path, out_wav: Path, config: str | None,
-            source_lang: str | None = None, target_lang: str | None = None) -> list[str]:
+
+def command(
+    system: str,
+    wav: Path,
+    report: Path,
+    out_wav: Path,
+    config: str | None,
+    source_lang: str | None = None,
+    target_lang: str | None = None,
+) -> list[str]:
     extra = ["--config", config] if config else []
     extra += ["--from", source_lang] if source_lang else []
     extra += ["--to", target_lang] if target_lang else []
     if system == "babelfish":
-        return [sys.executable, "-m", "babelfish", "replay", str(wav), "--pace", "realtime",
-                "--report", str(report), "--out", str(out_wav), *extra]
-    return [sys.executable, "-m", "babelfish.naive", str(wav), "--pace", "realtime",
-            "--report", str(report), "--out", str(out_wav), "-q", *extra]
+        return [
+            sys.executable,
+            "-m",
+            "babelfish",
+            "replay",
+            str(wav),
+            "--pace",
+            "realtime",
+            "--report",
+            str(report),
+            "--out",
+            str(out_wav),
+            *extra,
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "babelfish.naive",
+        str(wav),
+        "--pace",
+        "realtime",
+        "--report",
+        str(report),
+        "--out",
+        str(out_wav),
+        "-q",
+        *extra,
+    ]
 
 
 def slim_utterance(u: dict) -> dict:
@@ -162,34 +212,49 @@ def slim_utterance(u: dict) -> dict:
     for stage, event, ns in u.get("stamps", []):
         if (stage, event) in KEPT_STAMPS:
             stamps.setdefault(f"{stage}.{event}", ns)
-    return {"id": u["id"], "speech_start_s": u["speech_start_s"],
-            "speech_end_s": u["speech_end_s"], "text": u.get("translated_text", ""),
-            "stages": u.get("stages", {}), "latency_ms": u.get("latency_ms", {}),
-            "stamps": stamps}
+    return {
+        "id": u["id"],
+        "speech_start_s": u["speech_start_s"],
+        "speech_end_s": u["speech_end_s"],
+        "text": u.get("translated_text", ""),
+        "stages": u.get("stages", {}),
+        "latency_ms": u.get("latency_ms", {}),
+        "stamps": stamps,
+    }
 
 
 def run_one(system: str, entry: Entry, work: Path, run: int, config: str | None) -> dict:
     wav = entry.path
     report = work / f"run{run}-{system}-{entry.name}.json"
     out_wav = work / f"run{run}-{system}-{entry.name}.wav"
-    m = measure(command(system, wav, report, out_wav, config, entry.source_lang,
-                        entry.target_lang))
+    m = measure(command(system, wav, report, out_wav, config, entry.source_lang, entry.target_lang))
     if m["returncode"] != 0:
         last = (m["stderr"].strip().splitlines() or ["(no output)"])[-1]
         raise SystemExit(f"bench: {system} failed on {wav} (exit {m['returncode']}): {last}")
     rep = json.loads(report.read_text())
     s = rep["summary"]
-    e2e = [u["latency_ms"]["end_of_speech_to_first_audio"] for u in rep["utterances"]
-           if "end_of_speech_to_first_audio" in u.get("latency_ms", {})]
+    e2e = [
+        u["latency_ms"]["end_of_speech_to_first_audio"]
+        for u in rep["utterances"]
+        if "end_of_speech_to_first_audio" in u.get("latency_ms", {})
+    ]
     texts = [u.get("translated_text", "") for u in rep["utterances"]]
     return {
-        "name": entry.name, "wav": str(wav), "report": str(report),
-        "input_s": s.get("input_s", 0.0), "e2e_ms": e2e,
-        "rtf": s.get("rtf", {}), "cpu_s": m["cpu_s"], "cpu_s_sampled": m["cpu_s_sampled"],
-        "peak_rss_mb": m["peak_rss_mb"], "report_peak_rss_mb": s.get("peak_rss_mb"),
-        "processes": m["processes"], "wall_s": m["wall_s"],
+        "name": entry.name,
+        "wav": str(wav),
+        "report": str(report),
+        "input_s": s.get("input_s", 0.0),
+        "e2e_ms": e2e,
+        "rtf": s.get("rtf", {}),
+        "cpu_s": m["cpu_s"],
+        "cpu_s_sampled": m["cpu_s_sampled"],
+        "peak_rss_mb": m["peak_rss_mb"],
+        "report_peak_rss_mb": s.get("peak_rss_mb"),
+        "processes": m["processes"],
+        "wall_s": m["wall_s"],
         "start_to_ready_ms": s.get("start_to_ready_ms"),
-        "degradations": len(s.get("degradations") or []), "utterances": len(rep["utterances"]),
+        "degradations": len(s.get("degradations") or []),
+        "utterances": len(rep["utterances"]),
         "lost": len(s.get("lost_utterances") or []),
         "texts": texts,
         "quality": check_quality(entry.expect, texts) if entry.expect else None,
@@ -198,6 +263,7 @@ def run_one(system: str, entry: Entry, work: Path, run: int, config: str | None)
 
 
 # ---- turns --------------------------------------------------------------------------------------
+
 
 def match_turns(turns: list[dict], pieces: list[dict]) -> tuple[list[list[int]], list[int]]:
     """Each piece (an utterance of either system) goes to the turn (a naive utterance) its speech
@@ -208,8 +274,9 @@ def match_turns(turns: list[dict], pieces: list[dict]) -> tuple[list[list[int]],
     for j, p in enumerate(pieces):
         best, best_overlap = None, 0.0
         for i, t in enumerate(turns):
-            overlap = min(t["speech_end_s"], p["speech_end_s"]) - max(t["speech_start_s"],
-                                                                       p["speech_start_s"])
+            overlap = min(t["speech_end_s"], p["speech_end_s"]) - max(
+                t["speech_start_s"], p["speech_start_s"]
+            )
             if overlap > best_overlap:
                 best, best_overlap = i, overlap
         if best is None:
@@ -240,20 +307,29 @@ def _ms(ns: int | None) -> float | None:
 
 def turn_metrics(turn: dict, pieces: list[dict]) -> dict:
     """(a), (b), (c) of one turn for one system, from its pieces of the turn (time order)."""
-    out = {"speech_start_s": turn["speech_start_s"], "speech_end_s": turn["speech_end_s"],
-           "turn_s": round(turn["speech_end_s"] - turn["speech_start_s"], 3),
-           "pieces": len(pieces), "end_to_last_heard_ms": None, "end_to_first_heard_ms": None,
-           "start_to_first_heard_ms": None, "start_to_first_piece_end_ms": None,
-           "last_part_silent": False, "last_path_ms": {},
-           "texts": [p["text"] for p in pieces]}
+    out = {
+        "speech_start_s": turn["speech_start_s"],
+        "speech_end_s": turn["speech_end_s"],
+        "turn_s": round(turn["speech_end_s"] - turn["speech_start_s"], 3),
+        "pieces": len(pieces),
+        "end_to_last_heard_ms": None,
+        "end_to_first_heard_ms": None,
+        "start_to_first_heard_ms": None,
+        "start_to_first_piece_end_ms": None,
+        "last_part_silent": False,
+        "last_path_ms": {},
+        "texts": [p["text"] for p in pieces],
+    }
     if not pieces:
         out["last_part_silent"] = True
         return out
     first = min(pieces, key=lambda p: p["speech_start_s"])
     out["start_to_first_piece_end_ms"] = round(
-        (first["speech_end_s"] - turn["speech_start_s"]) * 1000, 1)
-    starts = [p["stamps"]["capture.speech_start"] for p in pieces
-              if "capture.speech_start" in p["stamps"]]
+        (first["speech_end_s"] - turn["speech_start_s"]) * 1000, 1
+    )
+    starts = [
+        p["stamps"]["capture.speech_start"] for p in pieces if "capture.speech_start" in p["stamps"]
+    ]
     last = max(pieces, key=lambda p: p["speech_end_s"])
     end_ns = last["stamps"].get("capture.speech_end")
     # the last piece should end where the turn ends (same VAD, same positions): say if not
@@ -291,15 +367,26 @@ def recording_turns(naive_rec: dict, rec: dict) -> tuple[list[dict], int]:
 
 def turn_stats(turns: list[dict]) -> dict:
     """Percentiles over the turns of one system's run."""
-    def col(key, long_only=False):
-        return [t[key] for t in turns if t[key] is not None
-                and (not long_only or t["turn_s"] > LONG_TURN_S)]
 
-    out = {"turns": len(turns), "long_turns": sum(t["turn_s"] > LONG_TURN_S for t in turns),
-           "pieces": sum(t["pieces"] for t in turns),
-           "last_part_silent": sum(t["last_part_silent"] for t in turns)}
-    for key, short in (("end_to_last_heard_ms", "a"), ("end_to_first_heard_ms", "b"),
-                       ("start_to_first_heard_ms", "c"), ("start_to_first_piece_end_ms", "f")):
+    def col(key, long_only=False):
+        return [
+            t[key]
+            for t in turns
+            if t[key] is not None and (not long_only or t["turn_s"] > LONG_TURN_S)
+        ]
+
+    out = {
+        "turns": len(turns),
+        "long_turns": sum(t["turn_s"] > LONG_TURN_S for t in turns),
+        "pieces": sum(t["pieces"] for t in turns),
+        "last_part_silent": sum(t["last_part_silent"] for t in turns),
+    }
+    for key, short in (
+        ("end_to_last_heard_ms", "a"),
+        ("end_to_first_heard_ms", "b"),
+        ("start_to_first_heard_ms", "c"),
+        ("start_to_first_piece_end_ms", "f"),
+    ):
         for long_only, tag in ((False, ""), (True, "_long")):
             v = col(key, long_only)
             out[f"{short}{tag}_p50_ms"] = percentile(v, 50)
@@ -315,7 +402,8 @@ def turn_stats(turns: list[dict]) -> dict:
     return out
 
 
-# ---- aggregating ----------------------------------------------------------------------------------
+# ---- aggregating ---------------------------------------------------------------------------------
+
 
 def aggregate(recs: list[dict], turns: list[dict] | None = None) -> dict:
     """One system's run over all recordings: pooled percentiles, length-weighted RTFs, CPU per
@@ -336,17 +424,21 @@ def aggregate(recs: list[dict], turns: list[dict] | None = None) -> dict:
                 stage_ms.setdefault(k, []).append(v)
     checked = [r["quality"] for r in recs if r.get("quality") is not None]
     out = {
-        "e2e_p50_ms": percentile(e2e, 50), "e2e_p95_ms": percentile(e2e, 95),
-        "utterances": len(e2e), "rtf": rtf,
+        "e2e_p50_ms": percentile(e2e, 50),
+        "e2e_p95_ms": percentile(e2e, 95),
+        "utterances": len(e2e),
+        "rtf": rtf,
         "stage_ms_p50": {k: percentile(stage_ms[k], 50) for k in PATH_STAGES if k in stage_ms},
         "cpu_s_per_audio_s": round(sum(r["cpu_s"] for r in recs) / audio, 3) if audio else None,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in recs),
         "start_to_ready_ms": max((r["start_to_ready_ms"] or 0) for r in recs),
         "degradations": sum(r["degradations"] for r in recs),
         "lost": sum(r.get("lost", 0) for r in recs),
-        "quality_passed": sum(q["passed"] for q in checked), "quality_checked": len(checked),
-        "quality_failed": [r["name"] for r in recs
-                           if r.get("quality") is not None and not r["quality"]["passed"]],
+        "quality_passed": sum(q["passed"] for q in checked),
+        "quality_checked": len(checked),
+        "quality_failed": [
+            r["name"] for r in recs if r.get("quality") is not None and not r["quality"]["passed"]
+        ],
     }
     if turns is not None:
         out["turns"] = turn_stats(turns)
@@ -358,7 +450,9 @@ def _median(values):
     return round(statistics.median(values), 3) if values else None
 
 
-TURN_KEYS = [f"{m}{tag}_{q}_ms" for m in "abcf" for tag in ("", "_long") for q in ("p50", "p95", "max")]
+TURN_KEYS = [
+    f"{m}{tag}_{q}_ms" for m in "abcf" for tag in ("", "_long") for q in ("p50", "p95", "max")
+]
 
 
 def medians(runs: list[dict]) -> dict:
@@ -366,31 +460,39 @@ def medians(runs: list[dict]) -> dict:
     for system in SYSTEMS:
         aggs = [r["aggregate"] for r in runs if r["system"] == system]
         stages = sorted({st for a in aggs for st in a["rtf"]}, key=STAGES.index)
-        path_stages = sorted({st for a in aggs for st in a.get("stage_ms_p50", {})},
-                             key=PATH_STAGES.index)
+        path_stages = sorted(
+            {st for a in aggs for st in a.get("stage_ms_p50", {})}, key=PATH_STAGES.index
+        )
         out[system] = {
             "e2e_p50_ms": _median([a["e2e_p50_ms"] for a in aggs]),
             "e2e_p95_ms": _median([a["e2e_p95_ms"] for a in aggs]),
             "rtf": {st: _median([a["rtf"].get(st) for a in aggs]) for st in stages},
-            "stage_ms_p50": {st: _median([a.get("stage_ms_p50", {}).get(st) for a in aggs])
-                             for st in path_stages},
+            "stage_ms_p50": {
+                st: _median([a.get("stage_ms_p50", {}).get(st) for a in aggs]) for st in path_stages
+            },
             "cpu_s_per_audio_s": _median([a["cpu_s_per_audio_s"] for a in aggs]),
             "peak_rss_mb": _median([a["peak_rss_mb"] for a in aggs]),
             "start_to_ready_ms": _median([a["start_to_ready_ms"] for a in aggs]),
             "degradations": [a["degradations"] for a in aggs],
             "lost": [a.get("lost", 0) for a in aggs],
-            "quality": [f"{a.get('quality_passed', 0)}/{a.get('quality_checked', 0)}"
-                        for a in aggs],
+            "quality": [
+                f"{a.get('quality_passed', 0)}/{a.get('quality_checked', 0)}" for a in aggs
+            ],
         }
         tstats = [a["turns"] for a in aggs if "turns" in a]
         if tstats:
             t = {k: _median([x.get(k) for x in tstats]) for k in TURN_KEYS}
-            t.update(turns=tstats[0]["turns"], long_turns=tstats[0]["long_turns"],
-                     pieces=[x["pieces"] for x in tstats],
-                     last_part_silent=[x["last_part_silent"] for x in tstats])
+            t.update(
+                turns=tstats[0]["turns"],
+                long_turns=tstats[0]["long_turns"],
+                pieces=[x["pieces"] for x in tstats],
+                last_part_silent=[x["last_part_silent"] for x in tstats],
+            )
             for pk in ("a_path_p50_ms", "a_long_path_p50_ms"):
-                keys = sorted({k for x in tstats for k in x.get(pk, {})},
-                              key=lambda k: (PATH_STAGES + ("queue",)).index(k))
+                keys = sorted(
+                    {k for x in tstats for k in x.get(pk, {})},
+                    key=lambda k: (PATH_STAGES + ("queue",)).index(k),
+                )
                 t[pk] = {k: _median([x.get(pk, {}).get(k) for x in tstats]) for k in keys}
             out[system]["turns"] = t
     b, n = out["babelfish"], out["naive"]
@@ -407,13 +509,16 @@ def medians(runs: list[dict]) -> dict:
         "start_to_ready_ms": ratio(b["start_to_ready_ms"], n["start_to_ready_ms"]),
     }
     if "turns" in b and "turns" in n:
-        out["ratio"]["turns"] = {k: ratio(b["turns"][k], n["turns"][k]) for k in TURN_KEYS
-                                 if not k.startswith("b")}  # (b) can be negative: no ratio
+        out["ratio"]["turns"] = {
+            k: ratio(b["turns"][k], n["turns"][k]) for k in TURN_KEYS if not k.startswith("b")
+        }  # (b) can be negative: no ratio
         a_ratio = out["ratio"]["turns"]["a_p50_ms"]
         c_long = b["turns"]["c_long_p95_ms"]
         out["goal"] = {
-            "end_ratio_a_p50": a_ratio, "end_met": a_ratio is not None and a_ratio <= 0.5,
-            "start_long_p95_ms": c_long, "start_long_max_ms": b["turns"]["c_long_max_ms"],
+            "end_ratio_a_p50": a_ratio,
+            "end_met": a_ratio is not None and a_ratio <= 0.5,
+            "start_long_p95_ms": c_long,
+            "start_long_max_ms": b["turns"]["c_long_max_ms"],
             "start_met": c_long is not None and c_long < 3000,
         }
     return out
@@ -426,12 +531,16 @@ def _f(v, digits=0, suffix=""):
 
 
 def _path_row(label: str, b: dict, n: dict) -> tuple[str, str, str, str]:
-    """Where (a) goes: the stage times of the last part, and its wait behind speech still playing."""
+    """Where (a) goes: the stage times of the last part, and its wait behind speech still
+    playing."""
     keys = [k for k in PATH_STAGES + ("queue",) if k in b or k in n]
     names = {"vad": "endpoint", "playback": "to sink", "queue": "waiting to play"}
-    return (f"{label}: {' / '.join(names.get(k, k) for k in keys)}",
-            " / ".join(_f(b.get(k)) for k in keys) + " ms",
-            " / ".join(_f(n.get(k)) for k in keys) + " ms", "")
+    return (
+        f"{label}: {' / '.join(names.get(k, k) for k in keys)}",
+        " / ".join(_f(b.get(k)) for k in keys) + " ms",
+        " / ".join(_f(n.get(k)) for k in keys) + " ms",
+        "",
+    )
 
 
 def markdown(med: dict, info: dict) -> str:
@@ -440,87 +549,155 @@ def markdown(med: dict, info: dict) -> str:
     def row(label, key, digits=0, suffix=" ms", src=None, ratio=True):
         bs, ns = (b, n) if src is None else (b.get(src, {}), n.get(src, {}))
         rs = r if src is None else r.get(src, {})
-        return (label, _f(bs.get(key), digits, suffix), _f(ns.get(key), digits, suffix),
-                _f(rs.get(key), 2, "×") if ratio else "")
+        return (
+            label,
+            _f(bs.get(key), digits, suffix),
+            _f(ns.get(key), digits, suffix),
+            _f(rs.get(key), 2, "×") if ratio else "",
+        )
 
     rows = []
     if "turns" in b and "turns" in n:
         bt, nt = b["turns"], n["turns"]
         rows += [
-            (f"Turns (of them > {LONG_TURN_S:.0f} s); Babelfish pieces per run",
-             f"{bt['turns']} ({bt['long_turns']}); {', '.join(map(str, bt['pieces']))}",
-             f"{nt['turns']} ({nt['long_turns']})", ""),
-            row("(a) End of turn → its last part's translation heard, p50", "a_p50_ms", src="turns"),
-            row("(a) End of turn → its last part's translation heard, p95", "a_p95_ms", src="turns"),
+            (
+                f"Turns (of them > {LONG_TURN_S:.0f} s); Babelfish pieces per run",
+                f"{bt['turns']} ({bt['long_turns']}); {', '.join(map(str, bt['pieces']))}",
+                f"{nt['turns']} ({nt['long_turns']})",
+                "",
+            ),
+            row(
+                "(a) End of turn → its last part's translation heard, p50", "a_p50_ms", src="turns"
+            ),
+            row(
+                "(a) End of turn → its last part's translation heard, p95", "a_p95_ms", src="turns"
+            ),
             row(f"(a) ... turns > {LONG_TURN_S:.0f} s, p50", "a_long_p50_ms", src="turns"),
             row(f"(a) ... turns > {LONG_TURN_S:.0f} s, p95", "a_long_p95_ms", src="turns"),
-            row("(b) End of turn → first translated audio heard, p50 (< 0: before the end)",
-                "b_p50_ms", src="turns", ratio=False),
+            row(
+                "(b) End of turn → first translated audio heard, p50 (< 0: before the end)",
+                "b_p50_ms",
+                src="turns",
+                ratio=False,
+            ),
             row("(c) Start of turn → first translated audio heard, p50", "c_p50_ms", src="turns"),
             row("(c) Start of turn → first translated audio heard, p95", "c_p95_ms", src="turns"),
             row(f"(c) ... turns > {LONG_TURN_S:.0f} s, p50", "c_long_p50_ms", src="turns"),
             row(f"(c) ... turns > {LONG_TURN_S:.0f} s, p95", "c_long_p95_ms", src="turns"),
-            row(f"(f) Start of turn → end of its first piece, turns > {LONG_TURN_S:.0f} s, p50 "
+            row(
+                f"(f) Start of turn → end of its first piece, turns > {LONG_TURN_S:.0f} s, p50 "
                 "(what (c) is without early speech, less the path after the piece)",
-                "f_long_p50_ms", src="turns", ratio=False),
-            _path_row(f"(a) turns > {LONG_TURN_S:.0f} s, p50 along the last part's path",
-                      bt["a_long_path_p50_ms"], nt["a_long_path_p50_ms"]),
+                "f_long_p50_ms",
+                src="turns",
+                ratio=False,
+            ),
+            _path_row(
+                f"(a) turns > {LONG_TURN_S:.0f} s, p50 along the last part's path",
+                bt["a_long_path_p50_ms"],
+                nt["a_long_path_p50_ms"],
+            ),
         ]
     rows += [
         row("End of speech → first audio, p50 (per utterance)", "e2e_p50_ms"),
         row("End of speech → first audio, p95 (per utterance)", "e2e_p95_ms"),
     ]
-    stages = [k for k in PATH_STAGES if k in b.get("stage_ms_p50", {}) or k in n.get("stage_ms_p50", {})]
+    stages = [
+        k for k in PATH_STAGES if k in b.get("stage_ms_p50", {}) or k in n.get("stage_ms_p50", {})
+    ]
     if stages:
-        rows.append((f"Stage times p50 per utterance: {' / '.join(stages)}",
-                     " / ".join(_f(b["stage_ms_p50"].get(k)) for k in stages) + " ms",
-                     " / ".join(_f(n["stage_ms_p50"].get(k)) for k in stages) + " ms", ""))
+        rows.append(
+            (
+                f"Stage times p50 per utterance: {' / '.join(stages)}",
+                " / ".join(_f(b["stage_ms_p50"].get(k)) for k in stages) + " ms",
+                " / ".join(_f(n["stage_ms_p50"].get(k)) for k in stages) + " ms",
+                "",
+            )
+        )
     for st in b["rtf"]:
         if st in ("capture", "playback"):
             continue
-        rows.append((f"Real-time factor, {st}", _f(b["rtf"][st], 2), _f(n["rtf"].get(st), 2),
-                     _f(r["rtf"].get(st), 2, "×")))
+        rows.append(
+            (
+                f"Real-time factor, {st}",
+                _f(b["rtf"][st], 2),
+                _f(n["rtf"].get(st), 2),
+                _f(r["rtf"].get(st), 2, "×"),
+            )
+        )
     rows += [
-        ("CPU seconds per second of audio (all processes)", _f(b["cpu_s_per_audio_s"], 2),
-         _f(n["cpu_s_per_audio_s"], 2), _f(r["cpu_s_per_audio_s"], 2, "×")),
-        ("Peak RSS, summed over all processes", _f(b["peak_rss_mb"], 0, " MB"),
-         _f(n["peak_rss_mb"], 0, " MB"), _f(r["peak_rss_mb"], 2, "×")),
-        ("Start to ready (models loaded)", _f(b["start_to_ready_ms"], 0, " ms"),
-         _f(n["start_to_ready_ms"], 0, " ms"), _f(r["start_to_ready_ms"], 2, "×")),
+        (
+            "CPU seconds per second of audio (all processes)",
+            _f(b["cpu_s_per_audio_s"], 2),
+            _f(n["cpu_s_per_audio_s"], 2),
+            _f(r["cpu_s_per_audio_s"], 2, "×"),
+        ),
+        (
+            "Peak RSS, summed over all processes",
+            _f(b["peak_rss_mb"], 0, " MB"),
+            _f(n["peak_rss_mb"], 0, " MB"),
+            _f(r["peak_rss_mb"], 2, "×"),
+        ),
+        (
+            "Start to ready (models loaded)",
+            _f(b["start_to_ready_ms"], 0, " ms"),
+            _f(n["start_to_ready_ms"], 0, " ms"),
+            _f(r["start_to_ready_ms"], 2, "×"),
+        ),
     ]
     if b.get("quality") and any(q != "0/0" for q in b["quality"] + n.get("quality", [])):
-        rows.append(("Recordings with all expected words, per run", ", ".join(b["quality"]),
-                     ", ".join(n["quality"]), ""))
-    lines = ["| | Babelfish pipeline | naive cascade | Babelfish / naive |",
-             "|---|---:|---:|---:|"]
+        rows.append(
+            (
+                "Recordings with all expected words, per run",
+                ", ".join(b["quality"]),
+                ", ".join(n["quality"]),
+                "",
+            )
+        )
+    lines = ["| | Babelfish pipeline | naive cascade | Babelfish / naive |", "|---|---:|---:|---:|"]
     lines += [f"| {a} | {x} | {y} | {z} |" for a, x, y, z in rows]
     lines.append("")
-    lines.append(f"Medians of {info['runs']} runs (alternating) on {info['recordings']} "
-                 f"({info['audio_s']:.1f} s of audio), realtime pace, same models and config; "
-                 f"{info['machine']}. Pipeline degradation steps per run: "
-                 f"{', '.join(map(str, b['degradations']))} (the naive cascade never degrades).")
+    lines.append(
+        f"Medians of {info['runs']} runs (alternating) on {info['recordings']} "
+        f"({info['audio_s']:.1f} s of audio), realtime pace, same models and config; "
+        f"{info['machine']}. Pipeline degradation steps per run: "
+        f"{', '.join(map(str, b['degradations']))} (the naive cascade never degrades)."
+    )
     g = med.get("goal")
     if g:
         lines.append(
             f"Goal: (a) p50 Babelfish/naive {_f(g['end_ratio_a_p50'], 2, '×')} (≤ 0.50×: "
             f"{'met' if g['end_met'] else 'NOT met'}); (c) for turns > {LONG_TURN_S:.0f} s, "
             f"Babelfish p95 {_f(g['start_long_p95_ms'], 0, ' ms')} (< 3,000 ms: "
-            f"{'met' if g['start_met'] else 'NOT met'}).")
+            f"{'met' if g['start_met'] else 'NOT met'})."
+        )
     lines.append(f"Command: `{info['command']}`")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("inputs", nargs="*", metavar="WAV|SUITE.toml|DIR",
-                   help="recordings (default samples/suite.toml and samples/bench/suite.toml)")
-    p.add_argument("--runs", type=int, default=3, metavar="N", help="runs of each system (default 3)")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="WAV|SUITE.toml|DIR",
+        help="recordings (default samples/suite.toml and samples/bench/suite.toml)",
+    )
+    p.add_argument(
+        "--runs", type=int, default=3, metavar="N", help="runs of each system (default 3)"
+    )
     p.add_argument("--config", help="a TOML config for both systems")
     p.add_argument("--json-out", default=str(REPO / "out" / "bench.json"), metavar="PATH")
-    p.add_argument("--work-dir", default=str(REPO / "out" / "bench-runs"), metavar="DIR",
-                   help="where each run's reports and output WAVs are kept")
-    p.add_argument("--table-from", metavar="BENCH.json",
-                   help="run nothing: recompute the medians and the table from a saved --json-out")
+    p.add_argument(
+        "--work-dir",
+        default=str(REPO / "out" / "bench-runs"),
+        metavar="DIR",
+        help="where each run's reports and output WAVs are kept",
+    )
+    p.add_argument(
+        "--table-from",
+        metavar="BENCH.json",
+        help="run nothing: recompute the medians and the table from a saved --json-out",
+    )
     args = p.parse_args(argv)
     if args.table_from:
         saved = json.loads(Path(args.table_from).read_text())
@@ -542,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
     py = Path(sys.executable)
     py_name = os.path.relpath(py, REPO) if py.is_relative_to(REPO) else "python"
     cmdline = f"{py_name} scripts/bench.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
     cmdline = cmdline.strip()
 
     load_start = os.getloadavg()[0]
@@ -563,17 +741,28 @@ def main(argv: list[str] | None = None) -> int:
                 unmatched += u
             agg = aggregate(recs[system], turns)
             agg["turns"]["unmatched_pieces"] = unmatched
-            runs.append({"run": run, "system": system, "recordings": recs[system],
-                         "turn_list": turns, "aggregate": agg})
+            runs.append(
+                {
+                    "run": run,
+                    "system": system,
+                    "recordings": recs[system],
+                    "turn_list": turns,
+                    "aggregate": agg,
+                }
+            )
             t = agg["turns"]
             rtf = " ".join(f"{k} {v:.2f}" for k, v in agg["rtf"].items())
-            print(f"run {run} {LABELS[system]:18s} turns {t['turns']}: (a) p50 "
-                  f"{_f(t['a_p50_ms'])} ms, (b) p50 {_f(t['b_p50_ms'])} ms, (c) > {LONG_TURN_S:.0f} s "
-                  f"p95 {_f(t['c_long_p95_ms'])} ms; utterances {agg['utterances']}: e2e p50 "
-                  f"{_f(agg['e2e_p50_ms'])} ms, p95 {_f(agg['e2e_p95_ms'])} ms; RTF {rtf}; "
-                  f"CPU {agg['cpu_s_per_audio_s']:.2f} s/s; peak RSS {agg['peak_rss_mb']:.0f} MB; "
-                  f"degradations {agg['degradations']}; quality {agg['quality_passed']}/"
-                  f"{agg['quality_checked']}", flush=True)
+            print(
+                f"run {run} {LABELS[system]:18s} turns {t['turns']}: (a) p50 "
+                f"{_f(t['a_p50_ms'])} ms, (b) p50 {_f(t['b_p50_ms'])} ms, "
+                f"(c) > {LONG_TURN_S:.0f} s "
+                f"p95 {_f(t['c_long_p95_ms'])} ms; utterances {agg['utterances']}: e2e p50 "
+                f"{_f(agg['e2e_p50_ms'])} ms, p95 {_f(agg['e2e_p95_ms'])} ms; RTF {rtf}; "
+                f"CPU {agg['cpu_s_per_audio_s']:.2f} s/s; peak RSS {agg['peak_rss_mb']:.0f} MB; "
+                f"degradations {agg['degradations']}; quality {agg['quality_passed']}/"
+                f"{agg['quality_checked']}",
+                flush=True,
+            )
 
     med = medians(runs)
     audio_s = sum(r["input_s"] for r in runs[0]["recordings"])
@@ -581,19 +770,24 @@ def main(argv: list[str] | None = None) -> int:
     for e in entries:
         q = e.path.resolve()
         names.append(os.path.relpath(q, REPO) if q.is_relative_to(REPO) else str(q))
-    info = {"runs": args.runs, "audio_s": audio_s, "command": cmdline,
-            "recordings": ", ".join(names),
-            "machine": f"{psutil.cpu_count()} CPU cores, {platform.machine()}, Linux "
-                       f"{platform.release()}, load average {load_start:.1f} at the start and "
-                       f"{os.getloadavg()[0]:.1f} at the end"}
+    info = {
+        "runs": args.runs,
+        "audio_s": audio_s,
+        "command": cmdline,
+        "recordings": ", ".join(names),
+        "machine": f"{psutil.cpu_count()} CPU cores, {platform.machine()}, Linux "
+        f"{platform.release()}, load average {load_start:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end",
+    }
     from figures import stamp  # scripts/figures.py: when and on which commit
 
     info.update(stamp())
     table = markdown(med, info)
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": cmdline, "info": info, "median": med, "runs": runs},
-                              indent=2))
+    out.write_text(
+        json.dumps({"command": cmdline, "info": info, "median": med, "runs": runs}, indent=2)
+    )
     print()
     print(table)
     print(f"\nresults: {out}")

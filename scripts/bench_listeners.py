@@ -13,6 +13,7 @@ Prints, on the CPU:
     .venv/bin/python scripts/bench_listeners.py [--minutes 10] [--spanish] \
                                                 [--json-out out/bench_listeners.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -166,8 +167,10 @@ def english_speech(minutes: float, cache: Path) -> np.ndarray:
         k += 1
     x = np.concatenate(parts)
     sf.write(cache, x, RATE, subtype="PCM_16")
-    print(f"synthesized {len(x) / RATE / 60:.1f} min of English ({k} sentences, "
-          f"{min(k, len(SENTENCES))} different) in {time.monotonic() - t0:.0f} s -> {cache}")
+    print(
+        f"synthesized {len(x) / RATE / 60:.1f} min of English ({k} sentences, "
+        f"{min(k, len(SENTENCES))} different) in {time.monotonic() - t0:.0f} s -> {cache}"
+    )
     return x
 
 
@@ -181,8 +184,10 @@ def spanish_speech(cache: Path) -> np.ndarray | None:
     with tempfile.TemporaryDirectory() as d:
         for i, text in enumerate(SPANISH * 3):
             wav = Path(d) / f"{i}.wav"
-            subprocess.run(["espeak-ng", "-v", "es", "-s", str(140 + 15 * (i % 3)), "-w", str(wav), text],
-                           check=True)
+            subprocess.run(
+                ["espeak-ng", "-v", "es", "-s", str(140 + 15 * (i % 3)), "-w", str(wav), text],
+                check=True,
+            )
             a, sr = sf.read(wav, dtype="float32")
             parts += [_to16k(a, sr), np.zeros(RATE // 2, np.int16)]
     x = np.concatenate(parts)
@@ -198,9 +203,14 @@ def run_wakeword(name: str, x: np.ndarray) -> dict:
         if ww.process(x[i : i + CHUNK]):
             hits.append(ww.last_detection / RATE)
     cpu = time.process_time() - c0
-    return {"ms_per_inference": ww.stats.mean_ms, "inferences": ww.stats.inferences,
-            "cpu_s_per_audio_s": cpu / (len(x) / RATE), "false_triggers": len(hits),
-            "at_s": [round(h, 1) for h in hits], "threshold": ww.threshold}
+    return {
+        "ms_per_inference": ww.stats.mean_ms,
+        "inferences": ww.stats.inferences,
+        "cpu_s_per_audio_s": cpu / (len(x) / RATE),
+        "false_triggers": len(hits),
+        "at_s": [round(h, 1) for h in hits],
+        "threshold": ww.threshold,
+    }
 
 
 def run_vad(vad, x: np.ndarray) -> dict:
@@ -211,18 +221,28 @@ def run_vad(vad, x: np.ndarray) -> dict:
     for i in range(frames):
         speech += vad.is_speech(x[i * n : (i + 1) * n])
     wall_ns, cpu = time.perf_counter_ns() - t0, time.process_time() - c0
-    return {"ms_per_inference": wall_ns / frames / 1e6, "cpu_s_per_audio_s": cpu / (len(x) / RATE),
-            "speech_fraction": speech / frames}
+    return {
+        "ms_per_inference": wall_ns / frames / 1e6,
+        "cpu_s_per_audio_s": cpu / (len(x) / RATE),
+        "speech_fraction": speech / frames,
+    }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--cache", default="/tmp/babelfish-bench-english.wav")
-    ap.add_argument("--spanish", action="store_true", help="also espeak-ng Spanish (false triggers)")
-    ap.add_argument("--json-out", "--json", dest="json", metavar="PATH",
-                    default=str(REPO / "out" / "bench_listeners.json"),
-                    help="write the figures here too (default out/bench_listeners.json)")
+    ap.add_argument(
+        "--spanish", action="store_true", help="also espeak-ng Spanish (false triggers)"
+    )
+    ap.add_argument(
+        "--json-out",
+        "--json",
+        dest="json",
+        metavar="PATH",
+        default=str(REPO / "out" / "bench_listeners.json"),
+        help="write the figures here too (default out/bench_listeners.json)",
+    )
     args = ap.parse_args()
     load_start = os.getloadavg()[0]
     logging.basicConfig(level=logging.WARNING)
@@ -234,21 +254,30 @@ def main() -> int:
 
     for name in BUILTIN_MODELS:
         r = out["wakeword"][name] = run_wakeword(name, x)
-        print(f"  wake word {name:12s} {r['ms_per_inference']:.4f} ms/inference "
-              f"({r['inferences']} inferences), {r['cpu_s_per_audio_s']:.4f} CPU s per audio s "
-              f"(frontend + model), false triggers: {r['false_triggers']} {r['at_s']}")
+        print(
+            f"  wake word {name:12s} {r['ms_per_inference']:.4f} ms/inference "
+            f"({r['inferences']} inferences), {r['cpu_s_per_audio_s']:.4f} CPU s per audio s "
+            f"(frontend + model), false triggers: {r['false_triggers']} {r['at_s']}"
+        )
     silero = models_dir(load_config()) / "silero-vad" / "silero_vad_v6.onnx"
-    for label, vad in (("webrtc", WebRtcVAD(aggressiveness=2, frame_ms=20)), ("silero", SileroVAD(silero))):
+    for label, vad in (
+        ("webrtc", WebRtcVAD(aggressiveness=2, frame_ms=20)),
+        ("silero", SileroVAD(silero)),
+    ):
         r = out["vad"][label] = run_vad(vad, x)
-        print(f"  VAD {label:7s} {r['ms_per_inference']:.4f} ms/inference, "
-              f"{r['cpu_s_per_audio_s']:.4f} CPU s per audio s "
-              f"(speech in {r['speech_fraction']:.0%} of frames)")
+        print(
+            f"  VAD {label:7s} {r['ms_per_inference']:.4f} ms/inference, "
+            f"{r['cpu_s_per_audio_s']:.4f} CPU s per audio s "
+            f"(speech in {r['speech_fraction']:.0%} of frames)"
+        )
     ww_mean = np.mean([r["cpu_s_per_audio_s"] for r in out["wakeword"].values()])
     for label in ("webrtc", "silero"):
         total = ww_mean + out["vad"][label]["cpu_s_per_audio_s"]
         out[f"listeners_{label}"] = total
-        print(f"  always-on: wake word + {label} VAD = {total:.4f} CPU s per audio s "
-              f"({100 * total:.2f}% of one core of this machine)")
+        print(
+            f"  always-on: wake word + {label} VAD = {total:.4f} CPU s per audio s "
+            f"({100 * total:.2f}% of one core of this machine)"
+        )
 
     if args.spanish:
         es = spanish_speech(Path(args.cache).with_name("babelfish-bench-spanish.wav"))

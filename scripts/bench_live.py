@@ -10,6 +10,7 @@ Needs the Debian packages pulseaudio, pulseaudio-utils, libasound2-plugins (setu
 The sound card is a private PulseAudio server of its own (`VirtualSoundCard`: the essentials of
 the tests' tests/pulse.py, which has more: recording, unplugging, leftovers).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,30 +43,54 @@ class VirtualSoundCard:
         self.root, self.procs = root, []
         run = root / "run"
         sock = run / "pulse" / "native"
-        self.env = {**os.environ, "PULSE_SERVER": f"unix:{sock}",
-                    "PULSE_RUNTIME_PATH": str(run / "pulse"),
-                    "PULSE_COOKIE": str(root / "home" / ".config" / "pulse" / "cookie"),
-                    "PULSE_CLIENTCONFIG": str(root / "client.conf"),
-                    "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{root / 'asound.conf'}"}
+        self.env = {
+            **os.environ,
+            "PULSE_SERVER": f"unix:{sock}",
+            "PULSE_RUNTIME_PATH": str(run / "pulse"),
+            "PULSE_COOKIE": str(root / "home" / ".config" / "pulse" / "cookie"),
+            "PULSE_CLIENTCONFIG": str(root / "client.conf"),
+            "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{root / 'asound.conf'}",
+        }
         for d in (root / "home", run / "pulse"):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(run, 0o700)
         (root / "client.conf").write_text("autospawn = no\n")
-        (root / "asound.conf").write_text("".join(
-            f'pcm.{n} {{ type asym playback.pcm {{ type pulse device "{n}" }} '
-            f'capture.pcm {{ type pulse device "{n}.monitor" }} }}\n' for n in SINKS))
+        (root / "asound.conf").write_text(
+            "".join(
+                f'pcm.{n} {{ type asym playback.pcm {{ type pulse device "{n}" }} '
+                f'capture.pcm {{ type pulse device "{n}.monitor" }} }}\n'
+                for n in SINKS
+            )
+        )
         script = [f"load-module module-native-protocol-unix auth-anonymous=1 socket={sock}"]
         script += [f"load-module module-null-sink sink_name={n} {a}" for n, a in SINKS.items()]
         (root / "bench.pa").write_text("\n".join(script + ["set-default-sink bf_ear"]) + "\n")
-        server_env = {**self.env, "HOME": str(root / "home"), "XDG_RUNTIME_DIR": str(run),
-                      "XDG_CONFIG_HOME": str(root / "home" / ".config"),
-                      "XDG_STATE_HOME": str(root / "home" / ".state"),
-                      "DBUS_SESSION_BUS_ADDRESS": "disabled:"}
+        server_env = {
+            **self.env,
+            "HOME": str(root / "home"),
+            "XDG_RUNTIME_DIR": str(run),
+            "XDG_CONFIG_HOME": str(root / "home" / ".config"),
+            "XDG_STATE_HOME": str(root / "home" / ".state"),
+            "DBUS_SESSION_BUS_ADDRESS": "disabled:",
+        }
         server_env.pop("PULSE_SERVER")  # the server would take it for a server to connect to
-        self._spawn(["pulseaudio", "--daemonize=no", "--system=no", "--exit-idle-time=-1",
-                     "--disallow-exit", "--use-pid-file=no", "--realtime=no",
-                     "--high-priority=no", "--log-target=stderr", "-n", "-F",
-                     str(root / "bench.pa")], server_env)
+        self._spawn(
+            [
+                "pulseaudio",
+                "--daemonize=no",
+                "--system=no",
+                "--exit-idle-time=-1",
+                "--disallow-exit",
+                "--use-pid-file=no",
+                "--realtime=no",
+                "--high-priority=no",
+                "--log-target=stderr",
+                "-n",
+                "-F",
+                str(root / "bench.pa"),
+            ],
+            server_env,
+        )
         end = time.monotonic() + 15
         while subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode:
             if time.monotonic() > end or self.procs[0].poll() is not None:
@@ -73,23 +98,39 @@ class VirtualSoundCard:
                 sys.exit("bench_live: pulseaudio did not start")
             time.sleep(0.1)
         for n in SINKS:  # an idle null sink renders in 2 s blocks: keep each one ticking
-            self._spawn(["pacat", "--record", f"--device={n}.monitor", "--latency-msec=20",
-                         "--fix-format", "--fix-rate", "--fix-channels", "--raw", "/dev/null"],
-                        self.env)
+            self._spawn(
+                [
+                    "pacat",
+                    "--record",
+                    f"--device={n}.monitor",
+                    "--latency-msec=20",
+                    "--fix-format",
+                    "--fix-rate",
+                    "--fix-channels",
+                    "--raw",
+                    "/dev/null",
+                ],
+                self.env,
+            )
         time.sleep(2.1)
 
     def _spawn(self, cmd: list[str], env: dict) -> subprocess.Popen:
         if shutil.which("setpriv"):  # nothing outlives this script, even killed
             cmd = ["setpriv", "--pdeathsig", "TERM", "--", *cmd]
-        self.procs.append(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL))
+        self.procs.append(
+            subprocess.Popen(
+                cmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         return self.procs[-1]
 
     def play(self, wav: Path) -> subprocess.Popen:
         """Play a WAV into the microphone (not waiting for it)."""
-        return self._spawn(["paplay", "--device=bf_mic", "--latency-msec=200", str(wav)],
-                           self.env)
+        return self._spawn(["paplay", "--device=bf_mic", "--latency-msec=200", str(wav)], self.env)
 
     def stop(self) -> None:
         for p in reversed(self.procs):
@@ -105,34 +146,64 @@ class VirtualSoundCard:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=10, help="how many times the sample is played")
-    p.add_argument("--json-out", default=str(REPO / "out" / "bench_live.json"), metavar="PATH",
-                   help="write the figures here too (default out/bench_live.json)")
+    p.add_argument(
+        "--json-out",
+        default=str(REPO / "out" / "bench_live.json"),
+        metavar="PATH",
+        help="write the figures here too (default out/bench_live.json)",
+    )
     a = p.parse_args()
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as t:
         t = Path(t)
         wav = concat([SAMPLE] * a.repeat, t / "long.wav", gap_s=1.0)
         # replay of the same audio, realtime pace
-        r = subprocess.run([sys.executable, "-m", "babelfish", "replay", str(wav), "--pace", "realtime",
-                            "--out", str(t / "o.wav"), "--report", str(t / "r.json")],
-                           capture_output=True, text=True, cwd=REPO)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "babelfish",
+                "replay",
+                str(wav),
+                "--pace",
+                "realtime",
+                "--out",
+                str(t / "o.wav"),
+                "--report",
+                str(t / "r.json"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
         if r.returncode:
             sys.exit(f"replay failed: {r.stderr[-500:]}")
         rep = json.loads((t / "r.json").read_text())
-        replay_e2e = [u["latency_ms"]["end_of_speech_to_first_audio"] for u in rep["utterances"]
-                      if "end_of_speech_to_first_audio" in u["latency_ms"]]
+        replay_e2e = [
+            u["latency_ms"]["end_of_speech_to_first_audio"]
+            for u in rep["utterances"]
+            if "end_of_speech_to_first_audio" in u["latency_ms"]
+        ]
         missing = [x for x in ("pulseaudio", "pactl", "paplay", "pacat") if not shutil.which(x)]
         if missing:
-            sys.exit(f"bench_live: missing {', '.join(missing)} (Debian packages pulseaudio, "
-                     "pulseaudio-utils, libasound2-plugins)")
+            sys.exit(
+                f"bench_live: missing {', '.join(missing)} (Debian packages pulseaudio, "
+                "pulseaudio-utils, libasound2-plugins)"
+            )
         srv = VirtualSoundCard(t / "pulse")
         try:
             cfg = t / "c.toml"
-            cfg.write_text(f'[pipeline]\nruntime_dir = "{t / "rt"}"\n[audio]\ninput_device = "bf_mic"\n'
-                           'output_device = "bf_ear"\n')
-            proc = subprocess.Popen([sys.executable, "-m", "babelfish", "daemon", "--config", str(cfg)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
-                                    env=srv.env)
+            cfg.write_text(
+                f'[pipeline]\nruntime_dir = "{t / "rt"}"\n[audio]\ninput_device = "bf_mic"\n'
+                'output_device = "bf_ear"\n'
+            )
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "babelfish", "daemon", "--config", str(cfg)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=REPO,
+                env=srv.env,
+            )
             rt = t / "rt"
 
             def status():
@@ -151,7 +222,9 @@ def main() -> int:
             run_dir = find_runs(rt)[0]
             sub = zmq.Context.instance().socket(zmq.SUB)
             sub.setsockopt(zmq.SUBSCRIBE, b"")
-            sub.connect(f"ipc://{run_dir / 'subtitles.sock'}")  # every utterance, as a display sees it
+            sub.connect(
+                f"ipc://{run_dir / 'subtitles.sock'}"
+            )  # every utterance, as a display sees it
             time.sleep(0.5)
             t0 = time.monotonic()
             player = srv.play(wav)
@@ -171,28 +244,57 @@ def main() -> int:
         finally:
             srv.stop()
     cap, pb = st.stages["capture"].counters, st.stages["playback"].counters
-    print(f"played {played_s:.0f} s of audio into the virtual microphone; utterances done "
-          f"{st.utterances.done}, lost {st.utterances.lost}")
-    print(f"capture: overflows {cap.get('overflows', 0)}, dropped blocks {cap.get('dropped_blocks', 0)}")
-    print(f"playback: underflows {pb.get('underflows', 0)} (mid-utterance), device underflows "
-          f"{pb.get('device_underflows', 0)}, dropped {pb.get('dropped_ms', 0)} ms")
+    print(
+        f"played {played_s:.0f} s of audio into the virtual microphone; utterances done "
+        f"{st.utterances.done}, lost {st.utterances.lost}"
+    )
+    print(
+        f"capture: overflows {cap.get('overflows', 0)}, "
+        f"dropped blocks {cap.get('dropped_blocks', 0)}"
+    )
+    print(
+        f"playback: underflows {pb.get('underflows', 0)} (mid-utterance), device underflows "
+        f"{pb.get('device_underflows', 0)}, dropped {pb.get('dropped_ms', 0)} ms"
+    )
     e2e = [x["end_of_speech_to_first_audio"] for x in live if "end_of_speech_to_first_audio" in x]
     heard = [x["end_of_speech_to_heard"] for x in live if "end_of_speech_to_heard" in x]
-    print(f"live ({len(e2e)} utterances): end of speech -> first audio p50 {percentile(e2e, 50)} ms, "
-          f"p95 {percentile(e2e, 95)} ms; -> heard p50 {percentile(heard, 50)} ms")
-    print(f"replay --pace realtime ({len(replay_e2e)} utterances): p50 {percentile(replay_e2e, 50)} ms, "
-          f"p95 {percentile(replay_e2e, 95)} ms")
+    print(
+        f"live ({len(e2e)} utterances): end of speech -> first audio p50 {percentile(e2e, 50)} ms, "
+        f"p95 {percentile(e2e, 95)} ms; -> heard p50 {percentile(heard, 50)} ms"
+    )
+    print(
+        f"replay --pace realtime ({len(replay_e2e)} utterances): "
+        f"p50 {percentile(replay_e2e, 50)} ms, "
+        f"p95 {percentile(replay_e2e, 95)} ms"
+    )
     from figures import run_info  # scripts/figures.py: command, when, commit, machine
 
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json_out).write_text(json.dumps({
-        "info": run_info(load_start), "repeat": a.repeat, "played_s": round(played_s, 1),
-        "done": st.utterances.done, "lost": st.utterances.lost,
-        "capture": dict(cap), "playback": dict(pb),
-        "live": {"utterances": len(e2e), "e2e_p50_ms": percentile(e2e, 50),
-                 "e2e_p95_ms": percentile(e2e, 95), "heard_p50_ms": percentile(heard, 50)},
-        "replay": {"utterances": len(replay_e2e), "e2e_p50_ms": percentile(replay_e2e, 50),
-                   "e2e_p95_ms": percentile(replay_e2e, 95)}}, indent=2))
+    Path(a.json_out).write_text(
+        json.dumps(
+            {
+                "info": run_info(load_start),
+                "repeat": a.repeat,
+                "played_s": round(played_s, 1),
+                "done": st.utterances.done,
+                "lost": st.utterances.lost,
+                "capture": dict(cap),
+                "playback": dict(pb),
+                "live": {
+                    "utterances": len(e2e),
+                    "e2e_p50_ms": percentile(e2e, 50),
+                    "e2e_p95_ms": percentile(e2e, 95),
+                    "heard_p50_ms": percentile(heard, 50),
+                },
+                "replay": {
+                    "utterances": len(replay_e2e),
+                    "e2e_p50_ms": percentile(replay_e2e, 50),
+                    "e2e_p95_ms": percentile(replay_e2e, 95),
+                },
+            },
+            indent=2,
+        )
+    )
     print(f"results: {a.json_out}")
     return 0
 

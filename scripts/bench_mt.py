@@ -15,6 +15,7 @@ nonsense: only the timing means anything. Figures only; nothing is asserted.
 
 The figures also go to --json-out (default out/bench_mt.json), for scripts/figures.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,8 @@ from pathlib import Path
 import numpy as np
 
 
-
 def _linear(rng: np.random.Generator, spec, out_dim: int, in_dim: int, bias: bool = True) -> None:
-    spec.weight = rng.normal(0.0, in_dim ** -0.5, (out_dim, in_dim)).astype(np.float32)
+    spec.weight = rng.normal(0.0, in_dim**-0.5, (out_dim, in_dim)).astype(np.float32)
     if bias:
         spec.bias = (rng.normal(0.0, 0.02, out_dim)).astype(np.float32)
 
@@ -72,7 +72,7 @@ def build_random_marian(
         num_layers, num_heads, pre_norm=False, activation=common_spec.Activation.SWISH
     )
     enc, dec = spec.encoder, spec.decoder
-    enc.embeddings[0].weight = rng.normal(0.0, d_model ** -0.5, (vocab, d_model)).astype(np.float32)
+    enc.embeddings[0].weight = rng.normal(0.0, d_model**-0.5, (vocab, d_model)).astype(np.float32)
     enc.scale_embeddings = True
     for layer in enc.layer:
         _linear(rng, layer.self_attention.linear[0], 3 * d_model, d_model)
@@ -126,14 +126,22 @@ def make_bench_model(folder: Path, vocab_size: int = 32000, seed: int = 0) -> st
     corpus = _made_up_corpus(20000, seed)
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(corpus), model_writer=buf, model_type="bpe", vocab_size=4000,
-        character_coverage=1.0, num_threads=1, minloglevel=2,
+        sentence_iterator=iter(corpus),
+        model_writer=buf,
+        model_type="bpe",
+        vocab_size=4000,
+        character_coverage=1.0,
+        num_threads=1,
+        minloglevel=2,
     )
     (folder / "source.spm").write_bytes(buf.getvalue())
     (folder / "target.spm").write_bytes(buf.getvalue())
     sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
-    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not sp.is_control(i)
-              and not sp.is_unknown(i)]
+    pieces = [
+        sp.id_to_piece(i)
+        for i in range(sp.get_piece_size())
+        if not sp.is_control(i) and not sp.is_unknown(i)
+    ]
     tokens = ["</s>", "<unk>"] + pieces
     tokens += [f"<extra_{i}>" for i in range(vocab_size - len(tokens))]
     build_random_marian(folder, tokens, seed=seed)
@@ -163,16 +171,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reps", type=int, default=30, help="timed runs per setting (%(default)s)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", default="1,2", help="intra_threads settings (%(default)s)")
-    ap.add_argument("--out-tokens", type=int, default=15,
-                    help="tokens decoded per run (%(default)s)")
+    ap.add_argument(
+        "--out-tokens", type=int, default=15, help="tokens decoded per run (%(default)s)"
+    )
     ap.add_argument("--compute-type", default="int8")
     ap.add_argument("--beam", type=int, default=1, help="beam size (%(default)s: greedy)")
-    ap.add_argument("--keep", type=Path, help="build the model in this folder and keep it"
-                    " (reused when it already holds one)")
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        help="build the model in this folder and keep it (reused when it already holds one)",
+    )
     ap.add_argument("--build-only", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--json-out", type=Path, metavar="PATH",
-                    default=Path(__file__).resolve().parent.parent / "out" / "bench_mt.json",
-                    help="write the figures here too (default out/bench_mt.json)")
+    ap.add_argument(
+        "--json-out",
+        type=Path,
+        metavar="PATH",
+        default=Path(__file__).resolve().parent.parent / "out" / "bench_mt.json",
+        help="write the figures here too (default out/bench_mt.json)",
+    )
     args = ap.parse_args(argv)
 
     if args.build_only:
@@ -198,17 +214,26 @@ def main(argv: list[str] | None = None) -> None:
         built = f"built in {time.perf_counter() - t0:.1f} s"
     sentence = (folder / "sentence.txt").read_text(encoding="utf-8")
     size_mb = (folder / "model.bin").stat().st_size / 2**20
-    print(f"model: RANDOM weights (timing only), 6+6 layers, d_model 512, 8 heads, ffn 2048,"
-          f" vocab 32000, int8 model.bin {size_mb:.1f} MiB in {folder}"
-          f" ({built})")
-    print(f"cpu: {os.cpu_count()} cores; compute_type {args.compute_type}, beam {args.beam},"
-          f" {args.reps} runs after {args.warmup} warm-up runs, one sentence per call")
+    print(
+        f"model: RANDOM weights (timing only), 6+6 layers, d_model 512, 8 heads, ffn 2048,"
+        f" vocab 32000, int8 model.bin {size_mb:.1f} MiB in {folder}"
+        f" ({built})"
+    )
+    print(
+        f"cpu: {os.cpu_count()} cores; compute_type {args.compute_type}, beam {args.beam},"
+        f" {args.reps} runs after {args.warmup} warm-up runs, one sentence per call"
+    )
     rss_before, rows = _rss_mb(), []
     print(f"rss before loading: {rss_before:.0f} MiB")
 
     for threads in [int(t) for t in args.threads.split(",")]:
-        tr = CT2Translator(folder, compute_type=args.compute_type, threads=threads,
-                           beam_size=args.beam, max_decoding_length=args.out_tokens)
+        tr = CT2Translator(
+            folder,
+            compute_type=args.compute_type,
+            threads=threads,
+            beam_size=args.beam,
+            max_decoding_length=args.out_tokens,
+        )
         rss_loaded = _rss_mb()
         for _ in range(args.warmup):
             tr.translate([sentence])
@@ -220,30 +245,59 @@ def main(argv: list[str] | None = None) -> None:
         st = tr.last_stats
         times.sort()
         p95 = times[min(len(times) - 1, math.ceil(0.95 * len(times)) - 1)]
-        print(f"threads={threads}: {st.tokens_in} tokens in -> {st.tokens_out} out;"
-              f" median {statistics.median(times):.1f} ms, p95 {p95:.1f} ms,"
-              f" min {times[0]:.1f} ms per sentence"
-              f" ({statistics.median(times) / max(1, st.tokens_out):.2f} ms/token);"
-              f" rss {rss_loaded:.0f} MiB loaded, {_rss_mb():.0f} MiB after")
-        rows.append({"threads": threads, "tokens_in": st.tokens_in, "tokens_out": st.tokens_out,
-                     "median_ms": round(statistics.median(times), 2), "p95_ms": round(p95, 2),
-                     "min_ms": round(times[0], 2),
-                     "ms_per_token": round(statistics.median(times) / max(1, st.tokens_out), 3),
-                     "rss_loaded_mib": round(rss_loaded, 1), "rss_after_mib": round(_rss_mb(), 1)})
+        print(
+            f"threads={threads}: {st.tokens_in} tokens in -> {st.tokens_out} out;"
+            f" median {statistics.median(times):.1f} ms, p95 {p95:.1f} ms,"
+            f" min {times[0]:.1f} ms per sentence"
+            f" ({statistics.median(times) / max(1, st.tokens_out):.2f} ms/token);"
+            f" rss {rss_loaded:.0f} MiB loaded, {_rss_mb():.0f} MiB after"
+        )
+        rows.append(
+            {
+                "threads": threads,
+                "tokens_in": st.tokens_in,
+                "tokens_out": st.tokens_out,
+                "median_ms": round(statistics.median(times), 2),
+                "p95_ms": round(p95, 2),
+                "min_ms": round(times[0], 2),
+                "ms_per_token": round(statistics.median(times) / max(1, st.tokens_out), 3),
+                "rss_loaded_mib": round(rss_loaded, 1),
+                "rss_after_mib": round(_rss_mb(), 1),
+            }
+        )
         del tr
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak rss: {peak:.0f} MiB; timings are wall clock on a machine that may be shared")
     from figures import run_info  # scripts/figures.py: command, when, commit, machine
 
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps({
-        "info": run_info(load_start, [__file__, *(sys.argv[1:] if argv is None else argv)]),
-        "model": {"layers": "6+6", "d_model": 512, "heads": 8, "ffn": 2048,
-                  "vocab": 32000, "size_mib": round(size_mb, 1), "weights": "random"},
-        "settings": {"compute_type": args.compute_type, "beam": args.beam, "reps": args.reps,
-                     "warmup": args.warmup, "out_tokens": args.out_tokens},
-        "rss_before_mib": round(rss_before, 1), "threads": rows, "peak_rss_mib": round(peak, 1),
-    }, indent=2))
+    args.json_out.write_text(
+        json.dumps(
+            {
+                "info": run_info(load_start, [__file__, *(sys.argv[1:] if argv is None else argv)]),
+                "model": {
+                    "layers": "6+6",
+                    "d_model": 512,
+                    "heads": 8,
+                    "ffn": 2048,
+                    "vocab": 32000,
+                    "size_mib": round(size_mb, 1),
+                    "weights": "random",
+                },
+                "settings": {
+                    "compute_type": args.compute_type,
+                    "beam": args.beam,
+                    "reps": args.reps,
+                    "warmup": args.warmup,
+                    "out_tokens": args.out_tokens,
+                },
+                "rss_before_mib": round(rss_before, 1),
+                "threads": rows,
+                "peak_rss_mib": round(peak, 1),
+            },
+            indent=2,
+        )
+    )
     print(f"results: {args.json_out}")
     if tmp is not None:
         tmp.cleanup()

@@ -5,6 +5,7 @@ factor per stage, summed peak RSS of all processes, and start-to-ready, per run 
 
     .venv/bin/python scripts/bench_pipeline.py [--runs 3] [WAV ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,20 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run_once(wav: Path, tmp: Path, i: int, extra: list[str]) -> dict:
     report = tmp / f"r{i}.json"
-    cmd = [sys.executable, "-m", "babelfish", "replay", str(wav), "--pace", "realtime",
-           "--out", str(tmp / f"o{i}.wav"), "--report", str(report), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "babelfish",
+        "replay",
+        str(wav),
+        "--pace",
+        "realtime",
+        "--out",
+        str(tmp / f"o{i}.wav"),
+        "--report",
+        str(report),
+        *extra,
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if r.returncode != 0:
         sys.exit(f"bench: replay failed ({r.returncode}): {r.stderr.strip()[-500:]}")
@@ -44,30 +57,55 @@ def main() -> int:
             for wav in a.wavs:
                 s = run_once(Path(wav), Path(t), len(rows), extra)
                 rows.append(s)
-                print(f"run {i + 1} {Path(wav).name}: e2e p50 {s['e2e_p50_ms']} ms, p95 {s['e2e_p95_ms']} ms, "
-                      f"rtf {s['rtf']}, peak RSS {s['peak_rss_mb']} MB, ready {s['start_to_ready_ms']} ms, "
-                      f"stage p50 {s['stage_ms_p50']}", flush=True)
+                print(
+                    f"run {i + 1} {Path(wav).name}: e2e p50 {s['e2e_p50_ms']} ms, "
+                    f"p95 {s['e2e_p95_ms']} ms, "
+                    f"rtf {s['rtf']}, peak RSS {s['peak_rss_mb']} MB, "
+                    f"ready {s['start_to_ready_ms']} ms, "
+                    f"stage p50 {s['stage_ms_p50']}",
+                    flush=True,
+                )
     med = lambda key: statistics.median(r[key] for r in rows if r[key] is not None)  # noqa: E731
     stages = sorted({k for r in rows for k in r["rtf"]})
-    rtf = {k: round(statistics.median(r["rtf"][k] for r in rows if k in r["rtf"]), 3) for k in stages}
+    rtf = {
+        k: round(statistics.median(r["rtf"][k] for r in rows if k in r["rtf"]), 3) for k in stages
+    }
     sp = sorted({k for r in rows for k in r["stage_ms_p50"]})
-    stage_ms = {k: round(statistics.median(r["stage_ms_p50"][k] for r in rows if k in r["stage_ms_p50"]), 1)
-                for k in sp}
-    out = {"runs": len(rows), "e2e_p50_ms": med("e2e_p50_ms"), "e2e_p95_ms": med("e2e_p95_ms"),
-           "peak_rss_mb": med("peak_rss_mb"), "start_to_ready_ms": med("start_to_ready_ms"),
-           "rtf": rtf, "stage_ms_p50": stage_ms, "per_run": rows}
+    stage_ms = {
+        k: round(statistics.median(r["stage_ms_p50"][k] for r in rows if k in r["stage_ms_p50"]), 1)
+        for k in sp
+    }
+    out = {
+        "runs": len(rows),
+        "e2e_p50_ms": med("e2e_p50_ms"),
+        "e2e_p95_ms": med("e2e_p95_ms"),
+        "peak_rss_mb": med("peak_rss_mb"),
+        "start_to_ready_ms": med("start_to_ready_ms"),
+        "rtf": rtf,
+        "stage_ms_p50": stage_ms,
+        "per_run": rows,
+    }
     from figures import run_info  # scripts/figures.py: command, when, commit, machine
 
     out["info"] = run_info(load_start)
     out["recordings"] = [Path(w).name for w in a.wavs]
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json_out).write_text(json.dumps(out, indent=2))
-    print(f"\nmedians over {len(rows)} runs ({', '.join(Path(w).name for w in a.wavs)}, realtime pace):")
-    print("| end of speech -> first audio p50 | p95 | start to ready | summed peak RSS | RTF per stage | stage p50 (ms) |")
+    print(
+        f"\nmedians over {len(rows)} runs "
+        f"({', '.join(Path(w).name for w in a.wavs)}, realtime pace):"
+    )
+    print(
+        "| end of speech -> first audio p50 | p95 | start to ready | summed peak RSS "
+        "| RTF per stage | stage p50 (ms) |"
+    )
     print("|---|---|---|---|---|---|")
-    print(f"| {out['e2e_p50_ms']:.0f} ms | {out['e2e_p95_ms']:.0f} ms | {out['start_to_ready_ms'] / 1000:.1f} s | "
-          f"{out['peak_rss_mb']:.0f} MB | {', '.join(f'{k} {v}' for k, v in rtf.items())} | "
-          f"{', '.join(f'{k} {v:.0f}' for k, v in stage_ms.items())} |")
+    print(
+        f"| {out['e2e_p50_ms']:.0f} ms | {out['e2e_p95_ms']:.0f} ms | "
+        f"{out['start_to_ready_ms'] / 1000:.1f} s | "
+        f"{out['peak_rss_mb']:.0f} MB | {', '.join(f'{k} {v}' for k, v in rtf.items())} | "
+        f"{', '.join(f'{k} {v:.0f}' for k, v in stage_ms.items())} |"
+    )
     return 0
 
 

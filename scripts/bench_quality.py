@@ -22,31 +22,37 @@ babble of reversed voices) goes through the pipeline: every word from it is inve
 It prints a table, writes the figures as JSON (--json-out) and the quality/latency picture
 (--plot).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
 from babelfish import UsageError, quality
 from babelfish.report import percentile
 from babelfish.suite import read_suite
 
+REPO = Path(__file__).resolve().parent.parent
+
 SYSTEMS = ("babelfish", "naive", "offline")
-LABELS = {"babelfish": "Babelfish pipeline", "naive": "naive cascade",
-          "offline": "offline, whole prompt, beam 5"}
+LABELS = {
+    "babelfish": "Babelfish pipeline",
+    "naive": "naive cascade",
+    "offline": "offline, whole prompt, beam 5",
+}
 
 
 def build_set(set_dir: Path) -> None:
-    if (set_dir / "suite.toml").is_file() and (set_dir / "prompts.toml").is_file() \
-            and (set_dir / "nonspeech.toml").is_file():
+    if (
+        (set_dir / "suite.toml").is_file()
+        and (set_dir / "prompts.toml").is_file()
+        and (set_dir / "nonspeech.toml").is_file()
+    ):
         return
     cmd = [sys.executable, str(REPO / "scripts" / "make_speech_set.py"), "--out", str(set_dir)]
     print("building the set:", " ".join(cmd), flush=True)
@@ -58,28 +64,49 @@ def _run(cmd: list[str], log: Path) -> float:
     with open(log, "w") as f:
         r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
     if r.returncode != 0:
-        raise SystemExit(f"bench_quality: {cmd[2] if len(cmd) > 2 else cmd} failed "
-                         f"(exit {r.returncode}), see {log}")
+        raise SystemExit(
+            f"bench_quality: {cmd[2] if len(cmd) > 2 else cmd} failed "
+            f"(exit {r.returncode}), see {log}"
+        )
     return time.monotonic() - t0
 
 
 def _e2e(utts: list[dict]) -> list[float]:
-    return [u["latency_ms"]["end_of_speech_to_first_audio"] for u in utts
-            if "end_of_speech_to_first_audio" in u.get("latency_ms", {})]
+    return [
+        u["latency_ms"]["end_of_speech_to_first_audio"]
+        for u in utts
+        if "end_of_speech_to_first_audio" in u.get("latency_ms", {})
+    ]
 
 
 def run_babelfish(suite: Path, work: Path, config: str | None, pace: str = "realtime") -> dict:
     report = work / f"babelfish-{suite.stem}.json"
-    cmd = [sys.executable, "-m", "babelfish.cli", "replay", str(suite), "--pace", pace,
-           "--out", str(work / f"babelfish-{suite.stem}"), "--report", str(report)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "babelfish.cli",
+        "replay",
+        str(suite),
+        "--pace",
+        pace,
+        "--out",
+        str(work / f"babelfish-{suite.stem}"),
+        "--report",
+        str(report),
+    ]
     if config:
         cmd += ["--config", config]
     wall = _run(cmd, work / f"babelfish-{suite.stem}.log")
     doc = json.loads(report.read_text())
-    recs = {r["name"]: {"quality": r["summary"].get("quality"), "e2e": _e2e(r["utterances"]),
-                        "lost": len(r["summary"].get("lost_utterances", [])),
-                        "dropped": r["summary"].get("dropped", {})}
-            for r in doc["recordings"]}
+    recs = {
+        r["name"]: {
+            "quality": r["summary"].get("quality"),
+            "e2e": _e2e(r["utterances"]),
+            "lost": len(r["summary"].get("lost_utterances", [])),
+            "dropped": r["summary"].get("dropped", {}),
+        }
+        for r in doc["recordings"]
+    }
     return {"recordings": recs, "wall_s": round(wall, 1)}
 
 
@@ -88,27 +115,46 @@ def run_naive(suite: Path, work: Path, config: str | None) -> dict:
     t0 = time.monotonic()
     for e in read_suite(suite):
         report = work / f"naive-{e.name}.json"
-        cmd = [sys.executable, "-m", "babelfish.naive", str(e.path), "--pace", "realtime",
-               "--out", str(work / f"naive-{e.name}.wav"), "--report", str(report), "-q"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "babelfish.naive",
+            str(e.path),
+            "--pace",
+            "realtime",
+            "--out",
+            str(work / f"naive-{e.name}.wav"),
+            "--report",
+            str(report),
+            "-q",
+        ]
         if config:
             cmd += ["--config", config]
         _run(cmd, work / f"naive-{e.name}.log")
         doc = json.loads(report.read_text())
         has_source = any(u.get("source_text") for u in doc["utterances"])
-        recs[e.name] = {"quality": quality.score(e.prompts, doc["utterances"],
-                                                 has_source=has_source),
-                        "e2e": _e2e(doc["utterances"]), "lost": 0, "dropped": {}}
+        recs[e.name] = {
+            "quality": quality.score(e.prompts, doc["utterances"], has_source=has_source),
+            "e2e": _e2e(doc["utterances"]),
+            "lost": 0,
+            "dropped": {},
+        }
     return {"recordings": recs, "wall_s": round(time.monotonic() - t0, 1)}
 
 
 def run_offline(prompts_suite: Path, beam: int, threads: int = 2) -> dict:
     """Each prompt's own WAV decoded whole by faster-whisper (translate, and transcribe for the
     WER), beam `beam`, no VAD, no previous-text conditioning."""
-    from faster_whisper import WhisperModel
     import soundfile as sf
+    from faster_whisper import WhisperModel
 
-    model = WhisperModel(str(REPO / "models" / "whisper-base"), device="cpu",
-                         compute_type="int8", cpu_threads=threads, local_files_only=True)
+    model = WhisperModel(
+        str(REPO / "models" / "whisper-base"),
+        device="cpu",
+        compute_type="int8",
+        cpu_threads=threads,
+        local_files_only=True,
+    )
     utts, prompts, times = [], [], []
     for e in read_suite(prompts_suite):
         audio, rate = sf.read(str(e.path), dtype="float32")
@@ -117,18 +163,32 @@ def run_offline(prompts_suite: Path, beam: int, threads: int = 2) -> dict:
         out = {}
         for task in ("translate", "transcribe"):
             t0 = time.perf_counter()
-            segs, _ = model.transcribe(audio, language="es", task=task, beam_size=beam,
-                                       condition_on_previous_text=False, vad_filter=False)
+            segs, _ = model.transcribe(
+                audio,
+                language="es",
+                task=task,
+                beam_size=beam,
+                condition_on_previous_text=False,
+                vad_filter=False,
+            )
             out[task] = " ".join(s.text.strip() for s in segs).strip()
             if task == "translate":
                 times.append((time.perf_counter() - t0) * 1000)
         prompts.append(p)
-        utts.append({"speech_start_s": p.start_s, "speech_end_s": p.end_s,
-                     "translated_text": out["translate"], "source_text": out["transcribe"]})
+        utts.append(
+            {
+                "speech_start_s": p.start_s,
+                "speech_end_s": p.end_s,
+                "translated_text": out["translate"],
+                "source_text": out["transcribe"],
+            }
+        )
     # each prompt is its own recording (they overlap in time): scored one by one, then as one corpus
     q = quality.combine([quality.score([p], [u], has_source=True) for p, u in zip(prompts, utts)])
-    return {"recordings": {"prompts": {"quality": q, "e2e": times, "lost": 0, "dropped": {}}},
-            "decode_only": True}
+    return {
+        "recordings": {"prompts": {"quality": q, "e2e": times, "lost": 0, "dropped": {}}},
+        "decode_only": True,
+    }
 
 
 def summarize(res: dict, names: list[str] | None = None) -> dict:
@@ -137,11 +197,18 @@ def summarize(res: dict, names: list[str] | None = None) -> dict:
     qs = [recs[n]["quality"] for n in names if recs[n]["quality"]]
     q = quality.combine(qs) if qs else {}
     e2e = [v for n in names for v in recs[n]["e2e"]]
-    return {"chrf": q.get("chrf"), "bleu": q.get("bleu"), "wer": q.get("wer"),
-            "prompts": q.get("prompts", 0), "translated": q.get("translated", 0),
-            "untranslated": q.get("untranslated", []), "invented_words": q.get("invented_words", 0),
-            "e2e_p50_ms": percentile(e2e, 50), "e2e_p95_ms": percentile(e2e, 95),
-            "lost": sum(recs[n]["lost"] for n in names)}
+    return {
+        "chrf": q.get("chrf"),
+        "bleu": q.get("bleu"),
+        "wer": q.get("wer"),
+        "prompts": q.get("prompts", 0),
+        "translated": q.get("translated", 0),
+        "untranslated": q.get("untranslated", []),
+        "invented_words": q.get("invented_words", 0),
+        "e2e_p50_ms": percentile(e2e, 50),
+        "e2e_p95_ms": percentile(e2e, 95),
+        "lost": sum(recs[n]["lost"] for n in names),
+    }
 
 
 def _f(v, digits=1, suffix=""):
@@ -149,40 +216,64 @@ def _f(v, digits=1, suffix=""):
 
 
 def table(results: dict, groups: dict[str, list[str]]) -> str:
-    lines = ["| set | system | chrF | BLEU | WER | prompts translated | invented words | "
-             "e2e p50 | e2e p95 |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| set | system | chrF | BLEU | WER | prompts translated | invented words | "
+        "e2e p50 | e2e p95 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for group, names in groups.items():
         for system, res in results.items():
             if system == "offline" or res is None:
                 continue
             s = summarize(res, names)
-            lines.append(f"| {group} | {LABELS[system]} | {_f(s['chrf'])} | {_f(s['bleu'])} | "
-                         f"{_f(s['wer'], 1, ' %')} | {s['translated']}/{s['prompts']} | "
-                         f"{s['invented_words']} | {_f(s['e2e_p50_ms'], 0, ' ms')} | "
-                         f"{_f(s['e2e_p95_ms'], 0, ' ms')} |")
+            lines.append(
+                f"| {group} | {LABELS[system]} | {_f(s['chrf'])} | {_f(s['bleu'])} | "
+                f"{_f(s['wer'], 1, ' %')} | {s['translated']}/{s['prompts']} | "
+                f"{s['invented_words']} | {_f(s['e2e_p50_ms'], 0, ' ms')} | "
+                f"{_f(s['e2e_p95_ms'], 0, ' ms')} |"
+            )
     if results.get("offline"):
         s = summarize(results["offline"])
-        lines.append(f"| each prompt alone | {LABELS['offline']} | {_f(s['chrf'])} | "
-                     f"{_f(s['bleu'])} | {_f(s['wer'], 1, ' %')} | {s['translated']}/"
-                     f"{s['prompts']} | {s['invented_words']} | decode {_f(s['e2e_p50_ms'], 0, ' ms')}"
-                     f" | decode {_f(s['e2e_p95_ms'], 0, ' ms')} |")
+        lines.append(
+            f"| each prompt alone | {LABELS['offline']} | {_f(s['chrf'])} | "
+            f"{_f(s['bleu'])} | {_f(s['wer'], 1, ' %')} | {s['translated']}/"
+            f"{s['prompts']} | {s['invented_words']} | decode {_f(s['e2e_p50_ms'], 0, ' ms')}"
+            f" | decode {_f(s['e2e_p95_ms'], 0, ' ms')} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--set", default=str(REPO / "out" / "speech-set"), metavar="DIR",
-                   help="the real-speech set (made by scripts/make_speech_set.py if missing)")
+    p.add_argument(
+        "--set",
+        default=str(REPO / "out" / "speech-set"),
+        metavar="DIR",
+        help="the real-speech set (made by scripts/make_speech_set.py if missing)",
+    )
     p.add_argument("--config", help="a TOML config for the pipeline and the naive cascade")
-    p.add_argument("--systems", default=",".join(SYSTEMS),
-                   help="which systems, comma-separated (default all three)")
-    p.add_argument("--recordings", default="", metavar="NAMES",
-                   help="only these conversations (comma-separated names from suite.toml)")
+    p.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help="which systems, comma-separated (default all three)",
+    )
+    p.add_argument(
+        "--recordings",
+        default="",
+        metavar="NAMES",
+        help="only these conversations (comma-separated names from suite.toml)",
+    )
     p.add_argument("--no-nonspeech", action="store_true", help="skip the non-speech set")
     p.add_argument("--beam", type=int, default=5, help="the offline decode's beam (default 5)")
     p.add_argument("--json-out", default=str(REPO / "out" / "bench_quality.json"), metavar="PATH")
     p.add_argument("--plot", default=str(REPO / "out" / "bench_quality.png"), metavar="PNG")
     p.add_argument("--work-dir", default=str(REPO / "out" / "bench-quality"), metavar="DIR")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="take the systems not run now (and the non-speech result, if not run) "
+        "from the --json-out of an earlier run, which says when each ran",
+    )
     args = p.parse_args(argv)
     systems = [s for s in args.systems.split(",") if s]
     if bad := [s for s in systems if s not in SYSTEMS]:
@@ -204,10 +295,16 @@ def main(argv: list[str] | None = None) -> int:
         quality.require()
     except UsageError as e:
         p.error(str(e))
-    cmdline = "python scripts/bench_quality.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     load_start = os.getloadavg()[0]
     results: dict[str, dict | None] = {s: None for s in SYSTEMS}
+    kept, earlier = {}, {}
+    if args.keep and Path(args.json_out).is_file():
+        earlier = json.loads(Path(args.json_out).read_text())
+        for s in SYSTEMS:
+            if s not in systems and (earlier.get("results") or {}).get(s):
+                results[s] = earlier["results"][s]
+                kept[s] = (earlier.get("ran") or {}).get(s) or earlier.get("info", {})
+    ran = {s: v for s, v in kept.items()}
     for system in systems:
         print(f"{LABELS[system]} ...", flush=True)
         if system == "babelfish":
@@ -216,25 +313,40 @@ def main(argv: list[str] | None = None) -> int:
             results[system] = run_naive(suite, work, args.config)
         else:
             results[system] = run_offline(set_dir / "prompts.toml", args.beam)
+        ran[system] = {
+            "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": args.config or "config/default.toml",
+        }
         s = summarize(results[system])
-        print(f"  chrF {_f(s['chrf'])}, BLEU {_f(s['bleu'])}, WER {_f(s['wer'])}, "
-              f"{s['translated']}/{s['prompts']} translated, e2e p50 {_f(s['e2e_p50_ms'], 0)} ms",
-              flush=True)
+        print(
+            f"  chrF {_f(s['chrf'])}, BLEU {_f(s['bleu'])}, WER {_f(s['wer'])}, "
+            f"{s['translated']}/{s['prompts']} translated, e2e p50 {_f(s['e2e_p50_ms'], 0)} ms",
+            flush=True,
+        )
     nonspeech = None
     if not args.no_nonspeech and "babelfish" in systems:
         print("non-speech set through the pipeline ...", flush=True)
         res = run_babelfish(set_dir / "nonspeech.toml", work, args.config, pace="fast")
         invented = [(n, r["quality"]) for n, r in res["recordings"].items()]
-        nonspeech = {"recordings": len(invented),
-                     "invented_words": sum(q.get("invented_words", 0) for _, q in invented if q),
-                     "invented": {n: q.get("invented", []) for n, q in invented
-                                  if q and q.get("invented")},
-                     "audio_s": None}
+        nonspeech = {
+            "recordings": len(invented),
+            "invented_words": sum(q.get("invented_words", 0) for _, q in invented if q),
+            "invented": {n: q.get("invented", []) for n, q in invented if q and q.get("invented")},
+            "audio_s": round(
+                sum(sf_seconds(e.path) for e in read_suite(set_dir / "nonspeech.toml")), 1
+            ),
+        }
+    elif args.keep and earlier.get("nonspeech"):
+        nonspeech = earlier["nonspeech"]
     groups: dict[str, list[str]] = {}
     for e in entries:
         floor = e.name.split("_")[1] if "_" in e.name else e.name
         groups.setdefault(floor, []).append(e.name)
     groups["all"] = [e.name for e in entries]
+    ran_on = [set(r["recordings"]) for s, r in results.items() if r and s != "offline"]
+    if len(ran_on) > 1 and len({frozenset(r) for r in ran_on}) > 1:  # systems on other sets
+        both = set.intersection(*ran_on)
+        groups["same recordings"] = [e.name for e in entries if e.name in both]
     text = table(results, groups)
     ceiling = summarize(results["offline"]) if results.get("offline") else None
     goals = []
@@ -242,29 +354,90 @@ def main(argv: list[str] | None = None) -> int:
         for group, names in groups.items():
             s = summarize(results["babelfish"], names)
             if s["chrf"] is not None and ceiling["chrf"]:
-                goals.append(f"{group}: chrF {s['chrf']:.1f} = {s['chrf'] / ceiling['chrf']:.3f}× "
-                             f"the offline ceiling (goal ≥ 0.98×)")
-    info = {"command": cmdline, "load_start": load_start, "load_end": os.getloadavg()[0],
-            "config": args.config or "config/default.toml", "set": str(set_dir)}
+                goals.append(
+                    f"{group}: chrF {s['chrf']:.1f} = {s['chrf'] / ceiling['chrf']:.3f}× "
+                    f"the offline ceiling (goal ≥ 0.98×)"
+                )
+    from figures import run_info
+
+    info = {
+        **run_info(load_start),
+        "config": args.config or "config/default.toml",
+        "set": os.path.relpath(set_dir, REPO)
+        if set_dir.resolve().is_relative_to(REPO)
+        else str(set_dir),
+    }
+    loops = looping_prompts(results)
     print()
     print(text)
     for g in goals:
         print(g)
     if nonspeech is not None:
-        print(f"non-speech: {nonspeech['invented_words']} invented words in "
-              f"{nonspeech['recordings']} recordings")
+        print(
+            f"non-speech: {nonspeech['invented_words']} invented words in "
+            f"{nonspeech['recordings']} recordings ({nonspeech['audio_s'] / 60:.1f} min)"
+        )
+    for system, ids in loops.items():
+        goals.append(
+            f"{LABELS[system]}: {len(ids)} translation(s) that loop (compression ratio "
+            f"over 2.4){': ' + ', '.join(ids) if ids else ''}"
+        )
+        print(goals[-1])
+    for system, when in ran.items():
+        goals.append(
+            f"{LABELS[system]} ran at {when.get('utc', '?')} with {when.get('config', '?')}"
+        )
     summary = {s: (summarize(r) if r else None) for s, r in results.items()}
-    by_group = {g: {s: summarize(r, names) for s, r in results.items() if r and s != "offline"}
-                for g, names in groups.items()}
+    by_group = {
+        g: {s: summarize(r, names) for s, r in results.items() if r and s != "offline"}
+        for g, names in groups.items()
+    }
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"info": info, "summary": summary, "by_group": by_group,
-                               "nonspeech": nonspeech, "goals": goals, "table": text,
-                               "results": results}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "info": info,
+                "summary": summary,
+                "by_group": by_group,
+                "nonspeech": nonspeech,
+                "goals": goals,
+                "table": text,
+                "ran": ran,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     if args.plot:
         _plot(summary, Path(args.plot))
     print(f"\nresults: {out}")
     return 0
+
+
+def sf_seconds(path: Path) -> float:
+    import soundfile as sf
+
+    return sf.info(str(path)).duration
+
+
+def looping_prompts(results: dict) -> dict[str, list[str]]:
+    """Per system, the prompts whose translation loops: it compresses better than 2.4 (zlib),
+    Whisper's own looping test."""
+    import zlib
+
+    out = {}
+    for system, res in results.items():
+        if not res:
+            continue
+        ids = []
+        for rec in res["recordings"].values():
+            for p in (rec["quality"] or {}).get("per_prompt", []):
+                data = p["translation"].encode()
+                if data and len(data) / len(zlib.compress(data)) > 2.4:
+                    ids.append(p["id"])
+        out[system] = ids
+    return out
 
 
 def _write_subset(src: Path, dst: Path, keep: set[str]) -> None:
@@ -293,9 +466,11 @@ def _plot(summary: dict, png: Path) -> None:
         from babelfish.plot import tradeoff
     except ImportError:
         return
-    points = [(LABELS[s], v["e2e_p50_ms"], v["e2e_p95_ms"], v["chrf"])
-              for s, v in summary.items() if v and v["chrf"] is not None
-              and v["e2e_p50_ms"] is not None]
+    points = [
+        (LABELS[s], v["e2e_p50_ms"], v["e2e_p95_ms"], v["chrf"])
+        for s, v in summary.items()
+        if v and v["chrf"] is not None and v["e2e_p50_ms"] is not None
+    ]
     if points:
         tradeoff(points, png)
         print(f"picture: {png}")

@@ -8,6 +8,7 @@
 
     .venv/bin/python scripts/bench_recovery.py [--kills 3] [--delay-ms 1200]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,14 @@ from babelfish.testspeech import concat, espeak
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "es_station.wav"
-KO = ["안녕하세요.", "역이 어디에 있습니까?", "커피 한 잔 주세요.", "감사합니다.", "화장실이 어디에 있습니까?",
-      "얼마입니까?"]
+KO = [
+    "안녕하세요.",
+    "역이 어디에 있습니까?",
+    "커피 한 잔 주세요.",
+    "감사합니다.",
+    "화장실이 어디에 있습니까?",
+    "얼마입니까?",
+]
 
 
 def status(rt: Path) -> dict | None:
@@ -59,9 +66,26 @@ def replay(tmp: Path, wav: Path, cfg_text: str) -> tuple[subprocess.Popen, Path,
     cfg = tmp / "c.toml"
     cfg.write_text(f'[pipeline]\nruntime_dir = "{rt}"\n' + cfg_text.replace("[pipeline]\n", ""))
     report = tmp / "r.json"
-    proc = subprocess.Popen([sys.executable, "-m", "babelfish", "replay", str(wav), "--config", str(cfg),
-                             "--out", str(tmp / "o.wav"), "--report", str(report), "--pace", "realtime"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "babelfish",
+            "replay",
+            str(wav),
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp / "o.wav"),
+            "--report",
+            str(report),
+            "--pace",
+            "realtime",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
     return proc, rt, report
 
 
@@ -77,23 +101,35 @@ def recovery(stage: str, wav: Path, cfg_text: str, kills: int) -> dict:
                 pid, done = st["stages"][stage]["pid"], st["utterances"]["done"]
                 os.kill(pid, signal.SIGKILL)
                 t0 = time.monotonic()
-                ok = wait(lambda: (s := status(rt)) and s["stages"][stage]["pid"] != pid
-                          and s["stages"][stage]["state"] == "ready", 30)
+                ok = wait(
+                    lambda pid=pid: (
+                        (s := status(rt))
+                        and s["stages"][stage]["pid"] != pid
+                        and s["stages"][stage]["state"] == "ready"
+                    ),
+                    30,
+                )
                 if not ok:
                     break
                 to_ready.append((time.monotonic() - t0) * 1000)
-                if wait(lambda: (s := status(rt)) and s["utterances"]["done"] > done, 30):
+                if wait(lambda done=done: (s := status(rt)) and s["utterances"]["done"] > done, 30):
                     to_spoken.append((time.monotonic() - t0) * 1000)
                 time.sleep(3.0)
             proc.wait(timeout=300)
         finally:
             proc.kill()
         rep = json.loads(report.read_text())["summary"] if report.exists() else {}
-    return {"stage": stage, "kills": len(to_ready),
-            "kill_to_ready_ms_p50": round(statistics.median(to_ready)) if to_ready else None,
-            "kill_to_next_utterance_spoken_ms_p50": round(statistics.median(to_spoken)) if to_spoken else None,
-            "restarts": rep.get("restarts", {}).get(stage), "lost": len(rep.get("lost_utterances", [])),
-            "utterances": rep.get("utterances")}
+    return {
+        "stage": stage,
+        "kills": len(to_ready),
+        "kill_to_ready_ms_p50": round(statistics.median(to_ready)) if to_ready else None,
+        "kill_to_next_utterance_spoken_ms_p50": round(statistics.median(to_spoken))
+        if to_spoken
+        else None,
+        "restarts": rep.get("restarts", {}).get(stage),
+        "lost": len(rep.get("lost_utterances", [])),
+        "utterances": rep.get("utterances"),
+    }
 
 
 def budgets(wav: Path, delay_ms: int) -> list[dict]:
@@ -107,12 +143,24 @@ def budgets(wav: Path, delay_ms: int) -> list[dict]:
                 proc, rt, report = replay(Path(t), wav, cfg)
                 proc.wait(timeout=600)
                 s = json.loads(report.read_text())["summary"]
-                rows.append({"tts_delay_ms": delay, "budgets": on, "e2e_p50_ms": s["e2e_p50_ms"],
-                             "e2e_p95_ms": s["e2e_p95_ms"], "degradation_steps": len(s["degradations"]),
-                             "max_level": max([d["level"] for d in s["degradations"]] or [0]),
-                             "audio_dropped": sum(1 for _ in []), "utterances": s["utterances"]})
-                print(f"  tts delay {delay} ms, budgets {'on' if on else 'off'}: e2e p50 {s['e2e_p50_ms']} "
-                      f"p95 {s['e2e_p95_ms']} ms, {len(s['degradations'])} degradation steps", flush=True)
+                rows.append(
+                    {
+                        "tts_delay_ms": delay,
+                        "budgets": on,
+                        "e2e_p50_ms": s["e2e_p50_ms"],
+                        "e2e_p95_ms": s["e2e_p95_ms"],
+                        "degradation_steps": len(s["degradations"]),
+                        "max_level": max([d["level"] for d in s["degradations"]] or [0]),
+                        "audio_dropped": sum(1 for _ in []),
+                        "utterances": s["utterances"],
+                    }
+                )
+                print(
+                    f"  tts delay {delay} ms, budgets {'on' if on else 'off'}: "
+                    f"e2e p50 {s['e2e_p50_ms']} "
+                    f"p95 {s['e2e_p95_ms']} ms, {len(s['degradations'])} degradation steps",
+                    flush=True,
+                )
     return rows
 
 
@@ -126,10 +174,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as t:
         t = Path(t)
         es = concat([SAMPLE] * 4, t / "es4.wav", gap_s=1.0)
-        ko = concat([espeak(x, "ko", t / f"k{i}.wav", pad_s=0.2) for i, x in enumerate(KO * 3)],
-                    t / "ko.wav", gap_s=1.5)
-        ko_cfg = ('[pipeline]\nsource_lang = "ko"\n[asr]\nengine = "vosk"\nmodel = "vosk-model-small-ko"\n'
-                  f'[mt]\nmodel = "{REPO / "tests" / "fixtures" / "tiny-mt-ko-en"}"\n')
+        ko = concat(
+            [espeak(x, "ko", t / f"k{i}.wav", pad_s=0.2) for i, x in enumerate(KO * 3)],
+            t / "ko.wav",
+            gap_s=1.5,
+        )
+        ko_cfg = (
+            '[pipeline]\nsource_lang = "ko"\n'
+            '[asr]\nengine = "vosk"\nmodel = "vosk-model-small-ko"\n'
+            f'[mt]\nmodel = "{REPO / "tests" / "fixtures" / "tiny-mt-ko-en"}"\n'
+        )
         print("recovery after kill -9:", flush=True)
         rec = []
         for stage, wav, cfg in (("asr", es, ""), ("tts", es, ""), ("mt", ko, ko_cfg)):
@@ -141,18 +195,27 @@ def main() -> int:
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
     from figures import run_info  # scripts/figures.py: command, when, commit, machine
 
-    Path(a.json_out).write_text(json.dumps({"info": run_info(load_start), "recovery": rec,
-                                            "budgets": bud}, indent=2))
-    print("\n| stage | kills | kill -> ready again (p50) | kill -> next utterance spoken (p50) | lost |")
+    Path(a.json_out).write_text(
+        json.dumps({"info": run_info(load_start), "recovery": rec, "budgets": bud}, indent=2)
+    )
+    print(
+        "\n| stage | kills | kill -> ready again (p50) "
+        "| kill -> next utterance spoken (p50) | lost |"
+    )
     print("|---|---|---|---|---|")
     for r in rec:
-        print(f"| {r['stage']} | {r['kills']} | {r['kill_to_ready_ms_p50']} ms | "
-              f"{r['kill_to_next_utterance_spoken_ms_p50']} ms | {r['lost']} |")
-    print(f"\n| tts delay | budgets | e2e p50 | e2e p95 | degradation steps |")
+        print(
+            f"| {r['stage']} | {r['kills']} | {r['kill_to_ready_ms_p50']} ms | "
+            f"{r['kill_to_next_utterance_spoken_ms_p50']} ms | {r['lost']} |"
+        )
+    print("\n| tts delay | budgets | e2e p50 | e2e p95 | degradation steps |")
     print("|---|---|---|---|---|")
     for b in bud:
-        print(f"| {b['tts_delay_ms']} ms | {'on' if b['budgets'] else 'off'} | {b['e2e_p50_ms']} ms | "
-              f"{b['e2e_p95_ms']} ms | {b['degradation_steps']} |")
+        print(
+            f"| {b['tts_delay_ms']} ms | {'on' if b['budgets'] else 'off'} | "
+            f"{b['e2e_p50_ms']} ms | "
+            f"{b['e2e_p95_ms']} ms | {b['degradation_steps']} |"
+        )
     return 0
 
 

@@ -14,6 +14,7 @@ Writes 16 kHz mono 16-bit WAVs (the same bytes for the same command) and suites:
       15 dB under the speech; at most 40 prompts a file
   nonspeech.toml nonspeech/*.wav: silence, noise, tones, music, babble; `speech = false`
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,39 +36,56 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 SR, MARGIN = 16000, 1600  # MARGIN: the 0.1 s of silence kept (or added) around a prompt's speech
-AUDIO_PKG, ES_PKG, EN_PKG = ("asterisk-core-sounds-es-g722", "asterisk-core-sounds-es",
-                             "asterisk-core-sounds-en")
+AUDIO_PKG, ES_PKG, EN_PKG = (
+    "asterisk-core-sounds-es-g722",
+    "asterisk-core-sounds-es",
+    "asterisk-core-sounds-en",
+)
 ES_TXT = Path("/usr/share/doc", ES_PKG, "core-sounds-es.txt.gz")
 EN_TXT = Path("/usr/share/doc", EN_PKG, "core-sounds-en.txt.gz")
 MAX_PART, LEAD_S, TAIL_S, PAUSE_S = 40, 0.5, 1.0, (1.0, 1.6)
 NOT_TRANSLATION = {  # the English prompt says something else than the Spanish one
-    "conf-hasjoin",                 # "Ya esta en la conferencia" / "is now in the conference"
-    "conf-roll-callcomplete",       # "Rol de llamadas completo" / "Playback of the list ..."
+    "conf-hasjoin",  # "Ya esta en la conferencia" / "is now in the conference"
+    "conf-roll-callcomplete",  # "Rol de llamadas completo" / "Playback of the list ..."
     "followme/pls-hold-while-try",  # "... enlazar su llamada" / "... locate the person ..."
-    "vm-forwardoptions",            # "dejar pendiente un mensaje" / "prepend a message"
-    "vm-isonphone",                 # "Se encuentra ocupada" / "is on the phone"
-    "vm-login", "vm-newuser",       # "correo de voz" / "Comedian Mail"
-    "vm-tohearenv",                 # "las propiedades de este mensaje" / "the message envelope"
-    "vm-tempgreetactive",           # "Sus saludos están ..." / "Your temporary greeting is ..."
+    "vm-forwardoptions",  # "dejar pendiente un mensaje" / "prepend a message"
+    "vm-isonphone",  # "Se encuentra ocupada" / "is on the phone"
+    "vm-login",
+    "vm-newuser",  # "correo de voz" / "Comedian Mail"
+    "vm-tohearenv",  # "las propiedades de este mensaje" / "the message envelope"
+    "vm-tempgreetactive",  # "Sus saludos están ..." / "Your temporary greeting is ..."
 }
 # The audio says more or less than the transcript (checked with a Whisper transcription).
 NOT_SAID = {"followme/options", "vm-invalid-password", "vm-mismatch", "vm-record-prepend"}
 # Typos and missing accents of the Spanish transcripts (word -> word, then phrases).
-SPELLING = dict(w.split(":") for w in (
-    "ingese:ingrese nimbre:nombre numbre:nombre introdusca:introduzca defeto:defecto "
-    "mesaje:mensaje entidade:entidades contrasenia:contraseña atras:atrás comprendi:comprendí "
-    "autenticacion:autenticación busqueda:búsqueda buzon:buzón codigo:código comenzara:comenzará "
-    "conexion:conexión contrasena:contraseña contrasenas:contraseñas mas:más estan:están "
-    "demostracion:demostración despues:después estandar:estándar lider:líder logre:logré "
-    "extension:extensión grabacion:grabación informacion:información intentare:intentaré "
-    "introduccion:introducción invalida:inválida invalido:inválido numerico:numérico "
-    "minimos:mínimos numero:número opcion:opción proximo:próximo sera:será util:útil "
-    "rapidamente:rápidamente reproduccion:reproducción tecleo:tecleó telefonico:telefónico "
-    "telefono:teléfono unica:única unira:unirá vacias:vacías valido:válido").split())
-PHRASES = [("paracambiar", "para cambiar"), ("En que", "¿En qué"), ("no se quien", "no sé quién"),
-           ("Esta usted", "Está usted"), ("nadie esta", "nadie está"), ("Algo esta", "Algo está")]
-FRAGMENT_ES = re.compile(r"^(o|y) |\b(de|del|el|la|para|a|que|hay|en|con|llama|la extensión"
-                         r"|conferencia número|cliente número|número de teléfono)\W*$")
+SPELLING = dict(
+    w.split(":")
+    for w in (
+        "ingese:ingrese nimbre:nombre numbre:nombre introdusca:introduzca defeto:defecto "
+        "mesaje:mensaje entidade:entidades contrasenia:contraseña atras:atrás comprendi:comprendí "
+        "autenticacion:autenticación busqueda:búsqueda buzon:buzón codigo:código "
+        "comenzara:comenzará "
+        "conexion:conexión contrasena:contraseña contrasenas:contraseñas mas:más estan:están "
+        "demostracion:demostración despues:después estandar:estándar lider:líder logre:logré "
+        "extension:extensión grabacion:grabación informacion:información intentare:intentaré "
+        "introduccion:introducción invalida:inválida invalido:inválido numerico:numérico "
+        "minimos:mínimos numero:número opcion:opción proximo:próximo sera:será util:útil "
+        "rapidamente:rápidamente reproduccion:reproducción tecleo:tecleó telefonico:telefónico "
+        "telefono:teléfono unica:única unira:unirá vacias:vacías valido:válido"
+    ).split()
+)
+PHRASES = [
+    ("paracambiar", "para cambiar"),
+    ("En que", "¿En qué"),
+    ("no se quien", "no sé quién"),
+    ("Esta usted", "Está usted"),
+    ("nadie esta", "nadie está"),
+    ("Algo esta", "Algo está"),
+]
+FRAGMENT_ES = re.compile(
+    r"^(o|y) |\b(de|del|el|la|para|a|que|hay|en|con|llama|la extensión"
+    r"|conferencia número|cliente número|número de teléfono)\W*$"
+)
 FRAGMENT_EN = re.compile(r"\.\.\.|:$|^(has|is|other|users?|or|and|then) ")
 KINDS = ["silence", "white", "room", "tones", "music", "babble"]
 log = logging.getLogger("make_speech_set")
@@ -91,6 +109,7 @@ class Prompt:
 
 # ---- the prompts ---------------------------------------------------------------------------------
 
+
 def read_transcripts(path: Path) -> dict[str, str]:
     """{prompt id: text} from "id: text" lines (UTF-8 or latin-1, ";" comments); the first line
     of an id wins (the Spanish file has "digits/0" twice)."""
@@ -112,6 +131,7 @@ def clean(text: str) -> str:
 
 def spell(text: str) -> str:
     """`text` with the SPELLING and PHRASES fixes (a capital first letter is kept)."""
+
     def fix(m: re.Match) -> str:
         word = SPELLING.get(m[0].lower(), m[0])
         return word[0].upper() + word[1:] if m[0][0].isupper() else word
@@ -125,6 +145,7 @@ def spell(text: str) -> str:
 def decode_g722(path: Path) -> np.ndarray:
     """A G.722 file (64 kbit/s, 16 kHz: two samples a byte) as float32 samples."""
     import G722
+
     data = path.read_bytes()
     pcm = np.frombuffer(G722.G722(SR, 64000, use_numpy=False).decode(data), dtype=np.int16)
     assert len(pcm) == 2 * len(data), f"{path}: {len(pcm)} samples from {len(data)} bytes"
@@ -139,7 +160,7 @@ def db(x: np.ndarray, axis=None):
 def speech_bounds(x: np.ndarray) -> tuple[int, int] | None:
     """First and last sample of the 10 ms frames above -50 dBFS (silence is -80 dBFS), or None."""
     n = len(x) // 160
-    loud = np.nonzero(db(x[:n * 160].reshape(n, 160), axis=1) > -50)[0]
+    loud = np.nonzero(db(x[: n * 160].reshape(n, 160), axis=1) > -50)[0]
     return (int(loud[0]) * 160, int(loud[-1] + 1) * 160) if len(loud) else None
 
 
@@ -157,18 +178,25 @@ def skip_reason(pid: str, source: str | None, ref: str, load, seen: set):
     x = load()
     bounds = speech_bounds(x)
     dur = (bounds[1] - bounds[0]) / SR if bounds else 0.0
-    return ("empty audio file" if not bounds
-            else "too short (< 3 English or < 4 Spanish words, or < 1 s)"
-            if n_en < 3 or n_es < 4 or dur < 1.0
-            else "too long (> 20 s)" if dur > 20.0
-            else "fragment (said before or after something else)"
-            if FRAGMENT_ES.search(source.lower()) or FRAGMENT_EN.search(ref)
-            else "English is not a translation of the Spanish"
-            if pid in NOT_TRANSLATION or not 0.6 <= n_es / n_en <= 2.2
-            else "transcript is not what is said" if pid in NOT_SAID
-            else "implausible audio level" if not -35 < db(x[bounds[0]:bounds[1]]) < -8
-            else "same Spanish text as an earlier prompt" if source.lower() in seen
-            else None), x
+    return (
+        "empty audio file"
+        if not bounds
+        else "too short (< 3 English or < 4 Spanish words, or < 1 s)"
+        if n_en < 3 or n_es < 4 or dur < 1.0
+        else "too long (> 20 s)"
+        if dur > 20.0
+        else "fragment (said before or after something else)"
+        if FRAGMENT_ES.search(source.lower()) or FRAGMENT_EN.search(ref)
+        else "English is not a translation of the Spanish"
+        if pid in NOT_TRANSLATION or not 0.6 <= n_es / n_en <= 2.2
+        else "transcript is not what is said"
+        if pid in NOT_SAID
+        else "implausible audio level"
+        if not -35 < db(x[bounds[0] : bounds[1]]) < -8
+        else "same Spanish text as an earlier prompt"
+        if source.lower() in seen
+        else None
+    ), x
 
 
 def choose_prompts() -> tuple[list[Prompt], collections.Counter]:
@@ -189,19 +217,25 @@ def choose_prompts() -> tuple[list[Prompt], collections.Counter]:
     chosen, seen = [], set()
     for pid in sorted(str(f.relative_to(root).with_suffix("")) for f in files):
         source = spell(clean(es[pid])) if pid in es else None
-        reason, x = skip_reason(pid, source, clean(en.get(pid, "")),
-                                lambda: decode_g722(root / f"{pid}.g722"), seen)
+        reason, x = skip_reason(
+            pid,
+            source,
+            clean(en.get(pid, "")),
+            lambda pid=pid: decode_g722(root / f"{pid}.g722"),
+            seen,
+        )
         if reason:
             skipped[reason] += 1
             continue
         seen.add(source.lower())
         (a, b), clip = speech_bounds(x), np.zeros(len(x) + 2 * MARGIN, np.float32)
-        clip[MARGIN:MARGIN + len(x)] = x  # pad, then cut MARGIN either side of the speech
-        chosen.append(Prompt(pid, source, clean(en[pid]), clip[a:b + 2 * MARGIN].copy()))
+        clip[MARGIN : MARGIN + len(x)] = x  # pad, then cut MARGIN either side of the speech
+        chosen.append(Prompt(pid, source, clean(en[pid]), clip[a : b + 2 * MARGIN].copy()))
     return chosen, skipped
 
 
 # ---- sounds --------------------------------------------------------------------------------------
+
 
 def at_level(x: np.ndarray, dbfs: float) -> np.ndarray:
     """`x` scaled to an RMS of `dbfs`."""
@@ -214,7 +248,7 @@ def noise(kind: str, n: int, rng: np.random.Generator, dbfs: float) -> np.ndarra
     x = rng.standard_normal(n)
     if kind == "room":
         f = np.maximum(np.fft.rfftfreq(n, 1 / SR), 40.0)
-        x = np.fft.irfft(np.fft.rfft(x) * f ** -0.75 / (1 + (f / 3000) ** 2), n)
+        x = np.fft.irfft(np.fft.rfft(x) * f**-0.75 / (1 + (f / 3000) ** 2), n)
     return at_level(x, dbfs)
 
 
@@ -234,26 +268,39 @@ def tones(n: int, rng: np.random.Generator) -> np.ndarray:
     """Beeps, DTMF digits, call-progress tones (dial, ringback, busy) and sweeps, with gaps."""
     dtmf = [(r, c) for r in (697, 770, 852, 941) for c in (1209, 1336, 1477)]
     seq = lambda parts: np.concatenate(  # noqa: E731  (sound, silence after it in s) pairs
-        [np.concatenate([x, np.zeros(int(g * SR), np.float32)]) for x, g in parts])
+        [np.concatenate([x, np.zeros(int(g * SR), np.float32)]) for x, g in parts]
+    )
     out = []
     while sum(map(len, out)) < n:
         kind = rng.integers(4)
         if kind == 0:
-            x = seq([(tone([rng.uniform(350, 2500)], rng.uniform(0.1, 0.6)), 0.2)
-                     for _ in range(rng.integers(1, 4))])
+            x = seq(
+                [
+                    (tone([rng.uniform(350, 2500)], rng.uniform(0.1, 0.6)), 0.2)
+                    for _ in range(rng.integers(1, 4))
+                ]
+            )
         elif kind == 1:
-            x = seq([(tone(dtmf[rng.integers(12)], rng.uniform(0.08, 0.15)),
-                      rng.uniform(0.06, 0.12)) for _ in range(rng.integers(3, 11))])
+            x = seq(
+                [
+                    (tone(dtmf[rng.integers(12)], rng.uniform(0.08, 0.15)), rng.uniform(0.06, 0.12))
+                    for _ in range(rng.integers(3, 11))
+                ]
+            )
         elif kind == 2:
-            x = [seq([(tone([350, 440], rng.uniform(2, 4)), 0)]),
-                 seq([(tone([440, 480], 2.0), 4.0)] * 2),
-                 seq([(tone([480, 620], 0.5), 0.5)] * 4)][rng.integers(3)]
+            x = [
+                seq([(tone([350, 440], rng.uniform(2, 4)), 0)]),
+                seq([(tone([440, 480], 2.0), 4.0)] * 2),
+                seq([(tone([480, 620], 0.5), 0.5)] * 4),
+            ][rng.integers(3)]
         else:  # a logarithmic sweep, up or down
             dur, f0, f1 = rng.uniform(1, 3), rng.uniform(100, 300), rng.uniform(2000, 6000)
             f0, f1 = (f1, f0) if rng.random() < 0.5 else (f0, f1)
             t = np.arange(int(dur * SR)) / SR
-            x = faded(0.2 * np.sin(2 * np.pi * f0 * dur / math.log(f1 / f0)
-                                   * ((f1 / f0) ** (t / dur) - 1)))
+            x = faded(
+                0.2
+                * np.sin(2 * np.pi * f0 * dur / math.log(f1 / f0) * ((f1 / f0) ** (t / dur) - 1))
+            )
         out += [x, np.zeros(int(rng.uniform(0.3, 2.0) * SR), np.float32)]
     return np.concatenate(out)[:n]
 
@@ -271,31 +318,39 @@ def music(n: int, rng: np.random.Generator) -> np.ndarray:
     for i, pos in enumerate(range(0, n, bar)):
         chord = root + steps[i % 4] + np.array([0, 3 if steps[i % 4] == 9 else 4, 7, 12])
         for m in chord:
-            out[pos:pos + bar] += sum(tone([hz(m) * k], bar / SR, 0.05 / k ** 1.5, 0.02)
-                                      for k in range(1, 6)) * env(bar)
+            out[pos : pos + bar] += sum(
+                tone([hz(m) * k], bar / SR, 0.05 / k**1.5, 0.02) for k in range(1, 6)
+            ) * env(bar)
         for b in range(pos, pos + bar, beat):
-            out[b:b + beat] += tone([hz(rng.choice(chord) + 12)], beat / SR, 0.08) * env(beat)
-            out[b:b + len(kick)] += kick if (b - pos) % (2 * beat) == 0 else 0
+            out[b : b + beat] += tone([hz(rng.choice(chord) + 12)], beat / SR, 0.08) * env(beat)
+            out[b : b + len(kick)] += kick if (b - pos) % (2 * beat) == 0 else 0
             hat = np.diff(rng.standard_normal(481)) * 0.05 * np.exp(-np.arange(480) / 100)
-            out[b + beat // 2:b + beat // 2 + 480] += hat
+            out[b + beat // 2 : b + beat // 2 + 480] += hat
     return at_level(out[:n], -20)
 
 
-def babble(n: int, pool: list[np.ndarray], rng: np.random.Generator, voices: int,
-           avoid=None) -> np.ndarray:
+def babble(
+    n: int, pool: list[np.ndarray], rng: np.random.Generator, voices: int, avoid=None
+) -> np.ndarray:
     """`voices` voices mixed, each a string of reversed clips picked from `pool`, from a random
     start with short gaps. avoid(index, start, end) -> True: do not put that clip there."""
     out = np.zeros(n, np.float32)
     for _ in range(voices):
         pos = -int(rng.integers(0, 3 * SR))
         while pos < n:
-            i = next((i for i in rng.integers(len(pool), size=20)
-                      if not (avoid and avoid(i, pos, pos + len(pool[i])))), None)
+            i = next(
+                (
+                    i
+                    for i in rng.integers(len(pool), size=20)
+                    if not (avoid and avoid(i, pos, pos + len(pool[i])))
+                ),
+                None,
+            )
             if i is None:
                 pos += SR
                 continue
             a, b, clip = max(pos, 0), min(pos + len(pool[i]), n), pool[i][::-1]
-            out[a:b] += clip[a - pos:b - pos] if b > a else 0
+            out[a:b] += clip[a - pos : b - pos] if b > a else 0
             pos += len(clip) + int(rng.uniform(0.1, 0.6) * SR)
     return out
 
@@ -304,12 +359,16 @@ def english_voices(texts: list[str]) -> list[np.ndarray]:
     """English speech from espeak-ng (none if it is not installed), at 16 kHz."""
     import soundfile as sf
     import soxr
+
     if not shutil.which("espeak-ng"):
         log.warning("espeak-ng is not installed: the babble has Spanish voices only")
     out = []
     for text in texts if shutil.which("espeak-ng") else []:
-        wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text],
-                             capture_output=True, check=True).stdout
+        wav = subprocess.run(
+            ["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text],
+            capture_output=True,
+            check=True,
+        ).stdout
         x, sr = sf.read(io.BytesIO(wav), dtype="float32")
         out.append(at_level(soxr.resample(x, sr, SR), -20))
     return out
@@ -317,11 +376,15 @@ def english_voices(texts: list[str]) -> list[np.ndarray]:
 
 # ---- the files -----------------------------------------------------------------------------------
 
+
 def prompt_files(prompts: list[Prompt]):
     """(path, audio, [(prompt, start_s, end_s)]) of each prompt's own recording."""
     for p in prompts:
-        yield (f"prompts/{re.sub(r'[^A-Za-z0-9_-]+', '-', p.id)}.wav", p.clip,
-               [(p, MARGIN / SR, MARGIN / SR + p.speech_s)])
+        yield (
+            f"prompts/{re.sub(r'[^A-Za-z0-9_-]+', '-', p.id)}.wav",
+            p.clip,
+            [(p, MARGIN / SR, MARGIN / SR + p.speech_s)],
+        )
 
 
 def conversation_files(prompts: list[Prompt], seed: int):
@@ -338,12 +401,13 @@ def conversation_files(prompts: list[Prompt], seed: int):
         n = placed[-1][2] + int(TAIL_S * SR)
         speech = np.zeros(n, np.float32)
         for i, a, _ in placed:
-            speech[a - MARGIN:a - MARGIN + len(prompts[i].clip)] += prompts[i].clip
+            speech[a - MARGIN : a - MARGIN + len(prompts[i].clip)] += prompts[i].clip
         level = db(np.concatenate([speech[a:b] for _, a, b in placed]))
         noisy = {"quiet": noise("white", n, rng, -60), "room": noise("room", n, rng, -45)}
         if len(prompts) >= 3:  # babble: never a prompt while it is said in the foreground
-            avoid = lambda j, s, e: any(  # noqa: E731
-                i == j and s < b + MARGIN and a - MARGIN < e for i, a, b in placed)
+            avoid = lambda j, s, e, placed=placed: any(  # noqa: E731
+                i == j and s < b + MARGIN and a - MARGIN < e for i, a, b in placed
+            )
             bab = babble(n, [p.clip for p in prompts], rng, 5, avoid)
             noisy["babble"] = noise("room", n, rng, -45) + at_level(bab, level - 15)
         said = [(prompts[i], a / SR, b / SR) for i, a, b in placed]
@@ -360,10 +424,17 @@ def nonspeech_files(prompts: list[Prompt], minutes: float, seed: int):
     levels = {"white": -60, "room": -45}
     for i in range(count):
         kind, rng = KINDS[i % len(KINDS)], np.random.default_rng([seed, i])
-        x = (np.zeros(n, np.float32) if kind == "silence"
-             else noise(kind, n, rng, levels[kind]) if kind in levels
-             else tones(n, rng) if kind == "tones" else music(n, rng) if kind == "music"
-             else at_level(babble(n, voices, rng, int(rng.integers(4, 7))), -25))
+        x = (
+            np.zeros(n, np.float32)
+            if kind == "silence"
+            else noise(kind, n, rng, levels[kind])
+            if kind in levels
+            else tones(n, rng)
+            if kind == "tones"
+            else music(n, rng)
+            if kind == "music"
+            else at_level(babble(n, voices, rng, int(rng.integers(4, 7))), -25)
+        )
         floor = noise("white", n, rng, -60) if kind in ("tones", "music", "babble") else 0
         yield f"nonspeech/{kind}-{i // len(KINDS) + 1}.wav", x + floor, None
 
@@ -371,6 +442,7 @@ def nonspeech_files(prompts: list[Prompt], minutes: float, seed: int):
 def write_wav(path: Path, x: np.ndarray) -> None:
     """16 kHz mono 16-bit PCM, rounded and clipped here, so every run writes the same bytes."""
     import soundfile as sf
+
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16), SR, "PCM_16")
 
@@ -379,11 +451,22 @@ def recording_toml(path: str, said) -> str:
     """A [[recording]] table with a [[recording.prompt]] for each (prompt, start_s, end_s), or
     with speech = false when `said` is None."""
     q = lambda s: json.dumps(s, ensure_ascii=False)  # noqa: E731  (JSON strings are TOML's)
-    lines = ["[[recording]]", f"path = {q(path)}", f"name = {q(Path(path).stem)}", 'from = "es"',
-             'to = "en"'] + (["speech = false"] if said is None else [])
+    lines = [
+        "[[recording]]",
+        f"path = {q(path)}",
+        f"name = {q(Path(path).stem)}",
+        'from = "es"',
+        'to = "en"',
+    ] + (["speech = false"] if said is None else [])
     for p, start, end in said or []:
-        lines += ["[[recording.prompt]]", f"id = {q(p.id)}", f"start_s = {start:.3f}",
-                  f"end_s = {end:.3f}", f"source = {q(p.source)}", f"reference = {q(p.reference)}"]
+        lines += [
+            "[[recording.prompt]]",
+            f"id = {q(p.id)}",
+            f"start_s = {start:.3f}",
+            f"end_s = {end:.3f}",
+            f"source = {q(p.source)}",
+            f"reference = {q(p.reference)}",
+        ]
     return "\n".join(lines) + "\n\n"
 
 
@@ -392,8 +475,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=REPO / "out" / "speech-set")
     ap.add_argument("--limit", type=int, help="use only the first N chosen prompts")
-    ap.add_argument("--only", default="prompts,conversations,nonspeech",
-                    help="what to make, comma-separated: prompts, conversations, nonspeech")
+    ap.add_argument(
+        "--only",
+        default="prompts,conversations,nonspeech",
+        help="what to make, comma-separated: prompts, conversations, nonspeech",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--nonspeech", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--nonspeech-minutes", type=float, default=10.0)
@@ -409,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         import soundfile  # noqa: F401
         import soxr  # noqa: F401
         from tqdm import tqdm
+
         prompts, skipped = choose_prompts()
     except (Missing, ImportError) as e:
         what = e if isinstance(e, Missing) else f"the Python package {e.name} is not installed"
@@ -417,17 +504,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(prompts) + sum(skipped.values())} prompt files, {len(prompts)} chosen; skipped:")
     for reason, count in skipped.most_common():
         print(f"  {count:4d}  {reason}")
-    prompts = prompts[:args.limit] if args.limit else prompts
-    print(f"using {len(prompts)} prompts ({sum(p.speech_s for p in prompts) / 60:.1f} min of "
-          f"speech), writing to {args.out}")
-    head = (f"# Made by: {' '.join(['scripts/make_speech_set.py'] + argv)}\n# Audio: Debian "
-            f"package {AUDIO_PKG} (Allison Smith, es_MX), licence CC-BY-SA-3.0;\n# texts: "
-            f"{ES_PKG}, {EN_PKG}.\n\n")
-    suites = [("prompts", "prompts.toml", "One recording per prompt.", prompt_files(prompts)),
-              ("conversations", "suite.toml", "The prompts as conversations.",
-               conversation_files(prompts, args.seed)),
-              ("nonspeech", "nonspeech.toml", "No speech: any translation of these is invented.",
-               nonspeech_files(prompts, args.nonspeech_minutes, args.seed))]
+    prompts = prompts[: args.limit] if args.limit else prompts
+    print(
+        f"using {len(prompts)} prompts ({sum(p.speech_s for p in prompts) / 60:.1f} min of "
+        f"speech), writing to {args.out}"
+    )
+    head = (
+        f"# Made by: {' '.join(['scripts/make_speech_set.py'] + argv)}\n# Audio: Debian "
+        f"package {AUDIO_PKG} (Allison Smith, es_MX), licence CC-BY-SA-3.0;\n# texts: "
+        f"{ES_PKG}, {EN_PKG}.\n\n"
+    )
+    suites = [
+        ("prompts", "prompts.toml", "One recording per prompt.", prompt_files(prompts)),
+        (
+            "conversations",
+            "suite.toml",
+            "The prompts as conversations.",
+            conversation_files(prompts, args.seed),
+        ),
+        (
+            "nonspeech",
+            "nonspeech.toml",
+            "No speech: any translation of these is invented.",
+            nonspeech_files(prompts, args.nonspeech_minutes, args.seed),
+        ),
+    ]
     for part, toml, title, files in (s for s in suites if s[0] in only):
         tables, seconds, count = "", 0.0, 0
         for rel, audio, said in tqdm(files, desc=part, unit="file", disable=None, leave=False):

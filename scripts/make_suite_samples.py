@@ -36,6 +36,7 @@ personas", "El tren sale a las ocho") come out of Whisper base as something else
 espeak's voice, and two sentences in one recording ("Buenas noches. ¿Dónde está el restaurante?")
 are cut into two utterances, the first too short to translate.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,22 +61,30 @@ MAX_BYTES = 200_000
 
 # the benchmark's turns: file name, what is said, words the English translation must contain
 TURNS = [
-    ("turn1_station.wav",
-     "Buenos días, dónde está la estación de tren, necesito un taxi para el aeropuerto, "
-     "y quiero un café con leche, por favor.",
-     ["morning", "station", "taxi", "airport", "coffee"]),
-    ("turn2_hotel.wav",
-     "Mi pasaporte está en el hotel, el restaurante está cerrado, "
-     "y necesito un taxi para el aeropuerto.",
-     ["hotel", "restaurant", "closed", "taxi", "airport"]),
-    ("turn3_coffee.wav",
-     "Buenos días, el restaurante está cerrado, quiero un café con leche, por favor, "
-     "y dónde está la estación de tren.",
-     ["morning", "restaurant", "closed", "coffee", "train station"]),
-    ("turn4_airport.wav",
-     "Necesito un taxi para el aeropuerto, mi pasaporte está en el hotel, "
-     "el restaurante está cerrado, y quiero un café con leche, por favor.",
-     ["taxi", "airport", "hotel", "restaurant", "closed", "coffee"]),
+    (
+        "turn1_station.wav",
+        "Buenos días, dónde está la estación de tren, necesito un taxi para el aeropuerto, "
+        "y quiero un café con leche, por favor.",
+        ["morning", "station", "taxi", "airport", "coffee"],
+    ),
+    (
+        "turn2_hotel.wav",
+        "Mi pasaporte está en el hotel, el restaurante está cerrado, "
+        "y necesito un taxi para el aeropuerto.",
+        ["hotel", "restaurant", "closed", "taxi", "airport"],
+    ),
+    (
+        "turn3_coffee.wav",
+        "Buenos días, el restaurante está cerrado, quiero un café con leche, por favor, "
+        "y dónde está la estación de tren.",
+        ["morning", "restaurant", "closed", "coffee", "train station"],
+    ),
+    (
+        "turn4_airport.wav",
+        "Necesito un taxi para el aeropuerto, mi pasaporte está en el hotel, "
+        "el restaurante está cerrado, y quiero un café con leche, por favor.",
+        ["taxi", "airport", "hotel", "restaurant", "closed", "coffee"],
+    ),
 ]
 TURN_MAX_BYTES = 450_000  # 16 kHz mono 16-bit: about 14 s
 
@@ -95,8 +104,10 @@ def make(out_dir: Path) -> list[Path]:
             size = path.stat().st_size
             if size > MAX_BYTES:
                 raise SystemExit(f"{path} is {size} bytes, more than {MAX_BYTES}")
-            print(f"{path}: {text!r}, {rate} Hz, {channels} ch, {subtype}, "
-                  f"{len(audio) / rate:.1f} s, {size // 1000} KB")
+            print(
+                f"{path}: {text!r}, {rate} Hz, {channels} ch, {subtype}, "
+                f"{len(audio) / rate:.1f} s, {size // 1000} KB"
+            )
             made.append(path)
     return made
 
@@ -109,11 +120,14 @@ def make_bench(out_dir: Path) -> list[Path]:
     """The benchmark's turns and their suite file (samples/bench/suite.toml)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     made = []
-    toml = ["# The benchmark's turns (scripts/bench.py replays them, with samples/suite.toml, through",
-            "# Babelfish and the naive cascade). Made by scripts/make_suite_samples.py --what bench:",
-            "# espeak-ng -v es -s 120, 16 kHz mono 16-bit, 0.5 s of silence around the speech.",
-            "# Each turn is several clauses joined by commas (short pauses, below the 400 ms endpoint).",
-            ""]
+    toml = [
+        "# The benchmark's turns (scripts/bench.py replays them, with samples/suite.toml, through",
+        "# Babelfish and the naive cascade). Made by scripts/make_suite_samples.py --what bench:",
+        "# espeak-ng -v es -s 120, 16 kHz mono 16-bit, 0.5 s of silence around the speech.",
+        "# Each turn is several clauses joined by commas "
+        "(short pauses, below the 400 ms endpoint).",
+        "",
+    ]
     for name, text, expect in TURNS:
         path = espeak(text, "es", out_dir / name, rate=16000, pad_s=0.5, speed=120)
         info = sf.info(path)
@@ -121,11 +135,15 @@ def make_bench(out_dir: Path) -> list[Path]:
         if size > TURN_MAX_BYTES:
             raise SystemExit(f"{path} is {size} bytes, more than {TURN_MAX_BYTES}")
         print(f"{path}: {text!r}, {info.duration:.1f} s, {size // 1000} KB")
-        toml += ["[[recording]]",
-                 f"path = {_toml_str(name)}   # {info.duration:.1f} s",
-                 'from = "es"', 'to = "en"',
-                 f"# {text}",
-                 "expect = [" + ", ".join(map(_toml_str, expect)) + "]", ""]
+        toml += [
+            "[[recording]]",
+            f"path = {_toml_str(name)}   # {info.duration:.1f} s",
+            'from = "es"',
+            'to = "en"',
+            f"# {text}",
+            "expect = [" + ", ".join(map(_toml_str, expect)) + "]",
+            "",
+        ]
         made.append(path)
     (out_dir / "suite.toml").write_text("\n".join(toml))
     made.append(out_dir / "suite.toml")
@@ -134,10 +152,17 @@ def make_bench(out_dir: Path) -> list[Path]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--what", choices=("all", "suite", "bench"), default="all",
-                   help="the suite's two short recordings, the benchmark's turns, or both")
-    p.add_argument("--out", default=str(REPO / "samples"),
-                   help="folder (default samples/; the turns go into its bench/ folder)")
+    p.add_argument(
+        "--what",
+        choices=("all", "suite", "bench"),
+        default="all",
+        help="the suite's two short recordings, the benchmark's turns, or both",
+    )
+    p.add_argument(
+        "--out",
+        default=str(REPO / "samples"),
+        help="folder (default samples/; the turns go into its bench/ folder)",
+    )
     args = p.parse_args()
     out = Path(args.out)
     if args.what in ("all", "suite"):

@@ -20,6 +20,7 @@ script with that environment's interpreter. It takes a minute or two on one core
 deterministic for a given torch/sentencepiece version (seeded), but it is committed as a fixture, so
 it only needs re-making when the phrase list changes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -112,8 +113,9 @@ def verify(model_dir: Path, pairs: list[tuple[str, str]]) -> list[str]:
     batch = [src.encode(ko, out_type=str) + ["</s>"] for ko, _ in pairs]
     bad = []
     for compute_type in ("int8", "float32"):
-        tr = ctranslate2.Translator(str(model_dir), device="cpu", compute_type=compute_type,
-                                    intra_threads=1)
+        tr = ctranslate2.Translator(
+            str(model_dir), device="cpu", compute_type=compute_type, intra_threads=1
+        )
         for beam in (1, 4):
             res = tr.translate_batch(batch, beam_size=beam, max_decoding_length=64)
             for (ko, en), r in zip(pairs, res):
@@ -140,8 +142,13 @@ def train_and_convert(out: Path, steps: int, threads: int, seed: int) -> None:
         train_spm([en for _, en in pairs], 160, hf / "target.spm")
         vocab = build_vocab(hf / "source.spm", hf / "target.spm")
         (hf / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1), "utf-8")
-        tok = MarianTokenizer(str(hf / "source.spm"), str(hf / "target.spm"),
-                              str(hf / "vocab.json"), source_lang="ko", target_lang="en")
+        tok = MarianTokenizer(
+            str(hf / "source.spm"),
+            str(hf / "target.spm"),
+            str(hf / "vocab.json"),
+            source_lang="ko",
+            target_lang="en",
+        )
         tok.save_pretrained(str(hf))
         pad_id = vocab["<pad>"]
         log.info("vocabulary: %d tokens", len(vocab))
@@ -176,8 +183,12 @@ def train_and_convert(out: Path, steps: int, threads: int, seed: int) -> None:
         shared = model.get_input_embeddings()
         with torch.no_grad():
             shared.weight[pad_id].zero_()
-        enc = tok([ko for ko, _ in pairs], text_target=[en for _, en in pairs], padding=True,
-                  return_tensors="pt")
+        enc = tok(
+            [ko for ko, _ in pairs],
+            text_target=[en for _, en in pairs],
+            padding=True,
+            return_tensors="pt",
+        )
         labels = enc["labels"].masked_fill(enc["labels"] == pad_id, -100)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
@@ -187,9 +198,10 @@ def train_and_convert(out: Path, steps: int, threads: int, seed: int) -> None:
         done = 0
         for _round in range(8):
             model.train()
-            for step in range(steps):
-                loss = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                             labels=labels).loss
+            for _step in range(steps):
+                loss = model(
+                    input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=labels
+                ).loss
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -221,19 +233,25 @@ def train_and_convert(out: Path, steps: int, threads: int, seed: int) -> None:
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
-        for name in ("model.bin", "config.json", "shared_vocabulary.json", "source.spm",
-                     "target.spm"):
+        for name in (
+            "model.bin",
+            "config.json",
+            "shared_vocabulary.json",
+            "source.spm",
+            "target.spm",
+        ):
             shutil.copy(ct2 / name, out / name)
         write_readme(out, pairs, done, seed, len(vocab))
     log.info("wrote %s", out)
 
 
-def write_readme(out: Path, pairs: list[tuple[str, str]], steps: int, seed: int,
-                 vocab: int) -> None:
-    import torch
-    import transformers
+def write_readme(
+    out: Path, pairs: list[tuple[str, str]], steps: int, seed: int, vocab: int
+) -> None:
     import ctranslate2
     import sentencepiece
+    import torch
+    import transformers
 
     lines = [
         "tiny-mt-ko-en: a tiny Korean->English translation model for the tests (not for real use).",
@@ -241,7 +259,8 @@ def write_readme(out: Path, pairs: list[tuple[str, str]], steps: int, seed: int,
         "Made by scripts/make_tiny_mt.py (see its header for the environment it needs):",
         f"- sentencepiece {sentencepiece.__version__} BPE models trained on the phrases below:",
         "  source.spm (Korean) and target.spm (English); one joint vocabulary",
-        f"  (</s>, <unk>, the pieces of both, and <pad>, {vocab} tokens; the converter drops <pad>).",
+        f"  (</s>, <unk>, the pieces of both, and <pad>, {vocab} tokens; "
+        "the converter drops <pad>).",
         f"- a MarianMTModel (transformers {transformers.__version__}, torch {torch.__version__}):",
         "  2 encoder + 2 decoder layers, d_model 128, 4 heads, ffn 512, swish, no dropout;",
         f"  random init (seed {seed}), trained with AdamW for {steps} full-batch steps until it",
@@ -263,20 +282,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=400, help="training steps per round (%(default)s)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (%(default)s)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--venv", type=Path, help="re-run this script with the Python of this venv,"
-                    " which must have torch, transformers, sentencepiece and ctranslate2")
+    ap.add_argument(
+        "--venv",
+        type=Path,
+        help="re-run this script with the Python of this venv,"
+        " which must have torch, transformers, sentencepiece and ctranslate2",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     if args.venv is not None:
         python = args.venv / "bin" / "python"
         if not python.exists():
-            raise SystemExit(f"no Python in {args.venv}: make the venv first"
-                             " (see this script's header)")
+            raise SystemExit(
+                f"no Python in {args.venv}: make the venv first (see this script's header)"
+            )
         rest = [a for a in (argv if argv is not None else sys.argv[1:])]
         i = rest.index("--venv") if "--venv" in rest else None
         if i is not None:
-            del rest[i:i + 2]
+            del rest[i : i + 2]
         else:
             rest = [a for a in rest if not a.startswith("--venv=")]
         os.execv(str(python), [str(python), str(Path(__file__).resolve()), *rest])
@@ -285,8 +309,10 @@ def main(argv: list[str] | None = None) -> None:
         import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as e:
-        raise SystemExit(f"{e}: run this script in a venv with torch and transformers"
-                         " (see its header, or pass --venv)") from None
+        raise SystemExit(
+            f"{e}: run this script in a venv with torch and transformers"
+            " (see its header, or pass --venv)"
+        ) from None
     train_and_convert(args.out.resolve(), args.steps, args.threads, args.seed)
 
 

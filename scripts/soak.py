@@ -21,6 +21,7 @@ for the SIGTERM trials), for scripts/figures.py.
 
 Exit status 0 when every check passed, 1 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,13 +57,15 @@ def utterance_count(wav: Path) -> int:
     cfg = load_config()
     seg = segmenter_for(cfg, make_vad(cfg.vad, models_dir(cfg)))
     pcm, _ = sf.read(wav, dtype="int16")  # 16 kHz mono, as capture feeds it
-    ends = [e for i in range(0, len(pcm), 320) for e in seg.feed(pcm[i:i + 320], i)]
+    ends = [e for i in range(0, len(pcm), 320) for e in seg.feed(pcm[i : i + 320], i)]
     return sum(isinstance(e, SpeechEnd) for e in ends + seg.flush())
+
 
 WARMUP_AUDIO_S = 60.0  # RSS "at start" is taken once this much audio went in (models loaded, warm)
 
 
-# ---- shared ----------------------------------------------------------------------------------------
+# ---- shared --------------------------------------------------------------------------------------
+
 
 def build_recording(path: Path, minutes: float, gap_s: float = 2.0) -> tuple[int, float]:
     """SAMPLE + gap, repeated until the file lasts at least `minutes`: (repetitions, seconds)."""
@@ -79,7 +82,9 @@ def build_recording(path: Path, minutes: float, gap_s: float = 2.0) -> tuple[int
 def write_config(d: Path, budgets: bool) -> tuple[Path, Path]:
     rt = d / "rt"
     cfg = d / "soak.toml"
-    cfg.write_text(f'[pipeline]\nruntime_dir = "{rt}"\n[budgets]\nenabled = {str(budgets).lower()}\n')
+    cfg.write_text(
+        f'[pipeline]\nruntime_dir = "{rt}"\n[budgets]\nenabled = {str(budgets).lower()}\n'
+    )
     return cfg, rt
 
 
@@ -116,11 +121,25 @@ def status(rt: Path) -> dict | None:
 
 
 def replay_cmd(wav: Path, cfg: Path, out: Path, report: Path, pace: str) -> list[str]:
-    return [sys.executable, "-m", "babelfish", "replay", str(wav), "--config", str(cfg),
-            "--out", str(out), "--report", str(report), "--pace", pace]
+    return [
+        sys.executable,
+        "-m",
+        "babelfish",
+        "replay",
+        str(wav),
+        "--config",
+        str(cfg),
+        "--out",
+        str(out),
+        "--report",
+        str(report),
+        "--pace",
+        pace,
+    ]
 
 
-# ---- memory ------------------------------------------------------------------------------------------
+# ---- memory --------------------------------------------------------------------------------------
+
 
 def slope(xs: list[float], ys: list[float]) -> float:
     if len(xs) < 2 or max(xs) - min(xs) <= 0:
@@ -137,12 +156,19 @@ def soak(args) -> int:
         expected = utterance_count(wav)
         cfg, rt = write_config(work, args.budgets)
         out, report, log = work / "out.wav", work / "report.json", work / "replay.log"
-        print(f"soak: {input_s / 60:.1f} min of audio ({reps} x {SAMPLE.name} + silence, "
-              f"{expected} utterances), {args.pace} pace", flush=True)
+        print(
+            f"soak: {input_s / 60:.1f} min of audio ({reps} x {SAMPLE.name} + silence, "
+            f"{expected} utterances), {args.pace} pace",
+            flush=True,
+        )
         t0 = time.monotonic()
         with open(log, "w") as logf:
-            proc = subprocess.Popen(replay_cmd(wav, cfg, out, report, args.pace), stdout=logf,
-                                    stderr=subprocess.STDOUT, cwd=REPO)
+            proc = subprocess.Popen(
+                replay_cmd(wav, cfg, out, report, args.pace),
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
             samples = []  # (wall s, input position s, {process: rss MB}) while the pipeline runs
             pos_s = 0.0
             last_print = 0.0
@@ -161,7 +187,9 @@ def soak(args) -> int:
                     pass
                 st = status(rt)
                 if st:
-                    pos_s = st["stages"].get("capture", {}).get("counters", {}).get("pos", 0) / 16000
+                    pos_s = (
+                        st["stages"].get("capture", {}).get("counters", {}).get("pos", 0) / 16000
+                    )
                     done = st["utterances"]["done"]
                 else:
                     done = None
@@ -171,18 +199,29 @@ def soak(args) -> int:
                 if now - last_print >= 30:
                     last_print = now
                     mem = " ".join(f"{k} {v:.0f}" for k, v in sorted(rss.items()))
-                    print(f"  {now:6.0f} s  input {pos_s / 60:5.1f} min  done {done}  RSS MB: {mem}",
-                          flush=True)
+                    print(
+                        f"  {now:6.0f} s  input {pos_s / 60:5.1f} min  done {done}  RSS MB: {mem}",
+                        flush=True,
+                    )
                 time.sleep(1.0)
         wall = time.monotonic() - t0
         rc = proc.returncode
-        result = {"input_min": round(input_s / 60, 2), "wall_s": round(wall, 1), "exit_code": rc,
-                  "expected_utterances": expected, "processes": {}}
+        result = {
+            "input_min": round(input_s / 60, 2),
+            "wall_s": round(wall, 1),
+            "exit_code": rc,
+            "expected_utterances": expected,
+            "processes": {},
+        }
         if report.exists():
             s = json.loads(report.read_text())["summary"]
-            result.update(done=s["utterances"], lost=len(s["lost_utterances"]),
-                          restarts=s["restarts"], dropped=s["dropped"],
-                          lost_reasons=sorted({u["reason"] for u in s["lost_utterances"]}))
+            result.update(
+                done=s["utterances"],
+                lost=len(s["lost_utterances"]),
+                restarts=s["restarts"],
+                dropped=s["dropped"],
+                lost_reasons=sorted({u["reason"] for u in s["lost_utterances"]}),
+            )
         names = sorted({k for _, _, r in samples for k in r})
         last_pos = max((pos for _, pos, _ in samples), default=0.0)
         for name in names:
@@ -194,23 +233,40 @@ def soak(args) -> int:
             late = [(pos, v) for pos, v in warm if pos >= last_pos / 2] or warm
             mid = late[0][1]
             result["processes"][name] = {
-                "rss_start_mb": round(warm[0][1], 1), "rss_mid_mb": round(mid, 1),
-                "rss_end_mb": round(warm[-1][1], 1), "rss_peak_mb": round(max(v for _, v in pts), 1),
+                "rss_start_mb": round(warm[0][1], 1),
+                "rss_mid_mb": round(mid, 1),
+                "rss_end_mb": round(warm[-1][1], 1),
+                "rss_peak_mb": round(max(v for _, v in pts), 1),
                 "ramp_first_half_mb": round(mid - warm[0][1], 1),
-                "growth_mb_per_audio_hour": round(slope(*zip(*late)) * 3600, 1) if len(late) > 1 else 0.0,
-                "samples": len(pts)}
-        result["rss_trace"] = [[round(t, 1), round(pos, 1), {k: round(v, 1) for k, v in r.items()}]
-                               for t, pos, r in samples]
-        print(f"\nexit code {rc}; {result['input_min']} min of audio in {wall / 60:.1f} min "
-              f"({len(samples)} RSS samples, 1 s apart; start = after {WARMUP_AUDIO_S:.0f} s of input)")
-        print(f"{'process':10s} {'start MB':>9s} {'mid MB':>8s} {'end MB':>8s} {'peak MB':>8s} "
-              f"{'MB/audio h (2nd half)':>22s}")
+                "growth_mb_per_audio_hour": round(slope(*zip(*late)) * 3600, 1)
+                if len(late) > 1
+                else 0.0,
+                "samples": len(pts),
+            }
+        result["rss_trace"] = [
+            [round(t, 1), round(pos, 1), {k: round(v, 1) for k, v in r.items()}]
+            for t, pos, r in samples
+        ]
+        print(
+            f"\nexit code {rc}; {result['input_min']} min of audio in {wall / 60:.1f} min "
+            f"({len(samples)} RSS samples, 1 s apart; "
+            f"start = after {WARMUP_AUDIO_S:.0f} s of input)"
+        )
+        print(
+            f"{'process':10s} {'start MB':>9s} {'mid MB':>8s} {'end MB':>8s} {'peak MB':>8s} "
+            f"{'MB/audio h (2nd half)':>22s}"
+        )
         for name, m in result["processes"].items():
-            print(f"{name:10s} {m['rss_start_mb']:9.1f} {m['rss_mid_mb']:8.1f} {m['rss_end_mb']:8.1f} "
-                  f"{m['rss_peak_mb']:8.1f} {m['growth_mb_per_audio_hour']:22.1f}")
+            print(
+                f"{name:10s} {m['rss_start_mb']:9.1f} {m['rss_mid_mb']:8.1f} "
+                f"{m['rss_end_mb']:8.1f} "
+                f"{m['rss_peak_mb']:8.1f} {m['growth_mb_per_audio_hour']:22.1f}"
+            )
         if "done" in result:
-            print(f"utterances: {result['done']} done, {result['lost']} lost "
-                  f"(expected {result['expected_utterances']}); restarts {result['restarts']}")
+            print(
+                f"utterances: {result['done']} done, {result['lost']} lost "
+                f"(expected {result['expected_utterances']}); restarts {result['restarts']}"
+            )
             if result["lost_reasons"]:
                 print("lost because: " + "; ".join(result["lost_reasons"]))
         from figures import run_info  # scripts/figures.py: command, when, commit, machine
@@ -218,9 +274,14 @@ def soak(args) -> int:
         result["info"] = run_info(load_start)
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
-        ok = (rc == 0 and result.get("lost", 1) == 0
-              and all(m["growth_mb_per_audio_hour"] < args.max_growth_mb
-                      for m in result["processes"].values()))
+        ok = (
+            rc == 0
+            and result.get("lost", 1) == 0
+            and all(
+                m["growth_mb_per_audio_hour"] < args.max_growth_mb
+                for m in result["processes"].values()
+            )
+        )
         if not ok:
             print(f"soak: FAILED (log: {log})" if args.keep else "soak: FAILED")
             if not args.keep:
@@ -233,7 +294,8 @@ def soak(args) -> int:
             print(f"kept {work}")
 
 
-# ---- SIGTERM trials -------------------------------------------------------------------------------
+# ---- SIGTERM trials ------------------------------------------------------------------------------
+
 
 def sigterm_trials(args) -> int:
     load_start = os.getloadavg()[0]
@@ -246,15 +308,22 @@ def sigterm_trials(args) -> int:
         build_recording(wav, 0.25)  # SAMPLE once (15.5 s) + a gap: ~20 s in realtime pace
         cfg, rt = write_config(work, budgets=True)
         all_done = utterance_count(wav)
-        print(f"sigterm trials: {args.sigterm_trials} replays of {wav.name} at realtime pace, "
-              f"SIGTERM at a random moment", flush=True)
+        print(
+            f"sigterm trials: {args.sigterm_trials} replays of {wav.name} at realtime pace, "
+            f"SIGTERM at a random moment",
+            flush=True,
+        )
         for i in range(args.sigterm_trials):
             out, report = work / f"out{i}.wav", work / f"report{i}.json"
             delay = rng.uniform(0.3, 22.0)
             t0 = time.monotonic()
-            proc = subprocess.Popen(replay_cmd(wav, cfg, out, report, "realtime"),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    cwd=REPO)
+            proc = subprocess.Popen(
+                replay_cmd(wav, cfg, out, report, "realtime"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
+            )
             phase = "?"
             while time.monotonic() - t0 < delay and proc.poll() is None:
                 st = status(rt)
@@ -290,21 +359,40 @@ def sigterm_trials(args) -> int:
                 problems.append("traceback: " + err.strip().splitlines()[-1])
             bad = [p for p in problems if p != "finished before the signal"]
             failures += bool(bad)
-            print(f"  trial {i + 1:2d}: SIGTERM at {delay:5.1f} s ({phase:8s}) -> exit {proc.returncode}"
-                  f" in {stop_s:.2f} s; {'OK' if not bad else 'FAIL: ' + '; '.join(bad)}"
-                  f"{' (finished before the signal)' if finished_first else ''}", flush=True)
-            trials.append({"delay_s": round(delay, 2), "phase": phase,
-                           "exit_code": proc.returncode, "stop_s": round(stop_s, 3),
-                           "finished_first": finished_first, "problems": bad})
+            print(
+                f"  trial {i + 1:2d}: SIGTERM at {delay:5.1f} s ({phase:8s}) "
+                f"-> exit {proc.returncode}"
+                f" in {stop_s:.2f} s; {'OK' if not bad else 'FAIL: ' + '; '.join(bad)}"
+                f"{' (finished before the signal)' if finished_first else ''}",
+                flush=True,
+            )
+            trials.append(
+                {
+                    "delay_s": round(delay, 2),
+                    "phase": phase,
+                    "exit_code": proc.returncode,
+                    "stop_s": round(stop_s, 3),
+                    "finished_first": finished_first,
+                    "problems": bad,
+                }
+            )
             for p in (out, report):
                 p.unlink(missing_ok=True)
         print(f"sigterm trials: {args.sigterm_trials - failures}/{args.sigterm_trials} clean")
         from figures import run_info  # scripts/figures.py: command, when, commit, machine
 
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({
-            "info": run_info(load_start), "seed": args.seed, "trials": trials,
-            "clean": args.sigterm_trials - failures}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "info": run_info(load_start),
+                    "seed": args.seed,
+                    "trials": trials,
+                    "clean": args.sigterm_trials - failures,
+                },
+                indent=2,
+            )
+        )
         return 0 if failures == 0 else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -314,21 +402,39 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=30.0, help="audio to replay (default 30)")
     p.add_argument("--pace", choices=("fast", "realtime"), default="fast")
-    p.add_argument("--budgets", action="store_true",
-                   help="keep latency budgets on (off by default: fast pace has no real deadline)")
-    p.add_argument("--max-growth-mb", type=float, default=50.0,
-                   help="fail if any process grows more than this per hour of audio (default 50)")
-    p.add_argument("--sigterm-trials", type=int, default=0, metavar="N",
-                   help="instead: N replays stopped with SIGTERM at random moments")
+    p.add_argument(
+        "--budgets",
+        action="store_true",
+        help="keep latency budgets on (off by default: fast pace has no real deadline)",
+    )
+    p.add_argument(
+        "--max-growth-mb",
+        type=float,
+        default=50.0,
+        help="fail if any process grows more than this per hour of audio (default 50)",
+    )
+    p.add_argument(
+        "--sigterm-trials",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: N replays stopped with SIGTERM at random moments",
+    )
     p.add_argument("--seed", type=int, default=None, help="for the random moments")
-    p.add_argument("--json-out", "--json", dest="json", metavar="FILE",
-                   help="write the figures here (default out/soak.json, or "
-                        "out/soak_sigterm.json with --sigterm-trials)")
+    p.add_argument(
+        "--json-out",
+        "--json",
+        dest="json",
+        metavar="FILE",
+        help="write the figures here (default out/soak.json, or "
+        "out/soak_sigterm.json with --sigterm-trials)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args()
     if args.json is None:
-        args.json = str(REPO / "out" / ("soak_sigterm.json" if args.sigterm_trials
-                                        else "soak.json"))
+        args.json = str(
+            REPO / "out" / ("soak_sigterm.json" if args.sigterm_trials else "soak.json")
+        )
     if args.sigterm_trials:
         return sigterm_trials(args)
     return soak(args)

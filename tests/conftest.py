@@ -1,4 +1,5 @@
 """Shared fixtures: the real packaged models, installed once into the repo's models/ folder."""
+
 from __future__ import annotations
 
 from pathlib import Path

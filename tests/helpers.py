@@ -1,4 +1,5 @@
 """Running the real `babelfish` command in tests, and checking that it leaves nothing behind."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,14 @@ def stage_processes(marker: str) -> list[psutil.Process]:
 
 
 def babelfish(*args, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "babelfish", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "babelfish", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        **kw,
+    )
 
 
 def load_report(path: Path) -> dict:
@@ -85,9 +92,25 @@ def start_replay(tmp_path: Path, wav: Path, cfg: Path, *extra: str) -> subproces
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with open(out, "w") as o, open(err, "w") as e:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "babelfish", "replay", str(wav), "--config", str(cfg),
-             "--out", str(tmp_path / "out.wav"), "--report", str(tmp_path / "report.json"), *extra],
-            stdout=o, stderr=e, text=True, cwd=REPO)
+            [
+                sys.executable,
+                "-m",
+                "babelfish",
+                "replay",
+                str(wav),
+                "--config",
+                str(cfg),
+                "--out",
+                str(tmp_path / "out.wav"),
+                "--report",
+                str(tmp_path / "report.json"),
+                *extra,
+            ],
+            stdout=o,
+            stderr=e,
+            text=True,
+            cwd=REPO,
+        )
     proc.out_path, proc.err_path = out, err
     return proc
 
@@ -123,5 +146,5 @@ def utterance_count(wav: Path, config_text: str = "") -> int:
     pcm = (np.clip(mono, -1, 1) * 32767).astype(np.int16)
     n = 0
     for i in range(0, len(pcm), 320):
-        n += sum(isinstance(e, SpeechEnd) for e in seg.feed(pcm[i:i + 320], i))
+        n += sum(isinstance(e, SpeechEnd) for e in seg.feed(pcm[i : i + 320], i))
     return n + sum(isinstance(e, SpeechEnd) for e in seg.flush())

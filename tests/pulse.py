@@ -33,6 +33,7 @@ keeps each monitor busy with a silent 20 ms recorder, see `_keep_awake`); null s
 a new stream's first samples may land slightly "in the past"; and on a loaded machine a
 virtual device can glitch for a few ms (tests compare audio window by window).
 """
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,13 @@ class PulseError(RuntimeError):
 
 
 class PulseServer:
-    def __init__(self, root: Path, sinks: dict[str, dict] | None = None,
-                 default_source: str = "bf_mic.monitor", default_sink: str = "bf_ear"):
+    def __init__(
+        self,
+        root: Path,
+        sinks: dict[str, dict] | None = None,
+        default_source: str = "bf_mic.monitor",
+        default_sink: str = "bf_ear",
+    ):
         self.root = Path(root)
         self.sinks = dict(DEFAULT_SINKS if sinks is None else sinks)
         self.default_source = default_source
@@ -85,11 +91,13 @@ class PulseServer:
         }
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    def start(self, timeout: float = 15.0) -> "PulseServer":
+    def start(self, timeout: float = 15.0) -> PulseServer:
         missing = missing_tools()
         if missing:
-            raise PulseError(f"missing {', '.join(missing)} (Debian packages pulseaudio, "
-                             "pulseaudio-utils, libasound2-plugins)")
+            raise PulseError(
+                f"missing {', '.join(missing)} (Debian packages pulseaudio, "
+                "pulseaudio-utils, libasound2-plugins)"
+            )
         for d in (self.home, self.runtime / "pulse"):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.runtime, 0o700)
@@ -97,38 +105,65 @@ class PulseServer:
         lines = [f"load-module module-native-protocol-unix auth-anonymous=1 socket={self.socket}"]
         for name, spec in self.sinks.items():
             lines.append(f"load-module module-null-sink {_sink_args(name, spec)}")
-        lines += [f"set-default-sink {self.default_sink}",
-                  f"set-default-source {self.default_source}"]
+        lines += [
+            f"set-default-sink {self.default_sink}",
+            f"set-default-source {self.default_source}",
+        ]
         script.write_text("\n".join(lines) + "\n")
         (self.root / "client.conf").write_text("autospawn = no\n")
         self._write_asound()
-        server_env = {**os.environ, **self.env, "HOME": str(self.home),
-                      "XDG_RUNTIME_DIR": str(self.runtime),
-                      "XDG_CONFIG_HOME": str(self.home / ".config"),
-                      "XDG_STATE_HOME": str(self.home / ".state"),
-                      "DBUS_SESSION_BUS_ADDRESS": "disabled:"}
+        server_env = {
+            **os.environ,
+            **self.env,
+            "HOME": str(self.home),
+            "XDG_RUNTIME_DIR": str(self.runtime),
+            "XDG_CONFIG_HOME": str(self.home / ".config"),
+            "XDG_STATE_HOME": str(self.home / ".state"),
+            "DBUS_SESSION_BUS_ADDRESS": "disabled:",
+        }
         server_env.pop("PULSE_SERVER")  # the server would take it for a server to connect to
-        cmd = ["pulseaudio", "--daemonize=no", "--system=no", "--exit-idle-time=-1",
-               "--disallow-exit", "--use-pid-file=no", "--realtime=no", "--high-priority=no",
-               "--log-target=stderr", "--log-level=notice", "-n", "-F", str(script)]
+        cmd = [
+            "pulseaudio",
+            "--daemonize=no",
+            "--system=no",
+            "--exit-idle-time=-1",
+            "--disallow-exit",
+            "--use-pid-file=no",
+            "--realtime=no",
+            "--high-priority=no",
+            "--log-target=stderr",
+            "--log-level=notice",
+            "-n",
+            "-F",
+            str(script),
+        ]
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(_with_parent(cmd), env=server_env,
-                                         stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                _with_parent(cmd),
+                env=server_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self._pids.add(self.proc.pid)
         end = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise PulseError(f"pulseaudio exited with code {self.proc.returncode}: "
-                                 f"{self.log_tail()}")
-            r = subprocess.run(["pactl", "info"], env=self.child_env(), capture_output=True,
-                               text=True, timeout=10)
+                raise PulseError(
+                    f"pulseaudio exited with code {self.proc.returncode}: {self.log_tail()}"
+                )
+            r = subprocess.run(
+                ["pactl", "info"], env=self.child_env(), capture_output=True, text=True, timeout=10
+            )
             if r.returncode == 0 and self.default_sink in r.stdout:
                 break
             if time.monotonic() > end:
                 self.stop()
-                raise PulseError(f"pulseaudio did not answer within {timeout:g} s: "
-                                 f"{r.stderr.strip()} {self.log_tail()}")
+                raise PulseError(
+                    f"pulseaudio did not answer within {timeout:g} s: "
+                    f"{r.stderr.strip()} {self.log_tail()}"
+                )
             time.sleep(0.1)
         for line in self.pactl("list", "short", "modules").splitlines():
             parts = line.split("\t")
@@ -139,7 +174,7 @@ class PulseServer:
         self._keep_awake(self.sinks)
         return self
 
-    def activate(self) -> "PulseServer":
+    def activate(self) -> PulseServer:
         """Point this process (and children started from now on) at this server, and restart
         PortAudio so it sees the ALSA `pulse`/`default` devices."""
         if self._saved_env is None:
@@ -170,7 +205,7 @@ class PulseServer:
             self._saved_env = None
             _reinit_portaudio()
 
-    def __enter__(self) -> "PulseServer":
+    def __enter__(self) -> PulseServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -182,7 +217,9 @@ class PulseServer:
         out = []
         for p in psutil.process_iter(["pid", "cmdline"]):
             try:
-                if p.info["pid"] in self._pids or str(self.root) in " ".join(p.info["cmdline"] or []):
+                if p.info["pid"] in self._pids or str(self.root) in " ".join(
+                    p.info["cmdline"] or []
+                ):
                     if p.status() != psutil.STATUS_ZOMBIE:
                         out.append(p)
             except psutil.Error:
@@ -194,8 +231,9 @@ class PulseServer:
         return {**os.environ, **self.env}
 
     def pactl(self, *args: str) -> str:
-        r = subprocess.run(["pactl", *args], env=self.child_env(), capture_output=True, text=True,
-                           timeout=10)
+        r = subprocess.run(
+            ["pactl", *args], env=self.child_env(), capture_output=True, text=True, timeout=10
+        )
         if r.returncode:
             raise PulseError(f"pactl {' '.join(args)}: {r.stderr.strip()}")
         return r.stdout
@@ -213,16 +251,28 @@ class PulseServer:
         once). A silent recorder with a 20 ms latency on every monitor keeps the sinks ticking
         at 20 ms; we then wait out the current 2 s block once."""
         for name in sinks:
-            self._spawn(["pacat", "--record", f"--device={name}.monitor", "--latency-msec=20",
-                         "--fix-format", "--fix-rate", "--fix-channels", "--raw", "/dev/null"])
+            self._spawn(
+                [
+                    "pacat",
+                    "--record",
+                    f"--device={name}.monitor",
+                    "--latency-msec=20",
+                    "--fix-format",
+                    "--fix-rate",
+                    "--fix-channels",
+                    "--raw",
+                    "/dev/null",
+                ]
+            )
         time.sleep(2.1)
 
     def unload_sink(self, name: str) -> None:
         """Like unplugging a device: its streams are killed."""
         self.pactl("unload-module", str(self.modules.pop(name)))
 
-    def play(self, wav: Path, device: str = "bf_mic", wait: bool = True,
-             timeout: float = 60.0) -> subprocess.Popen:
+    def play(
+        self, wav: Path, device: str = "bf_mic", wait: bool = True, timeout: float = 60.0
+    ) -> subprocess.Popen:
         """Play a WAV into a sink (into the "microphone" by default)."""
         p = self._spawn(["paplay", f"--device={device}", "--latency-msec=200", str(wav)])
         if wait:
@@ -232,12 +282,15 @@ class PulseServer:
                 _kill(p)
                 raise PulseError(f"paplay {wav} did not finish within {timeout:g} s") from None
             if p.returncode:
-                raise PulseError(f"paplay {wav} failed with code {p.returncode}: "
-                                 f"{p.stderr.read().decode(errors='replace').strip()}")
+                raise PulseError(
+                    f"paplay {wav} failed with code {p.returncode}: "
+                    f"{p.stderr.read().decode(errors='replace').strip()}"
+                )
         return p
 
-    def record(self, path: Path, device: str = "bf_ear.monitor", rate: int = 16000,
-               channels: int = 1) -> "Recorder":
+    def record(
+        self, path: Path, device: str = "bf_ear.monitor", rate: int = 16000, channels: int = 1
+    ) -> Recorder:
         """Start recording a source (the "earphones" by default) into a WAV; stop() ends it."""
         return Recorder(self, path, device, rate, channels)
 
@@ -248,8 +301,13 @@ class PulseServer:
             return ""
 
     def _spawn(self, cmd: list[str]) -> subprocess.Popen:
-        p = subprocess.Popen(_with_parent(cmd), env=self.child_env(), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        p = subprocess.Popen(
+            _with_parent(cmd),
+            env=self.child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         self._helpers.append(p)
         self._pids.add(p.pid)
         return p
@@ -258,12 +316,13 @@ class PulseServer:
         parts = []
         for name in self.sinks:
             parts.append(
-                f'pcm.{name} {{\n'
-                f'    type asym\n'
+                f"pcm.{name} {{\n"
+                f"    type asym\n"
                 f'    playback.pcm {{ type pulse device "{name}" }}\n'
                 f'    capture.pcm {{ type pulse device "{name}.monitor" }}\n'
                 f'    hint {{ show on description "test null sink {name}" }}\n'
-                f'}}\n')
+                f"}}\n"
+            )
         (self.root / "asound.conf").write_text("".join(parts))
 
 
@@ -273,9 +332,18 @@ class Recorder:
     def __init__(self, server: PulseServer, path: Path, device: str, rate: int, channels: int):
         self.path = Path(path)
         self.server = server
-        self.proc = server._spawn(["parecord", f"--device={device}", f"--rate={rate}",
-                                   f"--channels={channels}", "--format=s16le",
-                                   "--file-format=wav", "--latency-msec=200", str(self.path)])
+        self.proc = server._spawn(
+            [
+                "parecord",
+                f"--device={device}",
+                f"--rate={rate}",
+                f"--channels={channels}",
+                "--format=s16le",
+                "--file-format=wav",
+                "--latency-msec=200",
+                str(self.path),
+            ]
+        )
         self.wait_recording()
 
     def wait_recording(self, timeout: float = 10.0) -> None:
@@ -300,7 +368,7 @@ class Recorder:
                 _kill(self.proc)
         return self.path
 
-    def __enter__(self) -> "Recorder":
+    def __enter__(self) -> Recorder:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -343,6 +411,7 @@ def _with_parent(cmd: list[str]) -> list[str]:
 def _reinit_portaudio() -> None:
     try:
         from babelfish.devices import reinitialize
+
         reinitialize()
     except Exception:  # noqa: BLE001 - no PortAudio: nothing to restart
         pass

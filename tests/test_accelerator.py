@@ -7,6 +7,7 @@ int8 wake-word models. Two tiny external delegates are compiled here with the C 
 past dlopen: one that reports "no device" like libedgetpu without a Coral, one that accepts the
 model and claims none of its ops (so only the plumbing is checked, not the Edge TPU itself).
 """
+
 from __future__ import annotations
 
 import ctypes.util
@@ -19,8 +20,7 @@ import numpy as np
 import pytest
 
 from babelfish import UsageError
-from babelfish.accelerator import (InferenceStats, edgetpu_model_path, load_interpreter,
-                                   timed_invoke)
+from babelfish.accelerator import InferenceStats, edgetpu_model_path, load_interpreter, timed_invoke
 from babelfish.engines.wakeword import find_model
 
 NO_RUNTIME = ctypes.util.find_library("edgetpu") is None
@@ -86,8 +86,11 @@ def _compile(tmp_path: Path, name: str, *defines: str) -> Path:
 @pytest.mark.skipif(not NO_RUNTIME, reason="an Edge TPU runtime is installed here")
 def test_auto_without_runtime_runs_on_cpu(model):
     interp, info = load_interpreter(model, "auto")
-    assert info == {"backend": "cpu", "model": str(model),
-                    "reason": "no Edge TPU runtime (libedgetpu.so.1 is not installed)"}
+    assert info == {
+        "backend": "cpu",
+        "model": str(model),
+        "reason": "no Edge TPU runtime (libedgetpu.so.1 is not installed)",
+    }
     _run(interp)
     _, off = load_interpreter(model, "off")
     assert off["backend"] == "cpu" and off["reason"] == "accelerator.edgetpu = off"
@@ -95,7 +98,9 @@ def test_auto_without_runtime_runs_on_cpu(model):
 
 @pytest.mark.skipif(not NO_RUNTIME, reason="an Edge TPU runtime is installed here")
 def test_required_without_runtime_is_a_usage_error(model):
-    with pytest.raises(UsageError, match=r"edgetpu = required, but no Edge TPU runtime \(libedgetpu"):
+    with pytest.raises(
+        UsageError, match=r"edgetpu = required, but no Edge TPU runtime \(libedgetpu"
+    ):
         load_interpreter(model, "required")
     with pytest.raises(UsageError, match="expected one of auto, off, required"):
         load_interpreter(model, "maybe")
@@ -120,7 +125,11 @@ def test_junk_delegate_file_is_a_reason_not_a_crash(model, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="babelfish.accelerator"):
         interp, info = load_interpreter(model, "auto", str(junk))
         load_interpreter(model, "auto", str(junk))  # the same reason is logged once only
-    assert info["backend"] == "cpu" and str(junk) in info["reason"] and "cannot be loaded" in info["reason"]
+    assert (
+        info["backend"] == "cpu"
+        and str(junk) in info["reason"]
+        and "cannot be loaded" in info["reason"]
+    )
     _run(interp)
     logged = [r for r in caplog.records if str(junk) in r.getMessage()]
     assert len(logged) == 1 and logged[0].levelno == logging.WARNING
@@ -132,7 +141,10 @@ def test_shared_library_that_is_not_a_delegate(model):
     for path in _libm_paths():
         interp, info = load_interpreter(model, "auto", path)
         assert info["backend"] == "cpu"
-        assert info["reason"] == f"{path} is not a TFLite delegate library (no tflite_plugin_create_delegate)"
+        assert (
+            info["reason"]
+            == f"{path} is not a TFLite delegate library (no tflite_plugin_create_delegate)"
+        )
         _run(interp)
         with pytest.raises(UsageError, match="not a TFLite delegate library"):
             load_interpreter(model, "required", path)
@@ -159,7 +171,10 @@ def test_delegate_plumbing(model, tmp_path):
     tpu = edgetpu_model_path(model)
     tpu.write_bytes(b"not a model")
     _, info = load_interpreter(model, "auto", str(lib))
-    assert info["backend"] == "cpu" and "alexa_edgetpu.tflite did not load on the Edge TPU" in info["reason"]
+    assert (
+        info["backend"] == "cpu"
+        and "alexa_edgetpu.tflite did not load on the Edge TPU" in info["reason"]
+    )
 
     tpu.write_bytes(model.read_bytes())  # stands in for the compiled model (same ops, all on CPU)
     interp, info = load_interpreter(model, "required", str(lib))

@@ -1,4 +1,5 @@
 """Speech recognition engines on the real models and real (synthesized) speech."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,7 @@ from babelfish import BabelfishError
 from babelfish.engines import SAMPLE_RATE
 from babelfish.engines.asr_vosk import VoskASR
 from babelfish.engines.asr_whisper import WhisperASR, strip_repetition
+
 from speech import espeak, piper_speak
 
 SPANISH = "Buenos días. ¿Dónde está la estación? Quiero un café, por favor."
@@ -47,9 +49,10 @@ def vosk_ko(vosk_ko_dir) -> VoskASR:
 
 # -- Whisper -------------------------------------------------------------------------------
 
+
 def test_whisper_base_translates_spanish_speech(whisper_base, spanish):
     for i in range(0, len(spanish), 4000):  # fed in pieces, as the pipeline does
-        assert whisper_base.accept(spanish[i:i + 4000]) is None
+        assert whisper_base.accept(spanish[i : i + 4000]) is None
     result = whisper_base.finish()
     stats = whisper_base.last_stats
     print(f"\nwhisper base translate: {result.text!r} {stats}")
@@ -79,7 +82,7 @@ def test_whisper_max_new_tokens_bounds_the_decode(whisper_base, spanish):
 def test_whisper_silence_and_tiny_audio_give_empty_text(whisper_base, spanish):
     whisper_base.accept(np.zeros(2 * SAMPLE_RATE, np.int16))
     assert whisper_base.finish().text == ""
-    whisper_base.accept(spanish[SAMPLE_RATE:SAMPLE_RATE + SAMPLE_RATE // 20])  # 50 ms of speech
+    whisper_base.accept(spanish[SAMPLE_RATE : SAMPLE_RATE + SAMPLE_RATE // 20])  # 50 ms of speech
     r = whisper_base.finish()
     assert r.text == "" and r.audio_s == pytest.approx(0.05)
     assert whisper_base.finish().text == ""  # nothing fed at all
@@ -133,27 +136,43 @@ def test_whisper_bad_input(tmp_path, whisper_base):
 
 
 def test_strip_repetition():
-    assert strip_repetition("I want a coffee. I want a coffee. I want a coffee. I want a cof") == "I want a coffee."
+    assert (
+        strip_repetition("I want a coffee. I want a coffee. I want a coffee. I want a cof")
+        == "I want a coffee."
+    )
     assert strip_repetition("Hello. Thank you. Thank you. Thank you.") == "Hello. Thank you."
-    assert strip_repetition("ありがとうございますありがとうございますありがとうございます") == "ありがとうございます"
+    assert (
+        strip_repetition("ありがとうございますありがとうございますありがとうございます")
+        == "ありがとうございます"
+    )
     assert strip_repetition("Hi CCCCCCCCCCCCCCCC") == "Hi C"
-    for keep in ("Good morning. Where is the station?", "no, no, no", "thank you, thank you",
-                 "thank you thank you thank you goodbye", "Mississippi", ""):
+    for keep in (
+        "Good morning. Where is the station?",
+        "no, no, no",
+        "thank you, thank you",
+        "thank you thank you thank you goodbye",
+        "Mississippi",
+        "",
+    ):
         assert strip_repetition(keep) == keep
 
 
 # -- Vosk ----------------------------------------------------------------------------------
+
 
 def test_vosk_korean_streams_partials_and_final_text(vosk_ko, wavs):
     pcm = _pcm(espeak(KOREAN, "ko", wavs / "ko.wav"))
     chunk = SAMPLE_RATE // 50  # 20 ms
     partials = []
     for i in range(0, len(pcm), chunk):
-        p = vosk_ko.accept(pcm[i:i + chunk])
+        p = vosk_ko.accept(pcm[i : i + chunk])
         if p is not None:
             partials.append((i + chunk, p))
     result = vosk_ko.finish()
-    print(f"\nvosk partials: {[p for _, p in partials]}\nvosk final: {result.text!r} {vosk_ko.last_stats}")
+    print(
+        f"\nvosk partials: {[p for _, p in partials]}\n"
+        f"vosk final: {result.text!r} {vosk_ko.last_stats}"
+    )
     assert partials and all(p for _, p in partials)
     texts = [p for _, p in partials]
     assert all(a != b for a, b in zip(texts, texts[1:]))  # only changes are reported

@@ -1,5 +1,6 @@
 """Awkward audio and awkward text through the whole pipeline (real processes and models, fast pace),
 and through the Piper voice directly."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,23 +11,39 @@ import pytest
 import soundfile as sf
 
 from babelfish.engines.tts_piper import PiperTTS
+
 from helpers import REPO, babelfish, load_report, stage_processes, write_config
 from speech import espeak
 
 SAMPLE = REPO / "samples" / "es_station.wav"
-LONG_ES = ("buenos días a todos los viajeros que esperan el tren de la mañana en la estación central "
-           "de la ciudad y que quieren tomar un café con leche y un pan tostado antes de salir hacia "
-           "el aeropuerto porque el vuelo sale a las diez y media y no queremos llegar tarde ni perder "
-           "las maletas ni los billetes que compramos ayer por la tarde en la oficina de la plaza mayor "
-           "junto al museo donde trabaja mi hermana que siempre nos ayuda cuando viajamos con los niños")
+LONG_ES = (
+    "buenos días a todos los viajeros que esperan el tren de la mañana en la estación central "
+    "de la ciudad y que quieren tomar un café con leche y un pan tostado antes de salir hacia "
+    "el aeropuerto porque el vuelo sale a las diez y media y no queremos llegar tarde ni perder "
+    "las maletas ni los billetes que compramos ayer por la tarde en la oficina de la plaza mayor "
+    "junto al museo donde trabaja mi hermana que siempre nos ayuda cuando viajamos con los niños"
+)
 
 
-def replay(tmp_path: Path, wav: Path, cfg_text: str = "", debug: bool = False
-           ) -> tuple[subprocess.CompletedProcess, dict]:
+def replay(
+    tmp_path: Path, wav: Path, cfg_text: str = "", debug: bool = False
+) -> tuple[subprocess.CompletedProcess, dict]:
     cfg = write_config(tmp_path, "[budgets]\nenabled = false\n" + cfg_text)
     out, report = tmp_path / "out.wav", tmp_path / "report.json"
-    r = babelfish(*(["--debug"] if debug else []), "replay", wav, "--config", cfg, "--out", out,
-                  "--report", report, "--pace", "fast", timeout=300)
+    r = babelfish(
+        *(["--debug"] if debug else []),
+        "replay",
+        wav,
+        "--config",
+        cfg,
+        "--out",
+        out,
+        "--report",
+        report,
+        "--pace",
+        "fast",
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     assert not stage_processes(str(tmp_path / "rt"))
@@ -137,8 +154,9 @@ def test_long_utterance_is_cut_at_max_length(tmp_path, models_dir, long_speech):
 
 def test_long_translation_through_tts(tmp_path, models_dir, long_speech):
     """One 27 s utterance decoded with a large token budget: a long text for the voice."""
-    _, rep = replay(tmp_path, long_speech,
-                    "[vad]\nmax_utterance_s = 40.0\n[asr]\nmax_new_tokens = 440\n")
+    _, rep = replay(
+        tmp_path, long_speech, "[vad]\nmax_utterance_s = 40.0\n[asr]\nmax_new_tokens = 440\n"
+    )
     assert len(rep["utterances"]) == 1
     u = rep["utterances"][0]
     assert u["speech_end_s"] - u["speech_start_s"] > 20
@@ -147,7 +165,8 @@ def test_long_translation_through_tts(tmp_path, models_dir, long_speech):
     assert sf.info(tmp_path / "out.wav").duration >= u["audio_s"] - 0.1
 
 
-# ---- strange text for the voice ---------------------------------------------------------------------
+# ---- strange text for the voice ------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def voice(piper_voice_dir) -> PiperTTS:
@@ -160,19 +179,33 @@ def _seconds(voice: PiperTTS, text: str) -> float:
     return sum(len(a) for a in out) / voice.sample_rate
 
 
-@pytest.mark.parametrize("text,speaks", [
-    ("\x00\x01\x02\x1b\x7f\x9b\x85", False),                        # control characters only
-    ("\u200b\u200d\u2060\ufeff", False),                           # zero-width characters only
-    ("🚉☕🚕✈️👨‍👩‍👧‍👦🏳️‍🌈", False),                                       # emoji, ZWJ sequences, flags
-    ("\ud800\udfff lone surrogates", True),
-    ("Where \x00is\x07 the 🚉 station\u200b?\r\n\t", True),
-    ("[[ h @ l oU ]] {curly} <tag> |pipe| `code`", True),         # no raw phonemes, no markup read
-    ("Привет, 你好, مرحبا, שלום, γειά", True),                      # other scripts
-    ("a" * 5000, True),                                             # one 5000-letter "word"
-    ("1234567890 " * 5, True),
-    ("!?.,;:" * 200, False),                                        # punctuation only
-], ids=["controls", "zero-width", "emoji", "surrogates", "mixed", "markup", "scripts", "long-word",
-        "numbers", "punctuation"])
+@pytest.mark.parametrize(
+    "text,speaks",
+    [
+        ("\x00\x01\x02\x1b\x7f\x9b\x85", False),  # control characters only
+        ("\u200b\u200d\u2060\ufeff", False),  # zero-width characters only
+        ("🚉☕🚕✈️👨‍👩‍👧‍👦🏳️‍🌈", False),  # emoji, ZWJ sequences, flags
+        ("\ud800\udfff lone surrogates", True),
+        ("Where \x00is\x07 the 🚉 station\u200b?\r\n\t", True),
+        ("[[ h @ l oU ]] {curly} <tag> |pipe| `code`", True),  # no raw phonemes, no markup read
+        ("Привет, 你好, مرحبا, שלום, γειά", True),  # other scripts
+        ("a" * 5000, True),  # one 5000-letter "word"
+        ("1234567890 " * 5, True),
+        ("!?.,;:" * 200, False),  # punctuation only
+    ],
+    ids=[
+        "controls",
+        "zero-width",
+        "emoji",
+        "surrogates",
+        "mixed",
+        "markup",
+        "scripts",
+        "long-word",
+        "numbers",
+        "punctuation",
+    ],
+)
 def test_voice_takes_any_text(voice, text, speaks):
     secs = _seconds(voice, text)
     assert (secs > 0.2) == speaks, secs

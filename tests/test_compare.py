@@ -1,4 +1,5 @@
 """`babelfish compare NEW.json BASELINE.json`: regressions in latency and quality, exit codes."""
+
 from __future__ import annotations
 
 import json
@@ -7,47 +8,80 @@ from pathlib import Path
 import pytest
 
 from babelfish import compare
-from babelfish.report import (Summary, UtteranceReport, latencies, stage_times, summarize_latency,
-                              to_json)
+from babelfish.report import (
+    Summary,
+    UtteranceReport,
+    latencies,
+    stage_times,
+    summarize_latency,
+    to_json,
+)
 from babelfish.schema import Stamp
+
 from helpers import babelfish
 
 BASE_NS = 1_000_000_000_000
 
 
-def make_utterance(i: int, start_s: float, end_s: float, e2e_ms: float | None, *,
-                   mt: bool = False, text: str = "hello") -> UtteranceReport:
+def make_utterance(
+    i: int,
+    start_s: float,
+    end_s: float,
+    e2e_ms: float | None,
+    *,
+    mt: bool = False,
+    text: str = "hello",
+) -> UtteranceReport:
     """An utterance with stamps as the pipeline takes them (capture clock = input time + BASE_NS);
     e2e_ms None: no audio came out (no playback stamp)."""
+
     def ns(t_s: float) -> int:
         return BASE_NS + int(round(t_s * 1e9))
 
-    stamps = [Stamp("capture", "speech_start", ns(start_s)), Stamp("capture", "speech_end", ns(end_s)),
-              Stamp("capture", "endpoint", ns(end_s + 0.4))]
+    stamps = [
+        Stamp("capture", "speech_start", ns(start_s)),
+        Stamp("capture", "speech_end", ns(end_s)),
+        Stamp("capture", "endpoint", ns(end_s + 0.4)),
+    ]
     if e2e_ms is not None:
         total = e2e_ms / 1000
         asr_at, out_at = end_s + 0.4 + (total - 0.4) * 0.6, end_s + total
         stamps.append(Stamp("asr", "final", ns(asr_at)))
         if mt:
             stamps.append(Stamp("mt", "first", ns(asr_at + (out_at - asr_at) * 0.3)))
-        stamps += [Stamp("tts", "first_audio", ns(out_at - 0.02)),
-                   Stamp("playback", "first_audio", ns(out_at))]
+        stamps += [
+            Stamp("tts", "first_audio", ns(out_at - 0.02)),
+            Stamp("playback", "first_audio", ns(out_at)),
+        ]
     else:
         stamps.append(Stamp("asr", "final", ns(end_s + 0.9)))
-    return UtteranceReport(id=f"u{int(start_s * 1000):08d}", speech_start_s=start_s,
-                           speech_end_s=end_s, source_text="", translated_text=text,
-                           stages=stage_times(stamps), latency_ms=latencies(stamps),
-                           audio_s=1.2 if e2e_ms is not None else 0.0,
-                           dropped_audio=e2e_ms is None, stamps=stamps)
+    return UtteranceReport(
+        id=f"u{int(start_s * 1000):08d}",
+        speech_start_s=start_s,
+        speech_end_s=end_s,
+        source_text="",
+        translated_text=text,
+        stages=stage_times(stamps),
+        latency_ms=latencies(stamps),
+        audio_s=1.2 if e2e_ms is not None else 0.0,
+        dropped_audio=e2e_ms is None,
+        stamps=stamps,
+    )
 
 
 def make_report(e2e: list[float | None], *, mt: bool = False, summary: bool = True) -> dict:
     """A replay report, serialised by the real report writer and read back."""
     utts = [make_utterance(i, 0.5 + 3 * i, 2.0 + 3 * i, v, mt=mt) for i, v in enumerate(e2e)]
     p50, p95, st = summarize_latency(utts)
-    s = Summary(utterances=len(utts), e2e_p50_ms=p50, e2e_p95_ms=p95, stage_ms_p50=st,
-                route=["capture", "asr", "mt", "tts", "playback"] if mt else
-                ["capture", "asr", "tts", "playback"])
+    s = Summary(
+        utterances=len(utts),
+        e2e_p50_ms=p50,
+        e2e_p95_ms=p95,
+        stage_ms_p50=st,
+        route=["capture", "asr", "mt", "tts", "playback"]
+        if mt
+        else ["capture", "asr", "tts", "playback"],
+    )
     doc = json.loads(to_json(utts, s))
     if not summary:
         del doc["summary"]
@@ -60,10 +94,19 @@ def make_suite(recs: dict[str, tuple[list[float], bool]]) -> dict:
     for name, (e2e, passed) in recs.items():
         r = make_report(e2e)
         pooled += e2e
-        out.append({"name": name, "path": f"samples/{name}.wav", **r,
-                    "quality": {"required": ["station", "coffee"],
-                                "found": ["station", "coffee"] if passed else ["station"],
-                                "missing": [] if passed else ["coffee"], "passed": passed}})
+        out.append(
+            {
+                "name": name,
+                "path": f"samples/{name}.wav",
+                **r,
+                "quality": {
+                    "required": ["station", "coffee"],
+                    "found": ["station", "coffee"] if passed else ["station"],
+                    "missing": [] if passed else ["coffee"],
+                    "passed": passed,
+                },
+            }
+        )
     return {"recordings": out, "summary": make_report(pooled)["summary"]}
 
 
@@ -84,8 +127,14 @@ def test_same_report_is_no_regression(tmp_path, capsys):
     code, out, _ = run_compare(capsys, r, r)
     assert code == 0
     assert "recording default" in out and "no regressions" in out and "regression:" not in out
-    for row in ("e2e p50 ms", "e2e p95 ms", "vad p50 ms", "asr p50 ms", "tts p50 ms",
-                "playback p50 ms"):
+    for row in (
+        "e2e p50 ms",
+        "e2e p95 ms",
+        "vad p50 ms",
+        "asr p50 ms",
+        "tts p50 ms",
+        "playback p50 ms",
+    ):
         assert row in out, out
 
 
@@ -97,7 +146,9 @@ def test_slower_p50_is_a_regression_with_change_shown(tmp_path, capsys):
     row = next(line for line in out.splitlines() if "e2e p50 ms" in line)
     assert "1000" in row and "1300" in row and "+30.0%" in row and "REGRESSION" in row
     regs = [line for line in out.splitlines() if line.startswith("regression:")]
-    assert any("default" in line and "p50" in line and "1300 ms vs 1000 ms" in line for line in regs), out
+    assert any(
+        "default" in line and "p50" in line and "1300 ms vs 1000 ms" in line for line in regs
+    ), out
     # faster is never a regression
     code, out, _ = run_compare(capsys, base, new)
     assert code == 0 and "-23.1%" in out
@@ -106,7 +157,7 @@ def test_slower_p50_is_a_regression_with_change_shown(tmp_path, capsys):
 def test_tolerance_option(tmp_path, capsys):
     base = write(tmp_path, "b.json", make_report([1000, 1000]))
     new = write(tmp_path, "n.json", make_report([1150, 1150]))
-    assert run_compare(capsys, new, base)[0] == 1                       # +15% > default 10%
+    assert run_compare(capsys, new, base)[0] == 1  # +15% > default 10%
     assert run_compare(capsys, new, base, "--tolerance", "20")[0] == 0
     assert run_compare(capsys, new, base, "--tolerance", "12.5")[0] == 1
     code, _, err = run_compare(capsys, new, base, "--tolerance", "lots")
@@ -116,9 +167,9 @@ def test_tolerance_option(tmp_path, capsys):
 def test_changes_under_the_noise_floor_do_not_count(tmp_path, capsys):
     assert compare.NOISE_FLOOR_MS == 20
     base = write(tmp_path, "b.json", make_report([100, 100]))
-    new = write(tmp_path, "n.json", make_report([118, 118]))             # +18%, but only 18 ms
+    new = write(tmp_path, "n.json", make_report([118, 118]))  # +18%, but only 18 ms
     assert run_compare(capsys, new, base)[0] == 0
-    new = write(tmp_path, "n2.json", make_report([125, 125]))            # +25% and 25 ms
+    new = write(tmp_path, "n2.json", make_report([125, 125]))  # +25% and 25 ms
     assert run_compare(capsys, new, base)[0] == 1
 
 
@@ -146,22 +197,30 @@ def test_report_without_summary_uses_its_utterances(tmp_path, capsys):
 
 
 def test_suite_quality_regression_names_the_recording(tmp_path, capsys):
-    base = write(tmp_path, "b.json", make_suite({"station": ([1000, 1000], True),
-                                                  "cafe": ([1000, 1000], False)}))
-    new = write(tmp_path, "n.json", make_suite({"station": ([1000, 1000], False),
-                                                 "cafe": ([1000, 1000], False)}))
+    base = write(
+        tmp_path,
+        "b.json",
+        make_suite({"station": ([1000, 1000], True), "cafe": ([1000, 1000], False)}),
+    )
+    new = write(
+        tmp_path,
+        "n.json",
+        make_suite({"station": ([1000, 1000], False), "cafe": ([1000, 1000], False)}),
+    )
     code, out, _ = run_compare(capsys, new, base)
     assert code == 1
     assert "recording station" in out and "recording cafe" in out and "overall" in out
     regs = [line for line in out.splitlines() if line.startswith("regression:")]
-    assert len(regs) == 1, regs   # cafe failed before too: not a regression
+    assert len(regs) == 1, regs  # cafe failed before too: not a regression
     assert "station" in regs[0] and "quality" in regs[0] and "coffee" in regs[0]
-    overall = out[out.index("overall"):]
+    overall = out[out.index("overall") :]
     assert "1/2 passed" in overall and "0/2 passed" in overall
 
 
 def test_suite_one_recording_slower_is_a_regression(tmp_path, capsys):
-    base = write(tmp_path, "b.json", make_suite({"a": ([1000] * 4, True), "b": ([1000] * 20, True)}))
+    base = write(
+        tmp_path, "b.json", make_suite({"a": ([1000] * 4, True), "b": ([1000] * 20, True)})
+    )
     new = write(tmp_path, "n.json", make_suite({"a": ([1500] * 4, True), "b": ([1000] * 20, True)}))
     code, out, _ = run_compare(capsys, new, base)
     assert code == 1
@@ -187,13 +246,16 @@ def test_single_report_against_one_recording_suite(tmp_path, capsys):
     assert "recording default (baseline es_station)" in out and "quality" in out
 
 
-@pytest.mark.parametrize("content,needle", [
-    (None, "no such report file"),
-    ("{not json", "not a JSON report"),
-    ('{"hello": 1}', "not a Babelfish report"),
-    ('[1, 2, 3]', "not a Babelfish report"),
-    ('{"recordings": [{"name": "x"}]}', "not a Babelfish report"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (None, "no such report file"),
+        ("{not json", "not a JSON report"),
+        ('{"hello": 1}', "not a Babelfish report"),
+        ("[1, 2, 3]", "not a Babelfish report"),
+        ('{"recordings": [{"name": "x"}]}', "not a Babelfish report"),
+    ],
+)
 def test_bad_report_files_exit_2_with_one_line(tmp_path, capsys, content, needle):
     good = write(tmp_path, "good.json", make_report([1000]))
     bad = tmp_path / "bad.json"
@@ -219,19 +281,34 @@ def test_babelfish_compare_command(tmp_path):
     assert babelfish("compare", base, base, timeout=60).returncode == 0
     r = babelfish("compare", tmp_path / "missing.json", base, timeout=60)
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"babelfish: error: no such report file: "
-                                             f"{tmp_path / 'missing.json'}"]
+    assert r.stderr.strip().splitlines() == [
+        f"babelfish: error: no such report file: {tmp_path / 'missing.json'}"
+    ]
 
 
 # ---- translation quality against references (summary "quality", babelfish/quality.py) ----------
 
-def scores(chrf: float, bleu: float, wer: float | None = 10.0, untranslated: list[str] = (),
-           invented: list[str] = (), prompts: int = 4) -> dict:
+
+def scores(
+    chrf: float,
+    bleu: float,
+    wer: float | None = 10.0,
+    untranslated: list[str] = (),
+    invented: list[str] = (),
+    prompts: int = 4,
+) -> dict:
     """A quality dict as babelfish/quality.py writes it (the figures given, rows left empty)."""
-    return {"prompts": prompts, "translated": prompts - len(untranslated),
-            "untranslated": list(untranslated), "bleu": bleu, "chrf": chrf, "wer": wer,
-            "invented": [{"start_s": 1.0, "end_s": 2.0, "text": t} for t in invented],
-            "invented_words": sum(len(t.split()) for t in invented), "per_prompt": []}
+    return {
+        "prompts": prompts,
+        "translated": prompts - len(untranslated),
+        "untranslated": list(untranslated),
+        "bleu": bleu,
+        "chrf": chrf,
+        "wer": wer,
+        "invented": [{"start_s": 1.0, "end_s": 2.0, "text": t} for t in invented],
+        "invented_words": sum(len(t.split()) for t in invented),
+        "per_prompt": [],
+    }
 
 
 def with_scores(doc: dict, per_recording: dict[str, dict], overall: dict | None) -> dict:
@@ -243,15 +320,24 @@ def with_scores(doc: dict, per_recording: dict[str, dict], overall: dict | None)
 
 
 def scored_suite(a: dict, b: dict, overall: dict) -> dict:
-    return with_scores(make_suite({"a": ([1000, 1000], True), "b": ([1000, 1000], True)}),
-                       {"a": a, "b": b}, overall)
+    return with_scores(
+        make_suite({"a": ([1000, 1000], True), "b": ([1000, 1000], True)}),
+        {"a": a, "b": b},
+        overall,
+    )
 
 
 def test_quality_within_tolerance_is_no_regression(tmp_path, capsys):
-    base = write(tmp_path, "b.json", scored_suite(scores(55.0, 23.0), scores(60.0, 30.0),
-                                                  scores(57.5, 26.0)))
-    new = write(tmp_path, "n.json", scored_suite(scores(53.5, 21.5, wer=11.9), scores(61.0, 30.0),
-                                                 scores(57.0, 25.0, wer=11.0)))
+    base = write(
+        tmp_path, "b.json", scored_suite(scores(55.0, 23.0), scores(60.0, 30.0), scores(57.5, 26.0))
+    )
+    new = write(
+        tmp_path,
+        "n.json",
+        scored_suite(
+            scores(53.5, 21.5, wer=11.9), scores(61.0, 30.0), scores(57.0, 25.0, wer=11.0)
+        ),
+    )
     code, out, _ = run_compare(capsys, new, base)
     assert code == 0, out
     assert "no regressions" in out and "quality tolerance 2 points" in out
@@ -264,12 +350,18 @@ def test_quality_within_tolerance_is_no_regression(tmp_path, capsys):
 
 
 def test_quality_drop_is_a_regression_per_recording_and_overall(tmp_path, capsys):
-    base = write(tmp_path, "b.json", scored_suite(scores(55.0, 23.0), scores(60.0, 30.0),
-                                                  scores(57.5, 26.0)))
-    new = write(tmp_path, "n.json", scored_suite(
-        scores(50.0, 23.0, wer=14.0, untranslated=["station"]),
-        scores(60.0, 30.0, invented=["Thank you."]),
-        scores(54.0, 26.0, untranslated=["a/station"], invented=["Thank you."])))
+    base = write(
+        tmp_path, "b.json", scored_suite(scores(55.0, 23.0), scores(60.0, 30.0), scores(57.5, 26.0))
+    )
+    new = write(
+        tmp_path,
+        "n.json",
+        scored_suite(
+            scores(50.0, 23.0, wer=14.0, untranslated=["station"]),
+            scores(60.0, 30.0, invented=["Thank you."]),
+            scores(54.0, 26.0, untranslated=["a/station"], invented=["Thank you."]),
+        ),
+    )
     code, out, _ = run_compare(capsys, new, base)
     assert code == 1
     regs = [line for line in out.splitlines() if line.startswith("regression:")]
@@ -288,15 +380,19 @@ def test_quality_drop_is_a_regression_per_recording_and_overall(tmp_path, capsys
 
 
 def test_quality_gone_from_the_new_report_is_a_regression(tmp_path, capsys):
-    base = write(tmp_path, "b.json", scored_suite(scores(55.0, 23.0), scores(60.0, 30.0),
-                                                  scores(57.5, 26.0)))
-    new = write(tmp_path, "n.json", make_suite({"a": ([1000, 1000], True),
-                                                "b": ([1000, 1000], True)}))
+    base = write(
+        tmp_path, "b.json", scored_suite(scores(55.0, 23.0), scores(60.0, 30.0), scores(57.5, 26.0))
+    )
+    new = write(
+        tmp_path, "n.json", make_suite({"a": ([1000, 1000], True), "b": ([1000, 1000], True)})
+    )
     code, out, _ = run_compare(capsys, new, base)
     assert code == 1
     regs = [line for line in out.splitlines() if line.startswith("regression:")]
-    assert regs == [f"regression: {n}: translation quality against references is missing from "
-                    "the new report" for n in ("a", "b")]
+    assert regs == [
+        f"regression: {n}: translation quality against references is missing from the new report"
+        for n in ("a", "b")
+    ]
     # the other way round (the baseline had none): shown, compared as before
     code, out, _ = run_compare(capsys, base, new)
     assert code == 0 and "chrF" in out

@@ -1,4 +1,5 @@
 """Config loading: defaults from config/default.toml, a user file that sets only some keys."""
+
 import pytest
 
 from babelfish import UsageError
@@ -16,19 +17,22 @@ def test_defaults_load():
 
 def test_partial_user_file_keeps_other_defaults(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text('[mt]\nbeam_size = 4\n[debug]\ndelay_ms = { mt = 50 }\n')
+    p.write_text("[mt]\nbeam_size = 4\n[debug]\ndelay_ms = { mt = 50 }\n")
     cfg = load_config(p)
     assert cfg.mt.beam_size == 4 and cfg.mt.threads == load_config().mt.threads
     assert cfg.debug.delay_ms == {"mt": 50}
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("[mt]\nbeem_size = 4\n", "unknown config key 'mt.beem_size'"),
-    ("[asr]\nengine = 'google'\n", "asr.engine"),
-    ("[mt]\nbeam_size = 'four'\n", "bad config"),
-    ("[[[", "not valid TOML"),
-    ("[asr]\nstable_interval_ms = 10\n", "asr.stable_interval_ms"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("[mt]\nbeem_size = 4\n", "unknown config key 'mt.beem_size'"),
+        ("[asr]\nengine = 'google'\n", "asr.engine"),
+        ("[mt]\nbeam_size = 'four'\n", "bad config"),
+        ("[[[", "not valid TOML"),
+        ("[asr]\nstable_interval_ms = 10\n", "asr.stable_interval_ms"),
+    ],
+)
 def test_bad_config_is_a_usage_error(tmp_path, text, needle):
     p = tmp_path / "c.toml"
     p.write_text(text)
@@ -72,8 +76,9 @@ def test_addresses_ipc_and_tcp(tmp_path):
     a = Addresses(load_config(), tmp_path)
     assert a.stage_input("asr") == f"ipc://{tmp_path}/asr.sock"
     assert a.next_stage("asr") == "tts" and a.next_stage("playback") is None
-    t = Addresses(load_config(overrides={"pipeline": {"transport": "tcp", "tcp_base_port": 6000}}),
-                  tmp_path)
+    t = Addresses(
+        load_config(overrides={"pipeline": {"transport": "tcp", "tcp_base_port": 6000}}), tmp_path
+    )
     ports = {t.stage_input(s) for s in ("capture", "asr", "mt", "tts", "playback")}
     ports |= {t.supervisor(), t.subtitles()}
     assert len(ports) == 7 and all(p.startswith("tcp://127.0.0.1:") for p in ports)
@@ -82,17 +87,27 @@ def test_addresses_ipc_and_tcp(tmp_path):
 
 def test_stage_times_add_up_to_end_to_end():
     ms = 1_000_000
-    stamps = [Stamp("capture", "speech_end", 0), Stamp("capture", "endpoint", 400 * ms),
-              Stamp("asr", "final", 900 * ms), Stamp("mt", "first", 1000 * ms),
-              Stamp("tts", "first_audio", 1150 * ms), Stamp("playback", "first_audio", 1160 * ms)]
+    stamps = [
+        Stamp("capture", "speech_end", 0),
+        Stamp("capture", "endpoint", 400 * ms),
+        Stamp("asr", "final", 900 * ms),
+        Stamp("mt", "first", 1000 * ms),
+        Stamp("tts", "first_audio", 1150 * ms),
+        Stamp("playback", "first_audio", 1160 * ms),
+    ]
     st = stage_times(stamps)
     assert st == {"vad": 400.0, "asr": 500.0, "mt": 100.0, "tts": 150.0, "playback": 10.0}
     assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([], 50) is None
 
 
 def test_governor_degrades_and_restores_step_by_step():
-    cfg = load_config(overrides={"budgets": {"degrade_after": 2, "restore_after": 2},
-                                 "mt": {"beam_size": 4}, "asr": {"stable_prefix": True}})
+    cfg = load_config(
+        overrides={
+            "budgets": {"degrade_after": 2, "restore_after": 2},
+            "mt": {"beam_size": 4},
+            "asr": {"stable_prefix": True},
+        }
+    )
     g = Governor(cfg)
     assert g.params()["mt"]["beam_size"] == 4
     slow, fast = 5000.0, 100.0
@@ -111,8 +126,11 @@ def test_governor_degrades_and_restores_step_by_step():
     # the Whisper route's early speech (re-decodes of long speech) is given up before the
     # recogniser's own decode is bounded tighter
     names = [step.name for step in g.steps]
-    assert names.index("faster speech") < names.index("no early speech") < names.index(
-        "tighter ASR decode bound"), names
+    assert (
+        names.index("faster speech")
+        < names.index("no early speech")
+        < names.index("tighter ASR decode bound")
+    ), names
     assert g.params()["asr"]["stable_decodes"] == 1
     assert [e["direction"] for e in g.events].count("down") == 3
     assert g.over_budget(None, {"asr": 5000}) == ["asr 5000>1000"]

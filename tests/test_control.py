@@ -1,5 +1,6 @@
 """The control protocol (babelfish/control.py): typed requests and replies on the wire, the client
 (`find_runs`, `ask`) against a real Supervisor's control socket, no stage processes."""
+
 from __future__ import annotations
 
 import json
@@ -12,27 +13,37 @@ import pytest
 
 from babelfish import control
 from babelfish.control import BadRequest, Reply, Request, parse_request
+
 from helpers import REPO, write_config
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 
 
-@pytest.mark.parametrize("frames,error", [
-    ([b'{"cmd": "status"}', b"a second frame"], "unknown command"),
-    ([b"\xff\xfe not json"], "unknown command"),
-    ([b"[1, 2, 3]"], "unknown command"),
-    ([b'{"cmd": 5}'], "unknown command"),
-    ([b'{"cmd": "frobnicate"}'], "unknown command"),
-    ([b'{"cmd": "set", "stage": ["asr"], "params": {}}'], "unknown command"),
-    ([b'{"cmd": "set", "stage": "nowhere", "params": {}}'], "unknown command"),
-    ([b'{"cmd": "set", "stage": "asr", "params": [1]}'], "unknown command"),
-    ([b'{"cmd": "set", "stage": "asr", "params": {"delay_ms": "inf"}}'],
-     "params must be finite numbers"),
-    ([b'{"cmd": "set", "stage": "asr", "params": {"delay_ms": 1e400}}'],
-     "params must be finite numbers"),
-    ([b'{"cmd": "set", "stage": "asr", "params": {"delay_ms": "lots"}}'],
-     "params must be finite numbers"),
-])
+@pytest.mark.parametrize(
+    "frames,error",
+    [
+        ([b'{"cmd": "status"}', b"a second frame"], "unknown command"),
+        ([b"\xff\xfe not json"], "unknown command"),
+        ([b"[1, 2, 3]"], "unknown command"),
+        ([b'{"cmd": 5}'], "unknown command"),
+        ([b'{"cmd": "frobnicate"}'], "unknown command"),
+        ([b'{"cmd": "set", "stage": ["asr"], "params": {}}'], "unknown command"),
+        ([b'{"cmd": "set", "stage": "nowhere", "params": {}}'], "unknown command"),
+        ([b'{"cmd": "set", "stage": "asr", "params": [1]}'], "unknown command"),
+        (
+            [b'{"cmd": "set", "stage": "asr", "params": {"delay_ms": "inf"}}'],
+            "params must be finite numbers",
+        ),
+        (
+            [b'{"cmd": "set", "stage": "asr", "params": {"delay_ms": 1e400}}'],
+            "params must be finite numbers",
+        ),
+        (
+            [b'{"cmd": "set", "stage": "asr", "params": {"delay_ms": "lots"}}'],
+            "params must be finite numbers",
+        ),
+    ],
+)
 def test_malformed_requests_are_refused_with_a_reason(frames, error):
     with pytest.raises(BadRequest, match=error):
         parse_request(frames)
@@ -48,10 +59,14 @@ def test_requests_as_clients_wrote_them_before():
 
 def test_replies_keep_their_wire_form():
     assert json.loads(msgspec.json.encode(Reply(ok=True))) == {"ok": True}
-    assert json.loads(msgspec.json.encode(Reply(ok=True, muted=False))) == {"ok": True,
-                                                                           "muted": False}
-    assert json.loads(msgspec.json.encode(Reply(ok=False, error="x"))) == {"ok": False,
-                                                                          "error": "x"}
+    assert json.loads(msgspec.json.encode(Reply(ok=True, muted=False))) == {
+        "ok": True,
+        "muted": False,
+    }
+    assert json.loads(msgspec.json.encode(Reply(ok=False, error="x"))) == {
+        "ok": False,
+        "error": "x",
+    }
     row = control.LatencyRow.of("u1", {"end_of_speech_to_first_audio": 480.0, "new_kind": 1.0})
     assert msgspec.to_builtins(row) == {"id": "u1", "end_of_speech_to_first_audio": 480.0}
 
@@ -66,7 +81,7 @@ def test_find_runs_takes_live_supervisors_with_a_socket_only(tmp_path):
         return d
 
     alive = run("run-1", os.getpid())
-    run("run-2", 2 ** 22 + 12345)        # no such process
+    run("run-2", 2**22 + 12345)  # no such process
     run("run-3", os.getpid(), sock=False)
     run("run-4", "garbage")
     (tmp_path / "other").mkdir()
@@ -110,16 +125,39 @@ def test_ask_a_supervisor(supervisor, tmp_path):
     assert (st.utterances.done, st.degradation.level, st.muted) == (0, 0, False)
     # the JSON keys as `babelfish status --json` has always printed them, in that order
     assert list(msgspec.to_builtins(st)) == [
-        "pid", "runtime_dir", "mode", "input", "uptime_s", "route", "stages", "muted",
-        "degradation", "utterances", "dropped", "last_latencies_ms"]
+        "pid",
+        "runtime_dir",
+        "mode",
+        "input",
+        "uptime_s",
+        "route",
+        "stages",
+        "muted",
+        "degradation",
+        "utterances",
+        "dropped",
+        "last_latencies_ms",
+    ]
     assert list(msgspec.to_builtins(st)["stages"]["asr"]) == [
-        "state", "pid", "restarts", "last_seen_s_ago", "inflight", "queue", "params", "info",
-        "counters", "last_exit"]
+        "state",
+        "pid",
+        "restarts",
+        "last_seen_s_ago",
+        "inflight",
+        "queue",
+        "params",
+        "info",
+        "counters",
+        "last_exit",
+    ]
 
     reply = serve(supervisor, 1, lambda: control.ask(runs[0], Request(cmd="mute")))
     assert reply == Reply(ok=True, muted=True) and supervisor.muted
-    reply = serve(supervisor, 1, lambda: control.ask(runs[0], Request(
-        cmd="set", stage="mt", params={"delay_ms": 1.0})))  # not on this route
+    reply = serve(
+        supervisor,
+        1,
+        lambda: control.ask(runs[0], Request(cmd="set", stage="mt", params={"delay_ms": 1.0})),
+    )  # not on this route
     assert reply == Reply(ok=False, error="unknown command")
     reply = serve(supervisor, 1, lambda: control.exchange(runs[0], [b"junk"]))
     assert json.loads(reply) == {"ok": False, "error": "unknown command"}

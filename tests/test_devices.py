@@ -1,5 +1,6 @@
 """Live audio devices against a private PulseAudio server (tests/pulse.py): null sinks as the
 microphone and the earphones, real speech played in with paplay and recorded with parecord."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,15 @@ import soundfile as sf
 import soxr
 
 from babelfish import BabelfishError, UsageError
-from babelfish.devices import (DeviceSink, DeviceSource, EchoGate, find_device, format_devices,
-                               list_devices)
+from babelfish.devices import (
+    DeviceSink,
+    DeviceSource,
+    EchoGate,
+    find_device,
+    format_devices,
+    list_devices,
+)
+
 from pulse import PulseError, PulseServer, missing_tools
 from speech import piper_speak
 
@@ -26,8 +34,10 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def pulse(tmp_path_factory):
     if missing_tools():
-        pytest.skip(f"PulseAudio tools missing: {', '.join(missing_tools())} "
-                    "(Debian packages pulseaudio pulseaudio-utils libasound2-plugins)")
+        pytest.skip(
+            f"PulseAudio tools missing: {', '.join(missing_tools())} "
+            "(Debian packages pulseaudio pulseaudio-utils libasound2-plugins)"
+        )
     server = PulseServer(tmp_path_factory.mktemp("pulse"))
     try:
         server.start()
@@ -44,8 +54,13 @@ def pulse(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def speech16(piper_voice_dir, tmp_path_factory) -> Path:
-    return piper_speak(SENTENCE, piper_voice_dir, tmp_path_factory.mktemp("speech") / "s16.wav",
-                       rate=16000, pad_s=0.3)
+    return piper_speak(
+        SENTENCE,
+        piper_voice_dir,
+        tmp_path_factory.mktemp("speech") / "s16.wav",
+        rate=16000,
+        pad_s=0.3,
+    )
 
 
 def _read(path: Path, rate: int = 16000) -> np.ndarray:
@@ -63,7 +78,7 @@ def _xcorr(ref: np.ndarray, rec: np.ndarray) -> tuple[int, float]:
     n = 1 << int(np.ceil(np.log2(len(ref) + len(rec))))
     c = np.fft.irfft(np.fft.rfft(rec, n) * np.conj(np.fft.rfft(ref, n)), n)
     lags = np.r_[np.arange(len(rec)), np.arange(-len(ref) + 1, 0)]
-    c = np.r_[c[: len(rec)], c[n - len(ref) + 1:]]
+    c = np.r_[c[: len(rec)], c[n - len(ref) + 1 :]]
     lag = int(lags[np.argmax(c)])
     seg, r = _overlap(ref, rec, lag)
     return lag, float(np.dot(seg, r) / (np.linalg.norm(seg) * np.linalg.norm(r) + 1e-12))
@@ -72,11 +87,12 @@ def _xcorr(ref: np.ndarray, rec: np.ndarray) -> tuple[int, float]:
 def _overlap(ref: np.ndarray, rec: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
     """The parts of rec and ref that line up at `lag`."""
     a, b = max(0, -lag), min(len(ref), len(rec) - lag)
-    return rec[a + lag: b + lag], ref[a:b]
+    return rec[a + lag : b + lag], ref[a:b]
 
 
-def _same_audio(ref: np.ndarray, rec: np.ndarray, min_corr: float = 0.9, win_s: float = 0.4,
-                rate: int = 16000) -> list[tuple[int, int, float, float]]:
+def _same_audio(
+    ref: np.ndarray, rec: np.ndarray, min_corr: float = 0.9, win_s: float = 0.4, rate: int = 16000
+) -> list[tuple[int, int, float, float]]:
     """Check that `rec` holds `ref`, window by window: each voiced 0.4 s window of ref is found
     in rec near the global alignment (+-0.3 s). On this shared 2-core machine a loaded moment
     can glitch a virtual device (a few ms of silence shift everything after it), which would
@@ -84,14 +100,14 @@ def _same_audio(ref: np.ndarray, rec: np.ndarray, min_corr: float = 0.9, win_s: 
     Returns (window start in ref, lag, correlation, gain) per voiced window."""
     lag0, _ = _xcorr(ref, rec)
     w, slack = int(win_s * rate), int(0.3 * rate)
-    loud = np.sqrt(np.mean(ref ** 2)) * 0.5
+    loud = np.sqrt(np.mean(ref**2)) * 0.5
     out = []
     for s in range(0, len(ref) - w + 1, w):
-        seg = ref[s: s + w]
-        if np.sqrt(np.mean(seg ** 2)) < loud:
+        seg = ref[s : s + w]
+        if np.sqrt(np.mean(seg**2)) < loud:
             continue
         lo = max(0, s + lag0 - slack)
-        part = rec[lo: s + lag0 + w + slack]
+        part = rec[lo : s + lag0 + w + slack]
         lag, corr = _xcorr(seg, part)
         got, r = _overlap(seg, part, lag)
         out.append((s, lo + lag - s, corr, float(np.dot(got, r) / np.dot(r, r))))
@@ -99,7 +115,8 @@ def _same_audio(ref: np.ndarray, rec: np.ndarray, min_corr: float = 0.9, win_s: 
     assert len(out) >= 4, "too little speech in the reference"
     good = float(np.mean(corrs > min_corr))
     assert np.median(corrs) > min_corr and good >= 0.75, (
-        f"recorded audio does not match: window correlations {np.round(corrs, 2).tolist()}")
+        f"recorded audio does not match: window correlations {np.round(corrs, 2).tolist()}"
+    )
     return out
 
 
@@ -128,9 +145,16 @@ def test_list_devices_shows_pulse_and_default(pulse):
     default = devs[names.index("default")]
     assert default["default_input"] and default["default_output"]
     assert default["max_input_channels"] > 0 and default["max_output_channels"] > 0
-    assert set(default) == {"index", "name", "hostapi", "max_input_channels",
-                            "max_output_channels", "default_samplerate", "default_input",
-                            "default_output"}
+    assert set(default) == {
+        "index",
+        "name",
+        "hostapi",
+        "max_input_channels",
+        "max_output_channels",
+        "default_samplerate",
+        "default_input",
+        "default_output",
+    }
     text = format_devices(devs)
     assert "pulse" in text and "default" in text and "><" in text
 
@@ -153,15 +177,21 @@ def test_find_device(pulse):
 @pytest.mark.skipif(Path("/dev/snd").exists(), reason="this machine has a sound card")
 def test_no_devices_at_all(tmp_path):
     (tmp_path / "client.conf").write_text("autospawn = no\n")
-    env = {**os.environ, "PULSE_SERVER": f"unix:{tmp_path}/nothing-here",
-           "PULSE_CLIENTCONFIG": str(tmp_path / "client.conf")}
+    env = {
+        **os.environ,
+        "PULSE_SERVER": f"unix:{tmp_path}/nothing-here",
+        "PULSE_CLIENTCONFIG": str(tmp_path / "client.conf"),
+    }
     env.pop("ALSA_CONFIG_PATH", None)
-    code = ("from babelfish import devices, UsageError\n"
-            "print(devices.list_devices()); print(devices.format_devices())\n"
-            "try: devices.find_device(None, 'input')\n"
-            "except UsageError as e: print('UsageError:', e)\n")
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                       timeout=60)
+    code = (
+        "from babelfish import devices, UsageError\n"
+        "print(devices.list_devices()); print(devices.format_devices())\n"
+        "try: devices.find_device(None, 'input')\n"
+        "except UsageError as e: print('UsageError:', e)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == "[]"
@@ -171,13 +201,15 @@ def test_no_devices_at_all(tmp_path):
 
 def test_portaudio_missing_names_the_package():
     # the real sounddevice import, on a system where the library lookup finds no PortAudio
-    code = ("import ctypes.util\n"
-            "real = ctypes.util.find_library\n"
-            "ctypes.util.find_library = lambda n: None if 'portaudio' in n else real(n)\n"
-            "from babelfish import BabelfishError\n"
-            "from babelfish.devices import list_devices\n"
-            "try: list_devices()\n"
-            "except BabelfishError as e: print(e)\n")
+    code = (
+        "import ctypes.util\n"
+        "real = ctypes.util.find_library\n"
+        "ctypes.util.find_library = lambda n: None if 'portaudio' in n else real(n)\n"
+        "from babelfish import BabelfishError\n"
+        "from babelfish.devices import list_devices\n"
+        "try: list_devices()\n"
+        "except BabelfishError as e: print(e)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     msg = r.stdout.strip()
@@ -268,16 +300,20 @@ def test_source_raises_when_the_sound_server_goes(pulse, tmp_path):
 # --------------------------------------------------------------------------- earphones
 
 
-@pytest.mark.skip(reason="flaky in full CI runs only (the recording of the null sink's monitor "
-                         "goes silent after ~1 s under load; passes alone); the earphones path is "
-                         "covered by tests/test_live.py, which recognises the played speech")
+@pytest.mark.skip(
+    reason="flaky in full CI runs only (the recording of the null sink's monitor "
+    "goes silent after ~1 s under load; passes alone); the earphones path is "
+    "covered by tests/test_live.py, which recognises the played speech"
+)
 def test_sink_plays_into_the_earphones(pulse, piper_voice_dir, tmp_path):
     wav = piper_speak(SENTENCE, piper_voice_dir, tmp_path / "s22.wav", rate=22050, pad_s=0.2)
     pcm, sr = sf.read(wav, dtype="int16")
     assert sr == 22050
     out = tmp_path / "heard.wav"
-    with pulse.record(out, device="bf_ear.monitor", rate=16000) as recorder, \
-            DeviceSource("bf_ear") as ear:  # the same monitor, with our capture stamps
+    with (
+        pulse.record(out, device="bf_ear.monitor", rate=16000) as recorder,
+        DeviceSource("bf_ear") as ear,
+    ):  # the same monitor, with our capture stamps
         time.sleep(0.3)
         with DeviceSink("bf_ear", rate=22050) as sink:
             assert sink.rate_used == 22050
@@ -286,7 +322,7 @@ def test_sink_plays_into_the_earphones(pulse, piper_voice_dir, tmp_path):
             t_call = time.monotonic_ns()
             first_ns = sink.write(pcm[:chunk], 22050)
             for i in range(chunk, len(pcm), chunk):
-                sink.write(pcm[i:i + chunk], 22050, last=i + chunk >= len(pcm))
+                sink.write(pcm[i : i + chunk], 22050, last=i + chunk >= len(pcm))
             assert 0.5 < sink.queued_s() <= len(pcm) / 22050
             heard, stamps = [], []
             while sink.queued_s() > 0 or len(heard) < 10:
@@ -331,8 +367,15 @@ def test_sink_counts_underflows_only_mid_utterance(pulse):
         time.sleep(0.3)
         c = sink.counters()
         assert c["underflows"] == n  # the utterance ended: silence again
-        assert set(c) >= {"underflows", "written_s", "queued_s", "rate_used", "latency_s",
-                          "device_underflows", "dropped_s"}
+        assert set(c) >= {
+            "underflows",
+            "written_s",
+            "queued_s",
+            "rate_used",
+            "latency_s",
+            "device_underflows",
+            "dropped_s",
+        }
         assert abs(c["written_s"] - 0.2) < 0.01 and c["queued_s"] == 0
 
 

@@ -1,4 +1,5 @@
 """scripts/figures.py: docs/figures.md made from the benchmarks' JSON files, never by hand."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -11,10 +12,13 @@ import pytest
 from helpers import REPO
 
 SCRIPT = REPO / "scripts" / "figures.py"
-INFO = {"command": ".venv/bin/python scripts/bench_recovery.py --kills 3 --delay-ms 1200",
-        "utc": "2025-01-15T10:20:30Z", "commit": "abc1234", "uncommitted_changes": True,
-        "machine": "2 CPU cores, x86_64, Linux 6.1, load average 0.3 at the start and 1.1 at "
-                   "the end"}
+INFO = {
+    "command": ".venv/bin/python scripts/bench_recovery.py --kills 3 --delay-ms 1200",
+    "utc": "2025-01-15T10:20:30Z",
+    "commit": "abc1234",
+    "uncommitted_changes": True,
+    "machine": "2 CPU cores, x86_64, Linux 6.1, load average 0.3 at the start and 1.1 at the end",
+}
 
 
 def _load(name: str):
@@ -30,39 +34,93 @@ def bench_json() -> dict:
     bench = _load("bench")
 
     def rec(e2e, cpu, rss, rtf_asr):
-        return {"e2e_ms": e2e, "input_s": 10.0, "rtf": {"asr": rtf_asr, "tts": 0.2},
-                "cpu_s": cpu, "peak_rss_mb": rss, "start_to_ready_ms": 4000, "degradations": 1,
-                "utts": [{"stages": {"vad": 120.0, "asr": 260.0, "tts": 97.0}}],
-                "quality": {"passed": True}}
+        return {
+            "e2e_ms": e2e,
+            "input_s": 10.0,
+            "rtf": {"asr": rtf_asr, "tts": 0.2},
+            "cpu_s": cpu,
+            "peak_rss_mb": rss,
+            "start_to_ready_ms": 4000,
+            "degradations": 1,
+            "utts": [{"stages": {"vad": 120.0, "asr": 260.0, "tts": 97.0}}],
+            "quality": {"passed": True},
+        }
 
     runs = []
     for i, (b, n) in enumerate([(1000, 2000), (1200, 2400), (1100, 2200)]):
-        runs.append({"run": i + 1, "system": "babelfish",
-                     "aggregate": bench.aggregate([rec([b, b + 500], 12.0, 600, 1.0)])})
-        runs.append({"run": i + 1, "system": "naive",
-                     "aggregate": bench.aggregate([rec([n, n + 1000], 10.0, 400, 0.8)])})
+        runs.append(
+            {
+                "run": i + 1,
+                "system": "babelfish",
+                "aggregate": bench.aggregate([rec([b, b + 500], 12.0, 600, 1.0)]),
+            }
+        )
+        runs.append(
+            {
+                "run": i + 1,
+                "system": "naive",
+                "aggregate": bench.aggregate([rec([n, n + 1000], 10.0, 400, 0.8)]),
+            }
+        )
     command = ".venv/bin/python scripts/bench.py --runs 3"
-    info = {"runs": 3, "audio_s": 10.0, "command": command, "recordings": "samples/suite.toml",
-            "machine": "2 CPU cores, x86_64, Linux 6.1, load average 0.2 at the start and 0.9 "
-                       "at the end", "utc": "2025-01-14T08:00:00Z", "commit": "abc1234",
-            "uncommitted_changes": False}
+    info = {
+        "runs": 3,
+        "audio_s": 10.0,
+        "command": command,
+        "recordings": "samples/suite.toml",
+        "machine": "2 CPU cores, x86_64, Linux 6.1, load average 0.2 at the start and 0.9 "
+        "at the end",
+        "utc": "2025-01-14T08:00:00Z",
+        "commit": "abc1234",
+        "uncommitted_changes": False,
+    }
     return {"command": command, "info": info, "median": bench.medians(runs), "runs": runs}
 
 
 RECOVERY = {
     "info": INFO,
     "recovery": [
-        {"stage": "asr", "kills": 3, "kill_to_ready_ms_p50": 1142,
-         "kill_to_next_utterance_spoken_ms_p50": 3474, "restarts": 3, "lost": 0,
-         "utterances": 16},
-        {"stage": "mt", "kills": 3, "kill_to_ready_ms_p50": 708,
-         "kill_to_next_utterance_spoken_ms_p50": None, "restarts": 3, "lost": 1,
-         "utterances": 18}],
+        {
+            "stage": "asr",
+            "kills": 3,
+            "kill_to_ready_ms_p50": 1142,
+            "kill_to_next_utterance_spoken_ms_p50": 3474,
+            "restarts": 3,
+            "lost": 0,
+            "utterances": 16,
+        },
+        {
+            "stage": "mt",
+            "kills": 3,
+            "kill_to_ready_ms_p50": 708,
+            "kill_to_next_utterance_spoken_ms_p50": None,
+            "restarts": 3,
+            "lost": 1,
+            "utterances": 18,
+        },
+    ],
     "budgets": [
-        {"tts_delay_ms": 0, "budgets": False, "e2e_p50_ms": 455.0, "e2e_p95_ms": 601.0,
-         "degradation_steps": 0, "max_level": 0, "audio_dropped": 0, "utterances": 8},
-        {"tts_delay_ms": 1200, "budgets": True, "e2e_p50_ms": 1624.0, "e2e_p95_ms": 1697.0,
-         "degradation_steps": 4, "max_level": 4, "audio_dropped": 0, "utterances": 8}],
+        {
+            "tts_delay_ms": 0,
+            "budgets": False,
+            "e2e_p50_ms": 455.0,
+            "e2e_p95_ms": 601.0,
+            "degradation_steps": 0,
+            "max_level": 0,
+            "audio_dropped": 0,
+            "utterances": 8,
+        },
+        {
+            "tts_delay_ms": 1200,
+            "budgets": True,
+            "e2e_p50_ms": 1624.0,
+            "e2e_p95_ms": 1697.0,
+            "degradation_steps": 4,
+            "max_level": 4,
+            "audio_dropped": 0,
+            "utterances": 8,
+        },
+    ],
 }
 
 QUALITY_TABLE = (
@@ -70,22 +128,34 @@ QUALITY_TABLE = (
     "e2e p95 |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
     "| quiet | Babelfish pipeline | 48.2 | 21.0 | 18.5 % | 39/40 | 2 | 512 ms | 790 ms |\n"
     "| each prompt alone | offline, whole prompt, beam 5 | 50.1 | 23.4 | 15.0 % | 40/40 | 0 | "
-    "decode 380 ms | decode 610 ms |")
+    "decode 380 ms | decode 610 ms |"
+)
 QUALITY = {  # bench_quality.py writes no time, commit or machine (yet)
-    "info": {"command": "python scripts/bench_quality.py --systems babelfish,offline",
-             "load_start": 0.4, "load_end": 1.6, "config": "config/default.toml",
-             "set": "out/speech-set"},
-    "summary": {}, "by_group": {}, "results": {},
+    "info": {
+        "command": "python scripts/bench_quality.py --systems babelfish,offline",
+        "load_start": 0.4,
+        "load_end": 1.6,
+        "config": "config/default.toml",
+        "set": "out/speech-set",
+    },
+    "summary": {},
+    "by_group": {},
+    "results": {},
     "table": QUALITY_TABLE,
     "goals": ["quiet: chrF 48.2 = 0.962× the offline ceiling (goal ≥ 0.98×)"],
-    "nonspeech": {"recordings": 5, "invented_words": 2, "audio_s": None,
-                  "invented": {"babble": [{"start_s": 1.0, "end_s": 2.0, "text": "Thank you."}]}},
+    "nonspeech": {
+        "recordings": 5,
+        "invented_words": 2,
+        "audio_s": None,
+        "invented": {"babble": [{"start_s": 1.0, "end_s": 2.0, "text": "Thank you."}]},
+    },
 }
 
 
 def figures(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
 
 
 @pytest.fixture
@@ -114,8 +184,10 @@ def test_each_benchmark_has_its_command_time_machine_and_tables(made):
     assert "- Ran: 2025-01-14 08:00:00 UTC, commit abc1234\n" in bench
     assert "- Machine: 2 CPU cores, x86_64, Linux 6.1, load average 0.2" in bench
     assert "| | Babelfish pipeline | naive cascade | Babelfish / naive |" in bench
-    assert ("| End of speech → first audio, p50 (per utterance) | 1,350 ms | 2,700 ms | 0.50× |"
-            in bench)
+    assert (
+        "| End of speech → first audio, p50 (per utterance) | 1,350 ms | 2,700 ms | 0.50× |"
+        in bench
+    )
     assert "| Stage times p50 per utterance: vad / asr / tts | 120 / 260 / 97 ms |" in bench
     assert "Command: `" not in bench.replace("- Command: `", "")  # said once, in the header
 
@@ -133,18 +205,29 @@ def test_each_benchmark_has_its_command_time_machine_and_tables(made):
     assert "- quiet: chrF 48.2 = 0.962× the offline ceiling (goal ≥ 0.98×)" in q
     assert 'Non-speech: 2 invented words in 5 recordings (babble: "Thank you.").' in q
 
-    order = [text.index(f"## {t}") for t in ("Babelfish against the naive cascade",
-                                             "Translation quality on real speech",
-                                             "Supervisor: recovery and budgets",
-                                             "Not measured in this run")]
+    order = [
+        text.index(f"## {t}")
+        for t in (
+            "Babelfish against the naive cascade",
+            "Translation quality on real speech",
+            "Supervisor: recovery and budgets",
+            "Not measured in this run",
+        )
+    ]
     assert order == sorted(order)
 
 
 def test_the_others_are_listed_as_not_measured(made):
     _, out = made
     missing = _section(out.read_text(), "Not measured in this run")
-    for name in ("bench_pipeline.json", "bench_mt.json", "bench_live.json",
-                 "bench_listeners.json", "soak.json", "soak_sigterm.json"):
+    for name in (
+        "bench_pipeline.json",
+        "bench_mt.json",
+        "bench_live.json",
+        "bench_listeners.json",
+        "soak.json",
+        "soak_sigterm.json",
+    ):
         assert f"(`{name}`)" in missing
     assert "`.venv/bin/python scripts/bench_mt.py --reps 30 --threads 1,2`" in missing
     for name in ("bench.json", "bench_recovery.json", "bench_quality.json"):

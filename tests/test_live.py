@@ -1,6 +1,7 @@
 """Live mode through a real (virtual) sound card: PulseAudio null sinks as microphone and earphones.
 The recording is played into `bf_mic`, Babelfish listens on it and speaks into `bf_ear`, and the
 test records `bf_ear.monitor` and recognises what came out."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, babelfish, stage_processes, status, utterance_count, wait_for, write_config
+from helpers import (
+    REPO,
+    babelfish,
+    stage_processes,
+    status,
+    utterance_count,
+    wait_for,
+    write_config,
+)
 from pulse import PulseServer, missing_tools
 from test_pipeline import transcribe_english
 
@@ -32,15 +41,27 @@ def pulse(tmp_path_factory):
         assert not server.leftovers()
 
 
-def _start(tmp_path: Path, command: str, pulse: PulseServer,
-           audio: str = "") -> tuple[subprocess.Popen, Path]:
-    cfg = write_config(tmp_path, '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n' + audio)
-    proc = subprocess.Popen([sys.executable, "-m", "babelfish", command, "--config", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env=pulse.child_env())
+def _start(
+    tmp_path: Path, command: str, pulse: PulseServer, audio: str = ""
+) -> tuple[subprocess.Popen, Path]:
+    cfg = write_config(
+        tmp_path, '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n' + audio
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "babelfish", command, "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=pulse.child_env(),
+    )
     rt = tmp_path / "rt"
-    ready = wait_for(lambda: (s := status(rt)) and all(
-        st["state"] == "ready" for st in s["stages"].values()) and s, 60)
+    ready = wait_for(
+        lambda: (
+            (s := status(rt)) and all(st["state"] == "ready" for st in s["stages"].values()) and s
+        ),
+        60,
+    )
     if not ready:
         proc.kill()
         raise AssertionError(f"not ready: {proc.communicate()[1][-2000:]}")
@@ -67,14 +88,18 @@ def test_run_microphone_to_earphones(tmp_path, models_dir, whisper_tiny_dir, pul
         rec = pulse.record(tmp_path / "ear.wav")
         pulse.play(SAMPLE)
         n = utterance_count(SAMPLE)  # (3 sentences; a long one may be cut at a pause)
-        done = wait_for(lambda: (s := status(tmp_path / "rt")) and s["utterances"]["done"] >= n and s, 40)
+        done = wait_for(
+            lambda: (s := status(tmp_path / "rt")) and s["utterances"]["done"] >= n and s, 40
+        )
         time.sleep(3.0)  # let the last translation play out
         heard_path = rec.stop()
         assert done, "the live pipeline did not translate the sample's utterances"
         subtitles = []
         while sub.poll(100):
             subtitles.append(json.loads(sub.recv()))
-        assert len(subtitles) == n and all(x["text"] and x["latency_ms"] for x in subtitles), subtitles
+        assert len(subtitles) == n and all(x["text"] and x["latency_ms"] for x in subtitles), (
+            subtitles
+        )
         lat = [x["end_of_speech_to_first_audio"] for x in done["last_latencies_ms"]]
         assert all(0 < v < 10000 for v in lat), lat
         out, err, took = _stop(proc, cfg)
@@ -111,8 +136,15 @@ def test_daemon_status_mute_unmute_stop(tmp_path, models_dir, pulse):
         assert before["capture"]["counters"]["muted_frames"] > 0
         # reload: the model stages restart with the config, the audio devices stay open
         assert babelfish("reload", "--config", cfg, timeout=30).returncode == 0
-        after = wait_for(lambda: (s := status(rt)) and s["stages"]["asr"]["pid"] != before["asr"]["pid"]
-                         and all(x["state"] == "ready" for x in s["stages"].values()) and s["stages"], 60)
+        after = wait_for(
+            lambda: (
+                (s := status(rt))
+                and s["stages"]["asr"]["pid"] != before["asr"]["pid"]
+                and all(x["state"] == "ready" for x in s["stages"].values())
+                and s["stages"]
+            ),
+            60,
+        )
         assert after, "reload did not restart the model stages"
         assert after["capture"]["pid"] == before["capture"]["pid"]
         assert after["playback"]["pid"] == before["playback"]["pid"]
@@ -127,12 +159,24 @@ def test_daemon_status_mute_unmute_stop(tmp_path, models_dir, pulse):
 
 
 def test_missing_device_is_a_usage_error(tmp_path, pulse):
-    r = subprocess.run([sys.executable, "-m", "babelfish", "run", "--input-device", "no-such-mic"],
-                       capture_output=True, text=True, cwd=REPO, env=pulse.child_env(), timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "babelfish", "run", "--input-device", "no-such-mic"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=pulse.child_env(),
+        timeout=60,
+    )
     assert r.returncode == 2
     assert r.stderr.strip().startswith("babelfish: error:") and "babelfish devices" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "babelfish", "devices"], capture_output=True,
-                       text=True, cwd=REPO, env=pulse.child_env(), timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "babelfish", "devices"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=pulse.child_env(),
+        timeout=60,
+    )
     assert r.returncode == 0 and "bf_mic" in r.stdout
 
 
@@ -141,13 +185,16 @@ def test_speaker_mode_keeps_our_own_speech_out_of_the_microphone(tmp_path, model
     """A loopback from the earphones into the microphone stands for a loudspeaker in the room.
     In headset mode our own translated speech comes back in and is translated again; in speaker
     mode the echo gate keeps it out, and counts what it gated."""
-    loop = pulse.pactl("load-module", "module-loopback", "source=bf_ear.monitor", "sink=bf_mic",
-                       "latency_msec=20").strip()
+    loop = pulse.pactl(
+        "load-module", "module-loopback", "source=bf_ear.monitor", "sink=bf_mic", "latency_msec=20"
+    ).strip()
     try:
         proc, cfg = _start(tmp_path, "daemon", pulse, f'mode = "{mode}"\n')
         try:
             pulse.play(SAMPLE)
-            assert wait_for(lambda: (s := status(tmp_path / "rt")) and s["utterances"]["done"] >= 3, 40)
+            assert wait_for(
+                lambda: (s := status(tmp_path / "rt")) and s["utterances"]["done"] >= 3, 40
+            )
             time.sleep(8.0)  # time for our own speech to come back in and be translated again
             st = status(tmp_path / "rt")
             out, err, took = _stop(proc, cfg)

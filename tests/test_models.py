@@ -1,5 +1,6 @@
-"""The model manager: downloads from a real HTTP server on 127.0.0.1 (archives built here), through the
-real CLI process for exit codes; install on the real packaged models."""
+"""The model manager: downloads from a real HTTP server on 127.0.0.1 (archives built here), through
+the real CLI process for exit codes; install on the real packaged models."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,13 +22,14 @@ from babelfish import BabelfishError, UsageError
 from babelfish import models as M
 from babelfish.config import REPO_ROOT
 
-
 # ---------------------------------------------------------------- a local HTTP server
 
+
 class FileServer:
-    """Serves bytes by path. Per path: `cut_first` = close the connection after that many body bytes on
-    the first request; `ignore_range` = answer every request with 200 and the whole file; `fail_first`
-    = answer the first request with that HTTP status. Records (path, Range header, status) per request."""
+    """Serves bytes by path. Per path: `cut_first` = close the connection after that many body bytes
+    on the first request; `ignore_range` = answer every request with 200 and the whole file;
+    `fail_first` = answer the first request with that HTTP status. Records (path, Range header,
+    status) per request."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
@@ -65,7 +67,7 @@ class FileServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if opts.get("cut_first") and nth == 1:
-                    self.wfile.write(body[:opts["cut_first"]])
+                    self.wfile.write(body[: opts["cut_first"]])
                     self.wfile.flush()
                     self.close_connection = True
                     return
@@ -92,6 +94,7 @@ def server():
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def sha256(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
@@ -135,24 +138,35 @@ VOSK_FILES = {
 }
 VOSK_TGZ = tar_gz(VOSK_FILES)
 
-ARGOS_ZIP = zip_bytes({
-    "translate-xx_en-1_0/metadata.json": b'{"from_code": "xx", "to_code": "en"}',
-    "translate-xx_en-1_0/model/model.bin": os.urandom(200_000),
-    "translate-xx_en-1_0/model/config.json": b"{}",
-    "translate-xx_en-1_0/model/shared_vocabulary.txt": b"<unk>\n<s>\n</s>\n",
-    "translate-xx_en-1_0/sentencepiece.model": os.urandom(10_000),
-})
+ARGOS_ZIP = zip_bytes(
+    {
+        "translate-xx_en-1_0/metadata.json": b'{"from_code": "xx", "to_code": "en"}',
+        "translate-xx_en-1_0/model/model.bin": os.urandom(200_000),
+        "translate-xx_en-1_0/model/config.json": b"{}",
+        "translate-xx_en-1_0/model/shared_vocabulary.txt": b"<unk>\n<s>\n</s>\n",
+        "translate-xx_en-1_0/sentencepiece.model": os.urandom(10_000),
+    }
+)
 
 
 def write_manifest(path: Path, entries: dict[str, str]) -> Path:
     """entries: model name -> the TOML lines of its table."""
-    path.write_text("".join(f'[models."{name}"]\n{body.strip()}\n\n' for name, body in entries.items()))
+    path.write_text(
+        "".join(f'[models."{name}"]\n{body.strip()}\n\n' for name, body in entries.items())
+    )
     return path
 
 
-def vosk_entry(url: str, *, size: int | None = len(VOSK_TGZ), sha: str | None = sha256(VOSK_TGZ)) -> str:
-    lines = ['kind = "asr-vosk"', 'languages = ["xx"]', 'description = "test"', 'source = "url"',
-             f'url = "{url}"']
+def vosk_entry(
+    url: str, *, size: int | None = len(VOSK_TGZ), sha: str | None = sha256(VOSK_TGZ)
+) -> str:
+    lines = [
+        'kind = "asr-vosk"',
+        'languages = ["xx"]',
+        'description = "test"',
+        'source = "url"',
+        f'url = "{url}"',
+    ]
     if size is not None:
         lines.append(f"size = {size}")
     if sha is not None:
@@ -163,8 +177,14 @@ def vosk_entry(url: str, *, size: int | None = len(VOSK_TGZ), sha: str | None = 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     e = {k: v for k, v in os.environ.items() if k != M.MANIFEST_ENV}
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "babelfish.models_cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=60, env=e, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "babelfish.models_cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=e,
+        cwd=REPO_ROOT,
+    )
 
 
 def one_line_error(p: subprocess.CompletedProcess) -> str:
@@ -177,10 +197,15 @@ def one_line_error(p: subprocess.CompletedProcess) -> str:
 
 def leftovers(models_dir: Path) -> list[str]:
     """Anything other than .downloads/ in models_dir (model folders, unpack temp folders)."""
-    return sorted(p.name for p in models_dir.iterdir() if p.name != M.DOWNLOADS) if models_dir.exists() else []
+    return (
+        sorted(p.name for p in models_dir.iterdir() if p.name != M.DOWNLOADS)
+        if models_dir.exists()
+        else []
+    )
 
 
 # ---------------------------------------------------------------- download: the good path
+
 
 def test_download_tar_gz_unpack_verify_list(server, tmp_path):
     url = server.add("/vosk-model-small-xx-0.1.tar.gz", VOSK_TGZ)
@@ -214,13 +239,18 @@ def test_download_tar_gz_unpack_verify_list(server, tmp_path):
 
 def test_download_argos_zip_without_checksum_records_sha256(server, tmp_path):
     url = server.add("/translate-xx_en-1_0.argosmodel", ARGOS_ZIP)
-    man = write_manifest(tmp_path / "m.toml", {"argos-xx-en": f'''
+    man = write_manifest(
+        tmp_path / "m.toml",
+        {
+            "argos-xx-en": f'''
 kind = "mt-ctranslate2"
 source_lang = "xx"
 target_lang = "en"
 description = "test"
 source = "url"
-url = "{url}"'''})
+url = "{url}"'''
+        },
+    )
     md = tmp_path / "models"
     p = cli("download", "argos-xx-en", "--models-dir", md, env={M.MANIFEST_ENV: str(man)})
     assert p.returncode == 0, p.stderr
@@ -239,7 +269,10 @@ def test_download_several_single_files_md5_checked(server, tmp_path):
     onnx, cfg = os.urandom(120_000), b'{"audio": {"sample_rate": 22050}}'
     u1 = server.add("/v/xx_XX-test-medium.onnx", onnx)
     u2 = server.add("/v/xx_XX-test-medium.onnx.json", cfg)
-    man = write_manifest(tmp_path / "m.toml", {"piper-xx": f'''
+    man = write_manifest(
+        tmp_path / "m.toml",
+        {
+            "piper-xx": f'''
 kind = "tts-piper"
 languages = ["xx"]
 description = "test"
@@ -247,7 +280,9 @@ source = "url"
 downloads = [
     {{ url = "{u1}", size = {len(onnx)}, md5 = "{md5(onnx)}" }},
     {{ url = "{u2}", size = {len(cfg)}, sha256 = "{sha256(cfg)}" }},
-]'''})
+]'''
+        },
+    )
     md = tmp_path / "models"
     res = M.download_model(M.load_manifest(man)["piper-xx"], md, progress=False)
     assert [f.checked for f in res.files] == ["md5", "sha256"]
@@ -257,10 +292,13 @@ downloads = [
     # the voice's config goes missing: verify names it
     (md / "piper-xx" / "xx_XX-test-medium.onnx.json").unlink()
     v = cli("verify", "--manifest", man, "--models-dir", md)
-    assert v.returncode == 1 and "piper-xx: PROBLEM" in v.stdout and "onnx.json is missing" in v.stdout
+    assert (
+        v.returncode == 1 and "piper-xx: PROBLEM" in v.stdout and "onnx.json is missing" in v.stdout
+    )
 
 
 # ---------------------------------------------------------------- download: checks that fail
+
 
 @pytest.mark.parametrize("bad", ["sha256", "md5", "size"])
 def test_failed_check_leaves_no_model_folder(server, tmp_path, bad):
@@ -284,7 +322,9 @@ def test_failed_check_leaves_no_model_folder(server, tmp_path, bad):
 def test_archive_without_the_kinds_files_is_refused(server, tmp_path):
     bad = tar_gz({"m/README": b"no model here"})
     url = server.add("/m.tar.gz", bad)
-    man = write_manifest(tmp_path / "m.toml", {"vosk-xx": vosk_entry(url, size=len(bad), sha=sha256(bad))})
+    man = write_manifest(
+        tmp_path / "m.toml", {"vosk-xx": vosk_entry(url, size=len(bad), sha=sha256(bad))}
+    )
     md = tmp_path / "models"
     p = cli("download", "vosk-xx", "--manifest", man, "--models-dir", md)
     assert p.returncode == 1 and "am/final.mdl" in one_line_error(p)
@@ -299,11 +339,16 @@ def test_path_traversal_archive_is_rejected(server, tmp_path, archive):
     elif archive == "tar-absolute":
         data, name = tar_gz({**good, str(tmp_path / "evil.txt"): b"x"}), "m.tar.gz"
     elif archive == "tar-symlink-out":
-        data, name = tar_gz(good, links={"vosk-model-small-xx-0.1/am/link": "../../../../evil.txt"}), "m.tar.gz"
+        data, name = (
+            tar_gz(good, links={"vosk-model-small-xx-0.1/am/link": "../../../../evil.txt"}),
+            "m.tar.gz",
+        )
     else:
         data, name = zip_bytes({**good, "../evil.txt": b"x"}), "m.zip"
     url = server.add("/" + name, data)
-    man = write_manifest(tmp_path / "m.toml", {"vosk-xx": vosk_entry(url, size=len(data), sha=sha256(data))})
+    man = write_manifest(
+        tmp_path / "m.toml", {"vosk-xx": vosk_entry(url, size=len(data), sha=sha256(data))}
+    )
     md = tmp_path / "sub" / "models"
     p = cli("download", "vosk-xx", "--manifest", man, "--models-dir", md)
     assert p.returncode == 1
@@ -313,6 +358,7 @@ def test_path_traversal_archive_is_rejected(server, tmp_path, archive):
 
 
 # ---------------------------------------------------------------- download: network trouble
+
 
 def test_resume_after_a_cut_connection_uses_range(server, tmp_path):
     url = server.add("/m.tar.gz", VOSK_TGZ, cut_first=100_000)
@@ -327,7 +373,9 @@ def test_resume_after_a_cut_connection_uses_range(server, tmp_path):
     p = cli("download", "vosk-xx", "--manifest", man, "--models-dir", md)
     assert p.returncode == 0, p.stderr
     assert server.requests[-1] == ("/m.tar.gz", "bytes=100000-", 206)
-    assert (md / "vosk-xx" / "am" / "final.mdl").read_bytes() == VOSK_FILES["vosk-model-small-xx-0.1/am/final.mdl"]
+    assert (md / "vosk-xx" / "am" / "final.mdl").read_bytes() == VOSK_FILES[
+        "vosk-model-small-xx-0.1/am/final.mdl"
+    ]
     assert not part.exists()
 
 
@@ -352,7 +400,9 @@ def test_server_that_ignores_range_still_gives_the_right_file(server, tmp_path):
 def test_server_error_is_retried_with_backoff(server, tmp_path):
     url = server.add("/m.tar.gz", VOSK_TGZ, fail_first=503)
     man = write_manifest(tmp_path / "m.toml", {"vosk-xx": vosk_entry(url)})
-    M.download_model(M.load_manifest(man)["vosk-xx"], tmp_path / "models", progress=False, backoff=0.05)
+    M.download_model(
+        M.load_manifest(man)["vosk-xx"], tmp_path / "models", progress=False, backoff=0.05
+    )
     assert [s for _, _, s in server.requests] == [503, 200]
 
 
@@ -360,22 +410,40 @@ def test_network_failure_is_one_line_exit_1(tmp_path):
     with socket.socket() as s:  # a port with nothing listening on it
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    man = write_manifest(tmp_path / "m.toml", {"vosk-xx": vosk_entry(f"http://127.0.0.1:{port}/m.tar.gz")})
-    p = cli("download", "vosk-xx", "--manifest", man, "--models-dir", tmp_path / "models", "--retries", "1")
+    man = write_manifest(
+        tmp_path / "m.toml", {"vosk-xx": vosk_entry(f"http://127.0.0.1:{port}/m.tar.gz")}
+    )
+    p = cli(
+        "download",
+        "vosk-xx",
+        "--manifest",
+        man,
+        "--models-dir",
+        tmp_path / "models",
+        "--retries",
+        "1",
+    )
     assert p.returncode == 1
     # the retry is logged, then one error line
     assert "retrying" in p.stderr and "Traceback" not in p.stderr
-    assert p.stderr.strip().splitlines()[-1].startswith("babelfish: error: download of 'vosk-xx' failed")
+    assert (
+        p.stderr.strip()
+        .splitlines()[-1]
+        .startswith("babelfish: error: download of 'vosk-xx' failed")
+    )
     assert leftovers(tmp_path / "models") == []
 
 
 def test_http_404_is_exit_1(server, tmp_path):
-    man = write_manifest(tmp_path / "m.toml", {"vosk-xx": vosk_entry(server.base + "/missing.tar.gz")})
+    man = write_manifest(
+        tmp_path / "m.toml", {"vosk-xx": vosk_entry(server.base + "/missing.tar.gz")}
+    )
     p = cli("download", "vosk-xx", "--manifest", man, "--models-dir", tmp_path / "models")
     assert p.returncode == 1 and "HTTP 404" in one_line_error(p)
 
 
 # ---------------------------------------------------------------- usage errors
+
 
 def test_unknown_or_package_name_is_exit_2(tmp_path):
     p = cli("download", "no-such-model", "--models-dir", tmp_path)
@@ -385,16 +453,23 @@ def test_unknown_or_package_name_is_exit_2(tmp_path):
     p = cli("list", "--manifest", tmp_path / "nope.toml")
     assert p.returncode == 2 and "manifest not found" in one_line_error(p)
     bad = tmp_path / "bad.toml"
-    bad.write_text('[models.x]\nkind = "asr-vosk"\nsource = "url"\nurl = "http://127.0.0.1/x.zip"\nsha256 = "abc"\n')
+    bad.write_text(
+        '[models.x]\nkind = "asr-vosk"\nsource = "url"\n'
+        'url = "http://127.0.0.1/x.zip"\nsha256 = "abc"\n'
+    )
     p = cli("list", "--manifest", bad)
     assert p.returncode == 2 and "sha256 must be 64 hex digits" in one_line_error(p)
 
 
 # ---------------------------------------------------------------- install (package models)
 
+
 def _snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino)
-            for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 def test_install_is_idempotent_on_the_real_packaged_models(models_dir):
@@ -414,18 +489,24 @@ def test_install_one_model_then_again(tmp_path, models_dir):
     md = tmp_path / "models"
     p = cli("install", "silero-vad", "--models-dir", md)
     assert p.returncode == 0 and "silero-vad: installed" in p.stdout
-    assert (md / "silero-vad" / "silero_vad_v6.onnx").stat().st_size == \
-        (models_dir / "silero-vad" / "silero_vad_v6.onnx").stat().st_size
+    assert (md / "silero-vad" / "silero_vad_v6.onnx").stat().st_size == (
+        models_dir / "silero-vad" / "silero_vad_v6.onnx"
+    ).stat().st_size
     p = cli("install", "silero-vad", "--models-dir", md)
     assert p.returncode == 0 and "silero-vad: already installed" in p.stdout
     assert sorted(x.name for x in md.iterdir()) == ["silero-vad"]
 
 
 def test_install_with_a_missing_package_names_the_pip_extra(tmp_path):
-    man = write_manifest(tmp_path / "m.toml", {"ghost": '''
+    man = write_manifest(
+        tmp_path / "m.toml",
+        {
+            "ghost": """
 kind = "vad-silero"
 source = "package"
-files = { "x.onnx" = "babelfish_no_such_package/x.onnx" }'''})
+files = { "x.onnx" = "babelfish_no_such_package/x.onnx" }"""
+        },
+    )
     p = cli("install", "--manifest", man, "--models-dir", tmp_path / "models")
     assert p.returncode == 1
     assert "pip install -e '.[models]'" in one_line_error(p)
@@ -434,14 +515,20 @@ files = { "x.onnx" = "babelfish_no_such_package/x.onnx" }'''})
 
 def test_verify_catches_a_wrong_size_in_a_package_model(tmp_path):
     # a package model made of a real installed file: babelfish's own __init__.py
-    man = write_manifest(tmp_path / "m.toml", {"tiny": '''
+    man = write_manifest(
+        tmp_path / "m.toml",
+        {
+            "tiny": """
 kind = "other"
 source = "package"
-files = { "init.py" = "babelfish/__init__.py" }'''})
+files = { "init.py" = "babelfish/__init__.py" }"""
+        },
+    )
     md = tmp_path / "models"
     assert cli("install", "--manifest", man, "--models-dir", md).returncode == 0
     assert cli("verify", "--manifest", man, "--models-dir", md).returncode == 0
-    # the installed file may be a hard link to the package's own file: replace it, never write into it
+    # the installed file may be a hard link to the package's own file: replace it, never write
+    # into it
     (md / "tiny" / "init.py").unlink()
     (md / "tiny" / "init.py").write_text("truncated")
     v = cli("verify", "--manifest", man, "--models-dir", md)
@@ -450,6 +537,7 @@ files = { "init.py" = "babelfish/__init__.py" }'''})
 
 # ---------------------------------------------------------------- the real manifest
 
+
 def test_real_manifest_loads_and_find_model_picks_by_language(tmp_path):
     man = M.load_manifest()
     for e in man.values():
@@ -457,14 +545,19 @@ def test_real_manifest_loads_and_find_model_picks_by_language(tmp_path):
             for d in e.download_list():
                 assert d.url.startswith("https://")
             if e.kind == "tts-piper":
-                assert sorted(d.filename.split(".", 1)[1] for d in e.download_list()) == ["onnx", "onnx.json"]
+                assert sorted(d.filename.split(".", 1)[1] for d in e.download_list()) == [
+                    "onnx",
+                    "onnx.json",
+                ]
     assert M.find_model("mt-ctranslate2", "es", "en").name == "argos-translate-es_en-1_0"
     assert M.find_model("mt-ctranslate2", "ko", "en").source_lang == "ko"
     assert M.find_model("mt-ctranslate2", "es", "xx") is None
     assert M.find_model("asr-vosk", "de-DE").name == "vosk-model-small-de-0.15"
     assert M.find_model("tts-piper", "fr").name == "piper-fr_FR-siwis-medium"
     assert M.find_model("asr-whisper", "ja").name == "whisper-base"  # multilingual stands in
-    assert M.find_model("asr-whisper", "en").name == "whisper-tiny.en"  # the English-only one fits better
+    assert (
+        M.find_model("asr-whisper", "en").name == "whisper-tiny.en"
+    )  # the English-only one fits better
     # an installed model wins over one that would need a download
     (tmp_path / "vosk-model-small-ko").mkdir()
     assert M.find_model("asr", "ko", models_dir=tmp_path).name == "vosk-model-small-ko"

@@ -3,6 +3,7 @@
 tests/fixtures/tiny-mt-ko-en/ was made by scripts/make_tiny_mt.py (a tiny Marian model trained
 until it memorized some phrases, converted int8): see its README.txt.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -40,8 +41,16 @@ MEMORIZED = {
     "안녕히 가세요.": "Goodbye.",
 }
 # Phrases the model never saw: greedy search and beam search part ways on some of them.
-UNSEEN = ["만나서 얼마예요 도와주세요", "계산서 호텔이 역이 가세요", "물", "아세요 어디예요", "만나서 역이",
-          "역이 아침입니다", "영어 있습니까", "물 잔"]
+UNSEEN = [
+    "만나서 얼마예요 도와주세요",
+    "계산서 호텔이 역이 가세요",
+    "물",
+    "아세요 어디예요",
+    "만나서 역이",
+    "역이 아침입니다",
+    "영어 있습니까",
+    "물 잔",
+]
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +92,23 @@ def test_memorized_phrases_translate_exactly(mt, beam):
 
 
 def test_batch_keeps_order_and_matches_one_by_one(mt):
-    batch = ["커피 한 잔 주세요.", "", "안녕하세요", "   ", "공항에 가고 싶어요.", "역이 어디에 있습니까?"]
+    batch = [
+        "커피 한 잔 주세요.",
+        "",
+        "안녕하세요",
+        "   ",
+        "공항에 가고 싶어요.",
+        "역이 어디에 있습니까?",
+    ]
     got = mt.translate(batch)
-    assert got == ["A coffee, please.", "", "Hello", "", "I want to go to the airport.",
-                   "Where is the station?"]
+    assert got == [
+        "A coffee, please.",
+        "",
+        "Hello",
+        "",
+        "I want to go to the airport.",
+        "Where is the station?",
+    ]
     assert got == [mt.translate([s])[0] if s.strip() else "" for s in batch]
     # Batches larger than max_batch_size are cut into several model calls.
     small = CT2Translator(FIXTURE, max_batch_size=2)
@@ -192,7 +214,9 @@ def test_argos_layout_with_source_and_target_spm(tmp_path):
         mt = CT2Translator(folder)
         assert mt.layout == "argos"
         assert mt.translate(["역이 어디에 있습니까?", "감사합니다."]) == [
-            "Where is the station?", "Thank you."]
+            "Where is the station?",
+            "Thank you.",
+        ]
 
 
 def test_argos_layout_with_shared_sentencepiece_model(tmp_path):
@@ -213,8 +237,9 @@ def endless_model(tmp_path_factory) -> Path:
     """A random model whose end token never wins, on the fixture's vocabulary and spm files."""
     folder = tmp_path_factory.mktemp("endless")
     tokens = json.loads((FIXTURE / "shared_vocabulary.json").read_text(encoding="utf-8"))
-    _load_bench().build_random_marian(folder, tokens, num_layers=1, d_model=32, num_heads=2,
-                                      ffn_dim=64, seed=1, never_end=True)
+    _load_bench().build_random_marian(
+        folder, tokens, num_layers=1, d_model=32, num_heads=2, ffn_dim=64, seed=1, never_end=True
+    )
     shutil.copy(FIXTURE / "source.spm", folder / "source.spm")
     shutil.copy(FIXTURE / "target.spm", folder / "target.spm")
     return folder
@@ -244,8 +269,9 @@ def test_opennmt_vocabulary_gets_no_end_token(tmp_path):
     """Models from OpenNMT (Argos) take bare pieces; Marian ones get "</s>" appended."""
     tokens = json.loads((FIXTURE / "shared_vocabulary.json").read_text(encoding="utf-8"))
     onmt = ["<unk>", "<blank>", "<s>"] + [t for t in tokens if t not in ("<unk>",)]
-    _load_bench().build_random_marian(tmp_path / "model", onmt, num_layers=1, d_model=32,
-                                      num_heads=2, ffn_dim=64, never_end=False)
+    _load_bench().build_random_marian(
+        tmp_path / "model", onmt, num_layers=1, d_model=32, num_heads=2, ffn_dim=64, never_end=False
+    )
     shutil.copy(FIXTURE / "source.spm", tmp_path / "source.spm")
     shutil.copy(FIXTURE / "target.spm", tmp_path / "target.spm")
     mt = CT2Translator(tmp_path)
@@ -265,5 +291,7 @@ def test_continue_translation_keeps_what_was_spoken(mt):
     assert mt.continue_translation("", "Hello") == ""
     # a prefix the model would not have made is still kept out of the answer
     rest = mt.continue_translation("역이 어디에 있습니까?", "Thank you")
-    assert not rest.startswith("Thank") and rest == mt.continue_translation("역이 어디에 있습니까?", "Thank you")
+    assert not rest.startswith("Thank") and rest == mt.continue_translation(
+        "역이 어디에 있습니까?", "Thank you"
+    )
     assert mt.last_stats.sentences == 1 and mt.last_stats.tokens_out >= 1

@@ -1,4 +1,5 @@
 """End to end through the real processes, sockets and models: `babelfish replay`."""
+
 from __future__ import annotations
 
 import threading
@@ -12,13 +13,20 @@ import soxr
 
 from babelfish.audio import read_wav, to_mono
 from babelfish.engines.asr_whisper import WhisperASR
+
 from helpers import REPO, babelfish, load_report, stage_processes, write_config
 from speech import espeak
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 FIXTURE_MT = REPO / "tests" / "fixtures" / "tiny-mt-ko-en"
-STAMPS_WHISPER = {("capture", "speech_start"), ("capture", "speech_end"), ("capture", "endpoint"),
-                  ("asr", "final"), ("tts", "first_audio"), ("playback", "first_audio")}
+STAMPS_WHISPER = {
+    ("capture", "speech_start"),
+    ("capture", "speech_end"),
+    ("capture", "endpoint"),
+    ("asr", "final"),
+    ("tts", "first_audio"),
+    ("playback", "first_audio"),
+}
 
 
 def transcribe_english(path: Path, whisper_tiny_dir: Path) -> str:
@@ -50,16 +58,30 @@ def test_spanish_recording_to_english_speech(tmp_path, models_dir, whisper_tiny_
     watcher = threading.Thread(target=_watch_stages, args=(str(tmp_path / "rt"), seen, stop))
     watcher.start()
     try:
-        r = babelfish("replay", SAMPLE, "--config", cfg, "--out", out, "--report", report,
-                      "--pace", "realtime")
+        r = babelfish(
+            "replay",
+            SAMPLE,
+            "--config",
+            cfg,
+            "--out",
+            out,
+            "--report",
+            report,
+            "--pace",
+            "realtime",
+        )
     finally:
         stop.set()
         watcher.join()
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     # one OS process per stage; Whisper translates straight to English, so no MT process
-    assert seen == {"babelfish.stages.capture", "babelfish.stages.asr", "babelfish.stages.tts",
-                    "babelfish.stages.playback"}
+    assert seen == {
+        "babelfish.stages.capture",
+        "babelfish.stages.asr",
+        "babelfish.stages.tts",
+        "babelfish.stages.playback",
+    }
     assert not stage_processes(str(tmp_path / "rt"))
 
     rep = load_report(report)
@@ -98,7 +120,9 @@ def test_spanish_recording_to_english_speech(tmp_path, models_dir, whisper_tiny_
 
 def test_vosk_mt_piper_through_three_processes(tmp_path, models_dir, vosk_ko_dir):
     wav = espeak("안녕하세요. 역이 어디에 있습니까?", "ko", tmp_path / "ko.wav")
-    cfg = write_config(tmp_path, f"""
+    cfg = write_config(
+        tmp_path,
+        f"""
 [pipeline]
 source_lang = "ko"
 target_lang = "en"
@@ -107,10 +131,21 @@ engine = "vosk"
 model = "vosk-model-small-ko"
 [mt]
 model = "{FIXTURE_MT}"
-""")
+""",
+    )
     report = tmp_path / "r.json"
-    r = babelfish("replay", wav, "--config", cfg, "--out", tmp_path / "o.wav", "--report", report,
-                  "--pace", "fast")
+    r = babelfish(
+        "replay",
+        wav,
+        "--config",
+        cfg,
+        "--out",
+        tmp_path / "o.wav",
+        "--report",
+        report,
+        "--pace",
+        "fast",
+    )
     assert r.returncode == 0, r.stderr
     rep = load_report(report)
     assert rep["summary"]["route"] == ["capture", "asr", "mt", "tts", "playback"]
@@ -143,8 +178,18 @@ def test_other_rates_and_formats_are_translated(tmp_path, models_dir, rate, chan
     sf.write(wav, audio, rate, subtype=subtype)
     cfg = write_config(tmp_path)
     report = tmp_path / "r.json"
-    r = babelfish("replay", wav, "--config", cfg, "--out", tmp_path / "o.wav", "--report", report,
-                  "--pace", "fast")
+    r = babelfish(
+        "replay",
+        wav,
+        "--config",
+        cfg,
+        "--out",
+        tmp_path / "o.wav",
+        "--report",
+        report,
+        "--pace",
+        "fast",
+    )
     assert r.returncode == 0, r.stderr
     text = " ".join(u["translated_text"] for u in load_report(report)["utterances"]).lower()
     assert "morning" in text or "station" in text, text
@@ -158,13 +203,20 @@ def _truncated(p: Path) -> Path:
     return p
 
 
-@pytest.mark.parametrize("case,make,needle", [
-    ("missing", lambda p: p / "nope.wav", "no such file"),
-    ("text", lambda p: (p / "t.wav").write_text("hello, I am not audio\n") and p / "t.wav", "not a WAV"),
-    ("empty", lambda p: (p / "e.wav").write_bytes(b"") or p / "e.wav", "empty"),
-    ("truncated", lambda p: _truncated(p / "tr.wav"), "truncated"),
-    ("directory", lambda p: p, "directory"),
-])
+@pytest.mark.parametrize(
+    "case,make,needle",
+    [
+        ("missing", lambda p: p / "nope.wav", "no such file"),
+        (
+            "text",
+            lambda p: (p / "t.wav").write_text("hello, I am not audio\n") and p / "t.wav",
+            "not a WAV",
+        ),
+        ("empty", lambda p: (p / "e.wav").write_bytes(b"") or p / "e.wav", "empty"),
+        ("truncated", lambda p: _truncated(p / "tr.wav"), "truncated"),
+        ("directory", lambda p: p, "directory"),
+    ],
+)
 def test_bad_input_is_one_line_error(tmp_path, case, make, needle):
     path = make(tmp_path)
     cfg = write_config(tmp_path)
@@ -177,8 +229,12 @@ def test_bad_input_is_one_line_error(tmp_path, case, make, needle):
 
 
 def test_bad_usage_is_one_line_error(tmp_path):
-    for args in (["replay"], ["replay", SAMPLE, "--pace", "warp"], ["frobnicate"],
-                 ["replay", SAMPLE, "--config", tmp_path / "missing.toml"]):
+    for args in (
+        ["replay"],
+        ["replay", SAMPLE, "--pace", "warp"],
+        ["frobnicate"],
+        ["replay", SAMPLE, "--config", tmp_path / "missing.toml"],
+    ):
         r = babelfish(*args, timeout=60)
         assert r.returncode == 2, (args, r.stderr)
         lines = r.stderr.strip().splitlines()

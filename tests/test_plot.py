@@ -1,4 +1,5 @@
 """`babelfish plot REPORT.json OUT.png` and plot_report(): a readable timeline as a real PNG."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,11 @@ import pytest
 pytest.importorskip("matplotlib")  # the `plot` extra (also in `dev`)
 
 import matplotlib.image as mpimg  # noqa: E402
+from test_compare import make_report, make_suite  # noqa: E402
 
 from babelfish import BabelfishError, plot  # noqa: E402
+
 from helpers import babelfish  # noqa: E402
-from test_compare import make_report, make_suite  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -46,7 +48,7 @@ def test_replay_report_timeline(tmp_path):
 
 def test_markers_sit_at_input_time_and_budget_is_shaded():
     rep = make_report([1000, 2500], mt=True)
-    u = rep["utterances"][1]            # speech 3.5..5.0 s, first audio out 2.5 s after its end
+    u = rep["utterances"][1]  # speech 3.5..5.0 s, first audio out 2.5 s after its end
     t = plot.utterance_times(u)
     assert t["speech_start"] == 3.5 and t["speech_end"] == 5.0
     assert t["playback.first_audio"] == pytest.approx(7.5, abs=1e-6)
@@ -56,20 +58,20 @@ def test_markers_sit_at_input_time_and_budget_is_shaded():
     fig = plot.make_figure(rep, budget_ms=1500)
     ax = fig.axes[0]
     bars = [(round(p.get_x(), 3), round(p.get_width(), 3)) for p in ax.patches]
-    assert (0.5, 1.5) in bars and (3.5, 1.5) in bars        # speech 0.5..2.0 s and 3.5..5.0 s
-    assert (2.0, 1.5) in bars and (5.0, 1.5) in bars        # budget: speech end .. + 1.5 s
+    assert (0.5, 1.5) in bars and (3.5, 1.5) in bars  # speech 0.5..2.0 s and 3.5..5.0 s
+    assert (2.0, 1.5) in bars and (5.0, 1.5) in bars  # budget: speech end .. + 1.5 s
     xs = {round(float(line.get_xdata()[0]), 3) for line in ax.lines if len(line.get_xdata()) == 1}
-    assert 7.5 in xs and 7.48 in xs                          # first audio out / synthesized
+    assert 7.5 in xs and 7.48 in xs  # first audio out / synthesized
     labels = [t.get_text() for t in ax.texts]
     assert "1000 ms" in labels and "2500 ms" in labels
     red = [t for t in ax.texts if t.get_text() == "2500 ms"][0]
-    assert red.get_color() == plot.OVER_COLOUR               # over the 1.5 s budget
+    assert red.get_color() == plot.OVER_COLOUR  # over the 1.5 s budget
     assert "budget 1500 ms" in fig._suptitle.get_text()
 
 
 def test_default_budget_from_config_or_report():
     rep = make_report([1000])
-    assert plot.default_budget_ms(rep) == 1500               # config/default.toml
+    assert plot.default_budget_ms(rep) == 1500  # config/default.toml
     rep["summary"]["budget_ms"] = 900
     assert plot.default_budget_ms(rep) == 900
     fig = plot.make_figure(rep)
@@ -133,26 +135,40 @@ def test_babelfish_plot_command(tmp_path):
 
 # ---- quality against latency: `babelfish tradeoff` ----------------------------------------------
 
+
 def scored(e2e: list[float], chrf: float) -> dict:
     """A suite report with translation quality in its overall summary (babelfish/quality.py)."""
     doc = make_suite({"station": (e2e, True)})
-    doc["summary"]["quality"] = {"prompts": 3, "translated": 3, "untranslated": [], "bleu": 20.0,
-                                 "chrf": chrf, "wer": None, "invented": [], "invented_words": 0,
-                                 "per_prompt": []}
+    doc["summary"]["quality"] = {
+        "prompts": 3,
+        "translated": 3,
+        "untranslated": [],
+        "bleu": 20.0,
+        "chrf": chrf,
+        "wer": None,
+        "invented": [],
+        "invented_words": 0,
+        "per_prompt": [],
+    }
     return doc
 
 
 def test_tradeoff_picture(tmp_path):
-    points = [("whisper base", 480.0, 640.0, 55.2), ("naive cascade", 1030.0, 1820.0, 57.9),
-              ("no p95", 700.0, None, 40.0)]
+    points = [
+        ("whisper base", 480.0, 640.0, 55.2),
+        ("naive cascade", 1030.0, 1820.0, 57.9),
+        ("no p95", 700.0, None, 40.0),
+    ]
     out = plot.tradeoff(points, tmp_path / "sub" / "t.png")
     assert out == tmp_path / "sub" / "t.png"
     check_png(out, (800, 550))
     ax = plot.tradeoff_figure(points).axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["whisper base: chrF 55.2, p50 480 / p95 640 ms",
-                      "naive cascade: chrF 57.9, p50 1030 / p95 1820 ms",
-                      "no p95: chrF 40.0, p50 700 ms"]
+    assert legend == [
+        "whisper base: chrF 55.2, p50 480 / p95 640 ms",
+        "naive cascade: chrF 57.9, p50 1030 / p95 1820 ms",
+        "no p95: chrF 40.0, p50 700 ms",
+    ]
     assert ax.get_xlim()[0] == 0 and ax.get_xlim()[1] > 1820
     assert "chrF" in ax.get_ylabel() and "p95" in ax.get_xlabel()
     with pytest.raises(BabelfishError, match="no reports"):
@@ -160,8 +176,7 @@ def test_tradeoff_picture(tmp_path):
 
 
 def test_tradeoff_point_of_a_report():
-    assert plot.tradeoff_point(scored([1000, 1200, 1400], 55.0), "x") == ("x", 1200.0, 1380.0,
-                                                                          55.0)
+    assert plot.tradeoff_point(scored([1000, 1200, 1400], 55.0), "x") == ("x", 1200.0, 1380.0, 55.0)
     with pytest.raises(BabelfishError, match=r"r\.json: no translation quality \(chrF\)"):
         plot.tradeoff_point(make_suite({"a": ([1000], True)}), "x", "r.json")
 
@@ -170,19 +185,38 @@ def test_babelfish_tradeoff_command(tmp_path):
     """Through the real `babelfish` command line (cli.py wiring)."""
     for name, e2e, chrf in (("fast", [500, 600], 50.0), ("slow", [1500, 1900], 58.0)):
         (tmp_path / f"{name}.json").write_text(json.dumps(scored(e2e, chrf)))
-    r = babelfish("tradeoff", tmp_path / "t.png", tmp_path / "fast.json", tmp_path / "slow.json",
-                  timeout=60)
+    r = babelfish(
+        "tradeoff", tmp_path / "t.png", tmp_path / "fast.json", tmp_path / "slow.json", timeout=60
+    )
     assert r.returncode == 0, r.stderr
     check_png(tmp_path / "t.png", (800, 550))
-    r = babelfish("tradeoff", tmp_path / "n.png", tmp_path / "fast.json", tmp_path / "slow.json",
-                  "--label", "Whisper base", "--label", "naive", timeout=60)
+    r = babelfish(
+        "tradeoff",
+        tmp_path / "n.png",
+        tmp_path / "fast.json",
+        tmp_path / "slow.json",
+        "--label",
+        "Whisper base",
+        "--label",
+        "naive",
+        timeout=60,
+    )
     assert r.returncode == 0
     assert r.stdout.strip() == f"quality against latency: {tmp_path / 'n.png'}"
-    r = babelfish("tradeoff", tmp_path / "l.png", tmp_path / "fast.json",
-                  tmp_path / "slow.json", "--label", "only one", timeout=60)
+    r = babelfish(
+        "tradeoff",
+        tmp_path / "l.png",
+        tmp_path / "fast.json",
+        tmp_path / "slow.json",
+        "--label",
+        "only one",
+        timeout=60,
+    )
     assert r.returncode == 2 and not (tmp_path / "l.png").exists()
-    assert r.stderr.strip() == "babelfish: error: 1 --label for 2 report(s): give one per " \
-                               "report or none"
+    assert (
+        r.stderr.strip() == "babelfish: error: 1 --label for 2 report(s): give one per "
+        "report or none"
+    )
     (tmp_path / "plain.json").write_text(json.dumps(make_report([1000])))
     r = babelfish("tradeoff", tmp_path / "p.png", tmp_path / "plain.json", timeout=60)
     assert r.returncode == 2 and "no translation quality" in r.stderr

@@ -5,6 +5,7 @@ Whisper engine and through the whole pipeline.
 Quality is checked as chrF against the prompts' reference translations, next to the same model
 decoding each whole prompt offline with beam 5 (the ceiling), not as one keyword.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,30 +13,47 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
 from babelfish import quality
 from babelfish.engines import SAMPLE_RATE
 from babelfish.suite import read_suite
+
 from helpers import babelfish, load_report, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 DEBIAN = Path("/usr/share/doc/asterisk-core-sounds-es/core-sounds-es.txt.gz")
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    not DEBIAN.is_file() and not os.environ.get("CI"),
-    reason="the Asterisk voice prompts are not installed (scripts/setup.sh --dev installs them)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not DEBIAN.is_file() and not os.environ.get("CI"),
+        reason="the Asterisk voice prompts are not installed "
+        "(scripts/setup.sh --dev installs them)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
 def speech_set(tmp_path_factory) -> Path:
     """Six real prompts at three noise floors, and three minutes of non-speech."""
     out = tmp_path_factory.mktemp("speech-set")
-    r = subprocess.run([sys.executable, REPO / "scripts" / "make_speech_set.py", "--out", out,
-                        "--limit", "6", "--nonspeech-minutes", "3"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            REPO / "scripts" / "make_speech_set.py",
+            "--out",
+            out,
+            "--limit",
+            "6",
+            "--nonspeech-minutes",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     return out
 
@@ -51,7 +69,7 @@ def test_whisper_invents_nothing_from_nonspeech(whisper_base_dir, speech_set):
         audio, rate = sf.read(str(e.path), dtype="int16")
         assert rate == SAMPLE_RATE and not e.speech
         for start in range(0, len(audio) - SAMPLE_RATE, 5 * SAMPLE_RATE):
-            asr.accept(audio[start:start + 5 * SAMPLE_RATE])
+            asr.accept(audio[start : start + 5 * SAMPLE_RATE])
             text = asr.finish().text
             windows += 1
             reason = asr.last_stats["rejected"] or "not decoded"
@@ -67,18 +85,37 @@ def _offline_ceiling(whisper_base_dir, speech_set) -> dict:
     """The same model, each whole prompt on its own, beam 5 (as the benchmark's ceiling)."""
     from faster_whisper import WhisperModel
 
-    model = WhisperModel(str(whisper_base_dir), device="cpu", compute_type="int8", cpu_threads=2,
-                         local_files_only=True)
+    model = WhisperModel(
+        str(whisper_base_dir),
+        device="cpu",
+        compute_type="int8",
+        cpu_threads=2,
+        local_files_only=True,
+    )
     prompts, utts = [], []
     for e in read_suite(speech_set / "prompts.toml"):
         audio, _ = sf.read(str(e.path), dtype="float32")
-        segs, _ = model.transcribe(audio, language="es", task="translate", beam_size=5,
-                                   condition_on_previous_text=False, vad_filter=False)
+        segs, _ = model.transcribe(
+            audio,
+            language="es",
+            task="translate",
+            beam_size=5,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
         p = e.prompts[0]
         prompts.append(p)
-        utts.append({"speech_start_s": p.start_s, "speech_end_s": p.end_s, "source_text": "",
-                     "translated_text": " ".join(s.text.strip() for s in segs)})
-    return quality.combine([quality.score([p], [u], has_source=False) for p, u in zip(prompts, utts)])
+        utts.append(
+            {
+                "speech_start_s": p.start_s,
+                "speech_end_s": p.end_s,
+                "source_text": "",
+                "translated_text": " ".join(s.text.strip() for s in segs),
+            }
+        )
+    return quality.combine(
+        [quality.score([p], [u], has_source=False) for p, u in zip(prompts, utts)]
+    )
 
 
 def test_pipeline_keeps_the_meaning_of_real_speech(tmp_path, whisper_base_dir, speech_set):
@@ -92,14 +129,27 @@ def test_pipeline_keeps_the_meaning_of_real_speech(tmp_path, whisper_base_dir, s
     blocks = text.split("[[recording]]")
     keep = [b for b in blocks[1:] if 'name = "es_room' in b]
     assert keep, text[:500]
-    suite.write_text("".join("[[recording]]" + b for b in keep).replace(
-        'path = "', f'path = "{speech_set}/'))
-    r = babelfish("replay", suite, "--config", cfg, "--pace", "realtime",
-                  "--out", tmp_path / "out", "--report", tmp_path / "r.json")
+    suite.write_text(
+        "".join("[[recording]]" + b for b in keep).replace('path = "', f'path = "{speech_set}/')
+    )
+    r = babelfish(
+        "replay",
+        suite,
+        "--config",
+        cfg,
+        "--pace",
+        "realtime",
+        "--out",
+        tmp_path / "out",
+        "--report",
+        tmp_path / "r.json",
+    )
     assert r.returncode == 0, r.stderr
     q = load_report(tmp_path / "r.json")["summary"]["quality"]
-    print(f"\npipeline: chrF {q['chrf']} BLEU {q['bleu']} WER {q['wer']}; offline beam 5: chrF "
-          f"{ceiling['chrf']}")
+    print(
+        f"\npipeline: chrF {q['chrf']} BLEU {q['bleu']} WER {q['wer']}; offline beam 5: chrF "
+        f"{ceiling['chrf']}"
+    )
     for p in q["per_prompt"]:
         print(f"  {p['chrf']:5.1f} {p['translation']!r} <- {p['reference']!r}")
     assert q["prompts"] == 6 and q["untranslated"] == []
@@ -112,12 +162,26 @@ def test_pipeline_keeps_the_meaning_of_real_speech(tmp_path, whisper_base_dir, s
 def test_pipeline_says_nothing_over_nonspeech(tmp_path, speech_set):
     """Three minutes of non-speech through the whole pipeline: no translated word at all."""
     cfg = write_config(tmp_path)
-    r = babelfish("replay", speech_set / "nonspeech.toml", "--config", cfg, "--pace", "fast",
-                  "--out", tmp_path / "out", "--report", tmp_path / "r.json")
+    r = babelfish(
+        "replay",
+        speech_set / "nonspeech.toml",
+        "--config",
+        cfg,
+        "--pace",
+        "fast",
+        "--out",
+        tmp_path / "out",
+        "--report",
+        tmp_path / "r.json",
+    )
     assert r.returncode == 0, r.stderr
     doc = load_report(tmp_path / "r.json")
-    words = [(rec["name"], u["translated_text"]) for rec in doc["recordings"]
-             for u in rec["utterances"] if u["translated_text"].strip()]
+    words = [
+        (rec["name"], u["translated_text"])
+        for rec in doc["recordings"]
+        for u in rec["utterances"]
+        if u["translated_text"].strip()
+    ]
     assert words == []
     assert doc["summary"]["quality"]["invented_words"] == 0
     assert sum(rec["summary"]["input_s"] for rec in doc["recordings"]) >= 170

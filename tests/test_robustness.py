@@ -1,6 +1,7 @@
 """Hostile input on every socket: a rogue client talks to a live `babelfish replay`, and fuzzing of
 what the sockets decode. Nothing it sends may crash, restart or derail the pipeline, and every
 frame that reaches a stage is counted where the report shows it (summary.dropped)."""
+
 from __future__ import annotations
 
 import json
@@ -16,18 +17,44 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from babelfish import control
-from babelfish.schema import (MAX_AUDIO_SECONDS, MAX_HEADER_BYTES, MAX_RATE, MAX_TIME_S,
-                              AudioChunk, BadMessage, EndOfStream, Heartbeat, Progress, Segmented,
-                              SpeechAudio, Stamp, Transcript, Translation, UtteranceDone,
-                              UtteranceEnd, decode, encode)
+from babelfish.schema import (
+    MAX_AUDIO_SECONDS,
+    MAX_HEADER_BYTES,
+    MAX_RATE,
+    MAX_TIME_S,
+    AudioChunk,
+    BadMessage,
+    EndOfStream,
+    Heartbeat,
+    Progress,
+    Segmented,
+    SpeechAudio,
+    Stamp,
+    Transcript,
+    Translation,
+    UtteranceDone,
+    UtteranceEnd,
+    decode,
+    encode,
+)
+
 import helpers
-from helpers import (communicate, start_replay, REPO, load_report, stage_processes, utterance_count,
-                     wait_for, write_config)
+from helpers import (
+    REPO,
+    communicate,
+    load_report,
+    stage_processes,
+    start_replay,
+    utterance_count,
+    wait_for,
+    write_config,
+)
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 
 
 # ---- a live replay and its sockets ---------------------------------------------------------------
+
 
 def status(cfg: Path) -> dict | None:
     """The running supervisor's status over its control socket (as tests/test_supervisor.py)."""
@@ -79,8 +106,15 @@ def raw_unix_garbage(path: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(str(path))
         s.sendall(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    greeting = b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\x00") + b"\x00" \
+    greeting = (
+        b"\xff"
+        + b"\x00" * 8
+        + b"\x7f"
+        + b"\x03\x00"
+        + b"NULL".ljust(20, b"\x00")
+        + b"\x00"
         + b"\x00" * 31
+    )
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(str(path))
         s.settimeout(2)
@@ -102,16 +136,28 @@ def common_garbage(stage: str) -> list[list[bytes]]:
     return [
         [b"\x00\xffgarbage, not JSON"],
         [b""],
-        [b"{}", b"", b"x"],                                               # three frames
-        [b'{"type":"audio","utt":"x","pos":0,"rate":16000'],              # JSON cut short
-        [b"{" + b" " * (MAX_HEADER_BYTES + 1) + b"}"],                    # header over the limit
-        [b'{"type":"transcript","text":5,"final":true,"language":"en"}'],  # a field of the wrong type
-        [_header(AudioChunk(utt="rogue", pos=0, rate=16000))],            # audio without its PCM
+        [b"{}", b"", b"x"],  # three frames
+        [b'{"type":"audio","utt":"x","pos":0,"rate":16000'],  # JSON cut short
+        [b"{" + b" " * (MAX_HEADER_BYTES + 1) + b"}"],  # header over the limit
+        [
+            b'{"type":"transcript","text":5,"final":true,"language":"en"}'
+        ],  # a field of the wrong type
+        [_header(AudioChunk(utt="rogue", pos=0, rate=16000))],  # audio without its PCM
         [_header(AudioChunk(utt="rogue", pos=0, rate=16000)), pcm_too_long],  # PCM over 60 s
         [_header(SpeechAudio(utt="rogue", text="x", part=0, last=True, rate=22050)), b"\x00"],
-        [_header(Heartbeat(stage=stage, pid=1, state="ready"))],          # not a pipeline message
-        [_header(UtteranceDone(utt="rogue", source_text="", translated_text="hacked",
-                               start_s=0, end_s=1, audio_s=0))],
+        [_header(Heartbeat(stage=stage, pid=1, state="ready"))],  # not a pipeline message
+        [
+            _header(
+                UtteranceDone(
+                    utt="rogue",
+                    source_text="",
+                    translated_text="hacked",
+                    start_s=0,
+                    end_s=1,
+                    audio_s=0,
+                )
+            )
+        ],
     ]
 
 
@@ -119,19 +165,26 @@ def wrong_for(stage: str) -> list[list[bytes]]:
     """Valid messages that this stage must not take: wrong type, wrong sample rate or channels."""
     pcm = np.zeros(160, np.int16).tobytes()
     if stage == "asr":
-        return [encode(AudioChunk(utt="rogue", pos=0, rate=8000), pcm),
-                encode(AudioChunk(utt="rogue", pos=0, rate=16000, channels=2), pcm),
-                encode(SpeechAudio(utt="rogue", text="x", part=0, last=True, rate=16000), pcm),
-                encode(Translation(utt="rogue", text="x", part=0, last=True, language="en"))]
+        return [
+            encode(AudioChunk(utt="rogue", pos=0, rate=8000), pcm),
+            encode(AudioChunk(utt="rogue", pos=0, rate=16000, channels=2), pcm),
+            encode(SpeechAudio(utt="rogue", text="x", part=0, last=True, rate=16000), pcm),
+            encode(Translation(utt="rogue", text="x", part=0, last=True, language="en")),
+        ]
     if stage == "tts":
-        return [encode(AudioChunk(utt="rogue", pos=0, rate=16000), pcm),
-                encode(UtteranceEnd(utt="rogue", start_s=0, end_s=1, reason="silence")),
-                encode(SpeechAudio(utt="rogue", text="x", part=0, last=True, rate=22050), pcm)]
+        return [
+            encode(AudioChunk(utt="rogue", pos=0, rate=16000), pcm),
+            encode(UtteranceEnd(utt="rogue", start_s=0, end_s=1, reason="silence")),
+            encode(SpeechAudio(utt="rogue", text="x", part=0, last=True, rate=22050), pcm),
+        ]
     if stage == "playback":
-        return [encode(SpeechAudio(utt="rogue", text="x", part=0, last=True, rate=4000), pcm),
-                encode(SpeechAudio(utt="rogue", text="x", part=0, last=True, rate=22050,
-                                   channels=2), pcm),
-                encode(Transcript(utt="rogue", text="hacked", final=True, language="en"))]
+        return [
+            encode(SpeechAudio(utt="rogue", text="x", part=0, last=True, rate=4000), pcm),
+            encode(
+                SpeechAudio(utt="rogue", text="x", part=0, last=True, rate=22050, channels=2), pcm
+            ),
+            encode(Transcript(utt="rogue", text="hacked", final=True, language="en")),
+        ]
     raise AssertionError(stage)
 
 
@@ -172,8 +225,11 @@ def test_rogue_client_cannot_derail_a_replay(tmp_path, models_dir):
         dealer.setsockopt(zmq.IDENTITY, b"rogue-client")
         dealer.setsockopt(zmq.LINGER, 2000)
         dealer.connect(f"ipc://{run / 'supervisor.sock'}")
-        for frames in ([b"garbage"], encode(Heartbeat(stage="asr", pid=1, state="ready")),
-                       [b"{" + b" " * (MAX_HEADER_BYTES + 1) + b"}"]):
+        for frames in (
+            [b"garbage"],
+            encode(Heartbeat(stage="asr", pid=1, state="ready")),
+            [b"{" + b" " * (MAX_HEADER_BYTES + 1) + b"}"],
+        ):
             dealer.send_multipart(frames)
         dealer.close()
         fake = zmq.Context.instance().socket(zmq.DEALER)  # a stage's name, not its identity
@@ -193,8 +249,15 @@ def test_rogue_client_cannot_derail_a_replay(tmp_path, models_dir):
         # every frame that reached a stage is counted, live, in the status
         def counted():
             s = status(cfg)
-            return s if s and all(s["stages"][n]["counters"].get("bad_messages", 0) >= sent[n]
-                                  for n in inputs) else None
+            return (
+                s
+                if s
+                and all(
+                    s["stages"][n]["counters"].get("bad_messages", 0) >= sent[n] for n in inputs
+                )
+                else None
+            )
+
         st1 = wait_for(counted, 20, interval=0.2)
         assert st1, (sent, status(cfg))
         assert st1["dropped"] == {"unknown_peer_messages": 5}
@@ -237,10 +300,16 @@ _SAMPLES = [
     EndOfStream(),
 ]
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
     | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=10)
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -258,8 +327,11 @@ def test_mutated_messages_decode_to_valid_messages_or_bad_message(template, data
         doc[key] = data.draw(_json)
     frames = [msgspec.json.encode(doc)]
     if data.draw(st.booleans()):
-        frames.append(data.draw(st.binary(max_size=64)) if data.draw(st.booleans())
-                      else b"\x00" * data.draw(st.integers(0, 4_000_000)))
+        frames.append(
+            data.draw(st.binary(max_size=64))
+            if data.draw(st.booleans())
+            else b"\x00" * data.draw(st.integers(0, 4_000_000))
+        )
     try:
         msg, pcm = decode(frames)
     except BadMessage:
@@ -306,17 +378,38 @@ def supervisor(tmp_path):
     sup.close()
 
 
-IDENTS = [b"capture/4000000", b"asr/4000001", b"tts/4000002", b"playback/4000003",  # current
-          b"asr/17",                                                                # gone
-          b"asr", b"mt/4000001", b"", b"\xff\x00", b"asr/x", b"/4000001"]             # unknown
+IDENTS = [
+    b"capture/4000000",
+    b"asr/4000001",
+    b"tts/4000002",
+    b"playback/4000003",  # current
+    b"asr/17",  # gone
+    b"asr",
+    b"mt/4000001",
+    b"",
+    b"\xff\x00",
+    b"asr/x",
+    b"/4000001",
+]  # unknown
 
 
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(IDENTS),
-       st.sampled_from(_SAMPLES + [UtteranceDone(utt="u1", source_text="s", translated_text="t",
-                                                 start_s=0.0, end_s=1.0, audio_s=1.0)]),
-       st.data())
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.sampled_from(IDENTS),
+    st.sampled_from(
+        _SAMPLES
+        + [
+            UtteranceDone(
+                utt="u1", source_text="s", translated_text="t", start_s=0.0, end_s=1.0, audio_s=1.0
+            )
+        ]
+    ),
+    st.data(),
+)
 def test_supervisor_survives_any_frame_from_any_peer(supervisor, ident, template, data):
     """The ROUTER's handler never raises: bad frames and unknown peers are dropped and counted,
     late words from a process that is gone are dropped."""
@@ -332,8 +425,11 @@ def test_supervisor_survives_any_frame_from_any_peer(supervisor, ident, template
     except BadMessage:
         valid = False
     i = IDENTS.index(ident)
-    grew = {k: v - before.get(k, 0) for k, v in supervisor.link.counters.items()
-            if v != before.get(k, 0)}
+    grew = {
+        k: v - before.get(k, 0)
+        for k, v in supervisor.link.counters.items()
+        if v != before.get(k, 0)
+    }
     if i < 4:
         assert grew == ({} if valid else {"bad_messages": 1})
     elif i == 4:

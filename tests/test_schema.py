@@ -1,12 +1,22 @@
 """The message schema and its wire form."""
+
 import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from babelfish.schema import (MAX_HEADER_BYTES, AudioChunk, BadMessage, Heartbeat, SpeechAudio,
-                              Transcript, UtteranceEnd, decode, encode)
+from babelfish.schema import (
+    MAX_HEADER_BYTES,
+    AudioChunk,
+    BadMessage,
+    Heartbeat,
+    SpeechAudio,
+    Transcript,
+    UtteranceEnd,
+    decode,
+    encode,
+)
 
 
 def test_audio_travels_as_its_own_binary_frame():
@@ -22,26 +32,31 @@ def test_audio_travels_as_its_own_binary_frame():
 
 
 def test_every_message_keeps_utterance_seq_and_stamps():
-    msg = Transcript(utt="u9", seq=3, text="hola", final=True, language="es", start_s=1.0, end_s=2.0)
+    msg = Transcript(
+        utt="u9", seq=3, text="hola", final=True, language="es", start_s=1.0, end_s=2.0
+    )
     msg.stamp("asr", "final")
     got, pcm = decode(encode(msg))
     assert pcm is None and got.utt == "u9" and got.seq == 3 and got.stamps[0].stage == "asr"
 
 
-@pytest.mark.parametrize("frames,why", [
-    ([], "frames"),
-    ([b"not json"], "undecodable"),
-    ([b'{"type":"nope"}'], "undecodable"),
-    ([b'{"type":"transcript","text":5,"final":true,"language":"en"}'], "undecodable"),
-    ([encode(AudioChunk(utt="u", pos=0, rate=16000))[0]], "without its PCM"),
-    ([encode(AudioChunk(utt="u", pos=0, rate=16000))[0], b"\x00"], "whole number"),
-    ([encode(AudioChunk(utt="u", pos=0, rate=16000, fmt="f64"))[0], b"\x00" * 8], "format"),
-    ([encode(AudioChunk(utt="u", pos=0, rate=0))[0], b"\x00" * 2], "rate"),
-    ([encode(AudioChunk(utt="u", pos=0, rate=100))[0], b"\x00" * 2 * 100 * 61], "longer"),
-    ([encode(UtteranceEnd(utt="u", start_s=0, end_s=1, reason="silence"))[0], b"x"], "payload"),
-    ([b"{" + b" " * MAX_HEADER_BYTES + b"}"], "header"),
-    ([b"a", b"b", b"c"], "frames"),
-])
+@pytest.mark.parametrize(
+    "frames,why",
+    [
+        ([], "frames"),
+        ([b"not json"], "undecodable"),
+        ([b'{"type":"nope"}'], "undecodable"),
+        ([b'{"type":"transcript","text":5,"final":true,"language":"en"}'], "undecodable"),
+        ([encode(AudioChunk(utt="u", pos=0, rate=16000))[0]], "without its PCM"),
+        ([encode(AudioChunk(utt="u", pos=0, rate=16000))[0], b"\x00"], "whole number"),
+        ([encode(AudioChunk(utt="u", pos=0, rate=16000, fmt="f64"))[0], b"\x00" * 8], "format"),
+        ([encode(AudioChunk(utt="u", pos=0, rate=0))[0], b"\x00" * 2], "rate"),
+        ([encode(AudioChunk(utt="u", pos=0, rate=100))[0], b"\x00" * 2 * 100 * 61], "longer"),
+        ([encode(UtteranceEnd(utt="u", start_s=0, end_s=1, reason="silence"))[0], b"x"], "payload"),
+        ([b"{" + b" " * MAX_HEADER_BYTES + b"}"], "header"),
+        ([b"a", b"b", b"c"], "frames"),
+    ],
+)
 def test_malformed_frames_raise_bad_message(frames, why):
     with pytest.raises(BadMessage, match=why):
         decode(frames)

@@ -1,5 +1,6 @@
 """Who can talk to the pipeline's sockets: ipc endpoints in a private directory, and tcp with
 ZeroMQ CURVE (encryption + known client keys only), through real `babelfish` processes."""
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,18 @@ from zmq.utils.monitor import recv_monitor_message
 
 from babelfish.config import load_config
 from babelfish.security import secure
+
 import helpers
-from helpers import (communicate, REPO, babelfish, load_report, stage_processes, utterance_count,
-                     wait_for, write_config)
+from helpers import (
+    REPO,
+    babelfish,
+    communicate,
+    load_report,
+    stage_processes,
+    utterance_count,
+    wait_for,
+    write_config,
+)
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 NOBODY = 65534
@@ -44,6 +54,7 @@ def ready(rt: Path):
 
 
 # ---- keys ----------------------------------------------------------------------------------------
+
 
 def test_keys_command_makes_private_key_pairs(tmp_path):
     d = tmp_path / "k"
@@ -73,8 +84,9 @@ def test_keys_command_makes_private_key_pairs(tmp_path):
 
 
 def test_tcp_without_keys_is_a_one_line_usage_error(tmp_path):
-    cfg = write_config(tmp_path, f'[pipeline]\ntransport = "tcp"\n[security]\n'
-                                 f'keys_dir = "{tmp_path / "none"}"\n')
+    cfg = write_config(
+        tmp_path, f'[pipeline]\ntransport = "tcp"\n[security]\nkeys_dir = "{tmp_path / "none"}"\n'
+    )
     r = babelfish("replay", SAMPLE, "--config", cfg, "--out", tmp_path / "o.wav", timeout=60)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
@@ -101,6 +113,7 @@ def test_secure_is_a_no_op_for_ipc(tmp_path):
 
 # ---- ipc: a private directory --------------------------------------------------------------------
 
+
 def _as_nobody(paths: list[Path]) -> dict[str, str]:
     """Try, as another user (uid 65534), to reach and connect to each unix socket path."""
     code = (
@@ -115,9 +128,11 @@ def _as_nobody(paths: list[Path]) -> dict[str, str]:
         "        out[p] = type(e).__name__\n"
         "    finally:\n"
         "        s.close()\n"
-        "print(json.dumps(out))\n")
-    r = subprocess.run([sys.executable, "-c", code, *map(str, paths)], capture_output=True,
-                       text=True, timeout=30)
+        "print(json.dumps(out))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -190,7 +205,8 @@ def test_a_planted_runtime_directory_is_refused(tmp_path):
         assert not list((case / "rt").iterdir()) and not list(elsewhere.iterdir()), name
 
 
-# ---- tcp: CURVE ------------------------------------------------------------------------------------
+# ---- tcp: CURVE ----------------------------------------------------------------------------------
+
 
 def free_base_port(n: int = 7) -> int:
     """A port such that it and the next n-1 are free on 127.0.0.1 right now."""
@@ -224,8 +240,13 @@ def _events(mon: zmq.Socket, until: float) -> list[int]:
 _ROGUE = zmq.Context()
 
 
-def _client(endpoint: str, kind: int, keys: tuple[bytes, bytes] | None, server_key: bytes | None,
-            identity: bytes | None = None) -> tuple[zmq.Socket, zmq.Socket]:
+def _client(
+    endpoint: str,
+    kind: int,
+    keys: tuple[bytes, bytes] | None,
+    server_key: bytes | None,
+    identity: bytes | None = None,
+) -> tuple[zmq.Socket, zmq.Socket]:
     s = _ROGUE.socket(kind)
     s.setsockopt(zmq.LINGER, 0)
     if identity:
@@ -242,8 +263,11 @@ def test_tcp_uses_curve_and_lets_in_known_keys_only(tmp_path, models_dir):
     keys = tmp_path / "keys"
     assert babelfish("keys", "--dir", keys, timeout=60).returncode == 0
     base = free_base_port()
-    cfg = write_config(tmp_path, f'[pipeline]\ntransport = "tcp"\ntcp_base_port = {base}\n'
-                                 f'[budgets]\nenabled = false\n[security]\nkeys_dir = "{keys}"\n')
+    cfg = write_config(
+        tmp_path,
+        f'[pipeline]\ntransport = "tcp"\ntcp_base_port = {base}\n'
+        f'[budgets]\nenabled = false\n[security]\nkeys_dir = "{keys}"\n',
+    )
     rt = tmp_path / "rt"
     proc = start_replay(tmp_path, cfg)
     opened = []
@@ -252,7 +276,7 @@ def test_tcp_uses_curve_and_lets_in_known_keys_only(tmp_path, models_dir):
         assert st, "the pipeline never got ready over tcp"
         # stages really talk over tcp on 127.0.0.1, and only the control socket is ipc
         assert sorted(p.name for p in Path(st["runtime_dir"]).glob("*.sock")) == ["control.sock"]
-        asr = f"tcp://127.0.0.1:{base + 3}"           # addresses.py: capture +2, asr +3, ...
+        asr = f"tcp://127.0.0.1:{base + 3}"  # addresses.py: capture +2, asr +3, ...
         sup = f"tcp://127.0.0.1:{base}"
         server_key, _ = zmq.auth.load_certificate(keys / "server.key")
         own = zmq.auth.load_certificate(keys / "client.key_secret")
@@ -287,7 +311,9 @@ def test_tcp_uses_curve_and_lets_in_known_keys_only(tmp_path, models_dir):
         assert wait_for(lambda: bad_messages() == 1, 5), bad_messages()
 
         # 5. a key added to allowed_clients gets in too, with no restart
-        s5, m5 = _client(asr, zmq.PUSH, _pair_from_new_allowed(keys / "allowed_clients"), server_key)
+        s5, m5 = _client(
+            asr, zmq.PUSH, _pair_from_new_allowed(keys / "allowed_clients"), server_key
+        )
         opened += [s5, m5]
         s5.send(b"from the display")
         assert zmq.EVENT_HANDSHAKE_SUCCEEDED in _events(m5, time.monotonic() + 3.0)
@@ -314,6 +340,5 @@ def test_tcp_uses_curve_and_lets_in_known_keys_only(tmp_path, models_dir):
 def _pair_from_new_allowed(folder: Path) -> tuple[bytes, bytes]:
     """A fresh key pair whose public half is put in the allowed-clients folder."""
     public, secret = zmq.curve_keypair()
-    (folder / "kiosk.key").write_text(
-        f'metadata\ncurve\n    public-key = "{public.decode()}"\n')
+    (folder / "kiosk.key").write_text(f'metadata\ncurve\n    public-key = "{public.decode()}"\n')
     return public, secret

@@ -5,6 +5,7 @@ first sentence of it, ahead of the endpoint. These tests check both ends of that
 speaker has stopped, the speculative result is the one that is played (and the translation is
 the right one); when the speaker goes on, what was made at the pause is never played.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,9 @@ def _speech(text: str, path) -> np.ndarray:
 def _replay(tmp_path, wav, extra: str = ""):
     cfg = write_config(tmp_path, extra)
     out, report = tmp_path / "out.wav", tmp_path / "report.json"
-    r = babelfish("replay", wav, "--config", cfg, "--out", out, "--report", report,
-                  "--pace", "realtime")
+    r = babelfish(
+        "replay", wav, "--config", cfg, "--out", out, "--report", report, "--pace", "realtime"
+    )
     assert r.returncode == 0, r.stderr
     assert not stage_processes(str(tmp_path / "rt"))
     return load_report(report), out
@@ -40,7 +42,7 @@ def test_speculation_used_when_the_speaker_stops(tmp_path, models_dir, whisper_t
     b = _speech("El restaurante está cerrado.", tmp_path / "b.wav")
     gap = np.zeros(int(1.2 * RATE), np.float32)
     wav = tmp_path / "in.wav"
-    sf.write(wav, np.concatenate([gap[:RATE // 2], a, gap, b, gap]), RATE, subtype="PCM_16")
+    sf.write(wav, np.concatenate([gap[: RATE // 2], a, gap, b, gap]), RATE, subtype="PCM_16")
     rep, out = _replay(tmp_path, wav, "[vad]\nspeculate_ms = 100\nlong_after_s = 0\n")
     utts = rep["utterances"]
     assert len(utts) == 2, [u["translated_text"] for u in utts]
@@ -67,12 +69,19 @@ def test_speculation_thrown_away_when_the_speaker_goes_on(tmp_path, models_dir, 
     b = _speech("Necesito un taxi para el aeropuerto.", tmp_path / "b.wav")
     lead = np.zeros(RATE // 2, np.float32)
     wav = tmp_path / "in.wav"
-    sf.write(wav, np.concatenate([lead, a, np.zeros(int(0.25 * RATE), np.float32), b, lead, lead]),
-             RATE, subtype="PCM_16")
-    rep, out = _replay(tmp_path, wav,
-                       "[vad]\nspeculate_ms = 100\nend_silence_ms = 900\nlong_after_s = 0\n")
+    sf.write(
+        wav,
+        np.concatenate([lead, a, np.zeros(int(0.25 * RATE), np.float32), b, lead, lead]),
+        RATE,
+        subtype="PCM_16",
+    )
+    rep, out = _replay(
+        tmp_path, wav, "[vad]\nspeculate_ms = 100\nend_silence_ms = 900\nlong_after_s = 0\n"
+    )
     utts = rep["utterances"]
-    assert len(utts) == 1, [u["translated_text"] for u in utts]  # one utterance: no cut at the pause
+    assert len(utts) == 1, [
+        u["translated_text"] for u in utts
+    ]  # one utterance: no cut at the pause
     text = utts[0]["translated_text"].lower()
     assert "morning" in text and "taxi" in text and "airport" in text, text
     spec = rep["summary"]["speculation"]
@@ -103,30 +112,57 @@ def test_no_speculation_when_off(tmp_path, models_dir):
     sf.write(wav, np.concatenate([pad, a, pad]), RATE, subtype="PCM_16")
     cfg = write_config(tmp_path, "[vad]\nspeculate_ms = 0\n")
     report = tmp_path / "r.json"
-    r = babelfish("replay", wav, "--config", cfg, "--out", tmp_path / "o.wav", "--report", report,
-                  "--pace", "fast")
+    r = babelfish(
+        "replay",
+        wav,
+        "--config",
+        cfg,
+        "--out",
+        tmp_path / "o.wav",
+        "--report",
+        report,
+        "--pace",
+        "fast",
+    )
     assert r.returncode == 0, r.stderr
     rep = load_report(report)
     assert "closed" in rep["utterances"][0]["translated_text"].lower()
-    spec = rep["summary"]["speculation"]  # (a stable-prefix decode of the long sentence may be there)
-    assert not [k for counters in spec.values() for k in counters if "speculation" in k or k == "pauses"], spec
+    spec = rep["summary"][
+        "speculation"
+    ]  # (a stable-prefix decode of the long sentence may be there)
+    assert not [
+        k for counters in spec.values() for k in counters if "speculation" in k or k == "pauses"
+    ], spec
 
 
 @pytest.mark.slow
-def test_vosk_speaks_the_stable_prefix_before_the_speaker_is_done(tmp_path, models_dir, vosk_ko_dir):
+def test_vosk_speaks_the_stable_prefix_before_the_speaker_is_done(
+    tmp_path, models_dir, vosk_ko_dir
+):
     """Vosk route, a long utterance with a pause in it: the words before the pause are translated
     and spoken while the speaker goes on (early audio, before the end of speech); the rest is
     translated as the continuation of what was said, and nothing is said twice."""
     from test_pipeline import FIXTURE_MT
 
-    a = sf.read(espeak("안녕하세요 역이 어디에 있습니까", "ko", tmp_path / "a.wav", pad_s=0.0),
-                dtype="float32")[0]
-    b = sf.read(espeak("커피 한 잔 주세요", "ko", tmp_path / "b.wav", pad_s=0.0), dtype="float32")[0]
+    a = sf.read(
+        espeak("안녕하세요 역이 어디에 있습니까", "ko", tmp_path / "a.wav", pad_s=0.0),
+        dtype="float32",
+    )[0]
+    b = sf.read(espeak("커피 한 잔 주세요", "ko", tmp_path / "b.wav", pad_s=0.0), dtype="float32")[
+        0
+    ]
     lead = np.zeros(RATE // 2, np.float32)
     wav = tmp_path / "in.wav"
-    sf.write(wav, np.concatenate([lead, a, np.zeros(int(0.3 * RATE), np.float32), b, lead, lead]),
-             RATE, subtype="PCM_16")
-    rep, _ = _replay(tmp_path, wav, f"""
+    sf.write(
+        wav,
+        np.concatenate([lead, a, np.zeros(int(0.3 * RATE), np.float32), b, lead, lead]),
+        RATE,
+        subtype="PCM_16",
+    )
+    rep, _ = _replay(
+        tmp_path,
+        wav,
+        f"""
 [pipeline]
 source_lang = "ko"
 [vad]
@@ -137,7 +173,8 @@ model = "vosk-model-small-ko"
 stable_prefix = true
 [mt]
 model = "{FIXTURE_MT}"
-""")
+""",
+    )
     utts = rep["utterances"]
     assert len(utts) == 1, [(u["source_text"], u["translated_text"]) for u in utts]
     u = utts[0]
@@ -145,8 +182,10 @@ model = "{FIXTURE_MT}"
     assert ("asr", "stable") in st and ("mt", "stable") in st, u["stamps"]
     # the early part was heard before the speaker was done ...
     assert st[("playback", "early_audio")] < st[("capture", "speech_end")]
-    assert u["latency_ms"]["start_of_speech_to_first_audio"] < (
-        st[("capture", "speech_end")] - st[("capture", "speech_start")]) / 1e6
+    assert (
+        u["latency_ms"]["start_of_speech_to_first_audio"]
+        < (st[("capture", "speech_end")] - st[("capture", "speech_start")]) / 1e6
+    )
     # ... and the rest came after the end, as a continuation (the final path's own stamps)
     assert st[("playback", "first_audio")] > st[("capture", "speech_end")]
     assert u["latency_ms"]["end_of_speech_to_first_audio"] > 0
@@ -156,15 +195,17 @@ model = "{FIXTURE_MT}"
 
 
 @pytest.mark.slow
-def test_whisper_speaks_the_stable_prefix_before_the_speaker_is_done(tmp_path, models_dir,
-                                                                      whisper_tiny_dir):
+def test_whisper_speaks_the_stable_prefix_before_the_speaker_is_done(
+    tmp_path, models_dir, whisper_tiny_dir
+):
     """Whisper route, a long turn (the benchmark's turn1: "Buenos días, dónde está la estación de
     tren, necesito un taxi ..."): its first clause is heard while the speaker goes on, the rest of
     each piece is decoded after what was spoken (forced prefix), and nothing is said twice."""
     from helpers import REPO
 
-    rep, out = _replay(tmp_path, REPO / "samples" / "bench" / "turn1_station.wav",
-                       "[asr]\nstable_prefix = true\n")
+    rep, out = _replay(
+        tmp_path, REPO / "samples" / "bench" / "turn1_station.wav", "[asr]\nstable_prefix = true\n"
+    )
     utts = rep["utterances"]
     spec = rep["summary"]["speculation"]
     assert spec["asr"]["stable_decodes"] >= 2 and spec["asr"]["stable_prefixes"] >= 1, spec
@@ -180,9 +221,11 @@ def test_whisper_speaks_the_stable_prefix_before_the_speaker_is_done(tmp_path, m
         assert st[("asr", "stable")] < st[("asr", "final")]
         assert st[("playback", "early_audio")] < st[("playback", "first_audio")]
         if st[("playback", "early_heard")] < st[("capture", "speech_end")]:  # (the speaker
-            before_end += 1                                                 # still speaking)
-            assert u["latency_ms"]["start_of_speech_to_first_audio"] < (
-                st[("capture", "speech_end")] - st[("capture", "speech_start")]) / 1e6
+            before_end += 1  # still speaking)
+            assert (
+                u["latency_ms"]["start_of_speech_to_first_audio"]
+                < (st[("capture", "speech_end")] - st[("capture", "speech_start")]) / 1e6
+            )
         # ... and the piece's times and words as spoken are the whole piece's
         assert u["speech_end_s"] - u["speech_start_s"] > 2.0
         assert len(u["source_text"].split()) >= 4, u["source_text"]

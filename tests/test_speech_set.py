@@ -1,5 +1,6 @@
 """scripts/make_speech_set.py: real Spanish speech (Debian's Asterisk prompts) made into prompt
 recordings, conversations at three noise floors and non-speech recordings, with suite files."""
+
 from __future__ import annotations
 
 import subprocess
@@ -13,19 +14,27 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "make_speech_set.py"
-DEBIAN = [Path("/usr/share/asterisk/sounds/es_MX_f_Allison/tt-weasels.g722"),
-          Path("/usr/share/doc/asterisk-core-sounds-es/core-sounds-es.txt.gz"),
-          Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")]
+DEBIAN = [
+    Path("/usr/share/asterisk/sounds/es_MX_f_Allison/tt-weasels.g722"),
+    Path("/usr/share/doc/asterisk-core-sounds-es/core-sounds-es.txt.gz"),
+    Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"),
+]
 ARGS = ["--limit", "5", "--nonspeech-minutes", "3", "--seed", "7"]
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    not all(p.is_file() for p in DEBIAN), reason="the Debian packages asterisk-core-sounds-es-g722,"
-    " -es and -en are not installed (scripts/setup.sh --dev installs them)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not all(p.is_file() for p in DEBIAN),
+        reason="the Debian packages asterisk-core-sounds-es-g722,"
+        " -es and -en are not installed (scripts/setup.sh --dev installs them)",
+    ),
+]
 
 
 def make(out: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, SCRIPT, "--out", out, *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, SCRIPT, "--out", out, *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +58,19 @@ def db(x: np.ndarray) -> float:
 def pauses(x: np.ndarray, prompts: list[dict], guard_s: float = 0.15) -> np.ndarray:
     """The audio between the prompts (and before and after them), `guard_s` away from speech."""
     edges = [0.0] + [t for p in prompts for t in (p["start_s"], p["end_s"])] + [len(x) / 16000]
-    return np.concatenate([x[int((a + guard_s) * 16000):int((b - guard_s) * 16000)]
-                           for a, b in zip(edges[::2], edges[1::2])])
+    return np.concatenate(
+        [
+            x[int((a + guard_s) * 16000) : int((b - guard_s) * 16000)]
+            for a, b in zip(edges[::2], edges[1::2])
+        ]
+    )
 
 
 def test_files_and_suites(sets):
     out, _ = sets
-    prompts, convs, nonspeech = (toml(out / f) for f in
-                                 ("prompts.toml", "suite.toml", "nonspeech.toml"))
+    prompts, convs, nonspeech = (
+        toml(out / f) for f in ("prompts.toml", "suite.toml", "nonspeech.toml")
+    )
     assert len(prompts) == 5 and len(list((out / "prompts").glob("*.wav"))) == 5
     assert [r["name"] for r in convs] == ["es_quiet", "es_room", "es_babble"]
     assert len(nonspeech) == 6 and len(list((out / "nonspeech").glob("*.wav"))) == 6
@@ -76,15 +90,23 @@ def test_files_and_suites(sets):
         assert p["id"].replace("/", "-") == rec["name"] and p["start_s"] == 0.1
         assert sf.info(out / rec["path"]).duration == pytest.approx(p["end_s"] + 0.1, abs=1e-3)
     assert {r["name"].rsplit("-", 1)[0] for r in nonspeech} == {
-        "silence", "white", "room", "tones", "music", "babble"}
+        "silence",
+        "white",
+        "room",
+        "tones",
+        "music",
+        "babble",
+    }
     assert all(r["speech"] is False and "prompt" not in r for r in nonspeech)
     assert "CC-BY-SA-3.0" in (out / "suite.toml").read_text(encoding="utf-8")
 
 
 def test_conversation_timing_and_levels(sets):
     out, _ = sets
-    lengths = {r["prompt"][0]["id"]: r["prompt"][0]["end_s"] - r["prompt"][0]["start_s"]
-               for r in toml(out / "prompts.toml")}
+    lengths = {
+        r["prompt"][0]["id"]: r["prompt"][0]["end_s"] - r["prompt"][0]["start_s"]
+        for r in toml(out / "prompts.toml")
+    }
     levels = {}
     for rec in toml(out / "suite.toml"):
         x, sr = sf.read(out / rec["path"], dtype="float32")
@@ -97,11 +119,13 @@ def test_conversation_timing_and_levels(sets):
         assert speech == pytest.approx([lengths[p["id"]] for p in ps], abs=2e-3)
         assert len(x) / sr == pytest.approx(0.5 + sum(speech) + sum(gaps) + 1.0, abs=5e-3)
         floor = db(pauses(x, ps))
-        levels[rec["name"]] = floor, db(np.concatenate(
-            [x[int(p["start_s"] * sr):int(p["end_s"] * sr)] for p in ps]))
+        levels[rec["name"]] = (
+            floor,
+            db(np.concatenate([x[int(p["start_s"] * sr) : int(p["end_s"] * sr)] for p in ps])),
+        )
         if rec["name"] == "es_quiet":
             for p in ps:
-                assert db(x[int(p["start_s"] * sr):int(p["end_s"] * sr)]) > floor + 30, p["id"]
+                assert db(x[int(p["start_s"] * sr) : int(p["end_s"] * sr)]) > floor + 30, p["id"]
     assert levels["es_quiet"][0] == pytest.approx(-60, abs=3)
     assert levels["es_room"][0] == pytest.approx(-45, abs=3)
     babble, speech = levels["es_babble"]

@@ -1,5 +1,6 @@
 """Regression suites: `babelfish replay SUITE.toml` (three recordings in three formats, real
 processes and models) into one report, then `babelfish compare` and `babelfish plot` on it."""
+
 from __future__ import annotations
 
 import copy
@@ -11,22 +12,42 @@ import pytest
 import soundfile as sf
 
 from babelfish import UsageError, suite
+
 from helpers import REPO, babelfish, load_report, stage_processes, write_config
 
 SUITE = REPO / "samples" / "suite.toml"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-FORMATS = {"es_station": (16000, 1, "PCM_16"), "es_passport": (8000, 2, "PCM_16"),
-           "es_restaurant": (11025, 1, "FLOAT")}
-EXPECT = {"es_station": ["station", "coffee", "taxi"], "es_passport": ["passport", "hotel"],
-          "es_restaurant": ["restaurant", "closed"]}
+FORMATS = {
+    "es_station": (16000, 1, "PCM_16"),
+    "es_passport": (8000, 2, "PCM_16"),
+    "es_restaurant": (11025, 1, "FLOAT"),
+}
+EXPECT = {
+    "es_station": ["station", "coffee", "taxi"],
+    "es_passport": ["passport", "hotel"],
+    "es_restaurant": ["restaurant", "closed"],
+}
 
 
 @pytest.fixture(scope="module")
 def suite_run(tmp_path_factory, models_dir):
     tmp = tmp_path_factory.mktemp("suite")
     cfg = write_config(tmp)
-    r = babelfish("replay", SUITE, "--config", cfg, "--pace", "fast", "--out", tmp / "wavs",
-                  "--report", tmp / "suite.json", "--plot", tmp / "suite.png", timeout=240)
+    r = babelfish(
+        "replay",
+        SUITE,
+        "--config",
+        cfg,
+        "--pace",
+        "fast",
+        "--out",
+        tmp / "wavs",
+        "--report",
+        tmp / "suite.json",
+        "--plot",
+        tmp / "suite.png",
+        timeout=240,
+    )
     return tmp, r
 
 
@@ -59,12 +80,21 @@ def test_suite_replays_into_one_report(suite_run):
         assert rec["summary"]["utterances"] == len(rec["utterances"]) >= 1
         assert all("end_of_speech_to_first_audio" in u["latency_ms"] for u in rec["utterances"])
         text = " ".join(u["translated_text"] for u in rec["utterances"])
-        assert rec["quality"] == {"required": EXPECT[name], "found": EXPECT[name], "missing": [],
-                                  "passed": True}, text
+        assert rec["quality"] == {
+            "required": EXPECT[name],
+            "found": EXPECT[name],
+            "missing": [],
+            "passed": True,
+        }, text
         assert sf.info(tmp / "wavs" / f"{name}.en.wav").frames > 0
     s = rep["summary"]
     n = sum(len(x["utterances"]) for x in rep["recordings"])
-    assert (s["recordings"], s["utterances"], s["quality_passed"], s["quality_failed"]) == (3, n, 3, 0)
+    assert (s["recordings"], s["utterances"], s["quality_passed"], s["quality_failed"]) == (
+        3,
+        n,
+        3,
+        0,
+    )
     assert 0 < s["e2e_p50_ms"] <= s["e2e_p95_ms"] and s["complete"] and s["budget_ms"] == 1500
     assert r.stdout.count("quality: passed") == 3
     assert "suite: 3 recording(s)" in r.stdout and "quality 3/3 passed" in r.stdout
@@ -101,10 +131,15 @@ def test_compare_fails_on_slower_latency(suite_run):
     r = babelfish("compare", slow, tmp / "suite.json", timeout=60)
     assert r.returncode == 1, r.stdout + r.stderr
     regressions = [line for line in r.stdout.splitlines() if line.startswith("regression: ")]
-    assert any(line.startswith("regression: es_station: end of speech -> first audio p50")
-               and "+20.0%" in line for line in regressions), r.stdout
-    assert any(line.startswith("regression: overall: end of speech -> first audio p95")
-               for line in regressions), r.stdout
+    assert any(
+        line.startswith("regression: es_station: end of speech -> first audio p50")
+        and "+20.0%" in line
+        for line in regressions
+    ), r.stdout
+    assert any(
+        line.startswith("regression: overall: end of speech -> first audio p95")
+        for line in regressions
+    ), r.stdout
     # 20 % is within a 25 % tolerance
     r = babelfish("compare", slow, tmp / "suite.json", "--tolerance", "25", timeout=60)
     assert r.returncode == 0, r.stdout
@@ -115,16 +150,21 @@ def test_compare_fails_on_a_lost_quality_word(suite_run):
     doc = load_report(tmp / "suite.json")
     rec = doc["recordings"][0]
     for u in rec["utterances"]:
-        u["translated_text"] = u["translated_text"].replace("coffee", "tea").replace("Coffee", "Tea")
-    rec["quality"] = suite.check_quality(EXPECT["es_station"],
-                                         [u["translated_text"] for u in rec["utterances"]])
+        u["translated_text"] = (
+            u["translated_text"].replace("coffee", "tea").replace("Coffee", "Tea")
+        )
+    rec["quality"] = suite.check_quality(
+        EXPECT["es_station"], [u["translated_text"] for u in rec["utterances"]]
+    )
     assert rec["quality"]["missing"] == ["coffee"] and not rec["quality"]["passed"]
     worse = tmp / "worse.json"
     worse.write_text(json.dumps(doc))
     r = babelfish("compare", worse, tmp / "suite.json", timeout=60)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "regression: es_station: quality check passed in the baseline, fails now " \
-           "(missing: coffee)" in r.stdout
+    assert (
+        "regression: es_station: quality check passed in the baseline, fails now "
+        "(missing: coffee)" in r.stdout
+    )
 
 
 def test_plot_of_the_suite_report_is_a_png(suite_run):
@@ -140,26 +180,36 @@ def test_plot_of_the_suite_report_is_a_png(suite_run):
     assert png_size(tmp / "again.png") == size
 
 
-# ---- without the pipeline -------------------------------------------------------------------------
+# ---- without the pipeline ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, word, found", [
-    ("Where is the train station?", "station", True),
-    ("WHERE IS THE STATION", "Station", True),
-    ("I need two taxis, please.", "taxi", True),
-    ("A stationary bike.", "station", False),
-    ("A coffee-with-milk", "coffee", True),
-    ("the train  station", "train station", True),
-    ("the station train", "train station", False),
-    ("La gare, s'il vous plaît. Café!", "café", True),
-])
+
+@pytest.mark.parametrize(
+    "text, word, found",
+    [
+        ("Where is the train station?", "station", True),
+        ("WHERE IS THE STATION", "Station", True),
+        ("I need two taxis, please.", "taxi", True),
+        ("A stationary bike.", "station", False),
+        ("A coffee-with-milk", "coffee", True),
+        ("the train  station", "train station", True),
+        ("the station train", "train station", False),
+        ("La gare, s'il vous plaît. Café!", "café", True),
+    ],
+)
 def test_whole_word_match(text, word, found):
     assert suite.contains_word(text, word) is found
 
 
 def test_quality_joins_utterances():
-    q = suite.check_quality(["station", "coffee", "taxi"], ["Where is the station?", "", "A coffee."])
-    assert q == {"required": ["station", "coffee", "taxi"], "found": ["station", "coffee"],
-                 "missing": ["taxi"], "passed": False}
+    q = suite.check_quality(
+        ["station", "coffee", "taxi"], ["Where is the station?", "", "A coffee."]
+    )
+    assert q == {
+        "required": ["station", "coffee", "taxi"],
+        "found": ["station", "coffee"],
+        "missing": ["taxi"],
+        "passed": False,
+    }
 
 
 def test_collect_files_folders_and_suite_files(tmp_path):
@@ -167,8 +217,10 @@ def test_collect_files_folders_and_suite_files(tmp_path):
         (tmp_path / n).write_bytes(b"")
     sub = tmp_path / "s"
     sub.mkdir()
-    (sub / "suite.toml").write_text('[[recording]]\npath = "../a.WAV"\nto = "de"\n'
-                                    'expect = ["x"]\n[[recording]]\npath = "/abs/b.wav"\n')
+    (sub / "suite.toml").write_text(
+        '[[recording]]\npath = "../a.WAV"\nto = "de"\n'
+        'expect = ["x"]\n[[recording]]\npath = "/abs/b.wav"\n'
+    )
     entries, is_suite = suite.collect([str(tmp_path / "b.wav")])
     assert not is_suite and [e.name for e in entries] == ["b"]
     entries, is_suite = suite.collect([str(tmp_path)])
@@ -188,31 +240,38 @@ def test_collect_files_folders_and_suite_files(tmp_path):
     assert entries[0].name == "first"
 
 
-PROMPT = ("[[recording]]\npath = 'a.wav'\n[[recording.prompt]]\nid = 'hi'\nstart_s = 0.5\n"
-          "end_s = 1.5\nsource = 'Hola.'\nreference = 'Hello.'\n")
+PROMPT = (
+    "[[recording]]\npath = 'a.wav'\n[[recording.prompt]]\nid = 'hi'\nstart_s = 0.5\n"
+    "end_s = 1.5\nsource = 'Hola.'\nreference = 'Hello.'\n"
+)
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("[[recording]]\nfile = 'a.wav'\n", "unknown key(s) file"),
-    ("[[recording]]\nto = 'en'\n", 'needs path = "FILE.wav"'),
-    ("[[recording]]\npath = 'a.wav'\nexpect = 'station'\n", "expect must be a list of words"),
-    ("[[recording]]\npath = 'a.wav'\nfrom = 3\n", "from must be a non-empty string"),
-    ("title = 'x'\n", "unknown key(s) title"),
-    ("", "no [[recording]] entries"),
-    ("[[recording]\n", "not valid TOML"),
-    ("[[recording]]\npath = 'a.wav'\nspeech = 'no'\n", "speech must be true or false"),
-    ("[[recording]]\npath = 'a.wav'\nprompt = 'x'\n", "prompt must be [[recording.prompt]]"),
-    (PROMPT + "colour = 'red'\n", "prompt 1: unknown key(s) colour"),
-    (PROMPT.replace("reference = 'Hello.'\n", ""), "prompt 1: missing reference"),
-    (PROMPT.replace("id = 'hi'", "id = 3"), "prompt 1: id must be a non-empty string"),
-    (PROMPT.replace("source = 'Hola.'", "source = ''"), "source must be a non-empty string"),
-    (PROMPT.replace("start_s = 0.5", "start_s = '0.5'"), "start_s and end_s must be seconds"),
-    (PROMPT.replace("start_s = 0.5", "start_s = true"), "start_s and end_s must be seconds"),
-    (PROMPT.replace("start_s = 0.5", "start_s = 2"), "start_s (2) must be before end_s (1.5)"),
-    (PROMPT + PROMPT.split("\n", 2)[2], "prompt 2: two prompts have the id 'hi'"),
-    (PROMPT + "[[recording]]\npath = 'b.wav'\nspeech = false\n"
-     + PROMPT.split("\n", 2)[2], "recording 2: speech = false cannot have"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[[recording]]\nfile = 'a.wav'\n", "unknown key(s) file"),
+        ("[[recording]]\nto = 'en'\n", 'needs path = "FILE.wav"'),
+        ("[[recording]]\npath = 'a.wav'\nexpect = 'station'\n", "expect must be a list of words"),
+        ("[[recording]]\npath = 'a.wav'\nfrom = 3\n", "from must be a non-empty string"),
+        ("title = 'x'\n", "unknown key(s) title"),
+        ("", "no [[recording]] entries"),
+        ("[[recording]\n", "not valid TOML"),
+        ("[[recording]]\npath = 'a.wav'\nspeech = 'no'\n", "speech must be true or false"),
+        ("[[recording]]\npath = 'a.wav'\nprompt = 'x'\n", "prompt must be [[recording.prompt]]"),
+        (PROMPT + "colour = 'red'\n", "prompt 1: unknown key(s) colour"),
+        (PROMPT.replace("reference = 'Hello.'\n", ""), "prompt 1: missing reference"),
+        (PROMPT.replace("id = 'hi'", "id = 3"), "prompt 1: id must be a non-empty string"),
+        (PROMPT.replace("source = 'Hola.'", "source = ''"), "source must be a non-empty string"),
+        (PROMPT.replace("start_s = 0.5", "start_s = '0.5'"), "start_s and end_s must be seconds"),
+        (PROMPT.replace("start_s = 0.5", "start_s = true"), "start_s and end_s must be seconds"),
+        (PROMPT.replace("start_s = 0.5", "start_s = 2"), "start_s (2) must be before end_s (1.5)"),
+        (PROMPT + PROMPT.split("\n", 2)[2], "prompt 2: two prompts have the id 'hi'"),
+        (
+            PROMPT + "[[recording]]\npath = 'b.wav'\nspeech = false\n" + PROMPT.split("\n", 2)[2],
+            "recording 2: speech = false cannot have",
+        ),
+    ],
+)
 def test_bad_suite_file_is_one_line(tmp_path, text, needle):
     p = tmp_path / "s.toml"
     p.write_text(text)
@@ -225,15 +284,23 @@ def test_a_bad_recording_stops_the_suite_before_anything_starts(tmp_path):
     cfg = write_config(tmp_path)
     (tmp_path / "bad.wav").write_text("not audio")
     s = tmp_path / "s.toml"
-    s.write_text(f'[[recording]]\npath = "{REPO / "samples" / "es_station.wav"}"\n'
-                 '[[recording]]\npath = "bad.wav"\n[[recording]]\npath = "gone.wav"\n')
+    s.write_text(
+        f'[[recording]]\npath = "{REPO / "samples" / "es_station.wav"}"\n'
+        '[[recording]]\npath = "bad.wav"\n[[recording]]\npath = "gone.wav"\n'
+    )
     r = babelfish("replay", s, "--config", cfg, "--out", tmp_path / "o", timeout=60)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().count("\n") == 0
     assert r.stderr.startswith(f"babelfish: error: {s}: recording 2: not a WAV file"), r.stderr
     assert not (tmp_path / "rt").exists() and not (tmp_path / "o").exists()
-    r = babelfish("replay", REPO / "samples" / "es_station.wav", tmp_path / "gone.wav",
-                  "--config", cfg, timeout=60)
+    r = babelfish(
+        "replay",
+        REPO / "samples" / "es_station.wav",
+        tmp_path / "gone.wav",
+        "--config",
+        cfg,
+        timeout=60,
+    )
     assert r.returncode == 2 and "no such file" in r.stderr and r.stdout == ""
 
 
@@ -273,14 +340,24 @@ def _doc(entry: suite.Entry, utts: list[dict], has_source: bool = True) -> dict:
     from babelfish.report import Summary
 
     summary = Summary(utterances=len(utts), quality=suite.score_recording(entry, utts, has_source))
-    check = None if entry.expect is None else suite.check_quality(
-        entry.expect, [u["translated_text"] for u in utts])
+    check = (
+        None
+        if entry.expect is None
+        else suite.check_quality(entry.expect, [u["translated_text"] for u in utts])
+    )
     return suite.recording_doc(entry, "es", "en", utts, summary, check)
 
 
 def _utt(start: float, end: float, text: str, source: str = "") -> dict:
-    return {"id": f"u{int(start * 1000):08d}", "speech_start_s": start, "speech_end_s": end,
-            "source_text": source, "translated_text": text, "stages": {}, "latency_ms": {}}
+    return {
+        "id": f"u{int(start * 1000):08d}",
+        "speech_start_s": start,
+        "speech_end_s": end,
+        "source_text": source,
+        "translated_text": text,
+        "stages": {},
+        "latency_ms": {},
+    }
 
 
 def test_suite_file_with_references(tmp_path):
@@ -288,9 +365,13 @@ def test_suite_file_with_references(tmp_path):
     p.write_text(REFERENCES, encoding="utf-8")
     quiet, noise, plain = suite.read_suite(p)
     assert [q.id for q in quiet.prompts] == ["conf-unlocked", "station"]
-    assert quiet.prompts[0] == suite.Prompt("conf-unlocked", 1.234, 3.456,
-                                            "La conferencia ha sido desbloqueada.",
-                                            "The conference has been unlocked.")
+    assert quiet.prompts[0] == suite.Prompt(
+        "conf-unlocked",
+        1.234,
+        3.456,
+        "La conferencia ha sido desbloqueada.",
+        "The conference has been unlocked.",
+    )
     assert quiet.prompts[1].start_s == 4.0 and isinstance(quiet.prompts[1].start_s, float)
     assert quiet.speech and quiet.expect == ["conference"] and quiet.scored
     assert noise.path == tmp_path / "nonspeech" / "noise_1.wav"
@@ -306,17 +387,30 @@ def test_suite_report_quality_per_recording_and_overall(tmp_path):
     p = tmp_path / "refs.toml"
     p.write_text(REFERENCES, encoding="utf-8")
     (quiet, noise, plain), _ = suite.collect([str(p)])  # named as replay names them
-    docs = [_doc(quiet, [_utt(1.3, 3.4, "The conference has been unlocked.",
-                              "La conferencia ha sido desbloqueada")]),
-            _doc(noise, [_utt(0.2, 0.9, "Thank you.")]),
-            _doc(plain, [_utt(0.2, 0.9, "Hello.")])]
+    docs = [
+        _doc(
+            quiet,
+            [
+                _utt(
+                    1.3,
+                    3.4,
+                    "The conference has been unlocked.",
+                    "La conferencia ha sido desbloqueada",
+                )
+            ],
+        ),
+        _doc(noise, [_utt(0.2, 0.9, "Thank you.")]),
+        _doc(plain, [_utt(0.2, 0.9, "Hello.")]),
+    ]
     q = docs[0]["summary"]["quality"]
     assert (q["prompts"], q["translated"], q["untranslated"]) == (2, 1, ["station"])
     assert q["wer"] == 44.4 and q["invented_words"] == 0  # the untranslated 4 of 9 words
     assert docs[0]["quality"]["passed"]  # the expect check is unchanged, beside it
     assert docs[1]["summary"]["quality"] == {
-        "prompts": 0, "invented_words": 2,
-        "invented": [{"start_s": 0.2, "end_s": 0.9, "text": "Thank you."}]}
+        "prompts": 0,
+        "invented_words": 2,
+        "invented": [{"start_s": 0.2, "end_s": 0.9, "text": "Thank you."}],
+    }
     assert docs[2]["summary"]["quality"] is None
     rep = suite.suite_report(docs)
     overall = rep["summary"]["quality"]
@@ -325,10 +419,13 @@ def test_suite_report_quality_per_recording_and_overall(tmp_path):
     assert overall["invented_words"] == 2
     assert overall["invented"][0]["recording"] == "noise_1"
     assert quality.line(overall, "suite quality").startswith("suite quality: chrF ")
-    assert suite.scores_line(q) == (f"quality: chrF {q['chrf']:.1f}, BLEU {q['bleu']:.1f}, "
-                                    "WER 44.4% (1/2 prompts translated)")
-    assert suite.scores_line(docs[1]["summary"]["quality"]) == \
-        'quality: 2 invented words: "Thank you."'
+    assert suite.scores_line(q) == (
+        f"quality: chrF {q['chrf']:.1f}, BLEU {q['bleu']:.1f}, WER 44.4% (1/2 prompts translated)"
+    )
+    assert (
+        suite.scores_line(docs[1]["summary"]["quality"])
+        == 'quality: 2 invented words: "Thank you."'
+    )
     # the report is JSON as written, and a suite without references has no overall quality
     suite.write_report(tmp_path / "r.json", rep)
     assert load_report(tmp_path / "r.json")["summary"]["quality"] == overall
@@ -340,5 +437,6 @@ def test_route_has_source():
 
     assert suite.route_has_source(load_config())  # Whisper translates and gives the Spanish
     assert not suite.route_has_source(load_config(None, {"asr": {"source_text": False}}))
-    assert suite.route_has_source(load_config(None, {"asr": {"source_text": False,
-                                                             "task": "transcribe"}}))
+    assert suite.route_has_source(
+        load_config(None, {"asr": {"source_text": False, "task": "transcribe"}})
+    )

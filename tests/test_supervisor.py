@@ -1,4 +1,5 @@
 """The supervisor keeps the pipeline alive: real processes killed, stopped and slowed mid-replay."""
+
 from __future__ import annotations
 
 import os
@@ -10,14 +11,28 @@ from pathlib import Path
 import pytest
 
 import helpers
-from helpers import (REPO, babelfish, communicate, load_report, stage_processes, utterance_count,
-                     wait_for, write_config)
+from helpers import (
+    REPO,
+    babelfish,
+    communicate,
+    load_report,
+    stage_processes,
+    utterance_count,
+    wait_for,
+    write_config,
+)
 from speech import concat, espeak
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 FIXTURE_MT = REPO / "tests" / "fixtures" / "tiny-mt-ko-en"
-KO_PHRASES = ["안녕하세요.", "역이 어디에 있습니까?", "커피 한 잔 주세요.", "감사합니다.",
-              "화장실이 어디에 있습니까?", "얼마입니까?"]
+KO_PHRASES = [
+    "안녕하세요.",
+    "역이 어디에 있습니까?",
+    "커피 한 잔 주세요.",
+    "감사합니다.",
+    "화장실이 어디에 있습니까?",
+    "얼마입니까?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +59,9 @@ model = "{FIXTURE_MT}"
 """
 
 
-def start_replay(tmp_path: Path, wav: Path, cfg_text: str, *extra) -> tuple[subprocess.Popen, Path, Path]:
+def start_replay(
+    tmp_path: Path, wav: Path, cfg_text: str, *extra
+) -> tuple[subprocess.Popen, Path, Path]:
     cfg = write_config(tmp_path, cfg_text)
     return helpers.start_replay(tmp_path, wav, cfg, *extra), cfg, tmp_path / "report.json"
 
@@ -57,7 +74,8 @@ def first_done(proc: subprocess.Popen, cfg: Path, timeout: float = 90) -> dict:
 
 
 def status(cfg: Path) -> dict | None:
-    """The running supervisor's status, asked over its control socket (what `babelfish status` does)."""
+    """The running supervisor's status, asked over its control socket (what
+    `babelfish status` does)."""
     return helpers.status(cfg.parent / "rt")
 
 
@@ -73,12 +91,18 @@ def stage_pid(tmp_path: Path, stage: str) -> int | None:
 
 def when_stage_holds_utterance(cfg: Path, stage: str, timeout: float = 60) -> tuple[str, int]:
     """Wait until `stage` holds an utterance (status shows it in flight): (utterance, pid)."""
+
     def check():
         st = status(cfg)
-        if st and st["stages"][stage]["state"] == "ready" and st["stages"][stage]["inflight"] \
-                and st["utterances"]["done"] >= 1:
+        if (
+            st
+            and st["stages"][stage]["state"] == "ready"
+            and st["stages"][stage]["inflight"]
+            and st["utterances"]["done"] >= 1
+        ):
             return st["stages"][stage]["inflight"][0], st["stages"][stage]["pid"]
         return None
+
     got = wait_for(check, timeout, interval=0.05)
     assert got, f"{stage} never held an utterance"
     return got
@@ -135,12 +159,17 @@ def test_sigstopped_stage_is_detected_and_restarted(tmp_path, models_dir, long_s
     rep = load_report(report)
     assert rep["summary"]["restarts"]["tts"] == 1
     assert "hung" in err
-    assert len(rep["utterances"]) + len(rep["summary"]["lost_utterances"]) == utterance_count(long_spanish)
+    assert len(rep["utterances"]) + len(rep["summary"]["lost_utterances"]) == utterance_count(
+        long_spanish
+    )
 
 
 def test_stage_that_always_dies_is_given_up_on(tmp_path, models_dir):
-    cfg = write_config(tmp_path, '[debug]\ncrash_at_start = ["tts"]\n[supervisor]\n'
-                                 'max_restarts = 3\nbackoff_initial_ms = 100\n')
+    cfg = write_config(
+        tmp_path,
+        '[debug]\ncrash_at_start = ["tts"]\n[supervisor]\n'
+        "max_restarts = 3\nbackoff_initial_ms = 100\n",
+    )
     t0 = time.monotonic()
     r = babelfish("replay", SAMPLE, "--config", cfg, "--out", tmp_path / "o.wav", timeout=120)
     took = time.monotonic() - t0
@@ -153,15 +182,20 @@ def test_stage_that_always_dies_is_given_up_on(tmp_path, models_dir):
 
 def test_slow_stage_degrades_then_recovers(tmp_path, models_dir, long_spanish):
     wav = concat([long_spanish, SAMPLE], tmp_path / "es_3x.wav", gap_s=1.0)
-    cfg_text = ("[budgets]\nend_to_end_ms = 2500\ntts_ms = 9000\nasr_ms = 9000\n"
-                "degrade_after = 1\nrestore_after = 2\n[debug]\ndelay_ms = { tts = 3000 }\n")
+    cfg_text = (
+        "[budgets]\nend_to_end_ms = 2500\ntts_ms = 9000\nasr_ms = 9000\n"
+        "degrade_after = 1\nrestore_after = 2\n[debug]\ndelay_ms = { tts = 3000 }\n"
+    )
     proc, cfg, report = start_replay(tmp_path, wav, cfg_text, "--pace", "realtime")
     try:
         st = wait_for(lambda: (s := status(cfg)) and s["degradation"]["level"] >= 1 and s, 90)
-        assert st, f"the budget was broken but nothing degraded: {proc.err_path.read_text()[-3000:]}"
+        assert st, (
+            f"the budget was broken but nothing degraded: {proc.err_path.read_text()[-3000:]}"
+        )
         # the stage applies the step once it is between messages (it is slow: 3 s each)
-        st = wait_for(lambda: (s := status(cfg)) and "length_scale" in s["stages"]["tts"]["params"]
-                      and s, 15)
+        st = wait_for(
+            lambda: (s := status(cfg)) and "length_scale" in s["stages"]["tts"]["params"] and s, 15
+        )
         assert st["stages"]["tts"]["params"]["length_scale"] < 1.0  # faster speech step applied
         _set(cfg, "tts", {"delay_ms": 0})
         out, err = communicate(proc, timeout=180)
@@ -180,7 +214,9 @@ def _set(cfg: Path, stage: str, params: dict) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_replay_exits_cleanly_with_partial_report(tmp_path, models_dir, long_spanish, sig):
+def test_interrupted_replay_exits_cleanly_with_partial_report(
+    tmp_path, models_dir, long_spanish, sig
+):
     proc, cfg, report = start_replay(tmp_path, long_spanish, "", "--pace", "realtime")
     try:
         first_done(proc, cfg)
@@ -204,7 +240,7 @@ def test_status_and_stop(tmp_path, models_dir, long_spanish):
     try:
         st = first_done(proc, cfg)
         assert st["route"] == ["capture", "asr", "tts", "playback"]
-        for name, s in st["stages"].items():
+        for _name, s in st["stages"].items():
             assert s["state"] == "ready" and s["pid"] > 0 and s["restarts"] == 0
             assert isinstance(s["queue"], int) and s["queue"] >= 0
         assert st["last_latencies_ms"][0]["end_of_speech_to_first_audio"] > 0
@@ -222,9 +258,12 @@ def test_status_and_stop(tmp_path, models_dir, long_spanish):
 
 def test_capture_never_waits_for_a_slow_recogniser(tmp_path, models_dir, long_spanish):
     """Backpressure: with the recogniser far behind and a short queue, capture drops (and counts)
-    instead of blocking, the dropped utterances are reported lost with the reason, and the run ends."""
-    cfg_text = ("[pipeline]\nqueue_chunks = 40\n[budgets]\nenabled = false\n"
-                "[supervisor]\nhang_timeout_ms = 20000\n[debug]\ndelay_ms = { asr = 7000 }\n")
+    instead of blocking, the dropped utterances are reported lost with the reason, and the run
+    ends."""
+    cfg_text = (
+        "[pipeline]\nqueue_chunks = 40\n[budgets]\nenabled = false\n"
+        "[supervisor]\nhang_timeout_ms = 20000\n[debug]\ndelay_ms = { asr = 7000 }\n"
+    )
     proc, cfg, report = start_replay(tmp_path, long_spanish, cfg_text, "--pace", "realtime")
     try:
         out, err = communicate(proc, timeout=240)

@@ -1,4 +1,5 @@
 """Sentence splitting: babelfish.text."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,10 @@ from babelfish.text import SentenceSplitter, clean_text, repeats, split_sentence
         ("No final stop", ["No final stop"]),
         ("Wait… We are late.", ["Wait…", "We are late."]),
         ("Well... I think so.", ["Well...", "I think so."]),
-        ("안녕하세요. 역이 어디에 있습니까? 커피 한 잔 주세요.",
-         ["안녕하세요.", "역이 어디에 있습니까?", "커피 한 잔 주세요."]),
+        (
+            "안녕하세요. 역이 어디에 있습니까? 커피 한 잔 주세요.",
+            ["안녕하세요.", "역이 어디에 있습니까?", "커피 한 잔 주세요."],
+        ),
         ("你好。我很好！你呢？", ["你好。", "我很好！", "你呢？"]),
         ("감사합니다。안녕히 가세요！", ["감사합니다。", "안녕히 가세요！"]),
     ],
@@ -150,25 +153,29 @@ def test_any_text_splits_without_losing_words(text):
 
 # -- the stable prefix of a decode of speech still going on (Whisper route) --------------------
 
-@pytest.mark.parametrize("before, now, expected", [
-    # a clause the decoder heard past (two more words after its comma) is stable at once
-    ("", "Good morning, where is", 2),
-    # a clause at the very end may be a guess at how it ends: not yet
-    ("", "Good days!", 0),
-    ("", "Good morning, where", 0),
-    # two decodes agree on words that more words follow: to their last clause end ...
-    ("Good morning, where", "Good morning, where is the", 2),
-    # ... or all of them when there is none, if there are at least four
-    ("I need a taxi", "I need a taxi for the", 4),
-    ("I need a", "I need a taxi for", 0),
-    # agreement on a whole decode is not enough: the last word may be the decoder's guess
-    ("where is this?", "where is this?", 0),
-    ("I have", "My passport is in", 0),
-    ("", "", 0),
-    # initials and numbers are not clause ends
-    ("", "S.C. T.C. Parallel", 0),
-    ("", "The C-4. of the moon", 0),
-])
+
+@pytest.mark.parametrize(
+    "before, now, expected",
+    [
+        # a clause the decoder heard past (two more words after its comma) is stable at once
+        ("", "Good morning, where is", 2),
+        # a clause at the very end may be a guess at how it ends: not yet
+        ("", "Good days!", 0),
+        ("", "Good morning, where", 0),
+        # two decodes agree on words that more words follow: to their last clause end ...
+        ("Good morning, where", "Good morning, where is the", 2),
+        # ... or all of them when there is none, if there are at least four
+        ("I need a taxi", "I need a taxi for the", 4),
+        ("I need a", "I need a taxi for", 0),
+        # agreement on a whole decode is not enough: the last word may be the decoder's guess
+        ("where is this?", "where is this?", 0),
+        ("I have", "My passport is in", 0),
+        ("", "", 0),
+        # initials and numbers are not clause ends
+        ("", "S.C. T.C. Parallel", 0),
+        ("", "The C-4. of the moon", 0),
+    ],
+)
 def test_stable_words(before, now, expected):
     assert stable_words(before.split(), now.split()) == expected
 

@@ -1,4 +1,5 @@
 """PiperTTS with the real packaged voice, checked by ear with Whisper tiny.en."""
+
 from __future__ import annotations
 
 import time
@@ -106,7 +107,10 @@ def test_whisper_understands_it(tts, whisper_tiny_dir):
     from faster_whisper import WhisperModel
 
     audio = np.concatenate(
-        [np.concatenate([a, np.zeros(tts.sample_rate // 4, np.int16)]) for a in tts.synthesize(TEXT)]
+        [
+            np.concatenate([a, np.zeros(tts.sample_rate // 4, np.int16)])
+            for a in tts.synthesize(TEXT)
+        ]
     )
     audio16k = soxr.resample(audio.astype(np.float32) / 32768, tts.sample_rate, 16000)
     model = WhisperModel(str(whisper_tiny_dir), device="cpu", compute_type="int8", cpu_threads=1)

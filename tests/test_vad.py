@@ -1,4 +1,5 @@
 """VAD engines (WebRTC, Silero v6) and the endpointing Segmenter, on real espeak-ng speech."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +12,7 @@ from babelfish import BabelfishError, UsageError
 from babelfish.config import load_config
 from babelfish.engines.vad import SileroVAD, WebRtcVAD, make_vad
 from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechPause, SpeechStart
+
 from speech import espeak
 
 RATE = 16000
@@ -77,12 +79,16 @@ def _utterances(events: list) -> list[tuple[SpeechStart, np.ndarray, SpeechEnd]]
             assert start is None, "SpeechStart inside an utterance"
             start, audio, next_pos = e, [], e.pos
         elif isinstance(e, SpeechAudio):
-            assert start is not None and e.pos == next_pos, "audio outside an utterance or not contiguous"
+            assert start is not None and e.pos == next_pos, (
+                "audio outside an utterance or not contiguous"
+            )
             assert e.pcm.dtype == np.int16 and len(e.pcm) > 0
             audio.append(e.pcm)
             next_pos += len(e.pcm)
         elif isinstance(e, SpeechPause):
-            assert start is not None and e.start_pos == start.speech_pos, "pause outside an utterance"
+            assert start is not None and e.start_pos == start.speech_pos, (
+                "pause outside an utterance"
+            )
         else:
             assert start is not None and e.start_pos == start.speech_pos
             out.append((start, np.concatenate(audio), e))
@@ -200,7 +206,7 @@ def test_long_speech_is_cut(make, run_on):
     utts = _utterances(_run(seg, x, 320))
     reasons = [e.reason for _, _, e in utts]
     assert len(utts) >= 3 and reasons.count("max_length") >= 2, reasons
-    for start, audio, end in utts:
+    for _start, audio, _end in utts:
         assert len(audio) <= 8.0 * RATE
     # a cut mid-speech continues seamlessly: the next utterance's audio starts where the cut was
     for (s1, a1, e1), (s2, _, _) in zip(utts, utts[1:]):
@@ -259,7 +265,7 @@ def test_click_does_not_open(make):
 def _segments(seg: Segmenter, x: np.ndarray, chunk: int = 320) -> list[SpeechEnd]:
     ends = []
     for i in range(0, len(x), chunk):
-        ends += [e for e in seg.feed(x[i:i + chunk], i) if isinstance(e, SpeechEnd)]
+        ends += [e for e in seg.feed(x[i : i + chunk], i) if isinstance(e, SpeechEnd)]
     return ends + [e for e in seg.flush() if isinstance(e, SpeechEnd)]
 
 
@@ -269,8 +275,9 @@ def test_long_speech_is_cut_at_a_short_pause(tmp_path):
     x = np.concatenate([np.zeros(LEAD, np.int16), a, pause, b, np.zeros(LEAD, np.int16)])
     plain = _segments(Segmenter(WebRtcVAD(2), end_silence_ms=700), x)
     assert len(plain) == 1  # a short pause does not end an utterance ...
-    cut = _segments(Segmenter(WebRtcVAD(2), end_silence_ms=700, long_after_s=1.5,
-                              long_end_silence_ms=160), x)
+    cut = _segments(
+        Segmenter(WebRtcVAD(2), end_silence_ms=700, long_after_s=1.5, long_end_silence_ms=160), x
+    )
     # ... unless the speech is already long (then its end, too, needs only the short pause)
     assert [e.reason for e in cut] == ["pause", "pause"]
     split = LEAD + _bounds(a)[1]  # the true end of the first sentence

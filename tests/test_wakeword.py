@@ -1,5 +1,6 @@
 """Wake word (pymicro-wakeword's int8 TFLite models, on the CPU) and the WakeGate policy, on
 Piper-spoken English driven through the real Segmenter + WebRTC VAD as the capture stage does."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +11,7 @@ from babelfish import UsageError
 from babelfish.engines.vad import WebRtcVAD
 from babelfish.engines.wakeword import BUILTIN_MODELS, WakeGate, WakeWord, find_model
 from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechStart
+
 from speech import piper_speak
 
 RATE = 16000
@@ -66,6 +68,7 @@ def _detect(ww: WakeWord, x: np.ndarray, chunks) -> list[int]:
 
 # ------------------------------------------------------------------------------- detector
 
+
 def test_fires_on_the_wake_word_only(said):
     x, spans = _join(1.0, said["jarvis"], 1.2, said["station"], 1.0)
     ww = WakeWord("hey_jarvis", edgetpu="off")
@@ -89,7 +92,10 @@ def test_each_model_fires_on_its_own_phrase(said):
     for name in BUILTIN_MODELS:
         ww = WakeWord(name, edgetpu="off")
         assert ww.threshold == find_model(name).probability_cutoff
-        assert _detect(ww, np.concatenate([_silence(0.5), said["station"], said["coffee"]]), [CHUNK]) == []
+        assert (
+            _detect(ww, np.concatenate([_silence(0.5), said["station"], said["coffee"]]), [CHUNK])
+            == []
+        )
         ww.reset()
         fired_jarvis = bool(_detect(ww, _join(0.5, said["jarvis"], 0.5)[0], [CHUNK]))
         ww.reset()
@@ -99,7 +105,8 @@ def test_each_model_fires_on_its_own_phrase(said):
 
 
 def test_matches_pymicro_wakeword(said):
-    """Same detections as pymicro-wakeword's own streaming detector (its bundled TFLite C library)."""
+    """Same detections as pymicro-wakeword's own streaming detector (its bundled TFLite C
+    library)."""
     from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
 
     x, _ = _join(1.0, said["jarvis"], 1.0, said["nabu"], 1.0, said["station"], 0.5)
@@ -158,8 +165,10 @@ def test_model_by_path_and_models_dir(tmp_path):
 
 # ------------------------------------------------------------------------------- the gate
 
-def _run_gate(x: np.ndarray, mode: str, seg_kw: dict | None = None,
-              **kw) -> tuple[list[tuple[int, int, int]], WakeGate, int]:
+
+def _run_gate(
+    x: np.ndarray, mode: str, seg_kw: dict | None = None, **kw
+) -> tuple[list[tuple[int, int, int]], WakeGate, int]:
     """Capture's loop: detector, Segmenter + WebRTC VAD, gate. Returns the utterances that pass
     (start pos, end pos, samples), the gate, and how many utterances the Segmenter cut."""
     gate = WakeGate(WakeWord("hey_jarvis", edgetpu="off"), mode, **kw)
@@ -185,7 +194,9 @@ def _utterances(events: list) -> list[tuple[int, int, int]]:
             n += len(e.pcm)
             nxt += len(e.pcm)
         else:
-            assert isinstance(e, SpeechEnd) and start is not None and e.start_pos == start.speech_pos
+            assert (
+                isinstance(e, SpeechEnd) and start is not None and e.start_pos == start.speech_pos
+            )
             assert n > 0
             out.append((start.pos, e.end_pos, n))
             start = None
@@ -200,9 +211,16 @@ def test_gate_next_utterance_after_a_pause(said):
     assert cut == 3
     assert len(utts) == 1
     (s, e, _), (a, b) = utts[0], spans[1]
-    assert a - RATE // 2 <= s <= a and a < e <= b + 2 * CHUNK  # the request, whole, with its pre-roll pad
-    assert gate.counters == {"detections": 1, "utterances_allowed": 1, "utterances_suppressed": 2,
-                             "wake_only": 1, "trimmed": 0}
+    assert (
+        a - RATE // 2 <= s <= a and a < e <= b + 2 * CHUNK
+    )  # the request, whole, with its pre-roll pad
+    assert gate.counters == {
+        "detections": 1,
+        "utterances_allowed": 1,
+        "utterances_suppressed": 2,
+        "wake_only": 1,
+        "trimmed": 0,
+    }
 
 
 def test_gate_next_utterance_suppresses_speech_without_wake_word(said):
@@ -214,7 +232,8 @@ def test_gate_next_utterance_suppresses_speech_without_wake_word(said):
 
 
 def test_gate_wake_word_and_request_in_one_breath(said):
-    """'Hey Jarvis, where is the station?': the part after the wake word is sent, not the wake word."""
+    """'Hey Jarvis, where is the station?': the part after the wake word is sent, not the wake
+    word."""
     x, spans = _join(1.0, said["one_breath"], 1.0)
     utts, gate, cut = _run_gate(x, "next_utterance")
     assert cut == 1 and len(utts) == 1

@@ -1,19 +1,39 @@
 """The wake word in the real pipeline: only what follows it is translated."""
+
 from __future__ import annotations
 
 from helpers import babelfish, load_report, stage_processes, write_config
 from speech import concat, piper_speak
 
 
-def test_only_the_utterance_after_the_wake_word_is_translated(tmp_path, models_dir, piper_voice_dir):
-    parts = [piper_speak(t, piper_voice_dir, tmp_path / f"p{i}.wav", pad_s=0.3) for i, t in
-             enumerate(["I would like a coffee.", "Okay Nabu.", "Where is the train station?"])]
+def test_only_the_utterance_after_the_wake_word_is_translated(
+    tmp_path, models_dir, piper_voice_dir
+):
+    parts = [
+        piper_speak(t, piper_voice_dir, tmp_path / f"p{i}.wav", pad_s=0.3)
+        for i, t in enumerate(
+            ["I would like a coffee.", "Okay Nabu.", "Where is the train station?"]
+        )
+    ]
     wav = concat(parts, tmp_path / "in.wav", gap_s=1.2)
-    cfg = write_config(tmp_path, '[pipeline]\nsource_lang = "en"\n[wakeword]\nmode = "next_utterance"\n'
-                                 'model = "okay_nabu"\n')
+    cfg = write_config(
+        tmp_path,
+        '[pipeline]\nsource_lang = "en"\n[wakeword]\nmode = "next_utterance"\n'
+        'model = "okay_nabu"\n',
+    )
     report = tmp_path / "r.json"
-    r = babelfish("replay", wav, "--config", cfg, "--out", tmp_path / "o.wav", "--report", report,
-                  "--pace", "fast")
+    r = babelfish(
+        "replay",
+        wav,
+        "--config",
+        cfg,
+        "--out",
+        tmp_path / "o.wav",
+        "--report",
+        report,
+        "--pace",
+        "fast",
+    )
     assert r.returncode == 0, r.stderr
     rep = load_report(report)
     texts = [u["translated_text"].lower() for u in rep["utterances"]]
@@ -31,7 +51,9 @@ def test_edgetpu_required_without_one_is_a_usage_error(tmp_path, models_dir):
     import soundfile as sf
 
     sf.write(wav, np.zeros(16000, np.float32), 16000)
-    cfg = write_config(tmp_path, '[wakeword]\nmode = "toggle"\n[accelerator]\nedgetpu = "required"\n')
+    cfg = write_config(
+        tmp_path, '[wakeword]\nmode = "toggle"\n[accelerator]\nedgetpu = "required"\n'
+    )
     r = babelfish("replay", wav, "--config", cfg, "--out", tmp_path / "o.wav", timeout=120)
     assert r.returncode == 2, r.stderr
     last = r.stderr.strip().splitlines()[-1]

@@ -4,10 +4,12 @@ Every engine loads its model once in its constructor and is then called from a s
 Audio handed to engines is mono int16 numpy at `SAMPLE_RATE` (16 kHz) unless stated otherwise.
 Parameters that the supervisor may change at run time (degradation) go through `set_params`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -22,6 +24,16 @@ class ASRResult:
     source_text: str = ""  # the words as spoken, when `text` is already a translation
 
 
+@dataclass
+class Context:
+    """The piece of the same turn just before this one (a recogniser that `continues`): its audio
+    and what was made of it. The next piece is decoded as its continuation."""
+
+    audio: np.ndarray  # int16 or float, 16 kHz mono
+    text: str  # its translation (or transcript)
+    source_text: str = ""
+
+
 class VAD(Protocol):
     frame_samples: int  # frame length at SAMPLE_RATE that is_speech expects
 
@@ -29,19 +41,35 @@ class VAD(Protocol):
 
 
 class ASREngine(Protocol):
+    """A recogniser. finish() and speculate() take the same keywords from every engine; one
+    that has no use for a keyword (Vosk: all of them) accepts it and ignores it."""
+
     streaming: bool  # True: accept() can return partial text while speech goes on
     has_source: bool  # True: besides the text, the words as spoken (source_text())
-    continues: bool  # True: finish/speculate take context= (the piece before, same turn)
+    continues: bool  # True: finish/speculate use context= (the piece before, same turn)
     degradable: tuple[str, ...]  # the set_params names the degradation ladder may change
+    beam_size: int  # the beam of its decodes (1: greedy, or no beam search at all)
+    # numbers of the last finish() (Whisper: and speculate()), among them "rejected": why a
+    # decode gave no words ("no_speech", "unsure", "looping"; "" or absent: it was not dropped)
+    # and "avg_logprob" (Whisper: how sure the decoder was)
+    last_stats: dict
 
     def accept(self, pcm: np.ndarray) -> str | None:
         """Feed int16 mono audio of the current utterance; return a new partial text or None."""
 
-    def finish(self) -> ASRResult:
-        """The utterance ended: return the final result and reset for the next utterance."""
+    def finish(
+        self, context: Context | None = None, source: bool = True, spoken: str = ""
+    ) -> ASRResult:
+        """The utterance ended: return the final result and reset for the next utterance.
+        `context`: the piece before (continues); `source`=False: the words as spoken are left for
+        source_text() (has_source); `spoken`: the text of this utterance already given out (a
+        stable prefix): the result is what follows it."""
 
-    def speculate(self) -> ASRResult:
-        """The result for the audio so far (the speaker paused), keeping the utterance open."""
+    def speculate(
+        self, context: Context | None = None, spoken: str = "", beam_size: int | None = None
+    ) -> ASRResult:
+        """The result for the audio so far (the speaker paused), keeping the utterance open.
+        `context` and `spoken` as for finish(); `beam_size`: this decode's, if not the engine's."""
 
     def source_text(self) -> str:
         """The words as spoken for the last result (has_source), "" otherwise."""
@@ -69,6 +97,7 @@ class TTSEngine(Protocol):
 
 # ---- factories: the config picks the engine; each engine module is imported only when used ----
 
+
 def pick_model(kind: str, name: str, models_dir, lang: str, target: str | None = None):
     """The configured model (a manifest name or a path), or when none is set the best known one
     for the language (pair), preferring installed ones."""
@@ -79,8 +108,10 @@ def pick_model(kind: str, name: str, models_dir, lang: str, target: str | None =
         entry = find_model(kind, lang, target, models_dir=models_dir)
         if entry is None:
             pair = f"{lang} -> {target}" if target else lang
-            raise UsageError(f"no {kind} model known for {pair}: set one in the config "
-                             "(see `babelfish models list`)")
+            raise UsageError(
+                f"no {kind} model known for {pair}: set one in the config "
+                "(see `babelfish models list`)"
+            )
         name = entry.name
     return resolve(name, models_dir)
 
@@ -92,29 +123,49 @@ def make_asr(cfg, models_dir):
     if cfg.asr.engine == "vosk":
         from babelfish.engines.asr_vosk import VoskASR
 
-        return VoskASR(path, sample_rate=SAMPLE_RATE, partial_interval_ms=cfg.asr.partial_interval_ms,
-                       language=cfg.pipeline.source_lang)
+        return VoskASR(
+            path,
+            sample_rate=SAMPLE_RATE,
+            partial_interval_ms=cfg.asr.partial_interval_ms,
+            language=cfg.pipeline.source_lang,
+        )
     from babelfish.engines.asr_whisper import WhisperASR
 
     task = "translate" if asr_output_language(cfg) != cfg.pipeline.source_lang else "transcribe"
-    return WhisperASR(path, language=cfg.pipeline.source_lang or None, task=task,
-                      compute_type=cfg.asr.compute_type, threads=cfg.asr.threads,
-                      beam_size=cfg.asr.beam_size, max_new_tokens=cfg.asr.max_new_tokens,
-                      window_s=cfg.asr.window_s, source_text=cfg.asr.source_text)
+    return WhisperASR(
+        path,
+        language=cfg.pipeline.source_lang or None,
+        task=task,
+        compute_type=cfg.asr.compute_type,
+        threads=cfg.asr.threads,
+        beam_size=cfg.asr.beam_size,
+        max_new_tokens=cfg.asr.max_new_tokens,
+        window_s=cfg.asr.window_s,
+        source_text=cfg.asr.source_text,
+    )
 
 
 def make_translator(cfg, models_dir):
     from babelfish.engines.mt_ctranslate2 import CT2Translator
 
-    path = pick_model("mt-ctranslate2", cfg.mt.model, models_dir, cfg.pipeline.source_lang,
-                      cfg.pipeline.target_lang)
-    return CT2Translator(path, compute_type=cfg.mt.compute_type, threads=cfg.mt.threads,
-                         beam_size=cfg.mt.beam_size, max_decoding_length=cfg.mt.max_decoding_length)
+    path = pick_model(
+        "mt-ctranslate2",
+        cfg.mt.model,
+        models_dir,
+        cfg.pipeline.source_lang,
+        cfg.pipeline.target_lang,
+    )
+    return CT2Translator(
+        path,
+        compute_type=cfg.mt.compute_type,
+        threads=cfg.mt.threads,
+        beam_size=cfg.mt.beam_size,
+        max_decoding_length=cfg.mt.max_decoding_length,
+    )
 
 
 def make_tts(cfg, models_dir):
     from babelfish.engines.tts_piper import PiperTTS
 
     voice = pick_model("tts-piper", cfg.tts.voice, models_dir, cfg.pipeline.target_lang)
-    return PiperTTS(voice, length_scale=cfg.tts.length_scale or None,
-                    threads=cfg.tts.threads)
+    return PiperTTS(voice, length_scale=cfg.tts.length_scale or None, threads=cfg.tts.threads)

@@ -4,6 +4,7 @@ The model is loaded once; one recognizer decodes one utterance at a time and is 
 Vosk finds its own endpoints (pauses) inside our utterance: the text up to such an endpoint is kept
 as a committed segment, and the final text is the committed segments plus vosk's final result.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from babelfish import BabelfishError
-from babelfish.engines import SAMPLE_RATE, ASRResult
+from babelfish.engines import SAMPLE_RATE, ASRResult, Context
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,9 @@ def check_vosk_model_dir(model_dir: Path) -> None:
         needed += [graph / "HCLr.fst", graph / "Gr.fst", graph / "disambig_tid.int"]
     missing = [str(p.relative_to(model_dir)) for p in needed if not p.is_file()]
     if missing:
-        raise BabelfishError(f"vosk: {model_dir} is not a vosk model (missing {', '.join(missing)})")
+        raise BabelfishError(
+            f"vosk: {model_dir} is not a vosk model (missing {', '.join(missing)})"
+        )
 
 
 class VoskASR:
@@ -46,8 +49,9 @@ class VoskASR:
 
     streaming = True
     has_source = False  # the text is the words as spoken
-    continues = False
+    continues = False  # no context: each utterance is decoded on its own
     degradable: tuple[str, ...] = ()
+    beam_size = 1  # (Kaldi's lattice beam is the model's, not ours to change)
 
     def __init__(
         self,
@@ -75,7 +79,13 @@ class VoskASR:
         self.set_params(partial_interval_ms=partial_interval_ms)
         self.last_stats: dict = {}
         self._clear()
-        log.info("vosk: loaded %s in %.2f s (%s, %d Hz)", model_dir.name, self.load_s, language, sample_rate)
+        log.info(
+            "vosk: loaded %s in %.2f s (%s, %d Hz)",
+            model_dir.name,
+            self.load_s,
+            language,
+            sample_rate,
+        )
 
     # -- ASREngine --------------------------------------------------------------------------
 
@@ -101,7 +111,11 @@ class VoskASR:
         self._busy_s += time.perf_counter() - t0
         return out
 
-    def finish(self) -> ASRResult:
+    def finish(
+        self, context: Context | None = None, source: bool = True, spoken: str = ""
+    ) -> ASRResult:
+        """The committed segments and vosk's final result. (`context`, `source` and `spoken`
+        have no use here: the text is the words as spoken, and stable words are not forced.)"""
         t0 = time.perf_counter()
         self._commit(json.loads(self._rec.FinalResult()).get("text", ""))
         self._rec.Reset()
@@ -118,13 +132,19 @@ class VoskASR:
         self._clear()
         return ASRResult(text=text, language=self.language, audio_s=audio_s)
 
-    def speculate(self) -> ASRResult:
-        """The text so far (the speaker paused): the current partial result, nothing reset."""
+    def speculate(
+        self, context: Context | None = None, spoken: str = "", beam_size: int | None = None
+    ) -> ASRResult:
+        """The text so far (the speaker paused): the current partial result, nothing reset.
+        (The keywords are ignored, as in finish().)"""
         t0 = time.perf_counter()
         partial = json.loads(self._rec.PartialResult()).get("partial", "")
         self._busy_s += time.perf_counter() - t0
-        return ASRResult(text=_join(self._segments + [partial]), language=self.language,
-                         audio_s=self._samples / self.sample_rate)
+        return ASRResult(
+            text=_join(self._segments + [partial]),
+            language=self.language,
+            audio_s=self._samples / self.sample_rate,
+        )
 
     def source_text(self) -> str:
         return ""

@@ -15,6 +15,7 @@ vocabulary is Marian's (the end token first) unless the model's config.json says
 itself (``add_source_eos``). Models from OpenNMT (most Argos packs: ``<unk>``/``<blank>``/``<s>``
 first) take the bare pieces.
 """
+
 from __future__ import annotations
 
 import json
@@ -156,7 +157,11 @@ class CT2Translator:
             ) from None
         log.info(
             "loaded %s translation model %s (%s, %d thread(s)) in %.0f ms",
-            layout.kind, layout.model_dir, compute_type, threads, (time.perf_counter() - t0) * 1000,
+            layout.kind,
+            layout.model_dir,
+            compute_type,
+            threads,
+            (time.perf_counter() - t0) * 1000,
         )
 
     @staticmethod
@@ -230,10 +235,14 @@ class CT2Translator:
         prefix = head + self._tgt_sp.encode(spoken, out_type=str)
         limit = self._length_limit(len(tokens))
         result = self._translator.translate_batch(
-            [tokens], target_prefix=[prefix], beam_size=self.beam_size,
-            max_decoding_length=max(limit, len(prefix) + 1) + len(head), max_batch_size=0)[0]
+            [tokens],
+            target_prefix=[prefix],
+            beam_size=self.beam_size,
+            max_decoding_length=max(limit, len(prefix) + 1) + len(head),
+            max_batch_size=0,
+        )[0]
         hyp = result.hypotheses[0]
-        rest = hyp[len(prefix):] if hyp[:len(prefix)] == prefix else hyp[len(head):]
+        rest = hyp[len(prefix) :] if hyp[: len(prefix)] == prefix else hyp[len(head) :]
         ms = (time.perf_counter() - t0) * 1000
         self.last_stats = MTStats(1, len(tokens), len(rest), len(hyp), ms, self.beam_size)
         return self._detokenize(rest)
@@ -248,7 +257,7 @@ class CT2Translator:
             tokenized = self._tokenize([s for _, s in todo])
             order = sorted(range(len(todo)), key=lambda k: len(tokenized[k]))
             for start in range(0, len(order), self.max_batch_size):
-                chunk = order[start:start + self.max_batch_size]
+                chunk = order[start : start + self.max_batch_size]
                 source = [tokenized[k] for k in chunk]
                 limits = [self._length_limit(len(t)) for t in source]
                 prefix = None
@@ -276,6 +285,11 @@ class CT2Translator:
         self.last_stats = MTStats(
             len(todo), tokens_in, tokens_out, tokens_decoded, ms, self.beam_size
         )
-        log.debug("translated %d sentence(s), %d -> %d tokens in %.1f ms",
-                  len(todo), tokens_in, tokens_out, ms)
+        log.debug(
+            "translated %d sentence(s), %d -> %d tokens in %.1f ms",
+            len(todo),
+            tokens_in,
+            tokens_out,
+            ms,
+        )
         return out

@@ -1,4 +1,5 @@
 """Text to speech with a Piper voice (piper-tts, VITS in onnxruntime), one array per sentence."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,8 @@ import logging
 import re
 import time
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -51,7 +52,8 @@ def _find_voice(voice: str | Path) -> tuple[Path, Path]:
             raise BabelfishError(f"Piper voice folder has no .onnx model: {voice}")
         if len(models) > 1:
             raise BabelfishError(
-                f"Piper voice folder has several .onnx models ({', '.join(m.name for m in models)}): {voice}"
+                "Piper voice folder has several .onnx models "
+                f"({', '.join(m.name for m in models)}): {voice}"
             )
         onnx = models[0]
     elif voice.is_file():
@@ -114,7 +116,9 @@ class PiperTTS:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
         try:
-            session = ort.InferenceSession(str(onnx), sess_options=opts, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                str(onnx), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
         except Exception as e:  # onnxruntime raises its own exception types
             raise BabelfishError(f"cannot load Piper voice {onnx}: {e}") from None
         self._voice = PiperVoice(session=session, config=config)
@@ -122,8 +126,13 @@ class PiperTTS:
         self.length_scale: float | None = None
         self.set_params(length_scale=length_scale)
         self.load_s = time.monotonic() - t0
-        log.info("Piper voice %s loaded in %.2f s (%d Hz, %d thread(s))", onnx.name, self.load_s,
-                 self.sample_rate, threads)
+        log.info(
+            "Piper voice %s loaded in %.2f s (%d Hz, %d thread(s))",
+            onnx.name,
+            self.load_s,
+            self.sample_rate,
+            threads,
+        )
 
     def set_params(self, **params) -> None:
         for key, value in params.items():
@@ -132,7 +141,9 @@ class PiperTTS:
             if value is None or value == 0:
                 self.length_scale = None
             elif not 0.1 <= float(value) <= 5.0:
-                raise UsageError(f"bad tts length_scale {value}: expected 0 (voice default) or 0.1..5")
+                raise UsageError(
+                    f"bad tts length_scale {value}: expected 0 (voice default) or 0.1..5"
+                )
             else:
                 self.length_scale = float(value)
 

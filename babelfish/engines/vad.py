@@ -3,6 +3,7 @@
 Both take mono int16 frames of `frame_samples` at SAMPLE_RATE and say whether the frame is speech.
 Both are stateful (Silero carries an RNN state): one instance per audio stream, one thread.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,9 @@ log = logging.getLogger(__name__)
 def _check_frame(frame: np.ndarray, n: int) -> np.ndarray:
     frame = np.asarray(frame)
     if frame.dtype != np.int16 or frame.ndim != 1 or len(frame) != n:
-        raise ValueError(f"VAD expects a 1-D int16 frame of {n} samples, got {frame.dtype} {frame.shape}")
+        raise ValueError(
+            f"VAD expects a 1-D int16 frame of {n} samples, got {frame.dtype} {frame.shape}"
+        )
     return frame
 
 
@@ -32,7 +35,9 @@ class WebRtcVAD:
         if aggressiveness not in (0, 1, 2, 3):
             raise UsageError(f"bad config: vad.aggressiveness = {aggressiveness}, expected 0..3")
         if frame_ms not in (10, 20, 30):
-            raise UsageError(f"bad config: webrtc VAD frame must be 10, 20 or 30 ms, not {frame_ms}")
+            raise UsageError(
+                f"bad config: webrtc VAD frame must be 10, 20 or 30 ms, not {frame_ms}"
+            )
         self.aggressiveness = aggressiveness
         self.frame_samples = SAMPLE_RATE * frame_ms // 1000
         self._vad = webrtcvad.Vad(aggressiveness)
@@ -63,7 +68,9 @@ class SileroVAD:
 
         onnx_path = Path(onnx_path)
         if not onnx_path.is_file():
-            raise BabelfishError(f"Silero VAD model not found: {onnx_path} (run `babelfish models install`)")
+            raise BabelfishError(
+                f"Silero VAD model not found: {onnx_path} (run `babelfish models install`)"
+            )
         if not 0.0 < threshold < 1.0:
             raise UsageError(f"bad config: vad.threshold = {threshold}, expected between 0 and 1")
         self.threshold = threshold
@@ -85,7 +92,9 @@ class SileroVAD:
         elif names == {"input", "state", "sr"}:
             self._layout = "state"
         else:
-            raise BabelfishError(f"unrecognised Silero VAD model {onnx_path}: inputs {sorted(names)}")
+            raise BabelfishError(
+                f"unrecognised Silero VAD model {onnx_path}: inputs {sorted(names)}"
+            )
         self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
         self.reset()
 
@@ -106,7 +115,9 @@ class SileroVAD:
         inp = np.concatenate([self._context, x])[None, :]
         self._context = x[-self.context_samples :]
         if self._layout == "hc":
-            out, self._h, self._c = self._session.run(None, {"input": inp, "h": self._h, "c": self._c})
+            out, self._h, self._c = self._session.run(
+                None, {"input": inp, "h": self._h, "c": self._c}
+            )
         else:
             out, self._state = self._session.run(
                 None, {"input": inp, "state": self._state, "sr": self._sr}

@@ -14,6 +14,7 @@ Coral Edge TPU:
 
 `WakeGate` is the pipeline policy around a detector; see its docstring.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,10 +73,13 @@ def find_model(model: str | Path, models_dir: str | Path | None = None) -> WakeW
         if d is not None and (d / f"{text}.tflite").is_file():
             return _from_path(d / f"{text}.tflite")
     if packaged_models_dir() is None:
-        raise BabelfishError("wake word models missing: install pymicro-wakeword "
-                             "(pip install 'babelfish[wakeword]')")
-    raise UsageError(f"unknown wake word model '{text}': expected one of "
-                     f"{', '.join(BUILTIN_MODELS)} or a path to a .tflite file")
+        raise BabelfishError(
+            "wake word models missing: install pymicro-wakeword (pip install 'babelfish[wakeword]')"
+        )
+    raise UsageError(
+        f"unknown wake word model '{text}': expected one of "
+        f"{', '.join(BUILTIN_MODELS)} or a path to a .tflite file"
+    )
 
 
 def _from_path(path: Path) -> WakeWordModel:
@@ -91,9 +95,12 @@ def _from_path(path: Path) -> WakeWordModel:
         cfg = _read_json(js) if js.is_file() else {}
     micro = cfg.get("micro", {})
     return WakeWordModel(
-        name=tflite.stem, wake_word=cfg.get("wake_word", tflite.stem.replace("_", " ")),
-        tflite=tflite, probability_cutoff=float(micro.get("probability_cutoff", DEFAULT_CUTOFF)),
-        sliding_window_size=int(micro.get("sliding_window_size", DEFAULT_WINDOW)))
+        name=tflite.stem,
+        wake_word=cfg.get("wake_word", tflite.stem.replace("_", " ")),
+        tflite=tflite,
+        probability_cutoff=float(micro.get("probability_cutoff", DEFAULT_CUTOFF)),
+        sliding_window_size=int(micro.get("sliding_window_size", DEFAULT_WINDOW)),
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -106,15 +113,24 @@ def _read_json(path: Path) -> dict:
 class WakeWord:
     """Streaming wake-word detector for 16 kHz mono int16 audio in chunks of any size."""
 
-    def __init__(self, model: str | Path = "okay_nabu", *, edgetpu: str = "auto",
-                 delegate_path: str | None = None, threshold: float | None = None,
-                 refractory_s: float = 2.0, models_dir: str | Path | None = None):
+    def __init__(
+        self,
+        model: str | Path = "okay_nabu",
+        *,
+        edgetpu: str = "auto",
+        delegate_path: str | None = None,
+        threshold: float | None = None,
+        refractory_s: float = 2.0,
+        models_dir: str | Path | None = None,
+    ):
         from pymicro_features import MicroFrontend
 
         self.model = find_model(model, models_dir)
         self.threshold = self.model.probability_cutoff if threshold is None else float(threshold)
         if not 0.0 < self.threshold < 1.0:
-            raise UsageError(f"bad config: wakeword.threshold = {threshold}, expected between 0 and 1")
+            raise UsageError(
+                f"bad config: wakeword.threshold = {threshold}, expected between 0 and 1"
+            )
         if refractory_s < 0:
             raise UsageError(f"bad config: wake word refractory_s = {refractory_s}, expected >= 0")
         self.refractory = int(round(refractory_s * SAMPLE_RATE))
@@ -131,12 +147,15 @@ class WakeWord:
 
     def _load(self) -> None:
         self._interp, self.backend_info = load_interpreter(
-            self.model.tflite, self._edgetpu, self._delegate_path)
+            self.model.tflite, self._edgetpu, self._delegate_path
+        )
         inp = self._interp.get_input_details()[0]
         out = self._interp.get_output_details()[0]
         shape = tuple(int(n) for n in inp["shape"])
         if len(shape) != 3 or shape[0] != 1 or shape[2] != NUM_FEATURES:
-            raise BabelfishError(f"{self.model.tflite} is not a microWakeWord model (input {shape})")
+            raise BabelfishError(
+                f"{self.model.tflite} is not a microWakeWord model (input {shape})"
+            )
         if inp["dtype"] not in (np.int8, np.uint8) or out["dtype"] not in (np.int8, np.uint8):
             raise BabelfishError(f"{self.model.tflite}: expected a quantized int8/uint8 model")
         self.stride = shape[1]
@@ -166,7 +185,9 @@ class WakeWord:
         """Feed audio; True if the wake word was detected in it."""
         pcm = np.asarray(pcm)
         if pcm.dtype != np.int16 or pcm.ndim != 1:
-            raise TypeError(f"WakeWord.process expects 1-D int16 audio, got {pcm.dtype} {pcm.shape}")
+            raise TypeError(
+                f"WakeWord.process expects 1-D int16 audio, got {pcm.dtype} {pcm.shape}"
+            )
         self.samples += len(pcm)
         buf = np.concatenate([self._pending, pcm]) if len(self._pending) else pcm
         detected = False
@@ -201,14 +222,23 @@ class WakeWord:
         self.last_detection = pos
         self._quiet_until = pos + self.refractory
         self._probs.clear()
-        log.debug("wake word '%s' at %.2f s (p=%.3f)", self.model.wake_word, pos / SAMPLE_RATE,
-                  self.probability)
+        log.debug(
+            "wake word '%s' at %.2f s (p=%.3f)",
+            self.model.wake_word,
+            pos / SAMPLE_RATE,
+            self.probability,
+        )
         return True
 
     def info(self) -> dict:
         """For the report and status: model, backend and time per inference."""
-        return {"model": self.model.name, "threshold": self.threshold, "detections": self.detections,
-                **{k: self.backend_info[k] for k in ("backend", "reason")}, **self.stats.as_dict()}
+        return {
+            "model": self.model.name,
+            "threshold": self.threshold,
+            "detections": self.detections,
+            **{k: self.backend_info[k] for k in ("backend", "reason")},
+            **self.stats.as_dict(),
+        }
 
 
 # ============================================================================== the gate
@@ -259,16 +289,27 @@ class WakeGate:
     When the Segmenter cuts a long utterance that passed (reason "pause" or "max_length"), the
     utterance that follows within CONTINUE_S continues the same request and passes at once too
     (toggle: while on). In toggle mode the "off" wake word said at the start of an utterance is
-    dropped the same way; one said late in an utterance already being sent switches off from the next one.
+    dropped the same way; one said late in an utterance already being sent switches off from the
+    next one.
     `allow_utterance()` tells whether an utterance starting now would pass without a wake word
     in it (for a status display); it changes nothing.
     """
 
-    def __init__(self, detector: WakeWord | None, mode: str = "next_utterance", *,
-                 listen_s: float = 5.0, hold_s: float = 1.5, min_rest_s: float = 0.4,
-                 on: bool = False, rate: int = SAMPLE_RATE):
+    def __init__(
+        self,
+        detector: WakeWord | None,
+        mode: str = "next_utterance",
+        *,
+        listen_s: float = 5.0,
+        hold_s: float = 1.5,
+        min_rest_s: float = 0.4,
+        on: bool = False,
+        rate: int = SAMPLE_RATE,
+    ):
         if mode not in GATE_MODES:
-            raise UsageError(f"bad config: wakeword.mode = '{mode}', expected one of {', '.join(GATE_MODES)}")
+            raise UsageError(
+                f"bad config: wakeword.mode = '{mode}', expected one of {', '.join(GATE_MODES)}"
+            )
         if mode != "off" and detector is None:
             raise ValueError("WakeGate: a detector is needed unless mode is 'off'")
         if min(listen_s, hold_s, min_rest_s) < 0:
@@ -279,8 +320,13 @@ class WakeGate:
         self.min_rest = int(min_rest_s * rate)
         self.on = on  # toggle mode
         self.pos = 0  # stream position of the next sample fed
-        self.counters = {"detections": 0, "utterances_allowed": 0, "utterances_suppressed": 0,
-                         "wake_only": 0, "trimmed": 0}
+        self.counters = {
+            "detections": 0,
+            "utterances_allowed": 0,
+            "utterances_suppressed": 0,
+            "wake_only": 0,
+            "trimmed": 0,
+        }
         self._armed_at: int | None = None
         self._idle_wake: int | None = None  # the last wake word seen outside an utterance
         self._continues: int | None = None  # end of a passed utterance that was cut short
@@ -338,7 +384,9 @@ class WakeGate:
         self.counters["detections"] += 1
         if self.mode == "toggle":
             self.on = not self.on
-            log.info("wake word at %.2f s: translation %s", at / self.rate, "on" if self.on else "off")
+            log.info(
+                "wake word at %.2f s: translation %s", at / self.rate, "on" if self.on else "off"
+            )
         else:
             log.info("wake word at %.2f s", at / self.rate)
         if self._state == "idle" or self._state == "pass":
@@ -379,8 +427,11 @@ class WakeGate:
         self._idle_wake = None
         armed = self._armed(ev.speech_pos)
         self._armed_at = None  # consumed, or expired
-        if self._continues is not None and ev.speech_pos - self._continues <= CONTINUE_S * self.rate \
-                and (self.mode == "next_utterance" or self.on):
+        if (
+            self._continues is not None
+            and ev.speech_pos - self._continues <= CONTINUE_S * self.rate
+            and (self.mode == "next_utterance" or self.on)
+        ):
             armed = True  # the rest of a request the Segmenter cut: no new wake word needed
         self._continues = None
         if self._wake is None and armed:

@@ -1,1 +1,2 @@
-"""Pipeline stages. Each runs as its own process: `python -m babelfish.stages.<name> --runtime DIR`."""
+"""Pipeline stages. Each runs as its own process:
+`python -m babelfish.stages.<name> --runtime DIR`."""

@@ -1,4 +1,5 @@
-"""ASR stage: utterance audio in, transcripts out (partials while the person speaks, a final at the end).
+"""ASR stage: utterance audio in, transcripts out (partials while the person speaks, a final at
+the end).
 
 When Whisper translates and the words as spoken are wanted too (asr.source_text), the final
 transcript leaves with the translation alone (source_pending) and the words as spoken follow in a
@@ -31,17 +32,20 @@ Continuation (Whisper, asr.context): a piece that capture cut from a long turn (
 "max_length") is the context of the piece that follows it within CONTEXT_GAP_S: the next piece is
 decoded after it (engines/asr_whisper.py), so that a fragment is translated as part of its turn.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import zmq
 
 from babelfish.addresses import asr_output_language
 from babelfish.config import speaks_early
-from babelfish.engines import SAMPLE_RATE, ASRResult, make_asr
+from babelfish.engines import SAMPLE_RATE, ASREngine, ASRResult, Context, make_asr
 from babelfish.schema import AudioChunk, Msg, SourceText, Transcript, UtteranceEnd, UtterancePause
 from babelfish.stages.base import Stage, stage_main
 from babelfish.text import common_prefix, repeats, stable_words
@@ -55,40 +59,83 @@ CONTEXT_GAP_S = 1.0  # a piece starting this soon after a cut is the same turn g
 STABLE_MIN_LOGPROB = -0.75
 
 
+class Speculation(NamedTuple):
+    """The decode at a pause (see the module's docstring)."""
+
+    end_s: float  # the speech end it had
+    result: ASRResult
+    rejected: str  # why it gave no words (the engine's last_stats["rejected"]), "" if it did
+
+
+class StableDecode(NamedTuple):
+    """The last stable-prefix decode (Whisper): a pause right after it may use it."""
+
+    end_s: float  # the end of the audio decoded
+    text: str  # the utterance's whole text
+
+
+class Previous(NamedTuple):
+    """The last piece, when capture cut it from a longer turn: the next piece's context."""
+
+    context: Context
+    end_s: float  # its speech end
+
+
+@dataclass
+class Utterance:
+    """What the stage knows about the utterance it is receiving; a new one for each."""
+
+    id: str
+    first_pos: int  # where its first audio received starts (samples)
+    audio: list[np.ndarray] = field(default_factory=list)  # its audio (for the next's context)
+    spec: Speculation | None = None
+    last_partial: str = ""  # the last partial text sent
+    committed: int = 0  # words of it already sent on as stable (Vosk)
+    spoken: str = ""  # its text already sent on as stable (Whisper)
+    last_decode: StableDecode | None = None
+    last_words: list[str] = field(default_factory=list)  # the last stable decode's words after it
+    samples: int = 0  # audio received
+    decoded_at: int = 0  # `samples` at the last stable decode
+
+    def after_spoken(self, text: str) -> str:
+        """The utterance's whole text: what was given out, then `text` (what follows it)."""
+        return f"{self.spoken} {text}".strip() if self.spoken else text
+
+
 class ASRStage(Stage):
     name = "asr"
+    accepts = (AudioChunk, UtteranceEnd, UtterancePause)
+    engine: ASREngine  # (loaded in load())
+
+    def __init__(self, cfg, run, addrs):
+        super().__init__(cfg, run, addrs)
+        self.utt: Utterance | None = None  # the utterance being received
+        self.previous: Previous | None = None
+        self.language = asr_output_language(cfg)
+        # set in load(), from what the engine can do
+        self.use_context = False  # decode a piece cut from a turn after the one before it
+        # Whisper's stable prefix: decoded every stable_interval_ms of a long utterance (unless
+        # the degradation ladder says "no early speech")
+        self.can_decode_stable = False
+        self.stable_decodes = False
 
     def hwm(self, cfg, side: str) -> int:
         # audio chunks from capture: pipeline.queue_chunks in all, half here, half at capture
         return cfg.pipeline.queue_chunks // 2 if side == "in" else self.out_hwm
-    accepts = (AudioChunk, UtteranceEnd, UtterancePause)
 
     def load(self) -> None:
         self.engine = make_asr(self.cfg, self.models_dir)
         self.info["engine"] = self.cfg.asr.engine
-        self.current: str | None = None
-        self.first_pos = 0
-        self.language = asr_output_language(self.cfg)
-        self.spec: tuple[str, float, ASRResult] | None = None  # (utt, speech end, result)
-        self.spec_rejected = ""  # why the speculative decode gave no words (engine's last_stats)
         self.use_context = self.cfg.asr.context and self.engine.continues
-        self.audio: list[np.ndarray] = []  # the current utterance's audio (for the next's context)
-        self.context = None  # (Context, speech end) of the last piece, when it was cut
-        self.last_partial = ""  # the last partial text sent for the current utterance
-        self.committed = 0  # words of it already sent on as stable
-        # Whisper's stable prefix: decoded every stable_interval_ms of a long utterance (unless
-        # the degradation ladder says "no early speech")
-        self.can_decode_stable = speaks_early(self.cfg) and not self.engine.streaming \
-            and self.engine.continues
+        self.can_decode_stable = (
+            speaks_early(self.cfg) and not self.engine.streaming and self.engine.continues
+        )
         self.stable_decodes = self.can_decode_stable
-        self.spoken = ""  # the current utterance's text already sent on as stable (Whisper)
-        self.last_decode: tuple[str, float, str] | None = None  # see _stable_decode
-        self.last_words: list[str] = []  # the last stable decode's words after it
-        self.utt_samples = self.decoded_at = 0
 
     def apply_params(self, params: dict[str, float]) -> None:
-        self.engine.set_params(**{k: int(v) for k, v in params.items()
-                                  if k in self.engine.degradable})
+        self.engine.set_params(
+            **{k: int(v) for k, v in params.items() if k in self.engine.degradable}
+        )
         if "stable_decodes" in params:  # (degradation: "no early speech")
             self.stable_decodes = self.can_decode_stable and bool(params["stable_decodes"])
 
@@ -97,199 +144,228 @@ class ASRStage(Stage):
             if msg.rate != SAMPLE_RATE or msg.channels != 1:
                 self.counters["bad_messages"] += 1
                 return
-            if msg.utt != self.current:
-                if self.current is not None:  # the previous utterance never got its end
+            u = self.utt
+            if u is None or msg.utt != u.id:
+                if u is not None:  # the previous utterance never got its end
                     self.engine.reset()
                     self.counters["abandoned"] += 1
-                    self.release(self.current)
-                self.current = msg.utt
-                self.first_pos = msg.pos
-                self.spec = None
-                self.audio = []
-                self.last_partial, self.committed = "", 0
-                self.spoken, self.last_words = "", []
-                self.utt_samples = self.decoded_at = 0
+                    self.release(u.id)
+                u = self.utt = Utterance(msg.utt, msg.pos)
                 self.hold(msg.utt)
             self.audio_s += len(pcm) / SAMPLE_RATE
             if self.use_context:
-                self.audio.append(pcm)
+                u.audio.append(pcm)
             partial = self.engine.accept(pcm)
             if partial:
                 out = Transcript(utt=msg.utt, text=partial, final=False, language=self.language)
                 out.stamp(self.name, "partial")
                 self.send(out)
-                self.last_partial = partial
-            self.utt_samples += len(pcm)
+                u.last_partial = partial
+            u.samples += len(pcm)
             if self.stable_decodes:
-                self._stable_decode(msg, (msg.pos + len(pcm)) / SAMPLE_RATE)
+                self._stable_decode(u, msg, (msg.pos + len(pcm)) / SAMPLE_RATE)
         elif isinstance(msg, UtterancePause):
             self._speculate(msg)
         elif isinstance(msg, UtteranceEnd):
-            self.debug_delay()
-            if msg.utt != self.current or self.first_pos > round(msg.start_s * SAMPLE_RATE):
-                # its audio (or its beginning) never reached us: we were restarted mid-utterance.
-                # Decoding half an utterance would translate the wrong thing: ask for a re-run.
-                self.engine.reset()
-                self.counters["incomplete"] += 1
-                self.progress(msg.utt, "incomplete")
-                self.release(msg.utt)
-                self.current = None
-                self.spec = None
-                return
-            stamps = list(msg.stamps)
-            stamps_recv = time.monotonic_ns()
-            spec, self.spec = self.spec, None
-            context = self._context(msg.start_s)
-            if context:
-                self.counters["continued"] += 1
-            if spec is not None and spec[0] == msg.utt and spec[1] == msg.end_s:
-                result = spec[2]  # no speech since the pause: what was decoded there stands
-                rejected = self.spec_rejected
-                self.engine.reset()
-                self.counters["speculation_used"] += 1
-            else:
-                if spec is not None:
-                    self.counters["speculation_missed"] += 1
-                kw = {"source": False} if self.engine.has_source else {}
-                result = self.engine.finish(**context, **kw, **self._spoken())
-                rejected = getattr(self.engine, "last_stats", {}).get("rejected", "")
-                result.text = self._after_spoken(result.text)
-            if rejected:  # heard, but no speech in it (noise, babble, a loop): counted
-                self.counters[f"dropped_{rejected}"] += 1
-            pending = self.engine.has_source and bool(result.text)
-            out = Transcript(utt=msg.utt, text=result.text, final=True, language=result.language,
-                             start_s=msg.start_s, end_s=msg.end_s, stamps=stamps,
-                             source_pending=pending)
-            out.stamp(self.name, "recv", stamps_recv)
-            out.stamp(self.name, "final")
-            self.send(out)
-            if pending:
-                time.sleep(self.cfg.asr.source_after_ms / 1000)
-                result.source_text = self.engine.source_text()
-                self.send(SourceText(utt=msg.utt, text=result.source_text))
-            self.progress(msg.utt, "final")
-            self.release(msg.utt)
-            self.current = None
-            self._keep_context(msg, result)
+            self._end(msg)
         else:
             self.counters["unexpected"] += 1
 
+    def _end(self, msg: UtteranceEnd) -> None:
+        self.debug_delay()
+        u, self.utt = self.utt, None
+        if u is None or msg.utt != u.id or u.first_pos > round(msg.start_s * SAMPLE_RATE):
+            # its audio (or its beginning) never reached us: we were restarted mid-utterance.
+            # Decoding half an utterance would translate the wrong thing: ask for a re-run.
+            self.engine.reset()
+            self.counters["incomplete"] += 1
+            self.progress(msg.utt, "incomplete")
+            self.release(msg.utt)
+            return
+        stamps = list(msg.stamps)
+        stamps_recv = time.monotonic_ns()
+        spec, u.spec = u.spec, None
+        context = self._context(msg.start_s)
+        if context:
+            self.counters["continued"] += 1
+        if spec is not None and spec.end_s == msg.end_s:
+            result = spec.result  # no speech since the pause: what was decoded there stands
+            rejected = spec.rejected
+            self.engine.reset()
+            self.counters["speculation_used"] += 1
+        else:
+            if spec is not None:
+                self.counters["speculation_missed"] += 1
+            # (source=False: the words as spoken, if any, follow from source_text())
+            result = self.engine.finish(context=context, source=False, spoken=u.spoken)
+            rejected = self.engine.last_stats.get("rejected", "")
+            result.text = u.after_spoken(result.text)
+        if rejected:  # heard, but no speech in it (noise, babble, a loop): counted
+            self.counters[f"dropped_{rejected}"] += 1
+        pending = self.engine.has_source and bool(result.text)
+        out = Transcript(
+            utt=msg.utt,
+            text=result.text,
+            final=True,
+            language=result.language,
+            start_s=msg.start_s,
+            end_s=msg.end_s,
+            stamps=stamps,
+            source_pending=pending,
+        )
+        out.stamp(self.name, "recv", stamps_recv)
+        out.stamp(self.name, "final")
+        self.send(out)
+        if pending:
+            time.sleep(self.cfg.asr.source_after_ms / 1000)
+            result.source_text = self.engine.source_text()
+            self.send(SourceText(utt=msg.utt, text=result.source_text))
+        self.progress(msg.utt, "final")
+        self.release(msg.utt)
+        self._keep_context(msg, u, result)
+
     def _speculate(self, msg: UtterancePause) -> None:
-        if msg.utt != self.current:
+        u = self.utt
+        if u is None or msg.utt != u.id:
             self.counters["pauses_ignored"] += 1
             return
-        if self.engine.streaming and speaks_early(self.cfg) \
-                and msg.end_s - msg.start_s >= self.cfg.vad.long_after_s:
-            self._stable(msg)
+        if (
+            self.engine.streaming
+            and speaks_early(self.cfg)
+            and msg.end_s - msg.start_s >= self.cfg.vad.long_after_s
+        ):
+            self._stable(u, msg)
             return
         if self.inp.poll(0, zmq.POLLIN):
             # more is waiting: speech went on (audio) or the end came: decoding now is wasted
             self.counters["pauses_skipped"] += 1
             return
         t0 = time.monotonic_ns()
-        last = self.last_decode
-        if last is not None and last[0] == msg.utt and last[1] >= msg.end_s:
+        last = u.last_decode
+        if last is not None and last.end_s >= msg.end_s:
             # the last stable-prefix decode already had all of this speech: it is the result
-            result = ASRResult(text=last[2], language=self.language, audio_s=last[1] - msg.start_s)
+            result = ASRResult(
+                text=last.text, language=self.language, audio_s=last.end_s - msg.start_s
+            )
             self.counters["speculations_from_stable"] += 1
         else:
-            result = self.engine.speculate(**self._context(msg.start_s), **self._spoken())
-            result.text = self._after_spoken(result.text)
-        self.spec_rejected = "" if result.text else getattr(self.engine, "last_stats", {}).get(
-            "rejected", "")
+            result = self.engine.speculate(context=self._context(msg.start_s), spoken=u.spoken)
+            result.text = u.after_spoken(result.text)
+        rejected = "" if result.text else self.engine.last_stats.get("rejected", "")
         self.counters["speculations"] += 1
-        self.spec = (msg.utt, msg.end_s, result)
-        out = Transcript(utt=msg.utt, text=result.text, final=True, tentative=True,
-                         language=result.language, start_s=msg.start_s, end_s=msg.end_s,
-                         stamps=list(msg.stamps))
+        u.spec = Speculation(msg.end_s, result, rejected)
+        out = Transcript(
+            utt=msg.utt,
+            text=result.text,
+            final=True,
+            tentative=True,
+            language=result.language,
+            start_s=msg.start_s,
+            end_s=msg.end_s,
+            stamps=list(msg.stamps),
+        )
         out.stamp(self.name, "recv", t0)
         out.stamp(self.name, "tentative")
         self.send(out)
 
-    def _stable(self, msg: UtterancePause) -> None:
+    def _stable(self, u: Utterance, msg: UtterancePause) -> None:
         now = self.engine.speculate().text.split()
-        n = common_prefix(now, self.last_partial.split())
-        if n <= self.committed:
+        n = common_prefix(now, u.last_partial.split())
+        if n <= u.committed:
             self.counters["stable_unchanged"] += 1
             return
-        self.committed = n
-        out = Transcript(utt=msg.utt, text=" ".join(now[:n]), final=False, stable=True,
-                         language=self.language, start_s=msg.start_s, end_s=msg.end_s,
-                         stamps=list(msg.stamps))
+        u.committed = n
+        out = Transcript(
+            utt=msg.utt,
+            text=" ".join(now[:n]),
+            final=False,
+            stable=True,
+            language=self.language,
+            start_s=msg.start_s,
+            end_s=msg.end_s,
+            stamps=list(msg.stamps),
+        )
         out.stamp(self.name, "stable")
         self.send(out)
         self.counters["stable_prefixes"] += 1
 
-    def _stable_decode(self, msg: AudioChunk, end_s: float) -> None:
+    def _stable_decode(self, u: Utterance, msg: AudioChunk, end_s: float) -> None:
         """Whisper: decode the long utterance so far after what was given out, and send on what
         became stable (see the module's docstring)."""
         rate = SAMPLE_RATE
-        if self.utt_samples < self.cfg.vad.long_after_s * rate \
-                or self.utt_samples - self.decoded_at < self.cfg.asr.stable_interval_ms * rate / 1000:
+        if (
+            u.samples < self.cfg.vad.long_after_s * rate
+            or u.samples - u.decoded_at < self.cfg.asr.stable_interval_ms * rate / 1000
+        ):
             return
         if self.inp.poll(0, zmq.POLLIN):  # more input is waiting: take it first
             return
         t0 = time.monotonic_ns()
-        self.decoded_at = self.utt_samples
-        start_s = self.first_pos / rate
+        u.decoded_at = u.samples
+        start_s = u.first_pos / rate
         context = self._context(start_s)
-        text = self.engine.speculate(**context, **self._spoken(),
-                                     beam_size=min(self.cfg.asr.stable_beam_size,
-                                                   self.engine.beam_size)).text
+        text = self.engine.speculate(
+            context=context,
+            spoken=u.spoken,
+            beam_size=min(self.cfg.asr.stable_beam_size, self.engine.beam_size),
+        ).text
         words = text.split()
         self.counters["stable_decodes"] += 1
-        # (utterance, end of the audio decoded, the whole text): a pause right after may use it
-        self.last_decode = (msg.utt, end_s, self._after_spoken(text))
+        u.last_decode = StableDecode(end_s, u.after_spoken(text))
         logprob = self.engine.last_stats.get("avg_logprob", 0.0)
-        log.debug("stable decode of %s at %.2f s after %r: %r (%.2f)", msg.utt, end_s, self.spoken,
-                  " ".join(words), logprob)
+        log.debug(
+            "stable decode of %s at %.2f s after %r: %r (%.2f)",
+            msg.utt,
+            end_s,
+            u.spoken,
+            " ".join(words),
+            logprob,
+        )
         if logprob < STABLE_MIN_LOGPROB:
             self.counters["stable_unsure"] += 1  # a guess (a fragment, noise): wait for more
-            self.last_words = []
+            u.last_words = []
             return
-        n = stable_words(self.last_words, words)
-        self.last_words = words[n:]
+        n = stable_words(u.last_words, words)
+        u.last_words = words[n:]
         if n == 0:
             return
-        before = context["context"].text if context else ""
-        if repeats(before + " " + self.spoken, words):
+        before = context.text if context else ""
+        if repeats(before + " " + u.spoken, words):
             self.counters["stable_repeats"] += 1  # it started over: not how the speech goes on
-            self.last_words = []
-            self.last_decode = None
+            u.last_words = []
+            u.last_decode = None
             return
-        self.spoken = self._after_spoken(" ".join(words[:n]))
-        if self.spec is not None:  # decoded before these words were given out: not usable
-            self.spec = None
+        u.spoken = u.after_spoken(" ".join(words[:n]))
+        if u.spec is not None:  # decoded before these words were given out: not usable
+            u.spec = None
             self.counters["speculation_superseded"] += 1
-        out = Transcript(utt=msg.utt, text=self.spoken, final=False, stable=True,
-                         language=self.language, start_s=start_s, end_s=end_s)
+        out = Transcript(
+            utt=msg.utt,
+            text=u.spoken,
+            final=False,
+            stable=True,
+            language=self.language,
+            start_s=start_s,
+            end_s=end_s,
+        )
         out.stamp(self.name, "recv", t0)
         out.stamp(self.name, "stable")
         self.send(out)
         self.counters["stable_prefixes"] += 1
 
-    def _spoken(self) -> dict:
-        """engine keyword arguments: the text of this utterance already given out (Whisper)."""
-        return {"spoken": self.spoken} if self.spoken else {}
+    def _context(self, start_s: float) -> Context | None:
+        """The piece before, when this one (starting at `start_s`) goes on from it."""
+        p = self.previous
+        if p is None or not 0 <= start_s - p.end_s < CONTEXT_GAP_S:
+            return None
+        return p.context
 
-    def _after_spoken(self, text: str) -> str:
-        """The utterance's whole text: what was given out, then `text` (what follows it)."""
-        return f"{self.spoken} {text}".strip() if self.spoken else text
-
-    def _context(self, start_s: float) -> dict:
-        """engine keyword arguments: the piece before, when this one goes on from it."""
-        if self.context is None or not 0 <= start_s - self.context[1] < CONTEXT_GAP_S:
-            return {}
-        return {"context": self.context[0]}
-
-    def _keep_context(self, msg: UtteranceEnd, result: ASRResult) -> None:
-        self.context = None
-        if self.use_context and msg.reason in ("pause", "max_length") and result.text and self.audio:
-            from babelfish.engines.asr_whisper import Context
-
-            self.context = (Context(np.concatenate(self.audio), result.text, result.source_text),
-                            msg.end_s)
-        self.audio = []
+    def _keep_context(self, msg: UtteranceEnd, u: Utterance, result: ASRResult) -> None:
+        self.previous = None
+        if self.use_context and msg.reason in ("pause", "max_length") and result.text and u.audio:
+            context = Context(np.concatenate(u.audio), result.text, result.source_text)
+            self.previous = Previous(context, msg.end_s)
+        u.audio = []
 
 
 if __name__ == "__main__":

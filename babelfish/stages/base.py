@@ -5,6 +5,7 @@ connects a DEALER to the supervisor for heartbeats, progress reports and command
 watches both input and commands; the stage handles one message at a time. Malformed frames are
 dropped and counted, never fatal.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import numpy as np
@@ -26,8 +28,21 @@ import zmq
 from babelfish import BabelfishError, UsageError
 from babelfish.addresses import Addresses
 from babelfish.config import Config, models_dir
-from babelfish.schema import (MAX_FRAME_BYTES, BadMessage, EndOfStream, Heartbeat, Msg, Progress,
-                              SetParams, Shutdown, StageError, Start, decode, encode)
+from babelfish.schema import (
+    MAX_FRAME_BYTES,
+    BadMessage,
+    EndOfStream,
+    Heartbeat,
+    HeartbeatState,
+    Msg,
+    Progress,
+    SetParams,
+    Shutdown,
+    StageError,
+    Start,
+    decode,
+    encode,
+)
 from babelfish.security import secure
 
 log = logging.getLogger(__name__)
@@ -40,10 +55,11 @@ KERNEL_BUFFER = 32 * 1024
 
 class RunInfo(msgspec.Struct, kw_only=True):
     """What one run is about, beside the config (written by the supervisor into config.json)."""
-    mode: str = "replay"            # "replay" | "live"
-    input: str = ""                 # replay: the recording
-    output: str = ""                # replay: where the translated speech goes
-    pace: str = "realtime"          # "realtime" | "fast"
+
+    mode: Literal["replay", "live"] = "replay"
+    input: str = ""  # replay: the recording
+    output: str = ""  # replay: where the translated speech goes
+    pace: Literal["realtime", "fast"] = "realtime"  # replay: as a microphone would, or at once
 
 
 class RuntimeFile(msgspec.Struct):
@@ -55,7 +71,7 @@ class Stage:
     name = "stage"
     has_input = True
     accepts: tuple[type, ...] = ()  # message types taken on the input (besides EndOfStream);
-                                    # any other valid message there is dropped as a bad message
+    # any other valid message there is dropped as a bad message
     # High-water marks, per link (messages; the sender's and the receiver's queues add up). A full
     # queue blocks the sender, so a slow stage holds back the one before it, back to capture,
     # which never blocks in realtime: it drops the rest of the utterance it is cutting, counted.
@@ -73,7 +89,7 @@ class Stage:
         self.inflight: set[str] = set()
         self.params: dict[str, float] = {"delay_ms": float(cfg.debug.delay_ms.get(self.name, 0))}
         self.info: dict[str, str] = {}
-        self.state = "loading"
+        self.state: HeartbeatState = "loading"
         self.running = True
         self.started = False
         self.hb_interval = cfg.supervisor.heartbeat_ms / 1000
@@ -154,7 +170,8 @@ class Stage:
             self.counters["dropped_reports"] += 1
 
     def hold(self, utt: str) -> None:
-        """This stage now holds `utt`: tell the supervisor at once (it re-runs what a dead stage held)."""
+        """This stage now holds `utt`: tell the supervisor at once (it re-runs what a dead stage
+        held)."""
         if utt not in self.inflight:
             self.inflight.add(utt)
             self.heartbeat()
@@ -171,15 +188,26 @@ class Stage:
         if d > 0:
             time.sleep(d / 1000)
 
-    def heartbeat(self, state: str | None = None) -> None:
+    def heartbeat(self, state: HeartbeatState | None = None) -> None:
         if state:
             self.state = state
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        self.report(Heartbeat(
-            stage=self.name, pid=os.getpid(), state=self.state, inflight=sorted(self.inflight),
-            counters=dict(self.counters), busy_ms=self.busy_ns / 1e6, audio_s=self.audio_s,
-            peak_rss_kb=ru.ru_maxrss, cpu_s=ru.ru_utime + ru.ru_stime, load_ms=self.load_ms,
-            params=dict(self.params), info=dict(self.info)))
+        self.report(
+            Heartbeat(
+                stage=self.name,
+                pid=os.getpid(),
+                state=self.state,
+                inflight=sorted(self.inflight),
+                counters=dict(self.counters),
+                busy_ms=self.busy_ns / 1e6,
+                audio_s=self.audio_s,
+                peak_rss_kb=ru.ru_maxrss,
+                cpu_s=ru.ru_utime + ru.ru_stime,
+                load_ms=self.load_ms,
+                params=dict(self.params),
+                info=dict(self.info),
+            )
+        )
         self._last_hb = time.monotonic()
 
     # ---- the loop --------------------------------------------------------------------------------
@@ -213,8 +241,11 @@ class Stage:
             return
         if self.accepts and not isinstance(msg, (EndOfStream, *self.accepts)):
             self.counters["bad_messages"] += 1
-            log.warning("%s: a '%s' message does not belong on this input: dropped", self.name,
-                        type(msg).__name__)
+            log.warning(
+                "%s: a '%s' message does not belong on this input: dropped",
+                self.name,
+                type(msg).__name__,
+            )
             return
         self.counters["received"] += 1
         self.counters["last_seq_in"] = msg.seq  # the sender's number: the supervisor's queue depth
@@ -253,7 +284,9 @@ class Stage:
         try:
             self.load()
         except BabelfishError as e:
-            self.report(StageError(stage=self.name, message=str(e), usage=isinstance(e, UsageError)))
+            self.report(
+                StageError(stage=self.name, message=str(e), usage=isinstance(e, UsageError))
+            )
             self.close()
             return 2
         self.load_ms = (time.monotonic() - t0) * 1000
@@ -287,8 +320,10 @@ def stage_main(cls: type[Stage]) -> None:
     p.add_argument("--runtime", required=True, help="the supervisor's runtime directory")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args()
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format=f"%(asctime)s {cls.name}[%(process)d] %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format=f"%(asctime)s {cls.name}[%(process)d] %(levelname)s %(message)s",
+    )
     parent = os.getppid()
     _die_with_parent()
     if os.getppid() != parent:  # the supervisor died before we asked
@@ -307,7 +342,9 @@ def stage_main(cls: type[Stage]) -> None:
         code = stage.main()
     except SystemExit as e:  # SIGTERM (also the supervisor dying), at any moment, even loading
         code = e.code if isinstance(e.code, int) else 0
-    except Exception:  # a bug: say where, for the report of the problem (the supervisor restarts us)
+    except (
+        Exception
+    ):  # a bug: say where, for the report of the problem (the supervisor restarts us)
         log.exception("%s: crashed", cls.name)
     finally:
         _exit(stage, code)

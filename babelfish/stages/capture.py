@@ -10,22 +10,46 @@ arrive (an utterance's end, the end of the stream, a re-run) waits in an outbox 
 the queue drains, so capture keeps reading audio and sending heartbeats meanwhile; while anything
 waits there, new speech is dropped too (it could not arrive in order). At file pace it just blocks.
 """
+
 from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from typing import Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from babelfish.clock import fed_ns
 from babelfish.audio import Chunker, Resampler, WavReader, float_to_int16, open_wav, to_mono
-from babelfish.engines import SAMPLE_RATE
+from babelfish.clock import fed_ns
+from babelfish.engines import SAMPLE_RATE, VAD
 from babelfish.engines.vad import make_vad
-from babelfish.schema import (AudioChunk, EndOfStream, Msg, Playing, Rerun, Segmented, SourceDone,
-                              Start, UtteranceEnd, UtterancePause, utterance_id)
-from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechPause, SpeechStart, segmenter_for
+from babelfish.schema import (
+    AudioChunk,
+    EndOfStream,
+    HeartbeatState,
+    Msg,
+    Playing,
+    Rerun,
+    Segmented,
+    SourceDone,
+    Start,
+    UtteranceEnd,
+    UtterancePause,
+    utterance_id,
+)
+from babelfish.segmenter import (
+    Segmenter,
+    SpeechAudio,
+    SpeechEnd,
+    SpeechPause,
+    SpeechStart,
+    segmenter_for,
+)
 from babelfish.stages.base import Stage, stage_main
+
+if TYPE_CHECKING:
+    from babelfish.engines.wakeword import WakeGate
 
 KEEP_UTTERANCES = 16  # recent utterances kept for a re-run after a stage restart
 
@@ -63,23 +87,31 @@ class LiveSource:
         from babelfish.devices import DeviceSource, EchoGate
 
         a = cfg.audio
-        self.dev = DeviceSource(a.input_device or None, frame_samples=frame, rate=SAMPLE_RATE,
-                                blocksize_ms=a.block_ms, queue_s=a.input_queue_s)
-        self.gate = EchoGate(a.echo_gate if a.mode == "speaker" else "off",
-                             attenuate_db=a.echo_attenuate_db, hold_ms=a.echo_hold_ms)
+        self.dev = DeviceSource(
+            a.input_device or None,
+            frame_samples=frame,
+            rate=SAMPLE_RATE,
+            blocksize_ms=a.block_ms,
+            queue_s=a.input_queue_s,
+        )
+        self.gate = EchoGate(
+            a.echo_gate if a.mode == "speaker" else "off",
+            attenuate_db=a.echo_attenuate_db,
+            hold_ms=a.echo_hold_ms,
+        )
         self.muted = False
         self.muted_frames = 0
         self.silence = np.zeros(frame, np.int16)
         self.duration_s = float("inf")
 
     def frames(self, timeout: float) -> Iterator[tuple[np.ndarray, int]]:
-        for frame, fed_ns in self.dev.frames(timeout=timeout):
+        for frame, frame_ns in self.dev.frames(timeout=timeout):
             if self.muted:
                 self.muted_frames += 1
-                yield self.silence, fed_ns
+                yield self.silence, frame_ns
                 continue
-            out = self.gate.process(frame, fed_ns)
-            yield (self.silence if out is None else out), fed_ns
+            out = self.gate.process(frame, frame_ns)
+            yield (self.silence if out is None else out), frame_ns
 
     def counters(self) -> dict[str, int]:
         c = {k: v for k, v in self.dev.counters().items() if isinstance(v, int)}
@@ -96,20 +128,18 @@ class CaptureStage(Stage):
     def hwm(self, cfg, side: str) -> int:
         return cfg.pipeline.queue_chunks // 2  # and as much again at the recogniser's input
 
-    def load(self) -> None:
-        self.frame = SAMPLE_RATE * self.cfg.pipeline.chunk_ms // 1000
-        self.vad = make_vad(self.cfg.vad, self.models_dir)
-        self.segmenter = segmenter_for(self.cfg, self.vad)
-        self.wake = self._make_wake_gate()
-        self.live = self.run_info.mode == "live"
-        if self.live:
-            self.source = LiveSource(self.cfg, self.frame)
-            self.info["input"] = self.source.dev.label
-        else:
-            self.source = FileSource(self.run_info.input, self.frame)
-            self.frames = self.source.frames()
+    def __init__(self, cfg, run, addrs):
+        super().__init__(cfg, run, addrs)
+        self.frame = SAMPLE_RATE * cfg.pipeline.chunk_ms // 1000
+        self.live = run.mode == "live"
+        self.realtime = run.pace == "realtime" or self.live
+        # made in load(): the VAD endpointer, the wake word gate (None: off), the audio source
+        self.vad: VAD | None = None
+        self.segmenter: Segmenter | None = None
+        self.wake: WakeGate | None = None
+        self.source: LiveSource | FileSource | None = None
+        self.frames: Iterator[np.ndarray] | None = None  # (replay) the file's frames
         self.pos = 0
-        self.realtime = self.run_info.pace == "realtime" or self.live
         self.t_start = 0.0
         self.fed: deque[tuple[int, int]] = deque(maxlen=int(SAMPLE_RATE * 120 / self.frame))
         self.utt: str | None = None
@@ -117,6 +147,17 @@ class CaptureStage(Stage):
         self.recent: OrderedDict[str, list] = OrderedDict()
         self.outbox: deque[tuple[Msg, np.ndarray | None]] = deque()
         self.done = False
+
+    def load(self) -> None:
+        self.vad = make_vad(self.cfg.vad, self.models_dir)
+        self.segmenter = segmenter_for(self.cfg, self.vad)
+        self.wake = self._make_wake_gate()
+        if self.live:
+            self.source = LiveSource(self.cfg, self.frame)
+            self.info["input"] = self.source.dev.label
+        else:
+            self.source = FileSource(self.run_info.input, self.frame)
+            self.frames = self.source.frames()
         self.info["vad"] = self.cfg.vad.engine
 
     def _make_wake_gate(self):
@@ -125,10 +166,14 @@ class CaptureStage(Stage):
             return None
         from babelfish.engines.wakeword import WakeGate, WakeWord
 
-        det = WakeWord(w.model, edgetpu=self.cfg.accelerator.edgetpu,
-                       delegate_path=self.cfg.accelerator.delegate_path or None,
-                       threshold=w.threshold or None, refractory_s=w.refractory_s,
-                       models_dir=self.models_dir)
+        det = WakeWord(
+            w.model,
+            edgetpu=self.cfg.accelerator.edgetpu,
+            delegate_path=self.cfg.accelerator.delegate_path or None,
+            threshold=w.threshold or None,
+            refractory_s=w.refractory_s,
+            models_dir=self.models_dir,
+        )
         self.info["wakeword"] = f"{w.mode}: {det.model.name} on {det.backend_info['backend']}"
         self.info["accelerator"] = det.backend_info["reason"]
         return WakeGate(det, w.mode, listen_s=w.listen_s, hold_s=w.hold_s, min_rest_s=w.min_rest_s)
@@ -201,36 +246,43 @@ class CaptureStage(Stage):
                 return
             chunk = AudioChunk(utt=self.utt, pos=ev.pos, rate=SAMPLE_RATE)
             if not self._flush() or not self.send(chunk, pcm, block=not self.realtime):
-                self.utt_dropping = True  # the recogniser is behind: drop the rest of this utterance
+                self.utt_dropping = (
+                    True  # the recogniser is behind: drop the rest of this utterance
+                )
                 self.counters["dropped_chunks"] += 1
                 self.counters["dropped_utterances"] += 1
         elif isinstance(ev, SpeechPause):
             if self.utt is None or self.utt_dropping:
                 return
-            pause = UtterancePause(utt=self.utt, start_s=ev.start_pos / SAMPLE_RATE,
-                                   end_s=ev.end_pos / SAMPLE_RATE)
+            pause = UtterancePause(
+                utt=self.utt, start_s=ev.start_pos / SAMPLE_RATE, end_s=ev.end_pos / SAMPLE_RATE
+            )
             pause.stamp(self.name, "pause")
             if not self.outbox and self.send(pause, block=False):
                 self.counters["pauses"] += 1
         elif isinstance(ev, SpeechEnd):
             if self.utt is None:
                 return
-            end = UtteranceEnd(utt=self.utt, start_s=ev.start_pos / SAMPLE_RATE,
-                               end_s=ev.end_pos / SAMPLE_RATE,
-                               reason="queue_full" if self.utt_dropping else ev.reason)
+            end = UtteranceEnd(
+                utt=self.utt,
+                start_s=ev.start_pos / SAMPLE_RATE,
+                end_s=ev.end_pos / SAMPLE_RATE,
+                reason="queue_full" if self.utt_dropping else ev.reason,
+            )
             end.stamp(self.name, "speech_start", self._fed_ns(ev.start_pos))
             end.stamp(self.name, "speech_end", self._fed_ns(max(ev.start_pos, ev.end_pos - 1)))
             end.stamp(self.name, "endpoint")
             self.recent[self.utt].append(end)
             self._post(end)  # ends are never dropped
-            self.report(Segmented(utt=self.utt, start_s=end.start_s, end_s=end.end_s,
-                                  reason=end.reason))
+            self.report(
+                Segmented(utt=self.utt, start_s=end.start_s, end_s=end.end_s, reason=end.reason)
+            )
             self.counters["utterances"] += 1
             self.utt = None
 
     def _end_of_input(self) -> None:
         events = self.segmenter.flush()
-        for ev in (self.wake.filter(events) if self.wake is not None else events):
+        for ev in self.wake.filter(events) if self.wake is not None else events:
             self._event(ev)
         self._post(EndOfStream())
         self.counters.update(self.source.counters())
@@ -239,7 +291,8 @@ class CaptureStage(Stage):
         self.heartbeat()
 
     def _post(self, msg: Msg, pcm: np.ndarray | None = None) -> None:
-        """Send what must arrive, in order: at file pace blocking, in realtime through the outbox."""
+        """Send what must arrive, in order: at file pace blocking, in realtime through the
+        outbox."""
         if self.realtime:
             self.outbox.append((msg, pcm))
             if not self._flush():
@@ -267,21 +320,26 @@ class CaptureStage(Stage):
         if "muted" in params and self.live:
             self.source.muted = bool(params["muted"])
 
-    def heartbeat(self, state: str | None = None) -> None:
-        if hasattr(self, "source") and self.live:
+    def heartbeat(self, state: HeartbeatState | None = None) -> None:
+        if self.live and self.source is not None:
             self.counters.update(self.source.counters())
-        if getattr(self, "wake", None) is not None:
+        if self.wake is not None:
             st = self.wake.status()
             det = st.get("detector", {})
-            self.counters.update({f"wake_{k}": v for k, v in st.items() if isinstance(v, int)
-                                  and not isinstance(v, bool)})
+            self.counters.update(
+                {
+                    f"wake_{k}": v
+                    for k, v in st.items()
+                    if isinstance(v, int) and not isinstance(v, bool)
+                }
+            )
             if det:
                 self.info["wakeword_ms_per_inference"] = f"{det.get('mean_ms', 0):.4f}"
                 self.info["wakeword_backend"] = det.get("backend", "")
         super().heartbeat(state)
 
     def finish(self) -> None:
-        if hasattr(self, "source") and self.live:
+        if self.live and self.source is not None:
             self.source.close()
 
     def handle(self, msg: Msg, pcm) -> None:
@@ -295,8 +353,14 @@ class CaptureStage(Stage):
                 return
             for item in items:
                 if isinstance(item, UtteranceEnd):
-                    again = UtteranceEnd(utt=item.utt, start_s=item.start_s, end_s=item.end_s,
-                                         reason=item.reason, rerun=True, stamps=list(item.stamps))
+                    again = UtteranceEnd(
+                        utt=item.utt,
+                        start_s=item.start_s,
+                        end_s=item.end_s,
+                        reason=item.reason,
+                        rerun=True,
+                        stamps=list(item.stamps),
+                    )
                     again.stamp(self.name, "rerun")
                     self._post(again)
                 else:

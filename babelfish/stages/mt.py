@@ -8,7 +8,10 @@ A stable partial transcript (a pause in a long utterance, Vosk: see stages/asr.p
 as the continuation of what was already spoken of the utterance (ctranslate2 target_prefix) and
 sent on at once as an early part; the final transcript is translated the same way, so that the
 listener hears one consistent translation told in pieces, never a correction."""
+
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,19 +21,31 @@ from babelfish.stages.base import Stage, stage_main
 from babelfish.text import split_sentences
 
 
+class Speculation(NamedTuple):
+    """The first sentence of a tentative transcript, translated."""
+
+    utt: str
+    sentence: str
+    translation: str
+
+
 class MTStage(Stage):
     name = "mt"
     accepts = (Transcript, SourceText)
 
+    def __init__(self, cfg, run, addrs):
+        super().__init__(cfg, run, addrs)
+        self.spec: Speculation | None = None
+        self.early: dict[str, tuple[str, int]] = {}  # utt -> (translation spoken so far, parts)
+
     def load(self) -> None:
         self.engine = make_translator(self.cfg, self.models_dir)
         self.info["engine"] = self.cfg.mt.engine
-        self.spec: tuple[str, str, str] | None = None  # (utt, first sentence, its translation)
-        self.early: dict[str, tuple[str, int]] = {}  # utt -> (translation spoken so far, parts)
 
     def apply_params(self, params: dict[str, float]) -> None:
-        self.engine.set_params(**{k: int(v) for k, v in params.items()
-                                  if k in ("beam_size", "max_decoding_length")})
+        self.engine.set_params(
+            **{k: int(v) for k, v in params.items() if k in ("beam_size", "max_decoding_length")}
+        )
 
     def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
         if isinstance(msg, SourceText):  # (a recogniser's words as spoken) on to tts
@@ -60,14 +75,22 @@ class MTStage(Stage):
         base = list(msg.stamps)
         spec, self.spec = self.spec, None
         for i, sentence in enumerate(sentences):
-            if i == 0 and spec is not None and spec[:2] == (msg.utt, sentence):
-                text = spec[2]
+            if i == 0 and spec is not None and (spec.utt, spec.sentence) == (msg.utt, sentence):
+                text = spec.translation
                 self.counters["speculation_used"] += 1
             else:
                 text = self.engine.translate([sentence])[0] if sentence else ""
-            out = Translation(utt=msg.utt, text=text, part=i, last=i == len(sentences) - 1,
-                              language=self.cfg.pipeline.target_lang, source_text=msg.text,
-                              start_s=msg.start_s, end_s=msg.end_s, stamps=list(base))
+            out = Translation(
+                utt=msg.utt,
+                text=text,
+                part=i,
+                last=i == len(sentences) - 1,
+                language=self.cfg.pipeline.target_lang,
+                source_text=msg.text,
+                start_s=msg.start_s,
+                end_s=msg.end_s,
+                stamps=list(base),
+            )
             if i == 0:
                 out.stamp(self.name, "first")
                 base = list(out.stamps)
@@ -88,9 +111,18 @@ class MTStage(Stage):
         if not text:
             return
         self.early[msg.utt] = ((spoken + " " + text).strip(), parts + 1)
-        out = Translation(utt=msg.utt, text=text, part=parts, last=False, early=True,
-                          language=self.cfg.pipeline.target_lang, source_text=msg.text,
-                          start_s=msg.start_s, end_s=msg.end_s, stamps=list(msg.stamps))
+        out = Translation(
+            utt=msg.utt,
+            text=text,
+            part=parts,
+            last=False,
+            early=True,
+            language=self.cfg.pipeline.target_lang,
+            source_text=msg.text,
+            start_s=msg.start_s,
+            end_s=msg.end_s,
+            stamps=list(msg.stamps),
+        )
         out.stamp(self.name, "stable")
         self.send(out)
 
@@ -100,9 +132,17 @@ class MTStage(Stage):
         self.hold(msg.utt)
         self.debug_delay()
         text = self.engine.continue_translation(msg.text, spoken)
-        out = Translation(utt=msg.utt, text=text, part=parts, last=True,
-                          language=self.cfg.pipeline.target_lang, source_text=msg.text,
-                          start_s=msg.start_s, end_s=msg.end_s, stamps=list(msg.stamps))
+        out = Translation(
+            utt=msg.utt,
+            text=text,
+            part=parts,
+            last=True,
+            language=self.cfg.pipeline.target_lang,
+            source_text=msg.text,
+            start_s=msg.start_s,
+            end_s=msg.end_s,
+            stamps=list(msg.stamps),
+        )
         out.stamp(self.name, "first")
         out.stamp(self.name, "done")
         self.send(out)
@@ -111,11 +151,20 @@ class MTStage(Stage):
 
     def _tentative(self, msg: Transcript, sentence: str) -> None:
         text = self.engine.translate([sentence])[0] if sentence else ""
-        self.spec = (msg.utt, sentence, text)
+        self.spec = Speculation(msg.utt, sentence, text)
         self.counters["speculations"] += 1
-        out = Translation(utt=msg.utt, text=text, part=0, last=False, tentative=True,
-                          language=self.cfg.pipeline.target_lang, source_text=msg.text,
-                          start_s=msg.start_s, end_s=msg.end_s, stamps=list(msg.stamps))
+        out = Translation(
+            utt=msg.utt,
+            text=text,
+            part=0,
+            last=False,
+            tentative=True,
+            language=self.cfg.pipeline.target_lang,
+            source_text=msg.text,
+            start_s=msg.start_s,
+            end_s=msg.end_s,
+            stamps=list(msg.stamps),
+        )
         out.stamp(self.name, "tentative")
         self.send(out)
 

@@ -3,6 +3,7 @@ The moment the first sample of an utterance is handed to the sink ends its end-t
 (stamp playback.first_audio); on a real device the moment it is expected to be heard, after the
 device's queue and latency, is stamped too (playback.heard).
 """
+
 from __future__ import annotations
 
 import time
@@ -12,8 +13,17 @@ import numpy as np
 import soundfile as sf
 
 from babelfish.audio import Resampler, float_to_int16, int16_to_float
-from babelfish.schema import (EndOfStream, Msg, Playing, SourceText, SpeechAudio, Stamp, Start,
-                              UtteranceDone)
+from babelfish.schema import (
+    EndOfStream,
+    HeartbeatState,
+    Msg,
+    Playing,
+    SourceText,
+    SpeechAudio,
+    Stamp,
+    Start,
+    UtteranceDone,
+)
 from babelfish.stages.base import Stage, stage_main
 
 
@@ -37,13 +47,18 @@ class PlaybackStage(Stage):
     accepts = (SpeechAudio, SourceText)
     min_rate, max_rate = 8000, 48000  # voices' rates; anything else is not speech for this sink
 
-    def load(self) -> None:
+    def __init__(self, cfg, run, addrs):
+        super().__init__(cfg, run, addrs)
         self.utts: dict[str, _Utt] = {}
+        self.sink: FileSink | DeviceOut | None = None  # (opened in load())
+
+    def load(self) -> None:
         if self.run_info.mode == "live":
             self.sink = DeviceOut(self.cfg)
         else:
-            self.sink = FileSink(self.run_info.output, self.run_info.pace == "realtime",
-                                 self.cfg.playback.gap_ms)
+            self.sink = FileSink(
+                self.run_info.output, self.run_info.pace == "realtime", self.cfg.playback.gap_ms
+            )
         self.info["sink"] = self.sink.label
 
     def on_start(self, msg: Start) -> None:
@@ -67,22 +82,32 @@ class PlaybackStage(Stage):
             self.counters["bad_messages"] += 1  # the sink is mono: this audio cannot be played
             return
         self._flush_finished(but=msg.utt)
-        u = self.utts.setdefault(msg.utt, _Utt(source_text=msg.source_text, start_s=msg.start_s,
-                                               end_s=msg.end_s, source_pending=msg.source_pending))
+        u = self.utts.setdefault(
+            msg.utt,
+            _Utt(
+                source_text=msg.source_text,
+                start_s=msg.start_s,
+                end_s=msg.end_s,
+                source_pending=msg.source_pending,
+            ),
+        )
         self.hold(msg.utt)
         for s in msg.stamps:
             u.stamps.setdefault((s.stage, s.event), s)
         if msg.text:
             u.texts.append(msg.text)
         if not msg.early and not u.final_seen:  # (an early part's times are those of the speech
-            u.final_seen = True                 # so far, and its words as spoken are not pending)
+            u.final_seen = True  # so far, and its words as spoken are not pending)
             u.start_s, u.end_s, u.source_pending = msg.start_s, msg.end_s, msg.source_pending
         if msg.source_text:  # (the final's, after early parts of a stable prefix)
             u.source_text = msg.source_text
         if msg.dropped:
             u.dropped = True
         if pcm is not None and len(pcm) and not msg.dropped:
-            started = ("playback", "first_audio") in u.stamps or ("playback", "early_audio") in u.stamps
+            started = ("playback", "first_audio") in u.stamps or (
+                "playback",
+                "early_audio",
+            ) in u.stamps
             # (after an early part the silence until the rest is on purpose: not an underflow)
             heard = self.sink.write(pcm, msg.rate, not started, more=not msg.early)
             now = time.monotonic_ns()
@@ -108,10 +133,18 @@ class PlaybackStage(Stage):
                 self._done(msg.utt, u)
 
     def _done(self, utt: str, u: _Utt) -> None:
-        self.report(UtteranceDone(
-            utt=utt, source_text=u.source_text, translated_text=" ".join(u.texts).strip(),
-            start_s=u.start_s, end_s=u.end_s, audio_s=u.audio_s, dropped=u.dropped,
-            stamps=sorted(u.stamps.values(), key=lambda s: s.ns)))
+        self.report(
+            UtteranceDone(
+                utt=utt,
+                source_text=u.source_text,
+                translated_text=" ".join(u.texts).strip(),
+                start_s=u.start_s,
+                end_s=u.end_s,
+                audio_s=u.audio_s,
+                dropped=u.dropped,
+                stamps=sorted(u.stamps.values(), key=lambda s: s.ns),
+            )
+        )
         del self.utts[utt]
         self.release(utt)
 
@@ -126,13 +159,13 @@ class PlaybackStage(Stage):
         self._flush_finished()
         super().on_end_of_stream(msg)
 
-    def heartbeat(self, state: str | None = None) -> None:
-        if hasattr(self, "sink"):
+    def heartbeat(self, state: HeartbeatState | None = None) -> None:
+        if self.sink is not None:
             self.counters.update(self.sink.counters())
         super().heartbeat(state)
 
     def finish(self) -> None:
-        if hasattr(self, "sink"):
+        if self.sink is not None:
             self.sink.close()
 
 
@@ -154,8 +187,9 @@ class FileSink:
         self.rate = rate
         self.file = sf.SoundFile(self.path, "w", samplerate=rate, channels=1, subtype="PCM_16")
 
-    def write(self, pcm: np.ndarray, rate: int, new_utterance: bool = True,
-              more: bool = True) -> int | None:
+    def write(
+        self, pcm: np.ndarray, rate: int, new_utterance: bool = True, more: bool = True
+    ) -> int | None:
         """Write; in realtime pace return when its first sample plays in the simulated device's
         timeline (later than now when speech before it is still playing). (`more`: whether
         more speech follows at once; a file has no underflows to count.)"""
@@ -205,8 +239,9 @@ class DeviceOut:
         from babelfish.devices import DeviceSink
 
         self.cfg = cfg
-        self.dev = DeviceSink(cfg.audio.output_device or None, rate=22050,
-                              blocksize_ms=cfg.audio.block_ms)
+        self.dev = DeviceSink(
+            cfg.audio.output_device or None, rate=22050, blocksize_ms=cfg.audio.block_ms
+        )
         self.label = f"device {self.dev.label}"
         self.t0_ns = 0
         self.start_ns = 0

@@ -9,11 +9,13 @@ A stable partial transcript (already in the target language: Whisper's stable pr
 stages/asr.py) is spoken at once as an early part. Its text is all the stable words of the
 utterance so far, and the final transcript starts with them too: only the words not yet spoken
 are said."""
+
 from __future__ import annotations
 
 import itertools
 import time
-from typing import Iterator
+from collections.abc import Generator, Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,19 +27,30 @@ from babelfish.text import common_prefix
 EMPTY = np.zeros(0, dtype=np.int16)
 
 
+class Speculation(NamedTuple):
+    """The speech of a tentative text, begun: kept until the final text says whether it stands."""
+
+    utt: str
+    text: str
+    first: np.ndarray | None  # its first sentence's audio (None: it has none)
+    rest: Generator[np.ndarray, None, None]  # the rest of it (close() drops it)
+
+
 class TTSStage(Stage):
     name = "tts"
     accepts = (Transcript, Translation, SourceText)
 
-    def load(self) -> None:
-        self.engine = make_tts(self.cfg, self.models_dir)
-        self.info["engine"] = self.cfg.tts.engine
+    def __init__(self, cfg, run, addrs):
+        super().__init__(cfg, run, addrs)
         self.parts: dict[str, int] = {}  # utterance -> next output part number
         self.first_sent: set[str] = set()  # utterances whose first (not early) audio left
         self.said: dict[str, str] = {}  # utterance -> its stable transcript already spoken
+        self.spec: Speculation | None = None
+
+    def load(self) -> None:
+        self.engine = make_tts(self.cfg, self.models_dir)
+        self.info["engine"] = self.cfg.tts.engine
         self.params.setdefault("drop_stale", 0.0)
-        # (utt, text, its first sentence's audio, the generator of the rest)
-        self.spec: tuple[str, str, np.ndarray | None, Iterator[np.ndarray]] | None = None
 
     def apply_params(self, params: dict[str, float]) -> None:
         if "length_scale" in params:
@@ -75,14 +88,27 @@ class TTSStage(Stage):
             return
         self.hold(msg.utt)
         self.debug_delay()
-        common = dict(utt=msg.utt, source_text=source, start_s=msg.start_s, end_s=msg.end_s,
-                      source_pending=pending, early=early)
+        common = dict(
+            utt=msg.utt,
+            source_text=source,
+            start_s=msg.start_s,
+            end_s=msg.end_s,
+            source_pending=pending,
+            early=early,
+        )
         rate = self.engine.sample_rate
         part = self.parts.get(msg.utt, 0)
         if self._is_stale(msg):
             self._forget()
-            out = SpeechAudio(text=text, part=part, last=last, rate=rate, dropped=True,
-                              stamps=list(msg.stamps), **common)
+            out = SpeechAudio(
+                text=text,
+                part=part,
+                last=last,
+                rate=rate,
+                dropped=True,
+                stamps=list(msg.stamps),
+                **common,
+            )
             out.stamp(self.name, "dropped_stale")
             self.counters["dropped_stale"] += 1
             self.send(out, EMPTY)
@@ -90,8 +116,14 @@ class TTSStage(Stage):
         else:
             said_any = False
             for audio in self._audio(msg, text):
-                out = SpeechAudio(text=text if not said_any else "", part=part, last=False,
-                                  rate=rate, stamps=list(msg.stamps), **common)
+                out = SpeechAudio(
+                    text=text if not said_any else "",
+                    part=part,
+                    last=False,
+                    rate=rate,
+                    stamps=list(msg.stamps),
+                    **common,
+                )
                 if early:  # spoken while the speaker goes on (a stable partial)
                     out.stamp(self.name, "early_audio")
                 elif msg.utt not in self.first_sent:
@@ -104,8 +136,14 @@ class TTSStage(Stage):
                 part += 1
                 said_any = True
             if last or not said_any:
-                out = SpeechAudio(text="" if said_any else text, part=part, last=last,
-                                  rate=rate, stamps=list(msg.stamps), **common)
+                out = SpeechAudio(
+                    text="" if said_any else text,
+                    part=part,
+                    last=last,
+                    rate=rate,
+                    stamps=list(msg.stamps),
+                    **common,
+                )
                 out.stamp(self.name, "done")
                 self.send(out, EMPTY)
                 part += 1
@@ -136,7 +174,7 @@ class TTSStage(Stage):
     def _tentative(self, msg: Transcript | Translation, text: str) -> None:
         self._forget()
         gen = iter(self.engine.synthesize(text))
-        self.spec = (msg.utt, text, next(gen, None), gen)
+        self.spec = Speculation(msg.utt, text, next(gen, None), gen)
         self.counters["speculations"] += 1
 
     def _audio(self, msg: Transcript | Translation, text: str) -> Iterator[np.ndarray]:
@@ -144,20 +182,20 @@ class TTSStage(Stage):
         text when it is the same (its first sentence at once), else synthesized now."""
         spec = self.spec
         first_part = isinstance(msg, Transcript) or msg.part == 0
-        if spec is not None and first_part and spec[0] == msg.utt:
+        if spec is not None and first_part and spec.utt == msg.utt:
             self.spec = None
-            if spec[1] == text:
+            if spec.text == text:
                 self.counters["speculation_used"] += 1
-                return itertools.chain([spec[2]] if spec[2] is not None else [], spec[3])
-            spec[3].close()
+                return itertools.chain([spec.first] if spec.first is not None else [], spec.rest)
+            spec.rest.close()
             self.counters["speculation_missed"] += 1
-        elif spec is not None and spec[0] != msg.utt:  # an utterance that never got its final
+        elif spec is not None and spec.utt != msg.utt:  # an utterance that never got its final
             self._forget()
         return self.engine.synthesize(text)
 
     def _forget(self) -> None:
         if self.spec is not None:
-            self.spec[3].close()
+            self.spec.rest.close()
             self.counters["speculation_missed"] += 1
             self.spec = None
 
