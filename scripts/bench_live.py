@@ -7,8 +7,7 @@ file, and the overflow/underflow counts over the whole run.
 
     .venv/bin/python scripts/bench_live.py [--repeat 10] [--json-out out/bench_live.json]
 Needs the Debian packages pulseaudio, pulseaudio-utils, libasound2-plugins (setup.sh --dev).
-The sound card is a private PulseAudio server of its own (`VirtualSoundCard`: the essentials of
-the tests' tests/pulse.py, which has more: recording, unplugging, leftovers).
+The sound card is the live tests' private PulseAudio server (babelfish/virtualsound.py).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,119 +26,10 @@ import zmq
 from babelfish.control import NoAnswer, Request, ask, find_runs
 from babelfish.report import percentile
 from babelfish.testspeech import concat
+from babelfish.virtualsound import PulseServer, missing_tools
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "es_station.wav"
-SINKS = {"bf_mic": "rate=16000 channels=1 channel_map=mono", "bf_ear": ""}  # mic, earphones
-
-
-class VirtualSoundCard:
-    """A private PulseAudio server under `root` with two null sinks: whatever is played into
-    bf_mic is the "microphone" (its monitor), bf_ear are the "earphones". `env` points clients
-    (pactl, paplay, and PortAudio through ALSA's pulse plugin: PCMs named like the sinks) at it."""
-
-    def __init__(self, root: Path):
-        self.root, self.procs = root, []
-        run = root / "run"
-        sock = run / "pulse" / "native"
-        self.env = {
-            **os.environ,
-            "PULSE_SERVER": f"unix:{sock}",
-            "PULSE_RUNTIME_PATH": str(run / "pulse"),
-            "PULSE_COOKIE": str(root / "home" / ".config" / "pulse" / "cookie"),
-            "PULSE_CLIENTCONFIG": str(root / "client.conf"),
-            "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{root / 'asound.conf'}",
-        }
-        for d in (root / "home", run / "pulse"):
-            d.mkdir(parents=True, exist_ok=True)
-        os.chmod(run, 0o700)
-        (root / "client.conf").write_text("autospawn = no\n")
-        (root / "asound.conf").write_text(
-            "".join(
-                f'pcm.{n} {{ type asym playback.pcm {{ type pulse device "{n}" }} '
-                f'capture.pcm {{ type pulse device "{n}.monitor" }} }}\n'
-                for n in SINKS
-            )
-        )
-        script = [f"load-module module-native-protocol-unix auth-anonymous=1 socket={sock}"]
-        script += [f"load-module module-null-sink sink_name={n} {a}" for n, a in SINKS.items()]
-        (root / "bench.pa").write_text("\n".join(script + ["set-default-sink bf_ear"]) + "\n")
-        server_env = {
-            **self.env,
-            "HOME": str(root / "home"),
-            "XDG_RUNTIME_DIR": str(run),
-            "XDG_CONFIG_HOME": str(root / "home" / ".config"),
-            "XDG_STATE_HOME": str(root / "home" / ".state"),
-            "DBUS_SESSION_BUS_ADDRESS": "disabled:",
-        }
-        server_env.pop("PULSE_SERVER")  # the server would take it for a server to connect to
-        self._spawn(
-            [
-                "pulseaudio",
-                "--daemonize=no",
-                "--system=no",
-                "--exit-idle-time=-1",
-                "--disallow-exit",
-                "--use-pid-file=no",
-                "--realtime=no",
-                "--high-priority=no",
-                "--log-target=stderr",
-                "-n",
-                "-F",
-                str(root / "bench.pa"),
-            ],
-            server_env,
-        )
-        end = time.monotonic() + 15
-        while subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode:
-            if time.monotonic() > end or self.procs[0].poll() is not None:
-                self.stop()
-                sys.exit("bench_live: pulseaudio did not start")
-            time.sleep(0.1)
-        for n in SINKS:  # an idle null sink renders in 2 s blocks: keep each one ticking
-            self._spawn(
-                [
-                    "pacat",
-                    "--record",
-                    f"--device={n}.monitor",
-                    "--latency-msec=20",
-                    "--fix-format",
-                    "--fix-rate",
-                    "--fix-channels",
-                    "--raw",
-                    "/dev/null",
-                ],
-                self.env,
-            )
-        time.sleep(2.1)
-
-    def _spawn(self, cmd: list[str], env: dict) -> subprocess.Popen:
-        if shutil.which("setpriv"):  # nothing outlives this script, even killed
-            cmd = ["setpriv", "--pdeathsig", "TERM", "--", *cmd]
-        self.procs.append(
-            subprocess.Popen(
-                cmd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        return self.procs[-1]
-
-    def play(self, wav: Path) -> subprocess.Popen:
-        """Play a WAV into the microphone (not waiting for it)."""
-        return self._spawn(["paplay", "--device=bf_mic", "--latency-msec=200", str(wav)], self.env)
-
-    def stop(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
 
 
 def main() -> int:
@@ -184,14 +73,16 @@ def main() -> int:
             for u in rep["utterances"]
             if "end_of_speech_to_first_audio" in u["latency_ms"]
         ]
-        missing = [x for x in ("pulseaudio", "pactl", "paplay", "pacat") if not shutil.which(x)]
+        missing = missing_tools()
         if missing:
             sys.exit(
                 f"bench_live: missing {', '.join(missing)} (Debian packages pulseaudio, "
                 "pulseaudio-utils, libasound2-plugins)"
             )
-        srv = VirtualSoundCard(t / "pulse")
+        srv = PulseServer(t / "pulse")
+        srv.start()
         try:
+            srv.activate()
             cfg = t / "c.toml"
             cfg.write_text(
                 f'[pipeline]\nruntime_dir = "{t / "rt"}"\n[audio]\ninput_device = "bf_mic"\n'
@@ -202,7 +93,7 @@ def main() -> int:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 cwd=REPO,
-                env=srv.env,
+                env=srv.child_env(),
             )
             rt = t / "rt"
 
@@ -227,7 +118,7 @@ def main() -> int:
             )  # every utterance, as a display sees it
             time.sleep(0.5)
             t0 = time.monotonic()
-            player = srv.play(wav)
+            player = srv.play(wav, wait=False)
             live, quiet_since = [], None
             while True:
                 if sub.poll(200):
