@@ -8,6 +8,7 @@ decoding each whole prompt offline with beam 5 (the ceiling), not as one keyword
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -16,7 +17,6 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from babelfish import quality
 from babelfish.engines import SAMPLE_RATE
 from babelfish.suite import read_suite
 
@@ -82,40 +82,14 @@ def test_whisper_invents_nothing_from_nonspeech(whisper_base_dir, speech_set):
 
 
 def _offline_ceiling(whisper_base_dir, speech_set) -> dict:
-    """The same model, each whole prompt on its own, beam 5 (as the benchmark's ceiling)."""
-    from faster_whisper import WhisperModel
-
-    model = WhisperModel(
-        str(whisper_base_dir),
-        device="cpu",
-        compute_type="int8",
-        cpu_threads=2,
-        local_files_only=True,
+    """The same model, each whole prompt on its own, beam 5: the benchmark's ceiling."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_quality", REPO / "scripts" / "bench_quality.py"
     )
-    prompts, utts = [], []
-    for e in read_suite(speech_set / "prompts.toml"):
-        audio, _ = sf.read(str(e.path), dtype="float32")
-        segs, _ = model.transcribe(
-            audio,
-            language="es",
-            task="translate",
-            beam_size=5,
-            condition_on_previous_text=False,
-            vad_filter=False,
-        )
-        p = e.prompts[0]
-        prompts.append(p)
-        utts.append(
-            {
-                "speech_start_s": p.start_s,
-                "speech_end_s": p.end_s,
-                "source_text": "",
-                "translated_text": " ".join(s.text.strip() for s in segs),
-            }
-        )
-    return quality.combine(
-        [quality.score([p], [u], has_source=False) for p, u in zip(prompts, utts)]
-    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    res = bench.run_offline(speech_set / "prompts.toml", 5, model_dir=whisper_base_dir)
+    return res["recordings"]["prompts"]["quality"]
 
 
 def test_pipeline_keeps_the_meaning_of_real_speech(tmp_path, whisper_base_dir, speech_set):
