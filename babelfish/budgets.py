@@ -35,7 +35,10 @@ class Step:
 def ladder(cfg: Config) -> list[Step]:
     steps = []
     if cfg.mt.beam_size > 1 or cfg.asr.beam_size > 1:
-        steps.append(Step("greedy decoding", {"mt": {"beam_size": 1}, "asr": {"beam_size": 1}}))
+        # the rescue beam (asr.rescue_beam_size) runs only for decodes under the floor, too
+        # few to be a step of their own; it goes with the beam
+        asr = {"beam_size": 1, "rescue_beam_size": 1}
+        steps.append(Step("greedy decoding", {"mt": {"beam_size": 1}, "asr": asr}))
     base_ls = cfg.tts.length_scale or 1.0
     steps.append(Step("faster speech", {"tts": {"length_scale": round(base_ls * 0.8, 3)}}))
     if cfg.asr.engine == "whisper" and speaks_early(cfg):
@@ -57,6 +60,7 @@ def baseline_params(cfg: Config) -> dict[str, dict[str, float]]:
         "mt": {"beam_size": cfg.mt.beam_size},
         "asr": {
             "beam_size": cfg.asr.beam_size,
+            "rescue_beam_size": cfg.asr.rescue_beam_size,
             "max_new_tokens": cfg.asr.max_new_tokens,
             "stable_decodes": 1,
         },

@@ -54,6 +54,7 @@ class Asr(_Section):
     threads: int
     beam_size: int
     stable_beam_size: int
+    rescue_beam_size: int
     max_new_tokens: int
     window_s: float
     source_text: bool
@@ -212,8 +213,11 @@ def _check(cfg: Config) -> None:
     """What the types do not say (the choices of a key are its Literal type)."""
     if cfg.asr.stable_interval_ms < 100:
         raise UsageError("bad config: asr.stable_interval_ms must be at least 100")
-    if cfg.asr.beam_size < 1 or cfg.asr.stable_beam_size < 1:
-        raise UsageError("bad config: asr.beam_size and asr.stable_beam_size must be at least 1")
+    if min(cfg.asr.beam_size, cfg.asr.stable_beam_size, cfg.asr.rescue_beam_size) < 1:
+        raise UsageError(
+            "bad config: asr.beam_size, asr.stable_beam_size and asr.rescue_beam_size"
+            " must be at least 1"
+        )
 
 
 def speaks_early(cfg: Config) -> bool:

@@ -76,7 +76,7 @@ def cut(cfg, models_dir: Path, audio: np.ndarray) -> list[tuple[int, int, str, n
 def run(setting: dict, entries, models_dir: Path) -> dict:
     cfg = load_config(None, overrides=overrides(setting))
     asr = make_asr(cfg, models_dir)
-    scores, n, cuts, decode_ms = [], 0, 0, []
+    scores, n, cuts, decode_ms, retried = [], 0, 0, [], 0
     for e in entries:
         audio, rate = sf.read(str(e.path), dtype="int16")
         assert rate == 16000, f"{e.path}: {rate} Hz"
@@ -89,6 +89,7 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
             asr.accept(pcm)
             r = asr.finish(context=context, source=False)
             decode_ms.append((time.perf_counter() - t0) * 1000)
+            retried += len(asr.last_stats.get("attempts", ())) > 1  # the fallback ran
             utts.append(
                 {
                     "speech_start_s": start / rate,
@@ -114,6 +115,8 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
         "prompts": q["prompts"],
         "invented_words": q["invented_words"],
         "decode_p50_ms": round(float(np.median(decode_ms)), 1) if decode_ms else None,
+        "decode_mean_ms": round(float(np.mean(decode_ms)), 1) if decode_ms else None,
+        "fallback_decodes": retried,
     }
 
 
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{json.dumps(row['setting'])}: {row['utterances']} utterances "
             f"({row['pause_cuts']} pause cuts), chrF {row['chrf']}, BLEU {row['bleu']}, "
             f"{row['translated']}/{row['prompts']} translated, invented words "
-            f"{row['invented_words']}, decode p50 {row['decode_p50_ms']} ms",
+            f"{row['invented_words']}, decode p50 {row['decode_p50_ms']} ms, mean "
+            f"{row['decode_mean_ms']} ms, {row['fallback_decodes']} with a fallback",
             flush=True,
         )
     out = Path(args.json_out)

@@ -108,6 +108,40 @@ def test_whisper_repetitive_speech_stays_bounded(whisper_base, wavs):
     assert strip_repetition(result.text) == result.text
 
 
+def test_whisper_rescues_a_decode_under_the_floor_with_a_beam(whisper_base):
+    """rescue_beam_size: a decode that fails the log-probability floor is retried with the wider
+    beam (deterministic) before the sampled temperature; one that passes costs nothing more."""
+    whisper_base.set_params(rescue_beam_size=4)
+    try:
+        assert whisper_base._attempts(1) == [(0.0, 1), (0.0, 4), (0.4, 1)]
+        assert whisper_base._attempts(5) == [(0.0, 5), (0.4, 1)]  # already wider: no rescue
+        rescued = 0
+        for seed in range(3):  # quiet noise: seed 0 decodes "the" at -2.1, no-speech 0.50 here
+            rng = np.random.default_rng(seed)
+            whisper_base.accept((rng.standard_normal(2 * SAMPLE_RATE) * 300).astype(np.int16))
+            assert whisper_base.finish().text == ""  # and no beam makes it speech
+            attempts = whisper_base.last_stats["attempts"]
+            print(f"\nnoise {seed}: {attempts}")
+            tried = [(a["temperature"], a["beam_size"]) for a in attempts]
+            first = attempts[0]
+            floor_failed = first["avg_logprob"] < -1.0 and first["no_speech_prob"] <= 0.6
+            assert tried == [(0.0, 1), (0.0, 4), (0.4, 1)] if floor_failed else [(0.0, 1)]
+            rescued += floor_failed
+        assert rescued >= 1
+    finally:
+        whisper_base.set_params(rescue_beam_size=1)
+    assert whisper_base._attempts(1) == [(0.0, 1), (0.4, 1)]
+
+
+def test_a_sound_spelled_out_counts_as_looping():
+    from babelfish.engines.asr_whisper import _stutter
+
+    assert _stutter("C-c-c-c-c-d-c-c-c-s-c-c-c-")  # a tone, decoded in the pipeline once
+    assert _stutter("a a a b")
+    for text in ("K-I-M", "A, B, C, D", "I.", "Oh oh oh oh", "Yes, yes.", "a b c d e"):
+        assert not _stutter(text), text
+
+
 def test_whisper_tiny_en_transcribes_english(whisper_tiny_dir, piper_voice_dir, wavs):
     pcm = _pcm(piper_speak("Where is the train station?", piper_voice_dir, wavs / "en.wav"))
     asr = WhisperASR(whisper_tiny_dir, language=None, task="translate")  # English-only: transcribes

@@ -58,12 +58,17 @@ def speech_set(tmp_path_factory) -> Path:
     return out
 
 
-def test_whisper_invents_nothing_from_nonspeech(whisper_base_dir, speech_set):
+@pytest.mark.parametrize("beams", [(1, 5), (5, 1)], ids=["default-rescue", "beam5"])
+def test_whisper_invents_nothing_from_nonspeech(whisper_base_dir, speech_set, beams):
     """Silence, noise floors, tones, music-like audio and babble of reversed voices, every
-    kind over several seeds, in 5 s windows: not one word."""
+    kind over several seeds, in 5 s windows: not one word, with the default decoding (greedy,
+    and a beam-5 retry of a decode under the floor: noise often is) and with beam 5 throughout."""
     from babelfish.engines.asr_whisper import WhisperASR
 
-    asr = WhisperASR(whisper_base_dir, language="es", task="translate", beam_size=5)
+    beam, rescue = beams
+    asr = WhisperASR(
+        whisper_base_dir, language="es", task="translate", beam_size=beam, rescue_beam_size=rescue
+    )
     said, rejected, windows = [], {}, 0
     for e in read_suite(speech_set / "nonspeech.toml"):
         audio, rate = sf.read(str(e.path), dtype="int16")

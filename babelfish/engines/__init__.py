@@ -139,6 +139,7 @@ def make_asr(cfg, models_dir):
         compute_type=cfg.asr.compute_type,
         threads=cfg.asr.threads,
         beam_size=cfg.asr.beam_size,
+        rescue_beam_size=cfg.asr.rescue_beam_size,
         max_new_tokens=cfg.asr.max_new_tokens,
         window_s=cfg.asr.window_s,
         source_text=cfg.asr.source_text,
