@@ -94,7 +94,7 @@ class LatencyRow(msgspec.Struct, omit_defaults=True, kw_only=True):
         return cls(id=utt, **{k: v for k, v in latency_ms.items() if k in cls.__struct_fields__})
 
 
-class Status(msgspec.Struct, kw_only=True):
+class Status(msgspec.Struct, omit_defaults=True, kw_only=True):
     """A running supervisor's status: `babelfish status --json` prints a list of these."""
 
     pid: int  # the supervisor's (the `babelfish` command's) process
@@ -109,6 +109,7 @@ class Status(msgspec.Struct, kw_only=True):
     utterances: UtteranceCounts
     dropped: dict[str, int]  # frames the supervisor's ROUTER dropped: bad, unknown peer
     last_latencies_ms: list[LatencyRow]  # the last five utterances done
+    web: StageStatus | None = None  # the web page's server (babelfish/web): only when it is on
 
 
 class Reply(msgspec.Struct, omit_defaults=True, kw_only=True):

@@ -9,7 +9,10 @@ It runs inside the `babelfish` command. Its parts, each in its own module:
   * babelfish/stagelink.py: the ROUTER the stages talk to (who is talking, what they send).
 This module wires them together: what comes in from the stages (heartbeats, progress, results)
 goes to the lifecycle and the ledger; budgets (babelfish/budgets.py) are checked per utterance;
-the control socket is answered; in live mode a PUB sends subtitles (a JSON line per utterance).
+the control socket is answered; in live mode (and whenever the web page is on) a PUB sends
+subtitles (a JSON line per utterance, and one per part of it as it is heard). With `[web]` on,
+the page's server (babelfish/web) is one more process, watched like a stage by a Lifecycle of its
+own: it takes the subtitles from the PUB and asks the control socket like `babelfish status`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import time
@@ -39,6 +43,7 @@ from babelfish.schema import (
     Playing,
     Progress,
     Rerun,
+    Said,
     Segmented,
     SetParams,
     Shutdown,
@@ -77,6 +82,8 @@ class Supervisor:
         self.on_utterance = on_utterance or (lambda u: None)
         self.on_event = on_event or (lambda s: None)
         check_keys(cfg)  # tcp: the CURVE keys must be there before anything starts
+        if cfg.web.enabled and not cfg.web.token:  # the page's controls always need a token
+            cfg.web.token = secrets.token_urlsafe(18)
         self.runtime = make_runtime_dir(cfg)
         self.addrs = Addresses(cfg, self.runtime)
         self.live = run.mode == "live"
@@ -96,12 +103,27 @@ class Supervisor:
         self.processes = Lifecycle(
             cfg, self.addrs.route, self.runtime, debug=debug, on_event=self.on_event
         )
+        # the web page's server: a process of its own, watched as the stages are (not on the route)
+        self.web = (
+            Lifecycle(
+                cfg,
+                ["web"],
+                self.runtime,
+                debug=debug,
+                on_event=self.on_event,
+                module="babelfish.web",
+            )
+            if cfg.web.enabled
+            else None
+        )
         self.ctx = zmq.Context.instance()
         self.link = self.control = self.subtitles = None
         try:
-            self.link = StageLink(cfg, self.addrs, self.ctx, self.processes.pid)
+            self.link = StageLink(
+                cfg, self.addrs, self.ctx, self._pid, extra=("web",) if self.web else ()
+            )
             self.control = ControlServer(self.ctx, self.addrs.control())
-            if self.live:  # one JSON line per utterance for displays (a headset screen, a web page)
+            if self.live or self.web:  # JSON lines for displays (a headset screen, the web page)
                 self.subtitles = self.ctx.socket(zmq.PUB)
                 self.subtitles.setsockopt(zmq.LINGER, 0)
                 secure(self.subtitles, cfg, "server")
@@ -115,6 +137,12 @@ class Supervisor:
                 raise BabelfishError(f"cannot open the supervisor's sockets: {e}") from None
             raise
 
+    def _pid(self, name: str) -> int | None:
+        """The current process of a stage, or of the web page's server ("web")."""
+        if name == "web":
+            return self.web.pid(name) if self.web else None
+        return self.processes.pid(name)
+
     @property
     def stages(self) -> dict[str, StageProc]:
         """The stages of the route, each with its current process."""
@@ -127,6 +155,9 @@ class Supervisor:
         if got is None:
             return
         name, msg = got
+        if name == "web":
+            self._web_message(msg)
+            return
         self.processes.seen(name)
         if isinstance(msg, Heartbeat):
             if self.processes.heartbeat(self.stages[name], msg):
@@ -141,8 +172,35 @@ class Supervisor:
             self.source_done, self.source_done_at = msg, time.monotonic()
         elif isinstance(msg, UtteranceDone):
             self._on_done(msg)
+        elif isinstance(msg, Said):
+            self._publish(
+                {
+                    "final": False,
+                    "id": msg.utt,
+                    "part": msg.part,
+                    "text": msg.text,
+                    "source_text": msg.source_text,
+                    "early": msg.early,
+                    "dropped_audio": msg.dropped,
+                }
+            )
         elif isinstance(msg, Playing):  # speaker mode: capture keeps our speech out of the mic
             self.link.send("capture", msg)
+
+    def _web_message(self, msg) -> None:
+        """A message from the web page's server: heartbeats, or a fatal error (it cannot listen
+        where it was told to: the run stops with that error, exit 2)."""
+        self.web.seen("web")
+        if isinstance(msg, Heartbeat):
+            if self.web.heartbeat(self.web.stages["web"], msg) and self.started:
+                self.on_event("web page restarted and ready")
+        elif isinstance(msg, StageError):
+            self.fatal = (UsageError if msg.usage else BabelfishError)(msg.message)
+
+    def _publish(self, line: dict) -> None:
+        """One JSON line on the subtitles PUB (when there is one)."""
+        if self.subtitles is not None:
+            self.subtitles.send(json.dumps(line, ensure_ascii=False).encode())
 
     def _on_ready(self, sp: StageProc) -> None:
         if not self.started:
@@ -163,20 +221,19 @@ class Supervisor:
         if rep is None:
             return  # a duplicate after a re-run
         self.on_utterance(rep)
-        if self.subtitles is not None:
-            self.subtitles.send(
-                json.dumps(
-                    {
-                        "id": rep.id,
-                        "source_text": rep.source_text,
-                        "text": rep.translated_text,
-                        "language": self.cfg.pipeline.target_lang,
-                        "latency_ms": rep.latency_ms,
-                        "dropped_audio": rep.dropped_audio,
-                    },
-                    ensure_ascii=False,
-                ).encode()
-            )
+        line = {
+            "final": True,
+            "id": rep.id,
+            "source_text": rep.source_text,
+            "text": rep.translated_text,
+            "language": self.cfg.pipeline.target_lang,
+            "latency_ms": rep.latency_ms,
+            "dropped_audio": rep.dropped_audio,
+        }
+        for key in ("source_language", "language_probability"):  # when the recogniser says
+            if getattr(rep, key, None) is not None:
+                line[key] = getattr(rep, key)
+        self._publish(line)
         change = self.governor.observe(
             msg.utt, rep.latency_ms.get("end_of_speech_to_first_audio"), rep.stages
         )
@@ -209,6 +266,7 @@ class Supervisor:
             utterances=self.ledger.counts(),
             dropped=dict(self.link.counters),
             last_latencies_ms=[LatencyRow.of(r.id, r.latency_ms) for r in self.ledger.reports[-5:]],
+            web=self.web.status()["web"] if self.web else None,
         )
 
     def answer(self, req: Request) -> Reply:
@@ -247,6 +305,7 @@ class Supervisor:
                 f"the new config changes the route to {' -> '.join(route(new))}: "
                 "restart babelfish instead"
             )
+        new.web = self.cfg.web  # the page keeps its address and token
         self.cfg = self.addrs.cfg = self.processes.cfg = new
         self.governor = Governor(new)
         self.addrs.config_file.write_bytes(msgspec.json.encode(RuntimeFile(new, self.run_info)))
@@ -265,6 +324,8 @@ class Supervisor:
         then stop everything. The utterances' reports and the summary."""
         try:
             self.processes.start_all()
+            if self.web:
+                self.web.start_all()
             poller = zmq.Poller()
             poller.register(self.link.socket, zmq.POLLIN)
             poller.register(self.control.socket, zmq.POLLIN)
@@ -276,7 +337,7 @@ class Supervisor:
                     for frames in self.link.receive():
                         self.handle_message(frames[0], frames[1:])
                 self._check_processes()
-                if not self.started and self.processes.all_ready() and self.fatal is None:
+                if not self.started and self._all_ready() and self.fatal is None:
                     self._start()
                 if self.started:
                     for uid in self.ledger.due_reruns():
@@ -288,12 +349,21 @@ class Supervisor:
             self.close()
         return self.ledger.reports, self.summary()
 
+    def _all_ready(self) -> bool:
+        """Every stage loaded, and the web page up (so that it shows the run from its start)."""
+        return self.processes.all_ready() and (self.web is None or self.web.all_ready())
+
     def _check_processes(self) -> None:
         for ex in self.processes.check(restart=not self.stop_requested):
             if ex.error is not None:
                 self.fatal = ex.error
             else:
                 self.ledger.stage_died(ex.stage, ex.held, ex.why)
+        if self.web is not None:
+            for ex in self.web.check(restart=not self.stop_requested):
+                if ex.error is not None:  # the translation goes on without its page
+                    log.error("%s: the web page is off for the rest of the run", ex.error)
+                    self.on_event(f"{ex.error}: the web page is off for the rest of the run")
 
     def _finished(self) -> bool:
         if self.source_done is None or self.live:
@@ -318,11 +388,17 @@ class Supervisor:
         sockets and remove the runtime directory."""
         for name in self.processes.asked_to_go(list(self.stages), "stopping"):
             self.link.send(name, Shutdown())
+        if self.web is not None and self.web.asked_to_go(["web"], "stopping"):
+            self.link.send("web", Shutdown())
         deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline and self.processes.any_running():
+        while time.monotonic() < deadline and (
+            self.processes.any_running() or (self.web is not None and self.web.any_running())
+        ):
             for frames in self.link.receive(20):
                 self.handle_message(frames[0], frames[1:])
         self.processes.reap()
+        if self.web is not None:
+            self.web.reap()
         self._close_sockets()
         shutil.rmtree(self.runtime, ignore_errors=True)
 
