@@ -47,7 +47,8 @@ class Page:
     def __init__(self, ws_url: str, timeout: float):
         from websockets.sync.client import connect
 
-        self.ws = connect(ws_url, open_timeout=timeout, max_size=None, proxy=None)
+        # (entered as its context manager, as websockets wants; closed by close())
+        self.ws = connect(ws_url, open_timeout=timeout, max_size=None, proxy=None).__enter__()
         self.timeout = timeout
         self.next_id = 0
 

@@ -221,6 +221,21 @@ class Supervisor:
         if rep is None:
             return  # a duplicate after a re-run
         self.on_utterance(rep)
+        self._publish(self._final_line(rep))
+        change = self.governor.observe(
+            msg.utt, rep.latency_ms.get("end_of_speech_to_first_audio"), rep.stages
+        )
+        if change:
+            self.on_event(
+                f"degradation {change['direction']} to level {change['level']} "
+                f"({change['step']}): {change['why']}"
+            )
+            for stage, params in self.governor.params().items():
+                if stage in self.stages:
+                    self.link.send(stage, SetParams(params=params))
+
+    def _final_line(self, rep: UtteranceReport) -> dict:
+        """The subtitles line of a finished utterance."""
         line = {
             "final": True,
             "id": rep.id,
@@ -233,18 +248,7 @@ class Supervisor:
         for key in ("source_language", "language_probability"):  # when the recogniser says
             if getattr(rep, key, None) is not None:
                 line[key] = getattr(rep, key)
-        self._publish(line)
-        change = self.governor.observe(
-            msg.utt, rep.latency_ms.get("end_of_speech_to_first_audio"), rep.stages
-        )
-        if change:
-            self.on_event(
-                f"degradation {change['direction']} to level {change['level']} "
-                f"({change['step']}): {change['why']}"
-            )
-            for stage, params in self.governor.params().items():
-                if stage in self.stages:
-                    self.link.send(stage, SetParams(params=params))
+        return line
 
     # ---- the control socket ----------------------------------------------------------------------
     def status(self) -> Status:
@@ -273,6 +277,14 @@ class Supervisor:
         """Carry out one control request."""
         if req.cmd == "status":
             return Reply(ok=True, status=self.status())
+        if req.cmd == "subtitles":  # the web page, (re)started: what it has missed
+            keep = self.cfg.web.history
+            return Reply(
+                ok=True,
+                subtitles=[self._final_line(r) for r in self.ledger.reports[-keep:]]
+                if keep
+                else [],
+            )
         if req.cmd == "stop":
             self.stop_requested = "stopped by `babelfish stop`"
             return Reply(ok=True)

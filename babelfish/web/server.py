@@ -175,7 +175,7 @@ class Hub:
                 self.clients.discard(c)
                 self.counters["slow_clients_cut_off"] += 1
 
-    def add_line(self, line: Line) -> None:
+    def add_line(self, line: Line, count: bool = True) -> None:
         data = msgspec.to_builtins(line)
         event = sse("subtitle", data)
         if line.final:
@@ -186,7 +186,8 @@ class Hub:
         while len(self.utts) > self.keep:
             old, _ = self.utts.popitem(last=False)
             self.finals.discard(old)
-        self.counters["subtitles"] += 1
+        if count:
+            self.counters["subtitles"] += 1
         self.broadcast(event)
 
     def set_status(self, status: dict) -> None:
@@ -246,6 +247,7 @@ def make_app(hub: Hub, run_dir: Path, token: str, local: bool) -> Guard:
 
         async def stream():
             try:
+                yield b"retry: 1000\n\n"  # after a restart of this process: back within 1 s
                 for event in backlog:
                     yield event
                 while True:
@@ -403,6 +405,7 @@ class Process:
         secure(sub, self.cfg, "client")
         sub.connect(self.addrs.subtitles())
         try:
+            await self.catch_up(sub)
             while True:
                 data = await sub.recv()
                 try:
@@ -411,6 +414,22 @@ class Process:
                     self.hub.counters["bad_lines"] += 1
         finally:
             sub.close(0)
+
+    async def catch_up(self, sub) -> None:
+        """The utterances done before this process subscribed (it started late, or again after
+        a restart), from the supervisor; lines that came meanwhile go after them."""
+        await asyncio.sleep(0.1)  # (a SUB gets only what is sent after it has connected)
+        try:
+            reply = await asyncio.to_thread(ask, self.runtime, Request(cmd="subtitles"), 2000)
+            past = reply.subtitles or []
+        except (NoAnswer, BabelfishError):
+            self.hub.counters["history_unanswered"] += 1
+            past = []
+        for line in past:
+            try:
+                self.hub.add_line(msgspec.convert(line, Line), count=False)
+            except msgspec.ValidationError:
+                self.hub.counters["bad_lines"] += 1
 
     async def statuses(self) -> None:
         while True:
