@@ -424,6 +424,7 @@ class Supervisor:
         p50, p95, stage_p50 = summarize_latency(self.ledger.reports)
         input_s = self.source_done.input_s if self.source_done else 0.0
         own_kb = psutil.Process().memory_info().rss / 1024
+        web_kb = self.web.peak_rss_kb() if self.web else 0  # the page's server counts too
         dropped = self.processes.dropped()
         dropped.update({f"supervisor.{k}": v for k, v in self.link.counters.items()})
         return Summary(
@@ -431,7 +432,7 @@ class Supervisor:
             e2e_p50_ms=p50,
             e2e_p95_ms=p95,
             rtf=self.processes.rtf(input_s, self.ledger.speech_s()),
-            peak_rss_mb=round((self.processes.peak_rss_kb() + own_kb) / 1024, 1),
+            peak_rss_mb=round((self.processes.peak_rss_kb() + web_kb + own_kb) / 1024, 1),
             start_to_ready_ms=round((self.t_ready - self.t_begin) * 1000, 1)
             if self.t_ready
             else 0.0,
