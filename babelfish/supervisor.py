@@ -188,14 +188,18 @@ class Supervisor:
             self.link.send("capture", msg)
 
     def _web_message(self, msg) -> None:
-        """A message from the web page's server: heartbeats, or a fatal error (it cannot listen
-        where it was told to: the run stops with that error, exit 2)."""
+        """A message from the web page's server: heartbeats, or an error (it cannot listen where
+        it was told to: at the start the run stops with that error, exit 2; later, after a
+        restart, the translation goes on and the page is tried again after its back-off)."""
         self.web.seen("web")
         if isinstance(msg, Heartbeat):
             if self.web.heartbeat(self.web.stages["web"], msg) and self.started:
                 self.on_event("web page restarted and ready")
         elif isinstance(msg, StageError):
-            self.fatal = (UsageError if msg.usage else BabelfishError)(msg.message)
+            if not self.started:
+                self.fatal = (UsageError if msg.usage else BabelfishError)(msg.message)
+            else:
+                log.error("%s", msg.message)
 
     def _publish(self, line: dict) -> None:
         """One JSON line on the subtitles PUB (when there is one)."""
@@ -349,7 +353,7 @@ class Supervisor:
                     for frames in self.link.receive():
                         self.handle_message(frames[0], frames[1:])
                 self._check_processes()
-                if not self.started and self._all_ready() and self.fatal is None:
+                if not self.started and self.processes.all_ready() and self.fatal is None:
                     self._start()
                 if self.started:
                     for uid in self.ledger.due_reruns():
@@ -360,10 +364,6 @@ class Supervisor:
         finally:
             self.close()
         return self.ledger.reports, self.summary()
-
-    def _all_ready(self) -> bool:
-        """Every stage loaded, and the web page up (so that it shows the run from its start)."""
-        return self.processes.all_ready() and (self.web is None or self.web.all_ready())
 
     def _check_processes(self) -> None:
         for ex in self.processes.check(restart=not self.stop_requested):

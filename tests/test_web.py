@@ -456,3 +456,16 @@ def test_a_non_local_link_comes_with_a_qr_code(capsys):
     assert len(qr) >= 12 and all(set(row) <= set(" █▀▄") for row in qr), qr
     announce("http://127.0.0.1:8765/#token=x", local=True)
     assert capsys.readouterr().out == "web page: http://127.0.0.1:8765/#token=x\n"  # no QR
+
+
+def test_a_page_that_keeps_dying_does_not_stop_the_translation(tmp_path, models_dir):
+    cfg = write_config(tmp_path, '[debug]\ncrash_at_start = ["web"]\n')
+    r = babelfish(
+        "replay", SAMPLE, "--config", cfg, "--out", tmp_path / "o.wav", "--pace", "fast",
+        "--report", tmp_path / "r.json", "--web", "127.0.0.1:0", timeout=240,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "stage web keeps dying" in r.stderr and "the web page is off" in r.stderr, r.stderr
+    report = load_report(tmp_path / "r.json")
+    assert report["summary"]["complete"] and len(report["utterances"]) >= 3
+    assert not stage_processes(str(tmp_path / "rt"))

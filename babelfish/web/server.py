@@ -505,6 +505,9 @@ class Process:
 
 async def _main(runtime: Path) -> int:
     rt = msgspec.json.decode((runtime / "config.json").read_bytes(), type=RuntimeFile)
+    if "web" in rt.config.debug.crash_at_start:
+        log.error("web: exiting at start (debug.crash_at_start)")
+        return 3
     proc = Process(rt.config, runtime)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, proc.stop.set)
     try:
