@@ -189,14 +189,15 @@ class Supervisor:
 
     def _web_message(self, msg) -> None:
         """A message from the web page's server: heartbeats, or an error (it cannot listen where
-        it was told to: at the start the run stops with that error, exit 2; later, after a
-        restart, the translation goes on and the page is tried again after its back-off)."""
+        it was told to: the first time the run stops with that error, exit 2; after a restart
+        the translation goes on and the page is tried again after its back-off)."""
         self.web.seen("web")
+        sp = self.web.stages["web"]
         if isinstance(msg, Heartbeat):
-            if self.web.heartbeat(self.web.stages["web"], msg) and self.started:
+            if self.web.heartbeat(sp, msg) and sp.restarts:
                 self.on_event("web page restarted and ready")
         elif isinstance(msg, StageError):
-            if not self.started:
+            if not sp.ready_at:  # it was never up
                 self.fatal = (UsageError if msg.usage else BabelfishError)(msg.message)
             else:
                 log.error("%s", msg.message)
