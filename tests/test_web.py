@@ -469,3 +469,35 @@ def test_a_page_that_keeps_dying_does_not_stop_the_translation(tmp_path, models_
     report = load_report(tmp_path / "r.json")
     assert report["summary"]["complete"] and len(report["utterances"]) >= 3
     assert not stage_processes(str(tmp_path / "rt"))
+
+
+def test_a_client_that_stops_reading_is_cut_off_not_waited_for(peer):
+    """A phone locked with the page open: its stream is full. The server cuts it off (its
+    browser would reconnect and get the history) and the other pages get every line."""
+    import threading
+
+    peer.start_web()
+    host, port = peer.base.split("//")[1].rstrip("/").split(":")
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.settimeout(10)
+    stuck.connect((host, int(port)))
+    stuck.sendall(f"GET /events HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    assert stuck.recv(64).startswith(b"HTTP/1.1 200")  # and then it reads no more
+    conn, r = _sse_client(peer.base)
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(_read_events(r, 1500)), daemon=True)
+    reader.start()
+    try:
+        for i in range(1500):  # 12 MB: more than the kernel and the server's queue hold
+            peer.publish({"final": True, "id": f"u{i:04d}", "text": "z" * 8000})
+            if i % 50 == 0:
+                time.sleep(0.05)  # (as a flood of real utterances would never come)
+        reader.join(60)
+        assert len(got) == 1500 and got[-1]["id"] == "u1499"
+        assert wait_for(lambda: peer.heartbeats[-1].counters.get("slow_clients_cut_off") == 1, 10)
+        assert peer.heartbeats[-1].counters["clients"] == 1
+    finally:
+        stuck.close()
+        conn.close()
+    assert peer.stop_web() == 0
