@@ -78,7 +78,20 @@ def _overrides(args) -> dict:
         over["audio"]["input_device"] = args.input_device
     if getattr(args, "output_device", None) is not None:
         over["audio"]["output_device"] = args.output_device
+    if getattr(args, "web", None) is not None:
+        from babelfish.web import parse_listen
+
+        host, port = parse_listen(args.web)
+        over["web"] = {"enabled": True, "host": host, "port": port}
     return over
+
+
+def _check_web(cfg) -> None:
+    """With the web page on, its libraries must be there before anything starts."""
+    if cfg.web.enabled:
+        from babelfish.web import require
+
+        require()
 
 
 def _replay_one(cfg, wav: Path, info, out: Path, args, previous=None):
@@ -141,6 +154,7 @@ def cmd_replay(args) -> int:
         return _replay_suite(args, entries)
     wav = args.input[0]
     cfg = load_config(args.config, _overrides(args))
+    _check_web(cfg)
     info = probe_wav(wav)  # a bad input is a one-line error before anything starts
     out = Path(args.out or f"{Path(wav).stem}.{cfg.pipeline.target_lang}.wav")
     if out.exists() and out.is_dir():
@@ -174,6 +188,7 @@ def _replay_suite(args, entries) -> int:
 
     # everything is checked before the first recording starts
     base_cfg = load_config(args.config, _overrides(args))
+    _check_web(base_cfg)
     out_dir = Path(args.out or ".")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out must be a folder with several recordings, and {out_dir} is a file")
@@ -264,6 +279,7 @@ def cmd_live(args) -> int:
         logging.getLogger().setLevel(logging.INFO)
     overrides = _overrides(args)
     cfg = load_config(args.config, overrides)
+    _check_web(cfg)
     # the devices are checked here, so that a wrong name is a one-line error before anything starts
     devices.find_device(cfg.audio.input_device or None, "input")
     devices.find_device(cfg.audio.output_device or None, "output")
@@ -339,6 +355,11 @@ def cmd_status(args) -> int:
                 f"  {name:9s} {s.state:9s} pid {s.pid}  restarts {s.restarts}  "
                 f"queue {s.queue}  params {s.params}"
             )
+        if st.web is not None:
+            print(
+                f"  web page  {st.web.state:9s} pid {st.web.pid}  restarts {st.web.restarts}  "
+                f"{st.web.info.get('url', '')}"
+            )
         for lat in st.last_latencies_ms:
             print(f"  {lat.id}: e2e {fmt_ms(lat.end_of_speech_to_first_audio)}")
     return 0
@@ -391,6 +412,12 @@ def cmd_keys(args) -> int:
     return 0
 
 
+WEB_HELP = (
+    "serve a live page (subtitles, latency, stages, mute/unmute/stop) here; PORT alone "
+    "listens on 127.0.0.1, port 0 on any free port; the URL (with its token) is printed"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `babelfish` command line with every subcommand."""
     from babelfish import compare, models_cli, plot
@@ -441,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="realtime",
         help="feed the file at wall-clock speed (as a microphone) or as fast as it goes",
     )
+    r.add_argument("--web", metavar="HOST:PORT", help=WEB_HELP)
     r.set_defaults(func=cmd_replay)
 
     for name, text in (
@@ -453,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
         d.add_argument("--to", dest="target_lang", metavar="LANG", help="language to speak")
         d.add_argument("--input-device", metavar="DEV", help="index or part of the name")
         d.add_argument("--output-device", metavar="DEV", help="index or part of the name")
+        d.add_argument("--web", metavar="HOST:PORT", help=WEB_HELP)
         d.set_defaults(func=cmd_live)
     sub.add_parser("devices", help="list audio devices").set_defaults(func=cmd_devices)
 

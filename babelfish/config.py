@@ -138,6 +138,14 @@ class Security(_Section):
     allowed_clients_dir: str
 
 
+class Web(_Section):
+    enabled: bool
+    host: str
+    port: int
+    token: str
+    history: int
+
+
 class Debug(_Section):
     delay_ms: dict[str, int]
     crash_at_start: list[str]
@@ -156,6 +164,7 @@ class Config(_Section):
     budgets: Budgets
     supervisor: Supervisor
     security: Security
+    web: Web
     debug: Debug
 
 
@@ -218,6 +227,15 @@ def _check(cfg: Config) -> None:
             "bad config: asr.beam_size, asr.stable_beam_size and asr.rescue_beam_size"
             " must be at least 1"
         )
+    if not 0 <= cfg.web.port <= 65535:
+        raise UsageError(f"bad config: web.port = {cfg.web.port}, expected 0 to 65535")
+    if cfg.web.token and (len(cfg.web.token) < 16 or not re.fullmatch(r"[\w.~-]+", cfg.web.token)):
+        raise UsageError(
+            "bad config: web.token must be at least 16 characters of letters, digits, '-', "
+            "'_', '.' or '~' (or \"\" for a fresh random one per run)"
+        )
+    if not 0 <= cfg.web.history <= 1000:
+        raise UsageError("bad config: web.history must be 0 to 1000")
 
 
 def speaks_early(cfg: Config) -> bool:

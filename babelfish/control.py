@@ -28,7 +28,7 @@ from babelfish import BabelfishError
 from babelfish.config import Config
 from babelfish.schema import MAX_HEADER_BYTES
 
-Command = Literal["status", "stop", "mute", "unmute", "reload", "set"]
+Command = Literal["status", "stop", "mute", "unmute", "reload", "set", "subtitles"]
 StageName = Literal["capture", "asr", "mt", "tts", "playback"]
 # starting: spawned; loading: loading its model; ready: working; reloading: asked to go by
 # `reload` (back at once); stopping: asked to go at the end of the run; backoff: dead, waiting to
@@ -94,7 +94,7 @@ class LatencyRow(msgspec.Struct, omit_defaults=True, kw_only=True):
         return cls(id=utt, **{k: v for k, v in latency_ms.items() if k in cls.__struct_fields__})
 
 
-class Status(msgspec.Struct, kw_only=True):
+class Status(msgspec.Struct, omit_defaults=True, kw_only=True):
     """A running supervisor's status: `babelfish status --json` prints a list of these."""
 
     pid: int  # the supervisor's (the `babelfish` command's) process
@@ -109,6 +109,7 @@ class Status(msgspec.Struct, kw_only=True):
     utterances: UtteranceCounts
     dropped: dict[str, int]  # frames the supervisor's ROUTER dropped: bad, unknown peer
     last_latencies_ms: list[LatencyRow]  # the last five utterances done
+    web: StageStatus | None = None  # the web page's server (babelfish/web): only when it is on
 
 
 class Reply(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -118,6 +119,7 @@ class Reply(msgspec.Struct, omit_defaults=True, kw_only=True):
     error: str | None = None  # why not (ok false)
     status: Status | None = None  # status
     muted: bool | None = None  # mute, unmute: whether it is muted now
+    subtitles: list[dict] | None = None  # subtitles: the recent utterances' subtitle lines
 
 
 class BadRequest(ValueError):

@@ -1,6 +1,7 @@
 """The stage processes of one run: started, watched, restarted, given up on.
 
-One process per stage (`python -m babelfish.stages.<name> --runtime DIR`). Any message from a
+One process per stage (`python -m babelfish.stages.<name> --runtime DIR`; the web page's server,
+babelfish/web, is watched the same way by a Lifecycle of its own). Any message from a
 stage is a sign of life (the supervisor calls `Lifecycle.seen`). A stage that exits is restarted
 after an exponential back-off (backoff_initial_ms doubling up to backoff_max_ms, back to the start
 once a process ran ten times its back-off); one silent past hang_timeout_ms (ready_timeout_s while
@@ -103,14 +104,17 @@ class Lifecycle:
         *,
         debug: bool = False,
         on_event: Callable[[str], None] = lambda s: None,
+        module: str = "babelfish.stages.{name}",
     ):
         self.cfg, self.runtime, self.debug, self.on_event = cfg, runtime, debug, on_event
+        self.module = module  # what `python -m` runs for a process (the web page: babelfish.web)
         self.route = list(route)
         self.stages = {name: StageProc(name) for name in self.route}
 
     def spawn(self, sp: StageProc) -> None:
         """Start (or restart) the process of one stage."""
-        cmd = [sys.executable, "-m", f"babelfish.stages.{sp.name}", "--runtime", str(self.runtime)]
+        module = self.module.format(name=sp.name)
+        cmd = [sys.executable, "-m", module, "--runtime", str(self.runtime)]
         if self.debug:
             cmd.append("--debug")
         sp.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)

@@ -216,6 +216,17 @@ class UtteranceDone(Msg, tag="done"):
     dropped: bool = False
 
 
+class Said(Msg, tag="said"):
+    """Playback -> supervisor: one part of an utterance's translation went to the sink (or was
+    shown as text only, `dropped`): the live subtitles show it before the utterance is done."""
+
+    text: str
+    part: int
+    source_text: str = ""
+    early: bool = False  # of a stable partial transcript (see Transcript.stable)
+    dropped: bool = False
+
+
 class Playing(Msg, tag="playing"):
     """Playback -> supervisor -> capture: our own speech is audible from start_ns until until_ns
     (live, speaker mode: capture keeps it out of the microphone)."""
@@ -266,6 +277,7 @@ AnyMsg = (
     | Segmented
     | SourceDone
     | UtteranceDone
+    | Said
     | Playing
     | StageError
     | SetParams

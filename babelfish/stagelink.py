@@ -29,9 +29,14 @@ class StageLink:
     `current(stage)` says which process of a stage is the current one (Lifecycle.pid)."""
 
     def __init__(
-        self, cfg: Config, addrs: Addresses, ctx: zmq.Context, current: Callable[[str], int | None]
+        self,
+        cfg: Config,
+        addrs: Addresses,
+        ctx: zmq.Context,
+        current: Callable[[str], int | None],
+        extra: tuple[str, ...] = (),
     ):
-        self.stages = set(addrs.route)
+        self.stages = set(addrs.route) | set(extra)  # extra: "web", the page's server
         self.current = current
         self.counters: Counter[str] = Counter()  # frames dropped: bad / from an unknown peer
         self.socket = ctx.socket(zmq.ROUTER)

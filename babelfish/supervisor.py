@@ -9,7 +9,10 @@ It runs inside the `babelfish` command. Its parts, each in its own module:
   * babelfish/stagelink.py: the ROUTER the stages talk to (who is talking, what they send).
 This module wires them together: what comes in from the stages (heartbeats, progress, results)
 goes to the lifecycle and the ledger; budgets (babelfish/budgets.py) are checked per utterance;
-the control socket is answered; in live mode a PUB sends subtitles (a JSON line per utterance).
+the control socket is answered; in live mode (and whenever the web page is on) a PUB sends
+subtitles (a JSON line per utterance, and one per part of it as it is heard). With `[web]` on,
+the page's server (babelfish/web) is one more process, watched like a stage by a Lifecycle of its
+own: it takes the subtitles from the PUB and asks the control socket like `babelfish status`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import time
@@ -39,6 +43,7 @@ from babelfish.schema import (
     Playing,
     Progress,
     Rerun,
+    Said,
     Segmented,
     SetParams,
     Shutdown,
@@ -77,6 +82,8 @@ class Supervisor:
         self.on_utterance = on_utterance or (lambda u: None)
         self.on_event = on_event or (lambda s: None)
         check_keys(cfg)  # tcp: the CURVE keys must be there before anything starts
+        if cfg.web.enabled and not cfg.web.token:  # the page's controls always need a token
+            cfg.web.token = secrets.token_urlsafe(18)
         self.runtime = make_runtime_dir(cfg)
         self.addrs = Addresses(cfg, self.runtime)
         self.live = run.mode == "live"
@@ -96,12 +103,27 @@ class Supervisor:
         self.processes = Lifecycle(
             cfg, self.addrs.route, self.runtime, debug=debug, on_event=self.on_event
         )
+        # the web page's server: a process of its own, watched as the stages are (not on the route)
+        self.web = (
+            Lifecycle(
+                cfg,
+                ["web"],
+                self.runtime,
+                debug=debug,
+                on_event=self.on_event,
+                module="babelfish.web",
+            )
+            if cfg.web.enabled
+            else None
+        )
         self.ctx = zmq.Context.instance()
         self.link = self.control = self.subtitles = None
         try:
-            self.link = StageLink(cfg, self.addrs, self.ctx, self.processes.pid)
+            self.link = StageLink(
+                cfg, self.addrs, self.ctx, self._pid, extra=("web",) if self.web else ()
+            )
             self.control = ControlServer(self.ctx, self.addrs.control())
-            if self.live:  # one JSON line per utterance for displays (a headset screen, a web page)
+            if self.live or self.web:  # JSON lines for displays (a headset screen, the web page)
                 self.subtitles = self.ctx.socket(zmq.PUB)
                 self.subtitles.setsockopt(zmq.LINGER, 0)
                 secure(self.subtitles, cfg, "server")
@@ -115,6 +137,12 @@ class Supervisor:
                 raise BabelfishError(f"cannot open the supervisor's sockets: {e}") from None
             raise
 
+    def _pid(self, name: str) -> int | None:
+        """The current process of a stage, or of the web page's server ("web")."""
+        if name == "web":
+            return self.web.pid(name) if self.web else None
+        return self.processes.pid(name)
+
     @property
     def stages(self) -> dict[str, StageProc]:
         """The stages of the route, each with its current process."""
@@ -127,6 +155,9 @@ class Supervisor:
         if got is None:
             return
         name, msg = got
+        if name == "web":
+            self._web_message(msg)
+            return
         self.processes.seen(name)
         if isinstance(msg, Heartbeat):
             if self.processes.heartbeat(self.stages[name], msg):
@@ -141,8 +172,40 @@ class Supervisor:
             self.source_done, self.source_done_at = msg, time.monotonic()
         elif isinstance(msg, UtteranceDone):
             self._on_done(msg)
+        elif isinstance(msg, Said):
+            self._publish(
+                {
+                    "final": False,
+                    "id": msg.utt,
+                    "part": msg.part,
+                    "text": msg.text,
+                    "source_text": msg.source_text,
+                    "early": msg.early,
+                    "dropped_audio": msg.dropped,
+                }
+            )
         elif isinstance(msg, Playing):  # speaker mode: capture keeps our speech out of the mic
             self.link.send("capture", msg)
+
+    def _web_message(self, msg) -> None:
+        """A message from the web page's server: heartbeats, or an error (it cannot listen where
+        it was told to: the first time the run stops with that error, exit 2; after a restart
+        the translation goes on and the page is tried again after its back-off)."""
+        self.web.seen("web")
+        sp = self.web.stages["web"]
+        if isinstance(msg, Heartbeat):
+            if self.web.heartbeat(sp, msg) and sp.restarts:
+                self.on_event("web page restarted and ready")
+        elif isinstance(msg, StageError):
+            if not sp.ready_at:  # it was never up
+                self.fatal = (UsageError if msg.usage else BabelfishError)(msg.message)
+            else:
+                log.error("%s", msg.message)
+
+    def _publish(self, line: dict) -> None:
+        """One JSON line on the subtitles PUB (when there is one)."""
+        if self.subtitles is not None:
+            self.subtitles.send(json.dumps(line, ensure_ascii=False).encode())
 
     def _on_ready(self, sp: StageProc) -> None:
         if not self.started:
@@ -163,20 +226,7 @@ class Supervisor:
         if rep is None:
             return  # a duplicate after a re-run
         self.on_utterance(rep)
-        if self.subtitles is not None:
-            self.subtitles.send(
-                json.dumps(
-                    {
-                        "id": rep.id,
-                        "source_text": rep.source_text,
-                        "text": rep.translated_text,
-                        "language": self.cfg.pipeline.target_lang,
-                        "latency_ms": rep.latency_ms,
-                        "dropped_audio": rep.dropped_audio,
-                    },
-                    ensure_ascii=False,
-                ).encode()
-            )
+        self._publish(self._final_line(rep))
         change = self.governor.observe(
             msg.utt, rep.latency_ms.get("end_of_speech_to_first_audio"), rep.stages
         )
@@ -188,6 +238,22 @@ class Supervisor:
             for stage, params in self.governor.params().items():
                 if stage in self.stages:
                     self.link.send(stage, SetParams(params=params))
+
+    def _final_line(self, rep: UtteranceReport) -> dict:
+        """The subtitles line of a finished utterance."""
+        line = {
+            "final": True,
+            "id": rep.id,
+            "source_text": rep.source_text,
+            "text": rep.translated_text,
+            "language": self.cfg.pipeline.target_lang,
+            "latency_ms": rep.latency_ms,
+            "dropped_audio": rep.dropped_audio,
+        }
+        for key in ("source_language", "language_probability"):  # when the recogniser says
+            if getattr(rep, key, None) is not None:
+                line[key] = getattr(rep, key)
+        return line
 
     # ---- the control socket ----------------------------------------------------------------------
     def status(self) -> Status:
@@ -209,12 +275,21 @@ class Supervisor:
             utterances=self.ledger.counts(),
             dropped=dict(self.link.counters),
             last_latencies_ms=[LatencyRow.of(r.id, r.latency_ms) for r in self.ledger.reports[-5:]],
+            web=self.web.status()["web"] if self.web else None,
         )
 
     def answer(self, req: Request) -> Reply:
         """Carry out one control request."""
         if req.cmd == "status":
             return Reply(ok=True, status=self.status())
+        if req.cmd == "subtitles":  # the web page, (re)started: what it has missed
+            keep = self.cfg.web.history
+            return Reply(
+                ok=True,
+                subtitles=[self._final_line(r) for r in self.ledger.reports[-keep:]]
+                if keep
+                else [],
+            )
         if req.cmd == "stop":
             self.stop_requested = "stopped by `babelfish stop`"
             return Reply(ok=True)
@@ -247,6 +322,7 @@ class Supervisor:
                 f"the new config changes the route to {' -> '.join(route(new))}: "
                 "restart babelfish instead"
             )
+        new.web = self.cfg.web  # the page keeps its address and token
         self.cfg = self.addrs.cfg = self.processes.cfg = new
         self.governor = Governor(new)
         self.addrs.config_file.write_bytes(msgspec.json.encode(RuntimeFile(new, self.run_info)))
@@ -265,6 +341,8 @@ class Supervisor:
         then stop everything. The utterances' reports and the summary."""
         try:
             self.processes.start_all()
+            if self.web:
+                self.web.start_all()
             poller = zmq.Poller()
             poller.register(self.link.socket, zmq.POLLIN)
             poller.register(self.control.socket, zmq.POLLIN)
@@ -294,6 +372,11 @@ class Supervisor:
                 self.fatal = ex.error
             else:
                 self.ledger.stage_died(ex.stage, ex.held, ex.why)
+        if self.web is not None:
+            for ex in self.web.check(restart=not self.stop_requested):
+                if ex.error is not None:  # the translation goes on without its page
+                    log.error("%s: the web page is off for the rest of the run", ex.error)
+                    self.on_event(f"{ex.error}: the web page is off for the rest of the run")
 
     def _finished(self) -> bool:
         if self.source_done is None or self.live:
@@ -318,11 +401,17 @@ class Supervisor:
         sockets and remove the runtime directory."""
         for name in self.processes.asked_to_go(list(self.stages), "stopping"):
             self.link.send(name, Shutdown())
+        if self.web is not None and self.web.asked_to_go(["web"], "stopping"):
+            self.link.send("web", Shutdown())
         deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline and self.processes.any_running():
+        while time.monotonic() < deadline and (
+            self.processes.any_running() or (self.web is not None and self.web.any_running())
+        ):
             for frames in self.link.receive(20):
                 self.handle_message(frames[0], frames[1:])
         self.processes.reap()
+        if self.web is not None:
+            self.web.reap()
         self._close_sockets()
         shutil.rmtree(self.runtime, ignore_errors=True)
 
@@ -336,6 +425,7 @@ class Supervisor:
         p50, p95, stage_p50 = summarize_latency(self.ledger.reports)
         input_s = self.source_done.input_s if self.source_done else 0.0
         own_kb = psutil.Process().memory_info().rss / 1024
+        web_kb = self.web.peak_rss_kb() if self.web else 0  # the page's server counts too
         dropped = self.processes.dropped()
         dropped.update({f"supervisor.{k}": v for k, v in self.link.counters.items()})
         return Summary(
@@ -343,7 +433,7 @@ class Supervisor:
             e2e_p50_ms=p50,
             e2e_p95_ms=p95,
             rtf=self.processes.rtf(input_s, self.ledger.speech_s()),
-            peak_rss_mb=round((self.processes.peak_rss_kb() + own_kb) / 1024, 1),
+            peak_rss_mb=round((self.processes.peak_rss_kb() + web_kb + own_kb) / 1024, 1),
             start_to_ready_ms=round((self.t_ready - self.t_begin) * 1000, 1)
             if self.t_ready
             else 0.0,

@@ -4,7 +4,8 @@
 # (copied into models/ by `babelfish models install`).
 #   scripts/setup.sh         what a user needs (live audio included)
 #   scripts/setup.sh --dev   plus what the tests need (espeak-ng and sox for test speech,
-#                            PulseAudio for a virtual sound card, pytest)
+#                            PulseAudio for a virtual sound card, Chromium for the web page's
+#                            tests, pytest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,9 +15,11 @@ dev=0
 debs=(libportaudio2)
 # --dev: test speech (espeak-ng, sox), a virtual sound card (PulseAudio), and real human speech
 # with transcripts for the quality set (scripts/make_speech_set.py): Asterisk's Spanish prompts
-# (G.722 audio, Spanish text) and the English text of the same prompts.
+# (G.722 audio, Spanish text) and the English text of the same prompts. Headless Chromium opens
+# the web page in its tests.
 [ "$dev" = 1 ] && debs+=(espeak-ng sox pulseaudio pulseaudio-utils libasound2-plugins
-                         asterisk-core-sounds-es-g722 asterisk-core-sounds-es asterisk-core-sounds-en)
+                         asterisk-core-sounds-es-g722 asterisk-core-sounds-es asterisk-core-sounds-en
+                         chromium)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,7 +38,7 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     exit 2
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-extras="models,live,wakeword,plot,quality"
+extras="models,live,wakeword,plot,quality,web"
 [ "$dev" = 1 ] && extras="$extras,dev"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
 .venv/bin/babelfish models install

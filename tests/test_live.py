@@ -94,12 +94,15 @@ def test_run_microphone_to_earphones(tmp_path, models_dir, whisper_tiny_dir, pul
         time.sleep(3.0)  # let the last translation play out
         heard_path = rec.stop()
         assert done, "the live pipeline did not translate the sample's utterances"
-        subtitles = []
+        lines = []
         while sub.poll(100):
-            subtitles.append(json.loads(sub.recv()))
+            lines.append(json.loads(sub.recv()))
+        subtitles = [x for x in lines if x["final"]]  # (the others: parts, as they are heard)
         assert len(subtitles) == n and all(x["text"] and x["latency_ms"] for x in subtitles), (
             subtitles
         )
+        parts = [x for x in lines if not x["final"]]
+        assert {x["id"] for x in parts} == {x["id"] for x in subtitles}, lines
         lat = [x["end_of_speech_to_first_audio"] for x in done["last_latencies_ms"]]
         assert all(0 < v < 10000 for v in lat), lat
         out, err, took = _stop(proc, cfg)

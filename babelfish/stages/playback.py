@@ -18,6 +18,7 @@ from babelfish.schema import (
     HeartbeatState,
     Msg,
     Playing,
+    Said,
     SourceText,
     SpeechAudio,
     Stamp,
@@ -120,6 +121,17 @@ class PlaybackStage(Stage):
                 u.stamps.setdefault(("playback", event), Stamp(self.name, event, heard))
             u.audio_s += len(pcm) / msg.rate
             self.audio_s += len(pcm) / msg.rate
+        if msg.text:  # the live subtitles show each part as it is heard
+            self.report(
+                Said(
+                    utt=msg.utt,
+                    text=msg.text,
+                    part=msg.part,
+                    source_text=u.source_text,
+                    early=msg.early,
+                    dropped=msg.dropped,
+                )
+            )
         if msg.last:
             self.sink.end_utterance()
         if (pcm is not None and len(pcm)) or msg.last:

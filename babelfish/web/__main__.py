@@ -1,0 +1,3 @@
+from babelfish.web.server import main
+
+main()
