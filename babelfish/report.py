@@ -225,11 +225,11 @@ def cpu_line(per_audio_s: Mapping[str, float]) -> str:
 
 def cpu_breakdown(counters: Mapping[str, int], run_cpu_s: float, audio_s: float) -> dict:
     """The recogniser's CPU seconds per audio second by decode kind: final (the decode of an
-    utterance at its end), speculative (at a pause: speculative_wasted is the part of it thrown
-    away, the endpoint came with more speech), early (stable-prefix decodes, Whisper; Vosk's
-    partial look at a pause), source_text (the words as spoken, a second decode), accept (taking
-    audio in: Vosk decodes there, Whisper only buffers) and other (the rest: the loop, messages,
-    heartbeats, waiting). Empty without audio."""
+    utterance at its end), speculative (at a pause; speculative_wasted is the part of it thrown
+    away, as the endpoint came with more speech or another pause), early (stable-prefix
+    decodes, Whisper; Vosk's partial look at a pause), source_text (the words as spoken, a
+    second decode), accept (taking audio in: Vosk decodes there, Whisper only buffers) and
+    other (the rest: the loop, messages, heartbeats, waiting). Empty without audio."""
     if audio_s <= 0:
         return {}
     out = {k: counters.get(f"cpu_ms_{k}", 0) / 1000 for k in ASR_CPU_KINDS}

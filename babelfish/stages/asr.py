@@ -273,6 +273,8 @@ class ASRStage(Stage):
         cpu_ms = self.cpu("speculative", c0)
         rejected = "" if result.text else self.engine.last_stats.get("rejected", "")
         self.counters["speculations"] += 1
+        if u.spec is not None:  # the one at an earlier pause of this utterance: never used
+            self.counters["cpu_ms_speculative_wasted"] += u.spec.cpu_ms
         u.spec = Speculation(msg.end_s, result, rejected, cpu_ms)
         out = Transcript(
             utt=msg.utt,
