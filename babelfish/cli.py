@@ -22,7 +22,7 @@ import msgspec
 
 from babelfish import BabelfishError, UsageError, __version__
 from babelfish.commands import LOG_FORMAT, Parser, guarded
-from babelfish.report import fmt_ms
+from babelfish.report import cpu_line, fmt_ms
 
 log = logging.getLogger("babelfish")
 
@@ -49,6 +49,8 @@ def _print_summary(s, out: str | None, report: str | None) -> None:
         f"(all processes)",
         flush=True,
     )
+    if s.cpu_s_per_audio_s:
+        print("CPU s per audio s: " + cpu_line(s.cpu_s_per_audio_s), flush=True)
     if s.lost_utterances:
         for lost in s.lost_utterances:
             print(

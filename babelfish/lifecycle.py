@@ -48,7 +48,14 @@ class StageProc:
     next_start: float = 0.0
     backoff: float = 0.0
     hb: Heartbeat | None = None
-    carried: dict = field(default_factory=lambda: {"busy_ms": 0.0, "audio_s": 0.0, "cpu_s": 0.0})
+    carried: dict = field(
+        default_factory=lambda: {"busy_ms": 0.0, "audio_s": 0.0, "cpu_s": 0.0, "cpu_run_s": 0.0}
+    )
+    # CPU seconds (its heartbeats' getrusage, all threads) of the first process up to its first
+    # "ready": imports and model loading, counted apart from the run (load_cpu_s). The run's CPU
+    # is everything after that, of every process: a restarted one's loading is a cost of the run.
+    load_cpu_s: float | None = None
+    cpu_base: float = 0.0  # the current process's CPU seconds that are not the run's
     peak_rss_kb: int = 0
     counters: dict = field(default_factory=dict)
     last_exit: str = ""
@@ -71,11 +78,18 @@ class StageProc:
             self.carried["busy_ms"] += self.hb.busy_ms
             self.carried["audio_s"] += self.hb.audio_s
             self.carried["cpu_s"] += self.hb.cpu_s
+            self.carried["cpu_run_s"] += max(0.0, self.hb.cpu_s - self.cpu_base)
+            self.cpu_base = 0.0
             for k, v in self.hb.counters.items():
                 if k in ("pos", "last_seq_in"):  # positions, not counts
                     continue
                 self.counters[k] = self.counters.get(k, 0) + v
             self.hb = None
+
+    def cpu_run_s(self) -> float:
+        """CPU seconds of the run (see load_cpu_s), over all its processes."""
+        now = max(0.0, self.hb.cpu_s - self.cpu_base) if self.hb else 0.0
+        return self.carried["cpu_run_s"] + now
 
     def all_counters(self) -> dict[str, int]:
         """Its counters over all its processes, the current one included."""
@@ -144,6 +158,8 @@ class Lifecycle:
         sp.info = dict(hb.info)
         sp.peak_rss_kb = max(sp.peak_rss_kb, hb.peak_rss_kb)
         if hb.state == "ready" and sp.state in ("starting", "loading"):
+            if sp.load_cpu_s is None and not sp.restarts:  # the first process's start-up
+                sp.load_cpu_s = sp.cpu_base = hb.cpu_s
             sp.state = "ready"
             sp.ready_at = time.monotonic()
             return True
@@ -308,6 +324,18 @@ class Lifecycle:
             speech_s=speech_s,
             spoken_s={sp.name: sp.carried["audio_s"] for sp in stages},
         )
+
+    def cpu(self) -> tuple[dict[str, float], dict[str, float]]:
+        """({stage: CPU seconds of the run}, {stage: CPU seconds of its first start-up}), from the
+        processes' own getrusage (user + system, every thread), all processes of each stage."""
+        run = {sp.name: sp.cpu_run_s() for sp in self.stages.values()}
+        load = {sp.name: sp.load_cpu_s or 0.0 for sp in self.stages.values()}
+        return run, load
+
+    def audio_s(self, name: str) -> float:
+        """Seconds of audio stage `name` consumed or produced, over all its processes."""
+        sp = self.stages[name]
+        return sp.carried["audio_s"] + (sp.hb.audio_s if sp.hb else 0.0)
 
     def dropped(self) -> dict[str, int]:
         """{"<stage>.<counter>": n} of what the stages dropped, or found bad and counted."""

@@ -40,7 +40,8 @@ The report has the format of `babelfish replay --report`: per utterance speech_s
 speech_end_s (positions in the recording), the stamps, stage times and latencies
 (end_of_speech_to_first_audio runs from the last speech frame fed to the first sample written).
 The summary also says which engines and model paths were used ("engines"), the endpointing used
-("segmenter"), and the process's CPU seconds ("cpu_s").
+("segmenter"). Its CPU figures are the pipeline's (report.Summary), for its one process named
+"naive": cpu_s_per_audio_s, cpu_s (after the models were loaded) and load_cpu_s (before).
 
 `python -m babelfish.naive INPUT.wav --out OUT.wav --report REPORT.json [--pace fast]` runs it on
 its own (scripts/bench.py runs it in a subprocess so that its memory is measured alone).
@@ -72,6 +73,7 @@ from babelfish.engines.vad import make_vad
 from babelfish.report import (
     Summary,
     UtteranceReport,
+    cpu_per_audio,
     fmt_ms,
     latencies,
     real_time_factors,
@@ -157,6 +159,7 @@ def run_naive(
     if translator is not None:
         engines["mt"] = {"engine": cfg.mt.engine, "model": used["mt"][0] if used["mt"] else ""}
     t_ready = time.monotonic()
+    cpu_ready = time.process_time()  # (every thread of this process)
 
     out_path = Path(out_wav)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -288,12 +291,14 @@ def run_naive(
         stage_ms_p50=stage_p50,
         route=route,
         complete=True,
+        cpu_s_per_audio_s=cpu_per_audio({"naive": time.process_time() - cpu_ready}, input_s),
+        cpu_s={"naive": round(time.process_time() - cpu_ready, 3)},
+        load_cpu_s={"naive": round(cpu_ready, 3)},
     )
     doc = msgspec.to_builtins({"utterances": reports, "summary": summary})
     doc["summary"].update(
         mode="naive",
         pace=pace,
-        cpu_s=round(ru.ru_utime + ru.ru_stime, 3),
         engines=engines,
         segmenter=segmenter.settings,
     )
@@ -354,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print(
             f"naive: {s['utterances']} utterance(s); end of speech -> first audio p50 "
-            f"{s['e2e_p50_ms']} ms, p95 {s['e2e_p95_ms']} ms; CPU {s['cpu_s']:.1f} s; "
+            f"{s['e2e_p50_ms']} ms, p95 {s['e2e_p95_ms']} ms; CPU {s['cpu_s']['naive']:.1f} s; "
             f"peak RSS {s['peak_rss_mb']:.0f} MB",
             flush=True,
         )

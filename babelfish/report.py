@@ -141,6 +141,16 @@ class Summary:
     # was the same: made before the endpoint), speculation_missed (thrown away); capture: pauses;
     # stable prefix: asr stable_prefixes (and stable_decodes on the Whisper route), mt early_parts
     speculation: dict[str, dict[str, int]] = field(default_factory=dict)
+    # CPU seconds per second of input audio (replayed, or captured live), per stage and
+    # "supervisor" (the babelfish command itself), and their "total": the processes' own CPU time
+    # (getrusage: user + system, every thread) from when each was ready to its exit, over all its
+    # processes (a restarted one's start-up included); cpu_s the seconds themselves, load_cpu_s
+    # each stage's first start-up (imports and models), not in the run's figures. The recogniser's
+    # by decode kind: asr_cpu_s_per_audio_s (see cpu_breakdown).
+    cpu_s_per_audio_s: dict[str, float] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    load_cpu_s: dict[str, float] = field(default_factory=dict)
+    asr_cpu_s_per_audio_s: dict[str, float] = field(default_factory=dict)
     complete: bool = True  # False when the run was interrupted or gave up
     error: str = ""
     # translation quality against references (babelfish/quality.py), in suite reports whose
@@ -192,6 +202,40 @@ def real_time_factors(
         if ref > 0:
             out[stage] = round(busy / ref, 3)
     return out
+
+
+# the recogniser's CPU by what it was for (counters cpu_ms_<kind> of the ASR stage)
+ASR_CPU_KINDS = ("final", "speculative", "early", "source_text", "accept")
+
+
+def cpu_per_audio(cpu_s: Mapping[str, float], audio_s: float) -> dict[str, float]:
+    """{"total": .., <each of cpu_s>: ..}: CPU seconds per second of audio (empty without
+    audio). The total is the sum of the rounded parts, so that they add up exactly."""
+    if audio_s <= 0:
+        return {}
+    parts = {k: round(v / audio_s, 4) for k, v in cpu_s.items()}
+    return {"total": round(sum(parts.values()), 4), **parts}
+
+
+def cpu_line(per_audio_s: Mapping[str, float]) -> str:
+    """ "0.42 (asr 0.30, mt 0.05, ...)": a summary's cpu_s_per_audio_s for people."""
+    parts = ", ".join(f"{k} {v:.3f}" for k, v in per_audio_s.items() if k != "total")
+    return f"{per_audio_s.get('total', 0.0):.3f} ({parts})"
+
+
+def cpu_breakdown(counters: Mapping[str, int], run_cpu_s: float, audio_s: float) -> dict:
+    """The recogniser's CPU seconds per audio second by decode kind: final (the decode of an
+    utterance at its end), speculative (at a pause; speculative_wasted is the part of it thrown
+    away, as the endpoint came with more speech or another pause), early (stable-prefix
+    decodes, Whisper; Vosk's partial look at a pause), source_text (the words as spoken, a
+    second decode), accept (taking audio in: Vosk decodes there, Whisper only buffers) and
+    other (the rest: the loop, messages, heartbeats, waiting). Empty without audio."""
+    if audio_s <= 0:
+        return {}
+    out = {k: counters.get(f"cpu_ms_{k}", 0) / 1000 for k in ASR_CPU_KINDS}
+    out["other"] = max(0.0, run_cpu_s - sum(out.values()))
+    out["speculative_wasted"] = counters.get("cpu_ms_speculative_wasted", 0) / 1000
+    return {k: round(v / audio_s, 4) for k, v in out.items()}
 
 
 # ---- reading reports back ------------------------------------------------------------------------

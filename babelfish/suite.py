@@ -44,7 +44,7 @@ import msgspec
 
 from babelfish import UsageError, quality
 from babelfish.quality import Prompt
-from babelfish.report import percentile
+from babelfish.report import cpu_per_audio, percentile
 
 RECORDING_KEYS = ("path", "from", "to", "expect", "name", "prompt", "speech")
 PROMPT_KEYS = ("id", "start_s", "end_s", "source", "reference")
@@ -325,6 +325,10 @@ def suite_report(
     for s in sums:
         for k, v in s.get("restarts", {}).items():
             restarts[k] = restarts.get(k, 0) + v
+    cpu_s: dict[str, float] = {}  # CPU seconds of the runs, per stage, over all recordings
+    for s in sums:
+        for k, v in s.get("cpu_s", {}).items():
+            cpu_s[k] = cpu_s.get(k, 0.0) + v
     done = {r["name"] for r in recordings}
     not_run = [n for n in (planned or []) if n not in done]
     summary = {
@@ -339,6 +343,7 @@ def suite_report(
         "quality_failed_recordings": failed,
         "input_s": round(sum(s.get("input_s", 0.0) for s in sums), 2),
         "wall_s": round(sum(s.get("wall_s", 0.0) for s in sums), 2),
+        "cpu_s_per_audio_s": cpu_per_audio(cpu_s, sum(s.get("input_s", 0.0) for s in sums)),
         "lost_utterances": sum(len(s.get("lost_utterances", [])) for s in sums),
         "restarts": restarts,
         "degradations": sum(len(s.get("degradations", [])) for s in sums),

@@ -37,7 +37,13 @@ from babelfish.config import Config
 from babelfish.control import ControlServer, Degradation, LatencyRow, Reply, Request, Status
 from babelfish.ledger import Ledger
 from babelfish.lifecycle import Lifecycle, StageProc
-from babelfish.report import Summary, UtteranceReport, summarize_latency
+from babelfish.report import (
+    Summary,
+    UtteranceReport,
+    cpu_breakdown,
+    cpu_per_audio,
+    summarize_latency,
+)
 from babelfish.schema import (
     Heartbeat,
     Playing,
@@ -96,6 +102,7 @@ class Supervisor:
         self.t_begin = time.monotonic()
         self.t_ready = 0.0
         self.t_start_ns = 0
+        self.cpu_at_start = 0.0  # this process's CPU seconds when the stages were all ready
         self.started = False
         self.muted = False
         self.config_path: str | None = None  # for `babelfish reload`
@@ -385,6 +392,7 @@ class Supervisor:
 
     def _start(self) -> None:
         self.started = True
+        self.cpu_at_start = _own_cpu_s()
         self.t_ready = time.monotonic()
         self.t_start_ns = time.monotonic_ns()
         self.on_event(
@@ -420,10 +428,31 @@ class Supervisor:
             if sock is not None:
                 sock.close(0)
 
+    def cpu(self, input_s: float) -> dict:
+        """The CPU figures of the summary (report.Summary: cpu_s_per_audio_s and the rest)."""
+        run, load = self.processes.cpu()
+        run["supervisor"] = _own_cpu_s() - self.cpu_at_start if self.started else 0.0
+        asr = self.stages.get("asr")
+        return {
+            "cpu_s_per_audio_s": cpu_per_audio(run, input_s),
+            "cpu_s": {k: round(v, 3) for k, v in run.items()},
+            "load_cpu_s": {k: round(v, 3) for k, v in load.items()},
+            "asr_cpu_s_per_audio_s": cpu_breakdown(asr.all_counters(), run["asr"], input_s)
+            if asr is not None
+            else {},
+        }
+
     def summary(self) -> Summary:
         """The run's summary (the report's "summary")."""
         p50, p95, stage_p50 = summarize_latency(self.ledger.reports)
-        input_s = self.source_done.input_s if self.source_done else 0.0
+        # the input's seconds: replayed (the whole file), or captured (live; an interrupted run)
+        input_s = (
+            self.source_done.input_s
+            if self.source_done
+            else self.processes.audio_s("capture")
+            if "capture" in self.stages
+            else 0.0
+        )
         own_kb = psutil.Process().memory_info().rss / 1024
         web_kb = self.web.peak_rss_kb() if self.web else 0  # the page's server counts too
         dropped = self.processes.dropped()
@@ -448,8 +477,15 @@ class Supervisor:
             complete=self.fatal is None and not self.stop_requested,
             stage_info={n: dict(sp.info) for n, sp in self.stages.items() if sp.info},
             speculation=self.processes.speculation(),
+            **self.cpu(input_s),
             error=str(self.fatal) if self.fatal else self.stop_requested,
         )
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process so far (user + system, every thread)."""
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
 
 
 def install_signal_handlers(sup: Supervisor) -> None:

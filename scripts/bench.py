@@ -67,7 +67,7 @@ from pathlib import Path
 import psutil
 
 from babelfish import UsageError
-from babelfish.report import percentile
+from babelfish.report import cpu_line, cpu_per_audio, percentile
 from babelfish.suite import Entry, check_quality, collect
 
 REPO = Path(__file__).resolve().parent.parent
@@ -248,6 +248,12 @@ def run_one(system: str, entry: Entry, work: Path, run: int, config: str | None)
         "rtf": s.get("rtf", {}),
         "cpu_s": m["cpu_s"],
         "cpu_s_sampled": m["cpu_s_sampled"],
+        # the report's own: CPU seconds after start-up, per process (stage, supervisor, naive)
+        "run_cpu_s": s.get("cpu_s", {}),
+        "load_cpu_s": s.get("load_cpu_s", {}),
+        "asr_cpu_s": {
+            k: v * s.get("input_s", 0.0) for k, v in s.get("asr_cpu_s_per_audio_s", {}).items()
+        },
         "peak_rss_mb": m["peak_rss_mb"],
         "report_peak_rss_mb": s.get("peak_rss_mb"),
         "processes": m["processes"],
@@ -430,6 +436,13 @@ def aggregate(recs: list[dict], turns: list[dict] | None = None) -> dict:
         "rtf": rtf,
         "stage_ms_p50": {k: percentile(stage_ms[k], 50) for k in PATH_STAGES if k in stage_ms},
         "cpu_s_per_audio_s": round(sum(r["cpu_s"] for r in recs) / audio, 3) if audio else None,
+        "run_cpu_s_per_audio_s": cpu_per_audio(
+            _sum_dicts(r.get("run_cpu_s", {}) for r in recs), audio
+        ),
+        "asr_cpu_s_per_audio_s": {
+            k: round(v / audio, 4) if audio else None
+            for k, v in _sum_dicts(r.get("asr_cpu_s", {}) for r in recs).items()
+        },
         "peak_rss_mb": max(r["peak_rss_mb"] for r in recs),
         "start_to_ready_ms": max((r["start_to_ready_ms"] or 0) for r in recs),
         "degradations": sum(r["degradations"] for r in recs),
@@ -442,6 +455,14 @@ def aggregate(recs: list[dict], turns: list[dict] | None = None) -> dict:
     }
     if turns is not None:
         out["turns"] = turn_stats(turns)
+    return out
+
+
+def _sum_dicts(dicts) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0.0) + v
     return out
 
 
@@ -471,6 +492,16 @@ def medians(runs: list[dict]) -> dict:
                 st: _median([a.get("stage_ms_p50", {}).get(st) for a in aggs]) for st in path_stages
             },
             "cpu_s_per_audio_s": _median([a["cpu_s_per_audio_s"] for a in aggs]),
+            "run_cpu_s_per_audio_s": {
+                k: _median([a.get("run_cpu_s_per_audio_s", {}).get(k) for a in aggs])
+                for k in (aggs[0].get("run_cpu_s_per_audio_s") or {})
+                if aggs
+            },
+            "asr_cpu_s_per_audio_s": {
+                k: _median([a.get("asr_cpu_s_per_audio_s", {}).get(k) for a in aggs])
+                for k in (aggs[0].get("asr_cpu_s_per_audio_s") or {})
+                if aggs
+            },
             "peak_rss_mb": _median([a["peak_rss_mb"] for a in aggs]),
             "start_to_ready_ms": _median([a["start_to_ready_ms"] for a in aggs]),
             "degradations": [a["degradations"] for a in aggs],
@@ -505,6 +536,9 @@ def medians(runs: list[dict]) -> dict:
         "e2e_p95_ms": ratio(b["e2e_p95_ms"], n["e2e_p95_ms"]),
         "rtf": {st: ratio(b["rtf"].get(st), n["rtf"].get(st)) for st in b["rtf"]},
         "cpu_s_per_audio_s": ratio(b["cpu_s_per_audio_s"], n["cpu_s_per_audio_s"]),
+        "run_cpu_s_per_audio_s": ratio(
+            b["run_cpu_s_per_audio_s"].get("total"), n["run_cpu_s_per_audio_s"].get("total")
+        ),
         "peak_rss_mb": ratio(b["peak_rss_mb"], n["peak_rss_mb"]),
         "start_to_ready_ms": ratio(b["start_to_ready_ms"], n["start_to_ready_ms"]),
     }
@@ -626,11 +660,44 @@ def markdown(med: dict, info: dict) -> str:
         )
     rows += [
         (
-            "CPU seconds per second of audio (all processes)",
+            "CPU seconds per second of audio (all processes, start-up included)",
             _f(b["cpu_s_per_audio_s"], 2),
             _f(n["cpu_s_per_audio_s"], 2),
             _f(r["cpu_s_per_audio_s"], 2, "×"),
         ),
+    ]
+    bc, nc = b.get("run_cpu_s_per_audio_s") or {}, n.get("run_cpu_s_per_audio_s") or {}
+    if bc and nc:
+        parts = [k for k in bc if k != "total"]
+        rows.append(
+            (
+                "CPU s per audio s after start-up (summary.cpu_s_per_audio_s), total",
+                _f(bc.get("total"), 3),
+                _f(nc.get("total"), 3),
+                _f(r.get("run_cpu_s_per_audio_s"), 2, "×"),
+            )
+        )
+        rows.append(
+            (
+                f"... per process: {' / '.join(parts)}",
+                " / ".join(_f(bc.get(k), 3) for k in parts),
+                "one process",
+                "",
+            )
+        )
+        asr = b.get("asr_cpu_s_per_audio_s") or {}
+        if asr:
+            kinds = [k for k in asr if k != "speculative_wasted"]
+            rows.append(
+                (
+                    f"... asr by decode: {' / '.join(kinds)} (speculative wasted)",
+                    " / ".join(_f(asr.get(k), 3) for k in kinds)
+                    + f" ({_f(asr.get('speculative_wasted'), 3)})",
+                    "",
+                    "",
+                )
+            )
+    rows += [
         (
             "Peak RSS, summed over all processes",
             _f(b["peak_rss_mb"], 0, " MB"),
@@ -758,7 +825,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"(c) > {LONG_TURN_S:.0f} s "
                 f"p95 {_f(t['c_long_p95_ms'])} ms; utterances {agg['utterances']}: e2e p50 "
                 f"{_f(agg['e2e_p50_ms'])} ms, p95 {_f(agg['e2e_p95_ms'])} ms; RTF {rtf}; "
-                f"CPU {agg['cpu_s_per_audio_s']:.2f} s/s; peak RSS {agg['peak_rss_mb']:.0f} MB; "
+                f"CPU {agg['cpu_s_per_audio_s']:.2f} s/s with start-up, after it "
+                f"{cpu_line(agg['run_cpu_s_per_audio_s'])}; peak RSS {agg['peak_rss_mb']:.0f} MB; "
                 f"degradations {agg['degradations']}; quality {agg['quality_passed']}/"
                 f"{agg['quality_checked']}",
                 flush=True,

@@ -173,8 +173,8 @@ def render_sweep(doc: dict) -> list[str]:
         f"Recordings: {names} (each cut as capture cuts it, each piece decoded whole).",
         "",
         "| setting | utterances | pause cuts | chrF | BLEU | translated | invented words | "
-        "decode p50 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "decode p50 | decode CPU s per audio s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in doc["rows"]:
         setting = ", ".join(f"{k} = {v}" for k, v in r["setting"].items()) or "defaults"
@@ -188,6 +188,7 @@ def render_sweep(doc: dict) -> list[str]:
                 f"{r['translated']}/{r['prompts']}",
                 r["invented_words"],
                 _f(r["decode_p50_ms"], 0, " ms"),
+                _f(r.get("decode_cpu_s_per_audio_s"), 3),
             )
         )
     return out

@@ -77,19 +77,22 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
     cfg = load_config(None, overrides=overrides(setting))
     asr = make_asr(cfg, models_dir)
     scores, n, cuts, decode_ms, retried = [], 0, 0, [], 0
+    decode_cpu_s, audio_s = 0.0, 0.0  # the decodes' CPU time (every thread), the audio's length
     for e in entries:
         audio, rate = sf.read(str(e.path), dtype="int16")
         assert rate == 16000, f"{e.path}: {rate} Hz"
+        audio_s += len(audio) / rate
         utts, previous = [], None
         for start, end, reason, pcm in cut(cfg, models_dir, audio):
             context = None
             if cfg.asr.context and previous and 0 <= start / rate - previous[1] < CONTEXT_GAP_S:
                 context = previous[0]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             asr.accept(pcm)
             r = asr.finish(context=context, source=False)
             decode_ms.append((time.perf_counter() - t0) * 1000)
             retried += len(asr.last_stats.get("attempts", ())) > 1  # the fallback ran
+            decode_cpu_s += time.process_time() - c0
             utts.append(
                 {
                     "speech_start_s": start / rate,
@@ -117,6 +120,8 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
         "decode_p50_ms": round(float(np.median(decode_ms)), 1) if decode_ms else None,
         "decode_mean_ms": round(float(np.mean(decode_ms)), 1) if decode_ms else None,
         "fallback_decodes": retried,
+        # the final decodes alone (no speculation, no words as spoken), per second of recording
+        "decode_cpu_s_per_audio_s": round(decode_cpu_s / audio_s, 4) if audio_s else None,
     }
 
 
@@ -158,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             f"({row['pause_cuts']} pause cuts), chrF {row['chrf']}, BLEU {row['bleu']}, "
             f"{row['translated']}/{row['prompts']} translated, invented words "
             f"{row['invented_words']}, decode p50 {row['decode_p50_ms']} ms, mean "
-            f"{row['decode_mean_ms']} ms, {row['fallback_decodes']} with a fallback",
+            f"{row['decode_mean_ms']} ms, {row['fallback_decodes']} with a fallback, "
+            f"decode CPU {row['decode_cpu_s_per_audio_s']} s per audio s",
             flush=True,
         )
     out = Path(args.json_out)

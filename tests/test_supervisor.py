@@ -125,6 +125,9 @@ def test_kill_9_a_stage_mid_replay(tmp_path, models_dir, long_spanish, korean, s
     rep = load_report(report)
     s = rep["summary"]
     assert s["restarts"][stage] == 1
+    # the CPU of both processes of the stage: the second one's start-up (imports, models) is a
+    # cost of the run, the first one's is not
+    assert s["cpu_s"][stage] > 0.5 * s["load_cpu_s"][stage] > 0, (s["cpu_s"], s["load_cpu_s"])
     done = {u["id"]: u for u in rep["utterances"]}
     lost = {u["id"]: u for u in s["lost_utterances"]}
     # the utterance the dead stage held is re-run or reported lost, with the reason

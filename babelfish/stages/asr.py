@@ -65,6 +65,7 @@ class Speculation(NamedTuple):
     end_s: float  # the speech end it had
     result: ASRResult
     rejected: str  # why it gave no words (the engine's last_stats["rejected"]), "" if it did
+    cpu_ms: int = 0  # what it cost (counted as wasted when it is not used)
 
 
 class StableDecode(NamedTuple):
@@ -118,6 +119,16 @@ class ASRStage(Stage):
         # the degradation ladder says "no early speech")
         self.can_decode_stable = False
         self.stable_decodes = False
+        self.cpu_s: dict[str, float] = {}  # CPU seconds by decode kind (see cpu())
+
+    def cpu(self, kind: str, since: float) -> int:
+        """Count the CPU time this process spent since `since` (time.process_time(): every
+        thread, so ctranslate2's and onnxruntime's workers too) as a decode of `kind`
+        (counter cpu_ms_<kind>, report.cpu_breakdown); the milliseconds counted."""
+        spent = time.process_time() - since
+        self.cpu_s[kind] = self.cpu_s.get(kind, 0.0) + spent  # (whole ms in the counters)
+        self.counters[f"cpu_ms_{kind}"] = round(self.cpu_s[kind] * 1000)
+        return round(spent * 1000)
 
     def hwm(self, cfg, side: str) -> int:
         # audio chunks from capture: pipeline.queue_chunks in all, half here, half at capture
@@ -155,7 +166,9 @@ class ASRStage(Stage):
             self.audio_s += len(pcm) / SAMPLE_RATE
             if self.use_context:
                 u.audio.append(pcm)
+            c0 = time.process_time()
             partial = self.engine.accept(pcm)
+            self.cpu("accept", c0)
             if partial:
                 out = Transcript(utt=msg.utt, text=partial, final=False, language=self.language)
                 out.stamp(self.name, "partial")
@@ -196,8 +209,11 @@ class ASRStage(Stage):
         else:
             if spec is not None:
                 self.counters["speculation_missed"] += 1
+                self.counters["cpu_ms_speculative_wasted"] += spec.cpu_ms
             # (source=False: the words as spoken, if any, follow from source_text())
+            c0 = time.process_time()
             result = self.engine.finish(context=context, source=False, spoken=u.spoken)
+            self.cpu("final", c0)
             rejected = self.engine.last_stats.get("rejected", "")
             result.text = u.after_spoken(result.text)
         if rejected:  # heard, but no speech in it (noise, babble, a loop): counted
@@ -218,7 +234,9 @@ class ASRStage(Stage):
         self.send(out)
         if pending:
             time.sleep(self.cfg.asr.source_after_ms / 1000)
+            c0 = time.process_time()
             result.source_text = self.engine.source_text()
+            self.cpu("source_text", c0)
             self.send(SourceText(utt=msg.utt, text=result.source_text))
         self.progress(msg.utt, "final")
         self.release(msg.utt)
@@ -242,6 +260,7 @@ class ASRStage(Stage):
             return
         t0 = time.monotonic_ns()
         last = u.last_decode
+        c0 = time.process_time()
         if last is not None and last.end_s >= msg.end_s:
             # the last stable-prefix decode already had all of this speech: it is the result
             result = ASRResult(
@@ -251,9 +270,12 @@ class ASRStage(Stage):
         else:
             result = self.engine.speculate(context=self._context(msg.start_s), spoken=u.spoken)
             result.text = u.after_spoken(result.text)
+        cpu_ms = self.cpu("speculative", c0)
         rejected = "" if result.text else self.engine.last_stats.get("rejected", "")
         self.counters["speculations"] += 1
-        u.spec = Speculation(msg.end_s, result, rejected)
+        if u.spec is not None:  # the one at an earlier pause of this utterance: never used
+            self.counters["cpu_ms_speculative_wasted"] += u.spec.cpu_ms
+        u.spec = Speculation(msg.end_s, result, rejected, cpu_ms)
         out = Transcript(
             utt=msg.utt,
             text=result.text,
@@ -269,7 +291,9 @@ class ASRStage(Stage):
         self.send(out)
 
     def _stable(self, u: Utterance, msg: UtterancePause) -> None:
+        c0 = time.process_time()
         now = self.engine.speculate().text.split()
+        self.cpu("early", c0)
         n = common_prefix(now, u.last_partial.split())
         if n <= u.committed:
             self.counters["stable_unchanged"] += 1
@@ -304,11 +328,13 @@ class ASRStage(Stage):
         u.decoded_at = u.samples
         start_s = u.first_pos / rate
         context = self._context(start_s)
+        c0 = time.process_time()
         text = self.engine.speculate(
             context=context,
             spoken=u.spoken,
             beam_size=min(self.cfg.asr.stable_beam_size, self.engine.beam_size),
         ).text
+        self.cpu("early", c0)
         words = text.split()
         self.counters["stable_decodes"] += 1
         u.last_decode = StableDecode(end_s, u.after_spoken(text))
@@ -337,6 +363,7 @@ class ASRStage(Stage):
             return
         u.spoken = u.after_spoken(" ".join(words[:n]))
         if u.spec is not None:  # decoded before these words were given out: not usable
+            self.counters["cpu_ms_speculative_wasted"] += u.spec.cpu_ms
             u.spec = None
             self.counters["speculation_superseded"] += 1
         out = Transcript(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import logging
+import math
 import os
 import resource
 import signal
@@ -267,7 +268,9 @@ class Stage:
                 break
             until_hb = max(0.0, self._last_hb + self.hb_interval - time.monotonic())
             timeout = until_hb if wait is None else min(wait, until_hb)
-            events = dict(self.poller.poll(timeout * 1000))
+            # whole milliseconds, rounded up: ZeroMQ truncates, and a wait under 1 ms became a
+            # busy loop (most of capture's CPU when idle, scripts/bench.py)
+            events = dict(self.poller.poll(math.ceil(timeout * 1000)))
             if self.sup in events:
                 self._control()
             if self.inp is not None and self.inp in events and self.running:
