@@ -191,6 +191,22 @@ def render_sweep(doc: dict) -> list[str]:
                 _f(r.get("decode_cpu_s_per_audio_s"), 3),
             )
         )
+    per = [r for r in doc["rows"] if len(r.get("per_recording") or {}) > 1]
+    if per:
+        out += ["", "| setting | recording | chrF | translated | invented words |"]
+        out.append("|---|---|---:|---:|---:|")
+        for r in per:
+            setting = ", ".join(f"{k} = {v}" for k, v in r["setting"].items()) or "defaults"
+            for name, q in r["per_recording"].items():
+                out.append(
+                    _row(
+                        setting,
+                        name,
+                        _f(q["chrf"], 1),
+                        f"{q['translated']}/{q['prompts']}",
+                        q["invented_words"],
+                    )
+                )
     return out
 
 
@@ -436,6 +452,19 @@ BENCHMARKS = [
         "quality_sweep.json",
         "Quality of endpointing and decoding choices (no timing)",
         f"{PY}quality_sweep.py --set vad.engine=webrtc,silero ...",
+        render_sweep,
+    ),
+    Benchmark(
+        "quality_sweep_rescue.json",
+        "A beam only where greedy fails (no timing)",
+        f"{PY}quality_sweep.py --set asr.rescue_beam_size=1,5",
+        render_sweep,
+    ),
+    Benchmark(
+        "quality_sweep_vad.json",
+        "Endpointing over three noise floors, babble included (no timing)",
+        f"{PY}quality_sweep.py --names es_quiet_1,es_room_1,es_babble_1 "
+        "--set vad.engine=silero,webrtc --set vad.long_end_silence_ms=120,300",
         render_sweep,
     ),
     Benchmark(

@@ -76,7 +76,7 @@ def cut(cfg, models_dir: Path, audio: np.ndarray) -> list[tuple[int, int, str, n
 def run(setting: dict, entries, models_dir: Path) -> dict:
     cfg = load_config(None, overrides=overrides(setting))
     asr = make_asr(cfg, models_dir)
-    scores, n, cuts, decode_ms, retried = [], 0, 0, [], 0
+    scores, n, cuts, decode_ms, retried, per = [], 0, 0, [], 0, {}
     decode_cpu_s, audio_s = 0.0, 0.0  # the decodes' CPU time (every thread), the audio's length
     for e in entries:
         audio, rate = sf.read(str(e.path), dtype="int16")
@@ -107,6 +107,8 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
             cuts += reason == "pause"
         n += len(utts)
         scores.append(quality.score(e.prompts, utts, has_source=False))
+        keys = ("chrf", "translated", "prompts", "invented_words")
+        per[e.name] = {k: scores[-1][k] for k in keys}
     q = quality.combine(scores)
     return {
         "setting": setting,
@@ -122,6 +124,7 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
         "fallback_decodes": retried,
         # the final decodes alone (no speculation, no words as spoken), per second of recording
         "decode_cpu_s_per_audio_s": round(decode_cpu_s / audio_s, 4) if audio_s else None,
+        "per_recording": per,
     }
 
 
@@ -167,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             f"decode CPU {row['decode_cpu_s_per_audio_s']} s per audio s",
             flush=True,
         )
+        if len(entries) > 1:
+            for name, r in row["per_recording"].items():
+                print(
+                    f"    {name}: chrF {r['chrf']}, {r['translated']}/{r['prompts']} translated, "
+                    f"invented words {r['invented_words']}",
+                    flush=True,
+                )
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     from figures import run_info
