@@ -169,6 +169,8 @@ class Supervisor:
                     {
                         "id": rep.id,
                         "source_text": rep.source_text,
+                        "source_language": rep.source_language,
+                        "language_probability": rep.language_probability,
                         "text": rep.translated_text,
                         "language": self.cfg.pipeline.target_lang,
                         "latency_ms": rep.latency_ms,
@@ -331,6 +333,18 @@ class Supervisor:
             if sock is not None:
                 sock.close(0)
 
+    def _languages(self) -> dict[str, dict[str, int]]:
+        """--from auto: utterances per identified language, and how the recogniser chose the
+        language of its decodes (asr's language_* counters); {} with a given language."""
+        counters = self.stages["asr"].all_counters() if "asr" in self.stages else {}
+        choices = {k[9:]: v for k, v in counters.items() if k.startswith("language_")}
+        if not choices:
+            return {}
+        spoken: dict[str, int] = {}
+        for r in self.ledger.reports:
+            spoken[r.source_language] = spoken.get(r.source_language, 0) + 1
+        return {"utterances": spoken, "choices": choices}
+
     def summary(self) -> Summary:
         """The run's summary (the report's "summary")."""
         p50, p95, stage_p50 = summarize_latency(self.ledger.reports)
@@ -358,6 +372,7 @@ class Supervisor:
             complete=self.fatal is None and not self.stop_requested,
             stage_info={n: dict(sp.info) for n, sp in self.stages.items() if sp.info},
             speculation=self.processes.speculation(),
+            languages=self._languages(),
             error=str(self.fatal) if self.fatal else self.stop_requested,
         )
 
