@@ -412,6 +412,11 @@ def render_sigterm(doc: dict) -> list[str]:
     return out
 
 
+def render_langid(doc: dict) -> list[str]:
+    """bench_langid.py's tables (it keeps them as text)."""
+    return doc["table"].splitlines()
+
+
 @dataclass(frozen=True)
 class Benchmark:
     file: str  # its JSON file's name in --dir
@@ -473,6 +478,12 @@ BENCHMARKS = [
         "Clean stops under SIGTERM",
         f"{PY}soak.py --sigterm-trials 10",
         render_sigterm,
+    ),
+    Benchmark(
+        "bench_langid.json",
+        "Any language in: --from auto",
+        f"{PY}bench_langid.py",
+        render_langid,
     ),
 ]
 
