@@ -144,7 +144,7 @@ class Summary:
     # stable prefix: asr stable_prefixes (and stable_decodes on the Whisper route), mt early_parts
     speculation: dict[str, dict[str, int]] = field(default_factory=dict)
     # --from auto: {"utterances": {language: n}, "choices": {how: n}} (how the recogniser chose
-    # each final decode's language: sure, short, unsure, utterance, changed; new_context)
+    # each final decode's language: sure, short, unsure, guess, utterance, changed; new_context)
     languages: dict[str, dict[str, int]] = field(default_factory=dict)
     complete: bool = True  # False when the run was interrupted or gave up
     error: str = ""

@@ -25,8 +25,13 @@ from babelfish.testspeech import PHRASES, espeak, several_languages, speak, suit
 from helpers import REPO, babelfish, load_report, stage_processes, status, wait_for, write_config
 
 DEBIAN = Path("/usr/share/doc/asterisk-core-sounds-es/core-sounds-es.txt.gz")
-SPANISH = {"queue-thankyou": "patience", "conf-leaderhasleft": "leader"}  # prompt: a word of it
+# prompts Whisper base identifies as Spanish (many of this es_MX speaker it takes for Italian or
+# Portuguese: scripts/bench_langid.py), and a word of their translation
+SPANISH = {"queue-thankyou": "patience", "conf-extended": "conference"}
 SAMPLE = REPO / "samples" / "es_station.wav"
+# a decode holds the ASR stage's loop (and its heartbeats): on a loaded machine one can take longer
+# than the default hang timeout, which is not what these tests are about
+LOADED = "[supervisor]\nhang_timeout_ms = 30000\n"
 
 
 def _pcm(path: Path) -> np.ndarray:
@@ -111,25 +116,30 @@ def test_each_language_is_identified_and_decoded_in_it(auto_asr, clips):
             assert said[name] in auto_asr.source_text().lower(), (name, auto_asr.source_text())
 
 
-def test_short_or_unsure_keeps_the_last_sure_language(whisper_base_dir, clips, tmp_path):
+def test_short_or_unsure_keeps_the_last_sure_language(whisper_base_dir, prompts, clips):
+    """Real Spanish: after a sure Spanish utterance, one Whisper is unsure of (Italian 0.46,
+    Spanish 0.26) and a short one (0.7 s) keep Spanish; German speech, in which Whisper does
+    not hear Spanish at all, is not decoded as Spanish (its best guess instead)."""
     from babelfish.engines.asr_whisper import WhisperASR
 
-    asr = WhisperASR(whisper_base_dir, language=None, task="translate", language_threshold=0.99)
-    asr.accept(_pcm(clips["en2"]))
-    assert asr.finish().source_language == "en"  # (0.99 and more for the Piper voice)
-    assert asr.last_stats["language_choice"] == "sure"
-    german = _pcm(clips["de1"])
-    asr.accept(german)
-    r = asr.finish()  # German at about 0.96: under this threshold
-    assert asr.last_stats["language_detected"] == "de", asr.last_stats
-    assert (r.source_language, asr.last_stats["language_choice"]) == ("en", "unsure")
-    assert r.language_probability < 0.5  # Whisper's for English, in German speech
-    asr.language_threshold = 0.5
-    short = _pcm(espeak("Merci.", "fr", tmp_path / "merci.wav"))
-    asr.language_min_s = len(short) / 16000 + 0.1  # (the whole clip is shorter than that)
-    asr.accept(short)
-    r = asr.finish()
-    assert (r.source_language, asr.last_stats["language_choice"]) == ("en", "short")
+    asr = WhisperASR(whisper_base_dir, language=None, task="translate")
+
+    def decode(audio: np.ndarray):
+        asr.accept(audio)
+        return asr.finish(), asr.last_stats
+
+    r, stats = decode(_pcm(prompts / "queue-thankyou.wav"))
+    assert (r.source_language, stats["language_choice"]) == ("es", "sure"), stats
+    r, stats = decode(_pcm(prompts / "conf-leaderhasleft.wav"))
+    assert (r.source_language, stats["language_choice"]) == ("es", "unsure"), stats
+    assert stats["language_detected"] != "es" and r.language_probability < 0.5, stats
+    assert "leader" in r.text.lower(), r.text
+    r, stats = decode(_pcm(prompts / "conf-extended.wav")[: int(0.7 * 16000)])
+    assert (r.source_language, stats["language_choice"]) == ("es", "short"), stats
+    asr.language_threshold = 0.99  # (German at about 0.96: not sure)
+    r, stats = decode(_pcm(clips["de1"]))
+    assert (r.source_language, stats["language_choice"]) == ("de", "guess"), stats
+    assert "coffee" in r.text.lower(), r.text
 
 
 def test_allow_list_narrows_the_choice(whisper_base_dir, tmp_path):
@@ -185,21 +195,28 @@ def test_a_change_of_language_starts_a_new_context(auto_asr, clips):
 
 
 @pytest.fixture(scope="module")
-def mixed(tmp_path_factory, clips) -> tuple[Path, list]:
-    """Spanish, English, French, German, Spanish, German, French, English: real Spanish prompts
-    and the test phrases, 1.5 s apart, in one recording."""
-    if not DEBIAN.is_file():
+def prompts(tmp_path_factory) -> Path:
+    """The real Spanish prompts (scripts/make_speech_set.py): prompts/NAME.wav, prompts.toml."""
+    if not DEBIAN.is_file() and not os.environ.get("CI"):
         pytest.skip("the Asterisk voice prompts are not installed (scripts/setup.sh --dev)")
-    d = tmp_path_factory.mktemp("mixed")
+    d = tmp_path_factory.mktemp("set")
     r = subprocess.run(
-        [sys.executable, REPO / "scripts" / "make_speech_set.py", "--out", d / "set"]
+        [sys.executable, REPO / "scripts" / "make_speech_set.py", "--out", d]
         + ["--only", "prompts", "--no-nonspeech"],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert r.returncode == 0, r.stderr
-    prompts = {e.name: e for e in read_suite(d / "set" / "prompts.toml")}
+    return d / "prompts"
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, clips, prompts) -> tuple[Path, list]:
+    """Spanish, English, French, German, Spanish, German, French, English: real Spanish prompts
+    and the test phrases, 1.5 s apart, in one recording."""
+    d = tmp_path_factory.mktemp("mixed")
+    prompts = {e.name: e for e in read_suite(prompts.parent / "prompts.toml")}
     spanish = []
     for name, word in SPANISH.items():
         p = prompts[name].prompts[0]
@@ -232,7 +249,7 @@ def test_replay_identifies_each_utterances_language(tmp_path, models_dir, mixed)
     comes out, each utterance in its piece's language (report), translated into English with
     its key word; the words as spoken are in that language."""
     wav, pieces = mixed
-    cfg = write_config(tmp_path, "[budgets]\nenabled = false\n")  # (fast pace: all is late)
+    cfg = write_config(tmp_path, LOADED + "[budgets]\nenabled = false\n")  # (fast: all late)
     report = tmp_path / "r.json"
     r = babelfish(
         "replay",
@@ -305,7 +322,9 @@ def test_run_shows_the_language_in_its_lines_and_subtitles(tmp_path, models_dir,
     sub = zmq.Context.instance().socket(zmq.SUB)
     try:
         server.activate()
-        cfg = write_config(tmp_path, '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n')
+        cfg = write_config(
+            tmp_path, LOADED + '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n'
+        )
         proc = subprocess.Popen(
             [sys.executable, "-m", "babelfish", "run", "--from", "auto", "--config", str(cfg)],
             stdout=subprocess.PIPE,

@@ -371,7 +371,8 @@ class ASRStage(Stage):
 
     def _count_language(self) -> None:
         """--from auto: how the language of a final decode was chosen (language_sure, _short,
-        _unsure: the last sure language kept; _utterance: an earlier piece's; _changed)."""
+        _unsure: the last sure language kept; _guess: the most probable, not sure; _utterance:
+        an earlier piece's; _changed: another than the turn's)."""
         choice = self.engine.last_stats.get("language_choice")
         if choice:
             self.counters[f"language_{choice}"] += 1
