@@ -183,6 +183,7 @@ class WhisperASR:
             )
             self._source_prompt = [*src.sot_sequence, src.no_timestamps]
         self.last_source_text = ""
+        self._english = self._tokenizer.tokenizer.token_to_id("<|en|>")
 
         self.beam_size = 1
         self.max_new_tokens = 96
@@ -525,6 +526,10 @@ class WhisperASR:
         prompt = self._prompt
         if lang is not None and self.multilingual:
             prompt = [prompt[0], lang, *prompt[2:]]
+            if self.auto and self.task == "translate" and lang == self._english:
+                # English heard: transcribed, as --from en does (translating English into
+                # English paraphrases it)
+                prompt[2] = self._tokenizer.transcribe
         lang = prompt[1]
         prompt = [*prompt, *prefix]  # the context's text: the decoder goes on from there
         results = []  # (acceptable, avg_logprob, text, tokens, no_speech)
