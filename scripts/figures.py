@@ -413,8 +413,14 @@ def render_sigterm(doc: dict) -> list[str]:
 
 
 def render_langid(doc: dict) -> list[str]:
-    """bench_langid.py's tables (it keeps them as text)."""
-    return doc["table"].splitlines()
+    """bench_langid.py's tables (it keeps them as text); parts measured again later (--merge)
+    say when."""
+    out = doc["table"].splitlines()
+    added = doc.get("info_added")
+    if added:
+        when = f"{added['utc'].replace('T', ' ').removesuffix('Z')} UTC, commit {added['commit']}"
+        out += ["", f"The added parts ran {when}; machine: {added['machine']}."]
+    return out
 
 
 @dataclass(frozen=True)
