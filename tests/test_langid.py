@@ -369,3 +369,27 @@ def test_run_shows_the_language_in_its_lines_and_subtitles(tmp_path, models_dir,
     for language in ("es", "en", "fr", "de"):
         assert any(f"] {language} " in line for line in lines), out
     assert not stage_processes(str(tmp_path / "rt"))
+
+
+def test_mt_route_passes_english_and_counts_what_it_cannot_translate(tmp_path, models_dir, mixed):
+    """--from auto on a route with MT after the recogniser (Whisper transcribes): the English
+    utterances go on as they are, and those in languages no installed MT model translates (none
+    is installed here) come out untranslated, their words as spoken shown, and counted."""
+    wav, pieces = mixed
+    cfg = write_config(
+        tmp_path, LOADED + '[asr]\ntask = "transcribe"\n[budgets]\nenabled = false\n'
+    )
+    report = tmp_path / "r.json"
+    r = babelfish(
+        "replay", wav, "--from", "auto", "--config", cfg, "--pace", "fast",
+        "--out", tmp_path / "o.wav", "--report", report,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = load_report(report)
+    assert "mt" in doc["summary"]["route"]
+    english = [u for u in doc["utterances"] if u["source_language"] == "en"]
+    others = [u for u in doc["utterances"] if u["source_language"] != "en"]
+    assert english and others
+    assert all(u["translated_text"] and u["translated_text"] == u["source_text"] for u in english)
+    assert all(u["translated_text"] == "" for u in others) and any(u["source_text"] for u in others)
+    assert doc["summary"]["dropped"]["mt.dropped_untranslatable"] == len(others)
