@@ -4,10 +4,13 @@ Not streaming: `accept` buffers the utterance, `finish` decodes it in one go. Th
 already cut the utterance with its own VAD, so there is no VAD here.
 
 faster-whisper rather than bare `ctranslate2.models.Whisper`: it brings the log-mel front end and
-the tokenizer (the decode itself is ctranslate2's `generate`, see below). Its costs: about 0.6 s
-more import time (PyAV) once per process, and with language=None its language detection runs the
-encoder a second time (about +0.5 s per utterance for base on 2 cores), so give the source
-language whenever it is known.
+the tokenizer (the decode itself is ctranslate2's `generate`, see below). Its cost: about 0.6 s
+more import time (PyAV) once per process.
+
+Any language (language=None, --from auto): the language is identified on the encoding the decode
+makes anyway (Whisper's language identification, one decoder step, on this audio's own frames of
+it), not by faster-whisper's `transcribe`, which would run the encoder a second time (`_identify`
+says how the language is chosen; docs/architecture.md).
 
 Continuation: when the pipeline cut a long turn at a pause, the next piece is decoded together
 with the audio of the piece before it, and the decoder is made to start with that piece's text
