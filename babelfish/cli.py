@@ -27,9 +27,16 @@ from babelfish.report import cpu_line, fmt_ms
 log = logging.getLogger("babelfish")
 
 
+def _language(u) -> str:
+    """The spoken language as identified (--from auto), e.g. "es 0.97 ", else ""."""
+    if u.language_probability is None:
+        return ""
+    return f"{u.source_language} {u.language_probability:.2f} "
+
+
 def _print_utterance(u) -> None:
     lat = u.latency_ms.get("end_of_speech_to_first_audio")
-    src = f" [{u.source_text}]" if u.source_text else ""
+    src = f" {_language(u)}[{u.source_text}]" if u.source_text else f" {_language(u)}".rstrip()
     tag = " (audio dropped: stale)" if u.dropped_audio else (" (re-run)" if u.rerun else "")
     stages = " ".join(f"{k} {v:.0f}" for k, v in u.stages.items())
     print(
@@ -265,7 +272,10 @@ def _print_live(u) -> None:
         "end_of_speech_to_heard", u.latency_ms.get("end_of_speech_to_first_audio")
     )
     src = f"{u.source_text}  ->  " if u.source_text else ""
-    print(f"[{time.strftime('%H:%M:%S')}] {src}{u.translated_text}   ({fmt_ms(lat)})", flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {_language(u)}{src}{u.translated_text}   ({fmt_ms(lat)})",
+        flush=True,
+    )
 
 
 def cmd_live(args) -> int:
@@ -291,7 +301,12 @@ def cmd_live(args) -> int:
         debug=args.debug,
         on_utterance=(
             lambda u: log.info(
-                "utterance %s: %r -> %r %s", u.id, u.source_text, u.translated_text, u.latency_ms
+                "utterance %s: %s%r -> %r %s",
+                u.id,
+                _language(u),
+                u.source_text,
+                u.translated_text,
+                u.latency_ms,
             )
         )
         if daemon
@@ -450,7 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a WAV file, several, a folder of them, or a suite file (.toml)",
     )
     r.add_argument("--config", help="a TOML file; keys it does not set keep their defaults")
-    r.add_argument("--from", dest="source_lang", metavar="LANG", help="spoken language")
+    r.add_argument(
+        "--from",
+        dest="source_lang",
+        metavar="LANG",
+        help="spoken language, or auto: identified for each utterance (whisper)",
+    )
     r.add_argument("--to", dest="target_lang", metavar="LANG", help="language to speak")
     r.add_argument(
         "--out",
@@ -479,7 +499,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         d = sub.add_parser(name, help=text)
         d.add_argument("--config", help="a TOML file; keys it does not set keep their defaults")
-        d.add_argument("--from", dest="source_lang", metavar="LANG", help="spoken language")
+        d.add_argument(
+            "--from",
+            dest="source_lang",
+            metavar="LANG",
+            help="spoken language, or auto: identified for each utterance (whisper)",
+        )
         d.add_argument("--to", dest="target_lang", metavar="LANG", help="language to speak")
         d.add_argument("--input-device", metavar="DEV", help="index or part of the name")
         d.add_argument("--output-device", metavar="DEV", help="index or part of the name")

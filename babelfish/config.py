@@ -12,6 +12,7 @@ from typing import Literal, get_args, get_type_hints
 import msgspec
 
 from babelfish import UsageError
+from babelfish.languages import AUTO, WHISPER_LANGUAGES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
@@ -24,6 +25,7 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class Pipeline(_Section):
     source_lang: str
     target_lang: str
+    languages: list[str]
     transport: Literal["ipc", "tcp"]
     tcp_host: str
     tcp_base_port: int
@@ -63,6 +65,8 @@ class Asr(_Section):
     stable_interval_ms: int
     context: bool
     partial_interval_ms: int
+    language_threshold: float
+    language_min_s: float
 
 
 class Mt(_Section):
@@ -236,6 +240,34 @@ def _check(cfg: Config) -> None:
         )
     if not 0 <= cfg.web.history <= 1000:
         raise UsageError("bad config: web.history must be 0 to 1000")
+    _check_languages(cfg)
+
+
+def _check_languages(cfg: Config) -> None:
+    """source_lang = "auto" (--from auto) and its allow-list pipeline.languages."""
+    p = cfg.pipeline
+    if p.target_lang == AUTO:
+        raise UsageError("bad config: 'auto' is for the spoken language (--from), not --to")
+    if p.source_lang == AUTO and cfg.asr.engine != "whisper":
+        raise UsageError(
+            f"bad config: --from auto needs asr.engine = 'whisper' ({cfg.asr.engine} has one "
+            "model per language and cannot tell which is spoken)"
+        )
+    bad = [x for x in p.languages if x not in WHISPER_LANGUAGES]
+    if bad:
+        raise UsageError(
+            f"bad config: pipeline.languages: {', '.join(map(repr, bad))} is not a language "
+            "Whisper knows (two-letter codes such as 'es', 'ca', 'fr')"
+        )
+    if p.languages and p.source_lang != AUTO and p.source_lang not in p.languages:
+        raise UsageError(
+            f"bad config: the spoken language {p.source_lang!r} is not in pipeline.languages "
+            f"({', '.join(p.languages)})"
+        )
+    if not 0.0 <= cfg.asr.language_threshold <= 1.0:
+        raise UsageError("bad config: asr.language_threshold must be in 0..1")
+    if cfg.asr.language_min_s < 0:
+        raise UsageError("bad config: asr.language_min_s must be >= 0")
 
 
 def speaks_early(cfg: Config) -> bool:

@@ -95,6 +95,8 @@ class Ledger:
             speech_end_s=round(msg.end_s, 3),
             source_text=msg.source_text,
             translated_text=msg.translated_text,
+            source_language=msg.source_language,
+            language_probability=msg.language_probability,
             stages=stage_times(msg.stamps),
             latency_ms=latencies(msg.stamps),
             audio_s=round(msg.audio_s, 3),

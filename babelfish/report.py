@@ -101,6 +101,8 @@ class UtteranceReport(msgspec.Struct, kw_only=True):
     speech_end_s: float
     source_text: str
     translated_text: str
+    source_language: str = ""  # the language spoken (identified for it with --from auto)
+    language_probability: float | None = None  # Whisper's for it; None: given, not identified
     stages: dict[str, float]
     latency_ms: dict[str, float]
     audio_s: float = 0.0
@@ -151,6 +153,9 @@ class Summary:
     cpu_s: dict[str, float] = field(default_factory=dict)
     load_cpu_s: dict[str, float] = field(default_factory=dict)
     asr_cpu_s_per_audio_s: dict[str, float] = field(default_factory=dict)
+    # --from auto: {"utterances": {language: n}, "choices": {how: n}} (how the recogniser chose
+    # each final decode's language: sure, short, unsure, guess, utterance, changed; new_context)
+    languages: dict[str, dict[str, int]] = field(default_factory=dict)
     complete: bool = True  # False when the run was interrupted or gave up
     error: str = ""
     # translation quality against references (babelfish/quality.py), in suite reports whose

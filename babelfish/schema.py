@@ -112,6 +112,10 @@ class Transcript(Msg, tag="transcript"):
     start_s: float = 0.0
     end_s: float = 0.0
     source_text: str = ""  # the words as spoken, when `text` is already a translation
+    # the language spoken (--from auto: identified for this utterance) and the probability
+    # Whisper's language identification gave it (None: the language was given, not identified)
+    source_language: str = ""
+    language_probability: float | None = None
     tentative: bool = False  # (final) decoded at a pause: stands only if a final with the
     # same text follows; nothing made from it is played before
     source_pending: bool = False  # (final) source_text follows in a SourceText message
@@ -128,6 +132,8 @@ class Translation(Msg, tag="translation"):
     last: bool  # no more parts for this utterance
     language: str
     source_text: str = ""
+    source_language: str = ""  # (as Transcript's)
+    language_probability: float | None = None
     start_s: float = 0.0
     end_s: float = 0.0
     tentative: bool = False  # made from a tentative transcript (see Transcript)
@@ -147,6 +153,8 @@ class SpeechAudio(Msg, tag="speech"):
     source_pending: bool = False  # source_text follows in a SourceText message
     early: bool = False  # of a stable partial transcript (see Transcript.stable)
     source_text: str = ""
+    source_language: str = ""  # (as Transcript's)
+    language_probability: float | None = None
     start_s: float = 0.0
     end_s: float = 0.0
 
@@ -214,6 +222,8 @@ class UtteranceDone(Msg, tag="done"):
     end_s: float
     audio_s: float  # seconds of translated speech played
     dropped: bool = False
+    source_language: str = ""  # (as Transcript's)
+    language_probability: float | None = None
 
 
 class Said(Msg, tag="said"):

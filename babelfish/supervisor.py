@@ -442,6 +442,18 @@ class Supervisor:
             else {},
         }
 
+    def _languages(self) -> dict[str, dict[str, int]]:
+        """--from auto: utterances per identified language, and how the recogniser chose the
+        language of its decodes (asr's language_* counters); {} with a given language."""
+        counters = self.stages["asr"].all_counters() if "asr" in self.stages else {}
+        choices = {k[9:]: v for k, v in counters.items() if k.startswith("language_")}
+        if not choices:
+            return {}
+        spoken: dict[str, int] = {}
+        for r in self.ledger.reports:
+            spoken[r.source_language] = spoken.get(r.source_language, 0) + 1
+        return {"utterances": spoken, "choices": choices}
+
     def summary(self) -> Summary:
         """The run's summary (the report's "summary")."""
         p50, p95, stage_p50 = summarize_latency(self.ledger.reports)
@@ -478,6 +490,7 @@ class Supervisor:
             stage_info={n: dict(sp.info) for n, sp in self.stages.items() if sp.info},
             speculation=self.processes.speculation(),
             **self.cpu(input_s),
+            languages=self._languages(),
             error=str(self.fatal) if self.fatal else self.stop_requested,
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,111 @@ def _write(audio: np.ndarray, sr: int, path: Path, rate: int, pad_s: float) -> P
     pad = np.zeros(int(pad_s * rate), dtype="float32")
     sf.write(path, np.concatenate([pad, audio, pad]), rate, subtype="PCM_16")
     return path
+
+
+# ---- speech in several languages in one recording (--from auto) ---------------------------------
+
+# (language, text, English reference, a word the English translation must have): English spoken by
+# the Piper voice, French and German by espeak-ng. Whisper base identifies these espeak-ng
+# sentences (probability 0.7 .. 1.0); many others of espeak-ng French and German it takes for Thai,
+# Latin or Yiddish (scripts/bench_langid.py measures how many), and translates many into nonsense
+# ("zwei Fahrkarten nach München" -> "a small cat in the sea"): these keep a word of their meaning.
+PHRASES = [
+    ("en", "Where is the train station? I would like a cup of coffee.", "", "station"),
+    ("en", "My passport is in the blue bag.", "", "passport"),
+    ("fr", "Je voudrais un café, s'il vous plaît.", "I would like a coffee, please.", "coffee"),
+    (
+        "fr",
+        "Excusez-moi, je cherche la gare.",
+        "Excuse me, I am looking for the station.",
+        "excuse",
+    ),
+    ("de", "Ich möchte einen Kaffee, bitte.", "I would like a coffee, please.", "coffee"),
+    (
+        "de",
+        "Es tut mir leid, ich verstehe nicht.",
+        "I am sorry, I do not understand.",
+        "understand",
+    ),
+]
+
+
+@dataclass
+class Piece:
+    """One utterance of a several-language recording."""
+
+    id: str  # "<language>-<name>"
+    language: str
+    start_s: float  # where its speech is in the recording
+    end_s: float
+    source: str
+    reference: str
+    expect: str  # a word its English translation must have
+
+
+def speak(language: str, text: str, path: Path, voice_dir: Path) -> Path:
+    """`text` spoken into a 16 kHz WAV: English by the Piper voice, other languages by
+    espeak-ng (0.5 s of silence around it)."""
+    if language == "en":
+        return piper_speak(text, voice_dir, path)
+    return espeak(text, language, path)
+
+
+def several_languages(
+    pieces: list[tuple[Path, str, str, str, str]], out: Path, gap_s: float = 1.5
+) -> list[Piece]:
+    """One recording (`out`, 16 kHz mono) of WAVs (path, language, source, reference, expected
+    word) with `gap_s` of silence between them, each WAV's speech found by its level; the
+    pieces with where their speech is."""
+    rate, gap = 16000, np.zeros(int(gap_s * 16000), dtype="float32")
+    audio: list[np.ndarray] = []
+    placed = []
+    pos = 0
+    for n, (wav, language, source, reference, expect) in enumerate(pieces):
+        a, sr = sf.read(wav, dtype="float32")
+        if a.ndim > 1:
+            a = a.mean(axis=1)
+        if sr != rate:
+            a = soxr.resample(a, sr, rate)
+        loud = np.flatnonzero(np.abs(a) > 0.01)
+        first, last = (loud[0], loud[-1]) if len(loud) else (0, len(a))
+        placed.append(
+            Piece(
+                f"{language}-{n + 1}-{Path(wav).stem}",
+                language,
+                round((pos + first) / rate, 3),
+                round((pos + last) / rate, 3),
+                source,
+                reference,
+                expect,
+            )
+        )
+        audio += [a, gap]
+        pos += len(a) + len(gap)
+    sf.write(out, np.concatenate(audio[:-1]), rate, subtype="PCM_16")
+    return placed
+
+
+def suite_toml(wav: Path, pieces: list[Piece], source_lang: str = "auto") -> str:
+    """A suite file (babelfish/suite.py) of one several-language recording with its prompts."""
+
+    def q(s: str) -> str:
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [
+        "[[recording]]",
+        f"path = {q(str(wav))}",
+        f"name = {q(wav.stem)}",
+        f"from = {q(source_lang)}",
+        'to = "en"',
+    ]
+    for p in pieces:
+        lines += [
+            "[[recording.prompt]]",
+            f"id = {q(p.id)}",
+            f"start_s = {p.start_s}",
+            f"end_s = {p.end_s}",
+            f"source = {q(p.source)}",
+            f"reference = {q(p.reference)}",
+        ]
+    return "\n".join(lines) + "\n"

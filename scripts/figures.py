@@ -429,6 +429,17 @@ def render_sigterm(doc: dict) -> list[str]:
     return out
 
 
+def render_langid(doc: dict) -> list[str]:
+    """bench_langid.py's tables (it keeps them as text); parts measured again later (--merge)
+    say when."""
+    out = doc["table"].splitlines()
+    added = doc.get("info_added")
+    if added:
+        when = f"{added['utc'].replace('T', ' ').removesuffix('Z')} UTC, commit {added['commit']}"
+        out += ["", f"The added parts ran {when}; machine: {added['machine']}."]
+    return out
+
+
 @dataclass(frozen=True)
 class Benchmark:
     file: str  # its JSON file's name in --dir
@@ -503,6 +514,12 @@ BENCHMARKS = [
         "Clean stops under SIGTERM",
         f"{PY}soak.py --sigterm-trials 10",
         render_sigterm,
+    ),
+    Benchmark(
+        "bench_langid.json",
+        "Any language in: --from auto",
+        f"{PY}bench_langid.py",
+        render_langid,
     ),
 ]
 

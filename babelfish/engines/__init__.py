@@ -22,6 +22,8 @@ class ASRResult:
     language: str  # language of `text` ("en" after Whisper translate)
     audio_s: float  # seconds of speech decoded
     source_text: str = ""  # the words as spoken, when `text` is already a translation
+    source_language: str = ""  # the language spoken (identified, with --from auto)
+    language_probability: float | None = None  # Whisper's for it (--from auto), else None
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Context:
     audio: np.ndarray  # int16 or float, 16 kHz mono
     text: str  # its translation (or transcript)
     source_text: str = ""
+    language: str = ""  # the language it was decoded in (the next piece keeps it)
 
 
 class VAD(Protocol):
@@ -83,6 +86,10 @@ class ASREngine(Protocol):
 class Translator(Protocol):
     def translate(self, sentences: list[str]) -> list[str]: ...
 
+    def continue_translation(self, source: str, spoken: str) -> str:
+        """`source` translated as the continuation of `spoken` (its beginning's translation,
+        already said): only what follows it."""
+
     def set_params(self, **params) -> None: ...
 
 
@@ -130,11 +137,20 @@ def make_asr(cfg, models_dir):
             language=cfg.pipeline.source_lang,
         )
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.languages import AUTO
 
-    task = "translate" if asr_output_language(cfg) != cfg.pipeline.source_lang else "transcribe"
-    return WhisperASR(
+    task = (
+        "translate"
+        if asr_output_language(cfg) == "en" != cfg.pipeline.source_lang
+        else "transcribe"
+    )
+    auto = cfg.pipeline.source_lang == AUTO
+    asr = WhisperASR(
         path,
-        language=cfg.pipeline.source_lang or None,
+        language=None if auto else (cfg.pipeline.source_lang or None),
+        languages=tuple(cfg.pipeline.languages) if auto else (),
+        language_threshold=cfg.asr.language_threshold,
+        language_min_s=cfg.asr.language_min_s,
         task=task,
         compute_type=cfg.asr.compute_type,
         threads=cfg.asr.threads,
@@ -144,16 +160,23 @@ def make_asr(cfg, models_dir):
         window_s=cfg.asr.window_s,
         source_text=cfg.asr.source_text,
     )
+    if auto and not asr.multilingual:
+        from babelfish import UsageError
+
+        raise UsageError(f"--from auto needs a multilingual Whisper model, and {path.name} is not")
+    return asr
 
 
-def make_translator(cfg, models_dir):
+def make_translator(cfg, models_dir, source_lang: str | None = None):
+    """The translator from `source_lang` (default: the configured one) to the target language;
+    with --from auto the best installed one for that pair (mt.model is then not used)."""
     from babelfish.engines.mt_ctranslate2 import CT2Translator
 
     path = pick_model(
         "mt-ctranslate2",
-        cfg.mt.model,
+        cfg.mt.model if source_lang is None else "",
         models_dir,
-        cfg.pipeline.source_lang,
+        source_lang or cfg.pipeline.source_lang,
         cfg.pipeline.target_lang,
     )
     return CT2Translator(

@@ -4,10 +4,13 @@ Not streaming: `accept` buffers the utterance, `finish` decodes it in one go. Th
 already cut the utterance with its own VAD, so there is no VAD here.
 
 faster-whisper rather than bare `ctranslate2.models.Whisper`: it brings the log-mel front end and
-the tokenizer (the decode itself is ctranslate2's `generate`, see below). Its costs: about 0.6 s
-more import time (PyAV) once per process, and with language=None its language detection runs the
-encoder a second time (about +0.5 s per utterance for base on 2 cores), so give the source
-language whenever it is known.
+the tokenizer (the decode itself is ctranslate2's `generate`, see below). Its cost: about 0.6 s
+more import time (PyAV) once per process.
+
+Any language (language=None, --from auto): the language is identified on the encoding the decode
+makes anyway (Whisper's language identification, one decoder step, on this audio's own frames of
+it), not by faster-whisper's `transcribe`, which would run the encoder a second time (`_identify`
+says how the language is chosen; docs/architecture.md).
 
 Continuation: when the pipeline cut a long turn at a pause, the next piece is decoded together
 with the audio of the piece before it, and the decoder is made to start with that piece's text
@@ -67,6 +70,7 @@ from babelfish.text import norm_word
 log = logging.getLogger(__name__)
 
 MIN_AUDIO_S = 0.1  # shorter utterances are not decoded
+HOP = 160  # samples per log-mel frame; the encoder's frames are two of them (20 ms)
 SILENCE_PEAK = (
     1e-3  # peak |x| (full scale 1.0) below which audio is digital silence: about -60 dBFS
 )
@@ -106,6 +110,9 @@ class WhisperASR:
         model_dir: Path,
         *,
         language: str | None,
+        languages: tuple[str, ...] = (),
+        language_threshold: float = 0.5,
+        language_min_s: float = 1.0,
         task: str = "translate",
         compute_type: str = "int8",
         threads: int = 2,
@@ -160,6 +167,16 @@ class WhisperASR:
             language, task = "en", "transcribe"
         self.language = language
         self.task = task
+        # language=None: identified for each utterance (--from auto), among `languages` if given
+        self.auto = language is None
+        bad = [x for x in languages if x not in self._model.supported_languages]
+        if bad:
+            raise BabelfishError(f"whisper: unknown language(s) {', '.join(map(repr, bad))}")
+        self.languages = tuple(languages)
+        self.language_threshold = float(language_threshold)
+        self.language_min_s = float(language_min_s)
+        self.sure_language = ""  # the last language identified for sure (auto)
+        self._utt_language = ""  # the language of this utterance's first sure piece (auto)
         from faster_whisper.tokenizer import Tokenizer
 
         # the encoder's input window; longer utterances get a window of their own length
@@ -177,6 +194,7 @@ class WhisperASR:
             )
             self._source_prompt = [*src.sot_sequence, src.no_timestamps]
         self.last_source_text = ""
+        self._english = self._tokenizer.tokenizer.token_to_id("<|en|>")
 
         self.beam_size = 1
         self.max_new_tokens = 96
@@ -213,6 +231,7 @@ class WhisperASR:
 
     def reset(self) -> None:
         self._chunks = []
+        self._utt_language = ""
 
     @property
     def has_source(self) -> bool:
@@ -243,6 +262,7 @@ class WhisperASR:
             context=context,
             spoken=spoken,
             beam_size=beam_size,
+            going_on=True,
         )
 
     def source_text(self) -> str:
@@ -252,10 +272,11 @@ class WhisperASR:
         return strip_repetition(self._decode_source(*self._last_encoded))
 
     def _with_context(self, audio: np.ndarray, context: Context | None, spoken: str = ""):
-        """(audio, translation prefix ids, source prefix ids): the context's audio before this
-        audio and its texts as forced prefixes, when it fits the encoder window; then the text
-        of this audio already given out (`spoken`) as more of the forced prefix."""
-        text, src = "", []
+        """(audio, translation prefix ids, source prefix ids, whether the context is in them):
+        the context's audio before this audio and its texts as forced prefixes, when it fits the
+        encoder window; then the text of this audio already given out (`spoken`) as more of the
+        forced prefix."""
+        text, src, used = "", [], False
         if (
             context is not None
             and context.text.strip()
@@ -266,8 +287,9 @@ class WhisperASR:
             if context.source_text.strip():
                 src = self._tokenizer.encode(" " + context.source_text.strip())
             audio = np.concatenate([_to_float(context.audio), audio])
+            used = True
         text = (text + " " + spoken.strip()).strip()
-        return audio, (self._tokenizer.encode(" " + text) if text else []), src
+        return audio, (self._tokenizer.encode(" " + text) if text else []), src, used
 
     def set_params(self, **params) -> None:
         """Run-time changes (degradation): beam_size, rescue_beam_size, max_new_tokens,
@@ -317,11 +339,20 @@ class WhisperASR:
         context: Context | None = None,
         spoken: str = "",
         beam_size: int | None = None,
+        going_on: bool = False,
     ) -> ASRResult:
         """Decode one whole utterance (float32 in [-1, 1] or int16, mono, 16 kHz); with
         source=False without the words as spoken (asr.source_text); with a context (the piece
         of the same turn just before it), as its continuation; with `spoken` (text of this
-        audio already given out), only what follows it."""
+        audio already given out), only what follows it. `going_on`: the utterance so far (a
+        speculation), whose next decodes keep the language identified here when it was sure."""
+        try:
+            return self._decode(audio, source, context, spoken, beam_size)
+        finally:
+            if not going_on:
+                self._utt_language = ""  # the utterance is over
+
+    def _decode(self, audio, source, context, spoken, beam_size) -> ASRResult:
         audio = _to_float(audio)
         audio_s = len(audio) / SAMPLE_RATE
         out_lang = "en" if self.task == "translate" else (self.language or "")
@@ -330,7 +361,8 @@ class WhisperASR:
             "audio_s": audio_s,
             "tokens": 0,
             "rtf": 0.0,
-            "source_language": self.language,
+            "source_language": self.language or self._utt_language or self.sure_language,
+            "language_probability": None,
             "truncated": False,
             "repetition_cut": False,
             "rejected": "",
@@ -343,20 +375,45 @@ class WhisperASR:
 
         t0 = time.perf_counter()
         self.last_source_text = ""
-        full, prefix, src_prefix = self._with_context(audio, context, spoken)
+        full, prefix, src_prefix, with_context = self._with_context(audio, context, spoken)
+        encoded = self._encode(full)
+        language, probs = self.language, None
+        if self.auto and self.multilingual:
+            # identified on this audio's own frames of the encoding (not the context's before it)
+            probs = self._detect(encoded, len(full) - len(audio))
+            if self._utt_language:  # a piece of an utterance keeps its first sure language
+                language = self._identify(probs, audio_s, self._utt_language, False)
+            else:  # a piece of a turn keeps the turn's, unless another one is sure
+                pinned = context.language if with_context else ""
+                language = self._identify(probs, audio_s, pinned, True)
+            if with_context and stats["language_choice"] == "changed":
+                # a sure other language than the turn's so far: not the same speaker going on.
+                # A new context: this piece alone (encoded again, only on such a change).
+                full, prefix, src_prefix, with_context = self._with_context(audio, None, spoken)
+                encoded = self._encode(full)
+                stats["language_change"] = True
         stats["context"] = bool(prefix)
         raw, tokens, truncated, no_speech = self._generate(
-            full, source, prefix, src_prefix, beam_size or self.beam_size
+            encoded,
+            self._tokenizer.tokenizer.token_to_id(f"<|{language}|>") if self.multilingual else None,
+            source,
+            prefix,
+            src_prefix,
+            beam_size or self.beam_size,
+            probs,
         )
         decode_s = time.perf_counter() - t0
 
         text = "" if no_speech else strip_repetition(raw)
         if not any(c.isalnum() for c in text):  # "." or "...": no words (after a prefix, the end)
             text = ""
-        if self.language is None:
-            stats["source_language"] = self.detected_language
+        if self.auto and self.multilingual:
+            stats["source_language"] = self.detected_language = language
+            stats["language_probability"] = round(self._allowed(probs).get(language, 0.0), 3)
             if self.task == "transcribe":
-                out_lang = self.detected_language
+                out_lang = language
+            if not no_speech and stats["language_choice"] in ("sure", "changed"):
+                self.sure_language = self._utt_language = language  # heard for sure, in words
         stats.update(
             decode_ms=decode_s * 1000,
             tokens=tokens,
@@ -378,20 +435,50 @@ class WhisperASR:
             text,
         )
         source = "" if no_speech else strip_repetition(self.last_source_text)
-        return ASRResult(text=text, language=out_lang, audio_s=audio_s, source_text=source)
+        return ASRResult(
+            text=text,
+            language=out_lang,
+            audio_s=audio_s,
+            source_text=source,
+            source_language=stats["source_language"] or "",
+            language_probability=stats["language_probability"],
+        )
 
-    def _generate(
-        self,
-        audio: np.ndarray,
-        source: bool = True,
-        prefix: list[int] = (),
-        src_prefix: list[int] = (),
-        beam_size: int = 1,
-    ) -> tuple[str, int, bool, bool]:
-        """Encode once, in a window of `window_s` (not Whisper's fixed 30 s: the encoder's cost
-        grows faster than linearly with its input, and an utterance is rarely over 10 s), then
-        decode with a temperature fallback on compression ratio / log-probability.
-        Returns (text, tokens, truncated, no_speech)."""
+    def identify(self, audio: np.ndarray) -> dict[str, float]:
+        """Whisper's language identification of `audio` alone, without decoding it: {language:
+        probability}, most probable first (with an allow-list, its languages only: see
+        `_allowed`). For benchmarks; a decode identifies the language on the encoding it makes
+        anyway."""
+        out = self._allowed(self._detect(self._encode(_to_float(audio))))
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    def _detect(self, encoded, start: int = 0) -> dict[str, float]:
+        """Whisper's language identification (one decoder step) on an encoding, from sample
+        `start` of its audio on: the encoder's frames are 20 ms each and mostly hear their own
+        time, so the frames of a piece after its context say the piece's language (as well as
+        the piece encoded alone, on the benchmark's pairs: en+de -> de 0.98, alone 0.96)."""
+        import ctranslate2
+
+        frame = start // (2 * HOP)
+        if frame > 0:
+            part = np.asarray(encoded)[:, frame:]
+            encoded = ctranslate2.StorageView.from_array(np.ascontiguousarray(part))
+        return {t[2:-2]: float(p) for t, p in self._model.model.detect_language(encoded)[0]}
+
+    def _allowed(self, probs: dict[str, float]) -> dict[str, float]:
+        """With an allow-list (pipeline.languages) the probabilities of its languages given that
+        one of them is spoken (scaled to sum to 1): Whisper base often gives most of its
+        probability to a language that is not on the list (Thai, Latin, Yiddish for synthetic
+        French or German speech), and the list says which ones can be."""
+        if not self.languages:
+            return probs
+        total = sum(probs.get(c, 0.0) for c in self.languages) or 1.0
+        return {c: probs.get(c, 0.0) / total for c in self.languages}
+
+    def _encode(self, audio: np.ndarray):
+        """The encoder's output for `audio`, in a window of `window_s` (not Whisper's fixed 30 s:
+        the encoder's cost grows faster than linearly with its input, and an utterance is rarely
+        over 10 s)."""
         import ctranslate2
         from faster_whisper.audio import pad_or_trim
 
@@ -399,12 +486,69 @@ class WhisperASR:
         frames = feats.shape[-1]
         window = min(N_FRAMES, max(self.window_frames, (frames // 100 + 1) * 100))
         feats = np.ascontiguousarray(pad_or_trim(feats, window)[None], dtype=np.float32)
-        encoded = self._model.model.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
+        return self._model.model.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
+
+    def _identify(
+        self, probs: dict[str, float], audio_s: float, pinned: str, may_change: bool
+    ) -> str:
+        """The language to decode in (--from auto), from Whisper's probabilities of the
+        languages for this audio ({"es": 0.93, ...}, `_detect`). `pinned`: the language of the
+        utterance's (or turn's) first sure piece, which it keeps (unless `may_change` and
+        another language is sure: "changed"). Otherwise the most probable language (of the
+        allow-list) when it is sure (probability at least language_threshold, audio at least
+        language_min_s long), else the last sure language (when long enough, only if Whisper
+        gives it at least UNCLEAR_LANGUAGE here; if not, the most probable: "guess"). How it
+        was chosen:
+        last_stats["language_choice"]."""
+        allowed = self._allowed(probs)
+        best = max(allowed, key=allowed.get)
+        sure = audio_s >= self.language_min_s and allowed[best] >= self.language_threshold
+        if pinned and (best == pinned or not sure or not may_change):
+            language, choice = pinned, "utterance"
+        elif pinned:
+            language, choice = best, "changed"
+        elif sure:
+            language, choice = best, "sure"
+        elif self.sure_language and audio_s < self.language_min_s:
+            # too short to tell (0.7 s of real Spanish: Italian, Malayalam, Telugu at 0.3)
+            language, choice = self.sure_language, "short"
+        elif self.sure_language and allowed.get(self.sure_language, 0.0) >= UNCLEAR_LANGUAGE:
+            language, choice = self.sure_language, "unsure"
+        else:
+            # nothing sure yet, or Whisper does not hear the last sure language in it at all
+            # (real Spanish after German: "de" 0.00, "it" 0.46, "es" 0.26; decoded as German it
+            # gave no words): the best guess
+            language, choice = best, "guess"
+        self.last_stats.update(
+            language_choice=choice,
+            language_detected=best,
+            language_detected_probability=round(allowed[best], 3),
+        )
+        return language
+
+    def _generate(
+        self,
+        encoded,
+        lang: int | None,
+        source: bool = True,
+        prefix: list[int] = (),
+        src_prefix: list[int] = (),
+        beam_size: int = 1,
+        probs: dict[str, float] | None = None,
+    ) -> tuple[str, int, bool, bool]:
+        """Decode an encoding in language token `lang` (None: the configured one) with a
+        temperature fallback on compression ratio / log-probability. `probs`: the language
+        identification of this encoding, when it was made (--from auto).
+        Returns (text, tokens, truncated, no_speech)."""
+        import ctranslate2
+
         prompt = self._prompt
-        if self.language is None and self.multilingual:  # detect it from this utterance
-            lang_token = self._model.model.detect_language(encoded)[0][0][0]  # e.g. "<|es|>"
-            self.detected_language = lang_token[2:-2]
-            prompt = [prompt[0], self._tokenizer.tokenizer.token_to_id(lang_token), *prompt[2:]]
+        if lang is not None and self.multilingual:
+            prompt = [prompt[0], lang, *prompt[2:]]
+            if self.auto and self.task == "translate" and lang == self._english:
+                # English heard: transcribed, as --from en does (translating English into
+                # English paraphrases it)
+                prompt[2] = self._tokenizer.transcribe
         lang = prompt[1]
         prompt = [*prompt, *prefix]  # the context's text: the decoder goes on from there
         results = []  # (acceptable, avg_logprob, text, tokens, no_speech)
@@ -467,10 +611,10 @@ class WhisperASR:
         elif (
             not no_speech
             and n
-            and self.language
+            and (self.language or probs is not None)
             and no_speech_prob > UNCLEAR_NO_SPEECH
             and logprob < UNCLEAR_LOGPROB
-            and self._language_prob(encoded) < UNCLEAR_LANGUAGE
+            and self._language_prob(encoded, lang, probs) < UNCLEAR_LANGUAGE
         ):
             rejected = "unclear"
         self.last_stats["rejected"] = rejected
@@ -497,11 +641,13 @@ class WhisperASR:
             out.append((0.0, self.rescue_beam_size))
         return out + [(t, 1) for t in temps]
 
-    def _language_prob(self, encoded) -> float:
-        """The probability Whisper gives the configured source language for this encoding (its
-        language identification: one decoder step)."""
-        probs = dict(self._model.model.detect_language(encoded)[0])
-        return float(probs.get(f"<|{self.language}|>", 0.0))
+    def _language_prob(self, encoded, lang: int, probs: dict[str, float] | None) -> float:
+        """The probability Whisper gives the language decoded in (token `lang`) for this
+        encoding (its language identification: one decoder step, unless already made)."""
+        code = self._tokenizer.tokenizer.id_to_token(lang)[2:-2]
+        if probs is None:
+            probs = {t[2:-2]: p for t, p in self._model.model.detect_language(encoded)[0]}
+        return float(probs.get(code, 0.0))
 
     def _decode_source(self, encoded, language_token: int, prefix: list[int] = ()) -> str:
         """The words as spoken, from an encoding already made: the decoder only, ~0.1 s."""

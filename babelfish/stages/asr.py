@@ -46,6 +46,7 @@ import zmq
 from babelfish.addresses import asr_output_language
 from babelfish.config import speaks_early
 from babelfish.engines import SAMPLE_RATE, ASREngine, ASRResult, Context, make_asr
+from babelfish.languages import AUTO
 from babelfish.schema import AudioChunk, Msg, SourceText, Transcript, UtteranceEnd, UtterancePause
 from babelfish.stages.base import Stage, stage_main
 from babelfish.text import common_prefix, repeats, stable_words
@@ -73,6 +74,7 @@ class StableDecode(NamedTuple):
 
     end_s: float  # the end of the audio decoded
     text: str  # the utterance's whole text
+    result: ASRResult  # the decode (its languages)
 
 
 class Previous(NamedTuple):
@@ -113,6 +115,8 @@ class ASRStage(Stage):
         self.utt: Utterance | None = None  # the utterance being received
         self.previous: Previous | None = None
         self.language = asr_output_language(cfg)
+        # the spoken language when it is given (--from LANG), for results that do not say it
+        self.given_language = "" if cfg.pipeline.source_lang == AUTO else cfg.pipeline.source_lang
         # set in load(), from what the engine can do
         self.use_context = False  # decode a piece cut from a turn after the one before it
         # Whisper's stable prefix: decoded every stable_interval_ms of a long utterance (unless
@@ -218,12 +222,15 @@ class ASRStage(Stage):
             result.text = u.after_spoken(result.text)
         if rejected:  # heard, but no speech in it (noise, babble, a loop): counted
             self.counters[f"dropped_{rejected}"] += 1
+        self._count_language()
         pending = self.engine.has_source and bool(result.text)
         out = Transcript(
             utt=msg.utt,
             text=result.text,
             final=True,
             language=result.language,
+            source_language=result.source_language or self.given_language,
+            language_probability=result.language_probability,
             start_s=msg.start_s,
             end_s=msg.end_s,
             stamps=stamps,
@@ -264,7 +271,11 @@ class ASRStage(Stage):
         if last is not None and last.end_s >= msg.end_s:
             # the last stable-prefix decode already had all of this speech: it is the result
             result = ASRResult(
-                text=last.text, language=self.language, audio_s=last.end_s - msg.start_s
+                text=last.text,
+                language=last.result.language,
+                audio_s=last.end_s - msg.start_s,
+                source_language=last.result.source_language,
+                language_probability=last.result.language_probability,
             )
             self.counters["speculations_from_stable"] += 1
         else:
@@ -282,6 +293,8 @@ class ASRStage(Stage):
             final=True,
             tentative=True,
             language=result.language,
+            source_language=result.source_language or self.given_language,
+            language_probability=result.language_probability,
             start_s=msg.start_s,
             end_s=msg.end_s,
             stamps=list(msg.stamps),
@@ -329,15 +342,16 @@ class ASRStage(Stage):
         start_s = u.first_pos / rate
         context = self._context(start_s)
         c0 = time.process_time()
-        text = self.engine.speculate(
+        result = self.engine.speculate(
             context=context,
             spoken=u.spoken,
             beam_size=min(self.cfg.asr.stable_beam_size, self.engine.beam_size),
-        ).text
+        )
+        text = result.text
         self.cpu("early", c0)
         words = text.split()
         self.counters["stable_decodes"] += 1
-        u.last_decode = StableDecode(end_s, u.after_spoken(text))
+        u.last_decode = StableDecode(end_s, u.after_spoken(text), result)
         logprob = self.engine.last_stats.get("avg_logprob", 0.0)
         log.debug(
             "stable decode of %s at %.2f s after %r: %r (%.2f)",
@@ -371,7 +385,9 @@ class ASRStage(Stage):
             text=u.spoken,
             final=False,
             stable=True,
-            language=self.language,
+            language=result.language,
+            source_language=result.source_language,
+            language_probability=result.language_probability,
             start_s=start_s,
             end_s=end_s,
         )
@@ -379,6 +395,16 @@ class ASRStage(Stage):
         out.stamp(self.name, "stable")
         self.send(out)
         self.counters["stable_prefixes"] += 1
+
+    def _count_language(self) -> None:
+        """--from auto: how the language of a final decode was chosen (language_sure, _short,
+        _unsure: the last sure language kept; _guess: the most probable, not sure; _utterance:
+        an earlier piece's; _changed: another than the turn's)."""
+        choice = self.engine.last_stats.get("language_choice")
+        if choice:
+            self.counters[f"language_{choice}"] += 1
+        if self.engine.last_stats.get("language_change"):
+            self.counters["language_new_context"] += 1
 
     def _context(self, start_s: float) -> Context | None:
         """The piece before, when this one (starting at `start_s`) goes on from it."""
@@ -390,7 +416,9 @@ class ASRStage(Stage):
     def _keep_context(self, msg: UtteranceEnd, u: Utterance, result: ASRResult) -> None:
         self.previous = None
         if self.use_context and msg.reason in ("pause", "max_length") and result.text and u.audio:
-            context = Context(np.concatenate(u.audio), result.text, result.source_text)
+            context = Context(
+                np.concatenate(u.audio), result.text, result.source_text, result.source_language
+            )
             self.previous = Previous(context, msg.end_s)
         u.audio = []
 

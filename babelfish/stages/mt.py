@@ -7,18 +7,45 @@ that translation is reused instead of being made again.
 A stable partial transcript (a pause in a long utterance, Vosk: see stages/asr.py) is translated
 as the continuation of what was already spoken of the utterance (ctranslate2 target_prefix) and
 sent on at once as an early part; the final transcript is translated the same way, so that the
-listener hears one consistent translation told in pieces, never a correction."""
+listener hears one consistent translation told in pieces, never a correction.
+
+With --from auto (pipeline.source_lang = "auto") each transcript says its language, and is
+translated by the installed model for that language and the target (loaded when first needed;
+those of pipeline.languages at start). Text already in the target language is passed on as it is.
+For a language with no model installed, the utterance's translation is empty (its words as spoken
+still reach the display) and it is counted (dropped_untranslatable), with one warning per
+language."""
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import numpy as np
 
-from babelfish.engines import make_translator
+from babelfish import BabelfishError
+from babelfish.engines import Translator, make_translator
+from babelfish.languages import AUTO
 from babelfish.schema import Msg, SourceText, Transcript, Translation
 from babelfish.stages.base import Stage, stage_main
-from babelfish.text import split_sentences
+from babelfish.text import common_prefix, split_sentences
+
+log = logging.getLogger(__name__)
+
+
+class SameLanguage:
+    """Text already in the target language (--from auto heard the listener's own language):
+    passed on unchanged. Not a model: no translation is needed."""
+
+    def translate(self, sentences: list[str]) -> list[str]:
+        return list(sentences)
+
+    def continue_translation(self, source: str, spoken: str) -> str:
+        words = source.split()
+        return " ".join(words[common_prefix(words, spoken.split()) :])
+
+    def set_params(self, **params) -> None:
+        pass
 
 
 class Speculation(NamedTuple):
@@ -37,15 +64,43 @@ class MTStage(Stage):
         super().__init__(cfg, run, addrs)
         self.spec: Speculation | None = None
         self.early: dict[str, tuple[str, int]] = {}  # utt -> (translation spoken so far, parts)
+        self.engine_now: Translator | None = None  # the translator of the transcript in hand
 
     def load(self) -> None:
-        self.engine = make_translator(self.cfg, self.models_dir)
+        self.auto = self.cfg.pipeline.source_lang == AUTO
+        # --from auto: source language -> its translator (None: none installed)
+        self.engines: dict[str, Translator | None] = {}
+        self.params_now: dict[str, int] = {}
+        if self.auto:
+            for lang in self.cfg.pipeline.languages:
+                self._engine(lang)
+        else:
+            self.engine = make_translator(self.cfg, self.models_dir)
         self.info["engine"] = self.cfg.mt.engine
 
     def apply_params(self, params: dict[str, float]) -> None:
-        self.engine.set_params(
-            **{k: int(v) for k, v in params.items() if k in ("beam_size", "max_decoding_length")}
-        )
+        keep = {k: int(v) for k, v in params.items() if k in ("beam_size", "max_decoding_length")}
+        self.params_now.update(keep)
+        for engine in [self.engine] if not self.auto else self.engines.values():
+            if engine is not None:
+                engine.set_params(**keep)
+
+    def _engine(self, language: str) -> Translator | None:
+        """The translator for text in `language` (see the module's docstring)."""
+        if not self.auto:
+            return self.engine
+        if language == self.cfg.pipeline.target_lang:
+            return SameLanguage()
+        if language not in self.engines:
+            try:
+                engine = make_translator(self.cfg, self.models_dir, language)
+                if self.params_now:
+                    engine.set_params(**self.params_now)
+            except BabelfishError as e:
+                log.warning("no translation from %r: %s", language, e)
+                engine = None
+            self.engines[language] = engine
+        return self.engines[language]
 
     def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
         if isinstance(msg, SourceText):  # (a recogniser's words as spoken) on to tts
@@ -54,11 +109,15 @@ class MTStage(Stage):
         if not isinstance(msg, Transcript):
             self.counters["unexpected"] += 1
             return
+        if not msg.final and not msg.stable:
+            self.counters["partials_seen"] += 1
+            return
+        self.engine_now = self._engine(msg.language)
+        if self.engine_now is None:  # --from auto heard a language we cannot translate
+            self._untranslatable(msg)
+            return
         if not msg.final:
-            if msg.stable:
-                self._stable(msg)
-            else:
-                self.counters["partials_seen"] += 1
+            self._stable(msg)
             return
         if msg.utt in self.early:
             if msg.tentative:
@@ -79,7 +138,7 @@ class MTStage(Stage):
                 text = spec.translation
                 self.counters["speculation_used"] += 1
             else:
-                text = self.engine.translate([sentence])[0] if sentence else ""
+                text = self.engine_now.translate([sentence])[0] if sentence else ""
             out = Translation(
                 utt=msg.utt,
                 text=text,
@@ -87,6 +146,8 @@ class MTStage(Stage):
                 last=i == len(sentences) - 1,
                 language=self.cfg.pipeline.target_lang,
                 source_text=msg.text,
+                source_language=msg.source_language,
+                language_probability=msg.language_probability,
                 start_s=msg.start_s,
                 end_s=msg.end_s,
                 stamps=list(base),
@@ -106,7 +167,7 @@ class MTStage(Stage):
         # (not held: if this process dies, nothing is lost but what was said; the final follows)
         spoken, parts = self.early.get(msg.utt, ("", 0))
         # the sentence goes on: no full stop at the end of a piece of it
-        text = self.engine.continue_translation(msg.text, spoken).rstrip(" .?!。")
+        text = self.engine_now.continue_translation(msg.text, spoken).rstrip(" .?!。")
         self.counters["early_parts"] += 1
         if not text:
             return
@@ -119,6 +180,8 @@ class MTStage(Stage):
             early=True,
             language=self.cfg.pipeline.target_lang,
             source_text=msg.text,
+            source_language=msg.source_language,
+            language_probability=msg.language_probability,
             start_s=msg.start_s,
             end_s=msg.end_s,
             stamps=list(msg.stamps),
@@ -131,7 +194,7 @@ class MTStage(Stage):
         spoken, parts = self.early.pop(msg.utt)
         self.hold(msg.utt)
         self.debug_delay()
-        text = self.engine.continue_translation(msg.text, spoken)
+        text = self.engine_now.continue_translation(msg.text, spoken)
         out = Translation(
             utt=msg.utt,
             text=text,
@@ -139,6 +202,8 @@ class MTStage(Stage):
             last=True,
             language=self.cfg.pipeline.target_lang,
             source_text=msg.text,
+            source_language=msg.source_language,
+            language_probability=msg.language_probability,
             start_s=msg.start_s,
             end_s=msg.end_s,
             stamps=list(msg.stamps),
@@ -150,7 +215,7 @@ class MTStage(Stage):
         self.release(msg.utt)
 
     def _tentative(self, msg: Transcript, sentence: str) -> None:
-        text = self.engine.translate([sentence])[0] if sentence else ""
+        text = self.engine_now.translate([sentence])[0] if sentence else ""
         self.spec = Speculation(msg.utt, sentence, text)
         self.counters["speculations"] += 1
         out = Translation(
@@ -161,12 +226,42 @@ class MTStage(Stage):
             tentative=True,
             language=self.cfg.pipeline.target_lang,
             source_text=msg.text,
+            source_language=msg.source_language,
+            language_probability=msg.language_probability,
             start_s=msg.start_s,
             end_s=msg.end_s,
             stamps=list(msg.stamps),
         )
         out.stamp(self.name, "tentative")
         self.send(out)
+
+    def _untranslatable(self, msg: Transcript) -> None:
+        """A transcript in a language no installed model translates: a final one goes on with
+        an empty translation (its words as spoken for the display) and is counted."""
+        if msg.tentative or not msg.final:
+            self.counters["untranslatable_parts"] += 1
+            return
+        self.early.pop(msg.utt, None)
+        self.hold(msg.utt)
+        self.counters["dropped_untranslatable"] += 1
+        out = Translation(
+            utt=msg.utt,
+            text="",
+            part=0,
+            last=True,
+            language=self.cfg.pipeline.target_lang,
+            source_text=msg.text,
+            source_language=msg.source_language,
+            language_probability=msg.language_probability,
+            start_s=msg.start_s,
+            end_s=msg.end_s,
+            stamps=list(msg.stamps),
+        )
+        out.stamp(self.name, "first")
+        out.stamp(self.name, "done")
+        self.send(out)
+        self.progress(msg.utt, "done")
+        self.release(msg.utt)
 
 
 if __name__ == "__main__":

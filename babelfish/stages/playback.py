@@ -35,6 +35,8 @@ class _Utt:
     audio_s: float = 0.0
     dropped: bool = False
     source_text: str = ""
+    source_language: str = ""
+    language_probability: float | None = None
     start_s: float = 0.0
     end_s: float = 0.0
     source_pending: bool = False  # the words as spoken are still to come (SourceText)
@@ -100,6 +102,8 @@ class PlaybackStage(Stage):
         if not msg.early and not u.final_seen:  # (an early part's times are those of the speech
             u.final_seen = True  # so far, and its words as spoken are not pending)
             u.start_s, u.end_s, u.source_pending = msg.start_s, msg.end_s, msg.source_pending
+            u.source_language = msg.source_language
+            u.language_probability = msg.language_probability
         if msg.source_text:  # (the final's, after early parts of a stable prefix)
             u.source_text = msg.source_text
         if msg.dropped:
@@ -154,6 +158,8 @@ class PlaybackStage(Stage):
                 end_s=u.end_s,
                 audio_s=u.audio_s,
                 dropped=u.dropped,
+                source_language=u.source_language,
+                language_probability=u.language_probability,
                 stamps=sorted(u.stamps.values(), key=lambda s: s.ns),
             )
         )

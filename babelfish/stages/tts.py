@@ -91,6 +91,8 @@ class TTSStage(Stage):
         common = dict(
             utt=msg.utt,
             source_text=source,
+            source_language=msg.source_language,
+            language_probability=msg.language_probability,
             start_s=msg.start_s,
             end_s=msg.end_s,
             source_pending=pending,
