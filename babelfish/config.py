@@ -214,6 +214,19 @@ def _check(cfg: Config) -> None:
         raise UsageError("bad config: asr.stable_interval_ms must be at least 100")
     if cfg.asr.beam_size < 1 or cfg.asr.stable_beam_size < 1:
         raise UsageError("bad config: asr.beam_size and asr.stable_beam_size must be at least 1")
+    if cfg.accelerator.edgetpu == "required" and not edgetpu_users(cfg):
+        raise UsageError(
+            "bad config: accelerator.edgetpu = 'required', but nothing is set to run on an Edge "
+            "TPU: only the wake word can (wakeword.mode = 'next_utterance' or 'toggle'; it is "
+            f"'{cfg.wakeword.mode}'); set accelerator.edgetpu = 'auto' or 'off' without it"
+        )
+
+
+def edgetpu_users(cfg: Config) -> list[str]:
+    """The settings that run a model through the TFLite runtime, which an Edge TPU can take: the
+    wake word only (Whisper, Vosk, Piper, Silero and the MT run on ctranslate2, Kaldi or
+    onnxruntime, which have no Edge TPU path)."""
+    return [f"wakeword.mode = '{cfg.wakeword.mode}'"] if cfg.wakeword.mode != "off" else []
 
 
 def speaks_early(cfg: Config) -> bool:
