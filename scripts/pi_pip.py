@@ -105,7 +105,7 @@ def main(argv: list[str]) -> int:
                 text=True,
             )
             m = re.search(r"No matching distribution found for (\S+)", r.stderr)
-            spec = m and m[1]
+            spec = m and m[1].split(";")[0]
             if r.returncode == 0 or not spec or spec in built or len(built) >= MAX_SOURCES:
                 sys.stdout.write(r.stdout)
                 sys.stderr.write(r.stderr)
