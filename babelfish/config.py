@@ -241,6 +241,12 @@ def _check(cfg: Config) -> None:
     if not 0 <= cfg.web.history <= 1000:
         raise UsageError("bad config: web.history must be 0 to 1000")
     _check_languages(cfg)
+    if cfg.accelerator.edgetpu == "required" and not edgetpu_users(cfg):
+        raise UsageError(
+            "bad config: accelerator.edgetpu = 'required', but nothing is set to run on an Edge "
+            "TPU: only the wake word can (wakeword.mode = 'next_utterance' or 'toggle'; it is "
+            f"'{cfg.wakeword.mode}'); set accelerator.edgetpu = 'auto' or 'off' without it"
+        )
 
 
 def _check_languages(cfg: Config) -> None:
@@ -268,6 +274,13 @@ def _check_languages(cfg: Config) -> None:
         raise UsageError("bad config: asr.language_threshold must be in 0..1")
     if cfg.asr.language_min_s < 0:
         raise UsageError("bad config: asr.language_min_s must be >= 0")
+
+
+def edgetpu_users(cfg: Config) -> list[str]:
+    """The settings that run a model through the TFLite runtime, which an Edge TPU can take: the
+    wake word only (Whisper, Vosk, Piper, Silero and the MT run on ctranslate2, Kaldi or
+    onnxruntime, which have no Edge TPU path)."""
+    return [f"wakeword.mode = '{cfg.wakeword.mode}'"] if cfg.wakeword.mode != "off" else []
 
 
 def speaks_early(cfg: Config) -> bool:

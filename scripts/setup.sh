@@ -13,6 +13,8 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 debs=(libportaudio2)
+# vosk's aarch64 libvosk.so links libatomic.so.1 (Raspberry Pi OS has it; a minimal Debian not)
+[ "$(uname -m)" = aarch64 ] && debs+=(libatomic1)
 # --dev: test speech (espeak-ng, sox), a virtual sound card (PulseAudio), and real human speech
 # with transcripts for the quality set (scripts/make_speech_set.py): Asterisk's Spanish prompts
 # (G.722 audio, Spanish text) and the English text of the same prompts. Headless Chromium opens

@@ -18,10 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from babelfish import UsageError
 from babelfish.accelerator import InferenceStats, edgetpu_model_path, load_interpreter, timed_invoke
 from babelfish.engines.wakeword import find_model
+
+from helpers import babelfish, stage_processes, write_config
 
 NO_RUNTIME = ctypes.util.find_library("edgetpu") is None
 
@@ -205,3 +208,28 @@ def test_missing_or_broken_model(tmp_path):
     bad.write_bytes(b"junk")
     with pytest.raises(BabelfishError, match="cannot load TFLite model"):
         load_interpreter(bad, "auto")
+
+
+@pytest.mark.parametrize("command", ["replay", "run"])
+def test_required_with_nothing_on_the_edge_tpu_is_a_start_up_error(tmp_path, command):
+    """edgetpu = "required" with the wake word off: nothing would run on an Edge TPU, so the real
+    CLI refuses to start (exit 2, one line naming the settings that would use one), before any
+    stage process or audio device is opened."""
+    wav = tmp_path / "silence.wav"
+    sf.write(wav, np.zeros(16000, np.float32), 16000)
+    cfg = write_config(tmp_path, '[wakeword]\nmode = "off"\n[accelerator]\nedgetpu = "required"\n')
+    args = ["replay", wav, "--out", tmp_path / "o.wav"] if command == "replay" else ["run"]
+    r = babelfish(*args, "--config", cfg, timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("babelfish: error: bad config: accelerator.edgetpu = 'required'")
+    assert "nothing is set to run on an Edge TPU" in lines[0]
+    assert "wakeword.mode = 'next_utterance' or 'toggle'" in lines[0]
+    assert not (tmp_path / "o.wav").exists()
+    assert not stage_processes(str(tmp_path / "rt"))
+    # the same file with the wake word on gets past the config check (and fails, here, only
+    # because there is no Edge TPU: the error then says what is missing)
+    cfg.write_text(cfg.read_text().replace('mode = "off"', 'mode = "toggle"'))
+    r = babelfish("replay", wav, "--out", tmp_path / "o.wav", "--config", cfg, timeout=120)
+    assert r.returncode == 2 and "nothing is set to run" not in r.stderr, r.stderr
