@@ -459,9 +459,14 @@ def test_a_non_local_link_comes_with_a_qr_code(capsys):
 
 
 def test_a_page_that_keeps_dying_does_not_stop_the_translation(tmp_path, models_dir):
-    cfg = write_config(tmp_path, '[debug]\ncrash_at_start = ["web"]\n')
+    # the supervisor gives up on it (3 quick restarts) well inside the 15 s replayed in real time
+    cfg = write_config(
+        tmp_path,
+        '[debug]\ncrash_at_start = ["web"]\n'
+        "[supervisor]\nmax_restarts = 3\nbackoff_initial_ms = 100\n",
+    )
     r = babelfish(
-        "replay", SAMPLE, "--config", cfg, "--out", tmp_path / "o.wav", "--pace", "fast",
+        "replay", SAMPLE, "--config", cfg, "--out", tmp_path / "o.wav", "--pace", "realtime",
         "--report", tmp_path / "r.json", "--web", "127.0.0.1:0", timeout=240,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
