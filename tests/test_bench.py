@@ -230,7 +230,8 @@ def _pipeline_pieces(cfg, wav: Path) -> list[tuple[float, float, str]]:
 
 @pytest.fixture(scope="module")
 def naive_turn(tmp_path_factory, models_dir):
-    cfg = load_config()
+    # espeak's comma pauses (150-250 ms): the WebRTC VAD with its 120 ms pause cut hears them
+    cfg = load_config(overrides={"vad": {"engine": "webrtc", "long_end_silence_ms": 120}})
     out = tmp_path_factory.mktemp("naive-turn") / "out.wav"
     return cfg, run_naive(cfg, TURN, out, pace="realtime"), out
 
