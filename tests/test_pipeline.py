@@ -32,10 +32,34 @@ STAMPS_WHISPER = {
 def transcribe_english(path: Path, whisper_tiny_dir: Path) -> str:
     """Recognise the translated speech again with Whisper tiny.en: did it really say it?"""
     audio, rate = read_wav(path)
-    mono = soxr.resample(to_mono(audio), rate, 16000)
+    mono = np.clip(soxr.resample(to_mono(audio), rate, 16000), -1, 1)
     asr = WhisperASR(whisper_tiny_dir, language="en", task="transcribe", threads=2)
-    asr.accept((np.clip(mono, -1, 1) * 32767).astype(np.int16))
-    return asr.finish().text.lower()
+    texts = []
+    for a, b in _spoken_spans(mono):  # each stretch of speech on its own, as a listener hears it
+        asr.accept((mono[a:b] * 32767).astype(np.int16))
+        texts.append(asr.finish().text)
+        if not texts[-1]:
+            print(f"transcribe_english: {a / 16000:.2f}-{b / 16000:.2f} s: {asr.last_stats}")
+    return " ".join(t for t in texts if t).lower()
+
+
+def _spoken_spans(mono: np.ndarray, gap_s: float = 0.6, pad_s: float = 0.15) -> list:
+    """(start, end) samples of the stretches of sound in 16 kHz audio, split at silences of at
+    least gap_s: a file of translated speech is mostly silence between its utterances, which a
+    single decode of the whole file may take for no speech at all."""
+    frame = 320
+    n = len(mono) // frame
+    if n == 0:
+        return []
+    rms = np.sqrt(np.mean(mono[: n * frame].reshape(n, frame) ** 2, axis=1))
+    loud = np.flatnonzero(rms > 10 ** (-45 / 20))
+    spans, gap, pad = [], int(gap_s * 16000 / frame), int(pad_s * 16000)
+    for i in loud:
+        if spans and i - spans[-1][1] <= gap:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return [(max(0, a * frame - pad), min(len(mono), (b + 1) * frame + pad)) for a, b in spans]
 
 
 def _watch_stages(marker: str, seen: set, stop: threading.Event) -> None:
