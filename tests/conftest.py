@@ -42,3 +42,20 @@ def vosk_ko_dir(models_dir) -> Path:
 @pytest.fixture(scope="session")
 def silero_onnx(models_dir) -> Path:
     return models_dir / "silero-vad" / "silero_vad_v6.onnx"
+
+
+@pytest.fixture(scope="module")
+def pulse(tmp_path_factory):
+    """A PulseAudio server of the test's own with null sinks as microphone and earphones
+    (tests/pulse.py); test_devices.py has its own, which skips where PulseAudio cannot run."""
+    from pulse import PulseServer, missing_tools
+
+    assert not missing_tools(), f"missing: {missing_tools()} (scripts/setup.sh --dev installs them)"
+    server = PulseServer(tmp_path_factory.mktemp("pulse"))
+    server.start()
+    try:
+        server.activate()
+        yield server
+    finally:
+        server.stop()
+        assert not server.leftovers()

@@ -21,24 +21,11 @@ from helpers import (
     wait_for,
     write_config,
 )
-from pulse import PulseServer, missing_tools
+from pulse import PulseServer
 from test_pipeline import transcribe_english
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def pulse(tmp_path_factory):
-    assert not missing_tools(), f"missing: {missing_tools()} (scripts/setup.sh --dev installs them)"
-    server = PulseServer(tmp_path_factory.mktemp("pulse"))
-    server.start()
-    try:
-        server.activate()
-        yield server
-    finally:
-        server.stop()
-        assert not server.leftovers()
 
 
 def _start(

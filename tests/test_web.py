@@ -35,7 +35,6 @@ from helpers import (
     wait_for,
     write_config,
 )
-from pulse import PulseServer, missing_tools
 from webpeer import TOKEN, WebPeer
 
 SAMPLE = REPO / "samples" / "es_station.wav"
@@ -375,19 +374,6 @@ def test_page_during_a_realtime_replay(tmp_path, models_dir, chromium):
         proc.wait()
     assert out.count("web page: ") == 2, out  # at the start, and after the restart
     assert not stage_processes(str(rt))
-
-
-@pytest.fixture(scope="module")
-def pulse(tmp_path_factory):
-    assert not missing_tools(), f"missing: {missing_tools()} (scripts/setup.sh --dev installs them)"
-    server = PulseServer(tmp_path_factory.mktemp("pulse"))
-    server.start()
-    try:
-        server.activate()
-        yield server
-    finally:
-        server.stop()
-        assert not server.leftovers()
 
 
 def test_mute_and_stop_from_the_page_live(tmp_path, models_dir, pulse, chromium):

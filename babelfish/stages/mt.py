@@ -139,19 +139,7 @@ class MTStage(Stage):
                 self.counters["speculation_used"] += 1
             else:
                 text = self.engine_now.translate([sentence])[0] if sentence else ""
-            out = Translation(
-                utt=msg.utt,
-                text=text,
-                part=i,
-                last=i == len(sentences) - 1,
-                language=self.cfg.pipeline.target_lang,
-                source_text=msg.text,
-                source_language=msg.source_language,
-                language_probability=msg.language_probability,
-                start_s=msg.start_s,
-                end_s=msg.end_s,
-                stamps=list(base),
-            )
+            out = self._translation(msg, text, i, last=i == len(sentences) - 1, stamps=base)
             if i == 0:
                 out.stamp(self.name, "first")
                 base = list(out.stamps)
@@ -160,6 +148,26 @@ class MTStage(Stage):
             self.send(out)
         self.progress(msg.utt, "done")
         self.release(msg.utt)
+
+    def _translation(
+        self, msg: Transcript, text: str, part: int, *, last: bool, stamps=None, **flags
+    ) -> Translation:
+        """Part `part` of the translation of transcript `msg` (its words, language, times and
+        stamps, or `stamps` if given) into the target language; flags: early, tentative."""
+        return Translation(
+            utt=msg.utt,
+            text=text,
+            part=part,
+            last=last,
+            language=self.cfg.pipeline.target_lang,
+            source_text=msg.text,
+            source_language=msg.source_language,
+            language_probability=msg.language_probability,
+            start_s=msg.start_s,
+            end_s=msg.end_s,
+            stamps=list(msg.stamps if stamps is None else stamps),
+            **flags,
+        )
 
     def _stable(self, msg: Transcript) -> None:
         while len(self.early) > 4:  # utterances that never got their final (a restart)
@@ -172,20 +180,7 @@ class MTStage(Stage):
         if not text:
             return
         self.early[msg.utt] = ((spoken + " " + text).strip(), parts + 1)
-        out = Translation(
-            utt=msg.utt,
-            text=text,
-            part=parts,
-            last=False,
-            early=True,
-            language=self.cfg.pipeline.target_lang,
-            source_text=msg.text,
-            source_language=msg.source_language,
-            language_probability=msg.language_probability,
-            start_s=msg.start_s,
-            end_s=msg.end_s,
-            stamps=list(msg.stamps),
-        )
+        out = self._translation(msg, text, parts, last=False, early=True)
         out.stamp(self.name, "stable")
         self.send(out)
 
@@ -195,19 +190,7 @@ class MTStage(Stage):
         self.hold(msg.utt)
         self.debug_delay()
         text = self.engine_now.continue_translation(msg.text, spoken)
-        out = Translation(
-            utt=msg.utt,
-            text=text,
-            part=parts,
-            last=True,
-            language=self.cfg.pipeline.target_lang,
-            source_text=msg.text,
-            source_language=msg.source_language,
-            language_probability=msg.language_probability,
-            start_s=msg.start_s,
-            end_s=msg.end_s,
-            stamps=list(msg.stamps),
-        )
+        out = self._translation(msg, text, parts, last=True)
         out.stamp(self.name, "first")
         out.stamp(self.name, "done")
         self.send(out)
@@ -218,20 +201,7 @@ class MTStage(Stage):
         text = self.engine_now.translate([sentence])[0] if sentence else ""
         self.spec = Speculation(msg.utt, sentence, text)
         self.counters["speculations"] += 1
-        out = Translation(
-            utt=msg.utt,
-            text=text,
-            part=0,
-            last=False,
-            tentative=True,
-            language=self.cfg.pipeline.target_lang,
-            source_text=msg.text,
-            source_language=msg.source_language,
-            language_probability=msg.language_probability,
-            start_s=msg.start_s,
-            end_s=msg.end_s,
-            stamps=list(msg.stamps),
-        )
+        out = self._translation(msg, text, 0, last=False, tentative=True)
         out.stamp(self.name, "tentative")
         self.send(out)
 
@@ -244,19 +214,7 @@ class MTStage(Stage):
         self.early.pop(msg.utt, None)
         self.hold(msg.utt)
         self.counters["dropped_untranslatable"] += 1
-        out = Translation(
-            utt=msg.utt,
-            text="",
-            part=0,
-            last=True,
-            language=self.cfg.pipeline.target_lang,
-            source_text=msg.text,
-            source_language=msg.source_language,
-            language_probability=msg.language_probability,
-            start_s=msg.start_s,
-            end_s=msg.end_s,
-            stamps=list(msg.stamps),
-        )
+        out = self._translation(msg, "", 0, last=True)
         out.stamp(self.name, "first")
         out.stamp(self.name, "done")
         self.send(out)
