@@ -129,6 +129,7 @@ class Budgets(_Section):
 class Supervisor(_Section):
     heartbeat_ms: int
     hang_timeout_ms: int
+    work_timeout_s: float
     ready_timeout_s: float
     max_restarts: int
     restart_window_s: float

@@ -5,7 +5,8 @@ babelfish/web, is watched the same way by a Lifecycle of its own). Any message f
 stage is a sign of life (the supervisor calls `Lifecycle.seen`). A stage that exits is restarted
 after an exponential back-off (backoff_initial_ms doubling up to backoff_max_ms, back to the start
 once a process ran ten times its back-off); one silent past hang_timeout_ms (ready_timeout_s while
-it loads) is killed and restarted; one that dies more than max_restarts times within
+it loads), or whose heartbeats say it has worked on one message for work_timeout_s (a stage beats
+while it works, base.py), is killed and restarted; one that dies more than max_restarts times within
 restart_window_s is given up on, and the run stops with an error. `check` reports each process
 that went as an `Exit`, with the utterances it held, for the ledger to re-run.
 """
@@ -48,6 +49,7 @@ class StageProc:
     next_start: float = 0.0
     backoff: float = 0.0
     hb: Heartbeat | None = None
+    hb_at: float = 0.0  # when its last heartbeat came
     carried: dict = field(
         default_factory=lambda: {"busy_ms": 0.0, "audio_s": 0.0, "cpu_s": 0.0, "cpu_run_s": 0.0}
     )
@@ -153,7 +155,7 @@ class Lifecycle:
 
     def heartbeat(self, sp: StageProc, hb: Heartbeat) -> bool:
         """Take a stage's heartbeat; True when the stage has just become ready."""
-        sp.hb = hb
+        sp.hb, sp.hb_at = hb, time.monotonic()
         sp.last_pos = hb.counters.get("pos", sp.last_pos)
         sp.info = dict(hb.info)
         sp.peak_rss_kb = max(sp.peak_rss_kb, hb.peak_rss_kb)
@@ -210,14 +212,17 @@ class Lifecycle:
                 if sp.state in ("starting", "loading")
                 else self.cfg.supervisor.hang_timeout_ms / 1000
             )
+            # the work in hand as of its last heartbeat, and the time since
+            working = sp.hb.working_ms / 1000 + now - sp.hb_at if sp.hb else 0.0
+            why = None
             if now - sp.last_seen > limit:
+                why = f"was silent for {now - sp.last_seen:.1f} s (hung)"
+            elif sp.hb and sp.hb.working_ms and working > self.cfg.supervisor.work_timeout_s:
+                why = f"worked on one message for {working:.0f} s (stuck)"
+            if why:
                 sp.proc.kill()
                 sp.proc.wait()
-                out.append(
-                    self._died(
-                        sp, f"was silent for {now - sp.last_seen:.1f} s (hung) and was killed"
-                    )
-                )
+                out.append(self._died(sp, why + " and was killed"))
         return out
 
     def _died(self, sp: StageProc, why: str) -> Exit:

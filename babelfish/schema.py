@@ -188,6 +188,7 @@ class Heartbeat(Msg, tag="hb"):
     load_ms: float = 0.0  # time to load the model
     params: dict[str, float] = {}  # current run-time parameters (degradation)
     info: dict[str, str] = {}  # e.g. backend in use
+    working_ms: float = 0.0  # how long the message in hand has taken so far (0: waiting for work)
 
 
 class Progress(Msg, tag="progress"):

@@ -167,6 +167,43 @@ def test_sigstopped_stage_is_detected_and_restarted(tmp_path, models_dir, long_s
     )
 
 
+def test_a_long_decode_is_not_taken_for_a_hang(tmp_path, models_dir):
+    """The recogniser works on every utterance's end for 2.5 s, longer than the 1 s hang timeout:
+    its heartbeats go on while it works, so it is never killed, and everything is translated."""
+    cfg_text = (
+        "[budgets]\nenabled = false\n[supervisor]\nhang_timeout_ms = 1000\n"
+        "[debug]\ndelay_ms = { asr = 2500 }\n"
+    )
+    proc, cfg, report = start_replay(tmp_path, SAMPLE, cfg_text)
+    try:
+        out, err = communicate(proc, timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    s = load_report(report)["summary"]
+    assert s["restarts"]["asr"] == 0, err
+    assert "hung" not in err and "stuck" not in err, err
+    assert s["utterances"] == utterance_count(SAMPLE) and not s["lost_utterances"]
+
+
+def test_a_stage_stuck_on_one_message_is_killed(tmp_path, models_dir):
+    """Heartbeats during work say how long the message in hand has taken: past
+    supervisor.work_timeout_s the stage is killed as stuck, though it still beats."""
+    cfg_text = (
+        "[budgets]\nenabled = false\n[supervisor]\nwork_timeout_s = 1.5\nmax_restarts = 1\n"
+        "backoff_initial_ms = 100\n[debug]\ndelay_ms = { asr = 60000 }\n"
+    )
+    proc, cfg, report = start_replay(tmp_path, SAMPLE, cfg_text)
+    try:
+        out, err = communicate(proc, timeout=120)
+    finally:
+        proc.kill()
+    assert "stage asr worked on one message for" in err and "(stuck)" in err, err
+    assert "hung" not in err, err  # it was never silent
+    assert proc.returncode == 1, err  # stuck again after its restart: given up on
+    assert not stage_processes(str(tmp_path / "rt"))
+
+
 def test_stage_that_always_dies_is_given_up_on(tmp_path, models_dir):
     cfg = write_config(
         tmp_path,

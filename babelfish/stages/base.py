@@ -4,6 +4,12 @@ A stage binds its input (PULL), connects its output (PUSH) to the next stage's i
 connects a DEALER to the supervisor for heartbeats, progress reports and commands. One poller
 watches both input and commands; the stage handles one message at a time. Malformed frames are
 dropped and counted, never fatal.
+
+Heartbeats go on while a message is handled (a decode can take longer than the hang timeout): a
+thread sends them, saying how long the work has taken (`working_ms`), and the supervisor judges a
+stage stuck on one message by that (`supervisor.work_timeout_s`). A stopped process sends nothing
+and is still found hung. The DEALER is used by one thread at a time, under a lock: the beat thread
+only while the main thread is inside a piece of work, never while it polls.
 """
 
 from __future__ import annotations
@@ -95,6 +101,9 @@ class Stage:
         self.started = False
         self.hb_interval = cfg.supervisor.heartbeat_ms / 1000
         self._last_hb = 0.0
+        self._sup_lock = threading.RLock()  # the DEALER, shared with the beat thread
+        self._work_since: float | None = None  # monotonic start of the work in hand
+        self._closed = False
 
         self.ctx = zmq.Context.instance()
         self.sup = self.ctx.socket(zmq.DEALER)
@@ -165,10 +174,13 @@ class Stage:
 
     def report(self, msg: Msg) -> None:
         """Send to the supervisor (never blocks for long: DEALER queues up to its HWM)."""
-        try:
-            self.sup.send_multipart(encode(msg), zmq.NOBLOCK)
-        except zmq.Again:
-            self.counters["dropped_reports"] += 1
+        with self._sup_lock:
+            if self._closed:
+                return
+            try:
+                self.sup.send_multipart(encode(msg), zmq.NOBLOCK)
+            except zmq.Again:
+                self.counters["dropped_reports"] += 1
 
     def hold(self, utt: str) -> None:
         """This stage now holds `utt`: tell the supervisor at once (it re-runs what a dead stage
@@ -178,7 +190,11 @@ class Stage:
             self.heartbeat()
 
     def release(self, utt: str) -> None:
-        self.inflight.discard(utt)
+        """Done with `utt`: said at once too (a heartbeat sent during the work still listed it,
+        and `babelfish status` would show it held for another interval)."""
+        if utt in self.inflight:
+            self.inflight.discard(utt)
+            self.heartbeat()
 
     def progress(self, utt: str, event: str) -> None:
         self.report(Progress(utt=utt, stage=self.name, event=event))
@@ -192,6 +208,7 @@ class Stage:
     def heartbeat(self, state: HeartbeatState | None = None) -> None:
         if state:
             self.state = state
+        since = self._work_since
         ru = resource.getrusage(resource.RUSAGE_SELF)
         self.report(
             Heartbeat(
@@ -207,13 +224,33 @@ class Stage:
                 load_ms=self.load_ms,
                 params=dict(self.params),
                 info=dict(self.info),
+                working_ms=0.0 if since is None else (time.monotonic() - since) * 1000,
             )
         )
         self._last_hb = time.monotonic()
 
+    def _work(self, fn, *args) -> None:
+        """Run one piece of work (a message, a tick) with the beat thread keeping us seen."""
+        with self._sup_lock:
+            self._work_since = time.monotonic()
+        try:
+            fn(*args)
+        finally:
+            with self._sup_lock:
+                self._work_since = None
+
+    def _beat_while_working(self) -> None:
+        while not self._closed:
+            time.sleep(self.hb_interval / 2)
+            with self._sup_lock:  # held while sending: the main thread cannot go back to poll
+                due = time.monotonic() - self._last_hb >= self.hb_interval
+                if not self._closed and self._work_since is not None and due:
+                    self.heartbeat()
+
     # ---- the loop --------------------------------------------------------------------------------
     def _control(self) -> None:
-        frames = self.sup.recv_multipart()
+        with self._sup_lock:
+            frames = self.sup.recv_multipart()
         try:
             msg, _ = decode(frames)
         except BadMessage as e:
@@ -262,8 +299,9 @@ class Stage:
             self.send(EndOfStream(stamps=list(msg.stamps)))
 
     def loop(self) -> None:
+        threading.Thread(target=self._beat_while_working, name="beat", daemon=True).start()
         while self.running:
-            wait = self.tick()
+            wait = self._tick()
             if not self.running:
                 break
             until_hb = max(0.0, self._last_hb + self.hb_interval - time.monotonic())
@@ -272,9 +310,9 @@ class Stage:
             # busy loop (most of capture's CPU when idle, scripts/bench.py)
             events = dict(self.poller.poll(math.ceil(timeout * 1000)))
             if self.sup in events:
-                self._control()
+                self._work(self._control)
             if self.inp is not None and self.inp in events and self.running:
-                self._input()
+                self._work(self._input)
             if time.monotonic() - self._last_hb >= self.hb_interval:
                 self.heartbeat()
 
@@ -302,7 +340,14 @@ class Stage:
             self.close()
         return 0
 
+    def _tick(self) -> float | None:
+        out: list[float | None] = [None]
+        self._work(lambda: out.__setitem__(0, self.tick()))
+        return out[0]
+
     def close(self) -> None:
+        with self._sup_lock:
+            self._closed = True
         for s in (self.inp, self.out, self.sup):
             if s is not None:
                 s.close()
