@@ -300,32 +300,7 @@ class DeviceSource:
         self._out_pos = 0
         self._last_block_ns = 0
         self._stream = None
-        try:
-            self._stream = sd.InputStream(
-                device=self.index,
-                samplerate=self.rate_used,
-                channels=self.channels,
-                dtype="float32",
-                blocksize=self.block,
-                latency=latency,
-                callback=self._callback,
-                finished_callback=self._on_finished,
-            )
-            self.latency_s = float(self._stream.latency)
-            self._stream.start()
-        except sd.PortAudioError as e:
-            if self._stream is not None:
-                self._stream.close(ignore_errors=True)
-            raise BabelfishError(f"cannot open audio input {self.label}: {_pa_msg(e)}") from None
-        self._started_ns = time.monotonic_ns()
-        log.info(
-            "audio input %s: %d Hz, %d channel(s), blocks of %d, latency %.0f ms",
-            self.label,
-            self.rate_used,
-            self.channels,
-            self.block,
-            self.latency_s * 1000,
-        )
+        _start_stream(self, sd.InputStream, "input", latency)
 
     # ---- the real-time side: copy and count, nothing else --------------------------------------
     def _callback(self, indata, frames, time_info, status) -> None:
@@ -492,33 +467,11 @@ class DeviceSink:
         self._written = 0
         self._dropped = 0
         self._stream = None
-        try:
-            self._stream = sd.OutputStream(
-                device=self.index,
-                samplerate=self.rate_used,
-                channels=self.channels,
-                dtype="float32",
-                blocksize=self.block,
-                latency=latency,
-                callback=self._callback,
-                finished_callback=self._on_finished,
-            )
-            self.latency_s = float(self._stream.latency)
-            self._latency_ns = int(self.latency_s * 1e9)
-            self._stream.start()
-        except sd.PortAudioError as e:
-            if self._stream is not None:
-                self._stream.close(ignore_errors=True)
-            raise BabelfishError(f"cannot open audio output {self.label}: {_pa_msg(e)}") from None
-        self._started_ns = time.monotonic_ns()
-        log.info(
-            "audio output %s: %d Hz, %d channel(s), blocks of %d, latency %.0f ms",
-            self.label,
-            self.rate_used,
-            self.channels,
-            self.block,
-            self.latency_s * 1000,
-        )
+        _start_stream(self, sd.OutputStream, "output", latency)
+
+    @property
+    def _latency_ns(self) -> int:
+        return int(self.latency_s * 1e9)
 
     # ---- the real-time side --------------------------------------------------------------------
     def _callback(self, outdata, frames, time_info, status) -> None:
@@ -663,6 +616,38 @@ class DeviceSink:
 
     def __exit__(self, *exc) -> None:
         self.close(drain=exc[0] is None)
+
+
+def _start_stream(dev: DeviceSource | DeviceSink, stream_cls, kind: Kind, latency) -> None:
+    """Open and start the PortAudio stream of `dev` (its `_callback` and `_on_finished`); a
+    device that cannot be opened is a one-line error."""
+    try:
+        dev._stream = stream_cls(
+            device=dev.index,
+            samplerate=dev.rate_used,
+            channels=dev.channels,
+            dtype="float32",
+            blocksize=dev.block,
+            latency=latency,
+            callback=dev._callback,
+            finished_callback=dev._on_finished,
+        )
+        dev.latency_s = float(dev._stream.latency)
+        dev._stream.start()
+    except dev._sd.PortAudioError as e:
+        if dev._stream is not None:
+            dev._stream.close(ignore_errors=True)
+        raise BabelfishError(f"cannot open audio {kind} {dev.label}: {_pa_msg(e)}") from None
+    dev._started_ns = time.monotonic_ns()
+    log.info(
+        "audio %s %s: %d Hz, %d channel(s), blocks of %d, latency %.0f ms",
+        kind,
+        dev.label,
+        dev.rate_used,
+        dev.channels,
+        dev.block,
+        dev.latency_s * 1000,
+    )
 
 
 def _pa_msg(e: Exception) -> str:

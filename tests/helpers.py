@@ -52,6 +52,20 @@ def babelfish(*args, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     )
 
 
+def replay_fast(
+    tmp_path: Path, wav: Path, cfg: Path, *extra: str
+) -> tuple[subprocess.CompletedProcess, Path]:
+    """`babelfish replay` of `wav` at full speed (unless `extra` sets --pace), the translated
+    speech to tmp_path/o.wav: the finished command and its report's path (tmp_path/r.json)."""
+    report = tmp_path / "r.json"
+    pace = () if "--pace" in extra else ("--pace", "fast")
+    r = babelfish(
+        "replay", wav, "--config", cfg, "--out", tmp_path / "o.wav", "--report", report,
+        *pace, *extra,
+    )  # fmt: skip
+    return r, report
+
+
 def load_report(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 

@@ -14,7 +14,7 @@ import soxr
 from babelfish.audio import read_wav, to_mono
 from babelfish.engines.asr_whisper import WhisperASR
 
-from helpers import REPO, babelfish, load_report, stage_processes, write_config
+from helpers import REPO, babelfish, load_report, replay_fast, stage_processes, write_config
 from speech import espeak
 
 SAMPLE = REPO / "samples" / "es_station.wav"
@@ -157,19 +157,7 @@ model = "vosk-model-small-ko"
 model = "{FIXTURE_MT}"
 """,
     )
-    report = tmp_path / "r.json"
-    r = babelfish(
-        "replay",
-        wav,
-        "--config",
-        cfg,
-        "--out",
-        tmp_path / "o.wav",
-        "--report",
-        report,
-        "--pace",
-        "fast",
-    )
+    r, report = replay_fast(tmp_path, wav, cfg)
     assert r.returncode == 0, r.stderr
     rep = load_report(report)
     assert rep["summary"]["route"] == ["capture", "asr", "mt", "tts", "playback"]
@@ -201,19 +189,7 @@ def test_other_rates_and_formats_are_translated(tmp_path, models_dir, rate, chan
     wav = tmp_path / f"in_{rate}_{channels}.wav"
     sf.write(wav, audio, rate, subtype=subtype)
     cfg = write_config(tmp_path)
-    report = tmp_path / "r.json"
-    r = babelfish(
-        "replay",
-        wav,
-        "--config",
-        cfg,
-        "--out",
-        tmp_path / "o.wav",
-        "--report",
-        report,
-        "--pace",
-        "fast",
-    )
+    r, report = replay_fast(tmp_path, wav, cfg)
     assert r.returncode == 0, r.stderr
     text = " ".join(u["translated_text"] for u in load_report(report)["utterances"]).lower()
     assert "morning" in text or "station" in text, text

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import babelfish, load_report, stage_processes, write_config
+from helpers import babelfish, load_report, replay_fast, stage_processes, write_config
 from speech import espeak
 from test_pipeline import transcribe_english
 
@@ -121,19 +121,7 @@ def test_no_speculation_when_off(tmp_path, models_dir):
     pad = np.zeros(RATE, np.float32)
     sf.write(wav, np.concatenate([pad, a, pad]), RATE, subtype="PCM_16")
     cfg = write_config(tmp_path, "[vad]\nspeculate_ms = 0\n" + VAD_PIN)
-    report = tmp_path / "r.json"
-    r = babelfish(
-        "replay",
-        wav,
-        "--config",
-        cfg,
-        "--out",
-        tmp_path / "o.wav",
-        "--report",
-        report,
-        "--pace",
-        "fast",
-    )
+    r, report = replay_fast(tmp_path, wav, cfg)
     assert r.returncode == 0, r.stderr
     rep = load_report(report)
     assert "closed" in rep["utterances"][0]["translated_text"].lower()

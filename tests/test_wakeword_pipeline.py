@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helpers import babelfish, load_report, stage_processes, write_config
+from helpers import babelfish, load_report, replay_fast, stage_processes, write_config
 from speech import concat, piper_speak
 
 
@@ -21,19 +21,7 @@ def test_only_the_utterance_after_the_wake_word_is_translated(
         '[pipeline]\nsource_lang = "en"\n[wakeword]\nmode = "next_utterance"\n'
         'model = "okay_nabu"\n',
     )
-    report = tmp_path / "r.json"
-    r = babelfish(
-        "replay",
-        wav,
-        "--config",
-        cfg,
-        "--out",
-        tmp_path / "o.wav",
-        "--report",
-        report,
-        "--pace",
-        "fast",
-    )
+    r, report = replay_fast(tmp_path, wav, cfg)
     assert r.returncode == 0, r.stderr
     rep = load_report(report)
     texts = [u["translated_text"].lower() for u in rep["utterances"]]
