@@ -493,6 +493,12 @@ BENCHMARKS = [
         render_sweep,
     ),
     Benchmark(
+        "quality_sweep_compute.json",
+        "Whisper int8 against float32, the arithmetic a Pi's int8 follows (no timing)",
+        f"{PY}quality_sweep.py --names es_quiet_1,es_room_1 --set asr.compute_type=int8,float32",
+        render_sweep,
+    ),
+    Benchmark(
         "bench_pipeline.json",
         "The embedded default route",
         f"{PY}bench_pipeline.py --runs 3",
