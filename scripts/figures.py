@@ -461,14 +461,14 @@ BENCHMARKS = [
     ),
     Benchmark(
         "bench_quality_vad_webrtc.json",
-        "The pipeline with the WebRTC VAD and a 120 ms pause cut (the default)",
+        "The pipeline with the WebRTC VAD and a 120 ms pause cut (the default before Silero)",
         f"{PY}bench_quality.py --systems babelfish --recordings es_quiet_1,es_babble_1 "
         "--no-nonspeech --config WEBRTC.toml",
         render_quality,
     ),
     Benchmark(
         "bench_quality_vad_silero.json",
-        "The pipeline with the Silero VAD and a 300 ms pause cut",
+        "The pipeline with the Silero VAD and a 300 ms pause cut (the default now)",
         f"{PY}bench_quality.py --systems babelfish --recordings es_quiet_1,es_babble_1 "
         "--no-nonspeech --config SILERO.toml",
         render_quality,
