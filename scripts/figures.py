@@ -493,6 +493,14 @@ BENCHMARKS = [
         render_sweep,
     ),
     Benchmark(
+        "quality_sweep_vad_default.json",
+        "The default VAD, Silero-300, against WebRTC-120 after the untranslated-rescue fix "
+        "(no timing, under load)",
+        f"{PY}quality_sweep.py --names es_quiet_1,es_babble_1 "
+        "--set vad.engine=silero --set vad.long_end_silence_ms=300",
+        render_sweep,
+    ),
+    Benchmark(
         "bench_pipeline.json",
         "The embedded default route",
         f"{PY}bench_pipeline.py --runs 3",
