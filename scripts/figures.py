@@ -461,14 +461,14 @@ BENCHMARKS = [
     ),
     Benchmark(
         "bench_quality_vad_webrtc.json",
-        "The pipeline with the WebRTC VAD and a 120 ms pause cut (the default)",
+        "The pipeline with the WebRTC VAD and a 120 ms pause cut (the default before Silero)",
         f"{PY}bench_quality.py --systems babelfish --recordings es_quiet_1,es_babble_1 "
         "--no-nonspeech --config WEBRTC.toml",
         render_quality,
     ),
     Benchmark(
         "bench_quality_vad_silero.json",
-        "The pipeline with the Silero VAD and a 300 ms pause cut",
+        "The pipeline with the Silero VAD and a 300 ms pause cut (the default now)",
         f"{PY}bench_quality.py --systems babelfish --recordings es_quiet_1,es_babble_1 "
         "--no-nonspeech --config SILERO.toml",
         render_quality,
@@ -496,6 +496,14 @@ BENCHMARKS = [
         "quality_sweep_compute.json",
         "Whisper int8 against float32, the arithmetic a Pi's int8 follows (no timing)",
         f"{PY}quality_sweep.py --names es_quiet_1,es_room_1 --set asr.compute_type=int8,float32",
+        render_sweep,
+    ),
+    Benchmark(
+        "quality_sweep_vad_default.json",
+        "The default VAD, Silero-300, against WebRTC-120 after the untranslated-rescue fix "
+        "(no timing, under load)",
+        f"{PY}quality_sweep.py --names es_quiet_1,es_babble_1 "
+        "--set vad.engine=silero --set vad.long_end_silence_ms=300",
         render_sweep,
     ),
     Benchmark(

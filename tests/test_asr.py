@@ -11,6 +11,7 @@ from babelfish.engines import SAMPLE_RATE
 from babelfish.engines.asr_vosk import VoskASR
 from babelfish.engines.asr_whisper import WhisperASR, strip_repetition
 
+from helpers import REPO
 from speech import espeak, piper_speak
 
 SPANISH = "Buenos días. ¿Dónde está la estación? Quiero un café, por favor."
@@ -232,6 +233,36 @@ def test_vosk_rejects_a_folder_that_is_not_a_model(tmp_path):
         VoskASR(tmp_path)
     with pytest.raises(BabelfishError, match="does not exist"):
         VoskASR(tmp_path / "nope")
+
+
+def test_whisper_rescue_never_takes_the_words_as_spoken_for_a_translation(whisper_base_dir):
+    """The bundled 11 kHz sample "El restaurante está cerrado.", cut where the Silero VAD cuts it
+    (its 32 ms frames put the start, 200 ms before the first speech frame, at 312 ms): greedy
+    says "The restaurant is closed." just under the floor (-1.02), and the rescue beam finds the
+    Spanish words themselves more probable (-0.76). That one is not taken as the translation."""
+    from babelfish.stages.capture import FileSource
+
+    pcm = np.concatenate(
+        list(FileSource(str(REPO / "samples" / "es_restaurant.wav"), 320).frames())
+    )
+    asr = WhisperASR(
+        whisper_base_dir, language="es", task="translate", rescue_beam_size=5, source_text=True
+    )
+    calls = []
+    decode_source = asr._decode_source
+    asr._decode_source = lambda *a: calls.append(1) or decode_source(*a)
+    asr.accept(pcm[312 * 16 : 2816 * 16])
+    result = asr.finish(source=False)
+    attempts = asr.last_stats["attempts"]
+    print(attempts)
+    assert [(a["beam_size"], a.get("untranslated", False)) for a in attempts[:2]] == [
+        (1, False),
+        (5, True),
+    ], attempts
+    assert attempts[1]["text"].startswith("El restaurante")
+    assert "restaurant" in result.text.lower() and "closed" in result.text.lower(), result
+    # the transcription made for the check is the source text: not decoded a second time
+    assert "restaurante" in asr.source_text().lower() and len(calls) == 1
 
 
 def test_whisper_translate_can_also_give_the_words_as_spoken(whisper_base_dir, spanish):

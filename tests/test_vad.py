@@ -147,7 +147,12 @@ def test_silero_errors(tmp_path, silero_onnx):
 
 
 def test_make_vad(models_dir):
-    cfg = load_config()
+    cfg = (
+        load_config()
+    )  # the default: Silero with a 300 ms pause cut (config/default.toml says why)
+    assert isinstance(make_vad(cfg.vad, models_dir), SileroVAD)
+    assert cfg.vad.long_end_silence_ms == 300
+    cfg = load_config(overrides={"vad": {"engine": "webrtc", "aggressiveness": 3}})
     assert isinstance(make_vad(cfg.vad, models_dir), WebRtcVAD)
     cfg = load_config(overrides={"vad": {"engine": "silero", "threshold": 0.6}})
     v = make_vad(cfg.vad, models_dir)

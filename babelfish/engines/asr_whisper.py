@@ -29,6 +29,10 @@ The rescue: a greedy decode under the log-probability floor on real speech is mo
 error ("Mensaje guardado" -> "Add the dried garlic."), which the same decode with a beam of
 `rescue_beam_size` repairs where sampling only guesses. It runs for those decodes only, before the
 sampled temperatures: on 80 real prompts, 80 translated instead of 76 (scripts/quality_sweep.py).
+Translating, a fallback may find the words as spoken more probable than their translation ("El
+restaurante está cerrado." at -0.76 against greedy's "The restaurant is closed." at -1.02):
+a fallback whose words are mostly those of the transcription of the same encoding is not taken
+while another attempt translates (`_untranslated`; that transcription is then the source text).
 `repetition_penalty` stays 1.0 by default: it penalizes every recurring token ("the", ".") and
 costs accuracy on normal speech.
 
@@ -187,12 +191,17 @@ class WhisperASR:
         )
         self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         # translating: optionally also the words as spoken, decoded from the same encoding
-        self._source_prompt = None
-        if source_text and task == "translate" and self.multilingual:
+        # (and, translating, the transcription a rescue decode is checked against: see
+        # `_untranslated`)
+        self._source_prompt = self._transcribe_prompt = None
+        if task == "translate" and self.multilingual:
             src = Tokenizer(
                 self._model.hf_tokenizer, True, task="transcribe", language=language or "en"
             )
-            self._source_prompt = [*src.sot_sequence, src.no_timestamps]
+            self._transcribe_prompt = [*src.sot_sequence, src.no_timestamps]
+            if source_text:
+                self._source_prompt = self._transcribe_prompt
+        self._source_cache: tuple | None = None  # (encoding, language, prefix, text) last made
         self.last_source_text = ""
         self._english = self._tokenizer.tokenizer.token_to_id("<|en|>")
 
@@ -269,7 +278,7 @@ class WhisperASR:
         """The words as spoken for the last decode (same encoding, the decoder only)."""
         if self._source_prompt is None or self._last_encoded is None:
             return ""
-        return strip_repetition(self._decode_source(*self._last_encoded))
+        return strip_repetition(self._source_of(*self._last_encoded))
 
     def _with_context(self, audio: np.ndarray, context: Context | None, spoken: str = ""):
         """(audio, translation prefix ids, source prefix ids, whether the context is in them):
@@ -551,8 +560,11 @@ class WhisperASR:
                 prompt[2] = self._tokenizer.transcribe
         lang = prompt[1]
         prompt = [*prompt, *prefix]  # the context's text: the decoder goes on from there
-        results = []  # (acceptable, avg_logprob, text, tokens, no_speech)
+        results = []  # (not looping, translated, avg_logprob, text, tokens, no_speech)
         attempts = self._attempts(beam_size)
+        check = (  # whether a fallback's text can be the words as spoken instead of a translation
+            self._transcribe_prompt is not None and prompt[2] == self._tokenizer.translate
+        )
         for i, (temperature, beam) in enumerate(attempts):
             if temperature == 0:
                 opts = dict(beam_size=beam)
@@ -578,7 +590,17 @@ class WhisperASR:
             avg_logprob = r.scores[0] * n / (n + 1) if n else r.scores[0]
             no_speech = r.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_FLOOR
             looping = _compression_ratio(text) > COMPRESSION_RATIO or _stutter(text)
-            results.append((not looping, avg_logprob, text, n, no_speech))
+            # a fallback (the rescue beam above all) may find the transcription more probable
+            # than the translation: "El restaurante está cerrado." at -0.76 against greedy's
+            # "The restaurant is closed." at -1.02. Not taken while another attempt translates.
+            translated = not (
+                check
+                and i > 0
+                and n
+                and not no_speech
+                and self._untranslated(text, encoded, lang, list(src_prefix))
+            )
+            results.append((not looping, translated, avg_logprob, text, n, no_speech))
             no_speech_prob = float(r.no_speech_prob)  # the same for every attempt (first step)
             self.last_stats.setdefault("attempts", []).append(
                 {
@@ -588,20 +610,21 @@ class WhisperASR:
                     "no_speech_prob": round(float(r.no_speech_prob), 3),
                     "compression_ratio": round(_compression_ratio(text), 2),
                     "text": text,
+                    **({} if translated else {"untranslated": True}),
                 }
             )
-            if no_speech or (not looping and avg_logprob >= LOGPROB_FLOOR):
+            if no_speech or (not looping and translated and avg_logprob >= LOGPROB_FLOOR):
                 break
             if prefix and n == 0 and not no_speech:
                 # nothing after the forced prefix: it said all there is (a sampled retry would
                 # only say some of it again)
-                results[-1] = (True, 0.0, "", 0, False)
+                results[-1] = (True, True, 0.0, "", 0, False)
                 break
             if i + 1 < len(attempts):
                 log.debug("whisper: fallback to %s (%r)", attempts[i + 1], text)
-        # all failed: the best one that does not loop, by average log-probability
-        # (as faster-whisper)
-        ok, logprob, text, n, no_speech = max(results, key=lambda r: (r[0], r[1]))
+        # all failed: the best one that does not loop (and translates), by average
+        # log-probability (as faster-whisper)
+        ok, _, logprob, text, n, no_speech = max(results, key=lambda r: (r[0], r[1], r[2]))
         self.last_stats["avg_logprob"] = round(float(logprob), 3)
         rejected = "no_speech" if no_speech else ""
         if not no_speech and n and logprob < UNSURE_LOGPROB:
@@ -625,7 +648,7 @@ class WhisperASR:
         if not no_speech:
             self._last_encoded = (encoded, lang, list(src_prefix))
             if source and self._source_prompt is not None:
-                self.last_source_text = self._decode_source(*self._last_encoded)
+                self.last_source_text = self._source_of(*self._last_encoded)
         truncated = n >= self.max_new_tokens - 1
         return text, n, truncated, no_speech
 
@@ -649,9 +672,29 @@ class WhisperASR:
             probs = {t[2:-2]: p for t, p in self._model.model.detect_language(encoded)[0]}
         return float(probs.get(code, 0.0))
 
+    def _untranslated(self, text: str, encoded, lang: int, src_prefix: list[int]) -> bool:
+        """Whether a translation's `text` is the words as spoken instead (Whisper's translate
+        task does that now and then, most often in a beam): at least half of its words are words
+        of the transcription of the same encoding (made once per encoding, and kept for the
+        source text)."""
+        words = [w for w in map(norm_word, text.split()) if w]
+        if not words:
+            return False
+        spoken = {w for w in map(norm_word, self._source_of(encoded, lang, src_prefix).split())}
+        return sum(w in spoken for w in words) >= 0.5 * len(words)
+
+    def _source_of(self, encoded, language_token: int, prefix: list[int] = ()) -> str:
+        """`_decode_source`, once per encoding (a rescue may have made it already)."""
+        c = self._source_cache
+        if c is not None and c[0] is encoded and c[1] == language_token and c[2] == list(prefix):
+            return c[3]
+        text = self._decode_source(encoded, language_token, prefix)
+        self._source_cache = (encoded, language_token, list(prefix), text)
+        return text
+
     def _decode_source(self, encoded, language_token: int, prefix: list[int] = ()) -> str:
         """The words as spoken, from an encoding already made: the decoder only, ~0.1 s."""
-        src = [*self._source_prompt]
+        src = [*self._transcribe_prompt]
         src[1] = language_token  # the same (given or detected) language
         src += prefix
         r = self._model.model.generate(

@@ -239,16 +239,11 @@ class CaptureStage(Stage):
                 return
             pcm = np.ascontiguousarray(ev.pcm, dtype=np.int16)
             self.recent[self.utt].append((ev.pos, pcm))
-            if self.utt_dropping:
-                self.counters["dropped_chunks"] += 1
-                return
-            chunk = AudioChunk(utt=self.utt, pos=ev.pos, rate=SAMPLE_RATE)
-            if not self._flush() or not self.send(chunk, pcm, block=not self.realtime):
-                self.utt_dropping = (
-                    True  # the recogniser is behind: drop the rest of this utterance
-                )
-                self.counters["dropped_chunks"] += 1
-                self.counters["dropped_utterances"] += 1
+            # sent as chunks of chunk_ms at most, whatever the VAD's frame (Silero's is 32 ms,
+            # and the audio before a start comes as one piece): queue_chunks then holds the same
+            # length of audio with either VAD
+            for i in range(0, len(pcm), self.frame):
+                self._send_audio(pcm[i : i + self.frame], ev.pos + i)
         elif isinstance(ev, SpeechPause):
             if self.utt is None or self.utt_dropping:
                 return
@@ -277,6 +272,16 @@ class CaptureStage(Stage):
             )
             self.counters["utterances"] += 1
             self.utt = None
+
+    def _send_audio(self, pcm: np.ndarray, pos: int) -> None:
+        if self.utt_dropping:
+            self.counters["dropped_chunks"] += 1
+            return
+        chunk = AudioChunk(utt=self.utt, pos=pos, rate=SAMPLE_RATE)
+        if not self._flush() or not self.send(chunk, pcm, block=not self.realtime):
+            self.utt_dropping = True  # the recogniser is behind: drop the rest of this utterance
+            self.counters["dropped_chunks"] += 1
+            self.counters["dropped_utterances"] += 1
 
     def _end_of_input(self) -> None:
         events = self.segmenter.flush()
