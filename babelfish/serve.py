@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 import zmq
@@ -45,14 +45,26 @@ SESSION_IDLE_S = 120.0  # a pipeline not heard from this long is forgotten
 MAX_SESSIONS = 64  # beyond this, the longest idle one is forgotten
 
 
+class _Waiting:
+    """A session's `inp.poll()`: whether more of that pipeline's input is waiting (pings, and
+    other pipelines' input, do not count; reading the socket answers the pings at once)."""
+
+    def __init__(self, server: Server, ident: bytes):
+        self.server, self.ident = server, ident
+
+    def poll(self, timeout: int = 0, flags: int = zmq.POLLIN) -> int:
+        self.server.drain()
+        return int(any(ident == self.ident for ident, _, _ in self.server.queue))
+
+
 class Session(ASRStage):
     """The ASR stage for one pipeline: its input comes from the server, its output goes back
     over the server's ROUTER to that pipeline's connection (`ident`) only."""
 
-    def __init__(self, cfg: Config, engine, link: zmq.Socket, ident: bytes):
+    def __init__(self, cfg: Config, engine, link: zmq.Socket, ident: bytes, waiting: _Waiting):
         super().__init__(cfg, RunInfo(), None)
         self.link, self.ident = link, ident
-        self.inp = link  # "more input waiting?" (a decode is skipped): the server's, any pipeline
+        self.inp = waiting  # "more input waiting?" (a speculative decode is skipped): its own
         self.last_seen = time.monotonic()
         self.use_engine(engine)
 
@@ -99,6 +111,7 @@ class Server:
             raise
         self.engine = make_asr(cfg, models_dir(cfg))
         self.sessions: OrderedDict[bytes, Session] = OrderedDict()
+        self.queue: deque[tuple[bytes, Msg, np.ndarray | None]] = deque()  # read, not yet taken
         self.bad_messages = 0
         self.running = True
 
@@ -107,7 +120,8 @@ class Server:
         if s is None:
             fork = getattr(self.engine, "fork", None)
             engine = fork() if fork else make_asr(self.cfg, models_dir(self.cfg))
-            s = self.sessions[ident] = Session(self.cfg, engine, self.sock, ident)
+            s = Session(self.cfg, engine, self.sock, ident, _Waiting(self, ident))
+            self.sessions[ident] = s
             log.info("a pipeline connected (%d served)", len(self.sessions))
         s.last_seen = time.monotonic()
         self.sessions.move_to_end(ident)
@@ -122,35 +136,47 @@ class Server:
             del self.sessions[ident]
             log.info("a pipeline went away (%d served)", len(self.sessions))
 
-    def handle(self, ident: bytes, frames: list[bytes]) -> None:
+    def drain(self) -> None:
+        """Read everything waiting on the socket: pings are answered now, the rest queued."""
+        while True:
+            try:
+                ident, *frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg, pcm = decode(frames)
+            except BadMessage as e:
+                self.bad_messages += 1
+                log.warning("bad message dropped: %s", e)
+                continue
+            if isinstance(msg, RemotePing):
+                pong = RemotePong(
+                    sent_ns=msg.sent_ns,
+                    stage=self.stage,
+                    clients=len(self.sessions),
+                    source_lang=self.cfg.pipeline.source_lang,
+                    output_lang=asr_output_language(self.cfg),
+                )
+                self.session(ident).send(pong)
+            else:
+                self.queue.append((ident, msg, pcm))
+
+    def take(self, ident: bytes, msg: Msg, pcm: np.ndarray | None) -> None:
+        """One pipeline's message, to its session."""
         try:
-            msg, pcm = decode(frames)
-        except BadMessage as e:
-            self.bad_messages += 1
-            log.warning("bad message dropped: %s", e)
-            return
-        session = self.session(ident)
-        if isinstance(msg, RemotePing):
-            pong = RemotePong(
-                sent_ns=msg.sent_ns,
-                stage=self.stage,
-                clients=len(self.sessions),
-                source_lang=self.cfg.pipeline.source_lang,
-                output_lang=asr_output_language(self.cfg),
-            )
-            session.send(pong)
-            return
-        session.take(msg, pcm)
+            self.session(ident).take(msg, pcm)
+        except Exception:  # a bug: that pipeline's session goes (it falls back), the rest go on
+            log.exception("a pipeline's session failed and was dropped")
+            self.sessions.pop(ident, None)
 
     def serve(self) -> None:
         while self.running:
-            if self.sock.poll(500):
-                while self.running:
-                    try:
-                        frames = self.sock.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self.handle(frames[0], frames[1:])
+            if not self.queue:
+                self.sock.poll(500)
+            self.drain()
+            while self.queue and self.running:
+                self.take(*self.queue.popleft())
+                self.drain()
             self.forget_idle()
 
     def close(self) -> None:

@@ -71,8 +71,10 @@ def pipeline(tmp: Path, keys: Path, port: int, extra: str = "") -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     return helpers.write_config(
         tmp,
-        f'[budgets]\nenabled = false\n[security]\nkeys_dir = "{keys}"\n'
-        f'[remote]\nasr = "tcp://{SERVER}:{port}"\n{extra}',
+        # (a decode here, after a fallback, sends no heartbeat: a loaded machine's can take
+        # longer than the default hang timeout of 8 s)
+        f'[budgets]\nenabled = false\n[supervisor]\nhang_timeout_ms = 30000\n'
+        f'[security]\nkeys_dir = "{keys}"\n[remote]\nasr = "tcp://{SERVER}:{port}"\n{extra}',
     )
 
 
@@ -194,7 +196,9 @@ def test_server_killed_mid_utterance_falls_back_and_moves_back(tmp_path, models_
     server = Server(tmp_path, keys, port)
     again = None
     wav = "es_station.wav"
-    cfg = pipeline(tmp_path, keys, port)
+    # (the kill is seen at once: the connection drops; a long timeout keeps a slow decode on
+    # this loaded machine from being one more fallback)
+    cfg = pipeline(tmp_path, keys, port, "timeout_ms = 15000\n")
     rt = tmp_path / "rt"
     proc = None
     try:
@@ -232,6 +236,7 @@ def test_server_killed_mid_utterance_falls_back_and_moves_back(tmp_path, models_
     steps = [(d["direction"], d["step"]) for d in s["degradations"]]
     here = f"asr here instead of on tcp://{SERVER}:{port}"
     assert steps == [("down", here), ("up", here)], s["degradations"]
+    assert s["degradations"][0]["why"] == "the connection to the server dropped"
     assert s["restarts"]["asr"] == 0
 
 

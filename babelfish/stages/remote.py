@@ -15,10 +15,11 @@ The remote is down when it never answers at start (remote.connect_timeout_ms), i
 connection drops, or an utterance's result is not back remote.timeout_ms after the utterance
 ended. Then the utterances in flight are re-run here, from their copies, on a local recogniser
 (loaded then, or at start with remote.fallback = "warm"), and so is every new one, while the
-server keeps being pinged; when it answers again, new utterances go back to it. Counters:
-remote_utterances (recognised there), remote_fallbacks (times it went down, unreachable at
-start included), remote_reruns (utterances re-run here), local_utterances, remote_net_ms (time
-outside the server's decode: the network and the wait behind the server's other work, summed
+server keeps being pinged; when it answers again (after a late utterance, at the earliest
+remote.timeout_ms later: a server that is only slow does not flap), new utterances go back.
+Counters: remote_utterances (recognised there), remote_fallbacks (times it went down,
+unreachable at start included), remote_reruns (utterances re-run here), local_utterances,
+remote_net_ms (time outside the server's decode: the network and the wait behind the server's other work, summed
 over remote_net_n utterances), remote_late (results that came after the utterance was re-run
 here); info remote_rtt_min_ms: the quickest ping round trip, the hop itself.
 """
@@ -94,7 +95,7 @@ class RemoteASRStage(ASRStage):
         self.watched[self.monitor] = self._event
         self.up = False
         self.why = "connecting"
-        self.last_pong = self.last_ping = 0.0
+        self.last_pong = self.last_ping = self.retry_at = 0.0
         self.rtt_ms = self.rtt_min_ms = float("inf")
         self.flights: dict[str, Flight] = {}
         self.local: set[str] = set()  # utterances recognised here
@@ -263,19 +264,20 @@ class RemoteASRStage(ASRStage):
             if self.up:
                 self._down(self.why)
             return
-        if not self.up:
+        if not self.up and time.monotonic() >= self.retry_at:
             self.up, self.why = True, ""
             self.info.update(remote_state="up", remote_why="")
             log.warning("asr: the server at %s is up: recognising there", self.address)
             self.heartbeat()
 
-    def _down(self, why: str) -> None:
+    def _down(self, why: str, hold: bool = False) -> None:
         """The remote is down: re-run what is in flight here; new utterances stay here until it
         answers again."""
         if not self.up and self.info.get("remote_state") == "down":
             self.why = why
             return
         self.up, self.why = False, why
+        self.retry_at = time.monotonic() + (self.timeout if hold else 0.0)  # (late: no flapping)
         self.counters["remote_fallbacks"] += 1
         self.info.update(remote_state="down", remote_why=why)
         log.warning("asr: the server at %s is down (%s): recognising here", self.address, why)
@@ -306,7 +308,9 @@ class RemoteASRStage(ASRStage):
             self._down(f"no heartbeat from the server for {now - self.last_pong:.1f} s")
         late = [f for f in self.flights.values() if f.ended_at and now - f.ended_at > self.timeout]
         if late and self.up:
-            self._down(f"utterance {late[0].utt} not recognised within {self.timeout:.1f} s")
+            self._down(
+                f"utterance {late[0].utt} not recognised within {self.timeout:.1f} s", hold=True
+            )
         if self.eos is not None and not self.flights:
             eos, self.eos = self.eos, None
             super().on_end_of_stream(eos)
