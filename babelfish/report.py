@@ -158,9 +158,10 @@ class Summary:
     languages: dict[str, dict[str, int]] = field(default_factory=dict)
     # stages on another machine ([remote]): {stage: {"address", "utterances" (recognised there),
     # "fallbacks" (times it was down: unreachable at start, silent, late, dropped), "reruns"
-    # (utterances in flight re-run here), "local_utterances", "outside_decode_ms_mean" (of a
-    # remote utterance's stage time, what was not the server's decode: the network and the wait
-    # behind the server's other work), "ping_ms_min" (the quickest round trip: the hop itself)}}
+    # (utterances in flight re-run here), "local_utterances", "network_and_queue_ms_mean" (of a
+    # remote utterance's stage time, what was not its final decode: the network both ways and the
+    # wait at the server before it was taken, behind its speculative decode at the pause or other
+    # pipelines' work), "ping_ms_min" (the quickest ping round trip: the hop itself)}}
     remote: dict[str, dict] = field(default_factory=dict)
     complete: bool = True  # False when the run was interrupted or gave up
     error: str = ""
@@ -180,7 +181,7 @@ def remote_summary(address: str, counters: Mapping[str, int], info: Mapping[str,
         "fallbacks": counters.get("remote_fallbacks", 0),
         "reruns": counters.get("remote_reruns", 0),
         "local_utterances": counters.get("local_utterances", 0),
-        "outside_decode_ms_mean": round(counters.get("remote_net_ms", 0) / n, 1) if n else None,
+        "network_and_queue_ms_mean": round(counters.get("remote_net_ms", 0) / n, 1) if n else None,
         "ping_ms_min": round(ping, 2) if ping != float("inf") else None,
     }
 

@@ -330,13 +330,14 @@ def render_remote(doc: dict) -> list[str]:
                 r["fallbacks"],
             )
         )
-    hop = doc["hop"]
+    hop, ping = doc["hop"], doc["hop"]["idle_ping"]
     breaks = {q: "-" if n is None else n for q, n in doc["budget_breaks_at_n"].items()}
     out += [
         "",
         f"Over the end-to-end budget from N = {breaks['p50']} (p50), {breaks['p95']} (p95); "
         "- = not up to the largest N. "
-        f"The hop on loopback: quickest ping round trip {_f(hop['ping_ms_min'], 2, ' ms')}; "
+        f"The hop on loopback: {ping['pings']} ping round trips to the idle server, "
+        f"p50 {_f(ping['p50_ms'], 2, ' ms')}, p95 {_f(ping['p95_ms'], 2, ' ms')}; "
         f"asr stage p50 remote minus here, N = 1: "
         f"{_f(hop['asr_p50_remote_minus_local_ms'], 0, ' ms')}.",
     ]

@@ -73,7 +73,7 @@ def pipeline(tmp: Path, keys: Path, port: int, extra: str = "") -> Path:
         tmp,
         # (a decode here, after a fallback, sends no heartbeat: a loaded machine's can take
         # longer than the default hang timeout of 8 s)
-        f'[budgets]\nenabled = false\n[supervisor]\nhang_timeout_ms = 30000\n'
+        f"[budgets]\nenabled = false\n[supervisor]\nhang_timeout_ms = 30000\n"
         f'[security]\nkeys_dir = "{keys}"\n[remote]\nasr = "tcp://{SERVER}:{port}"\n{extra}',
     )
 

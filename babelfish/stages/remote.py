@@ -19,9 +19,9 @@ server keeps being pinged; when it answers again (after a late utterance, at the
 remote.timeout_ms later: a server that is only slow does not flap), new utterances go back.
 Counters: remote_utterances (recognised there), remote_fallbacks (times it went down,
 unreachable at start included), remote_reruns (utterances re-run here), local_utterances,
-remote_net_ms (time outside the server's decode: the network and the wait behind the server's other work, summed
-over remote_net_n utterances), remote_late (results that came after the utterance was re-run
-here); info remote_rtt_min_ms: the quickest ping round trip, the hop itself.
+remote_net_ms (of each utterance, what was not its final decode: the network both ways and the
+wait at the server, summed over remote_net_n utterances), remote_late (results that came after
+the utterance was re-run here); info remote_rtt_min_ms: the quickest ping round trip, the hop.
 """
 
 from __future__ import annotations
