@@ -1,7 +1,9 @@
 """A stage on another machine: `babelfish serve asr` and pipelines whose `[remote] asr` points at
 it, as real processes on two "machines" of this host: the server listens on 127.0.0.2, the
-pipelines reach it from 127.0.0.1 (the kernel's source address on lo). Real Whisper base, real
-CURVE, real sockets; the server is killed with SIGKILL, a stranger's key is refused."""
+pipelines reach it from 127.0.0.1 (the kernel's source address on lo); and once across two
+network namespaces linked by a veth pair (unshare -Urn, no privileges; skipped where that is not
+allowed). Real Whisper base, real CURVE, real sockets; the server is killed with SIGKILL, a
+stranger's key is refused."""
 
 from __future__ import annotations
 
@@ -261,3 +263,77 @@ def _no_server_left():
     left = [p for p in stage_processes("serve") if "babelfish" in " ".join(p.cmdline())]
     mine = [p for p in left if p.ppid() == os.getpid()]
     assert not mine, mine
+
+
+# ---- two network namespaces ------------------------------------------------------------------
+
+NETNS = """
+set -e
+ip link set lo up
+# the desktop: a network namespace of its own, its end of a veth pair at 10.9.0.2
+unshare -n sh -c '
+  ip link set lo up
+  i=0; until ip -br addr show dev v1 2>/dev/null | grep -q 10.9.0.2; do
+    i=$((i+1)); [ $i -lt 200 ] || exit 9; sleep 0.05; done
+  exec "$@"' - "$@" &
+desktop=$!
+i=0; until ip link add v0 type veth peer name v1 netns $desktop 2>/dev/null; do
+  i=$((i+1)); [ $i -lt 100 ] || exit 8; sleep 0.05; done
+ip addr add 10.9.0.1/24 dev v0 && ip link set v0 up
+nsenter -t $desktop -n sh -c 'ip addr add 10.9.0.2/24 dev v1 && ip link set v1 up'
+wait $desktop
+"""
+
+
+def test_across_two_network_namespaces(tmp_path, models_dir):
+    """The "Pi" at 10.9.0.1 and the "desktop" at 10.9.0.2, each in a network namespace of its
+    own (unshare -Urn, no privileges), linked by a veth pair: the pipeline's recognition runs
+    on the desktop, over the link."""
+    probe = subprocess.run(["unshare", "-Urn", "ip", "link", "add", "name", "va", "type", "veth",
+                            "peer", "name", "vb"], capture_output=True, timeout=20)  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"no unprivileged network namespaces here: {probe.stderr.strip()!r}")
+    keys = make_keys(tmp_path / "keys")
+    (tmp_path / "s.toml").write_text(f'[security]\nkeys_dir = "{keys}"\n')
+    # the Pi's namespace runs the script; the desktop's (a child of it) runs the server
+    serve = [sys.executable, "-m", "babelfish", "serve", "asr", "--bind", "tcp://10.9.0.2:5760",
+             "--config", str(tmp_path / "s.toml")]  # fmt: skip
+    out = tmp_path / "server.out"
+    with open(out, "w") as o:
+        ns = subprocess.Popen(["unshare", "-Urn", "sh", "-c", NETNS, "-", *serve], stdout=o,
+                              stderr=subprocess.STDOUT, cwd=REPO, text=True)  # fmt: skip
+    wav = "es_passport.wav"
+    cfg = helpers.write_config(
+        tmp_path,
+        f"[budgets]\nenabled = false\n[supervisor]\nhang_timeout_ms = 30000\n"
+        f'[security]\nkeys_dir = "{keys}"\n[remote]\nasr = "tcp://10.9.0.2:5760"\n'
+        "connect_timeout_ms = 10000\n",
+    )
+    proc = None
+    try:
+        assert wait_for(lambda: "serving asr" in out.read_text(), 90, interval=0.1), out.read_text()
+        # the pipeline joins the Pi's namespace (nsenter into the script's)
+        replay_cmd = [sys.executable, "-m", "babelfish", "replay", str(SAMPLES / wav),
+                      "--config", str(cfg), "--out", str(tmp_path / "out.wav"),
+                      "--report", str(tmp_path / "report.json")]  # fmt: skip
+        with open(tmp_path / "stdout.txt", "w") as o, open(tmp_path / "stderr.txt", "w") as e:
+            proc = subprocess.Popen(
+                ["nsenter", "-t", str(ns.pid), "-U", "-n", "--preserve-credentials", *replay_cmd],
+                stdout=o, stderr=e, cwd=REPO, text=True,
+            )  # fmt: skip
+        proc.out_path, proc.err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+        rep = finish(proc, tmp_path, wav)
+    finally:
+        if proc is not None:
+            proc.kill()
+        for p in psutil.Process(ns.pid).children(recursive=True):
+            p.terminate()
+        try:
+            ns.wait(15)
+        except subprocess.TimeoutExpired:
+            for p in psutil.Process(ns.pid).children(recursive=True):
+                p.kill()
+            ns.kill()
+            ns.wait()
+    remote = rep["summary"]["remote"]["asr"]
+    assert remote["utterances"] == len(rep["utterances"]) and remote["fallbacks"] == 0, remote
