@@ -44,9 +44,9 @@ def make_keys(d: Path) -> Path:
 class Server:
     """`babelfish serve asr` in the background, its output in files."""
 
-    def __init__(self, tmp: Path, keys: Path, port: int, name: str = "server"):
+    def __init__(self, tmp: Path, keys: Path, port: int, name: str = "server", extra: str = ""):
         self.cfg = tmp / f"{name}.toml"
-        self.cfg.write_text(f'[security]\nkeys_dir = "{keys}"\n')
+        self.cfg.write_text(f'{extra}[security]\nkeys_dir = "{keys}"\n')
         self.out = tmp / f"{name}.out"
         with open(self.out, "w") as o:
             self.proc = subprocess.Popen(
@@ -337,3 +337,23 @@ def test_across_two_network_namespaces(tmp_path, models_dir):
             ns.wait()
     remote = rep["summary"]["remote"]["asr"]
     assert remote["utterances"] == len(rep["utterances"]) and remote["fallbacks"] == 0, remote
+
+
+def test_a_server_for_other_languages_is_not_used(tmp_path, models_dir):
+    """The server's config decides what it recognises: a French one is not used by a Spanish
+    pipeline (its pong says so); the pipeline recognises here and says why."""
+    keys = make_keys(tmp_path / "keys")
+    port = free_port()
+    server = Server(tmp_path, keys, port, extra='[pipeline]\nsource_lang = "fr"\n')
+    wav = "es_passport.wav"
+    try:
+        server.wait_serving()
+        rep = finish(replay(tmp_path, wav, pipeline(tmp_path, keys, port)), tmp_path, wav)
+    finally:
+        server.stop()
+    s = rep["summary"]
+    assert s["remote"]["asr"]["fallbacks"] == 1 and s["remote"]["asr"]["utterances"] == 0
+    assert (
+        "the server recognises fr -> en, this pipeline needs es -> en"
+        in (s["degradations"][0]["why"])
+    ), s["degradations"]
