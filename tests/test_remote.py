@@ -277,8 +277,10 @@ unshare -n sh -c '
     i=$((i+1)); [ $i -lt 200 ] || exit 9; sleep 0.05; done
   exec "$@"' - "$@" &
 desktop=$!
-i=0; until ip link add v0 type veth peer name v1 netns $desktop 2>/dev/null; do
-  i=$((i+1)); [ $i -lt 100 ] || exit 8; sleep 0.05; done
+# (its namespace exists once it differs from ours: a veth end moved before would stay here)
+i=0; until [ "$(readlink /proc/$desktop/ns/net)" != "$(readlink /proc/$$/ns/net)" ]; do
+  i=$((i+1)); [ $i -lt 200 ] || exit 8; sleep 0.05; done
+ip link add v0 type veth peer name v1 netns $desktop
 ip addr add 10.9.0.1/24 dev v0 && ip link set v0 up
 nsenter -t $desktop -n sh -c 'ip addr add 10.9.0.2/24 dev v1 && ip link set v1 up'
 wait $desktop

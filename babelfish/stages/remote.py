@@ -203,12 +203,12 @@ class RemoteASRStage(ASRStage):
             return
         self.last_pong = time.monotonic()  # any message is a sign of life
         f = self.flights.get(msg.utt)
+        if isinstance(msg, Progress):  # (its "final" comes after the result: nothing to do)
+            if f is not None and msg.event == "incomplete":  # it lost the audio: re-run here
+                self._rerun(f)
+            return
         if f is None:  # re-run here meanwhile (or never sent): already taken care of
             self.counters["remote_late"] += 1
-            return
-        if isinstance(msg, Progress):
-            if msg.event == "incomplete":  # the server lost its audio: re-run it here
-                self._rerun(f)
             return
         if not isinstance(msg, (Transcript, SourceText)):
             return
