@@ -5,6 +5,8 @@ stage's input. Every stage connects a DEALER to the supervisor's ROUTER for hear
 and commands. The CLI talks to a running supervisor over its control socket (REP).
 By default everything is ipc:// in a runtime directory only the user can open (0700); with
 transport = "tcp" the stage and supervisor sockets use consecutive ports from tcp_base_port.
+A stage on another machine (`[remote]`) is a proxy here, which also connects to that machine's
+`babelfish serve STAGE` (babelfish/stages/remote.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from babelfish import UsageError
-from babelfish.config import Config
+from babelfish.config import Config, remote_stages
 
 STAGES = ("capture", "asr", "mt", "tts", "playback")
 # tcp port offsets from tcp_base_port
@@ -98,6 +100,12 @@ class Addresses:
     def next_stage(self, stage: str) -> str | None:
         i = self.route.index(stage)
         return self.route[i + 1] if i + 1 < len(self.route) else None
+
+    def remote(self, stage: str) -> str | None:
+        """Where `stage` runs when it runs on another machine (`[remote]`: tcp://HOST:PORT, the
+        ROUTER of `babelfish serve STAGE`, which this pipeline's proxy of the stage connects a
+        DEALER to); None when it runs here."""
+        return remote_stages(self.cfg).get(stage)
 
     def supervisor(self, bind: bool = False) -> str:
         """The supervisor's ROUTER: heartbeats and progress in, commands out."""

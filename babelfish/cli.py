@@ -372,6 +372,14 @@ def cmd_status(args) -> int:
                 f"  {name:9s} {s.state:9s} pid {s.pid}  restarts {s.restarts}  "
                 f"queue {s.queue}  params {s.params}"
             )
+            if "remote" in s.info:  # on another machine (babelfish/stages/remote.py)
+                i = s.info
+                print(
+                    f"            remote {i['remote']} {i.get('remote_state', '?')}"
+                    f"  heard {i.get('remote_heard_s_ago', '?')} s ago"
+                    f"  rtt {i.get('remote_rtt_ms', '?')} ms"
+                    + (f"  ({i['remote_why']})" if i.get("remote_why") else "")
+                )
         if st.web is not None:
             print(
                 f"  web page  {st.web.state:9s} pid {st.web.pid}  restarts {st.web.restarts}  "
@@ -437,7 +445,7 @@ WEB_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The `babelfish` command line with every subcommand."""
-    from babelfish import compare, models_cli, plot
+    from babelfish import compare, models_cli, plot, serve
 
     p = Parser(prog="babelfish", description="Live speech-to-speech translation on the edge.")
     p.add_argument("--version", action="version", version=f"babelfish {__version__}")
@@ -535,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--force", action="store_true", help="replace keys that already exist")
     k.set_defaults(func=cmd_keys)
 
+    serve.add_parser(sub)
     models_cli.add_parser(sub)
     compare.add_parser(sub)
     plot.add_parser(sub)

@@ -143,6 +143,16 @@ class Security(_Section):
     allowed_clients_dir: str
 
 
+class Remote(_Section):
+    asr: str
+    mt: str
+    tts: str
+    server_key: str
+    fallback: Literal["on_demand", "warm"]
+    connect_timeout_ms: int
+    timeout_ms: int
+
+
 class Web(_Section):
     enabled: bool
     host: str
@@ -169,6 +179,7 @@ class Config(_Section):
     budgets: Budgets
     supervisor: Supervisor
     security: Security
+    remote: Remote
     web: Web
     debug: Debug
 
@@ -242,6 +253,7 @@ def _check(cfg: Config) -> None:
     if not 0 <= cfg.web.history <= 1000:
         raise UsageError("bad config: web.history must be 0 to 1000")
     _check_languages(cfg)
+    _check_remote(cfg)
     if cfg.accelerator.edgetpu == "required" and not edgetpu_users(cfg):
         raise UsageError(
             "bad config: accelerator.edgetpu = 'required', but nothing is set to run on an Edge "
@@ -275,6 +287,37 @@ def _check_languages(cfg: Config) -> None:
         raise UsageError("bad config: asr.language_threshold must be in 0..1")
     if cfg.asr.language_min_s < 0:
         raise UsageError("bad config: asr.language_min_s must be >= 0")
+
+
+REMOTE_STAGES = ("asr",)  # the stages a pipeline can use on another machine (`babelfish serve`)
+
+
+def remote_stages(cfg: Config) -> dict[str, str]:
+    """{stage: address} of the stages this pipeline runs on another machine ([remote])."""
+    return {s: getattr(cfg.remote, s) for s in ("asr", "mt", "tts") if getattr(cfg.remote, s)}
+
+
+def check_tcp_address(addr: str, what: str) -> tuple[str, int]:
+    """(host, port) of a "tcp://HOST:PORT" address; a UsageError naming `what` if it is not one."""
+    m = re.fullmatch(r"tcp://(\[[0-9a-fA-F:.]+\]|[\w.-]+):(\d{1,5})", addr)
+    if not m or not 0 < int(m[2]) <= 65535:
+        raise UsageError(f"{what} = {addr!r}: expected tcp://HOST:PORT (port 1 to 65535)")
+    return m[1].strip("[]"), int(m[2])
+
+
+def _check_remote(cfg: Config) -> None:
+    for stage, addr in remote_stages(cfg).items():
+        if stage not in REMOTE_STAGES:
+            raise UsageError(
+                f"bad config: remote.{stage}: a remote {stage} stage is not yet supported "
+                f"(only {', '.join(REMOTE_STAGES)})"
+            )
+        check_tcp_address(addr, f"bad config: remote.{stage}")
+    r = cfg.remote
+    if min(r.connect_timeout_ms, r.timeout_ms) < 100:
+        raise UsageError(
+            "bad config: remote.connect_timeout_ms and remote.timeout_ms must be >= 100"
+        )
 
 
 def edgetpu_users(cfg: Config) -> list[str]:

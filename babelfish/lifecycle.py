@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from babelfish import BabelfishError
-from babelfish.config import Config
+from babelfish.config import Config, remote_stages
 from babelfish.control import StageState, StageStatus
 from babelfish.report import real_time_factors
 from babelfish.schema import Heartbeat
@@ -130,6 +130,8 @@ class Lifecycle:
     def spawn(self, sp: StageProc) -> None:
         """Start (or restart) the process of one stage."""
         module = self.module.format(name=sp.name)
+        if sp.name in remote_stages(self.cfg):  # on another machine: its proxy runs here
+            module = "babelfish.stages.remote"
         cmd = [sys.executable, "-m", module, "--runtime", str(self.runtime)]
         if self.debug:
             cmd.append("--debug")

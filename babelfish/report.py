@@ -156,11 +156,34 @@ class Summary:
     # --from auto: {"utterances": {language: n}, "choices": {how: n}} (how the recogniser chose
     # each final decode's language: sure, short, unsure, guess, utterance, changed; new_context)
     languages: dict[str, dict[str, int]] = field(default_factory=dict)
+    # stages on another machine ([remote]): {stage: {"address", "utterances" (recognised there),
+    # "fallbacks" (times it was down: unreachable at start, silent, late, dropped), "reruns"
+    # (utterances in flight re-run here), "local_utterances", "network_and_queue_ms_mean" (of a
+    # remote utterance's stage time, what was not its final decode: the network both ways and the
+    # wait at the server before it was taken, behind its speculative decode at the pause or other
+    # pipelines' work), "ping_ms_min" (the quickest ping round trip: the hop itself)}}
+    remote: dict[str, dict] = field(default_factory=dict)
     complete: bool = True  # False when the run was interrupted or gave up
     error: str = ""
     # translation quality against references (babelfish/quality.py), in suite reports whose
     # recording has [[recording.prompt]] entries or speech = false; None otherwise
     quality: dict | None = None
+
+
+def remote_summary(address: str, counters: Mapping[str, int], info: Mapping[str, str]) -> dict:
+    """The summary's entry of one remote stage, from its proxy's counters and info
+    (stages/remote.py)."""
+    n = counters.get("remote_net_n", 0)
+    ping = float(info.get("remote_rtt_min_ms", "inf"))
+    return {
+        "address": address,
+        "utterances": counters.get("remote_utterances", 0),
+        "fallbacks": counters.get("remote_fallbacks", 0),
+        "reruns": counters.get("remote_reruns", 0),
+        "local_utterances": counters.get("local_utterances", 0),
+        "network_and_queue_ms_mean": round(counters.get("remote_net_ms", 0) / n, 1) if n else None,
+        "ping_ms_min": round(ping, 2) if ping != float("inf") else None,
+    }
 
 
 def summarize_latency(utts: list[UtteranceReport]) -> tuple[float | None, float | None, dict]:

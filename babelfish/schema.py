@@ -274,6 +274,27 @@ class Shutdown(Msg, tag="shutdown"):
     """Supervisor -> stage: finish what you can and exit."""
 
 
+# ---- a pipeline's stage proxy <-> a stage served on another machine (`babelfish serve`) -------
+# Over the link go the stage's own input messages (proxy -> server) and its output messages and
+# Progress (server -> proxy), and these two, which also tell each side the other is there.
+
+
+class RemotePing(Msg, tag="rping"):
+    """Proxy -> server, every heartbeat interval: are you there?"""
+
+    sent_ns: int  # the proxy's clock, echoed back: the round trip
+
+
+class RemotePong(Msg, tag="rpong"):
+    """Server -> proxy, the answer to a RemotePing: the server's heartbeat for this client."""
+
+    sent_ns: int  # the ping's
+    stage: str  # what the server serves
+    clients: int = 0  # pipelines it serves now
+    source_lang: str = ""  # what it recognises (its config): the proxy checks they are its own
+    output_lang: str = ""
+
+
 AnyMsg = (
     AudioChunk
     | UtteranceEnd
@@ -295,6 +316,8 @@ AnyMsg = (
     | Start
     | Rerun
     | Shutdown
+    | RemotePing
+    | RemotePong
 )
 
 _encoder = msgspec.json.Encoder()

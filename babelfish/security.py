@@ -91,7 +91,7 @@ def create_keys(directory: Path, force: bool = False) -> dict[str, Path]:
 def _load(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
     if not path.is_file():
         raise UsageError(
-            f"tcp transport needs CURVE keys: {path} not found "
+            f"tcp needs CURVE keys: {path} not found "
             "(run `babelfish keys`, or set security.keys_dir)"
         )
     if secret and os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -164,18 +164,45 @@ def secure(sock: zmq.Socket, cfg: Config, role: str) -> None:
     transport is tcp; do nothing for ipc. Call before bind/connect."""
     if not uses_curve(cfg):
         return
-    d = keys_dir(cfg)
     if role == SERVER:
-        public, secret = _load(d / f"{SERVER}.key_secret", secret=True)
-        _authenticator(sock.context, cfg)
-        sock.curve_secretkey = secret
-        sock.curve_publickey = public
-        sock.curve_server = True
+        curve_server(sock, cfg)
     elif role == CLIENT:
-        public, secret = _load(d / f"{CLIENT}.key_secret", secret=True)
-        server_public, _ = _load(d / f"{SERVER}.key", secret=False)
-        sock.curve_secretkey = secret
-        sock.curve_publickey = public
-        sock.curve_serverkey = server_public
+        curve_client(sock, cfg, keys_dir(cfg) / f"{SERVER}.key")
     else:
         raise ValueError(f"role must be 'server' or 'client', not {role!r}")
+
+
+def curve_server(sock: zmq.Socket, cfg: Config) -> None:
+    """`sock` a CURVE server with this install's server key, behind the ZAP allow-list."""
+    public, secret = _load(keys_dir(cfg) / f"{SERVER}.key_secret", secret=True)
+    _authenticator(sock.context, cfg)
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
+    sock.curve_server = True
+
+
+def curve_client(sock: zmq.Socket, cfg: Config, server_key: Path) -> None:
+    """`sock` a CURVE client with this install's client key, trusting only `server_key`."""
+    public, secret = _load(keys_dir(cfg) / f"{CLIENT}.key_secret", secret=True)
+    server_public, _ = _load(server_key, secret=False)
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
+    sock.curve_serverkey = server_public
+
+
+def remote_server_key(cfg: Config) -> Path:
+    """The public key of the server of a remote stage (`[remote]`): remote.server_key, else
+    <keys_dir>/remote_server.key (a copy of the other machine's server.key), else this install's
+    own server.key (a server on this machine, or one sharing this install's keys)."""
+    if cfg.remote.server_key:
+        return Path(cfg.remote.server_key).expanduser()
+    copied = keys_dir(cfg) / "remote_server.key"
+    return copied if copied.exists() else keys_dir(cfg) / f"{SERVER}.key"
+
+
+def check_remote(cfg: Config) -> None:
+    """With a remote stage: this install's client keys and the server's public key must be
+    there (a one-line UsageError if not)."""
+    if any((cfg.remote.asr, cfg.remote.mt, cfg.remote.tts)):
+        _load(keys_dir(cfg) / f"{CLIENT}.key_secret", secret=True)
+        _load(remote_server_key(cfg), secret=False)

@@ -33,7 +33,7 @@ import zmq
 from babelfish import BabelfishError, UsageError
 from babelfish.addresses import Addresses, make_runtime_dir
 from babelfish.budgets import Governor
-from babelfish.config import Config
+from babelfish.config import Config, remote_stages
 from babelfish.control import ControlServer, Degradation, LatencyRow, Reply, Request, Status
 from babelfish.ledger import Ledger
 from babelfish.lifecycle import Lifecycle, StageProc
@@ -42,6 +42,7 @@ from babelfish.report import (
     UtteranceReport,
     cpu_breakdown,
     cpu_per_audio,
+    remote_summary,
     summarize_latency,
 )
 from babelfish.schema import (
@@ -59,7 +60,7 @@ from babelfish.schema import (
     UtteranceDone,
 )
 from babelfish.security import check as check_keys
-from babelfish.security import secure
+from babelfish.security import check_remote, secure
 from babelfish.stagelink import StageLink
 from babelfish.stages.base import RunInfo, RuntimeFile
 
@@ -88,6 +89,7 @@ class Supervisor:
         self.on_utterance = on_utterance or (lambda u: None)
         self.on_event = on_event or (lambda s: None)
         check_keys(cfg)  # tcp: the CURVE keys must be there before anything starts
+        check_remote(cfg)  # a stage on another machine: our client key, the server's public key
         if cfg.web.enabled and not cfg.web.token:  # the page's controls always need a token
             cfg.web.token = secrets.token_urlsafe(18)
         self.runtime = make_runtime_dir(cfg)
@@ -167,8 +169,10 @@ class Supervisor:
             return
         self.processes.seen(name)
         if isinstance(msg, Heartbeat):
+            was = self.stages[name].info.get("remote_state")
             if self.processes.heartbeat(self.stages[name], msg):
                 self._on_ready(self.stages[name])
+            self._remote_change(name, was, msg.info)
         elif isinstance(msg, StageError):
             self.fatal = (UsageError if msg.usage else BabelfishError)(msg.message)
         elif isinstance(msg, Segmented):
@@ -208,6 +212,22 @@ class Supervisor:
                 self.fatal = (UsageError if msg.usage else BabelfishError)(msg.message)
             else:
                 log.error("%s", msg.message)
+
+    def _remote_change(self, name: str, was: str | None, info: dict[str, str]) -> None:
+        """A stage on another machine went down (its proxy recognises here) or came back: a
+        degradation step, down or up, in the report and the events."""
+        now = info.get("remote_state")
+        if now == was or now not in ("up", "down") or (now == "up" and was != "down"):
+            return
+        event = {
+            "utt": "",
+            "direction": "down" if now == "down" else "up",
+            "level": self.governor.level,
+            "step": f"{name} here instead of on {info.get('remote', '?')}",
+            "why": info.get("remote_why", "") if now == "down" else "the remote is back",
+        }
+        self.governor.events.append(event)
+        self.on_event(f"degradation {event['direction']} ({event['step']}): {event['why']}")
 
     def _publish(self, line: dict) -> None:
         """One JSON line on the subtitles PUB (when there is one)."""
@@ -491,6 +511,11 @@ class Supervisor:
             speculation=self.processes.speculation(),
             **self.cpu(input_s),
             languages=self._languages(),
+            remote={
+                n: remote_summary(addr, self.stages[n].all_counters(), self.stages[n].info)
+                for n, addr in remote_stages(self.cfg).items()
+                if n in self.stages
+            },
             error=str(self.fatal) if self.fatal else self.stop_requested,
         )
 

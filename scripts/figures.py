@@ -306,6 +306,44 @@ def render_recovery(doc: dict) -> list[str]:
     return out
 
 
+def render_remote(doc: dict) -> list[str]:
+    """bench_remote.py: one asr server, N concurrent realtime replays; the hop on loopback."""
+    out = [
+        f"{doc['recording']} per pipeline, realtime; budget {doc['budget_ms']} ms end to end. "
+        "Server and pipelines on one machine (127.0.0.2 and 127.0.0.1), sharing its cores, "
+        "measured while other jobs ran on it.",
+        "",
+        "| asr | pipelines | utterances | lost | e2e p50 | e2e p95 | asr p50 | fallbacks |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in [doc["local"], *doc["remote"]]:
+        where = "remote" if r in doc["remote"] else "here (no [remote])"
+        out.append(
+            _row(
+                where,
+                r["n"],
+                r["utterances"],
+                r["lost"],
+                _f(r["e2e_p50_ms"], 0, " ms"),
+                _f(r["e2e_p95_ms"], 0, " ms"),
+                _f(r["asr_p50_ms"], 0, " ms"),
+                r["fallbacks"],
+            )
+        )
+    hop, ping = doc["hop"], doc["hop"]["idle_ping"]
+    breaks = {q: "-" if n is None else n for q, n in doc["budget_breaks_at_n"].items()}
+    out += [
+        "",
+        f"Over the end-to-end budget from N = {breaks['p50']} (p50), {breaks['p95']} (p95); "
+        "- = not up to the largest N. "
+        f"The hop on loopback: {ping['pings']} ping round trips to the idle server, "
+        f"p50 {_f(ping['p50_ms'], 2, ' ms')}, p95 {_f(ping['p95_ms'], 2, ' ms')}; "
+        f"asr stage p50 remote minus here, N = 1: "
+        f"{_f(hop['asr_p50_remote_minus_local_ms'], 0, ' ms')}.",
+    ]
+    return out
+
+
 def render_live(doc: dict) -> list[str]:
     """bench_live.py: live through the virtual sound card against replay of the same audio."""
     lv, rp, cap, pb = doc["live"], doc["replay"], doc["capture"], doc["playback"]
@@ -523,6 +561,12 @@ BENCHMARKS = [
         "Supervisor: recovery and budgets",
         f"{PY}bench_recovery.py --kills 3 --delay-ms 1200",
         render_recovery,
+    ),
+    Benchmark(
+        "bench_remote.json",
+        "Recognition on another machine: one server, N pipelines",
+        f"{PY}bench_remote.py --n 1,2,4",
+        render_remote,
     ),
     Benchmark(
         "bench_live.json",

@@ -18,10 +18,11 @@ debs=(libportaudio2)
 # --dev: test speech (espeak-ng, sox), a virtual sound card (PulseAudio), and real human speech
 # with transcripts for the quality set (scripts/make_speech_set.py): Asterisk's Spanish prompts
 # (G.722 audio, Spanish text) and the English text of the same prompts. Headless Chromium opens
-# the web page in its tests.
+# the web page in its tests. iproute2: two network namespaces and a veth pair for the test of
+# recognition on another machine (tests/test_remote.py; skipped where namespaces are not allowed).
 [ "$dev" = 1 ] && debs+=(espeak-ng sox pulseaudio pulseaudio-utils libasound2-plugins
                          asterisk-core-sounds-es-g722 asterisk-core-sounds-es asterisk-core-sounds-en
-                         chromium)
+                         chromium iproute2)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

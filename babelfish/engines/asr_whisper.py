@@ -59,6 +59,7 @@ faster-whisper's rule, reimplemented in `_generate` for that reason.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import time
@@ -231,6 +232,14 @@ class WhisperASR:
             self.language or "detect",
             threads,
         )
+
+    def fork(self) -> WhisperASR:
+        """Another recogniser on the same loaded model, with state of its own (`babelfish
+        serve`: one for each pipeline it serves, one model in memory)."""
+        twin = copy.copy(self)
+        twin._chunks, twin.last_stats, twin._last_encoded = [], {}, None
+        twin.sure_language = twin._utt_language = twin.detected_language = ""
+        return twin
 
     # -- ASREngine --------------------------------------------------------------------------
 

@@ -139,7 +139,11 @@ class ASRStage(Stage):
         return cfg.pipeline.queue_chunks // 2 if side == "in" else self.out_hwm
 
     def load(self) -> None:
-        self.engine = make_asr(self.cfg, self.models_dir)
+        self.use_engine(make_asr(self.cfg, self.models_dir))
+
+    def use_engine(self, engine: ASREngine) -> None:
+        """Recognise with `engine` (loaded here, or shared: `babelfish serve`)."""
+        self.engine = engine
         self.info["engine"] = self.cfg.asr.engine
         self.use_context = self.cfg.asr.context and self.engine.continues
         self.can_decode_stable = (

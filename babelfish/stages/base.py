@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -85,7 +86,7 @@ class Stage:
     in_hwm = 100
     out_hwm = 100
 
-    def __init__(self, cfg: Config, run: RunInfo, addrs: Addresses):
+    def __init__(self, cfg: Config, run: RunInfo, addrs: Addresses | None):
         self.cfg, self.run_info, self.addrs = cfg, run, addrs
         self.models_dir = models_dir(cfg)
         self.counters: Counter[str] = Counter()
@@ -106,6 +107,15 @@ class Stage:
         self._closed = False
 
         self.ctx = zmq.Context.instance()
+        self.sup = self.inp = self.out = None
+        self.poller = zmq.Poller()
+        # more sockets this stage reads (a remote stage's link): socket -> what reads it
+        self.watched: dict[zmq.Socket, Callable[[], None]] = {}
+        if addrs is not None:  # None: a stage's logic without a pipeline (`babelfish serve`)
+            self._open(cfg, addrs)
+
+    def _open(self, cfg: Config, addrs: Addresses) -> None:
+        """The stage's sockets: to the supervisor, its input, its output."""
         self.sup = self.ctx.socket(zmq.DEALER)
         # "<stage>/<pid>": the supervisor knows which process speaks (a late word from a dead one,
         # or a client that merely claims a stage's name, is told apart and dropped)
@@ -113,7 +123,6 @@ class Stage:
         self.sup.setsockopt(zmq.LINGER, 500)
         secure(self.sup, cfg, "client")
         self.sup.connect(addrs.supervisor())
-        self.inp = None
         if self.has_input:
             self.inp = self.ctx.socket(zmq.PULL)
             self.inp.setsockopt(zmq.RCVHWM, self.hwm(cfg, "in"))
@@ -122,7 +131,6 @@ class Stage:
             self.inp.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)  # a peer sending more is cut off
             secure(self.inp, cfg, "server")
             self.inp.bind(addrs.stage_input(self.name, bind=True))
-        self.out = None
         nxt = addrs.next_stage(self.name)
         if nxt is not None:
             self.out = self.ctx.socket(zmq.PUSH)
@@ -131,7 +139,6 @@ class Stage:
             self.out.setsockopt(zmq.LINGER, 1000)
             secure(self.out, cfg, "client")
             self.out.connect(addrs.stage_input(nxt))
-        self.poller = zmq.Poller()
         self.poller.register(self.sup, zmq.POLLIN)
         if self.inp is not None:
             self.poller.register(self.inp, zmq.POLLIN)
@@ -277,6 +284,10 @@ class Stage:
             self.counters["bad_messages"] += 1
             log.warning("%s: bad message dropped: %s", self.name, e)
             return
+        self.take(msg, pcm)
+
+    def take(self, msg: Msg, pcm: np.ndarray | None) -> None:
+        """One decoded message from the input: checked, counted, handled."""
         if self.accepts and not isinstance(msg, (EndOfStream, *self.accepts)):
             self.counters["bad_messages"] += 1
             log.warning(
@@ -313,6 +324,9 @@ class Stage:
                 self._work(self._control)
             if self.inp is not None and self.inp in events and self.running:
                 self._work(self._input)
+            for sock, read in self.watched.items():
+                if sock in events and self.running:
+                    self._work(read)
             if time.monotonic() - self._last_hb >= self.hb_interval:
                 self.heartbeat()
 
