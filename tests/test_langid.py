@@ -164,13 +164,21 @@ def test_allow_list_narrows_the_choice(whisper_base_dir, tmp_path):
 
 def test_pieces_of_one_utterance_keep_its_first_sure_language(auto_asr, clips):
     """A speculation at a pause identified German for sure: the rest of the utterance, French
-    audio though it is, is decoded in German."""
+    audio though it is, is decoded in German, without identifying it again."""
     auto_asr.accept(_pcm(clips["de1"]))
     spec = auto_asr.speculate()
     assert spec.source_language == "de" and auto_asr.last_stats["language_choice"] == "sure"
     auto_asr.accept(_pcm(clips["fr1"]))
-    r = auto_asr.finish()
+    detect, steps = auto_asr._detect, []
+    auto_asr._detect = lambda *a: steps.append(a) or detect(*a)
+    try:
+        r = auto_asr.finish()
+    finally:
+        del auto_asr._detect
     assert r.source_language == "de" and auto_asr.last_stats["language_choice"] == "utterance"
+    # the language is kept, so it is not identified again (a decoder step saved), and the
+    # probability is the first sure piece's
+    assert not steps and r.language_probability == spec.language_probability, r
     auto_asr.accept(_pcm(clips["fr1"]))  # the next utterance starts afresh
     assert auto_asr.finish().source_language == "fr"
 
