@@ -34,8 +34,13 @@ def espeak(
 def piper_speak(
     text: str, voice_dir: Path, path: Path, rate: int = 16000, pad_s: float = 0.5
 ) -> Path:
-    """Speak English `text` with the packaged Piper voice into a mono 16-bit WAV at `rate`."""
+    """Speak English `text` with the packaged Piper voice into a mono 16-bit WAV at `rate`. The
+    same text gives the same audio in every process: the voice's noise (VITS samples it) is
+    seeded, so a test or a benchmark hears the same clip each run."""
+    import onnxruntime
     from piper import PiperVoice
+
+    onnxruntime.set_seed(0)  # read by the random ops as the voice loads
 
     onnx = next(Path(voice_dir).glob("*.onnx"))
     voice = PiperVoice.load(str(onnx))

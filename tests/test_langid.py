@@ -29,9 +29,6 @@ DEBIAN = Path("/usr/share/doc/asterisk-core-sounds-es/core-sounds-es.txt.gz")
 # Portuguese: scripts/bench_langid.py), and a word of their translation
 SPANISH = {"queue-thankyou": "patience", "conf-extended": "conference"}
 SAMPLE = REPO / "samples" / "es_station.wav"
-# a decode holds the ASR stage's loop (and its heartbeats): on a loaded machine one can take longer
-# than the default hang timeout, which is not what these tests are about
-LOADED = "[supervisor]\nhang_timeout_ms = 30000\n"
 
 
 def _pcm(path: Path) -> np.ndarray:
@@ -257,7 +254,7 @@ def test_replay_identifies_each_utterances_language(tmp_path, models_dir, mixed)
     comes out, each utterance in its piece's language (report), translated into English with
     its key word; the words as spoken are in that language."""
     wav, pieces = mixed
-    cfg = write_config(tmp_path, LOADED + "[budgets]\nenabled = false\n")  # (fast: all late)
+    cfg = write_config(tmp_path, "[budgets]\nenabled = false\n")  # (fast: all late)
     report = tmp_path / "r.json"
     r = babelfish(
         "replay",
@@ -330,8 +327,12 @@ def test_run_shows_the_language_in_its_lines_and_subtitles(tmp_path, models_dir,
     sub = zmq.Context.instance().socket(zmq.SUB)
     try:
         server.activate()
+        # (the allow-list: this test is about where the language shows, and Whisper base alone
+        # hears this Spanish speaker as Italian now and then, see bench_langid)
         cfg = write_config(
-            tmp_path, LOADED + '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n'
+            tmp_path,
+            '[pipeline]\nlanguages = ["es", "en", "fr", "de"]\n'
+            '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n',
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", "babelfish", "run", "--from", "auto", "--config", str(cfg)],
@@ -385,9 +386,7 @@ def test_mt_route_passes_english_and_counts_what_it_cannot_translate(tmp_path, m
     utterances go on as they are, and those in languages no installed MT model translates (none
     is installed here) come out untranslated, their words as spoken shown, and counted."""
     wav, pieces = mixed
-    cfg = write_config(
-        tmp_path, LOADED + '[asr]\ntask = "transcribe"\n[budgets]\nenabled = false\n'
-    )
+    cfg = write_config(tmp_path, '[asr]\ntask = "transcribe"\n[budgets]\nenabled = false\n')
     report = tmp_path / "r.json"
     r = babelfish(
         "replay", wav, "--from", "auto", "--config", cfg, "--pace", "fast",
