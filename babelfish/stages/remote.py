@@ -339,10 +339,11 @@ class RemoteStage:
         self.rtt_min_ms = min(self.rtt_min_ms, self.rtt_ms)
         mine = served_languages(self.name, self.cfg)
         if msg.stage != self.name or (msg.source_lang, msg.output_lang) != mine:
-            what = msg.stage if msg.stage != self.name else VERB[self.name]
             self.why = (
-                f"the server {what} {msg.source_lang} -> {msg.output_lang}, this pipeline "
-                f"needs {mine[0]} -> {mine[1]}"
+                f"the server {VERB[self.name]} {msg.source_lang} -> {msg.output_lang}, this "
+                f"pipeline needs {mine[0]} -> {mine[1]}"
+                if msg.stage == self.name
+                else f"the server serves {msg.stage}, not {self.name}"
             )
             if self.up:
                 self._down(self.why)
