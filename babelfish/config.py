@@ -289,12 +289,13 @@ def _check_languages(cfg: Config) -> None:
         raise UsageError("bad config: asr.language_min_s must be >= 0")
 
 
-REMOTE_STAGES = ("asr",)  # the stages a pipeline can use on another machine (`babelfish serve`)
+# the stages a pipeline can use on another machine (`babelfish serve`)
+REMOTE_STAGES = ("asr", "mt", "tts")
 
 
 def remote_stages(cfg: Config) -> dict[str, str]:
     """{stage: address} of the stages this pipeline runs on another machine ([remote])."""
-    return {s: getattr(cfg.remote, s) for s in ("asr", "mt", "tts") if getattr(cfg.remote, s)}
+    return {s: getattr(cfg.remote, s) for s in REMOTE_STAGES if getattr(cfg.remote, s)}
 
 
 def check_tcp_address(addr: str, what: str) -> tuple[str, int]:
@@ -307,11 +308,6 @@ def check_tcp_address(addr: str, what: str) -> tuple[str, int]:
 
 def _check_remote(cfg: Config) -> None:
     for stage, addr in remote_stages(cfg).items():
-        if stage not in REMOTE_STAGES:
-            raise UsageError(
-                f"bad config: remote.{stage}: a remote {stage} stage is not yet supported "
-                f"(only {', '.join(REMOTE_STAGES)})"
-            )
         check_tcp_address(addr, f"bad config: remote.{stage}")
     r = cfg.remote
     if min(r.connect_timeout_ms, r.timeout_ms) < 100:

@@ -129,10 +129,10 @@ class Lifecycle:
 
     def spawn(self, sp: StageProc) -> None:
         """Start (or restart) the process of one stage."""
-        module = self.module.format(name=sp.name)
+        module = [self.module.format(name=sp.name)]
         if sp.name in remote_stages(self.cfg):  # on another machine: its proxy runs here
-            module = "babelfish.stages.remote"
-        cmd = [sys.executable, "-m", module, "--runtime", str(self.runtime)]
+            module = ["babelfish.stages.remote", "--stage", sp.name]
+        cmd = [sys.executable, "-m", *module, "--runtime", str(self.runtime)]
         if self.debug:
             cmd.append("--debug")
         sp.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)

@@ -3,12 +3,17 @@ pipelines on other machines (their `[remote]` table; babelfish/stages/remote.py 
 
 One ROUTER, a CURVE server behind the ZAP allow-list (babelfish/security.py: this install's own
 client key and the public keys in security.allowed_clients_dir; any other key never completes
-its handshake). Each connected pipeline is a `Session`: the ASR stage's own logic
-(babelfish/stages/asr.py) with a recogniser of its own on the one loaded model, whose output
-goes back to that pipeline's connection only. A pipeline's RemotePing is answered at once with a
-RemotePong (the server's heartbeat for it). Sessions idle for SESSION_IDLE_S are forgotten.
-
-Only asr is served so far; mt and tts are refused with a one-line error (exit 2).
+its handshake). Each connected pipeline is a `Session`: the served stage's own logic
+(babelfish/stages/asr.py, mt.py or tts.py, the same class a pipeline runs) with state of its
+own, whose output goes back to that pipeline's connection only. The models are loaded once, by
+a template instance of the stage, and shared (`Stage.share`): asr, a recogniser of its own per
+session on the one loaded Whisper model (Vosk: a recogniser per session, its own model); mt, the
+translators themselves (translation keeps no state between calls); tts, the voice itself
+(synthesis keeps none either; a speculation's generator is the session's own). The server runs
+one message at a time, so sharing is safe; it never applies a pipeline's degradations (the
+pipeline's proxy does not send them). A pipeline's RemotePing is answered at once with a
+RemotePong (the server's heartbeat for it, naming the stage and its languages). Sessions idle
+for SESSION_IDLE_S are forgotten.
 """
 
 from __future__ import annotations
@@ -22,9 +27,7 @@ import numpy as np
 import zmq
 
 from babelfish import UsageError
-from babelfish.addresses import asr_output_language
-from babelfish.config import REMOTE_STAGES, Config, check_tcp_address, load_config, models_dir
-from babelfish.engines import make_asr
+from babelfish.config import REMOTE_STAGES, Config, check_tcp_address, load_config
 from babelfish.schema import (
     MAX_FRAME_BYTES,
     BadMessage,
@@ -37,7 +40,10 @@ from babelfish.schema import (
 )
 from babelfish.security import curve_server, keys_dir
 from babelfish.stages.asr import ASRStage
-from babelfish.stages.base import RunInfo
+from babelfish.stages.base import RunInfo, Stage
+from babelfish.stages.mt import MTStage
+from babelfish.stages.remote import served_languages
+from babelfish.stages.tts import TTSStage
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +63,25 @@ class _Waiting:
         return int(any(ident == self.ident for ident, _, _ in self.server.queue))
 
 
-class Session(ASRStage):
-    """The ASR stage for one pipeline: its input comes from the server, its output goes back
-    over the server's ROUTER to that pipeline's connection (`ident`) only."""
+STAGES: dict[str, type[Stage]] = {"asr": ASRStage, "mt": MTStage, "tts": TTSStage}
 
-    def __init__(self, cfg: Config, engine, link: zmq.Socket, ident: bytes, waiting: _Waiting):
+
+class Session:
+    """The served stage for one pipeline (mixed in before the stage's class: `session_class`):
+    its input comes from the server, its output goes back over the server's ROUTER to that
+    pipeline's connection (`ident`) only."""
+
+    def __init__(self, cfg: Config, template: Stage, link, ident: bytes, waiting: _Waiting):
         super().__init__(cfg, RunInfo(), None)
         self.link, self.ident = link, ident
         self.inp = waiting  # "more input waiting?" (a speculative decode is skipped): its own
         self.last_seen = time.monotonic()
-        self.use_engine(engine)
+        self.share(template)
+
+    def take(self, msg: Msg, pcm: np.ndarray | None) -> None:
+        if not isinstance(self, ASRStage):  # (the recogniser stamps its own)
+            msg.stamp(self.name, "recv")  # the proxy's measure of the network: its work began
+        super().take(msg, pcm)
 
     def send(self, msg: Msg, pcm: np.ndarray | bytes | None = None, *, block: bool = True) -> bool:
         msg.seq = self.seq
@@ -84,14 +99,16 @@ class Session(ASRStage):
             self.send(msg)
 
 
+def session_class(stage: type[Stage]) -> type:
+    return type(f"{stage.__name__}Session", (Session, stage), {})
+
+
 class Server:
-    """The service: one engine, a Session per connected pipeline."""
+    """The service: the stage's models, loaded once; a Session per connected pipeline."""
 
     def __init__(self, cfg: Config, stage: str, bind: str):
         if stage not in REMOTE_STAGES:
-            raise UsageError(
-                f"serving {stage} is not yet supported (only {', '.join(REMOTE_STAGES)})"
-            )
+            raise UsageError(f"cannot serve {stage} (only {', '.join(REMOTE_STAGES)})")
         check_tcp_address(bind, "--bind")
         cfg.asr.source_after_ms = 0  # (that wait leaves the CPU to the pipeline's own synthesis)
         self.cfg, self.stage, self.bind = cfg, stage, bind
@@ -109,7 +126,13 @@ class Server:
         except BaseException:
             self.sock.close(0)
             raise
-        self.engine = make_asr(cfg, models_dir(cfg))
+        try:
+            self.template = STAGES[stage](cfg, RunInfo(), None)  # the models, loaded once
+            self.template.load()
+        except BaseException:
+            self.sock.close(0)
+            raise
+        self.session_class = session_class(STAGES[stage])
         self.sessions: OrderedDict[bytes, Session] = OrderedDict()
         self.queue: deque[tuple[bytes, Msg, np.ndarray | None]] = deque()  # read, not yet taken
         self.bad_messages = 0
@@ -118,9 +141,7 @@ class Server:
     def session(self, ident: bytes) -> Session:
         s = self.sessions.get(ident)
         if s is None:
-            fork = getattr(self.engine, "fork", None)
-            engine = fork() if fork else make_asr(self.cfg, models_dir(self.cfg))
-            s = Session(self.cfg, engine, self.sock, ident, _Waiting(self, ident))
+            s = self.session_class(self.cfg, self.template, self.sock, ident, _Waiting(self, ident))
             self.sessions[ident] = s
             log.info("a pipeline connected (%d served)", len(self.sessions))
         s.last_seen = time.monotonic()
@@ -150,12 +171,13 @@ class Server:
                 log.warning("bad message dropped: %s", e)
                 continue
             if isinstance(msg, RemotePing):
+                source_lang, output_lang = served_languages(self.stage, self.cfg)
                 pong = RemotePong(
                     sent_ns=msg.sent_ns,
                     stage=self.stage,
                     clients=len(self.sessions),
-                    source_lang=self.cfg.pipeline.source_lang,
-                    output_lang=asr_output_language(self.cfg),
+                    source_lang=source_lang,
+                    output_lang=output_lang,
                 )
                 self.session(ident).send(pong)
             else:
@@ -193,9 +215,10 @@ def cmd_serve(args) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    source_lang, output_lang = served_languages(args.stage, cfg)
     print(
-        f"serving {args.stage} on {args.bind} ({cfg.asr.engine}, "
-        f"{cfg.pipeline.source_lang} -> {asr_output_language(cfg)}); clients: this install's "
+        f"serving {args.stage} on {args.bind} ({getattr(cfg, args.stage).engine}, "
+        f"{source_lang} -> {output_lang}); clients: this install's "
         f"key and {keys_dir(cfg) / 'allowed_clients'}",
         flush=True,
     )
@@ -208,10 +231,10 @@ def cmd_serve(args) -> int:
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("serve", help="run a stage (asr) as a service for pipelines elsewhere")
-    s.add_argument(
-        "stage", metavar="STAGE", choices=("asr", "mt", "tts"), help="asr (mt, tts: not yet)"
+    s = sub.add_parser(
+        "serve", help="run a stage (asr, mt, tts) as a service for pipelines elsewhere"
     )
+    s.add_argument("stage", metavar="STAGE", choices=("asr", "mt", "tts"), help="asr, mt or tts")
     s.add_argument("--bind", required=True, metavar="tcp://HOST:PORT", help="where to listen")
     s.add_argument("--config", help="a TOML file (the model, keys_dir, allowed_clients_dir)")
     s.set_defaults(func=cmd_serve)

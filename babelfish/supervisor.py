@@ -31,7 +31,7 @@ import psutil
 import zmq
 
 from babelfish import BabelfishError, UsageError
-from babelfish.addresses import Addresses, make_runtime_dir
+from babelfish.addresses import Addresses, make_runtime_dir, route
 from babelfish.budgets import Governor
 from babelfish.config import Config, remote_stages
 from babelfish.control import ControlServer, Degradation, LatencyRow, Reply, Request, Status
@@ -89,6 +89,12 @@ class Supervisor:
         self.on_utterance = on_utterance or (lambda u: None)
         self.on_event = on_event or (lambda s: None)
         check_keys(cfg)  # tcp: the CURVE keys must be there before anything starts
+        for name in remote_stages(cfg):  # (said, not ignored: a [remote] this route never uses)
+            if name not in route(cfg):
+                raise UsageError(
+                    f"bad config: remote.{name}: this pipeline has no {name} stage "
+                    f"(its stages: {', '.join(route(cfg))})"
+                )
         check_remote(cfg)  # a stage on another machine: our client key, the server's public key
         if cfg.web.enabled and not cfg.web.token:  # the page's controls always need a token
             cfg.web.token = secrets.token_urlsafe(18)

@@ -3,7 +3,8 @@ it, as real processes on two "machines" of this host: the server listens on 127.
 pipelines reach it from 127.0.0.1 (the kernel's source address on lo); and once across two
 network namespaces linked by a veth pair (unshare -Urn, no privileges; skipped where that is not
 allowed). Real Whisper base, real CURVE, real sockets; the server is killed with SIGKILL, a
-stranger's key is refused."""
+stranger's key is refused. `serve tts` (Piper) and `serve mt` (the tiny Korean->English model
+behind Vosk Korean) are checked against the same run done all here."""
 
 from __future__ import annotations
 
@@ -15,11 +16,20 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
+import soundfile as sf
+
+from babelfish.config import load_config
+from babelfish.config import models_dir as cfg_models_dir
+from babelfish.engines import make_translator
+from babelfish.text import split_sentences
 
 import helpers
 from helpers import REPO, babelfish, communicate, load_report, stage_processes, wait_for
+from speech import espeak
+from test_pipeline import FIXTURE_MT, _spoken_spans
 
 SERVER = "127.0.0.2"  # the desktop
 SAMPLES = REPO / "samples"
@@ -42,21 +52,24 @@ def make_keys(d: Path) -> Path:
 
 
 class Server:
-    """`babelfish serve asr` in the background, its output in files."""
+    """`babelfish serve STAGE` in the background, its output in files."""
 
-    def __init__(self, tmp: Path, keys: Path, port: int, name: str = "server", extra: str = ""):
+    def __init__(
+        self, tmp: Path, keys: Path, port: int, name: str = "server", extra: str = "", stage="asr"
+    ):
+        self.stage = stage
         self.cfg = tmp / f"{name}.toml"
         self.cfg.write_text(f'{extra}[security]\nkeys_dir = "{keys}"\n')
         self.out = tmp / f"{name}.out"
         with open(self.out, "w") as o:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "babelfish", "serve", "asr", "--bind",
+                [sys.executable, "-m", "babelfish", "serve", stage, "--bind",
                  f"tcp://{SERVER}:{port}", "--config", str(self.cfg)],
                 stdout=o, stderr=subprocess.STDOUT, text=True, cwd=REPO,
             )  # fmt: skip
 
     def wait_serving(self) -> None:
-        ok = wait_for(lambda: "serving asr" in self.out.read_text(), 90, interval=0.1)
+        ok = wait_for(lambda: f"serving {self.stage}" in self.out.read_text(), 90, interval=0.1)
         assert ok, self.out.read_text()
 
     def stop(self) -> None:
@@ -69,12 +82,14 @@ class Server:
                 self.proc.wait()
 
 
-def pipeline(tmp: Path, keys: Path, port: int, extra: str = "") -> Path:
+def pipeline(
+    tmp: Path, keys: Path, port: int, extra: str = "", stage: str = "asr", head: str = ""
+) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     return helpers.write_config(
         tmp,
-        "[budgets]\nenabled = false\n"
-        f'[security]\nkeys_dir = "{keys}"\n[remote]\nasr = "tcp://{SERVER}:{port}"\n{extra}',
+        f"{head}[budgets]\nenabled = false\n"
+        f'[security]\nkeys_dir = "{keys}"\n[remote]\n{stage} = "tcp://{SERVER}:{port}"\n{extra}',
     )
 
 
@@ -116,7 +131,6 @@ def test_serve_usage_errors_are_one_line(tmp_path):
         taken.bind((SERVER, port))
         taken.listen()
         cases = {
-            ("mt", f"tcp://{SERVER}:{port + 1}", cfg): "not yet",
             ("asr", "udp://nowhere", cfg): "expected tcp://HOST:PORT",
             ("asr", f"tcp://{SERVER}:70000", cfg): "expected tcp://HOST:PORT",
             ("asr", f"tcp://{SERVER}:{port + 1}", nokeys): "not found",
@@ -128,9 +142,15 @@ def test_serve_usage_errors_are_one_line(tmp_path):
             assert r.stderr.count("\n") == 1 and expected in r.stderr, r.stderr
             assert "Traceback" not in r.stderr
     bad = tmp_path / "bad.toml"
+    bad.write_text('[remote]\ntts = "tcp://127.0.0.2"\n')
+    r = babelfish("replay", SAMPLES / "es_passport.wav", "--config", bad, timeout=60)
+    assert r.returncode == 2 and "remote.tts" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    # es -> en: Whisper translates, there is no mt stage to send anywhere
     bad.write_text('[remote]\nmt = "tcp://127.0.0.2:5760"\n')
     r = babelfish("replay", SAMPLES / "es_passport.wav", "--config", bad, timeout=60)
-    assert r.returncode == 2 and "not yet supported" in r.stderr, r.stderr
+    assert r.returncode == 2 and "remote.mt: this pipeline has no mt stage" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
 
 
 # ---- the service -------------------------------------------------------------------------------
@@ -357,3 +377,209 @@ def test_a_server_for_other_languages_is_not_used(tmp_path, models_dir):
         "the server recognises fr -> en, this pipeline needs es -> en"
         in (s["degradations"][0]["why"])
     ), s["degradations"]
+
+
+# ---- mt and tts on another machine -------------------------------------------------------------
+
+
+def speech_spans_s(wav: Path) -> list[tuple[float, float]]:
+    """(start, end) seconds of the stretches of speech in a replay's output."""
+    audio, rate = sf.read(wav, dtype="float32")
+    assert rate == 16000 or rate > 0
+    mono = audio if audio.ndim == 1 else audio.mean(axis=1)
+    if rate != 16000:
+        import soxr
+
+        mono = soxr.resample(mono, rate, 16000)
+    return [(a / 16000, b / 16000) for a, b in _spoken_spans(np.clip(mono, -1, 1))]
+
+
+def here_and_there(tmp: Path, stage: str, wav: Path, keys: Path, port: int, head: str = ""):
+    """The same recording replayed (fast) all here, then with `stage` on the server: both
+    reports and outputs."""
+    runs = {}
+    for where in ("here", "there"):
+        d = tmp / where
+        cfg = pipeline(d, keys, port, stage=stage, head=head)
+        if where == "here":  # (no [remote])
+            cfg.write_text(cfg.read_text().split("[remote]")[0])
+        proc = helpers.start_replay(d, wav, cfg, "--pace", "fast")
+        out, err = communicate(proc, timeout=180)
+        assert proc.returncode == 0, err
+        rep = load_report(d / "report.json")
+        assert rep["summary"]["lost_utterances"] == [] and rep["summary"]["complete"]
+        assert not stage_processes(str(d / "rt"))
+        runs[where] = (rep, d / "out.wav")
+    return runs["here"], runs["there"]
+
+
+def test_tts_on_the_server_says_what_it_says_here(tmp_path, models_dir):
+    """`babelfish serve tts`: the translated speech made on the server is the speech made here,
+    in the same places of the output, and the report says it was made there."""
+    keys = make_keys(tmp_path / "keys")
+    port = free_port()
+    server = Server(tmp_path, keys, port, stage="tts")
+    wav = SAMPLES / "es_passport.wav"
+    try:
+        server.wait_serving()
+        (here, out_here), (there, out_there) = here_and_there(tmp_path, "tts", wav, keys, port)
+        assert server.proc.poll() is None, "the server stopped serving"
+    finally:
+        server.stop()
+    texts = [[u["translated_text"] for u in r["utterances"]] for r in (here, there)]
+    assert texts[0] == texts[1] and any(texts[0]), texts
+    spans_here, spans_there = speech_spans_s(out_here), speech_spans_s(out_there)
+    assert spans_here and len(spans_here) == len(spans_there), (spans_here, spans_there)
+    for (a, b), (c, d) in zip(spans_here, spans_there, strict=True):
+        assert abs(a - c) < 0.3 and abs(b - d) < 0.3, (spans_here, spans_there)
+    s = there["summary"]
+    remote = s["remote"]["tts"]
+    assert remote["address"] == f"tcp://{SERVER}:{port}"
+    assert remote["utterances"] == len(there["utterances"]) and remote["fallbacks"] == 0, remote
+    assert remote["local_utterances"] == 0 and remote["reruns"] == 0, remote
+    assert remote["network_and_queue_ms_mean"] is not None and remote["ping_ms_min"] > 0, remote
+    assert s["stage_info"]["tts"]["remote_state"] == "up" and "local" not in s["stage_info"]["tts"]
+    assert "tts" not in here["summary"]["remote"]
+    assert server.proc.returncode == 0, server.out.read_text()
+
+
+def test_mt_on_the_server_translates_as_here(tmp_path, models_dir, vosk_ko_dir):
+    """`babelfish serve mt` (the tiny Korean->English model; Vosk Korean recognises here): the
+    translations made on the server are the ones made here."""
+    keys = make_keys(tmp_path / "keys")
+    port = free_port()
+    langs = (
+        '[pipeline]\nsource_lang = "ko"\ntarget_lang = "en"\n'
+        f'[asr]\nengine = "vosk"\nmodel = "vosk-model-small-ko"\n[mt]\nmodel = "{FIXTURE_MT}"\n'
+    )
+    server = Server(tmp_path, keys, port, stage="mt", extra=langs)
+    wav = espeak("안녕하세요. 역이 어디에 있습니까?", "ko", tmp_path / "ko.wav")
+    try:
+        server.wait_serving()
+        (here, _), (there, _) = here_and_there(tmp_path, "mt", wav, keys, port, head=langs)
+        assert server.proc.poll() is None, "the server stopped serving"
+    finally:
+        server.stop()
+    assert there["summary"]["route"] == ["capture", "asr", "mt", "tts", "playback"]
+    # (Vosk here does not always hear the same words twice: the translations of the same words
+    # are the same, and each translation there is what the model says for its words)
+    made_here = {u["source_text"]: u["translated_text"] for u in here["utterances"]}
+    cfg = load_config(tmp_path / "there" / "test.toml")
+    translator = make_translator(cfg, cfg_models_dir(cfg))
+    for u in there["utterances"]:
+        src, got = u["source_text"], u["translated_text"]
+        assert got and got == made_here.get(src, got), (src, got, made_here)
+        want = " ".join(translator.translate([t])[0] for t in split_sentences(src))
+        assert got == want, (src, got, want)
+    remote = there["summary"]["remote"]["mt"]
+    assert remote["utterances"] == len(there["utterances"]) and remote["fallbacks"] == 0, remote
+    assert remote["local_utterances"] == 0, remote
+    assert there["summary"]["stage_info"]["mt"]["remote_state"] == "up"
+    for u in there["utterances"]:  # the stamps: taken again here, the server's kept apart
+        got = {(st[0], st[1]) for st in u["stamps"]}
+        assert {("mt", "first"), ("mt", "done"), ("mt_server", "done"), ("mt_net", "sent")} <= got
+
+
+def test_tts_server_killed_mid_utterance_falls_back_and_loses_nothing(tmp_path, models_dir):
+    """The server takes 2 s over each text (debug.delay_ms): it is killed while it has one; the
+    utterance is spoken here, nothing is lost, and a server started again is used again."""
+    keys = make_keys(tmp_path / "keys")
+    port = free_port()
+    slow = "[debug]\ndelay_ms = { tts = 2000 }\n"
+    server = Server(tmp_path, keys, port, stage="tts", extra=slow)
+    again = None
+    wav = "es_station.wav"
+    cfg = pipeline(tmp_path, keys, port, "timeout_ms = 15000\n", stage="tts")
+    rt = tmp_path / "rt"
+    proc = None
+    try:
+        server.wait_serving()
+        proc = replay(tmp_path, wav, cfg)
+
+        def in_flight_there():
+            st = helpers.status(rt)
+            tts = st and st["stages"]["tts"]
+            return tts and tts["info"].get("remote_state") == "up" and tts["inflight"]
+
+        assert wait_for(in_flight_there, 90, interval=0.02), helpers.status(rt)
+        os.kill(server.proc.pid, signal.SIGKILL)  # mid-utterance
+        server.proc.wait(10)
+
+        def down():
+            st = helpers.status(rt)
+            return st and st["stages"]["tts"]["info"].get("remote_state") == "down"
+
+        assert wait_for(down, 15), helpers.status(rt)
+        again = Server(tmp_path, keys, port, name="again", stage="tts")
+        rep = finish(proc, tmp_path, wav)
+    finally:
+        if proc is not None:
+            proc.kill()
+        server.stop()
+        if again is not None:
+            again.stop()
+    s = rep["summary"]
+    remote = s["remote"]["tts"]
+    assert remote["fallbacks"] == 1 and remote["reruns"] >= 1, remote
+    assert remote["local_utterances"] >= 1, remote
+    assert remote["utterances"] + remote["local_utterances"] == len(rep["utterances"]), remote
+    assert s["stage_info"]["tts"]["local"] == "loaded"
+    steps = [(d["direction"], d["step"]) for d in s["degradations"]]
+    here = f"tts here instead of on tcp://{SERVER}:{port}"
+    assert steps == [("down", here), ("up", here)], s["degradations"]  # and moved back
+    assert remote["utterances"] >= 1, remote
+    assert s["degradations"][0]["why"] == "the connection to the server dropped"
+    assert s["restarts"]["tts"] == 0
+    # every utterance was spoken, and the output has that speech
+    for u in rep["utterances"]:
+        assert u["audio_s"] > 0.3 and not u["dropped_audio"], u
+    spoken = sum(b - a for a, b in speech_spans_s(tmp_path / "out.wav"))
+    assert spoken >= 0.9 * sum(u["audio_s"] for u in rep["utterances"]), spoken
+
+
+def test_mt_server_killed_mid_utterance_falls_back_and_loses_nothing(
+    tmp_path, models_dir, vosk_ko_dir
+):
+    """The mt server takes 2 s over each transcript (debug.delay_ms) and is killed while it has
+    one: translated here, nothing lost."""
+    keys = make_keys(tmp_path / "keys")
+    port = free_port()
+    langs = (
+        '[pipeline]\nsource_lang = "ko"\ntarget_lang = "en"\n'
+        f'[asr]\nengine = "vosk"\nmodel = "vosk-model-small-ko"\n[mt]\nmodel = "{FIXTURE_MT}"\n'
+    )
+    server = Server(
+        tmp_path, keys, port, stage="mt", extra=langs + "[debug]\ndelay_ms = { mt = 2000 }\n"
+    )
+    wav = espeak("안녕하세요. 역이 어디에 있습니까?", "ko", tmp_path / "ko.wav")
+    cfg = pipeline(tmp_path, keys, port, "timeout_ms = 15000\n", stage="mt", head=langs)
+    rt = tmp_path / "rt"
+    proc = None
+    try:
+        server.wait_serving()
+        proc = replay(tmp_path, wav, cfg)
+
+        def in_flight_there():
+            st = helpers.status(rt)
+            mt = st and st["stages"]["mt"]
+            return mt and mt["info"].get("remote_state") == "up" and mt["inflight"]
+
+        assert wait_for(in_flight_there, 90, interval=0.02), helpers.status(rt)
+        os.kill(server.proc.pid, signal.SIGKILL)  # mid-utterance
+        server.proc.wait(10)
+        out, err = communicate(proc, timeout=180)
+        assert proc.returncode == 0, err
+    finally:
+        if proc is not None:
+            proc.kill()
+        server.stop()
+    rep = load_report(tmp_path / "report.json")
+    s = rep["summary"]
+    assert s["lost_utterances"] == [] and s["complete"] and rep["utterances"], s
+    assert all(u["translated_text"] and u["audio_s"] > 0 for u in rep["utterances"]), rep
+    remote = s["remote"]["mt"]
+    assert remote["fallbacks"] == 1 and remote["reruns"] >= 1, remote
+    assert remote["utterances"] + remote["local_utterances"] == len(rep["utterances"]), remote
+    assert s["degradations"][0]["why"] == "the connection to the server dropped"
+    assert s["restarts"]["mt"] == 0
+    assert not stage_processes(str(rt))

@@ -141,6 +141,12 @@ class ASRStage(Stage):
     def load(self) -> None:
         self.use_engine(make_asr(self.cfg, self.models_dir))
 
+    def share(self, other: ASRStage) -> None:
+        """A recogniser of its own (its state: the utterance's audio, its language) on the model
+        `other` loaded (Whisper), or on a model of its own (Vosk cannot fork)."""
+        fork = getattr(other.engine, "fork", None)
+        self.use_engine(fork() if fork else make_asr(self.cfg, self.models_dir))
+
     def use_engine(self, engine: ASREngine) -> None:
         """Recognise with `engine` (loaded here, or shared: `babelfish serve`)."""
         self.engine = engine

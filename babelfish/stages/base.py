@@ -154,6 +154,11 @@ class Stage:
     def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
         """Handle one message from the input socket."""
 
+    def share(self, other: Stage) -> None:
+        """Work with the models `other` (an instance of this stage) loaded, instead of `load`:
+        `babelfish serve`, one instance per pipeline served, the models loaded once."""
+        raise NotImplementedError(f"{self.name} cannot share its models")
+
     def apply_params(self, params: dict[str, float]) -> None:
         """Run-time parameter change (degradation); the base keeps self.params up to date."""
 

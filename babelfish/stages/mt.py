@@ -78,6 +78,14 @@ class MTStage(Stage):
             self.engine = make_translator(self.cfg, self.models_dir)
         self.info["engine"] = self.cfg.mt.engine
 
+    def share(self, other: MTStage) -> None:
+        """The translators `other` loaded (they keep no state between calls; --from auto: the
+        ones loaded later are shared too)."""
+        self.auto, self.engines, self.params_now = other.auto, other.engines, other.params_now
+        if not self.auto:
+            self.engine = other.engine
+        self.info["engine"] = self.cfg.mt.engine
+
     def apply_params(self, params: dict[str, float]) -> None:
         keep = {k: int(v) for k, v in params.items() if k in ("beam_size", "max_decoding_length")}
         self.params_now.update(keep)

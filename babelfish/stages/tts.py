@@ -52,6 +52,12 @@ class TTSStage(Stage):
         self.info["engine"] = self.cfg.tts.engine
         self.params.setdefault("drop_stale", 0.0)
 
+    def share(self, other: TTSStage) -> None:
+        """The voice `other` loaded (synthesis keeps no state between calls)."""
+        self.engine = other.engine
+        self.info["engine"] = self.cfg.tts.engine
+        self.params.setdefault("drop_stale", 0.0)
+
     def apply_params(self, params: dict[str, float]) -> None:
         if "length_scale" in params:
             self.engine.set_params(length_scale=params["length_scale"] or None)
