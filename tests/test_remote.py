@@ -57,7 +57,7 @@ class Server:
     def __init__(
         self, tmp: Path, keys: Path, port: int, name: str = "server", extra: str = "", stage="asr"
     ):
-        self.stage = stage
+        self.stage, self.port = stage, port
         self.cfg = tmp / f"{name}.toml"
         self.cfg.write_text(f'{extra}[security]\nkeys_dir = "{keys}"\n')
         self.out = tmp / f"{name}.out"
@@ -210,6 +210,31 @@ def test_two_pipelines_get_their_own_results_and_a_stranger_is_refused(tmp_path,
     assert server.proc.returncode == 0, server.out.read_text()
 
 
+def kill_server_mid_utterance(server, rt: Path, stage: str, cfg: Path | None = None) -> None:
+    """Once `stage` holds an utterance while its server is up, kill -9 the server (and, given
+    `cfg`, check `babelfish status` shows the remote up just before)."""
+
+    def in_flight_there():
+        st = helpers.status(rt)
+        s = st and st["stages"][stage]
+        return s and s["info"].get("remote_state") == "up" and s["inflight"]
+
+    assert wait_for(in_flight_there, 90, interval=0.02), helpers.status(rt)
+    if cfg is not None:
+        shown = babelfish("status", "--config", cfg, timeout=30).stdout
+        assert f"remote tcp://{SERVER}:{server.port} up" in shown, shown
+    os.kill(server.proc.pid, signal.SIGKILL)  # mid-utterance
+    server.proc.wait(10)
+
+
+def wait_down(rt: Path, stage: str) -> None:
+    def down():
+        st = helpers.status(rt)
+        return st and st["stages"][stage]["info"].get("remote_state") == "down"
+
+    assert wait_for(down, 15), helpers.status(rt)
+
+
 def test_server_killed_mid_utterance_falls_back_and_moves_back(tmp_path, models_dir):
     keys = make_keys(tmp_path / "keys")
     port = free_port()
@@ -224,23 +249,8 @@ def test_server_killed_mid_utterance_falls_back_and_moves_back(tmp_path, models_
     try:
         server.wait_serving()
         proc = replay(tmp_path, wav, cfg)
-
-        def in_flight_there():
-            st = helpers.status(rt)
-            asr = st and st["stages"]["asr"]
-            return asr and asr["info"].get("remote_state") == "up" and asr["inflight"]
-
-        assert wait_for(in_flight_there, 90, interval=0.02), helpers.status(rt)
-        shown = babelfish("status", "--config", cfg, timeout=30).stdout
-        assert f"remote tcp://{SERVER}:{port} up" in shown, shown
-        os.kill(server.proc.pid, signal.SIGKILL)  # mid-utterance
-        server.proc.wait(10)
-
-        def down():
-            st = helpers.status(rt)
-            return st and st["stages"]["asr"]["info"].get("remote_state") == "down"
-
-        assert wait_for(down, 15), helpers.status(rt)
+        kill_server_mid_utterance(server, rt, "asr", cfg)
+        wait_down(rt, "asr")
         again = Server(tmp_path, keys, port, name="again")  # the desktop comes back
         rep = finish(proc, tmp_path, wav)
     finally:
@@ -495,21 +505,8 @@ def test_tts_server_killed_mid_utterance_falls_back_and_loses_nothing(tmp_path, 
     try:
         server.wait_serving()
         proc = replay(tmp_path, wav, cfg)
-
-        def in_flight_there():
-            st = helpers.status(rt)
-            tts = st and st["stages"]["tts"]
-            return tts and tts["info"].get("remote_state") == "up" and tts["inflight"]
-
-        assert wait_for(in_flight_there, 90, interval=0.02), helpers.status(rt)
-        os.kill(server.proc.pid, signal.SIGKILL)  # mid-utterance
-        server.proc.wait(10)
-
-        def down():
-            st = helpers.status(rt)
-            return st and st["stages"]["tts"]["info"].get("remote_state") == "down"
-
-        assert wait_for(down, 15), helpers.status(rt)
+        kill_server_mid_utterance(server, rt, "tts")
+        wait_down(rt, "tts")
         again = Server(tmp_path, keys, port, name="again", stage="tts")
         rep = finish(proc, tmp_path, wav)
     finally:
@@ -558,15 +555,7 @@ def test_mt_server_killed_mid_utterance_falls_back_and_loses_nothing(
     try:
         server.wait_serving()
         proc = replay(tmp_path, wav, cfg)
-
-        def in_flight_there():
-            st = helpers.status(rt)
-            mt = st and st["stages"]["mt"]
-            return mt and mt["info"].get("remote_state") == "up" and mt["inflight"]
-
-        assert wait_for(in_flight_there, 90, interval=0.02), helpers.status(rt)
-        os.kill(server.proc.pid, signal.SIGKILL)  # mid-utterance
-        server.proc.wait(10)
+        kill_server_mid_utterance(server, rt, "mt")
         out, err = communicate(proc, timeout=180)
         assert proc.returncode == 0, err
     finally:
