@@ -310,8 +310,8 @@ def render_remote(doc: dict) -> list[str]:
     """bench_remote.py: one asr server, N concurrent realtime replays; the hop on loopback."""
     out = [
         f"{doc['recording']} per pipeline, realtime; budget {doc['budget_ms']} ms end to end. "
-        "Server and pipelines on one machine (127.0.0.2 and 127.0.0.1), sharing its cores, "
-        "measured while other jobs ran on it.",
+        "Server and pipelines on one machine (127.0.0.2 and 127.0.0.1), sharing its cores "
+        "(the machine's load: below the title).",
         "",
         "| asr | pipelines | utterances | lost | e2e p50 | e2e p95 | asr p50 | fallbacks |",
         "|---|---|---|---|---|---|---|---|",
@@ -495,6 +495,13 @@ BENCHMARKS = [
         "bench_quality.json",
         "Translation quality on real speech",
         f"{PY}bench_quality.py",
+        render_quality,
+    ),
+    Benchmark(
+        "bench_quality_default.json",
+        "The default pipeline (Silero-300) on real speech at two noise floors, idle machine",
+        f"{PY}bench_quality.py --systems babelfish --recordings es_quiet_1,es_room_1 "
+        "--no-nonspeech --keep  # the offline run kept from --systems offline",
         render_quality,
     ),
     Benchmark(
