@@ -263,12 +263,10 @@ class Stage:
     def _control(self) -> None:
         with self._sup_lock:
             frames = self.sup.recv_multipart()
-        try:
-            msg, _ = decode(frames)
-        except BadMessage as e:
-            self.counters["bad_messages"] += 1
-            log.warning("%s: bad command dropped: %s", self.name, e)
+        got = self.decoded(frames, "command")
+        if got is None:
             return
+        msg = got[0]
         if isinstance(msg, SetParams):
             self.params.update(msg.params)
             self.apply_params(msg.params)
@@ -282,14 +280,19 @@ class Stage:
             self.handle(msg, None)  # e.g. Rerun, for the capture stage
 
     def _input(self) -> None:
-        frames = self.inp.recv_multipart()
+        got = self.decoded(self.inp.recv_multipart(), "message")
+        if got is not None:
+            self.take(*got)
+
+    def decoded(self, frames: list, what: str) -> tuple[Msg, np.ndarray | None] | None:
+        """The message in `frames`; None (counted in bad_messages, logged) when it does not
+        decode."""
         try:
-            msg, pcm = decode(frames)
+            return decode(frames)
         except BadMessage as e:
             self.counters["bad_messages"] += 1
-            log.warning("%s: bad message dropped: %s", self.name, e)
-            return
-        self.take(msg, pcm)
+            log.warning("%s: bad %s dropped: %s", self.name, what, e)
+            return None
 
     def take(self, msg: Msg, pcm: np.ndarray | None) -> None:
         """One decoded message from the input: checked, counted, handled."""

@@ -49,7 +49,6 @@ from babelfish.engines import make_asr
 from babelfish.schema import (
     MAX_FRAME_BYTES,
     AudioChunk,
-    BadMessage,
     EndOfStream,
     Msg,
     Progress,
@@ -61,7 +60,6 @@ from babelfish.schema import (
     Transcript,
     Translation,
     UtteranceEnd,
-    decode,
     encode,
 )
 from babelfish.security import curve_client, remote_server_key
@@ -260,13 +258,9 @@ class RemoteStage:
                 frames = self.link.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            try:
-                msg, pcm = decode(frames)
-            except BadMessage as e:
-                self.counters["bad_messages"] += 1
-                log.warning("%s: bad message from the server dropped: %s", self.name, e)
-                continue
-            self._result(msg, pcm)
+            got = self.decoded(frames, "message from the server")
+            if got is not None:
+                self._result(*got)
 
     def _result(self, msg: Msg, pcm: np.ndarray | None) -> None:
         if isinstance(msg, RemotePong):
