@@ -83,6 +83,7 @@ class AudioChunk(Msg, tag="audio"):
     rate: int  # samples per second
     channels: int = 1
     fmt: str = "s16"  # sample format of the PCM frame
+    resumed: bool = False  # speech again after an UtterancePause: that pause did not end it
 
 
 class UtteranceEnd(Msg, tag="utt_end"):

@@ -52,6 +52,7 @@ class SpeechStart:
 class SpeechAudio:
     pcm: np.ndarray  # int16 mono
     pos: int  # stream position of pcm[0]
+    resumed: bool = False  # it holds speech after an announced pause (SpeechPause): not the end
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +213,8 @@ class Segmenter:
             if self._held:
                 events += [SpeechAudio(f, p) for p, f in self._held]
                 self._held = []
-            events.append(SpeechAudio(frame, pos))
+            resumed = bool(self.pause_frames) and self._silence_run >= self.pause_frames
+            events.append(SpeechAudio(frame, pos, resumed))
             self._audio_end = self._speech_end = pos + n
             self._silence_run = self._silence_sent = 0
         else:
@@ -309,7 +311,11 @@ def _merge_audio(events: list[Event]) -> list[Event]:
             out.append(
                 run[0]
                 if len(run) == 1
-                else SpeechAudio(np.concatenate([a.pcm for a in run]), run[0].pos)
+                else SpeechAudio(
+                    np.concatenate([a.pcm for a in run]),
+                    run[0].pos,
+                    any(a.resumed for a in run),
+                )
             )
             run = []
         if e is not None:

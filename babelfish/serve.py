@@ -51,18 +51,6 @@ SESSION_IDLE_S = 120.0  # a pipeline not heard from this long is forgotten
 MAX_SESSIONS = 64  # beyond this, the longest idle one is forgotten
 
 
-class _Waiting:
-    """A session's `inp.poll()`: whether more of that pipeline's input is waiting (pings, and
-    other pipelines' input, do not count; reading the socket answers the pings at once)."""
-
-    def __init__(self, server: Server, ident: bytes):
-        self.server, self.ident = server, ident
-
-    def poll(self, timeout: int = 0, flags: int = zmq.POLLIN) -> int:
-        self.server.drain()
-        return int(any(ident == self.ident for ident, _, _ in self.server.queue))
-
-
 STAGES: dict[str, type[Stage]] = {"asr": ASRStage, "mt": MTStage, "tts": TTSStage}
 
 
@@ -71,12 +59,17 @@ class Session:
     its input comes from the server, its output goes back over the server's ROUTER to that
     pipeline's connection (`ident`) only."""
 
-    def __init__(self, cfg: Config, template: Stage, link, ident: bytes, waiting: _Waiting):
+    def __init__(self, cfg: Config, template: Stage, server: Server, ident: bytes):
         super().__init__(cfg, RunInfo(), None)
-        self.link, self.ident = link, ident
-        self.inp = waiting  # "more input waiting?" (a speculative decode is skipped): its own
+        self.server, self.link, self.ident = server, server.sock, ident
         self.last_seen = time.monotonic()
         self.share(template)
+
+    def waiting(self) -> list[Msg]:
+        """This pipeline's input waiting at the server (pings, and other pipelines' input, do
+        not count; reading the socket answers the pings at once)."""
+        self.server.drain()
+        return [msg for ident, msg, _ in self.server.queue if ident == self.ident]
 
     def take(self, msg: Msg, pcm: np.ndarray | None) -> None:
         if not isinstance(self, ASRStage):  # (the recogniser stamps its own)
@@ -141,7 +134,7 @@ class Server:
     def session(self, ident: bytes) -> Session:
         s = self.sessions.get(ident)
         if s is None:
-            s = self.session_class(self.cfg, self.template, self.sock, ident, _Waiting(self, ident))
+            s = self.session_class(self.cfg, self.template, self, ident)
             self.sessions[ident] = s
             log.info("a pipeline connected (%d served)", len(self.sessions))
         s.last_seen = time.monotonic()

@@ -265,6 +265,41 @@ def test_whisper_rescue_never_takes_the_words_as_spoken_for_a_translation(whispe
     assert "restaurante" in asr.source_text().lower() and len(calls) == 1
 
 
+def test_whisper_speculation_stops_when_asked(whisper_base, spanish):
+    """A speculation asks `stop` after the encoder: True abandons it there (no decoder pass);
+    the audio stays, and the utterance decodes as usual afterwards."""
+    from babelfish.engines import Abandoned
+
+    whisper_base.accept(spanish)
+    passes = []
+    whisper_base._model.model = _Spy(whisper_base._model.model, passes)
+    asked = []
+    try:
+        with pytest.raises(Abandoned):
+            whisper_base.speculate(stop=lambda: asked.append(1) or True)
+        assert asked == [1] and passes == [] and whisper_base.last_stats["abandoned"] == "encoded"
+        kept = whisper_base.speculate(stop=lambda: asked.append(2) or False)
+        assert asked == [1, 2] and len(passes) >= 1
+    finally:
+        whisper_base._model.model = whisper_base._model.model.inner
+    assert "morning" in kept.text.lower()
+    assert whisper_base.finish().text == kept.text  # the utterance's audio was all kept
+
+
+class _Spy:
+    """A ctranslate2 Whisper model that notes each decoder pass (generate)."""
+
+    def __init__(self, inner, passes):
+        self.inner, self.passes = inner, passes
+
+    def generate(self, *a, **kw):
+        self.passes.append(1)
+        return self.inner.generate(*a, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
 def test_whisper_translate_can_also_give_the_words_as_spoken(whisper_base_dir, spanish):
     asr = WhisperASR(whisper_base_dir, language="es", task="translate", source_text=True)
     asr.accept(spanish)

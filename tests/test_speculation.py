@@ -95,9 +95,14 @@ def test_speculation_thrown_away_when_the_speaker_goes_on(tmp_path, models_dir, 
     text = utts[0]["translated_text"].lower()
     assert "morning" in text and "taxi" in text and "airport" in text, text
     spec = rep["summary"]["speculation"]
-    assert spec["asr"]["speculations"] >= 2, spec  # at the pause, and at the end
-    assert spec["asr"].get("speculation_missed", 0) == 0  # (the last one stood) ...
-    assert spec["tts"]["speculation_missed"] >= 1, spec  # ... the first was thrown away
+    asr = spec["asr"]
+    # at the pause a speculation began; at the end, another one, which stood ...
+    begun = asr["speculations"] + asr.get("speculations_abandoned", 0)
+    assert begun >= 2 and asr.get("speculation_missed", 0) == 0, spec
+    # ... the first was thrown away: stopped when the speech went on (after the encoder),
+    # or decoded and not sent, or sent and its synthesis dropped
+    stale = asr.get("speculations_abandoned", 0) + asr.get("speculations_unsent", 0)
+    assert stale + spec["tts"].get("speculation_missed", 0) >= 1, spec
     assert spec["tts"]["speculation_used"] == 1, spec
     # the tentative "Good morning." was never played: what came out is the final translation's
     # speech, once (the file is silence until the first audio, then exactly that)

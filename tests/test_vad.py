@@ -318,6 +318,14 @@ def test_pauses_announce_a_possible_end(tmp_path):
         given = sum(len(e.pcm) for e in events[:i] if isinstance(e, SpeechAudio))
         assert s1.pos + given >= p.end_pos + 0.09 * RATE  # the 100 ms of silence went out too
     assert pauses[-1][0] < i_end
+    # the speech after a pause says so (the recogniser stops a speculation for it); the silence
+    # given out at a pause, and the end's padding, do not
+    for i, p in pauses[:-1]:
+        after = next(e for e in events[i + 1 :] if isinstance(e, SpeechAudio))
+        assert after.resumed and after.pos + len(after.pcm) > p.end_pos + 0.1 * RATE
+    resumed = [e for e in events if isinstance(e, SpeechAudio) and e.resumed]
+    assert len(resumed) == len(pauses) - 1
+    assert not any(e.resumed for e in events[pauses[-1][0] :] if isinstance(e, SpeechAudio))
 
 
 def test_pause_then_max_length_and_chunking(run_on):

@@ -7,7 +7,7 @@ Parameters that the supervisor may change at run time (degradation) go through `
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +24,11 @@ class ASRResult:
     source_text: str = ""  # the words as spoken, when `text` is already a translation
     source_language: str = ""  # the language spoken (identified, with --from auto)
     language_probability: float | None = None  # Whisper's for it (--from auto), else None
+
+
+class Abandoned(Exception):
+    """A speculative decode stopped half-way because its `stop()` said the result would not be
+    used (the speaker went on)."""
 
 
 @dataclass
@@ -69,10 +74,16 @@ class ASREngine(Protocol):
         stable prefix): the result is what follows it."""
 
     def speculate(
-        self, context: Context | None = None, spoken: str = "", beam_size: int | None = None
+        self,
+        context: Context | None = None,
+        spoken: str = "",
+        beam_size: int | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> ASRResult:
         """The result for the audio so far (the speaker paused), keeping the utterance open.
-        `context` and `spoken` as for finish(); `beam_size`: this decode's, if not the engine's."""
+        `context` and `spoken` as for finish(); `beam_size`: this decode's, if not the engine's;
+        `stop`: asked between the steps of a long decode (Whisper: after the encoder, before
+        each decoder pass); when it says True the decode raises Abandoned."""
 
     def source_text(self) -> str:
         """The words as spoken for the last result (has_source), "" otherwise."""

@@ -133,7 +133,11 @@ class VoskASR:
         return ASRResult(text=text, language=self.language, audio_s=audio_s)
 
     def speculate(
-        self, context: Context | None = None, spoken: str = "", beam_size: int | None = None
+        self,
+        context: Context | None = None,
+        spoken: str = "",
+        beam_size: int | None = None,
+        stop=None,
     ) -> ASRResult:
         """The text so far (the speaker paused): the current partial result, nothing reset.
         (The keywords are ignored, as in finish().)"""

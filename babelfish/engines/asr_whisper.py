@@ -64,12 +64,13 @@ import logging
 import re
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from babelfish import BabelfishError
-from babelfish.engines import SAMPLE_RATE, ASRResult, Context
+from babelfish.engines import SAMPLE_RATE, Abandoned, ASRResult, Context
 from babelfish.text import norm_word
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,7 @@ class WhisperASR:
         )
         self._chunks: list[np.ndarray] = []
         self._last_encoded = None  # (encoding, language token, source prefix) of the last decode
+        self._stop: Callable[[], bool] | None = None  # (a speculation's; see speculate())
         self.last_stats: dict = {}
         log.info(
             "whisper: loaded %s in %.2f s (%s, %s, language=%s, threads=%d)",
@@ -268,21 +270,36 @@ class WhisperASR:
         return self.decode(audio, source=source, context=context, spoken=spoken)
 
     def speculate(
-        self, context: Context | None = None, spoken: str = "", beam_size: int | None = None
+        self,
+        context: Context | None = None,
+        spoken: str = "",
+        beam_size: int | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> ASRResult:
         """Decode the utterance so far (the speaker paused, or a stable prefix is looked for)
         and keep it: the translation only, the source text follows from `source_text()`.
         `reset` or `finish` still end the utterance. `beam_size`: this decode's, if not the
-        engine's (the stable-prefix re-decodes are greedy)."""
+        engine's (the stable-prefix re-decodes are greedy). `stop`: asked after the encoder and
+        before each decoder pass; True raises Abandoned (the speaker went on: the rest of the
+        work would be thrown away)."""
         self._chunks = [np.concatenate(self._chunks)] if len(self._chunks) > 1 else self._chunks
-        return self.decode(
-            self._chunks[0] if self._chunks else np.zeros(0, np.float32),
-            source=False,
-            context=context,
-            spoken=spoken,
-            beam_size=beam_size,
-            going_on=True,
-        )
+        self._stop = stop
+        try:
+            return self.decode(
+                self._chunks[0] if self._chunks else np.zeros(0, np.float32),
+                source=False,
+                context=context,
+                spoken=spoken,
+                beam_size=beam_size,
+                going_on=True,
+            )
+        finally:
+            self._stop = None
+
+    def _check_stop(self, where: str) -> None:
+        if self._stop is not None and self._stop():
+            self.last_stats["abandoned"] = where
+            raise Abandoned(where)
 
     def source_text(self) -> str:
         """The words as spoken for the last decode (same encoding, the decoder only)."""
@@ -416,6 +433,7 @@ class WhisperASR:
                 encoded = self._encode(full)
                 stats["language_change"] = True
         stats["context"] = bool(prefix)
+        self._check_stop("encoded")
         raw, tokens, truncated, no_speech = self._generate(
             encoded,
             self._tokenizer.tokenizer.token_to_id(f"<|{language}|>") if self.multilingual else None,
@@ -585,6 +603,8 @@ class WhisperASR:
             self._transcribe_prompt is not None and prompt[2] == self._tokenizer.translate
         )
         for i, (temperature, beam) in enumerate(attempts):
+            if i:
+                self._check_stop(f"attempt {i + 1}")
             if temperature == 0:
                 opts = dict(beam_size=beam)
             else:  # a sampled retry; seeded so that a replay gives the same result every time

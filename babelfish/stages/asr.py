@@ -41,11 +41,10 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-import zmq
 
 from babelfish.addresses import asr_output_language
 from babelfish.config import speaks_early
-from babelfish.engines import SAMPLE_RATE, ASREngine, ASRResult, Context, make_asr
+from babelfish.engines import SAMPLE_RATE, Abandoned, ASREngine, ASRResult, Context, make_asr
 from babelfish.languages import AUTO
 from babelfish.schema import AudioChunk, Msg, SourceText, Transcript, UtteranceEnd, UtterancePause
 from babelfish.stages.base import Stage, stage_main
@@ -271,13 +270,16 @@ class ASRStage(Stage):
         ):
             self._stable(u, msg)
             return
-        if self.inp.poll(0, zmq.POLLIN):
+        if self.waiting():
             # more is waiting: speech went on (audio) or the end came: decoding now is wasted
             self.counters["pauses_skipped"] += 1
             return
         t0 = time.monotonic_ns()
         last = u.last_decode
         c0 = time.process_time()
+        if u.spec is not None:  # the one at an earlier pause of this utterance: never used
+            self.counters["cpu_ms_speculative_wasted"] += u.spec.cpu_ms
+            u.spec = None
         if last is not None and last.end_s >= msg.end_s:
             # the last stable-prefix decode already had all of this speech: it is the result
             result = ASRResult(
@@ -289,13 +291,26 @@ class ASRStage(Stage):
             )
             self.counters["speculations_from_stable"] += 1
         else:
-            result = self.engine.speculate(context=self._context(msg.start_s), spoken=u.spoken)
+            try:
+                result = self.engine.speculate(
+                    context=self._context(msg.start_s),
+                    spoken=u.spoken,
+                    stop=lambda: self._went_on(msg),
+                )
+            except Abandoned:
+                # the speaker went on while it was decoded: the rest of the work is not done
+                self.counters["speculations_abandoned"] += 1
+                self.counters["cpu_ms_speculative_wasted"] += self.cpu("speculative", c0)
+                return
             result.text = u.after_spoken(result.text)
         cpu_ms = self.cpu("speculative", c0)
-        rejected = "" if result.text else self.engine.last_stats.get("rejected", "")
         self.counters["speculations"] += 1
-        if u.spec is not None:  # the one at an earlier pause of this utterance: never used
-            self.counters["cpu_ms_speculative_wasted"] += u.spec.cpu_ms
+        if self._went_on(msg):
+            # decoded, but the speaker went on meanwhile: not sent (its synthesis would be wasted)
+            self.counters["speculations_unsent"] += 1
+            self.counters["cpu_ms_speculative_wasted"] += cpu_ms
+            return
+        rejected = "" if result.text else self.engine.last_stats.get("rejected", "")
         u.spec = Speculation(msg.end_s, result, rejected, cpu_ms)
         out = Transcript(
             utt=msg.utt,
@@ -312,6 +327,18 @@ class ASRStage(Stage):
         out.stamp(self.name, "recv", t0)
         out.stamp(self.name, "tentative")
         self.send(out)
+
+    def _went_on(self, pause: UtterancePause) -> bool:
+        """Whether the speaker went on after `pause`, so that its speculation would not be used:
+        speech again, or an end with another speech end, is waiting on the input."""
+        for m in self.waiting():
+            if m.utt != pause.utt:
+                continue
+            if isinstance(m, AudioChunk) and m.resumed:
+                return True
+            if isinstance(m, UtteranceEnd) and m.end_s != pause.end_s:
+                return True
+        return False
 
     def _stable(self, u: Utterance, msg: UtterancePause) -> None:
         c0 = time.process_time()
@@ -345,7 +372,7 @@ class ASRStage(Stage):
             or u.samples - u.decoded_at < self.cfg.asr.stable_interval_ms * rate / 1000
         ):
             return
-        if self.inp.poll(0, zmq.POLLIN):  # more input is waiting: take it first
+        if self.waiting():  # more input is waiting: take it first
             return
         t0 = time.monotonic_ns()
         u.decoded_at = u.samples

@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -105,6 +105,9 @@ class Stage:
         self._sup_lock = threading.RLock()  # the DEALER, shared with the beat thread
         self._work_since: float | None = None  # monotonic start of the work in hand
         self._closed = False
+        # input already read off the socket by waiting() (a look ahead), not yet taken: it is
+        # taken before anything the socket has, so the order stays the sender's
+        self.backlog: deque[tuple[Msg, np.ndarray | None]] = deque()
 
         self.ctx = zmq.Context.instance()
         self.sup = self.inp = self.out = None
@@ -280,9 +283,26 @@ class Stage:
             self.handle(msg, None)  # e.g. Rerun, for the capture stage
 
     def _input(self) -> None:
+        if self.backlog:
+            self.take(*self.backlog.popleft())
+            return
         got = self.decoded(self.inp.recv_multipart(), "message")
         if got is not None:
             self.take(*got)
+
+    def waiting(self) -> list[Msg]:
+        """The input messages waiting to be taken, in order, without taking them (they are
+        read off the socket into the backlog, and taken from there as usual): a look ahead, so
+        that work which more input would make useless can stop."""
+        while self.inp is not None:
+            try:
+                frames = self.inp.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            got = self.decoded(frames, "message")
+            if got is not None:
+                self.backlog.append(got)
+        return [msg for msg, _ in self.backlog]
 
     def decoded(self, frames: list, what: str) -> tuple[Msg, np.ndarray | None] | None:
         """The message in `frames`; None (counted in bad_messages, logged) when it does not
@@ -325,12 +345,14 @@ class Stage:
                 break
             until_hb = max(0.0, self._last_hb + self.hb_interval - time.monotonic())
             timeout = until_hb if wait is None else min(wait, until_hb)
+            if self.backlog:
+                timeout = 0.0  # input read ahead is waiting to be taken
             # whole milliseconds, rounded up: ZeroMQ truncates, and a wait under 1 ms became a
             # busy loop (most of capture's CPU when idle, scripts/bench.py)
             events = dict(self.poller.poll(math.ceil(timeout * 1000)))
             if self.sup in events:
                 self._work(self._control)
-            if self.inp is not None and self.inp in events and self.running:
+            if self.inp is not None and (self.backlog or self.inp in events) and self.running:
                 self._work(self._input)
             for sock, read in self.watched.items():
                 if sock in events and self.running:

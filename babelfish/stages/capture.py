@@ -243,7 +243,7 @@ class CaptureStage(Stage):
             # and the audio before a start comes as one piece): queue_chunks then holds the same
             # length of audio with either VAD
             for i in range(0, len(pcm), self.frame):
-                self._send_audio(pcm[i : i + self.frame], ev.pos + i)
+                self._send_audio(pcm[i : i + self.frame], ev.pos + i, ev.resumed)
         elif isinstance(ev, SpeechPause):
             if self.utt is None or self.utt_dropping:
                 return
@@ -273,11 +273,11 @@ class CaptureStage(Stage):
             self.counters["utterances"] += 1
             self.utt = None
 
-    def _send_audio(self, pcm: np.ndarray, pos: int) -> None:
+    def _send_audio(self, pcm: np.ndarray, pos: int, resumed: bool = False) -> None:
         if self.utt_dropping:
             self.counters["dropped_chunks"] += 1
             return
-        chunk = AudioChunk(utt=self.utt, pos=pos, rate=SAMPLE_RATE)
+        chunk = AudioChunk(utt=self.utt, pos=pos, rate=SAMPLE_RATE, resumed=resumed)
         if not self._flush() or not self.send(chunk, pcm, block=not self.realtime):
             self.utt_dropping = True  # the recogniser is behind: drop the rest of this utterance
             self.counters["dropped_chunks"] += 1
