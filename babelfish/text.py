@@ -247,6 +247,28 @@ def split_sentences(text: str) -> list[str]:
 
 _CLAUSE_END = frozenset(",;:") | _STOPS
 
+# English words that begin a phrase: a long first clause may be said from before one of them
+PHRASE_STARTS = frozenset(
+    "to of for that which who because and but or in on at with from by when if so while after "
+    "before until where as than".split()
+)
+
+
+def first_phrase(text: str, min_words: int = 4, max_words: int = 9) -> tuple[str, str] | None:
+    """(its first phrase, the rest) when `text` begins with a clause longer than `max_words`
+    words with no comma or stop in it: the phrase ends before the first word of PHRASE_STARTS
+    that has at least `min_words` words before it (at most `max_words`) and `min_words` after it
+    ("You can't answer this message" | "because the user ..."); None otherwise. The voice says
+    the phrase first: the listener waits for its synthesis only, not the whole clause's."""
+    words = text.split()
+    clause = next((i + 1 for i, w in enumerate(words) if w[-1:] in _CLAUSE_END), len(words))
+    if clause <= max_words:
+        return None
+    for j in range(min_words, min(max_words, len(words) - min_words) + 1):
+        if norm_word(words[j]) in PHRASE_STARTS:
+            return " ".join(words[:j]), " ".join(words[j:])
+    return None
+
 
 def norm_word(word: str) -> str:
     """A word for comparing: lower case, without punctuation."""

@@ -187,3 +187,22 @@ def test_repeats_spots_a_decoder_starting_over():
     assert not repeats(prefix, "please, and where is".split())
     assert not repeats(prefix, "I want".split())  # too short to tell
     assert not repeats("", "I want a coffee".split())
+
+
+def test_first_phrase_of_a_long_clause():
+    from babelfish.text import first_phrase
+
+    # a long clause with no comma: said from before a phrase's first word, 4-9 words in
+    assert first_phrase(
+        "Please note that the first three letters of the name of the person you want."
+    ) == ("Please note that the first three letters", "of the name of the person you want.")
+    assert first_phrase("You can't answer this message because the user has no button.") == (
+        "You can't answer this message",
+        "because the user has no button.",
+    )
+    # a clause short enough, or cut at a comma by the voice anyway: left whole
+    assert first_phrase("Thank you very much for your patience.") is None
+    assert first_phrase("Good morning, I would like to buy a ticket to the station.") is None
+    # no phrase start in reach, or too little after it
+    assert first_phrase("Mark one two three four five six seven eight nine ten eleven.") is None
+    assert first_phrase("One two three four five six seven eight nine ten for me.") is None

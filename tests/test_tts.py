@@ -119,6 +119,30 @@ def test_whisper_understands_it(tts, whisper_tiny_dir):
     assert "station" in text and "coffee" in text, text
 
 
+def test_a_long_first_clause_is_said_from_a_phrase_boundary(tts, whisper_tiny_dir):
+    """No comma to cut at: the first audio is the clause's first phrase (less to synthesize
+    before the listener hears anything), with no more than the text end's 80 ms of silence after
+    it; all of it is still understood. An English voice only (the phrase starts are English)."""
+    from faster_whisper import WhisperModel
+
+    text = "You can't answer this message because the user does not have a mailbox on this system."
+    first, *rest = tts.synthesize(text)
+    tts._phrases = False  # as another language's voice: the clause whole
+    try:
+        clause = next(tts.synthesize(text))
+    finally:
+        tts._phrases = True
+    rate = tts.sample_rate
+    assert len(first) < 0.6 * len(clause), (len(first) / rate, len(clause) / rate)
+    _, gap = _edges(first, rate)
+    assert gap <= 0.082, gap
+    audio = np.concatenate([first, *rest]).astype(np.float32) / 32768
+    model = WhisperModel(str(whisper_tiny_dir), device="cpu", compute_type="int8", cpu_threads=1)
+    segments, _ = model.transcribe(soxr.resample(audio, rate, 16000), language="en", beam_size=1)
+    heard = " ".join(s.text for s in segments).lower()
+    assert "answer this message" in heard and "mailbox" in heard, heard
+
+
 def _edges(a: np.ndarray, rate: int) -> tuple[float, float]:
     """Seconds of silence (below SILENCE) before the first and after the last sound."""
     loud = np.flatnonzero(np.abs(a.astype(np.float32) / 32767) > SILENCE)

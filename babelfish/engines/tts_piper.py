@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from babelfish import BabelfishError, UsageError
+from babelfish.text import first_phrase
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,8 @@ class PiperTTS:
         except Exception as e:  # onnxruntime raises its own exception types
             raise BabelfishError(f"cannot load Piper voice {onnx}: {e}") from None
         self._voice = PiperVoice(session=session, config=config)
+        # text.first_phrase knows English phrase boundaries: other voices say a clause whole
+        self._phrases = str(config.espeak_voice).lower().startswith("en")
         self.sample_rate: int = config.sample_rate
         self.length_scale: float | None = None
         self.set_params(length_scale=length_scale)
@@ -159,20 +162,28 @@ class PiperTTS:
         if not text:
             return
         syn = SynthesisConfig(length_scale=self.length_scale)
-        plan = []  # the pieces to say (phonemizing is quick; synthesis is what takes time)
+        # the pieces to say (phonemizing is quick; synthesis is what takes time), each with
+        # whether its trailing silence is trimmed: a long first clause is said from a phrase
+        # boundary on (text.first_phrase), with no more gap there than at the text's end
+        plan: list[tuple[list[str], bool]] = []
+        head, text = (first_phrase(text) if self._phrases else None) or ("", text)
+        if head:
+            plan += [(p, True) for sent in self._voice.phonemize(head) for p in self._bounded(sent)]
         for i, phonemes in enumerate(self._voice.phonemize(text)):
             pieces = self._bounded(phonemes)
-            if i == 0:  # the first audio is what one waits for: its first clause goes first
+            if i == 0 and not head:  # the first audio is what one waits for: first clause first
                 pieces = (p for whole in pieces for p in self._first_clause(whole))
-            plan += [p for p in pieces if any(c.isalpha() for c in p)]  # not punctuation only
-        for k, piece in enumerate(plan):
+            plan += [(p, False) for p in pieces]
+        plan = [(p, cut) for p, cut in plan if any(c.isalpha() for c in p)]  # not punctuation only
+        for k, (piece, cut) in enumerate(plan):
             ids = self._voice.phonemes_to_ids(piece)
             audio = np.asarray(self._voice.phoneme_ids_to_audio(ids, syn), np.float32).reshape(-1)
             peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
             if peak < 1e-8:
                 continue
             audio *= 1.0 / peak  # piper's default: each sentence normalised to full scale
-            audio = trim_silence(audio, self.sample_rate, lead=k == 0, tail=k == len(plan) - 1)
+            last = k == len(plan) - 1
+            audio = trim_silence(audio, self.sample_rate, lead=k == 0, tail=cut or last)
             yield np.clip(np.rint(audio * 32767.0), -32767, 32767).astype(np.int16)
 
     def _first_clause(self, phonemes: list[str]) -> list[list[str]]:
