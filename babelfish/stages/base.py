@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -294,15 +294,21 @@ class Stage:
         """The input messages waiting to be taken, in order, without taking them (they are
         read off the socket into the backlog, and taken from there as usual): a look ahead, so
         that work which more input would make useless can stop."""
-        while self.inp is not None:
-            try:
-                frames = self.inp.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            got = self.decoded(frames, "message")
-            if got is not None:
-                self.backlog.append(got)
+        if self.inp is not None:
+            self.backlog.extend(self.drained(self.inp, "message"))
         return [msg for msg, _ in self.backlog]
+
+    def drained(self, sock: zmq.Socket, what: str) -> Iterator[tuple[Msg, np.ndarray | None]]:
+        """Every message waiting on `sock` now, decoded (those that do not decode are counted
+        and logged, see decoded()); it does not wait for more."""
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            got = self.decoded(frames, what)
+            if got is not None:
+                yield got
 
     def decoded(self, frames: list, what: str) -> tuple[Msg, np.ndarray | None] | None:
         """The message in `frames`; None (counted in bad_messages, logged) when it does not

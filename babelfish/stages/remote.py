@@ -253,14 +253,8 @@ class RemoteStage:
             self.why = _WHY[event]  # (a refused handshake stays the reason when it disconnects)
 
     def _from_remote(self) -> None:
-        while True:
-            try:
-                frames = self.link.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            got = self.decoded(frames, "message from the server")
-            if got is not None:
-                self._result(*got)
+        for got in self.drained(self.link, "message from the server"):
+            self._result(*got)
 
     def _result(self, msg: Msg, pcm: np.ndarray | None) -> None:
         if isinstance(msg, RemotePong):
