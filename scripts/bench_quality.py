@@ -320,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
         help="only these conversations (comma-separated names from suite.toml)",
     )
     p.add_argument("--no-nonspeech", action="store_true", help="skip the non-speech set")
+    p.add_argument(
+        "--nonspeech-only",
+        action="store_true",
+        help="run no system on the conversations, only the non-speech set through the pipeline "
+        "(with --keep, and the same --recordings, the systems of the earlier run stay)",
+    )
     p.add_argument("--beam", type=int, default=5, help="the offline decode's beam (default 5)")
     p.add_argument("--json-out", default=str(REPO / "out" / "bench_quality.json"), metavar="PATH")
     p.add_argument("--plot", default=str(REPO / "out" / "bench_quality.png"), metavar="PNG")
@@ -331,7 +337,9 @@ def main(argv: list[str] | None = None) -> int:
         "from the --json-out of an earlier run, which says when each ran",
     )
     args = p.parse_args(argv)
-    systems = [s for s in args.systems.split(",") if s]
+    systems = [] if args.nonspeech_only else [s for s in args.systems.split(",") if s]
+    if args.nonspeech_only and args.no_nonspeech:
+        p.error("--nonspeech-only and --no-nonspeech exclude each other")
     if bad := [s for s in systems if s not in SYSTEMS]:
         p.error(f"unknown system(s) {', '.join(bad)} (expected {', '.join(SYSTEMS)})")
     set_dir = Path(args.set)
@@ -382,8 +390,12 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     nonspeech = None
-    if not args.no_nonspeech and "babelfish" in systems:
+    if not args.no_nonspeech and ("babelfish" in systems or args.nonspeech_only):
         print("non-speech set through the pipeline ...", flush=True)
+        ran["nonspeech"] = {
+            "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": args.config or "config/default.toml",
+        }
         res = run_babelfish(set_dir / "nonspeech.toml", work, args.config, pace="fast")
         invented = [(n, r["quality"]) for n, r in res["recordings"].items()]
         nonspeech = {
@@ -396,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     elif args.keep and earlier.get("nonspeech"):
         nonspeech = earlier["nonspeech"]
+        if (earlier.get("ran") or {}).get("nonspeech"):
+            ran["nonspeech"] = earlier["ran"]["nonspeech"]
     groups: dict[str, list[str]] = {}
     for e in entries:
         floor = e.name.split("_")[1] if "_" in e.name else e.name
@@ -444,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         print(goals[-1])
     for system, when in ran.items():
         goals.append(
-            f"{LABELS[system]} ran at {when.get('utc', '?')} with {when.get('config', '?')}"
+            f"{LABELS.get(system, 'non-speech set')} ran at {when.get('utc', '?')} "
+            f"with {when.get('config', '?')}"
         )
     summary = {
         s: (summarize(r, ["prompts"] if s == "offline" else None) if r else None)

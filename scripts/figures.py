@@ -505,6 +505,15 @@ BENCHMARKS = [
         render_quality,
     ),
     Benchmark(
+        "bench_quality_full.json",
+        "The default pipeline on every usable prompt of the real-speech set, at two noise floors, "
+        "idle machine",
+        f"{PY}bench_quality.py --systems babelfish --recordings "
+        "es_quiet_1,es_quiet_2,es_quiet_3,es_quiet_4,es_room_1,es_room_2,es_room_3,es_room_4 "
+        "--no-nonspeech  # then --systems offline --keep, then --nonspeech-only --keep",
+        render_quality,
+    ),
+    Benchmark(
         "bench_quality_vad_webrtc.json",
         "The pipeline with the WebRTC VAD and a 120 ms pause cut (the default before Silero)",
         f"{PY}bench_quality.py --systems babelfish --recordings es_quiet_1,es_babble_1 "
