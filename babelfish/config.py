@@ -67,6 +67,7 @@ class Asr(_Section):
     partial_interval_ms: int
     language_threshold: float
     language_min_s: float
+    language_rescore_below: float
 
 
 class Mt(_Section):
@@ -287,6 +288,8 @@ def _check_languages(cfg: Config) -> None:
         raise UsageError("bad config: asr.language_threshold must be in 0..1")
     if cfg.asr.language_min_s < 0:
         raise UsageError("bad config: asr.language_min_s must be >= 0")
+    if not 0.0 <= cfg.asr.language_rescore_below <= 1.0:
+        raise UsageError("bad config: asr.language_rescore_below must be in 0..1")
 
 
 # the stages a pipeline can use on another machine (`babelfish serve`)

@@ -11,8 +11,10 @@ accuracy  Whisper's language identification of each utterance alone (the encodin
           texts), French and German from espeak-ng (sentences below). Each utterance whole, by
           its length (the issue's figure), and apart from those its first 0.5, 1.0, 1.5 and
           2.5 s (what a speculation at a pause sees). Right among all of Whisper's languages,
-          and among the allow-list es, en, fr, de; "sure": what --from auto takes as sure
-          (probability at least asr.language_threshold, at least asr.language_min_s long).
+          and among the allow-list es, en, fr, de: the language a decode would be in (Whisper's
+          most probable, or when it is unsure the rescoring's choice: asr.language_rescore_below);
+          "sure": what --from auto takes as sure (probability at least
+          asr.language_threshold, or rescored; at least asr.language_min_s long).
 turns     the engine's choice (its rule: the last sure language kept when unsure or short) on
           those measured probabilities, in made-up conversations of turns in several languages,
           and the same with a prior for the last sure language (its probability multiplied by
@@ -166,11 +168,15 @@ def accuracy(items: list[dict], threshold: float, min_s: float) -> dict:
             a = audio[
                 max(0, int((it["start_s"] - 0.1) * rate)) : int((it["start_s"] + length) * rate)
             ]
-            probs = asr.identify(a)
-            best = next(iter(probs))
-            total = sum(probs.get(c, 0.0) for c in ALLOWED) or 1.0
-            among = {c: probs.get(c, 0.0) / total for c in ALLOWED}
-            best_allowed = max(among, key=among.get)
+            # what a decode would be in: Whisper's best language, or the rescoring's choice
+            # when Whisper is unsure (asr.language_rescore_below), among all languages ...
+            asr.languages = ()
+            best, probs = asr.identify(a)
+            rescored = best if "language_rescored" in asr.last_stats else ""
+            # ... and among the allow-list
+            asr.languages = ALLOWED
+            best_allowed, among = asr.identify(a)
+            rescored_allowed = best_allowed if "language_rescored" in asr.last_stats else ""
             rows.append(
                 dict(
                     language=it["language"],
@@ -178,8 +184,10 @@ def accuracy(items: list[dict], threshold: float, min_s: float) -> dict:
                     whole=bool(length == speech_s),
                     best=best,
                     p=round(probs[best], 3),
+                    rescored=rescored,
                     best_allowed=best_allowed,
                     p_allowed=round(among[best_allowed], 3),
+                    rescored_allowed=rescored_allowed,
                     probs={c: round(x, 4) for c, x in probs.items() if x >= 1e-4},
                 )
             )
@@ -191,8 +199,15 @@ def accuracy(items: list[dict], threshold: float, min_s: float) -> dict:
             return {"n": 0}
         right = sum(r["best"] == r["language"] for r in rs)
         right_allowed = sum(r["best_allowed"] == r["language"] for r in rs)
-        sure = [r for r in rs if r["p"] >= threshold and r["length_s"] >= min_s]
-        sure_allowed = [r for r in rs if r["p_allowed"] >= threshold and r["length_s"] >= min_s]
+        # sure as the engine takes it: probable enough, or rescored; and long enough
+        sure = [
+            r for r in rs if (r["p"] >= threshold or r.get("rescored")) and r["length_s"] >= min_s
+        ]
+        sure_allowed = [
+            r
+            for r in rs
+            if (r["p_allowed"] >= threshold or r.get("rescored_allowed")) and r["length_s"] >= min_s
+        ]
         return {
             "n": len(rs),
             "accuracy": round(100 * right / len(rs), 1),
@@ -287,8 +302,9 @@ def turns(rows: list[dict], threshold: float, min_s: float, seeds: int = 30) -> 
                     asr.sure_language = ""
                     for j, (r, first) in enumerate(seq):
                         asr.last_stats = {}
-                        language = asr._identify(r["probs"], r["length_s"], "", True)
-                        if asr.last_stats["language_choice"] == "sure":
+                        rescored = r.get("rescored_allowed" if allow else "rescored", "")
+                        language = asr._identify(r["probs"], r["length_s"], "", True, rescored)
+                        if asr.last_stats["language_choice"] in ("sure", "rescored"):
                             asr.sure_language = language
                         if j and r["length_s"] >= 1.5:
                             for key in ("all", "change" if first else "within"):

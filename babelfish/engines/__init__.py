@@ -162,6 +162,7 @@ def make_asr(cfg, models_dir):
         languages=tuple(cfg.pipeline.languages) if auto else (),
         language_threshold=cfg.asr.language_threshold,
         language_min_s=cfg.asr.language_min_s,
+        language_rescore_below=cfg.asr.language_rescore_below,
         task=task,
         compute_type=cfg.asr.compute_type,
         threads=cfg.asr.threads,
