@@ -144,10 +144,10 @@ def test_short_or_unsure_keeps_the_last_sure_language(whisper_base_dir, prompts,
 
 def test_an_unsure_language_is_told_apart_by_decoding(whisper_base_dir, prompts):
     """Real Spanish that Whisper base takes for Italian (0.6 against Spanish 0.3), as the first
-    utterance (no language to keep): its three most probable languages are rescored by
-    decoding, the Spanish transcription is by far the most probable, and the utterance is
-    decoded (and translated) from Spanish. Without the rescoring it is decoded as Italian
-    (sure, at 0.6)."""
+    utterance (no language to keep) and 6 s long: its three most probable languages are
+    rescored by decoding, the Spanish transcription is by far the most probable, and the
+    utterance is decoded (and translated) from Spanish. Without the rescoring it is decoded as
+    Italian (sure, at 0.6); after a sure Italian utterance it is not rescored."""
     from babelfish.engines.asr_whisper import WhisperASR
 
     audio = _pcm(prompts / "agent-incorrect.wav")  # "Clave incorrecta. Por favor, ingrese ..."
@@ -168,6 +168,13 @@ def test_an_unsure_language_is_told_apart_by_decoding(whisper_base_dir, prompts)
     r, stats = results[0.0]
     assert "language_rescored" not in stats, stats
     assert stats["language_detected"] == "it" and r.source_language == "it", stats
+    # after a sure Italian utterance, Italian as the unsure best is kept without rescoring (the
+    # rule keeps the last sure language; the rescoring costs only where it decides something)
+    asr = WhisperASR(whisper_base_dir, language=None, task="translate")
+    asr.sure_language = "it"
+    asr.accept(audio)
+    r = asr.finish()
+    assert "language_rescored" not in asr.last_stats and r.source_language == "it", asr.last_stats
 
 
 def test_allow_list_narrows_the_choice(whisper_base_dir, tmp_path):
