@@ -133,7 +133,10 @@ def test_pipeline_keeps_the_meaning_of_real_speech(tmp_path, whisper_base_dir, s
         print(f"  {p['chrf']:5.1f} {p['translation']!r} <- {p['reference']!r}")
     assert q["prompts"] == 6 and q["untranslated"] == []
     assert q["invented_words"] == 0
-    assert q["chrf"] >= 40.0
+    # close to what the model itself makes of these prompts (the set's first six, by id: on one
+    # machine's set the offline ceiling itself is 39.2, on another's over 45); the floor only
+    # catches a pipeline that has lost the meaning altogether
+    assert q["chrf"] >= 30.0
     assert q["chrf"] >= 0.85 * ceiling["chrf"]
     assert q["wer"] is not None and q["wer"] <= 50.0
 
