@@ -106,7 +106,7 @@ def test_each_model_fires_on_its_own_phrase(said):
 
 def test_matches_pymicro_wakeword(said):
     """Same detections as pymicro-wakeword's own streaming detector (its bundled TFLite C
-    library)."""
+    library): the same number, each within 50 ms of its."""
     from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
 
     x, _ = _join(1.0, said["jarvis"], 1.0, said["nabu"], 1.0, said["station"], 0.5)
@@ -120,7 +120,9 @@ def test_matches_pymicro_wakeword(said):
                     ref_first = steps * 160 + 240  # end of that 30 ms feature window
         hits = _detect(WakeWord(name, edgetpu="off", refractory_s=10), x, [CHUNK])
         assert ref_first is not None and len(hits) == 1
-        assert abs(hits[0] - ref_first) <= 480, (name, hits, ref_first)
+        # within 50 ms: the two TFLite runtimes' int8 kernels round differently by CPU (on one
+        # x86 host the same, on another hey_jarvis crossed its cutoff 35 ms later)
+        assert abs(hits[0] - ref_first) <= 800, (name, hits, ref_first)
 
 
 def test_chunk_size_and_reset_do_not_change_the_result(said):
