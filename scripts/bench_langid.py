@@ -302,10 +302,9 @@ def turns(rows: list[dict], threshold: float, min_s: float, seeds: int = 30) -> 
                     asr.sure_language = ""
                     for j, (r, first) in enumerate(seq):
                         asr.last_stats = {}
+                        # the choice measured alone, where the engine's rule rescores here
                         rescored = r.get("rescored_allowed" if allow else "rescored", "")
-                        probs = allowed(r["probs"])
-                        if max(probs, key=probs.get) == asr.sure_language:
-                            # (the engine does not rescore then: the rule keeps that one)
+                        if not asr.rescores(r["probs"], r["length_s"]):
                             rescored = ""
                         language = asr._identify(r["probs"], r["length_s"], "", True, rescored)
                         if asr.last_stats["language_choice"] in ("sure", "rescored"):

@@ -514,27 +514,33 @@ class WhisperASR:
         out = self._allowed(probs)
         return rescored or max(out, key=out.get), dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
+    def rescores(self, probs: dict[str, float], audio_s: float) -> bool:
+        """Whether Whisper's language identification `probs` of `audio_s` of speech is rescored
+        by decoding (`_rescore`): its best language (of the allow-list if any) is under
+        language_rescore_below, on an utterance long enough to tell (language_min_s, and
+        RESCORE_MIN_S: the first second of a sentence, what a speculation may see, is right too
+        seldom to be pinned on), with another candidate, and not the last sure language (the
+        rule keeps that one anyway, a conversation rarely changes language: the rescoring costs
+        only where it decides something)."""
+        allowed = self._allowed(probs)
+        best = max(allowed, key=allowed.get)
+        return (
+            audio_s >= max(self.language_min_s, RESCORE_MIN_S)
+            and allowed[best] < self.language_rescore_below
+            and len(allowed) > 1
+            and best != self.sure_language
+        )
+
     def _rescore(self, encoded, probs: dict[str, float], audio_s: float) -> str:
-        """When Whisper's language identification is unsure (its best language, of the
-        allow-list if any, under language_rescore_below) on an utterance long enough to tell
-        (language_min_s, and RESCORE_MIN_S: the first second of a sentence, what a speculation
-        may see, is right too seldom to be pinned on), the language whose transcription the
-        decoder finds the most probable among the RESCORE_CANDIDATES most probable ones (their
-        first RESCORE_TOKENS tokens, one batched greedy decode); "" when not rescored. On real
-        Spanish Whisper base's first guess is often a neighbour (Italian, Catalan, Portuguese,
-        Latin at 0.3-0.8), while the Spanish transcription is clearly the more probable text
-        (docs/design-notes.md). Not when the unsure best is the last sure language: the rule
-        keeps that one anyway (a conversation rarely changes language), so the rescoring costs
-        only where it decides something."""
+        """When `rescores`, the language whose transcription the decoder finds the most probable
+        among the RESCORE_CANDIDATES most probable ones (their first RESCORE_TOKENS tokens, one
+        batched greedy decode); "" when not rescored. On real Spanish Whisper base's first guess
+        is often a neighbour (Italian, Catalan, Portuguese, Latin at 0.3-0.8), while the Spanish
+        transcription is clearly the more probable text (docs/design-notes.md)."""
+        if not self.rescores(probs, audio_s):
+            return ""
         allowed = self._allowed(probs)
         top = sorted(allowed, key=allowed.get, reverse=True)[:RESCORE_CANDIDATES]
-        if (
-            audio_s < max(self.language_min_s, RESCORE_MIN_S)
-            or allowed[top[0]] >= self.language_rescore_below
-            or len(top) < 2
-            or top[0] == self.sure_language
-        ):
-            return ""
         import ctranslate2
 
         t0 = time.perf_counter()
