@@ -68,15 +68,21 @@ def stamp() -> dict:
 
 
 def machine(load_start: float | None = None) -> str:
-    """One line: cores, CPU model, architecture, kernel, load average at the start and now."""
-    model = ""
+    """One line: cores, CPU model (and, on x86, its widest vector and int8 dot-product
+    instructions: hosts of the same model name differ 3x in int8 speed by them), architecture,
+    kernel, load average at the start and now."""
+    model, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = f" ({line.split(':', 1)[1].strip()})"
-                break
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    isa = [f for f in ("avx512f", "avx2") if f in flags][:1]
+    isa += [f for f in ("avx512_vnni", "avx_vnni") if f in flags] or (["no VNNI"] if isa else [])
+    model = f" ({', '.join([model, *isa]) if model else ', '.join(isa)})" if model or isa else ""
     load = f"load average {os.getloadavg()[0]:.1f} at the end"
     if load_start is not None:
         load = f"load average {load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end"
@@ -551,6 +557,42 @@ BENCHMARKS = [
         "Whisper int8 against float32, the arithmetic a Pi's int8 follows (no timing)",
         f"{PY}quality_sweep.py --names es_quiet_1,es_room_1 --set asr.compute_type=int8,float32",
         render_sweep,
+    ),
+    Benchmark(
+        "quality_sweep_window.json",
+        "Whisper's encoder window in the room: 10 s (the default), 20 s, and its own 30 s "
+        "(no timing)",
+        f"{PY}quality_sweep.py --names es_room_1,es_room_2,es_room_3,es_room_4 "
+        "--set asr.window_s=10,20,30",
+        render_sweep,
+    ),
+    Benchmark(
+        "quality_sweep_compute_avx2.json",
+        "int8 against float32 on an x86 CPU with AVX2 only (no VNNI), the default's "
+        "compute_type = auto (no timing)",
+        f"{PY}quality_sweep.py --names es_quiet_1,es_room_1 --set asr.compute_type=int8,float32",
+        render_sweep,
+    ),
+    Benchmark(
+        "bench_quality_avx2_int8.json",
+        "The pipeline on a host with AVX2 only: int8 (the default before compute_type = auto), "
+        "first of three runs in a row",
+        f"{PY}bench_quality.py --systems babelfish --no-nonspeech --recordings es_room_1,es_room_3",
+        render_quality,
+    ),
+    Benchmark(
+        "bench_quality_avx2_float32.json",
+        "The same host: float32 (what compute_type = auto chooses there), second of three",
+        f"{PY}bench_quality.py --systems babelfish --no-nonspeech --recordings es_room_1,es_room_3 "
+        "--config F32.toml",
+        render_quality,
+    ),
+    Benchmark(
+        "bench_quality_avx2_int8_again.json",
+        "The same host: int8 again, third of three",
+        f"{PY}bench_quality.py --systems babelfish --no-nonspeech --recordings es_room_1,es_room_3 "
+        "--config I8.toml",
+        render_quality,
     ),
     Benchmark(
         "quality_sweep_vad_default.json",

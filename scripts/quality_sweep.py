@@ -91,7 +91,8 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
             asr.accept(pcm)
             r = asr.finish(context=context, source=False)
             decode_ms.append((time.perf_counter() - t0) * 1000)
-            retried += len(asr.last_stats.get("attempts", ())) > 1  # the fallback ran
+            fell_back = len(asr.last_stats.get("attempts", ())) > 1  # the fallback ran
+            retried += fell_back
             decode_cpu_s += time.process_time() - c0
             utts.append(
                 {
@@ -99,6 +100,7 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
                     "speech_end_s": end / rate,
                     "translated_text": r.text,
                     "source_text": "",
+                    "fallback": fell_back,
                 }
             )
             previous = None
@@ -109,6 +111,11 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
         scores.append(quality.score(e.prompts, utts, has_source=False))
         keys = ("chrf", "translated", "prompts", "invented_words")
         per[e.name] = {k: scores[-1][k] for k in keys}
+        # each prompt's translation and chrF, and whether one of its utterances fell back
+        aligned = quality.align(e.prompts, utts).per_prompt
+        for row, its in zip(scores[-1]["per_prompt"], aligned, strict=True):
+            row["fallback"] = any(u["fallback"] for u in its)
+        per[e.name]["per_prompt"] = scores[-1]["per_prompt"]
     q = quality.combine(scores)
     return {
         "setting": setting,

@@ -71,6 +71,7 @@ import numpy as np
 
 from babelfish import BabelfishError
 from babelfish.engines import SAMPLE_RATE, Abandoned, ASRResult, Context
+from babelfish.engines import compute_type as resolve_compute_type
 from babelfish.text import norm_word
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class WhisperASR:
 
         from faster_whisper import WhisperModel
 
+        self.compute_type = compute_type = resolve_compute_type(compute_type)
         t0 = time.perf_counter()
         try:
             # A folder is given, so faster-whisper never goes to a model hub; local_files_only is
@@ -421,6 +423,7 @@ class WhisperASR:
         self.last_source_text = ""
         full, prefix, src_prefix, with_context = self._with_context(audio, context, spoken)
         encoded = self._encode(full)
+        self._check_stop("encoded")
         language, probs = self.language, None
         if self.auto and self.multilingual and self._utt_language:
             # a piece of an utterance keeps its first sure language: no identification (the
@@ -443,7 +446,8 @@ class WhisperASR:
                 encoded = self._encode(full)
                 stats["language_change"] = True
         stats["context"] = bool(prefix)
-        self._check_stop("encoded")
+        if probs is not None:
+            self._check_stop("identified")
         raw, tokens, truncated, no_speech = self._generate(
             encoded,
             self._tokenizer.tokenizer.token_to_id(f"<|{language}|>") if self.multilingual else None,
@@ -539,6 +543,7 @@ class WhisperASR:
         transcription is clearly the more probable text (docs/design-notes.md)."""
         if not self.rescores(probs, audio_s):
             return ""
+        self._check_stop("identified")  # a speculation the speaker went on from pays no more
         allowed = self._allowed(probs)
         top = sorted(allowed, key=allowed.get, reverse=True)[:RESCORE_CANDIDATES]
         import ctranslate2

@@ -29,6 +29,7 @@ import ctranslate2
 import sentencepiece as spm
 
 from babelfish import BabelfishError, UsageError
+from babelfish.engines import compute_type as resolve_compute_type
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ class CT2Translator:
         marian = first == self._eos if first is not None else layout.kind == "opus-mt"
         self._append_eos = marian and not config.get("add_source_eos", False)
 
+        self.compute_type = compute_type = resolve_compute_type(compute_type)
         t0 = time.perf_counter()
         try:
             self._translator = ctranslate2.Translator(

@@ -150,6 +150,8 @@ class ASRStage(Stage):
         """Recognise with `engine` (loaded here, or shared: `babelfish serve`)."""
         self.engine = engine
         self.info["engine"] = self.cfg.asr.engine
+        if getattr(engine, "compute_type", ""):
+            self.info["compute_type"] = engine.compute_type  # "auto" resolved on this CPU
         self.use_context = self.cfg.asr.context and self.engine.continues
         self.can_decode_stable = (
             speaks_early(self.cfg) and not self.engine.streaming and self.engine.continues
