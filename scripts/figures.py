@@ -568,15 +568,14 @@ BENCHMARKS = [
     ),
     Benchmark(
         "quality_sweep_compute_avx2.json",
-        "int8 against float32 on an x86 CPU with AVX2 only (no VNNI), the default's "
-        "compute_type = auto (no timing)",
+        "int8 against float32 on an x86 CPU with AVX2 only (no VNNI): what compute_type = auto "
+        "chooses (no timing)",
         f"{PY}quality_sweep.py --names es_quiet_1,es_room_1 --set asr.compute_type=int8,float32",
         render_sweep,
     ),
     Benchmark(
         "bench_quality_avx2_int8.json",
-        "The pipeline on a host with AVX2 only: int8 (the default before compute_type = auto), "
-        "first of three runs in a row",
+        "The pipeline on a host with AVX2 only: int8 (the default), first of three runs in a row",
         f"{PY}bench_quality.py --systems babelfish --no-nonspeech --recordings es_room_1,es_room_3",
         render_quality,
     ),
