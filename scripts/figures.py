@@ -594,6 +594,20 @@ BENCHMARKS = [
         render_quality,
     ),
     Benchmark(
+        "bench_quality_avx2_speculate200.json",
+        "The same host, an hour later: the speculation at a 200 ms pause instead of 60 "
+        "(vad.speculate_ms), then the default right after it (next)",
+        f"{PY}bench_quality.py --systems babelfish --no-nonspeech --recordings es_room_1,es_room_3 "
+        "--config SPEC200.toml",
+        render_quality,
+    ),
+    Benchmark(
+        "bench_quality_avx2_default_after.json",
+        "The same host: the default, right after the 200 ms speculation run",
+        f"{PY}bench_quality.py --systems babelfish --no-nonspeech --recordings es_room_1,es_room_3",
+        render_quality,
+    ),
+    Benchmark(
         "quality_sweep_vad_default.json",
         "The default VAD, Silero-300, against WebRTC-120 after the untranslated-rescue fix "
         "(no timing, under load)",
