@@ -71,13 +71,14 @@ def machine(load_start: float | None = None) -> str:
     """One line: cores, CPU model (and, on x86, its widest vector and int8 dot-product
     instructions: hosts of the same model name differ 3x in int8 speed by them), architecture,
     kernel, load average at the start and now."""
-    model, flags = "", set()
+    from babelfish.engines import cpu_flags
+
+    model, flags = "", cpu_flags() or set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not model:
+            if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
+                break
     except OSError:
         pass
     isa = [f for f in ("avx512f", "avx2") if f in flags][:1]

@@ -35,18 +35,25 @@ def compute_type(name: str, cpuinfo: str | None = None, machine: str | None = No
     machine = (machine or platform.machine()).lower()
     if machine not in ("x86_64", "amd64", "i686", "i386"):
         return "int8"
+    flags = cpu_flags(cpuinfo)
+    if flags is None:
+        return "int8"  # no way to tell: the smaller model
+    return "int8" if flags & set(INT8_DOT_FLAGS) else "float32"
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
+    """The first CPU's feature flags in /proc/cpuinfo (or in `cpuinfo`, its text); None when
+    it cannot be read."""
     if cpuinfo is None:
         try:
             with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
                 cpuinfo = f.read()
         except OSError:
-            return "int8"  # no way to tell: the smaller model
-    flags = set()
+            return None
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-            break
-    return "int8" if flags & set(INT8_DOT_FLAGS) else "float32"
+            return set(line.partition(":")[2].split())
+    return set()
 
 
 @dataclass
