@@ -51,6 +51,8 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
+from bench_quality import run_child  # noqa: E402
+
 from babelfish import quality  # noqa: E402
 from babelfish.report import percentile  # noqa: E402
 from babelfish.suite import read_suite  # noqa: E402
@@ -371,10 +373,9 @@ def replay(suite: Path, report: Path, config: Path, pace: str) -> dict:
     cmd = [sys.executable, "-m", "babelfish", "replay", str(suite), "--config", str(config)]
     cmd += ["--pace", pace, "--out", str(report.with_suffix("")), "--report", str(report)]
     log = report.with_suffix(".log")
-    with open(log, "w") as f:
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
-    if r.returncode != 0:
-        raise SystemExit(f"bench_langid: {' '.join(cmd)} failed (exit {r.returncode}), see {log}")
+    rc = run_child(cmd, log, "bench_langid")
+    if rc != 0:
+        raise SystemExit(f"bench_langid: {' '.join(cmd)} failed (exit {rc}), see {log}")
     return json.loads(report.read_text())
 
 

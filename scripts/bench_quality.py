@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -60,14 +61,47 @@ def build_set(set_dir: Path) -> None:
     subprocess.run(cmd, check=True)
 
 
+def run_child(cmd: list[str], log: Path, name: str = "bench_quality") -> int:
+    """Runs `cmd` with its output in `log`. SIGTERM or SIGINT to this script is passed on to it,
+    and the script waits for it to stop (a replay then writes its partial report and takes its
+    stages down) and exits 130: a benchmark stopped halfway leaves nothing running."""
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+        got: list[int] = []
+
+        def forward(signum, _frame):
+            got.append(signum)
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+        sigs = (signal.SIGTERM, signal.SIGINT)
+        old = {s: signal.signal(s, forward) for s in sigs}
+        try:
+            try:
+                rc = proc.wait(timeout=None)
+            finally:
+                if proc.poll() is None:  # an exception of our own: do not leave it behind
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+    if got:
+        print(f"{name}: interrupted; {cmd[2] if len(cmd) > 2 else cmd} stopped (exit {rc})")
+        raise SystemExit(130)
+    return rc
+
+
 def _run(cmd: list[str], log: Path) -> float:
     t0 = time.monotonic()
-    with open(log, "w") as f:
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
-    if r.returncode != 0:
+    rc = run_child(cmd, log)
+    if rc != 0:
         raise SystemExit(
-            f"bench_quality: {cmd[2] if len(cmd) > 2 else cmd} failed "
-            f"(exit {r.returncode}), see {log}"
+            f"bench_quality: {cmd[2] if len(cmd) > 2 else cmd} failed (exit {rc}), see {log}"
         )
     return time.monotonic() - t0
 
