@@ -515,9 +515,8 @@ BENCHMARKS = [
         "bench_quality_full.json",
         "The default pipeline on every usable prompt of the real-speech set, at two noise floors, "
         "idle machine",
-        f"{PY}bench_quality.py --systems babelfish --recordings "
-        "es_quiet_1,es_quiet_2,es_quiet_3,es_quiet_4,es_room_1,es_room_2,es_room_3,es_room_4 "
-        "--no-nonspeech  # then --systems offline --keep, then --nonspeech-only --keep",
+        f"{PY}bench_quality.py --systems babelfish,offline --recordings "
+        "es_quiet_1,es_quiet_2,es_quiet_3,es_quiet_4,es_room_1,es_room_2,es_room_3,es_room_4",
         render_quality,
     ),
     Benchmark(
