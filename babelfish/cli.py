@@ -87,6 +87,10 @@ def _overrides(args) -> dict:
         over["audio"]["input_device"] = args.input_device
     if getattr(args, "output_device", None) is not None:
         over["audio"]["output_device"] = args.output_device
+    if getattr(args, "input", None) is not None:
+        over["audio"]["input"] = args.input
+    if getattr(args, "no_speech", False):
+        over["audio"]["speech"] = False
     if getattr(args, "web", None) is not None:
         from babelfish.web import parse_listen
 
@@ -281,7 +285,6 @@ def _print_live(u) -> None:
 def cmd_live(args) -> int:
     """`babelfish run` (foreground, subtitles on stdout) and `babelfish daemon` (for systemd:
     logs to stderr, stopped by `babelfish stop` or SIGTERM)."""
-    from babelfish import devices
     from babelfish.config import load_config
     from babelfish.stages.base import RunInfo
     from babelfish.supervisor import Supervisor, install_signal_handlers
@@ -293,8 +296,11 @@ def cmd_live(args) -> int:
     cfg = load_config(args.config, overrides)
     _check_web(cfg)
     # the devices are checked here, so that a wrong name is a one-line error before anything starts
-    devices.find_device(cfg.audio.input_device or None, "input")
-    devices.find_device(cfg.audio.output_device or None, "output")
+    _check_live_devices(cfg)
+    if args.report:
+        if Path(args.report).is_dir():
+            raise UsageError(f"--report is a directory: {args.report}")
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     sup = Supervisor(
         cfg,
         RunInfo(mode="live", pace="realtime"),
@@ -320,18 +326,57 @@ def cmd_live(args) -> int:
             f"listening ({cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}); Ctrl-C to stop",
             flush=True,
         )
-    sup.run()
+    utts, summary = sup.run()
+    if args.report:
+        from babelfish.report import to_json
+
+        tmp = Path(args.report).with_suffix(".tmp")
+        tmp.write_bytes(to_json(utts, summary))
+        os.replace(tmp, args.report)
+        if not daemon:
+            _print_summary(summary, None, args.report)
+        log.info("report: %s", args.report)
     if sup.fatal is not None:
         raise sup.fatal
     return 0
 
 
+def _check_live_devices(cfg) -> None:
+    """The input (a microphone, or with audio.input = "system" a sink's monitor) and the output
+    (unless audio.speech is off): a one-line UsageError when one is missing."""
+    from babelfish import devices
+
+    a = cfg.audio
+    saved = {k: os.environ.get(k) for k in ("PULSE_SOURCE", "PULSE_SINK")}
+    try:
+        if a.input == "system" or a.duck_db < 0:
+            from babelfish import sysaudio
+
+            if a.input == "system":
+                sysaudio.system_input(a.input_device)
+            else:
+                sysaudio.resolve_sink("")
+            if a.speech:
+                sysaudio.output_device(a.output_device)
+        else:
+            devices.find_device(a.input_device or None, "input")
+            if a.speech:
+                devices.find_device(a.output_device or None, "output")
+    finally:  # (set for a stream of this process; the stages set their own)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def cmd_devices(args) -> int:
     """`babelfish devices`: the audio devices; 1 when there are none."""
-    from babelfish import devices
+    from babelfish import devices, sysaudio
 
     found = devices.list_devices()
     print(devices.format_devices(found))
+    print(sysaudio.format_monitors(sysaudio.monitors()))
     return 0 if found else 1
 
 
@@ -514,8 +559,30 @@ def build_parser() -> argparse.ArgumentParser:
             help="spoken language, or auto: identified for each utterance (whisper)",
         )
         d.add_argument("--to", dest="target_lang", metavar="LANG", help="language to speak")
-        d.add_argument("--input-device", metavar="DEV", help="index or part of the name")
-        d.add_argument("--output-device", metavar="DEV", help="index or part of the name")
+        d.add_argument(
+            "--input-device",
+            metavar="DEV",
+            help="index or part of the name; with --input system a sink's name",
+        )
+        d.add_argument(
+            "--output-device",
+            metavar="DEV",
+            help="index or part of the name, or a sink's name (`babelfish devices`)",
+        )
+        d.add_argument(
+            "--input",
+            choices=("microphone", "system"),
+            help="listen to a microphone (default) or to what the computer plays (the monitor "
+            "of the default sink, or of the sink --input-device names)",
+        )
+        d.add_argument(
+            "--no-speech",
+            action="store_true",
+            help="subtitles only: the translation is not played",
+        )
+        d.add_argument(
+            "--report", metavar="REPORT.json", help="write the session's report here when it stops"
+        )
         d.add_argument("--web", metavar="HOST:PORT", help=WEB_HELP)
         d.set_defaults(func=cmd_live)
     sub.add_parser("devices", help="list audio devices").set_defaults(func=cmd_devices)

@@ -91,6 +91,7 @@ class Playback(_Section):
 
 
 class Audio(_Section):
+    input: Literal["microphone", "system"]
     input_device: str
     output_device: str
     mode: Literal["headset", "speaker"]
@@ -99,6 +100,8 @@ class Audio(_Section):
     echo_hold_ms: int
     block_ms: int
     input_queue_s: float
+    speech: bool
+    duck_db: float
 
 
 class Wakeword(_Section):
@@ -244,6 +247,8 @@ def _check(cfg: Config) -> None:
             "bad config: asr.beam_size, asr.stable_beam_size and asr.rescue_beam_size"
             " must be at least 1"
         )
+    if cfg.audio.duck_db > 0:
+        raise UsageError(f"bad config: audio.duck_db = {cfg.audio.duck_db:g}, expected 0 or less")
     if not 0 <= cfg.web.port <= 65535:
         raise UsageError(f"bad config: web.port = {cfg.web.port}, expected 0 to 65535")
     if cfg.web.token and (len(cfg.web.token) < 16 or not re.fullmatch(r"[\w.~-]+", cfg.web.token)):

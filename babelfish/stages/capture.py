@@ -13,6 +13,7 @@ waits there, new speech is dropped too (it could not arrive in order). At file p
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator
@@ -77,7 +78,9 @@ class FileSource:
 
 
 class LiveSource:
-    """The microphone (babelfish.devices.DeviceSource), with mute and the speaker-mode echo gate.
+    """The microphone (babelfish.devices.DeviceSource), with mute and the speaker-mode echo gate,
+    or with `audio.input = "system"` what the computer plays: the monitor of a sink
+    (babelfish/sysaudio.py), where the gate drops our own speech when it is played on that sink.
     Muted or gated audio is replaced by silence, so the stream stays continuous and an open
     utterance simply ends."""
 
@@ -85,15 +88,23 @@ class LiveSource:
         from babelfish.devices import DeviceSource, EchoGate
 
         a = cfg.audio
+        device = a.input_device or None
+        self.system = a.input == "system"
+        if self.system:
+            from babelfish.sysaudio import system_input
+
+            device = system_input(a.input_device)  # (sets PULSE_SOURCE for the stream)
         self.dev = DeviceSource(
-            a.input_device or None,
+            device,
             frame_samples=frame,
             rate=SAMPLE_RATE,
             blocksize_ms=a.block_ms,
             queue_s=a.input_queue_s,
         )
+        if self.system:
+            self.dev.label = f"system audio {os.environ['PULSE_SOURCE']} via {self.dev.label}"
         self.gate = EchoGate(
-            a.echo_gate if a.mode == "speaker" else "off",
+            a.echo_gate if a.mode == "speaker" or self.system else "off",
             attenuate_db=a.echo_attenuate_db,
             hold_ms=a.echo_hold_ms,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -53,16 +54,21 @@ class PlaybackStage(Stage):
     def __init__(self, cfg, run, addrs):
         super().__init__(cfg, run, addrs)
         self.utts: dict[str, _Utt] = {}
-        self.sink: FileSink | DeviceOut | None = None  # (opened in load())
+        self.sink: FileSink | DeviceOut | SilentOut | None = None  # (opened in load())
 
     def load(self) -> None:
-        if self.run_info.mode == "live":
-            self.sink = DeviceOut(self.cfg)
+        if self.run_info.mode == "live" and not self.cfg.audio.speech:
+            self.sink = SilentOut()
+        elif self.run_info.mode == "live":
+            self.sink = DeviceOut(self.cfg, self.addrs.dir if self.addrs else None)
         else:
             self.sink = FileSink(
                 self.run_info.output, self.run_info.pace == "realtime", self.cfg.playback.gap_ms
             )
         self.info["sink"] = self.sink.label
+
+    def tick(self) -> float | None:
+        return self.sink.tick() if self.sink is not None else None
 
     def on_start(self, msg: Start) -> None:
         super().on_start(msg)
@@ -240,6 +246,9 @@ class FileSink:
     def playing(self) -> None:
         return None
 
+    def tick(self) -> None:
+        return None
+
     def counters(self) -> dict[str, int]:
         return {}
 
@@ -251,21 +260,53 @@ class FileSink:
 
 
 class DeviceOut:
-    """Live: the earphones (or speaker), through babelfish.devices.DeviceSink."""
+    """Live: the earphones (or speaker), through babelfish.devices.DeviceSink.
 
-    def __init__(self, cfg):
+    With `audio.input = "system"` it finds the sink its own stream is on (sysaudio.own_sink):
+    when that is the captured sink (or cannot be told) it reports what it plays, so capture's
+    echo gate keeps our voice from being translated again. With `audio.duck_db` below 0 the
+    other streams on the captured sink (the default sink for a microphone) are lowered while
+    the translation plays and restored `echo_hold_ms` after it (sysaudio.Ducker)."""
+
+    def __init__(self, cfg, state_dir: Path | None = None):
         from babelfish.devices import DeviceSink
 
         self.cfg = cfg
-        self.dev = DeviceSink(
-            cfg.audio.output_device or None, rate=22050, blocksize_ms=cfg.audio.block_ms
-        )
+        a = cfg.audio
+        device = a.output_device or None
+        captured = None
+        if a.input == "system" or a.duck_db < 0:
+            from babelfish import sysaudio
+
+            device = sysaudio.output_device(a.output_device)
+            captured = sysaudio.resolve_sink(a.input_device if a.input == "system" else "")
+        self.dev = DeviceSink(device, rate=22050, blocksize_ms=a.block_ms)
         self.label = f"device {self.dev.label}"
         self.t0_ns = 0
         self.start_ns = 0
+        self.gate_own = a.mode == "speaker"
+        self.own_sink = None
+        if a.input == "system":
+            end = time.monotonic() + 2.0
+            while self.own_sink is None and time.monotonic() < end:
+                self.own_sink = sysaudio.own_sink()
+                if self.own_sink is None:
+                    time.sleep(0.05)
+            self.gate_own = self.gate_own or self.own_sink in (None, captured)
+            self.label += f" on sink {self.own_sink or '?'}"
+            if self.gate_own:
+                self.label += " (the captured one: our speech is gated out)"
+        self.ducker = None
+        self.hold_ns = a.echo_hold_ms * 1_000_000
+        if a.duck_db < 0:
+            state = Path(state_dir or ".") / "ducked.json"
+            sysaudio.Ducker.restore_saved(state)  # left by a playback stage that died ducking
+            self.ducker = sysaudio.Ducker(captured, a.duck_db, state)
 
     def write(self, pcm: np.ndarray, rate: int, new_utterance: bool, more: bool = True) -> int:
         """`more`: more speech follows at once, so running dry before it is an underflow."""
+        if self.ducker is not None:
+            self.ducker.duck()
         at = self.dev.write(pcm, rate, last=not more)
         if new_utterance:
             self.start_ns = at
@@ -275,9 +316,19 @@ class DeviceOut:
         self.dev.write(np.zeros(0, np.int16), 22050, last=True)
 
     def playing(self) -> tuple[int, int] | None:
-        if self.cfg.audio.mode != "speaker":
+        if not self.gate_own:
             return None
         return self.start_ns or time.monotonic_ns(), self.dev.playing_until_ns()
+
+    def tick(self) -> float | None:
+        """Ducking: the other streams back to full once our speech (and the hold) is over."""
+        if self.ducker is None or not self.ducker.ducked:
+            return None
+        left = self.dev.playing_until_ns() + self.hold_ns - time.monotonic_ns()
+        if left <= 0 and self.dev.queued_s() == 0:
+            self.ducker.restore()
+            return None
+        return max(left / 1e9, 0.02)
 
     def counters(self) -> dict[str, int]:
         out = {}
@@ -286,10 +337,44 @@ class DeviceOut:
                 out[k[:-2] + "_ms" if k.endswith("_s") else k] = int(round(v * 1000))
             else:
                 out[k] = int(v)
+        if self.ducker is not None:
+            out.update(self.ducker.counters())
         return out
 
     def close(self) -> None:
+        if self.ducker is not None:
+            self.ducker.close()
         self.dev.close(drain=False)
+
+
+class SilentOut:
+    """Live with `audio.speech = false` (--no-speech): subtitles only; the speech is counted and
+    not played (no device is opened)."""
+
+    label = "none (subtitles only)"
+
+    def __init__(self):
+        self.t0_ns = 0
+        self.unplayed_ms = 0
+
+    def write(self, pcm: np.ndarray, rate: int, new_utterance: bool, more: bool = True) -> int:
+        self.unplayed_ms += int(len(pcm) * 1000 // rate)
+        return time.monotonic_ns()
+
+    def end_utterance(self) -> None:
+        pass
+
+    def playing(self) -> None:
+        return None
+
+    def tick(self) -> None:
+        return None
+
+    def counters(self) -> dict[str, int]:
+        return {"unplayed_ms": self.unplayed_ms}
+
+    def close(self) -> None:
+        pass
 
 
 if __name__ == "__main__":

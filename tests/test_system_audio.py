@@ -1,0 +1,230 @@
+"""`--input system`: Babelfish translates what the computer plays. A private PulseAudio server
+(tests/pulse.py) stands for the desktop: `bf_desk` (48 kHz stereo) is the default sink the
+applications play into, `bf_head` other headphones. An application (paplay) plays a Spanish
+recording into the default sink while `babelfish run --input system` listens to its monitor:
+(A) the translation goes to the other headphones, (B) to the same default sink, where our own
+English must not be translated again, (C) the original is ducked while we speak."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from helpers import REPO, babelfish, stage_processes, status, utterance_count, wait_for
+from helpers import write_config as _write_config
+from pulse import PulseServer, missing_tools
+from test_pipeline import transcribe_english
+
+SAMPLE = REPO / "samples" / "es_station.wav"
+TONE_HZ = 10000.0  # above the 16 kHz recording's band: measures the original's level alone
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory):
+    """The desktop: a default sink at 48 kHz stereo, and other headphones."""
+    assert not missing_tools(), f"missing: {missing_tools()} (scripts/setup.sh --dev installs them)"
+    server = PulseServer(
+        tmp_path_factory.mktemp("desk"),
+        sinks={"bf_desk": {"rate": 48000, "channels": 2}, "bf_head": {}},
+        default_source="bf_desk.monitor",
+        default_sink="bf_desk",
+    )
+    server.start()
+    try:
+        server.activate()
+        yield server
+    finally:
+        server.stop()
+        assert not server.leftovers()
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory) -> Path:
+    """The Spanish recording as a desktop plays it: 48 kHz stereo."""
+    audio, rate = sf.read(SAMPLE, dtype="float32")
+    up = soxr.resample(audio, rate, 48000)
+    path = tmp_path_factory.mktemp("orig") / "es_station_48k.wav"
+    sf.write(path, np.stack([up, up], axis=1), 48000, subtype="PCM_16")
+    return path
+
+
+def _start(tmp_path: Path, desk: PulseServer, audio: str, *flags: str):
+    cfg = _write_config(tmp_path, "[audio]\n" + audio)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "babelfish", "run", "--input", "system", "--config", str(cfg)]
+        + list(flags),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=desk.child_env(),
+    )
+    rt = tmp_path / "rt"
+    ready = wait_for(
+        lambda: (
+            (s := status(rt)) and all(st["state"] == "ready" for st in s["stages"].values()) and s
+        ),
+        90,
+    )
+    if not ready:
+        proc.kill()
+        raise AssertionError(f"not ready: {proc.communicate()[1][-2000:]}")
+    return proc, cfg
+
+
+def _finish(tmp_path: Path, proc, cfg, n: int, settle_s: float) -> tuple[dict, str, str]:
+    """Wait for n utterances, then `settle_s` more (time for our own speech to come back in and
+    be translated again), then stop: (last status, stdout, stderr)."""
+    rt = tmp_path / "rt"
+    try:
+        done = wait_for(lambda: (s := status(rt)) and s["utterances"]["done"] >= n and s, 60)
+        assert done, "the system audio was not translated"
+        time.sleep(settle_s)
+        st = status(rt)
+        r = babelfish("stop", "--config", cfg, timeout=30)
+        assert r.returncode == 0, r.stderr
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert not stage_processes(str(rt))
+    return st, out, err
+
+
+def _subtitles(out: str) -> str:
+    return " ".join(line for line in out.splitlines() if line.startswith("[")).lower()
+
+
+def test_a_system_audio_to_other_headphones(tmp_path, models_dir, whisper_tiny_dir, desk, original):
+    n = utterance_count(SAMPLE)
+    report = tmp_path / "session.json"
+    proc, cfg = _start(tmp_path, desk, 'output_device = "bf_head"\n', "--report", str(report))
+    rec = desk.record(tmp_path / "head.wav", device="bf_head.monitor")
+    desk.play(original, device="bf_desk")
+    st, out, err = _finish(tmp_path, proc, cfg, n, 4.0)
+    heard_path = rec.stop()
+    cap = st["stages"]["capture"]
+    assert "bf_desk.monitor" in cap["info"]["input"], cap["info"]
+    assert cap["counters"].get("gated_frames", 0) == 0  # our speech is elsewhere: nothing gated
+    assert st["utterances"]["done"] == n, st["utterances"]
+    text = _subtitles(out)
+    assert "station" in text and "coffee" in text, out
+    heard = transcribe_english(heard_path, whisper_tiny_dir)
+    assert "station" in heard or "coffee" in heard, heard
+    # --report: the session's report, written when it stopped
+    doc = json.loads(report.read_text())
+    assert len(doc["utterances"]) == n and doc["summary"]["utterances"] == n, doc["summary"]
+    assert all(u["translated_text"] for u in doc["utterances"])
+    assert f"report: {report}" in out
+
+
+@pytest.mark.parametrize("own_voice", ["gated", "not_gated"])
+def test_b_system_audio_to_the_same_sink(tmp_path, models_dir, desk, original, own_voice):
+    """The translation plays on the default sink, the one captured. Gated (the default), each
+    utterance is translated once; with the gate made a no-op (attenuation by 0 dB) our own
+    English comes back and is translated again, which shows the test can see it."""
+    n = utterance_count(SAMPLE)
+    audio = "" if own_voice == "gated" else 'echo_gate = "attenuate"\necho_attenuate_db = 0.0\n'
+    proc, cfg = _start(tmp_path, desk, audio)
+    desk.play(original, device="bf_desk")
+    st, out, err = _finish(tmp_path, proc, cfg, n, 8.0)
+    play = st["stages"]["playback"]
+    assert "on sink bf_desk" in play["info"]["sink"], play["info"]
+    assert play["counters"]["written_ms"] > 1000
+    cap = st["stages"]["capture"]["counters"]
+    total = st["utterances"]["done"] + st["utterances"]["in_flight"]
+    text = _subtitles(out)
+    assert "station" in text and "coffee" in text, out
+    if own_voice == "gated":
+        assert total == n and cap["gated_frames"] > 0, (total, cap)
+    else:
+        assert total > n and cap["attenuated_frames"] > 0, (total, out)
+
+
+def test_c_ducking_lowers_the_original_while_we_speak(tmp_path, models_dir, desk, original):
+    """duck_db = -15: the original (here with a steady 10 kHz tone in it, whose level is
+    measured on the default sink's monitor) is 15 dB lower while the translation plays on the
+    other headphones, and back at full level after."""
+    audio, rate = sf.read(original, dtype="float32")
+    tail = np.zeros((10 * rate, 2), np.float32)  # 10 s more: the tone alone, after the speech
+    mix = np.concatenate([audio, tail])
+    t = np.arange(len(mix)) / rate
+    mix += (0.05 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)[:, None]
+    path = tmp_path / "orig_tone.wav"
+    sf.write(path, mix, rate, subtype="PCM_16")
+    n = utterance_count(SAMPLE)
+    proc, cfg = _start(tmp_path, desk, 'output_device = "bf_head"\nduck_db = -15.0\n')
+    rec = desk.record(tmp_path / "desk.wav", device="bf_desk.monitor", rate=48000)
+    player = desk.play(path, device="bf_desk", wait=False)
+    st, out, err = _finish(tmp_path, proc, cfg, n, 3.0)
+    player.wait(40)
+    desk_path = rec.stop()
+    play = st["stages"]["playback"]["counters"]
+    assert play["ducks"] >= 1 and play["duck_errors"] == 0, play
+    x, r = sf.read(desk_path, dtype="float32")
+    win = r // 20  # 50 ms windows: the tone's level in each
+    k = np.exp(-2j * np.pi * TONE_HZ * np.arange(win) / r)
+    levels = np.array(
+        [
+            20 * np.log10(abs(np.dot(x[i : i + win], k)) / win * 2 + 1e-9)
+            for i in range(0, len(x) - win, win)
+        ]
+    )
+    on = levels[levels > -60]  # (the recorder ran before and after the tone)
+    full = np.median(on[:20])  # the start, before anything was translated
+    assert abs(full - 20 * np.log10(0.05)) < 1.5, full
+    ducked = on[np.abs(on - (full - 15)) < 2]
+    ducked_s = len(ducked) / 20
+    spoken_s = play["written_ms"] / 1000
+    assert 0.5 * spoken_s < ducked_s < spoken_s + n * 1.5, (ducked_s, spoken_s)
+    assert abs(np.median(on[-40:]) - full) < 1, on[-40:]  # back to full after (the tail)
+    assert "station" in _subtitles(out)
+
+
+def _run(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "babelfish", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_devices_lists_the_monitors_and_an_unknown_sink_is_a_usage_error(desk):
+    r = _run("devices", env=desk.child_env())
+    assert r.returncode == 0 and "bf_desk.monitor" in r.stdout and "bf_head.monitor" in r.stdout
+    r = _run("run", "--input", "system", "--input-device", "no-such-sink", env=desk.child_env())
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().count("\n") == 0, r.stderr
+    assert r.stderr.startswith("babelfish: error:") and "no-such-sink" in r.stderr
+
+
+def test_no_monitor_source_is_a_usage_error(tmp_path):
+    """A machine without PulseAudio/PipeWire: no server answers."""
+    env = {
+        **desk_free_env(),
+        "PULSE_SERVER": f"unix:{tmp_path / 'nothing-here'}",
+        "PULSE_CLIENTCONFIG": str(tmp_path / "client.conf"),
+    }
+    (tmp_path / "client.conf").write_text("autospawn = no\n")
+    r = _run("run", "--input", "system", env=env)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().count("\n") == 0, r.stderr
+    assert r.stderr.startswith("babelfish: error:") and "PulseAudio or PipeWire" in r.stderr
+
+
+def desk_free_env() -> dict:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("PULSE")}
