@@ -286,8 +286,6 @@ def cmd_live(args) -> int:
     """`babelfish run` (foreground, subtitles on stdout) and `babelfish daemon` (for systemd:
     logs to stderr, stopped by `babelfish stop` or SIGTERM)."""
     from babelfish.config import load_config
-    from babelfish.stages.base import RunInfo
-    from babelfish.supervisor import Supervisor, install_signal_handlers
 
     daemon = args.command == "daemon"
     if daemon and not args.debug:
@@ -301,6 +299,19 @@ def cmd_live(args) -> int:
         if Path(args.report).is_dir():
             raise UsageError(f"--report is a directory: {args.report}")
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    isolation = _isolate_own_voice(cfg, overrides)
+    try:
+        return _live(args, daemon, load_config(args.config, overrides), overrides)
+    finally:
+        if isolation is not None:
+            isolation.close()
+
+
+def _live(args, daemon: bool, cfg, overrides: dict) -> int:
+    """The live run itself, once the devices are checked (cmd_live)."""
+    from babelfish.stages.base import RunInfo
+    from babelfish.supervisor import Supervisor, install_signal_handlers
+
     sup = Supervisor(
         cfg,
         RunInfo(mode="live", pace="realtime"),
@@ -368,6 +379,33 @@ def _check_live_devices(cfg) -> None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _isolate_own_voice(cfg, overrides: dict):
+    """With audio.input = "system", audio.own_voice = "route" and the translation played on the
+    captured sink: the other applications are moved to a sink of their own, captured instead,
+    and played on into the sink (sysaudio.Isolation, started here, closed by the caller). The
+    overrides then name that sink as the input, and PULSE_SINK keeps our default output on the
+    real sink. None when nothing needs routing (the echo gate stays the safety net)."""
+    a = cfg.audio
+    if a.input != "system" or a.own_voice != "route" or not a.speech:
+        return None
+    from babelfish import sysaudio
+
+    captured = sysaudio.resolve_sink(a.input_device)
+    out = a.output_device.strip()
+    if not (
+        out == captured or (out in ("", "default", "pulse") and captured == sysaudio.default_sink())
+    ):
+        return None
+    iso = sysaudio.Isolation(captured).start()
+    overrides["audio"]["input_device"] = sysaudio.APPS_SINK
+    if out in ("", "default", "pulse"):
+        os.environ["PULSE_SINK"] = captured  # (the stages inherit it)
+    log.info(
+        "system audio: the applications on %s are captured through %s", captured, sysaudio.APPS_SINK
+    )
+    return iso
 
 
 def cmd_devices(args) -> int:

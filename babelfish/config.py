@@ -102,6 +102,7 @@ class Audio(_Section):
     input_queue_s: float
     speech: bool
     duck_db: float
+    own_voice: Literal["route", "gate"]
 
 
 class Wakeword(_Section):

@@ -307,3 +307,167 @@ def output_device(spec: str | None) -> str | None:
         find_device("pulse", "output")
         os.environ["PULSE_SINK"] = str(spec)
         return "pulse"
+
+
+APPS_SINK = "babelfish_apps"
+
+
+class Isolation:
+    """Keeps our own voice out of system capture without losing any of the original: the other
+    applications' streams are moved off `sink` onto a null sink of ours (APPS_SINK, made the
+    default sink, so new streams land there too), whose monitor is what capture reads, and a
+    loopback plays that sink on into `sink`, so the user still hears them (`latency_ms` later).
+    Our own translation plays straight into `sink` and never passes the captured monitor.
+
+    A watcher (`pactl subscribe`) moves streams that appear on `sink` later (an application that
+    asks for that sink by name), except this process's and its children's (the stages). `close()`
+    moves everything back, restores the default sink and unloads the modules; `start()` first
+    cleans up what a session killed before its close() left behind."""
+
+    def __init__(self, sink: str, latency_ms: int = 30):
+        self.sink = sink
+        self.latency_ms = int(latency_ms)
+        self.modules: list[str] = []
+        self.old_default = ""
+        self.moved = 0
+        self._sub: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Isolation:
+        self.cleanup_leftovers()
+        spec = next((s for s in _json("list", "short", "sinks") if s["name"] == self.sink), None)
+        if spec is None:
+            raise UsageError(f"no sink named {self.sink!r} to capture; see `babelfish devices`")
+        args = [f"sink_name={APPS_SINK}", "sink_properties=device.description=Babelfish-capture"]
+        for part in str(spec.get("sample_specification", "")).split():
+            if part.endswith("Hz"):
+                args.append(f"rate={part[:-2]}")
+            elif part.endswith("ch"):
+                args.append(f"channels={part[:-2]}")
+        self.old_default = default_sink()
+        try:
+            self.modules.append(pactl("load-module", "module-null-sink", *args).strip())
+            self.modules.append(
+                pactl(
+                    "load-module",
+                    "module-loopback",
+                    f"source={APPS_SINK}.monitor",
+                    f"sink={self.sink}",
+                    f"latency_msec={self.latency_ms}",
+                    "source_dont_move=true",
+                    "sink_dont_move=true",
+                ).strip()
+            )
+            pactl("set-default-sink", APPS_SINK)
+            for s in self._movable():
+                self._move(s)
+            self._watch()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _ours(self) -> set[int]:
+        import psutil
+
+        me = psutil.Process()
+        return {me.pid, *(c.pid for c in me.children(recursive=True))}
+
+    def _movable(self, index: int | None = None) -> list[dict]:
+        """Streams on `sink` that are neither ours nor the loopback's."""
+        raw = _json("list", "sink-inputs")
+        names = {s["index"]: s["name"] for s in sinks()}
+        ours = self._ours()
+        out = []
+        for si in raw:
+            if index is not None and int(si["index"]) != index:
+                continue
+            if names.get(int(si["sink"])) != self.sink or str(si.get("owner_module")) in (
+                self.modules
+            ):
+                continue
+            try:
+                pid = int(si.get("properties", {}).get("application.process.id", -1))
+            except ValueError:
+                pid = -1
+            if pid in ours:
+                continue
+            out.append({"index": int(si["index"]), "pid": pid})
+        return out
+
+    def _move(self, s: dict) -> None:
+        try:
+            pactl("move-sink-input", str(s["index"]), APPS_SINK)
+            self.moved += 1
+        except BabelfishError as e:  # it ended meanwhile, or may not be moved
+            log.info("system audio: stream #%d stays where it is: %s", s["index"], e)
+
+    def _watch(self) -> None:
+        env = {**os.environ, "LC_ALL": "C"}
+        self._sub = subprocess.Popen(
+            ["pactl", "subscribe"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        self._thread = threading.Thread(target=self._follow, name="isolation", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        import re
+
+        pat = re.compile(r"Event '(new|change)' on sink-input #(\d+)")
+        for line in self._sub.stdout:
+            m = pat.search(line)
+            if not m:
+                continue
+            try:
+                for s in self._movable(int(m[2])):
+                    self._move(s)
+            except BabelfishError as e:
+                log.warning("system audio: %s", e)
+
+    def close(self) -> None:
+        """Everything back as it was (idempotent)."""
+        if self._sub is not None:
+            self._sub.terminate()
+            try:
+                self._sub.wait(3)
+            except subprocess.TimeoutExpired:
+                self._sub.kill()
+            self._sub = None
+        try:
+            if self.old_default and default_sink() == APPS_SINK:
+                pactl("set-default-sink", self.old_default)
+            names = {s["index"]: s["name"] for s in sinks()}
+            for si in _json("list", "sink-inputs"):
+                if names.get(int(si["sink"])) == APPS_SINK:
+                    _quiet_pactl("move-sink-input", str(si["index"]), self.sink)
+        except BabelfishError as e:
+            log.warning("system audio: putting the streams back: %s", e)
+        for m in reversed(self.modules):
+            try:
+                _quiet_pactl("unload-module", m)
+            except BabelfishError as e:
+                log.warning("system audio: unloading module %s: %s", m, e)
+        self.modules = []
+
+    def cleanup_leftovers(self) -> int:
+        """Unload the modules a killed session left (its null sink and loopback); how many. When
+        the null sink goes, the server moves its streams to another sink itself."""
+        n = 0
+        for line in pactl("list", "short", "modules").splitlines():
+            index, _, arg = line.partition("\t")
+            if f"sink_name={APPS_SINK}" in arg or f"source={APPS_SINK}.monitor" in arg:
+                _quiet_pactl("unload-module", index.strip())
+                n += 1
+        if n and default_sink() == APPS_SINK:
+            pactl("set-default-sink", self.sink)
+        return n
+
+    def __enter__(self) -> Isolation:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

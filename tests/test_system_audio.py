@@ -127,27 +127,46 @@ def test_a_system_audio_to_other_headphones(tmp_path, models_dir, whisper_tiny_d
     assert f"report: {report}" in out
 
 
-@pytest.mark.parametrize("own_voice", ["gated", "not_gated"])
+@pytest.mark.parametrize("own_voice", ["route", "gate", "not_kept_out"])
 def test_b_system_audio_to_the_same_sink(tmp_path, models_dir, desk, original, own_voice):
-    """The translation plays on the default sink, the one captured. Gated (the default), each
-    utterance is translated once; with the gate made a no-op (attenuation by 0 dB) our own
-    English comes back and is translated again, which shows the test can see it."""
+    """The translation plays on the default sink, the one captured. "route" (the default): the
+    other applications are captured through a sink of ours, so our voice is never captured and
+    nothing of the original is lost: each utterance is translated once. "gate": the capture is
+    dropped while we speak (nothing comes back, but the original said meanwhile is lost too).
+    With the gate made a no-op (attenuation by 0 dB), our own English comes back and is
+    translated again: the test can see it."""
     n = utterance_count(SAMPLE)
-    audio = "" if own_voice == "gated" else 'echo_gate = "attenuate"\necho_attenuate_db = 0.0\n'
-    proc, cfg = _start(tmp_path, desk, audio)
+    audio = {
+        "route": "",
+        "gate": 'own_voice = "gate"\n',
+        "not_kept_out": 'own_voice = "gate"\necho_gate = "attenuate"\necho_attenuate_db = 0.0\n',
+    }[own_voice]
+    report = tmp_path / "session.json"
+    proc, cfg = _start(tmp_path, desk, audio, "--report", str(report))
     desk.play(original, device="bf_desk")
-    st, out, err = _finish(tmp_path, proc, cfg, n, 8.0)
+    st, out, err = _finish(tmp_path, proc, cfg, 2, 10.0)
+    doc = json.loads(report.read_text())
     play = st["stages"]["playback"]
     assert "on sink bf_desk" in play["info"]["sink"], play["info"]
     assert play["counters"]["written_ms"] > 1000
-    cap = st["stages"]["capture"]["counters"]
+    cap = st["stages"]["capture"]
     total = st["utterances"]["done"] + st["utterances"]["in_flight"]
+    heard_s = sum(u["speech_end_s"] - u["speech_start_s"] for u in doc["utterances"])
+    print(f"own_voice {own_voice}: {total} utterance(s), {heard_s:.1f} s of speech, {cap}")
     text = _subtitles(out)
-    assert "station" in text and "coffee" in text, out
-    if own_voice == "gated":
-        assert total == n and cap["gated_frames"] > 0, (total, cap)
+    assert "station" in text, out
+    if own_voice == "route":
+        assert "babelfish_apps.monitor" in cap["info"]["input"], cap["info"]
+        assert total == n and cap["counters"].get("gated_frames", 0) == 0, (total, cap)
+        assert "coffee" in text, out
+        assert "babelfish_apps" not in desk.pactl("list", "short", "sinks")  # cleaned up
+        assert desk.pactl("get-default-sink").strip() == "bf_desk"
+    elif own_voice == "gate":
+        assert "babelfish_apps" not in cap["info"]["input"], cap["info"]
+        assert cap["counters"]["gated_frames"] > 0, cap
+        assert total <= n, (total, out)
     else:
-        assert total > n and cap["attenuated_frames"] > 0, (total, out)
+        assert total > n and cap["counters"]["attenuated_frames"] > 0, (total, out)
 
 
 def test_c_ducking_lowers_the_original_while_we_speak(tmp_path, models_dir, desk, original):

@@ -335,8 +335,9 @@ class CaptureStage(Stage):
             self.source.muted = bool(params["muted"])
 
     def heartbeat(self, state: HeartbeatState | None = None) -> None:
-        if self.live and self.source is not None:
-            self.counters.update(self.source.counters())
+        if self.live and self.source is not None:  # (totals: set, not added)
+            for k, v in self.source.counters().items():
+                self.counters[k] = v
         if self.wake is not None:
             st = self.wake.status()
             det = st.get("detector", {})

@@ -185,7 +185,8 @@ class PlaybackStage(Stage):
 
     def heartbeat(self, state: HeartbeatState | None = None) -> None:
         if self.sink is not None:
-            self.counters.update(self.sink.counters())
+            for k, v in self.sink.counters().items():  # (totals: set, not added)
+                self.counters[k] = v
         super().heartbeat(state)
 
     def finish(self) -> None:
