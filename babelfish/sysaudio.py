@@ -164,7 +164,9 @@ class Ducker:
 
     def __init__(self, sink: str | None, db: float, state_path: Path, pid: int | None = None):
         self.sink, self.db = sink, float(db)
-        self.factor = 10.0 ** (self.db / 20.0)
+        # PulseAudio's volume scale is cubic (pa_sw_volume_from_linear): a linear gain g is the
+        # raw volume times the cube root of g
+        self.factor = 10.0 ** (self.db / 60.0)
         self.state_path = Path(state_path)
         self.pid = os.getpid() if pid is None else pid
         self.saved: dict[int, list[int]] = {}

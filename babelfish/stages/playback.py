@@ -285,6 +285,7 @@ class DeviceOut:
         self.label = f"device {self.dev.label}"
         self.t0_ns = 0
         self.start_ns = 0
+        self.until_ns = 0  # when our speech queued so far is expected to have been played
         self.gate_own = a.mode == "speaker"
         self.own_sink = None
         if a.input == "system":
@@ -311,6 +312,7 @@ class DeviceOut:
         at = self.dev.write(pcm, rate, last=not more)
         if new_utterance:
             self.start_ns = at
+        self.until_ns = self.dev.playing_until_ns()
         return at
 
     def end_utterance(self) -> None:
@@ -325,8 +327,10 @@ class DeviceOut:
         """Ducking: the other streams back to full once our speech (and the hold) is over."""
         if self.ducker is None or not self.ducker.ducked:
             return None
-        left = self.dev.playing_until_ns() + self.hold_ns - time.monotonic_ns()
-        if left <= 0 and self.dev.queued_s() == 0:
+        if self.dev.queued_s() > 0:
+            self.until_ns = self.dev.playing_until_ns()
+        left = self.until_ns + self.hold_ns - time.monotonic_ns()
+        if left <= 0:
             self.ducker.restore()
             return None
         return max(left / 1e9, 0.02)
