@@ -8,6 +8,8 @@ English must not be translated again, (C) the original is ducked while we speak.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -250,3 +252,50 @@ def desk_free_env() -> dict:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("PULSE")}
+
+
+def _volumes(desk: PulseServer) -> dict[int, list[int]]:
+    """The applications' streams (paplay) and their raw volumes."""
+    out = json.loads(desk.pactl("-f", "json", "list", "sink-inputs"))
+    return {
+        int(s["index"]): [int(v["value"]) for v in s["volume"].values()]
+        for s in out
+        if s["properties"].get("application.name") == "paplay"
+    }
+
+
+@pytest.mark.parametrize("how", ["stop", "playback_killed"])
+def test_c_ducking_is_undone_when_we_stop_or_playback_dies(tmp_path, models_dir, desk, how):
+    """Stopped while ducking, or its playback stage killed (SIGKILL) while ducking: the other
+    stream is back at its own volume (the restarted stage restores what the dead one saved)."""
+    proc, cfg = _start(tmp_path, desk, 'output_device = "bf_head"\nduck_db = -15.0\n')
+    rt = tmp_path / "rt"
+    long = tmp_path / "long.wav"
+    audio, rate = sf.read(SAMPLE, dtype="float32")
+    sf.write(long, np.concatenate([audio, audio, audio]), rate, subtype="PCM_16")
+    player = desk.play(long, device="bf_desk", wait=False)
+    try:
+        ducked = wait_for(
+            lambda: (s := status(rt)) and s["stages"]["playback"]["counters"].get("ducked") and s,
+            40,
+            interval=0.02,
+        )
+        assert ducked, "never ducked"
+        low = _volumes(desk)
+        assert low and all(v < 65536 for vol in low.values() for v in vol), low
+        if how == "stop":
+            assert babelfish("stop", "--config", cfg, timeout=30).returncode == 0
+            proc.communicate(timeout=30)
+        else:
+            os.kill(ducked["stages"]["playback"]["pid"], signal.SIGKILL)
+            assert wait_for(
+                lambda: (s := status(rt)) and s["stages"]["playback"]["restarts"] >= 1, 40
+            )
+        back = wait_for(
+            lambda: (v := _volumes(desk)) and all(x == 65536 for vol in v.values() for x in vol),
+            10,
+        )
+        assert back, _volumes(desk)
+    finally:
+        proc.kill()
+        player.kill()
