@@ -207,6 +207,37 @@ def test_text_with_html_is_shown_as_text(peer, tmp_path, chromium):
     assert peer.stop_web() == 0
 
 
+def test_caption_view_shows_the_last_two_lines_large_on_dark(peer, tmp_path, chromium):
+    """#view=caption (to sit over a video): the last two lines only, newest at the bottom,
+    large, light on a dark background, no header; the full page links to it."""
+    url = peer.start_web()
+    with Browser(tmp_path / "chromium") as browser:
+        page = browser.open(url)
+        page.wait("document.getElementById('conn').textContent === 'live'", 30)
+        link = page.evaluate("document.getElementById('viewlink').getAttribute('href')")
+        assert "view=caption" in link and "token=" in link
+        page = browser.open(url + "&view=caption")
+        page.wait("document.getElementById('conn').textContent === 'live'", 30)
+        for i, text in enumerate(["One line.", "Two lines.", "Three lines."]):
+            peer.publish({"final": True, "id": f"u{i}", "text": text, "source_text": "x"})
+        page.wait(f"{FINAL_TEXTS}.length === 3", 10)
+        shown = page.evaluate(
+            f"{CARDS}.filter(e => e.offsetParent !== null).map(e => {{"
+            " const r = e.querySelector('.tr'); return [r.textContent,"
+            " r.getBoundingClientRect().top, parseFloat(getComputedStyle(r).fontSize)]; })"
+        )
+        assert [x[0] for x in shown] == ["Three lines.", "Two lines."], shown
+        assert shown[0][1] > shown[1][1]  # the newest at the bottom
+        assert all(x[2] >= 25 for x in shown), shown
+        look = page.evaluate(
+            "[getComputedStyle(document.body).backgroundColor,"
+            " getComputedStyle(document.querySelector('header')).display,"
+            " [...document.querySelectorAll('.utt .src')].some(e => e.offsetParent !== null)]"
+        )
+        assert look == ["rgb(0, 0, 0)", "none", False], look
+    assert peer.stop_web() == 0
+
+
 def test_controls_need_the_token(peer, tmp_path, chromium):
     url = peer.start_web()
     base = peer.base

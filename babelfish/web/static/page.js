@@ -4,6 +4,17 @@
 (function () {
   const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
   const $ = (id) => document.getElementById(id);
+  // #view=caption: the last two lines, large, on a dark background, to sit over a video
+  function view() {
+    const caption = new URLSearchParams(location.hash.slice(1)).get("view") === "caption";
+    document.body.classList.toggle("caption", caption);
+    const h = new URLSearchParams(location.hash.slice(1));
+    if (caption) h.delete("view"); else h.set("view", "caption");
+    $("viewlink").href = "#" + h.toString();
+    $("viewlink").textContent = caption ? "full view" : "caption view";
+  }
+  view();
+  window.addEventListener("hashchange", view);
   const KEEP = 200; // utterances on the page
   const cards = new Map(); // utterance id -> {el, src, lang, tr, fill, ms, parts, final}
   let budget = 1500;
