@@ -294,7 +294,8 @@ class DeviceOut:
                 self.own_sink = sysaudio.own_sink()
                 if self.own_sink is None:
                     time.sleep(0.05)
-            self.gate_own = self.gate_own or self.own_sink in (None, captured)
+            # (the microphone is not listened to: speaker mode does not matter here)
+            self.gate_own = self.own_sink in (None, captured)
             self.label += f" on sink {self.own_sink or '?'}"
             if self.gate_own:
                 self.label += " (the captured one: our speech is gated out)"
