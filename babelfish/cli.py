@@ -87,8 +87,8 @@ def _overrides(args) -> dict:
         over["audio"]["input_device"] = args.input_device
     if getattr(args, "output_device", None) is not None:
         over["audio"]["output_device"] = args.output_device
-    if getattr(args, "input", None) is not None:
-        over["audio"]["input"] = args.input
+    if getattr(args, "audio_input", None) is not None:
+        over["audio"]["input"] = args.audio_input
     if getattr(args, "no_speech", False):
         over["audio"]["speech"] = False
     if getattr(args, "web", None) is not None:
@@ -609,6 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         d.add_argument(
             "--input",
+            dest="audio_input",
             choices=("microphone", "system"),
             help="listen to a microphone (default) or to what the computer plays (the monitor "
             "of the default sink, or of the sink --input-device names)",
