@@ -272,10 +272,11 @@ def _quiet_pactl(*args: str) -> None:
             raise
 
 
-def system_input(spec: str | None) -> str:
+def system_input(spec: str | None) -> tuple[str, dict]:
     """Point this process's next pulse capture stream at the monitor of the sink `spec` names
-    (resolve_sink) and return the PortAudio device to open: ALSA's `pulse` device (Debian package
-    libasound2-plugins). One-line UsageError when either is missing."""
+    (resolve_sink) and return the PortAudio device to open, ALSA's `pulse` device (Debian package
+    libasound2-plugins), and the sink's own format as DeviceSource arguments (device_rate,
+    device_channels; empty if unknown). One-line UsageError when either is missing."""
     from babelfish.devices import find_device
 
     sink = resolve_sink(spec)
@@ -287,7 +288,20 @@ def system_input(spec: str | None) -> str:
             "(Debian package libasound2-plugins)"
         ) from None
     os.environ["PULSE_SOURCE"] = f"{sink}.monitor"
-    return "pulse"
+    return "pulse", sink_format(sink)
+
+
+def sink_format(sink: str) -> dict:
+    """{"device_rate": Hz, "device_channels": n} of a sink, from its sample specification."""
+    out = {}
+    for s in _json("list", "short", "sinks"):
+        if s["name"] == sink:
+            for part in str(s.get("sample_specification", "")).split():
+                if part.endswith("Hz") and part[:-2].isdigit():
+                    out["device_rate"] = int(part[:-2])
+                elif part.endswith("ch") and part[:-2].isdigit():
+                    out["device_channels"] = int(part[:-2])
+    return out
 
 
 def output_device(spec: str | None) -> str | None:

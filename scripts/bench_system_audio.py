@@ -76,6 +76,7 @@ def main() -> int:
     p.add_argument("--suite", default=str(REPO / "out" / "speech-set" / "suite.toml"))
     p.add_argument("--recording", default="es_quiet_1")
     p.add_argument("--json-out", default=str(REPO / "out" / "bench_system_audio.json"))
+    p.add_argument("--work-dir", help="keep the reports and recordings here")
     a = p.parse_args()
     entries, _ = suite.collect([a.suite])
     entry = next((e for e in entries if e.name == a.recording), None)
@@ -87,7 +88,8 @@ def main() -> int:
     load0 = os.getloadavg()[0]
     out: dict = {"recording": a.recording, "load_start": round(load0, 1)}
     with tempfile.TemporaryDirectory(prefix="bench_sysaudio_") as t:
-        t = Path(t)
+        t = Path(a.work_dir) if a.work_dir else Path(t)
+        t.mkdir(parents=True, exist_ok=True)
         # (1) the file, realtime pace
         rep = t / "file.json"
         subprocess.run(

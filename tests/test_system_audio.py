@@ -102,6 +102,21 @@ def _finish(tmp_path: Path, proc, cfg, n: int, settle_s: float) -> tuple[dict, s
     return st, out, err
 
 
+def _play_original(desk: PulseServer, tmp_path: Path, original: Path) -> tuple[float, float]:
+    """Play the original into the default sink: (where it started and ended on capture's
+    timeline, in seconds; capture's position is read just before, so the start may be a
+    heartbeat early)."""
+    pos = status(tmp_path / "rt")["stages"]["capture"]["counters"].get("pos", 0) / 16000
+    desk.play(original, device="bf_desk")
+    return pos, pos + sf.info(original).duration
+
+
+def _after(doc: dict, end_s: float) -> list[dict]:
+    """Utterances heard after the original ended: our own voice coming back (the last
+    translation plays after the original is over)."""
+    return [u for u in doc["utterances"] if u["speech_start_s"] > end_s + 0.5]
+
+
 def _subtitles(out: str) -> str:
     return " ".join(line for line in out.splitlines() if line.startswith("[")).lower()
 
@@ -111,20 +126,22 @@ def test_a_system_audio_to_other_headphones(tmp_path, models_dir, whisper_tiny_d
     report = tmp_path / "session.json"
     proc, cfg = _start(tmp_path, desk, 'output_device = "bf_head"\n', "--report", str(report))
     rec = desk.record(tmp_path / "head.wav", device="bf_head.monitor")
-    desk.play(original, device="bf_desk")
-    st, out, err = _finish(tmp_path, proc, cfg, n, 4.0)
+    _, end_s = _play_original(desk, tmp_path, original)
+    st, out, err = _finish(tmp_path, proc, cfg, n - 1, 4.0)
     heard_path = rec.stop()
     cap = st["stages"]["capture"]
     assert "bf_desk.monitor" in cap["info"]["input"], cap["info"]
     assert cap["counters"].get("gated_frames", 0) == 0  # our speech is elsewhere: nothing gated
-    assert st["utterances"]["done"] == n, st["utterances"]
+    # (under load an utterance may be cut in two at a pause, or two joined)
+    assert n - 1 <= st["utterances"]["done"] <= n + 1, st["utterances"]
     text = _subtitles(out)
     assert "station" in text and "coffee" in text, out
     heard = transcribe_english(heard_path, whisper_tiny_dir)
     assert "station" in heard or "coffee" in heard, heard
     # --report: the session's report, written when it stopped
     doc = json.loads(report.read_text())
-    assert len(doc["utterances"]) == n and doc["summary"]["utterances"] == n, doc["summary"]
+    assert len(doc["utterances"]) == doc["summary"]["utterances"] == st["utterances"]["done"]
+    assert not _after(doc, end_s), doc["utterances"]
     assert all(u["translated_text"] for u in doc["utterances"])
     assert f"report: {report}" in out
 
@@ -145,7 +162,7 @@ def test_b_system_audio_to_the_same_sink(tmp_path, models_dir, desk, original, o
     }[own_voice]
     report = tmp_path / "session.json"
     proc, cfg = _start(tmp_path, desk, audio, "--report", str(report))
-    desk.play(original, device="bf_desk")
+    _, end_s = _play_original(desk, tmp_path, original)
     st, out, err = _finish(tmp_path, proc, cfg, 2, 10.0)
     doc = json.loads(report.read_text())
     play = st["stages"]["playback"]
@@ -159,16 +176,43 @@ def test_b_system_audio_to_the_same_sink(tmp_path, models_dir, desk, original, o
     assert "station" in text, out
     if own_voice == "route":
         assert "babelfish_apps.monitor" in cap["info"]["input"], cap["info"]
-        assert total == n and cap["counters"].get("gated_frames", 0) == 0, (total, cap)
+        assert cap["counters"].get("gated_frames", 0) == 0, cap
+        assert n - 1 <= total <= n + 1 and not _after(doc, end_s), (total, doc["utterances"])
         assert "coffee" in text, out
         assert "babelfish_apps" not in desk.pactl("list", "short", "sinks")  # cleaned up
         assert desk.pactl("get-default-sink").strip() == "bf_desk"
     elif own_voice == "gate":
         assert "babelfish_apps" not in cap["info"]["input"], cap["info"]
         assert cap["counters"]["gated_frames"] > 0, cap
-        assert total <= n, (total, out)
+        assert total <= n + 1 and not _after(doc, end_s), (total, doc["utterances"])
     else:
-        assert total > n and cap["counters"]["attenuated_frames"] > 0, (total, out)
+        assert cap["counters"]["attenuated_frames"] > 0, cap
+        assert _after(doc, end_s), (total, doc["utterances"])  # our English, translated again
+
+
+def test_no_speech_gives_subtitles_only(tmp_path, models_dir, desk, original):
+    """--no-speech: subtitles for reading along; nothing is played (no stream of ours on any
+    sink), nothing routed, nothing gated."""
+    n = utterance_count(SAMPLE)
+    proc, cfg = _start(tmp_path, desk, "", "--no-speech")
+    streams = []
+    player = desk.play(original, device="bf_desk", wait=False)
+    while player.poll() is None:
+        streams += [x for x in _streams_of(desk) if x != "paplay"]
+        time.sleep(0.2)
+    st, out, err = _finish(tmp_path, proc, cfg, n, 1.0)
+    assert not streams, streams  # only the application played
+    play = st["stages"]["playback"]
+    assert play["info"]["sink"] == "none (subtitles only)" and play["counters"]["unplayed_ms"] > 0
+    assert "bf_desk.monitor" in st["stages"]["capture"]["info"]["input"]
+    assert st["stages"]["capture"]["counters"].get("gated_frames", 0) == 0
+    text = _subtitles(out)
+    assert "station" in text and "coffee" in text, out
+
+
+def _streams_of(desk: PulseServer) -> list[str]:
+    out = json.loads(desk.pactl("-f", "json", "list", "sink-inputs"))
+    return [s["properties"].get("application.name", "") for s in out]
 
 
 def test_c_ducking_lowers_the_original_while_we_speak(tmp_path, models_dir, desk, original):

@@ -88,18 +88,21 @@ class LiveSource:
         from babelfish.devices import DeviceSource, EchoGate
 
         a = cfg.audio
-        device = a.input_device or None
+        device, native = a.input_device or None, {}
         self.system = a.input == "system"
         if self.system:
             from babelfish.sysaudio import system_input
 
-            device = system_input(a.input_device)  # (sets PULSE_SOURCE for the stream)
+            # (sets PULSE_SOURCE for the stream; the monitor is read at the sink's own rate and
+            # channels, e.g. 48 kHz stereo, and resampled and down-mixed here, as a microphone)
+            device, native = system_input(a.input_device)
         self.dev = DeviceSource(
             device,
             frame_samples=frame,
             rate=SAMPLE_RATE,
             blocksize_ms=a.block_ms,
             queue_s=a.input_queue_s,
+            **native,
         )
         if self.system:
             self.dev.label = f"system audio {os.environ['PULSE_SOURCE']} via {self.dev.label}"
