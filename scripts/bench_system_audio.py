@@ -2,7 +2,7 @@
 """System audio against file replay, same recording: end of speech -> first audio and chrF.
 
     .venv/bin/python scripts/bench_system_audio.py [--suite out/speech-set/suite.toml]
-        [--recording es_quiet_1] [--json-out out/bench_system_audio.json]
+        [--recording es_quiet_1] [--json-out out/bench_system_audio.json] [--work-dir DIR]
 
 (1) `babelfish replay` of the recording at realtime pace (the file baseline); (2) a private
 PulseAudio server (babelfish/virtualsound.py) with a 48 kHz stereo default sink, the desktop:
@@ -171,7 +171,10 @@ def main() -> int:
             "offset_s": round(off, 2),
         }
         print("system audio:", out["system"], flush=True)
+    from figures import run_info  # scripts/figures.py: command, when, commit, machine
+
     out["load_end"] = round(os.getloadavg()[0], 1)
+    out["info"] = run_info(load0)
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json_out).write_text(json.dumps(out, indent=2))
     f, s = out["file"], out["system"]

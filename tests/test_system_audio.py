@@ -343,3 +343,35 @@ def test_c_ducking_is_undone_when_we_stop_or_playback_dies(tmp_path, models_dir,
     finally:
         proc.kill()
         player.kill()
+
+
+def test_a_killed_session_s_routing_is_cleaned_up_by_the_next(desk):
+    """The routing of a session killed before it could undo it (its null sink and loopback
+    left, the default sink still ours) is undone when the next one starts."""
+    from babelfish.sysaudio import APPS_SINK, Isolation
+
+    player = desk.play(SAMPLE, device="bf_desk", wait=False)
+    try:
+        time.sleep(0.5)
+        killed = Isolation("bf_desk").start()
+        killed._sub.kill()  # as if killed: close() never runs
+        assert desk.pactl("get-default-sink").strip() == APPS_SINK
+        assert Isolation("bf_desk").cleanup_leftovers() == 2
+        assert APPS_SINK not in desk.pactl("list", "short", "modules")
+        assert desk.pactl("get-default-sink").strip() == "bf_desk"
+        assert all(sink == "bf_desk" for sink in _sinks_of_streams(desk)), desk.pactl(
+            "list", "short", "sink-inputs"
+        )
+    finally:
+        player.kill()
+
+
+def _sinks_of_streams(desk: PulseServer) -> list[str]:
+    names = {
+        int(s["index"]): s["name"]
+        for s in json.loads(desk.pactl("-f", "json", "list", "short", "sinks"))
+    }
+    return [
+        names.get(int(s["sink"]), "?")
+        for s in json.loads(desk.pactl("-f", "json", "list", "sink-inputs"))
+    ]
