@@ -30,7 +30,7 @@ from babelfish import BabelfishError, UsageError
 log = logging.getLogger(__name__)
 
 _NO_SERVER = (
-    "--input system needs PulseAudio or PipeWire (its pulse server) and pactl "
+    "--input system (and audio.duck_db) needs PulseAudio or PipeWire (its pulse server) and pactl "
     "(Debian package pulseaudio-utils)"
 )
 

@@ -382,6 +382,37 @@ def render_live(doc: dict) -> list[str]:
     ]
 
 
+def render_system_audio(doc: dict) -> list[str]:
+    """bench_system_audio.py: a recording through system capture against its file replay."""
+    rows = [
+        ("file, realtime replay", doc["file"]),
+        ("system audio through the virtual card", doc["system"]),
+    ]
+    gap = doc["system"]["e2e_p50_ms"] - doc["file"]["e2e_p50_ms"]
+    return [
+        f"{doc['recording']} (Asterisk set), played by paplay as 48 kHz stereo into the default "
+        "sink while `babelfish run --input system` translates it back into the same sink "
+        "(own_voice = route), against `babelfish replay --pace realtime` of the file.",
+        "",
+        "| input | utterances | chrF | end of speech → first audio p50 | p95 |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            _row(
+                name,
+                r["utterances"],
+                _f(r["chrf"], 1),
+                _f(r["e2e_p50_ms"], 0, " ms"),
+                _f(r["e2e_p95_ms"], 0, " ms"),
+            )
+            for name, r in rows
+        ),
+        "",
+        f"p50 through system capture minus file replay: {gap:+,.0f} ms (goal: within 100 ms). "
+        "End of speech is when capture received the last speech frame, so the sound server's "
+        "monitor latency before that is not counted.",
+    ]
+
+
 def render_listeners(doc: dict) -> list[str]:
     """bench_listeners.py: cost per inference, CPU per second of audio, false triggers."""
     es = doc.get("spanish") or {}
@@ -644,6 +675,12 @@ BENCHMARKS = [
         "Live through a (virtual) sound card",
         f"{PY}bench_live.py --repeat 10",
         render_live,
+    ),
+    Benchmark(
+        "bench_system_audio.json",
+        "System audio (--input system) against file replay",
+        f"{PY}bench_system_audio.py",
+        render_system_audio,
     ),
     Benchmark(
         "bench_listeners.json",
