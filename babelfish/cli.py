@@ -58,6 +58,10 @@ def _print_summary(s, out: str | None, report: str | None) -> None:
     )
     if s.cpu_s_per_audio_s:
         print("CPU s per audio s: " + cpu_line(s.cpu_s_per_audio_s), flush=True)
+    if s.turns:
+        from babelfish.turns import line
+
+        print(line(s), flush=True)
     if s.lost_utterances:
         for lost in s.lost_utterances:
             print(
@@ -238,6 +242,7 @@ def _replay_suite(args, entries) -> int:
             else suite.check_quality(e.expect, [u.translated_text for u in utts])
         )
         summary.quality = suite.score_recording(e, utts, suite.route_has_source(cfg))
+        suite.recording_turns(e, utts, summary)
         docs.append(
             suite.recording_doc(
                 e, cfg.pipeline.source_lang, cfg.pipeline.target_lang, utts, summary, quality

@@ -106,6 +106,9 @@ class UtteranceReport(msgspec.Struct, kw_only=True):
     stages: dict[str, float]
     latency_ms: dict[str, float]
     audio_s: float = 0.0
+    # the parts of its translation as heard, [start_ns, end_ns, text] on the stamps' clock (a
+    # realtime replay's simulated sound card, or the real one live; empty in a fast replay)
+    heard_parts: list[tuple[int, int, str]] = []
     dropped_audio: bool = False  # stale speech shown as text, audio skipped (degradation)
     rerun: bool = False  # re-run after a stage restart
     stamps: list[Stamp] = []
@@ -168,6 +171,23 @@ class Summary:
     # translation quality against references (babelfish/quality.py), in suite reports whose
     # recording has [[recording.prompt]] entries or speech = false; None otherwise
     quality: dict | None = None
+    # long-form latency (babelfish/turns.py; None without the stamps, e.g. no heard clock in a
+    # fast replay): per piece (utterance) start of its speech -> its first audio p50/p95/max; the
+    # turns (speech whose pauses are < turn_gap_s; a suite document is one turn, turn_gap_s
+    # None), those over 6 s (long_turns), per turn start -> first audio heard, end offset (end of
+    # the turn's speech -> end of its last translated audio heard) and LAAL, their percentiles
+    start_to_first_audio_p50_ms: float | None = None
+    start_to_first_audio_p95_ms: float | None = None
+    start_to_first_audio_max_ms: float | None = None
+    turns: int = 0
+    long_turns: int = 0
+    turn_start_to_first_audio_p50_ms: float | None = None
+    long_turn_start_to_first_audio_p50_ms: float | None = None
+    end_offset_p50_ms: float | None = None
+    end_offset_p95_ms: float | None = None
+    laal_p50_ms: float | None = None
+    turn_gap_s: float | None = None
+    per_turn: list[dict] = field(default_factory=list)
 
 
 def remote_summary(address: str, counters: Mapping[str, int], info: Mapping[str, str]) -> dict:

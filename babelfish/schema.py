@@ -224,6 +224,7 @@ class UtteranceDone(Msg, tag="done"):
     end_s: float
     audio_s: float  # seconds of translated speech played
     dropped: bool = False
+    heard_parts: list[tuple[int, int, str]] = []  # (first sample heard ns, last's end ns, text)
     source_language: str = ""  # (as Transcript's)
     language_probability: float | None = None
 

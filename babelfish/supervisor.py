@@ -30,7 +30,7 @@ import msgspec
 import psutil
 import zmq
 
-from babelfish import BabelfishError, UsageError
+from babelfish import BabelfishError, UsageError, turns
 from babelfish.addresses import Addresses, make_runtime_dir, route
 from babelfish.budgets import Governor
 from babelfish.config import Config, remote_stages
@@ -523,6 +523,7 @@ class Supervisor:
                 if n in self.stages
             },
             error=str(self.fatal) if self.fatal else self.stop_requested,
+            **turns.summary_fields(self.ledger.reports),
         )
 
 

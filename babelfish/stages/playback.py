@@ -1,7 +1,9 @@
 """Playback stage: speech in, handed to the sink: a WAV file (replay) or the earphones (live).
 The moment the first sample of an utterance is handed to the sink ends its end-to-end latency
-(stamp playback.first_audio); on a real device the moment it is expected to be heard, after the
-device's queue and latency, is stamped too (playback.heard).
+(stamp playback.first_audio); on a real device (or the simulated one of a realtime replay) the
+moment it is expected to be heard, after the device's queue and latency, is stamped too
+(playback.heard), and when its last sample is (playback.audio_end, the end of its last part),
+each part heard listed with its start, end and text (UtteranceDone.heard_parts).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class _Utt:
     stamps: dict = field(default_factory=dict)  # (stage, event) -> Stamp, first seen wins
     texts: list = field(default_factory=list)
     audio_s: float = 0.0
+    heard_parts: list = field(default_factory=list)  # (start ns, end ns, text) as heard
     dropped: bool = False
     source_text: str = ""
     source_language: str = ""
@@ -123,6 +126,10 @@ class PlaybackStage(Stage):
             if heard is not None:  # when the first sample is heard: after the queue
                 event = "early_heard" if msg.early else "heard"
                 u.stamps.setdefault(("playback", event), Stamp(self.name, event, heard))
+                # and when its last sample is: the utterance's audio_end is its last part's
+                end = heard + len(pcm) * 1_000_000_000 // msg.rate
+                u.stamps[("playback", "audio_end")] = Stamp(self.name, "audio_end", end)
+                u.heard_parts.append((heard, end, msg.text))
             u.audio_s += len(pcm) / msg.rate
             self.audio_s += len(pcm) / msg.rate
         if msg.text:  # the live subtitles show each part as it is heard
@@ -157,6 +164,7 @@ class PlaybackStage(Stage):
                 start_s=u.start_s,
                 end_s=u.end_s,
                 audio_s=u.audio_s,
+                heard_parts=u.heard_parts,
                 dropped=u.dropped,
                 source_language=u.source_language,
                 language_probability=u.language_probability,
