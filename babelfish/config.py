@@ -80,7 +80,7 @@ class Mt(_Section):
 
 
 class Tts(_Section):
-    engine: Literal["piper"]
+    engine: Literal["piper", "espeak"]
     voice: str
     length_scale: float
     threads: int

@@ -49,13 +49,20 @@ class TTSStage(Stage):
 
     def load(self) -> None:
         self.engine = make_tts(self.cfg, self.models_dir)
-        self.info["engine"] = self.cfg.tts.engine
+        self._engine_info()
         self.params.setdefault("drop_stale", 0.0)
+
+    def _engine_info(self) -> None:
+        """Which engine speaks ("piper", "espeak"), and why espeak-ng does when it stands in for
+        a missing Piper voice (tts_fallback), for the report's stage_info."""
+        self.info["engine"] = getattr(self.engine, "name", self.cfg.tts.engine)
+        if getattr(self.engine, "fallback", ""):
+            self.info["tts_fallback"] = self.engine.fallback
 
     def share(self, other: TTSStage) -> None:
         """The voice `other` loaded (synthesis keeps no state between calls)."""
         self.engine = other.engine
-        self.info["engine"] = self.cfg.tts.engine
+        self._engine_info()
         self.params.setdefault("drop_stale", 0.0)
 
     def apply_params(self, params: dict[str, float]) -> None:
