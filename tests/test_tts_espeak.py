@@ -161,3 +161,29 @@ def test_replay_to_spanish_speaks_with_espeak(tmp_path, models_dir, whisper_base
     pcm = (np.clip(to_mono(audio), -1, 1) * 32767).astype(np.int16)
     heard = translate_to_english([pcm], rate, whisper_base_dir)
     assert "station" in heard and "coffee" in heard, heard
+
+
+def test_replay_english_to_spanish_the_wearers_direction(
+    tmp_path, piper_voice_dir, whisper_base_dir
+):
+    """English speech (the wearer's) -> Whisper tiny.en -> the tiny en -> es translator
+    (tests/fixtures/tiny-mt-en-es) -> espeak-ng Spanish, which Whisper base understands."""
+    from babelfish.audio import read_wav, to_mono
+
+    from speech import concat, piper_speak
+
+    phrases = ["Good morning.", "Where is the station?", "A coffee, please."]
+    clips = [piper_speak(t, piper_voice_dir, tmp_path / f"{i}.wav") for i, t in enumerate(phrases)]
+    wav = concat(clips, tmp_path / "en.wav")
+    mt = REPO / "tests" / "fixtures" / "tiny-mt-en-es"
+    cfg = write_config(tmp_path, f'[mt]\nmodel = "{mt}"\n')
+    r, report = replay_fast(tmp_path, wav, cfg, "--from", "en", "--to", "es")
+    assert r.returncode == 0, r.stderr
+    rep = load_report(report)
+    assert rep["summary"]["stage_info"]["tts"]["engine"] == "espeak"
+    said = [u["translated_text"] for u in rep["utterances"]]
+    assert said == ["Buenos días.", "¿Dónde está la estación?", "Un café, por favor."], said
+    audio, rate = read_wav(tmp_path / "o.wav")
+    pcm = (np.clip(to_mono(audio), -1, 1) * 32767).astype(np.int16)
+    heard = translate_to_english([pcm], rate, whisper_base_dir)
+    assert "morning" in heard and "station" in heard and "coffee" in heard, heard
