@@ -99,6 +99,12 @@ class Audio(_Section):
     echo_hold_ms: int
     block_ms: int
     input_queue_s: float
+    wearer_input_device: str  # two-way (issue 29), not yet wired: read, not used
+    other_output_device: str  # two-way (issue 29), not yet wired: read, not used
+
+
+class Conversation(_Section):
+    two_way: bool  # so far: the start-up check of both directions' models (models_pair)
 
 
 class Wakeword(_Section):
@@ -175,6 +181,7 @@ class Config(_Section):
     tts: Tts
     playback: Playback
     audio: Audio
+    conversation: Conversation
     wakeword: Wakeword
     accelerator: Accelerator
     budgets: Budgets

@@ -33,10 +33,11 @@ import zmq
 from babelfish import BabelfishError, UsageError, turns
 from babelfish.addresses import Addresses, make_runtime_dir, route
 from babelfish.budgets import Governor
-from babelfish.config import Config, remote_stages
+from babelfish.config import Config, models_dir, remote_stages
 from babelfish.control import ControlServer, Degradation, LatencyRow, Reply, Request, Status
 from babelfish.ledger import Ledger
 from babelfish.lifecycle import Lifecycle, StageProc
+from babelfish.models_pair import check_two_way
 from babelfish.report import (
     Summary,
     UtteranceReport,
@@ -89,6 +90,7 @@ class Supervisor:
         self.on_utterance = on_utterance or (lambda u: None)
         self.on_event = on_event or (lambda s: None)
         check_keys(cfg)  # tcp: the CURVE keys must be there before anything starts
+        check_two_way(cfg, models_dir(cfg))  # [conversation] two_way: both directions' models
         for name in remote_stages(cfg):  # (said, not ignored: a [remote] this route never uses)
             if name not in route(cfg):
                 raise UsageError(
