@@ -91,6 +91,8 @@ def _overrides(args) -> dict:
         over["audio"]["input_device"] = args.input_device
     if getattr(args, "output_device", None) is not None:
         over["audio"]["output_device"] = args.output_device
+    if getattr(args, "two_way", False):
+        over["conversation"] = {"two_way": True}
     if getattr(args, "web", None) is not None:
         from babelfish.web import parse_listen
 
@@ -107,7 +109,7 @@ def _check_web(cfg) -> None:
         require()
 
 
-def _replay_one(cfg, wav: Path, info, out: Path, args, previous=None):
+def _replay_one(cfg, wav: Path, info, out: Path, args, previous=None, other_out=None):
     """One Supervisor run over one recording: (utterances, summary, supervisor)."""
     from babelfish.stages.base import RunInfo
     from babelfish.supervisor import Supervisor, install_signal_handlers
@@ -118,7 +120,11 @@ def _replay_one(cfg, wav: Path, info, out: Path, args, previous=None):
         flush=True,
     )
     run = RunInfo(
-        mode="replay", input=str(Path(wav).resolve()), output=str(out.resolve()), pace=args.pace
+        mode="replay",
+        input=str(Path(wav).resolve()),
+        output=str(out.resolve()),
+        other_output=str(other_out.resolve()) if other_out else "",
+        pace=args.pace,
     )
     sup = Supervisor(
         cfg,
@@ -172,16 +178,19 @@ def cmd_replay(args) -> int:
     out = Path(args.out or f"{Path(wav).stem}.{cfg.pipeline.target_lang}.wav")
     if out.exists() and out.is_dir():
         raise UsageError(f"--out is a directory: {out}")
+    other_out = _other_out(cfg, args, wav)
     _check_plot(args)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    utts, summary, sup = _replay_one(cfg, wav, info, out, args)
+    utts, summary, sup = _replay_one(cfg, wav, info, out, args, other_out=other_out)
     if args.report:
         tmp = Path(args.report).with_suffix(".tmp")
         tmp.write_bytes(to_json(utts, summary))
         os.replace(tmp, args.report)
     _print_summary(summary, str(out), args.report)
+    if other_out is not None:
+        print(f"translated speech for the other person: {other_out}")
     _write_plot(args, json.loads(to_json(utts, summary)), cfg)
     if sup.fatal is not None:
         raise sup.fatal
@@ -189,6 +198,20 @@ def cmd_replay(args) -> int:
         print(f"babelfish: {sup.stop_requested}", file=sys.stderr)
         return 130
     return 0
+
+
+def _other_out(cfg, args, wav) -> Path | None:
+    """Two-way: where the wearer's translated speech goes (--other-out, default
+    INPUT.FROM.wav); --other-out without --two-way is a usage error."""
+    if not cfg.conversation.two_way:
+        if getattr(args, "other_out", None):
+            raise UsageError("--other-out is the two-way loudspeaker's file: it needs --two-way")
+        return None
+    other = Path(args.other_out or f"{Path(wav).stem}.{cfg.pipeline.source_lang}.wav")
+    if other.exists() and other.is_dir():
+        raise UsageError(f"--other-out is a directory: {other}")
+    other.parent.mkdir(parents=True, exist_ok=True)
+    return other
 
 
 def _replay_suite(args, entries) -> int:
@@ -202,6 +225,8 @@ def _replay_suite(args, entries) -> int:
     # everything is checked before the first recording starts
     base_cfg = load_config(args.config, _overrides(args))
     _check_web(base_cfg)
+    if base_cfg.conversation.two_way:
+        raise UsageError("--two-way replays one recording at a time, not a suite")
     out_dir = Path(args.out or ".")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out must be a folder with several recordings, and {out_dir} is a file")
@@ -491,6 +516,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="translated speech (default INPUT.LANG.wav); with several recordings a "
         "folder for NAME.LANG.wav (default the current folder)",
     )
+    r.add_argument(
+        "--two-way",
+        action="store_true",
+        help="two-way conversation: the other person speaks --from, the wearer --to",
+    )
+    r.add_argument(
+        "--other-out",
+        metavar="OUT.wav",
+        help="--two-way: the wearer's translated speech, as the other person hears it "
+        "(default INPUT.FROM.wav)",
+    )
     r.add_argument("--report", metavar="REPORT.json", help="write the latency report here")
     r.add_argument(
         "--plot",
@@ -519,6 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="spoken language, or auto: identified for each utterance (whisper)",
         )
         d.add_argument("--to", dest="target_lang", metavar="LANG", help="language to speak")
+        d.add_argument(
+            "--two-way",
+            action="store_true",
+            help="two-way conversation: the wearer's speech (--to) is translated into --from "
+            "and said on audio.other_output_device",
+        )
         d.add_argument("--input-device", metavar="DEV", help="index or part of the name")
         d.add_argument("--output-device", metavar="DEV", help="index or part of the name")
         d.add_argument("--web", metavar="HOST:PORT", help=WEB_HELP)

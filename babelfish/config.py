@@ -99,12 +99,13 @@ class Audio(_Section):
     echo_hold_ms: int
     block_ms: int
     input_queue_s: float
-    wearer_input_device: str  # two-way (issue 29), not yet wired: read, not used
-    other_output_device: str  # two-way (issue 29), not yet wired: read, not used
+    wearer_input_device: str  # two-way: not yet wired (read, not used)
+    other_output_device: str  # two-way: the other output (live)
 
 
 class Conversation(_Section):
-    two_way: bool  # so far: the start-up check of both directions' models (models_pair)
+    two_way: bool  # two-way routing (babelfish/conversation.py), --two-way
+    wearer_mt_model: str  # the way back's translator (--to -> --from); "" = the best installed
 
 
 class Wakeword(_Section):
@@ -336,8 +337,14 @@ def edgetpu_users(cfg: Config) -> list[str]:
 def speaks_early(cfg: Config) -> bool:
     """Whether long speech is spoken before the speaker is done (asr.stable_prefix). Not in
     speaker mode: there the echo gate closes the microphone while we speak, and would swallow
-    the rest of what the speaker is saying."""
-    return cfg.asr.stable_prefix and cfg.vad.long_after_s > 0 and cfg.audio.mode != "speaker"
+    the rest of what the speaker is saying. Nor two-way: the loudspeaker's speech closes it too,
+    and an utterance's side is only known from its whole decode."""
+    return (
+        cfg.asr.stable_prefix
+        and cfg.vad.long_after_s > 0
+        and cfg.audio.mode != "speaker"
+        and not cfg.conversation.two_way
+    )
 
 
 def models_dir(cfg: Config) -> Path:

@@ -183,7 +183,8 @@ def missing_models(cfg, models_dir: Path, manifest: dict[str, M.ModelEntry] | No
             check(f"asr-{cfg.asr.engine}", a, None, cfg.asr.model if mine else "")
             whisper_translates = cfg.asr.engine == "whisper" and cfg.asr.task == "translate"
             if not (whisper_translates and b == "en"):
-                check("mt-ctranslate2", a, b, cfg.mt.model if mine else "")
+                back = cfg.conversation.wearer_mt_model
+                check("mt-ctranslate2", a, b, cfg.mt.model if mine else back)
             speaks(b, cfg.tts.voice if mine else "")
     return list(dict.fromkeys(missing))
 
@@ -202,8 +203,7 @@ def _espeak_has(lang: str) -> bool:
 
 def check_two_way(cfg, models_dir: Path) -> None:
     """With `[conversation] two_way`: a UsageError (exit 2) naming the one command that installs
-    what is missing, before anything starts. Two-way routing itself is not wired yet: the run
-    is still one-way, and a WARNING says so."""
+    what is missing, before anything starts."""
     if not cfg.conversation.two_way:
         return
     missing = missing_models(cfg, models_dir)
@@ -215,9 +215,3 @@ def check_two_way(cfg, models_dir: Path) -> None:
         raise UsageError(
             f"two-way conversation: not installed: {'; '.join(missing)}: run {commands}"
         )
-    log.warning(
-        "conversation.two_way: the models of both directions are installed, but two-way "
-        "routing is not wired yet: this run translates one way (%s -> %s)",
-        cfg.pipeline.source_lang,
-        target,
-    )

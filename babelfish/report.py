@@ -103,6 +103,12 @@ class UtteranceReport(msgspec.Struct, kw_only=True):
     translated_text: str
     source_language: str = ""  # the language spoken (identified for it with --from auto)
     language_probability: float | None = None  # Whisper's for it; None: given, not identified
+    # two-way (babelfish/conversation.py; None one-way): whose utterance ("other", "wearer"),
+    # the language it was translated into, and what decided its side ("language": Whisper's
+    # identification among the two languages)
+    side: str | None = None
+    target_language: str | None = None
+    side_decided_by: str | None = None
     stages: dict[str, float]
     latency_ms: dict[str, float]
     audio_s: float = 0.0
@@ -166,6 +172,9 @@ class Summary:
     # wait at the server before it was taken, behind its speculative decode at the pause or other
     # pipelines' work), "ping_ms_min" (the quickest ping round trip: the hop itself)}}
     remote: dict[str, dict] = field(default_factory=dict)
+    # two-way: per side ("other", "wearer") its utterances, source -> target language and end of
+    # speech -> first audio p50/p95 (two_way_summary); empty one-way
+    two_way: dict[str, dict] = field(default_factory=dict)
     complete: bool = True  # False when the run was interrupted or gave up
     error: str = ""
     # translation quality against references (babelfish/quality.py), in suite reports whose
@@ -222,6 +231,18 @@ def summarize_latency(utts: list[UtteranceReport]) -> tuple[float | None, float 
         percentile(e2e, 95),
         {k: percentile(v, 50) for k, v in per_stage.items()},
     )
+
+
+def two_way_summary(utts: list[UtteranceReport]) -> dict[str, dict]:
+    """Summary.two_way: per side its utterances, languages and latency (see Summary)."""
+    out: dict[str, dict] = {}
+    for side in ("other", "wearer"):
+        mine = [u for u in utts if u.side == side]
+        p50, p95, _ = summarize_latency(mine)
+        pairs = sorted({f"{u.source_language}->{u.target_language}" for u in mine})
+        out[side] = {"utterances": len(mine), "languages": pairs, "e2e_p50_ms": p50}
+        out[side]["e2e_p95_ms"] = p95
+    return out
 
 
 def to_json(utts: list[UtteranceReport], summary: Summary, indent: int = 2) -> bytes:

@@ -30,7 +30,7 @@ import msgspec
 import psutil
 import zmq
 
-from babelfish import BabelfishError, UsageError, turns
+from babelfish import BabelfishError, UsageError, conversation, turns
 from babelfish.addresses import Addresses, make_runtime_dir, route
 from babelfish.budgets import Governor
 from babelfish.config import Config, models_dir, remote_stages
@@ -45,6 +45,7 @@ from babelfish.report import (
     cpu_per_audio,
     remote_summary,
     summarize_latency,
+    two_way_summary,
 )
 from babelfish.schema import (
     Heartbeat,
@@ -90,6 +91,7 @@ class Supervisor:
         self.on_utterance = on_utterance or (lambda u: None)
         self.on_event = on_event or (lambda s: None)
         check_keys(cfg)  # tcp: the CURVE keys must be there before anything starts
+        conversation.check(cfg)  # --two-way: a configuration it can route
         check_two_way(cfg, models_dir(cfg))  # [conversation] two_way: both directions' models
         for name in remote_stages(cfg):  # (said, not ignored: a [remote] this route never uses)
             if name not in route(cfg):
@@ -260,6 +262,9 @@ class Supervisor:
         rep = self.ledger.done(msg)
         if rep is None:
             return  # a duplicate after a re-run
+        if conversation.two_way(self.cfg):
+            rep.side, rep.side_decided_by = msg.side, "language"
+            rep.target_language = conversation.target_of(self.cfg, msg.side)
         self.on_utterance(rep)
         self._publish(self._final_line(rep))
         change = self.governor.observe(
@@ -525,6 +530,7 @@ class Supervisor:
                 if n in self.stages
             },
             error=str(self.fatal) if self.fatal else self.stop_requested,
+            two_way=two_way_summary(self.ledger.reports) if conversation.two_way(self.cfg) else {},
             **turns.summary_fields(self.ledger.reports),
         )
 

@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from babelfish import conversation
 from babelfish.addresses import asr_output_language
 from babelfish.config import speaks_early
 from babelfish.engines import SAMPLE_RATE, Abandoned, ASREngine, ASRResult, Context, make_asr
@@ -116,6 +117,9 @@ class ASRStage(Stage):
         self.language = asr_output_language(cfg)
         # the spoken language when it is given (--from LANG), for results that do not say it
         self.given_language = "" if cfg.pipeline.source_lang == AUTO else cfg.pipeline.source_lang
+        self.two_way = conversation.two_way(cfg)  # the language identified decides the side
+        if self.two_way:
+            self.given_language = ""
         # set in load(), from what the engine can do
         self.use_context = False  # decode a piece cut from a turn after the one before it
         # Whisper's stable prefix: decoded every stable_interval_ms of a long utterance (unless
@@ -138,13 +142,21 @@ class ASRStage(Stage):
         return cfg.pipeline.queue_chunks // 2 if side == "in" else self.out_hwm
 
     def load(self) -> None:
-        self.use_engine(make_asr(self.cfg, self.models_dir))
+        self.use_engine(make_asr(conversation.asr_config(self.cfg), self.models_dir))
+
+    def send(self, msg: Msg, pcm=None, *, block: bool = True) -> bool:
+        """Send downstream; two-way, a transcript says its side (the language identified)."""
+        if self.two_way and isinstance(msg, Transcript):
+            msg.side = conversation.side_of(self.cfg, msg.source_language)
+        return super().send(msg, pcm, block=block)
 
     def share(self, other: ASRStage) -> None:
         """A recogniser of its own (its state: the utterance's audio, its language) on the model
         `other` loaded (Whisper), or on a model of its own (Vosk cannot fork)."""
         fork = getattr(other.engine, "fork", None)
-        self.use_engine(fork() if fork else make_asr(self.cfg, self.models_dir))
+        self.use_engine(
+            fork() if fork else make_asr(conversation.asr_config(self.cfg), self.models_dir)
+        )
 
     def use_engine(self, engine: ASREngine) -> None:
         """Recognise with `engine` (loaded here, or shared: `babelfish serve`)."""

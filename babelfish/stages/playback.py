@@ -4,6 +4,10 @@ The moment the first sample of an utterance is handed to the sink ends its end-t
 moment it is expected to be heard, after the device's queue and latency, is stamped too
 (playback.heard), and when its last sample is (playback.audio_end, the end of its last part),
 each part heard listed with its start, end and text (UtteranceDone.heard_parts).
+
+Two-way (babelfish/conversation.py): a second sink, the other output (replay: --other-out; live:
+audio.other_output_device), plays the wearer's utterances (side "wearer") to the other person;
+while it plays, capture's echo gate keeps it out of the microphone (a loudspeaker is always heard).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import soundfile as sf
 
+from babelfish import conversation
 from babelfish.audio import Resampler, float_to_int16, int16_to_float
 from babelfish.schema import (
     EndOfStream,
@@ -45,6 +50,7 @@ class _Utt:
     source_pending: bool = False  # the words as spoken are still to come (SourceText)
     final_seen: bool = False  # a part not spoken early came
     finished: bool = False  # all its speech is out; reported once the words as spoken are here
+    side: str = "other"  # two-way: whose utterance, so which sink plays it
 
 
 class PlaybackStage(Stage):
@@ -57,19 +63,27 @@ class PlaybackStage(Stage):
         super().__init__(cfg, run, addrs)
         self.utts: dict[str, _Utt] = {}
         self.sink: FileSink | DeviceOut | None = None  # (opened in load())
+        self.sinks: dict[str, FileSink | DeviceOut] = {}  # by side; two-way: two
 
     def load(self) -> None:
-        if self.run_info.mode == "live":
-            self.sink = DeviceOut(self.cfg)
-        else:
-            self.sink = FileSink(
-                self.run_info.output, self.run_info.pace == "realtime", self.cfg.playback.gap_ms
-            )
+        run, live = self.run_info, self.run_info.mode == "live"
+        realtime, gap = run.pace == "realtime", self.cfg.playback.gap_ms
+        self.sink = DeviceOut(self.cfg) if live else FileSink(run.output, realtime, gap)
+        self.sinks = {"other": self.sink}
         self.info["sink"] = self.sink.label
+        if conversation.two_way(self.cfg):
+            other = self.cfg.audio.other_output_device
+            self.sinks["wearer"] = (
+                DeviceOut(self.cfg, other, speaker=True)
+                if live
+                else FileSink(run.other_output, realtime, gap)
+            )
+            self.info["sink_other"] = self.sinks["wearer"].label
 
     def on_start(self, msg: Start) -> None:
         super().on_start(msg)
-        self.sink.t0_ns = msg.stamps[0].ns if msg.stamps else time.monotonic_ns()
+        for sink in self.sinks.values():
+            sink.t0_ns = msg.stamps[0].ns if msg.stamps else time.monotonic_ns()
 
     def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
         if isinstance(msg, SourceText):
@@ -95,8 +109,10 @@ class PlaybackStage(Stage):
                 start_s=msg.start_s,
                 end_s=msg.end_s,
                 source_pending=msg.source_pending,
+                side=msg.side,
             ),
         )
+        self.sink = self.sinks.get(msg.side, self.sinks["other"])
         self.hold(msg.utt)
         for s in msg.stamps:
             u.stamps.setdefault((s.stage, s.event), s)
@@ -168,6 +184,7 @@ class PlaybackStage(Stage):
                 dropped=u.dropped,
                 source_language=u.source_language,
                 language_probability=u.language_probability,
+                side=u.side,
                 stamps=sorted(u.stamps.values(), key=lambda s: s.ns),
             )
         )
@@ -186,13 +203,14 @@ class PlaybackStage(Stage):
         super().on_end_of_stream(msg)
 
     def heartbeat(self, state: HeartbeatState | None = None) -> None:
-        if self.sink is not None:
-            self.counters.update(self.sink.counters())
+        for side, sink in self.sinks.items():
+            prefix = "" if side == "other" else "other_out_"
+            self.counters.update({prefix + k: v for k, v in sink.counters().items()})
         super().heartbeat(state)
 
     def finish(self) -> None:
-        if self.sink is not None:
-            self.sink.close()
+        for sink in self.sinks.values():
+            sink.close()
 
 
 class FileSink:
@@ -261,13 +279,14 @@ class FileSink:
 class DeviceOut:
     """Live: the earphones (or speaker), through babelfish.devices.DeviceSink."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, device: str | None = None, speaker: bool = False):
+        """`device`: None = audio.output_device; `speaker`: always heard by the microphones (the
+        two-way loudspeaker), as in speaker mode."""
         from babelfish.devices import DeviceSink
 
-        self.cfg = cfg
-        self.dev = DeviceSink(
-            cfg.audio.output_device or None, rate=22050, blocksize_ms=cfg.audio.block_ms
-        )
+        self.cfg, self.speaker = cfg, speaker or cfg.audio.mode == "speaker"
+        name = cfg.audio.output_device if device is None else device
+        self.dev = DeviceSink(name or None, rate=22050, blocksize_ms=cfg.audio.block_ms)
         self.label = f"device {self.dev.label}"
         self.t0_ns = 0
         self.start_ns = 0
@@ -283,7 +302,7 @@ class DeviceOut:
         self.dev.write(np.zeros(0, np.int16), 22050, last=True)
 
     def playing(self) -> tuple[int, int] | None:
-        if self.cfg.audio.mode != "speaker":
+        if not self.speaker:
             return None
         return self.start_ns or time.monotonic_ns(), self.dev.playing_until_ns()
 
