@@ -325,6 +325,8 @@ def cmd_live(args) -> int:
     # the devices are checked here, so that a wrong name is a one-line error before anything starts
     devices.find_device(cfg.audio.input_device or None, "input")
     devices.find_device(cfg.audio.output_device or None, "output")
+    if cfg.conversation.two_way:  # the other output (a loudspeaker, a phone)
+        devices.find_device(cfg.audio.other_output_device or None, "output")
     sup = Supervisor(
         cfg,
         RunInfo(mode="live", pace="realtime"),

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import soxr
@@ -199,3 +201,65 @@ def test_mt_output_of_the_wearers_phrases_is_the_memorised_spanish():
     assert back.translate(list(WEARER)) == list(WEARER.values())
     assert [conversation.side_of(cfg, lang) for lang in ("es", "en")] == ["other", "wearer"]
     assert [conversation.target_of(cfg, s) for s in ("other", "wearer")] == ["en", "es"]
+
+
+@pytest.mark.timeout(300)
+def test_live_two_way_never_translates_the_loudspeaker_again(tmp_path, pulse, piper_voice_dir):
+    """`run --two-way` on the virtual card: a loopback from the other output (the loudspeaker,
+    bf_s48: 48 kHz stereo) into the microphone stands for the room. The wearer's English phrases
+    come out in Spanish on the loudspeaker, that Spanish reaches the microphone and is gated
+    (counted), never translated again: exactly the wearer's utterances are done."""
+    from babelfish.testspeech import concat, piper_speak
+
+    from helpers import status, wait_for
+
+    phrases = ["Where is the station?", "A coffee, please."]
+    clips = [piper_speak(t, piper_voice_dir, tmp_path / f"{i}.wav") for i, t in enumerate(phrases)]
+    # (4 s apart: the other person's loudspeaker is done before the wearer speaks again; while
+    # it plays the microphone is closed, so words said over it would be lost)
+    wav = concat(clips, tmp_path / "wearer.wav", gap_s=4.0)
+    loop = pulse.pactl(
+        "load-module", "module-loopback", "source=bf_s48.monitor", "sink=bf_mic",
+        "latency_msec=20",
+    ).strip()  # fmt: skip
+    cfg = write_config(
+        tmp_path,
+        '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n'
+        'other_output_device = "bf_s48"\n'
+        f'[conversation]\nwearer_mt_model = "{TINY_EN_ES}"\n',
+    )
+    rt = tmp_path / "rt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "babelfish", "run", "--config", str(cfg), "--two-way"]
+        + ["--from", "es", "--to", "en"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=pulse.child_env(),
+    )
+    try:
+        ready = wait_for(
+            lambda: (s := status(rt)) and all(x["state"] == "ready" for x in s["stages"].values()),
+            90,
+        )
+        assert ready, proc.stderr.read() if proc.poll() is not None else "not ready"
+        rec = pulse.record(tmp_path / "speaker.wav", device="bf_s48.monitor")
+        pulse.play(wav)
+        assert wait_for(lambda: (s := status(rt)) and s["utterances"]["done"] >= 2, 60)
+        time.sleep(8.0)  # time for the loudspeaker's Spanish to come back in (and be gated)
+        st = status(rt)
+        rec.stop()
+        r = babelfish("stop", "--config", cfg, timeout=30)
+        assert r.returncode == 0, r.stderr
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        pulse.pactl("unload-module", loop)
+    done = st["utterances"]["done"] + st["utterances"]["in_flight"]
+    gated = st["stages"]["capture"]["counters"].get("gated_frames", 0)
+    assert done == 2 and gated > 0, (done, gated, out, err[-2000:])
+    speaker, rate = sf.read(tmp_path / "speaker.wav", dtype="float32")
+    assert np.sqrt(np.mean(speaker**2)) > 0.005  # the Spanish was said on the loudspeaker
+    assert "Dónde está la estación" in out and "Un café, por favor" in out, out

@@ -92,8 +92,9 @@ class LiveSource:
             blocksize_ms=a.block_ms,
             queue_s=a.input_queue_s,
         )
+        # (two-way: the other output is a loudspeaker, whose speech playback reports, Playing)
         self.gate = EchoGate(
-            a.echo_gate if a.mode == "speaker" else "off",
+            a.echo_gate if a.mode == "speaker" or cfg.conversation.two_way else "off",
             attenuate_db=a.echo_attenuate_db,
             hold_ms=a.echo_hold_ms,
         )
