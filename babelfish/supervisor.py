@@ -286,11 +286,11 @@ class Supervisor:
             "id": rep.id,
             "source_text": rep.source_text,
             "text": rep.translated_text,
-            "language": self.cfg.pipeline.target_lang,
+            "language": rep.target_language or self.cfg.pipeline.target_lang,
             "latency_ms": rep.latency_ms,
             "dropped_audio": rep.dropped_audio,
         }
-        for key in ("source_language", "language_probability"):  # when the recogniser says
+        for key in ("source_language", "language_probability", "side"):  # when known
             if getattr(rep, key, None) is not None:
                 line[key] = getattr(rep, key)
         return line

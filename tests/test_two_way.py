@@ -7,6 +7,7 @@ Whisper base hears both back. Usage errors are one line, exit 2, nothing started
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -209,6 +210,8 @@ def test_live_two_way_never_translates_the_loudspeaker_again(tmp_path, pulse, pi
     bf_s48: 48 kHz stereo) into the microphone stands for the room. The wearer's English phrases
     come out in Spanish on the loudspeaker, that Spanish reaches the microphone and is gated
     (counted), never translated again: exactly the wearer's utterances are done."""
+    import zmq
+
     from babelfish.testspeech import concat, piper_speak
 
     from helpers import status, wait_for
@@ -244,12 +247,20 @@ def test_live_two_way_never_translates_the_loudspeaker_again(tmp_path, pulse, pi
             90,
         )
         assert ready, proc.stderr.read() if proc.poll() is not None else "not ready"
+        sub = zmq.Context.instance().socket(zmq.SUB)  # the live page's subtitles
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.connect(f"ipc://{next(rt.glob('run-*')) / 'subtitles.sock'}")
         rec = pulse.record(tmp_path / "speaker.wav", device="bf_s48.monitor")
         pulse.play(wav)
         assert wait_for(lambda: (s := status(rt)) and s["utterances"]["done"] >= 2, 60)
         time.sleep(8.0)  # time for the loudspeaker's Spanish to come back in (and be gated)
         st = status(rt)
         rec.stop()
+        lines = []
+        while sub.poll(100):
+            lines.append(json.loads(sub.recv()))
+        sub.close()
         r = babelfish("stop", "--config", cfg, timeout=30)
         assert r.returncode == 0, r.stderr
         out, err = proc.communicate(timeout=20)
@@ -263,3 +274,6 @@ def test_live_two_way_never_translates_the_loudspeaker_again(tmp_path, pulse, pi
     speaker, rate = sf.read(tmp_path / "speaker.wav", dtype="float32")
     assert np.sqrt(np.mean(speaker**2)) > 0.005  # the Spanish was said on the loudspeaker
     assert "Dónde está la estación" in out and "Un café, por favor" in out, out
+    finals = [x for x in lines if x["final"]]  # shown in the other person's language
+    assert [(x["side"], x["language"]) for x in finals] == [("wearer", "es")] * 2, finals
+    assert finals[0]["text"] == "¿Dónde está la estación?", finals
