@@ -42,13 +42,19 @@ No invented speech: Whisper says something for almost any sound. A decode gives 
   * or its best attempt is unsure (average log-probability under UNSURE_LOGPROB after the
     fallback): babble of reversed voices decodes to fluent inventions at -1.4 .. -2.9, real
     speech of the quality set -0.2 .. -1.5 (117 of its 119 prompts; the other two came out as
-    nonsense, "Add the dried garlic." for "Mensaje guardado");
+    nonsense, "Add the dried garlic." for "Mensaje guardado"). A short utterance that Whisper
+    hears as speech is unsure only under SHORT_UNSURE_LOGPROB (a word alone: "Tres");
   * or every attempt loops (compression ratio over 2.4): a text that says the same thing over and
     over is not what anybody said;
+  * or every attempt runs away (text.runaway: more words than the audio holds, a phrase three
+    times in a row, numbers counted out of nothing; checked against the words as spoken of the
+    same encoding when translating). A piece decoded after its context that runs away, or
+    says the turn's last clause again, is decoded once more alone first;
   * or it is unclear: some no-speech probability (over 0.2), a decode that is not sure (under
     -0.75) and audio in which Whisper's language identification does not hear the source language
     (probability under 0.1): babble of several voices, which the VAD takes for speech.
-The reason is in `last_stats["rejected"]` ("no_speech", "unsure", "looping", "unclear"), and the
+The reason is in `last_stats["rejected"]` ("no_speech", "unsure", "looping", "runaway",
+"unclear"), and the
 ASR stage counts it, so that nothing heard is dropped silently.
 
 The decoding here is ctranslate2's `generate` on faster-whisper's model, not faster-whisper's
