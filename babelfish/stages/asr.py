@@ -281,7 +281,7 @@ class ASRStage(Stage):
         c0 = time.process_time()
         retry = self.engine.decode(np.concatenate(u.audio), source=False, context=last.context)
         self.cpu("final", c0)
-        if repeats(last.context.text, retry.text.split()):
+        if repeats(last.context.text, retry.text.lstrip(" ,.;:-").split()):
             return result, rejected  # it started the turn over: not this utterance's words
         return retry, self.engine.last_stats.get("rejected", "")
 
