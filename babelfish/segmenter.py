@@ -278,20 +278,22 @@ class Segmenter:
         k = len(pcm) // b
         if k < w + 2:
             return self._close("max_length")
-        p0, resumed = self._tail[0].pos, self._tail[0].resumed
+        p0 = self._tail[0].pos
         energy = np.square(pcm[: k * b].astype(np.float32)).reshape(k, b).mean(axis=1)
         sums = np.convolve(energy, np.ones(w, np.float32), mode="valid")
         j = int(np.argmin(sums))
-        m = j + int(np.argmin(energy[j : j + w]))  # its quietest 10 ms
-        c = p0 + m * b + b // 2
+        c = p0 + (j + int(np.argmin(energy[j : j + w]))) * b + b // 2  # its quietest 10 ms
+        head: list[Event] = []  # the tail's audio before the cut, as it came (resumed or not)
+        for a in self._tail:
+            if a.pos < c:
+                head.append(SpeechAudio(a.pcm[: c - a.pos], a.pos, a.resumed))
         self._tail = []
-        events: list[Event] = [SpeechAudio(pcm[: c - p0], p0, resumed)] if c > p0 else []
         end = SpeechEnd(self._speech_start, c, "max_length")
         self.utterances += 1
         log.debug("utterance %d: %d..%d (quiet cut)", self.utterances, end.start_pos, c)
         self._start = self._speech_start = c
         self._speech_end = max(self._speech_end, c)
-        return events + [end, SpeechStart(c, c), SpeechAudio(pcm[c - p0 :], c)]
+        return head + [end, SpeechStart(c, c), SpeechAudio(pcm[c - p0 :], c)]
 
     def _open_at(self, first_speech: int, now: int) -> list[Event]:
         oldest = self._recent[0][0]
