@@ -149,7 +149,7 @@ def test_silero_errors(tmp_path, silero_onnx):
 def test_make_vad(models_dir):
     cfg = (
         load_config()
-    )  # the default: Silero with a 300 ms pause cut (config/default.toml says why)
+    )  # the default: Silero with a 300 ms pause cut (README and design notes say why)
     assert isinstance(make_vad(cfg.vad, models_dir), SileroVAD)
     assert cfg.vad.long_end_silence_ms == 300
     cfg = load_config(overrides={"vad": {"engine": "webrtc", "aggressiveness": 3}})
