@@ -22,9 +22,9 @@ Exit 1 (one `regression: ...` line each) when:
     sets another tolerance for p95.
 Per-stage times are shown for diagnosis only. --latency overall judges the suite's overall
 latency only (a recording's few utterances are noise on a busy host), --latency off (or
---no-latency) none: text results only; a recording fed at fast pace (a suite's `pace = "fast"`)
-never has its latency judged. --latency-floor-ms sets the noise floor. Exit 2 for a missing or
-unreadable report, 0 otherwise.
+--no-latency) none: text results only; in a suite of both paces, a recording fed at fast pace (a
+suite file's `pace = "fast"`) never has its latency judged. --latency-floor-ms sets the noise
+floor. Exit 2 for a missing or unreadable report, 0 otherwise.
 
 babelfish/cli.py registers it with `compare.add_parser(sub)`; the parsed command runs
 `compare.run(args)` (through commands.guarded: a bad report is one line and exit 2).
@@ -400,6 +400,8 @@ def compare_reports(
     rec_tol = recording_quality_tolerance
     if rec_tol is None:
         rec_tol = quality_tolerance
+    # a suite of both paces (a suite file's `pace = "fast"`): the fast ones' latency is no figure
+    mixed = {r.pace for r in new.recordings} >= {"fast", "realtime"}
     out: list[str] = [f"new:      {new.where}", f"baseline: {base.where}", ""]
     regressions: list[str] = []
     for n, b in _pairs(new, base):
@@ -417,7 +419,7 @@ def compare_reports(
             recording_metrics(b),
             tolerance_pct,
             quality_tolerance=rec_tol,
-            latency=latency == "all" and "fast" not in (n.pace, b.pace),
+            latency=latency == "all" and not (mixed and "fast" in (n.pace, b.pace)),
             noise_floor_ms=noise_floor_ms,
             p95_tolerance_pct=p95_tolerance_pct,
             lost_prompts=lost_prompts,
