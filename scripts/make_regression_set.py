@@ -17,9 +17,9 @@ Piper voice (babelfish/testspeech.py):
                                days), 1.5-2 s apart, in digital silence / room noise at -45 dBFS
     es_long                    long menu prompts (directory, voicemail; 9-25 s), 1.5 s apart
     es_monologue_1, _2         consecutive prompts (id order) joined by 0.2-0.3 s pauses, one
-                               long turn of 40-60 s; its prompts carry their references (the
-                               suite format has no document reference: the monologue's is its
-                               prompts' references joined)
+                               long turn of 40-60 s; its prompts carry their references and it
+                               is a document (`document = true`: also scored as a whole, its
+                               prompts' references joined, and timed as one turn)
   other voices: espeak-ng (120 words/min) in es, it, pt, fr, de, three sentences 1.5 s apart, clean
     (digital silence) and over room noise (-45 dBFS); an Italian turn of three clauses with 0.4 s
     pauses, a short Portuguese turn, "Buenos días" alone (each once gave a runaway output); the
@@ -285,6 +285,7 @@ def recording_toml(name: str, src: str, dst: str, pace: str | None, seconds: flo
     ]
     lines += [f"pace = {q(pace)}"] if pace else []
     lines += ["speech = false"] if said is None else []
+    lines += ["document = true"] if name.startswith("es_monologue") else []
     for p, start, end in said or []:
         lines += [
             "[[recording.prompt]]",
