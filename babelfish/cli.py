@@ -109,14 +109,18 @@ def _check_web(cfg) -> None:
         require()
 
 
-def _replay_one(cfg, wav: Path, info, out: Path, args, previous=None, other_out=None):
-    """One Supervisor run over one recording: (utterances, summary, supervisor)."""
+def _replay_one(
+    cfg, wav: Path, info, out: Path, args, previous=None, pace: str | None = None, other_out=None
+):
+    """One Supervisor run over one recording (at `pace`, default --pace): (utterances, summary,
+    supervisor)."""
     from babelfish.stages.base import RunInfo
     from babelfish.supervisor import Supervisor, install_signal_handlers
 
+    pace = pace or args.pace
     print(
         f"replaying {wav} ({info.duration_s:.1f} s, {info.rate} Hz, {info.channels} ch) "
-        f"{cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}, {args.pace} pace",
+        f"{cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}, {pace} pace",
         flush=True,
     )
     run = RunInfo(
@@ -124,7 +128,7 @@ def _replay_one(cfg, wav: Path, info, out: Path, args, previous=None, other_out=
         input=str(Path(wav).resolve()),
         output=str(out.resolve()),
         other_output=str(other_out.resolve()) if other_out else "",
-        pace=args.pace,
+        pace=pace,
     )
     sup = Supervisor(
         cfg,
@@ -260,7 +264,7 @@ def _replay_suite(args, entries) -> int:
         if sup is not None and (sup.fatal is not None or sup.stop_requested):
             break
         print(f"[{n}/{len(plans)}] {e.name}", flush=True)
-        utts, summary, sup = _replay_one(cfg, e.path, info, out, args, previous=sup)
+        utts, summary, sup = _replay_one(cfg, e.path, info, out, args, sup, e.pace)
         quality = (
             None
             if e.expect is None
@@ -270,7 +274,13 @@ def _replay_suite(args, entries) -> int:
         suite.recording_turns(e, utts, summary)
         docs.append(
             suite.recording_doc(
-                e, cfg.pipeline.source_lang, cfg.pipeline.target_lang, utts, summary, quality
+                e,
+                cfg.pipeline.source_lang,
+                cfg.pipeline.target_lang,
+                utts,
+                summary,
+                quality,
+                e.pace or args.pace,
             )
         )
         _print_summary(summary, str(out), None)
@@ -477,7 +487,7 @@ WEB_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The `babelfish` command line with every subcommand."""
-    from babelfish import compare, models_cli, plot, serve
+    from babelfish import compare, models_cli, plot, regression, serve
 
     p = Parser(prog="babelfish", description="Live speech-to-speech translation on the edge.")
     p.add_argument("--version", action="version", version=f"babelfish {__version__}")
@@ -595,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     models_cli.add_parser(sub)
     compare.add_parser(sub)
+    regression.add_parser(sub)
     plot.add_parser(sub)
     plot.add_tradeoff_parser(sub)
     return p

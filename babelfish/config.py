@@ -45,6 +45,8 @@ class Vad(_Section):
     max_utterance_s: float
     long_after_s: float
     long_end_silence_ms: int
+    max_piece_s: float
+    quiet_window_ms: int
     speculate_ms: int
 
 

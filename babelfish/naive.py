@@ -25,9 +25,10 @@ The same as Babelfish:
     heard stamp (as in FileSink).
 
 Not the same, on purpose (this is what a user would otherwise write):
-  * no pause cut: vad.long_after_s / long_end_silence_ms are ignored (long_after_s = 0), so a turn
+  * no pause cut: vad.long_after_s / long_end_silence_ms / max_piece_s are ignored, so a turn
     of several clauses with short pauses is ONE utterance, ended only by end_silence_ms of silence
-    (or max_utterance_s); Babelfish cuts speech longer than long_after_s at a shorter pause;
+    (or max_utterance_s); Babelfish cuts speech longer than long_after_s at a shorter pause, and
+    a piece by max_piece_s at the latest;
   * no speculation (vad.speculate_ms) and no continuation context: nothing is decoded before the
     endpoint, and each utterance is decoded on its own;
   * whole-utterance work: one decode of the whole utterance, all of its translation, all of its

@@ -331,6 +331,7 @@ class Recording(msgspec.Struct, kw_only=True):
     name: str | None = None
     path: str | None = None
     quality: dict | None = None  # the check of expected words (suite.check_quality)
+    pace: str | None = None  # a suite recording's pace ("realtime", "fast"); None: not said
 
 
 class _SuiteDoc(msgspec.Struct):

@@ -28,9 +28,10 @@ MAX_TIME_S = 1e7  # times and positions in the input stay within ~115 days
 SAMPLE_FORMATS = {"s16": 2}  # format name -> bytes per sample
 
 # Why an utterance ended (UtteranceEnd, Segmented): the speaker stopped ("silence"); a long turn
-# was cut at a shorter pause ("pause", vad.long_after_s) or at vad.max_utterance_s ("max_length"),
-# and more of it follows; the input ended or had a gap ("flush"); capture dropped the rest of it
-# because the recogniser's queue was full ("queue_full").
+# was cut at a shorter pause ("pause", vad.long_after_s) or at its length bound ("max_length":
+# vad.max_piece_s, in its quietest stretch, or vad.max_utterance_s), and more of it follows; the
+# input ended or had a gap ("flush"); capture dropped the rest of it because the recogniser's
+# queue was full ("queue_full").
 EndReason = Literal["silence", "pause", "max_length", "flush", "queue_full"]
 # What a stage process says of itself (Heartbeat). The supervisor's view of a stage
 # (control.StageState) has more: starting, reloading, backoff, given_up, exited.

@@ -98,7 +98,8 @@ class ASREngine(Protocol):
     degradable: tuple[str, ...]  # the set_params names the degradation ladder may change
     beam_size: int  # the beam of its decodes (1: greedy, or no beam search at all)
     # numbers of the last finish() (Whisper: and speculate()), among them "rejected": why a
-    # decode gave no words ("no_speech", "unsure", "looping"; "" or absent: it was not dropped)
+    # decode gave no words ("no_speech", "unsure", "looping", "runaway", "unclear"; "" or absent:
+    # it was not dropped)
     # and "avg_logprob" (Whisper: how sure the decoder was)
     last_stats: dict
 
