@@ -59,7 +59,10 @@ def make_runtime_dir(cfg: Config) -> Path:
 
 
 def uses_mt(cfg: Config) -> bool:
-    """Does the chosen route need the text-translation stage?"""
+    """Does the chosen route need the text-translation stage? (Two-way: always, for the way
+    back.)"""
+    if cfg.conversation.two_way:
+        return True
     return asr_output_language(cfg) != cfg.pipeline.target_lang
 
 

@@ -58,6 +58,10 @@ def _print_summary(s, out: str | None, report: str | None) -> None:
     )
     if s.cpu_s_per_audio_s:
         print("CPU s per audio s: " + cpu_line(s.cpu_s_per_audio_s), flush=True)
+    if s.turns:
+        from babelfish.turns import line
+
+        print(line(s), flush=True)
     if s.lost_utterances:
         for lost in s.lost_utterances:
             print(
@@ -91,6 +95,8 @@ def _overrides(args) -> dict:
         over["audio"]["input"] = args.audio_input
     if getattr(args, "no_speech", False):
         over["audio"]["speech"] = False
+    if getattr(args, "two_way", False):
+        over["conversation"] = {"two_way": True}
     if getattr(args, "web", None) is not None:
         from babelfish.web import parse_listen
 
@@ -107,18 +113,26 @@ def _check_web(cfg) -> None:
         require()
 
 
-def _replay_one(cfg, wav: Path, info, out: Path, args, previous=None):
-    """One Supervisor run over one recording: (utterances, summary, supervisor)."""
+def _replay_one(
+    cfg, wav: Path, info, out: Path, args, previous=None, pace: str | None = None, other_out=None
+):
+    """One Supervisor run over one recording (at `pace`, default --pace): (utterances, summary,
+    supervisor)."""
     from babelfish.stages.base import RunInfo
     from babelfish.supervisor import Supervisor, install_signal_handlers
 
+    pace = pace or args.pace
     print(
         f"replaying {wav} ({info.duration_s:.1f} s, {info.rate} Hz, {info.channels} ch) "
-        f"{cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}, {args.pace} pace",
+        f"{cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}, {pace} pace",
         flush=True,
     )
     run = RunInfo(
-        mode="replay", input=str(Path(wav).resolve()), output=str(out.resolve()), pace=args.pace
+        mode="replay",
+        input=str(Path(wav).resolve()),
+        output=str(out.resolve()),
+        other_output=str(other_out.resolve()) if other_out else "",
+        pace=pace,
     )
     sup = Supervisor(
         cfg,
@@ -172,16 +186,19 @@ def cmd_replay(args) -> int:
     out = Path(args.out or f"{Path(wav).stem}.{cfg.pipeline.target_lang}.wav")
     if out.exists() and out.is_dir():
         raise UsageError(f"--out is a directory: {out}")
+    other_out = _other_out(cfg, args, wav)
     _check_plot(args)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    utts, summary, sup = _replay_one(cfg, wav, info, out, args)
+    utts, summary, sup = _replay_one(cfg, wav, info, out, args, other_out=other_out)
     if args.report:
         tmp = Path(args.report).with_suffix(".tmp")
         tmp.write_bytes(to_json(utts, summary))
         os.replace(tmp, args.report)
     _print_summary(summary, str(out), args.report)
+    if other_out is not None:
+        print(f"translated speech for the other person: {other_out}")
     _write_plot(args, json.loads(to_json(utts, summary)), cfg)
     if sup.fatal is not None:
         raise sup.fatal
@@ -189,6 +206,20 @@ def cmd_replay(args) -> int:
         print(f"babelfish: {sup.stop_requested}", file=sys.stderr)
         return 130
     return 0
+
+
+def _other_out(cfg, args, wav) -> Path | None:
+    """Two-way: where the wearer's translated speech goes (--other-out, default
+    INPUT.FROM.wav); --other-out without --two-way is a usage error."""
+    if not cfg.conversation.two_way:
+        if getattr(args, "other_out", None):
+            raise UsageError("--other-out is the two-way loudspeaker's file: it needs --two-way")
+        return None
+    other = Path(args.other_out or f"{Path(wav).stem}.{cfg.pipeline.source_lang}.wav")
+    if other.exists() and other.is_dir():
+        raise UsageError(f"--other-out is a directory: {other}")
+    other.parent.mkdir(parents=True, exist_ok=True)
+    return other
 
 
 def _replay_suite(args, entries) -> int:
@@ -202,6 +233,8 @@ def _replay_suite(args, entries) -> int:
     # everything is checked before the first recording starts
     base_cfg = load_config(args.config, _overrides(args))
     _check_web(base_cfg)
+    if base_cfg.conversation.two_way:
+        raise UsageError("--two-way replays one recording at a time, not a suite")
     out_dir = Path(args.out or ".")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out must be a folder with several recordings, and {out_dir} is a file")
@@ -235,16 +268,23 @@ def _replay_suite(args, entries) -> int:
         if sup is not None and (sup.fatal is not None or sup.stop_requested):
             break
         print(f"[{n}/{len(plans)}] {e.name}", flush=True)
-        utts, summary, sup = _replay_one(cfg, e.path, info, out, args, previous=sup)
+        utts, summary, sup = _replay_one(cfg, e.path, info, out, args, sup, e.pace)
         quality = (
             None
             if e.expect is None
             else suite.check_quality(e.expect, [u.translated_text for u in utts])
         )
         summary.quality = suite.score_recording(e, utts, suite.route_has_source(cfg))
+        suite.recording_turns(e, utts, summary)
         docs.append(
             suite.recording_doc(
-                e, cfg.pipeline.source_lang, cfg.pipeline.target_lang, utts, summary, quality
+                e,
+                cfg.pipeline.source_lang,
+                cfg.pipeline.target_lang,
+                utts,
+                summary,
+                quality,
+                e.pace or args.pace,
             )
         )
         _print_summary(summary, str(out), None)
@@ -373,6 +413,8 @@ def _check_live_devices(cfg) -> None:
             devices.find_device(a.input_device or None, "input")
             if a.speech:
                 devices.find_device(a.output_device or None, "output")
+        if cfg.conversation.two_way:  # the other output (a loudspeaker, a phone)
+            devices.find_device(a.other_output_device or None, "output")
     finally:  # (set for a stream of this process; the stages set their own)
         for k, v in saved.items():
             if v is None:
@@ -528,7 +570,7 @@ WEB_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The `babelfish` command line with every subcommand."""
-    from babelfish import compare, models_cli, plot, serve
+    from babelfish import compare, models_cli, plot, regression, serve
 
     p = Parser(prog="babelfish", description="Live speech-to-speech translation on the edge.")
     p.add_argument("--version", action="version", version=f"babelfish {__version__}")
@@ -569,6 +611,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="translated speech (default INPUT.LANG.wav); with several recordings a "
         "folder for NAME.LANG.wav (default the current folder)",
     )
+    r.add_argument(
+        "--two-way",
+        action="store_true",
+        help="two-way conversation: the other person speaks --from, the wearer --to",
+    )
+    r.add_argument(
+        "--other-out",
+        metavar="OUT.wav",
+        help="--two-way: the wearer's translated speech, as the other person hears it "
+        "(default INPUT.FROM.wav)",
+    )
     r.add_argument("--report", metavar="REPORT.json", help="write the latency report here")
     r.add_argument(
         "--plot",
@@ -597,6 +650,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="spoken language, or auto: identified for each utterance (whisper)",
         )
         d.add_argument("--to", dest="target_lang", metavar="LANG", help="language to speak")
+        d.add_argument(
+            "--two-way",
+            action="store_true",
+            help="two-way conversation: the wearer's speech (--to) is translated into --from "
+            "and said on audio.other_output_device",
+        )
         d.add_argument(
             "--input-device",
             metavar="DEV",
@@ -652,6 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     models_cli.add_parser(sub)
     compare.add_parser(sub)
+    regression.add_parser(sub)
     plot.add_parser(sub)
     plot.add_tradeoff_parser(sub)
     return p

@@ -15,11 +15,16 @@ Exit 1 (one `regression: ...` line each) when:
   * the new report has no end-to-end latency where the baseline had one (no audio came out);
   * a quality check that passed in the baseline fails (or its recording is gone) in the new one;
   * translation quality against references got worse: chrF or BLEU lower by more than
-    --quality-tolerance points (default 2), or WER higher by more than that many points (per
-    recording and overall); a recording has more untranslated prompts, invented words where
-    the baseline had none, or no quality figures any more (per recording only).
-Per-stage times are shown for diagnosis only. Exit 2 for a missing or unreadable report, 0
-otherwise.
+    --quality-tolerance points (default 2), or WER higher by more than that many points (overall,
+    and per recording unless --recording-quality-tolerance sets another); a recording has more
+    untranslated prompts, invented words where the baseline had none, or no quality figures any
+    more (per recording only; --lost-prompts N allows N more untranslated). --p95-tolerance
+    sets another tolerance for p95.
+Per-stage times are shown for diagnosis only. --latency overall judges the suite's overall
+latency only (a recording's few utterances are noise on a busy host), --latency off (or
+--no-latency) none: text results only; in a suite of both paces, a recording fed at fast pace (a
+suite file's `pace = "fast"`) never has its latency judged. --latency-floor-ms sets the noise
+floor. Exit 2 for a missing or unreadable report, 0 otherwise.
 
 babelfish/cli.py registers it with `compare.add_parser(sub)`; the parsed command runs
 `compare.run(args)` (through commands.guarded: a bad report is one line and exit 2).
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TOLERANCE_PCT = 10.0
 DEFAULT_QUALITY_TOLERANCE = 2.0  # chrF/BLEU/WER points
 NOISE_FLOOR_MS = 20.0  # latency changes smaller than this never count as regressions
+LATENCY_MODES = ("all", "overall", "off")  # whose latency is judged: every recording and overall
 STAGE_ORDER = ("vad", "asr", "mt", "tts", "playback")
 
 
@@ -178,7 +184,12 @@ def _fmt_points(new: float | None, base: float | None) -> str:
 
 
 def compare_scores(
-    label: str, new: dict | None, base: dict | None, tolerance: float, per_recording: bool = True
+    label: str,
+    new: dict | None,
+    base: dict | None,
+    tolerance: float,
+    per_recording: bool = True,
+    lost_prompts: int = 0,
 ) -> tuple[list[tuple[str, str, str, str, str]], list[str]]:
     """Rows and regression lines for translation quality against references (quality.py):
     chrF/BLEU down or WER up by more than `tolerance` points; per recording also more
@@ -241,7 +252,7 @@ def compare_scores(
         if b is None and n is None:
             continue
         if key == "untranslated":
-            bad = per_recording and b is not None and n is not None and n > b
+            bad = per_recording and b is not None and n is not None and n > b + lost_prompts
         else:
             bad = per_recording and b == 0 and bool(n)
         rows.append(
@@ -270,14 +281,21 @@ def compare_metrics(
     tolerance_pct: float,
     quality_regressions: bool = True,
     quality_tolerance: float = DEFAULT_QUALITY_TOLERANCE,
+    latency: bool = True,
+    noise_floor_ms: float = NOISE_FLOOR_MS,
+    p95_tolerance_pct: float | None = None,
+    lost_prompts: int = 0,
 ) -> tuple[list[str], list[str]]:
-    """The table lines for one recording (or overall) and its regression lines."""
+    """The table lines for one recording (or overall) and its regression lines; latency False:
+    its latency is shown, not judged; p95 against `p95_tolerance_pct` (None: `tolerance_pct`);
+    more untranslated prompts than the baseline's plus `lost_prompts` is a regression."""
     rows: list[tuple[str, str, str, str, str]] = []
     regressions: list[str] = []
     rows.append(("utterances", str(base.utterances), str(new.utterances), "", ""))
     for key, name in (("e2e_p50", "e2e p50 ms"), ("e2e_p95", "e2e p95 ms")):
         b, n = getattr(base, key), getattr(new, key)
-        bad = is_latency_regression(n, b, tolerance_pct)
+        tol = tolerance_pct if key == "e2e_p50" or p95_tolerance_pct is None else p95_tolerance_pct
+        bad = latency and is_latency_regression(n, b, tol, noise_floor_ms)
         rows.append(
             (name, fmt_ms(b, ""), fmt_ms(n, ""), _fmt_pct(n, b), "REGRESSION" if bad else "")
         )
@@ -291,7 +309,7 @@ def compare_metrics(
             )
             regressions.append(
                 f"regression: {label}: end of speech -> first audio "
-                f"{name.split()[1]} {what}, tolerance {tolerance_pct:g}%"
+                f"{name.split()[1]} {what}, tolerance {tol:g}%"
             )
     names = [s for s in STAGE_ORDER if s in base.stages or s in new.stages]
     names += sorted((set(base.stages) | set(new.stages)) - set(names))
@@ -328,7 +346,12 @@ def compare_metrics(
             )
     # counts are named per recording: overall (quality_regressions False) has the figures only
     score_rows, score_regs = compare_scores(
-        label, new.scores, base.scores, quality_tolerance, per_recording=quality_regressions
+        label,
+        new.scores,
+        base.scores,
+        quality_tolerance,
+        per_recording=quality_regressions,
+        lost_prompts=lost_prompts,
     )
     rows += score_rows
     regressions += score_regs
@@ -363,8 +386,22 @@ def compare_reports(
     base: Report,
     tolerance_pct: float = DEFAULT_TOLERANCE_PCT,
     quality_tolerance: float = DEFAULT_QUALITY_TOLERANCE,
+    latency: str = "all",
+    noise_floor_ms: float = NOISE_FLOOR_MS,
+    recording_quality_tolerance: float | None = None,
+    p95_tolerance_pct: float | None = None,
+    lost_prompts: int = 0,
 ) -> tuple[list[str], list[str]]:
-    """(lines to print, regression lines). The regression lines are also among the printed lines."""
+    """(lines to print, regression lines). The regression lines are also among the printed lines.
+    `latency` (LATENCY_MODES): whose end-to-end latency is judged; a recording's chrF/BLEU/WER
+    against `recording_quality_tolerance` (None: `quality_tolerance`), overall's against
+    `quality_tolerance`; p95 against `p95_tolerance_pct` (None: `tolerance_pct`); a recording with
+    more untranslated prompts than the baseline's plus `lost_prompts` regressed."""
+    rec_tol = recording_quality_tolerance
+    if rec_tol is None:
+        rec_tol = quality_tolerance
+    # a suite of both paces (a suite file's `pace = "fast"`): the fast ones' latency is no figure
+    mixed = {r.pace for r in new.recordings} >= {"fast", "realtime"}
     out: list[str] = [f"new:      {new.where}", f"baseline: {base.where}", ""]
     regressions: list[str] = []
     for n, b in _pairs(new, base):
@@ -381,7 +418,11 @@ def compare_reports(
             recording_metrics(n),
             recording_metrics(b),
             tolerance_pct,
-            quality_tolerance=quality_tolerance,
+            quality_tolerance=rec_tol,
+            latency=latency == "all" and not (mixed and "fast" in (n.pace, b.pace)),
+            noise_floor_ms=noise_floor_ms,
+            p95_tolerance_pct=p95_tolerance_pct,
+            lost_prompts=lost_prompts,
         )
         out += [f"recording {label}"] + lines + [""]
         regressions += regs
@@ -394,6 +435,9 @@ def compare_reports(
             tolerance_pct,
             quality_regressions=False,
             quality_tolerance=quality_tolerance,
+            latency=latency != "off",
+            noise_floor_ms=noise_floor_ms,
+            p95_tolerance_pct=p95_tolerance_pct,
         )
         out += ["overall"] + lines + [""]
         regressions += regs
@@ -402,16 +446,23 @@ def compare_reports(
         _scores(r.summary) or any(_scores(rec.summary) for rec in r.recordings) for r in (new, base)
     )
     q_note = f"; quality tolerance {quality_tolerance:g} points" if scored else ""
-    if regressions:
-        out.append(
-            f"{len(regressions)} regression(s) (tolerance {tolerance_pct:g}%{q_note}; "
-            f"latency changes under {NOISE_FLOOR_MS:.0f} ms are ignored as noise)"
-        )
-    else:
-        out.append(
-            f"no regressions (tolerance {tolerance_pct:g}%{q_note}; latency changes under "
-            f"{NOISE_FLOOR_MS:.0f} ms are ignored as noise)"
-        )
+    if scored and rec_tol != quality_tolerance:
+        q_note += f" overall, {rec_tol:g} per recording"
+    tol = f"tolerance {tolerance_pct:g}%"
+    if p95_tolerance_pct is not None and p95_tolerance_pct != tolerance_pct:
+        tol = f"tolerance p50 {tolerance_pct:g}%, p95 {p95_tolerance_pct:g}%"
+    lat = {"all": tol, "overall": f"overall latency only, {tol}", "off": "latency not judged"}[
+        latency
+    ]
+    if lost_prompts:
+        q_note += f"; up to {lost_prompts} prompt(s) a recording may go untranslated"
+    floor = (
+        f"; latency changes under {noise_floor_ms:.0f} ms are ignored as noise"
+        if latency != "off"
+        else ""
+    )
+    head = f"{len(regressions)} regression(s)" if regressions else "no regressions"
+    out.append(f"{head} ({lat}{q_note}{floor})")
     return out, regressions
 
 
@@ -466,8 +517,76 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="allowed drop of chrF/BLEU and rise of WER in points "
         f"(default {DEFAULT_QUALITY_TOLERANCE:g})",
     )
+    p.add_argument(
+        "--recording-quality-tolerance",
+        type=_points,
+        metavar="POINTS",
+        help="the same for each recording's own figures (default: --quality-tolerance); a "
+        "recording of a few prompts moves more between runs than the whole suite",
+    )
+    p.add_argument(
+        "--p95-tolerance",
+        type=_tolerance,
+        metavar="PCT",
+        help="allowed p95 increase in percent (default: --tolerance)",
+    )
+    p.add_argument(
+        "--lost-prompts",
+        type=_count_arg,
+        default=0,
+        metavar="N",
+        help="a recording regresses when more than N more of its prompts are untranslated than "
+        "in the baseline (default 0)",
+    )
+    add_latency_options(p)
     p.set_defaults(func=run)
     return p
+
+
+def _count_arg(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return v
+
+
+def add_latency_options(p: argparse.ArgumentParser, default: str = "all") -> None:
+    """--latency MODE, --no-latency and --latency-floor-ms (compare and `babelfish suite`)."""
+    p.add_argument(
+        "--latency",
+        choices=LATENCY_MODES,
+        default=default,
+        help="whose end-to-end latency is judged: every recording and overall, overall only, "
+        f"or none (default {default})",
+    )
+    p.add_argument(
+        "--no-latency",
+        dest="latency",
+        action="store_const",
+        const="off",
+        help="judge text results only (the same as --latency off)",
+    )
+    p.add_argument(
+        "--latency-floor-ms",
+        type=_floor,
+        default=NOISE_FLOOR_MS,
+        metavar="MS",
+        help="latency changes smaller than this are noise, never a regression "
+        f"(default {NOISE_FLOOR_MS:g})",
+    )
+
+
+def _floor(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not milliseconds: {text!r}") from None
+    if not 0 <= v <= 60000:
+        raise argparse.ArgumentTypeError(f"latency floor must be 0..60000 ms, got {text}")
+    return v
 
 
 def run(args: argparse.Namespace) -> int:
@@ -476,7 +595,15 @@ def run(args: argparse.Namespace) -> int:
     new = read_report(args.new)
     base = read_report(args.baseline)
     lines, regressions = compare_reports(
-        new, base, args.tolerance, getattr(args, "quality_tolerance", DEFAULT_QUALITY_TOLERANCE)
+        new,
+        base,
+        args.tolerance,
+        getattr(args, "quality_tolerance", DEFAULT_QUALITY_TOLERANCE),
+        getattr(args, "latency", "all"),
+        getattr(args, "latency_floor_ms", NOISE_FLOOR_MS),
+        getattr(args, "recording_quality_tolerance", None),
+        getattr(args, "p95_tolerance", None),
+        getattr(args, "lost_prompts", 0),
     )
     print("\n".join(lines), flush=True)
     return 1 if regressions else 0

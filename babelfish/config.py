@@ -45,6 +45,8 @@ class Vad(_Section):
     max_utterance_s: float
     long_after_s: float
     long_end_silence_ms: int
+    max_piece_s: float
+    quiet_window_ms: int
     speculate_ms: int
 
 
@@ -80,7 +82,7 @@ class Mt(_Section):
 
 
 class Tts(_Section):
-    engine: Literal["piper"]
+    engine: Literal["piper", "espeak"]
     voice: str
     length_scale: float
     threads: int
@@ -103,6 +105,13 @@ class Audio(_Section):
     speech: bool
     duck_db: float
     own_voice: Literal["route", "gate"]
+    wearer_input_device: str  # two-way: not yet wired (read, not used)
+    other_output_device: str  # two-way: the other output (live)
+
+
+class Conversation(_Section):
+    two_way: bool  # two-way routing (babelfish/conversation.py), --two-way
+    wearer_mt_model: str  # the way back's translator (--to -> --from); "" = the best installed
 
 
 class Wakeword(_Section):
@@ -179,6 +188,7 @@ class Config(_Section):
     tts: Tts
     playback: Playback
     audio: Audio
+    conversation: Conversation
     wakeword: Wakeword
     accelerator: Accelerator
     budgets: Budgets
@@ -335,8 +345,14 @@ def edgetpu_users(cfg: Config) -> list[str]:
 def speaks_early(cfg: Config) -> bool:
     """Whether long speech is spoken before the speaker is done (asr.stable_prefix). Not in
     speaker mode: there the echo gate closes the microphone while we speak, and would swallow
-    the rest of what the speaker is saying."""
-    return cfg.asr.stable_prefix and cfg.vad.long_after_s > 0 and cfg.audio.mode != "speaker"
+    the rest of what the speaker is saying. Nor two-way: the loudspeaker's speech closes it too,
+    and an utterance's side is only known from its whole decode."""
+    return (
+        cfg.asr.stable_prefix
+        and cfg.vad.long_after_s > 0
+        and cfg.audio.mode != "speaker"
+        and not cfg.conversation.two_way
+    )
 
 
 def models_dir(cfg: Config) -> Path:

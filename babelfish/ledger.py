@@ -100,6 +100,7 @@ class Ledger:
             stages=stage_times(msg.stamps),
             latency_ms=latencies(msg.stamps),
             audio_s=round(msg.audio_s, 3),
+            heard_parts=msg.heard_parts,
             dropped_audio=msg.dropped,
             rerun=u.rerun,
             stamps=msg.stamps,

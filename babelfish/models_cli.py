@@ -1,4 +1,5 @@
-"""`babelfish models list | install | download NAME | verify`: the model manager's command line.
+"""`babelfish models list | install [--pair SRC-TGT [--two-way]] | download NAME | verify`: the
+model manager's command line.
 
 babelfish/cli.py registers it with `models_cli.add_parser(sub)` and runs it with
 `models_cli.run(args)` (through commands.guarded: errors are one line and an exit code);
@@ -43,9 +44,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     inst = sub.add_parser(
         "install",
         parents=[common],
-        help="install the models that Python packages ship (idempotent)",
+        help="install the models that Python packages ship (idempotent); with --pair, also "
+        "download what a language pair needs",
     )
     inst.add_argument("names", nargs="*", metavar="NAME", help="only these models (default: all)")
+    inst.add_argument(
+        "--pair",
+        metavar="SRC-TGT",
+        help="also download what the language pair needs (recognisers, translators, voice), "
+        "e.g. es-en: SRC spoken, TGT heard",
+    )
+    inst.add_argument(
+        "--two-way", action="store_true", help="with --pair: both directions (a conversation)"
+    )
+    inst.add_argument(
+        "--retries",
+        type=int,
+        default=4,
+        metavar="N",
+        help="with --pair: as for download (default: 4)",
+    )
     dl = sub.add_parser(
         "download", parents=[common], help="download a model from its public address"
     )
@@ -125,6 +143,8 @@ def _list(args) -> int:
 
 def _install(args) -> int:
     manifest, models_dir = _manifest(args), _models_dir(args)
+    if args.pair or args.two_way:
+        return _install_pair(args, manifest, models_dir)
     for name in args.names:
         if name not in manifest:
             raise UsageError(f"unknown model '{name}': see `babelfish models list`")
@@ -142,6 +162,48 @@ def _install(args) -> int:
     if not done:
         print("no package models in the manifest")
     return 0
+
+
+def _install_pair(args, manifest: dict[str, M.ModelEntry], models_dir: Path) -> int:
+    """`models install --pair SRC-TGT [--two-way]`: 0 when everything is there, 1 with one
+    `babelfish: error: could not get ...` line per model that could not be had."""
+    from babelfish import models_pair
+
+    if not args.pair:
+        raise UsageError("--two-way needs --pair SRC-TGT (e.g. --pair es-en)")
+    if args.names:
+        raise UsageError("give either model names or --pair, not both")
+    if args.retries < 0:
+        raise UsageError("--retries must be 0 or more")
+    source, target = models_pair.parse_pair(args.pair)
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BabelfishError(f"cannot create {models_dir}: {e.strerror}") from None
+    way = "both ways" if args.two_way else "one way"
+    print(f"models for {source} -> {target}, {way}, into {models_dir}", flush=True)
+    outcomes = models_pair.install_pair(
+        source,
+        target,
+        args.two_way,
+        models_dir,
+        manifest=manifest,
+        retries=args.retries,
+        progress=sys.stderr.isatty(),
+    )
+    failed = [o for o in outcomes if o.problem]
+    for o in outcomes:
+        if o.done:
+            print(f"{o.need.entry.name}: {o.done} ({o.need.label()})", flush=True)
+        for filename in o.unchecked:
+            print(
+                f"warning: {o.need.entry.name}: {filename}: no checksum is published for it, so "
+                f"it was NOT checked; its sha256 is recorded in {M.META_FILE}",
+                file=sys.stderr,
+            )
+    for o in failed:
+        print(f"babelfish: error: {o.failure()}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _download(args) -> int:

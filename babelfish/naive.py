@@ -25,9 +25,10 @@ The same as Babelfish:
     heard stamp (as in FileSink).
 
 Not the same, on purpose (this is what a user would otherwise write):
-  * no pause cut: vad.long_after_s / long_end_silence_ms are ignored (long_after_s = 0), so a turn
+  * no pause cut: vad.long_after_s / long_end_silence_ms / max_piece_s are ignored, so a turn
     of several clauses with short pauses is ONE utterance, ended only by end_silence_ms of silence
-    (or max_utterance_s); Babelfish cuts speech longer than long_after_s at a shorter pause;
+    (or max_utterance_s); Babelfish cuts speech longer than long_after_s at a shorter pause, and
+    a piece by max_piece_s at the latest;
   * no speculation (vad.speculate_ms) and no continuation context: nothing is decoded before the
     endpoint, and each utterance is decoded on its own;
   * whole-utterance work: one decode of the whole utterance, all of its translation, all of its
@@ -63,7 +64,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from babelfish import UsageError
+from babelfish import UsageError, turns
 from babelfish.addresses import route as pipeline_route
 from babelfish.clock import fed_ns
 from babelfish.commands import guarded
@@ -208,6 +209,7 @@ def run_naive(
         audio_s = len(audio) / tts.sample_rate
         tts_audio_s += audio_s
         # 4. then played, all at once
+        heard_parts: list[tuple[int, int, str]] = []
         if len(audio):
             t = time.monotonic_ns()
             heard = sink.write(audio, tts.sample_rate)
@@ -216,6 +218,9 @@ def run_naive(
             stamps.append(Stamp("playback", "first_audio", now))
             if heard is not None:  # when its first sample plays, after anything still playing
                 stamps.append(Stamp("playback", "heard", heard))
+                end = heard + len(audio) * 1_000_000_000 // tts.sample_rate
+                stamps.append(Stamp("playback", "audio_end", end))  # and its last
+                heard_parts.append((heard, end, text.strip()))
         stamps.append(Stamp("playback", "done", time.monotonic_ns()))
         stamps.sort(key=lambda s: s.ns)
         rep = UtteranceReport(
@@ -227,6 +232,7 @@ def run_naive(
             stages=stage_times(stamps),
             latency_ms=latencies(stamps),
             audio_s=round(audio_s, 3),
+            heard_parts=heard_parts,
             stamps=stamps,
         )
         reports.append(rep)
@@ -294,6 +300,7 @@ def run_naive(
         cpu_s_per_audio_s=cpu_per_audio({"naive": time.process_time() - cpu_ready}, input_s),
         cpu_s={"naive": round(time.process_time() - cpu_ready, 3)},
         load_cpu_s={"naive": round(cpu_ready, 3)},
+        **turns.summary_fields(reports),
     )
     doc = msgspec.to_builtins({"utterances": reports, "summary": summary})
     doc["summary"].update(

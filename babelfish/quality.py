@@ -17,7 +17,12 @@ babelfish/suite.py): where each one's speech is in the WAV (start_s..end_s), wha
      "per_prompt": [{"id", "source", "reference", "translation", "transcript", "chrf"}]}
 
 BLEU and chrF are sacrebleu's corpus scores (default settings, one reference per prompt, an
-untranslated prompt is an empty hypothesis). WER is jiwer's corpus word error rate, in percent,
+untranslated prompt is an empty hypothesis). A recording marked as a document (`document = true`
+in the suite, e.g. a monologue of consecutive prompts) is also scored as one text: "document":
+{"translation": all its utterances' translated texts joined in time order (words that overlap no
+prompt included), "reference": its references joined in the prompts' order} and "document_chrf",
+sacrebleu's chrF of the one against the other (`document_chrf`; `combine` scores every document
+of a suite as one corpus of documents). WER is jiwer's corpus word error rate, in percent,
 of the transcripts against the sources after `normalize` (None when the route gives no source
 text). Figures are rounded to one decimal. `combine` scores all prompts of several recordings as
 one corpus, from their `per_prompt` lists; `invented_only` is the quality of a recording without
@@ -210,13 +215,29 @@ def _corpus(rows: list[dict], has_source: bool, invented: list[dict]) -> dict:
     }
 
 
+def document_chrf(translations: Sequence[str], references: Sequence[str]) -> float | None:
+    """Document-level chrF: each document (one recording's whole translation, its references
+    joined the same way) one segment of a sacrebleu corpus chrF; None without documents. The
+    offline ceiling is this of the offline whole-prompt decodes joined as the references are."""
+    if not translations:
+        return None
+    sacrebleu, _ = require()
+    return round(sacrebleu.corpus_chrf(list(translations), [list(references)]).score, 1)
+
+
 def score(
-    prompts: Sequence[Prompt | Mapping], utterances: Iterable[Any], *, has_source: bool
+    prompts: Sequence[Prompt | Mapping],
+    utterances: Iterable[Any],
+    *,
+    has_source: bool,
+    document: bool = False,
 ) -> dict:
     """One recording's translation quality against its prompts' references (module docstring).
-    has_source: the route gives the words as spoken (utterances' source_text), so WER is due."""
+    has_source: the route gives the words as spoken (utterances' source_text), so WER is due;
+    document: also score it as one document (document_chrf)."""
     sacrebleu, _ = require()
     ps = [_prompt(p) for p in prompts]
+    utterances = sorted(utterances, key=_span)
     aligned = align(ps, utterances)
     rows = []
     for p, utts in zip(ps, aligned.per_prompt):
@@ -232,6 +253,11 @@ def score(
             }
         )
     doc = _corpus(rows, has_source, invented_items(aligned.invented))
+    if document:
+        text = {"translation": _joined(utterances, "translated_text")}
+        text["reference"] = " ".join(p.reference for p in ps)
+        doc["document"] = text
+        doc["document_chrf"] = document_chrf([text["translation"]], [text["reference"]])
     log.debug("quality: %d prompts, chrF %s, BLEU %s", doc["prompts"], doc["chrf"], doc["bleu"])
     return doc
 
@@ -272,6 +298,12 @@ def combine(scores: Sequence[dict], names: Sequence[str] | None = None) -> dict:
     if wer_rows and any(r["transcript"].strip() for r in wer_rows):
         doc["wer"] = _wer(require()[1], wer_rows)
     doc["untranslated"] = untranslated
+    docs = [s["document"] for s in scores if isinstance(s.get("document"), dict)]
+    if docs:
+        doc["documents"] = len(docs)
+        doc["document_chrf"] = document_chrf(
+            [d["translation"] for d in docs], [d["reference"] for d in docs]
+        )
     return doc
 
 
@@ -302,6 +334,9 @@ def line(q: dict | None, prefix: LinePrefix = "quality") -> str:
             f"chrF {q['chrf']:.1f}, BLEU {q['bleu']:.1f}{wer} "
             f"({q['translated']}/{q['prompts']} prompts translated)"
         )
+    if q.get("document_chrf") is not None:
+        docs = q.get("documents", 1)
+        parts.append(f"document chrF {q['document_chrf']:.1f} ({docs} document{'s' * (docs > 1)})")
     n = q.get("invented_words", 0)
     if n:
         parts.append(f"{n} invented word{'s' if n != 1 else ''}: {_quote(q.get('invented', []))}")

@@ -103,9 +103,18 @@ class UtteranceReport(msgspec.Struct, kw_only=True):
     translated_text: str
     source_language: str = ""  # the language spoken (identified for it with --from auto)
     language_probability: float | None = None  # Whisper's for it; None: given, not identified
+    # two-way (babelfish/conversation.py; None one-way): whose utterance ("other", "wearer"),
+    # the language it was translated into, and what decided its side ("language": Whisper's
+    # identification among the two languages)
+    side: str | None = None
+    target_language: str | None = None
+    side_decided_by: str | None = None
     stages: dict[str, float]
     latency_ms: dict[str, float]
     audio_s: float = 0.0
+    # the parts of its translation as heard, [start_ns, end_ns, text] on the stamps' clock (a
+    # realtime replay's simulated sound card, or the real one live; empty in a fast replay)
+    heard_parts: list[tuple[int, int, str]] = []
     dropped_audio: bool = False  # stale speech shown as text, audio skipped (degradation)
     rerun: bool = False  # re-run after a stage restart
     stamps: list[Stamp] = []
@@ -163,11 +172,31 @@ class Summary:
     # wait at the server before it was taken, behind its speculative decode at the pause or other
     # pipelines' work), "ping_ms_min" (the quickest ping round trip: the hop itself)}}
     remote: dict[str, dict] = field(default_factory=dict)
+    # two-way: per side ("other", "wearer") its utterances, source -> target language and end of
+    # speech -> first audio p50/p95 (two_way_summary); empty one-way
+    two_way: dict[str, dict] = field(default_factory=dict)
     complete: bool = True  # False when the run was interrupted or gave up
     error: str = ""
     # translation quality against references (babelfish/quality.py), in suite reports whose
     # recording has [[recording.prompt]] entries or speech = false; None otherwise
     quality: dict | None = None
+    # long-form latency (babelfish/turns.py; None without the stamps, e.g. no heard clock in a
+    # fast replay): per piece (utterance) start of its speech -> its first audio p50/p95/max; the
+    # turns (speech whose pauses are < turn_gap_s; a suite document is one turn, turn_gap_s
+    # None), those over 6 s (long_turns), per turn start -> first audio heard, end offset (end of
+    # the turn's speech -> end of its last translated audio heard) and LAAL, their percentiles
+    start_to_first_audio_p50_ms: float | None = None
+    start_to_first_audio_p95_ms: float | None = None
+    start_to_first_audio_max_ms: float | None = None
+    turns: int = 0
+    long_turns: int = 0
+    turn_start_to_first_audio_p50_ms: float | None = None
+    long_turn_start_to_first_audio_p50_ms: float | None = None
+    end_offset_p50_ms: float | None = None
+    end_offset_p95_ms: float | None = None
+    laal_p50_ms: float | None = None
+    turn_gap_s: float | None = None
+    per_turn: list[dict] = field(default_factory=list)
 
 
 def remote_summary(address: str, counters: Mapping[str, int], info: Mapping[str, str]) -> dict:
@@ -202,6 +231,18 @@ def summarize_latency(utts: list[UtteranceReport]) -> tuple[float | None, float 
         percentile(e2e, 95),
         {k: percentile(v, 50) for k, v in per_stage.items()},
     )
+
+
+def two_way_summary(utts: list[UtteranceReport]) -> dict[str, dict]:
+    """Summary.two_way: per side its utterances, languages and latency (see Summary)."""
+    out: dict[str, dict] = {}
+    for side in ("other", "wearer"):
+        mine = [u for u in utts if u.side == side]
+        p50, p95, _ = summarize_latency(mine)
+        pairs = sorted({f"{u.source_language}->{u.target_language}" for u in mine})
+        out[side] = {"utterances": len(mine), "languages": pairs, "e2e_p50_ms": p50}
+        out[side]["e2e_p95_ms"] = p95
+    return out
 
 
 def to_json(utts: list[UtteranceReport], summary: Summary, indent: int = 2) -> bytes:
@@ -290,6 +331,7 @@ class Recording(msgspec.Struct, kw_only=True):
     name: str | None = None
     path: str | None = None
     quality: dict | None = None  # the check of expected words (suite.check_quality)
+    pace: str | None = None  # a suite recording's pace ("realtime", "fast"); None: not said
 
 
 class _SuiteDoc(msgspec.Struct):

@@ -28,13 +28,18 @@ MAX_TIME_S = 1e7  # times and positions in the input stay within ~115 days
 SAMPLE_FORMATS = {"s16": 2}  # format name -> bytes per sample
 
 # Why an utterance ended (UtteranceEnd, Segmented): the speaker stopped ("silence"); a long turn
-# was cut at a shorter pause ("pause", vad.long_after_s) or at vad.max_utterance_s ("max_length"),
-# and more of it follows; the input ended or had a gap ("flush"); capture dropped the rest of it
-# because the recogniser's queue was full ("queue_full").
+# was cut at a shorter pause ("pause", vad.long_after_s) or at its length bound ("max_length":
+# vad.max_piece_s, in its quietest stretch, or vad.max_utterance_s), and more of it follows; the
+# input ended or had a gap ("flush"); capture dropped the rest of it because the recogniser's
+# queue was full ("queue_full").
 EndReason = Literal["silence", "pause", "max_length", "flush", "queue_full"]
 # What a stage process says of itself (Heartbeat). The supervisor's view of a stage
 # (control.StageState) has more: starting, reloading, backoff, given_up, exited.
 HeartbeatState = Literal["loading", "ready", "stopping"]
+# Two-way conversation (babelfish/conversation.py): whose utterance it is. "other": the other
+# person's (spoken in --from, heard translated in the wearer's earphones; every utterance of a
+# one-way run); "wearer": the wearer's (spoken in --to, said translated on the other output).
+Side = Literal["other", "wearer"]
 
 
 def utterance_id(pos: int, rate: int) -> str:
@@ -120,6 +125,7 @@ class Transcript(Msg, tag="transcript"):
     tentative: bool = False  # (final) decoded at a pause: stands only if a final with the
     # same text follows; nothing made from it is played before
     source_pending: bool = False  # (final) source_text follows in a SourceText message
+    side: Side = "other"  # two-way: whose utterance (see Side)
     stable: bool = False  # (partial) of a long utterance still going on: these words
     # (all from its start) will not change, and the final will
     # start with them; they may be translated and spoken now
@@ -139,6 +145,7 @@ class Translation(Msg, tag="translation"):
     end_s: float = 0.0
     tentative: bool = False  # made from a tentative transcript (see Transcript)
     early: bool = False  # of a stable partial: spoken before the utterance ends
+    side: Side = "other"  # two-way: whose utterance (see Side)
 
 
 class SpeechAudio(Msg, tag="speech"):
@@ -153,6 +160,7 @@ class SpeechAudio(Msg, tag="speech"):
     dropped: bool = False  # stale speech: shown as text, its audio skipped on purpose
     source_pending: bool = False  # source_text follows in a SourceText message
     early: bool = False  # of a stable partial transcript (see Transcript.stable)
+    side: Side = "other"  # two-way: whose utterance, so which output plays it (see Side)
     source_text: str = ""
     source_language: str = ""  # (as Transcript's)
     language_probability: float | None = None
@@ -224,8 +232,10 @@ class UtteranceDone(Msg, tag="done"):
     end_s: float
     audio_s: float  # seconds of translated speech played
     dropped: bool = False
+    heard_parts: list[tuple[int, int, str]] = []  # (first sample heard ns, last's end ns, text)
     source_language: str = ""  # (as Transcript's)
     language_probability: float | None = None
+    side: Side = "other"  # two-way: whose utterance (see Side)
 
 
 class Said(Msg, tag="said"):

@@ -9,8 +9,15 @@ Rules, per VAD frame:
     of that window (never before the end of the previous utterance's audio);
   * it closes after `end_silence_ms` of consecutive non-speech frames (reason "silence"), or,
     once its speech has lasted `long_after_s`, after `long_end_silence_ms` of them (reason
-    "pause": a long turn is cut at a shorter pause). Trailing non-speech audio is held back
-    while the utterance may still continue: if it ends, only `pad_ms` of it is sent;
+    "pause": a long turn is cut into pieces, so that its translation starts before the speaker
+    is done). Trailing non-speech audio is held back while the utterance may still continue: if
+    it ends, only `pad_ms` of it is sent;
+  * with `max_piece_s`, a piece whose speech reaches that length is cut in the quietest 250 ms
+    (QUIET_MS, 10 ms steps) of its last `quiet_window_ms`, at its quietest 10 ms (reason
+    "max_length"), most often between two words, and the next piece opens there at once,
+    seamlessly: its audio is the rest.
+    For that, the audio of that last window is held back (sent at the cut, at an end, or at an
+    announced pause, which the recogniser decodes at once);
   * an utterance reaching `max_utterance_s` is cut (reason "max_length"); if the speech goes on
     a new utterance opens at once, seamlessly, at the cut;
   * with `pause_ms`, once a silence inside an open utterance lasts that long, a SpeechPause is
@@ -40,6 +47,8 @@ from babelfish.config import speaks_early
 from babelfish.engines import SAMPLE_RATE, VAD
 
 log = logging.getLogger(__name__)
+
+QUIET_MS = 250  # the quiet cut is at the quietest stretch of this length (scored in 10 ms steps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +95,8 @@ class Segmenter:
         max_utterance_s: float = 15.0,
         long_after_s: float = 0.0,
         long_end_silence_ms: int = 0,
+        max_piece_s: float = 0.0,
+        quiet_window_ms: int = 1500,
         pause_ms: int = 0,
         rate: int = SAMPLE_RATE,
     ):
@@ -98,6 +109,8 @@ class Segmenter:
             max_utterance_s=max_utterance_s,
             long_after_s=long_after_s,
             long_end_silence_ms=long_end_silence_ms,
+            max_piece_s=max_piece_s,
+            quiet_window_ms=quiet_window_ms,
             pause_ms=pause_ms,
         )
         n = self.frame = int(vad.frame_samples)
@@ -115,6 +128,10 @@ class Segmenter:
             if long_end_silence_ms > 0 and long_after_s > 0
             else 0
         )
+        # a piece of a long turn is cut by this much speech at the latest, at its quietest place
+        # in the last quiet_window (0 = off: only max_utterance_s)
+        self.max_piece = int(round(max_piece_s * rate)) if self.long_end_frames else 0
+        self.quiet_window = min(int(round(quiet_window_ms * rate / 1000)), self.max_piece // 2)
         # a silence this long inside an utterance is announced (SpeechPause; 0 = off)
         self.pause_frames = max(1, math.ceil(pause_ms / frame_ms - 1e-9)) if pause_ms > 0 else 0
         if self.max_samples < 2 * n:
@@ -141,6 +158,7 @@ class Segmenter:
         self._silence_run = 0
         self._silence_sent = 0  # trailing non-speech samples already given out (at a pause)
         self._start = self._speech_start = self._speech_end = 0
+        self._tail: list[SpeechAudio] = []  # audio of the piece's last quiet_window, held back
 
     @property
     def in_utterance(self) -> bool:
@@ -188,6 +206,7 @@ class Segmenter:
             if self._held or len(self._buf) == 0:
                 events += self._close("flush")
             else:  # still in speech: the partial frame at the end belongs to it
+                events += self._take_tail()
                 events.append(SpeechAudio(self._buf.copy(), self._buf_pos))
                 self._audio_end = self._buf_pos + len(self._buf)
                 events += self._close("flush")
@@ -210,11 +229,11 @@ class Segmenter:
             return events
 
         if speech:
-            if self._held:
-                events += [SpeechAudio(f, p) for p, f in self._held]
-                self._held = []
+            audio = [SpeechAudio(f, p) for p, f in self._held]
             resumed = bool(self.pause_frames) and self._silence_run >= self.pause_frames
-            events.append(SpeechAudio(frame, pos, resumed))
+            audio.append(SpeechAudio(frame, pos, resumed))
+            self._held = []
+            events += self._give(audio, pos + n)
             self._audio_end = self._speech_end = pos + n
             self._silence_run = self._silence_sent = 0
         else:
@@ -229,11 +248,52 @@ class Segmenter:
             ):
                 return events + self._close("pause")
             if self._silence_run == self.pause_frames:
-                events += self._release_held()
+                events += self._take_tail() + self._release_held()
                 events.append(SpeechPause(self._speech_start, self._speech_end))
+        if self.max_piece and pos + n - self._speech_start >= self.max_piece:
+            return events + self._quiet_cut()
         if pos + 2 * n - self._start > self.max_samples:  # another frame would exceed it
             events += self._close("max_length")
         return events
+
+    def _give(self, audio: list[SpeechAudio], now: int) -> list[Event]:
+        """Audio of the open utterance: given out, or held back (the tail) while the piece is in
+        its last quiet_window before max_piece (the quiet cut may fall in it)."""
+        if self.max_piece and now - self._speech_start > self.max_piece - self.quiet_window:
+            self._tail += audio
+            return []
+        return self._take_tail() + audio
+
+    def _take_tail(self) -> list[Event]:
+        tail, self._tail = self._tail, []
+        return tail
+
+    def _quiet_cut(self) -> list[Event]:
+        """Cut the open piece in the quietest QUIET_MS of its held-back tail, and open the next
+        piece there with the rest of it (a cut at the end of the tail when the tail is too short
+        to choose in)."""
+        b = self.rate // 100  # 10 ms blocks
+        w = QUIET_MS // 10
+        pcm = np.concatenate([a.pcm for a in self._tail]) if self._tail else np.zeros(0, np.int16)
+        k = len(pcm) // b
+        if k < w + 2:
+            return self._close("max_length")
+        p0 = self._tail[0].pos
+        energy = np.square(pcm[: k * b].astype(np.float32)).reshape(k, b).mean(axis=1)
+        sums = np.convolve(energy, np.ones(w, np.float32), mode="valid")
+        j = int(np.argmin(sums))
+        c = p0 + (j + int(np.argmin(energy[j : j + w]))) * b + b // 2  # its quietest 10 ms
+        head: list[Event] = []  # the tail's audio before the cut, as it came (resumed or not)
+        for a in self._tail:
+            if a.pos < c:
+                head.append(SpeechAudio(a.pcm[: c - a.pos], a.pos, a.resumed))
+        self._tail = []
+        end = SpeechEnd(self._speech_start, c, "max_length")
+        self.utterances += 1
+        log.debug("utterance %d: %d..%d (quiet cut)", self.utterances, end.start_pos, c)
+        self._start = self._speech_start = c
+        self._speech_end = max(self._speech_end, c)
+        return head + [end, SpeechStart(c, c), SpeechAudio(pcm[c - p0 :], c)]
 
     def _open_at(self, first_speech: int, now: int) -> list[Event]:
         oldest = self._recent[0][0]
@@ -260,7 +320,7 @@ class Segmenter:
         return events
 
     def _close(self, reason: CutReason) -> list[Event]:
-        events: list[Event] = []
+        events: list[Event] = self._take_tail()
         keep = self.pad - self._silence_sent
         for p, f in self._held:  # trailing silence: only pad_ms of it goes with the utterance
             if keep <= 0:
@@ -294,6 +354,8 @@ def segmenter_for(cfg, vad: VAD, *, pipeline: bool = True) -> Segmenter:
         max_utterance_s=v.max_utterance_s,
         long_after_s=v.long_after_s if cut else 0.0,
         long_end_silence_ms=v.long_end_silence_ms if cut else 0,
+        max_piece_s=v.max_piece_s if cut else 0.0,
+        quiet_window_ms=v.quiet_window_ms,
         pause_ms=v.speculate_ms if pipeline else 0,
         rate=SAMPLE_RATE,
     )

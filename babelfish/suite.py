@@ -19,12 +19,21 @@ its languages (default: the config and --from/--to) and words its translation mu
     [[recording]]
     path = "noise.wav"
     speech = false        # no speech at all: every translated word from it is invented
+    pace = "fast"         # optional: fed as fast as it goes (default: the command's --pace);
+                          # its latency is left out of the suite's overall latency
+
+    [[recording]]
+    path = "monologue.wav"
+    document = true       # one document (needs prompts): scored also as a whole (document chrF)
+                          # and timed as one turn (babelfish/turns.py)
 
 The recordings are replayed one after another (one Supervisor run each, in babelfish/cli.py) into
-one report: {"recordings": [{"name", "path", "from", "to", "utterances", "summary", "quality"}],
-"summary": {...overall...}}, which `babelfish compare` and `babelfish plot` read. The quality check
-is a case-insensitive whole-word match of each expected word (a plural "s"/"es" also counts) in
-the recording's translated text, all utterances joined; "quality" is null when nothing is expected.
+one report: {"recordings": [{"name", "path", "from", "to", "pace", "utterances", "summary",
+"quality"}], "summary": {...overall...}}, which `babelfish compare` and `babelfish plot` read; the
+overall summary pools the recordings' turn figures (babelfish/turns.py: start offset, end offset,
+LAAL). The quality check is a case-insensitive whole-word match of each expected word (a plural
+"s"/"es" also counts) in the recording's translated text, all utterances joined; "quality" is
+null when nothing is expected.
 Translation quality against the prompts' references (BLEU, chrF, WER, invented words) is each
 recording's summary "quality" (quality.score, or quality.invented_only for speech = false; null
 without either) and the overall summary's "quality" (quality.combine).
@@ -42,11 +51,12 @@ from typing import Any
 
 import msgspec
 
-from babelfish import UsageError, quality
+from babelfish import UsageError, quality, turns
 from babelfish.quality import Prompt
 from babelfish.report import cpu_per_audio, percentile
 
-RECORDING_KEYS = ("path", "from", "to", "expect", "name", "prompt", "speech")
+RECORDING_KEYS = ("path", "from", "to", "expect", "name", "prompt", "speech", "document", "pace")
+PACES = ("realtime", "fast")
 PROMPT_KEYS = ("id", "start_s", "end_s", "source", "reference")
 
 
@@ -60,6 +70,8 @@ class Entry:
     origin: str = ""  # "suite.toml: recording 2", for error messages
     prompts: list[Prompt] = field(default_factory=list)  # references: translation quality
     speech: bool = True  # False: no speech at all, every translated word is invented
+    document: bool = False  # its prompts make one document: document chrF, one turn
+    pace: str | None = None  # "realtime" or "fast"; None: the command's --pace
 
     @property
     def scored(self) -> bool:
@@ -142,9 +154,17 @@ def read_suite(path: str | Path) -> list[Entry]:
         speech = r.get("speech", True)
         if not isinstance(speech, bool):
             raise UsageError(f"{where}: speech must be true or false")
+        pace = r.get("pace")
+        if pace is not None and pace not in PACES:
+            raise UsageError(f'{where}: pace must be "realtime" or "fast"')
         prompts = read_prompts(r["prompt"], where) if "prompt" in r else []
         if prompts and not speech:
             raise UsageError(f"{where}: speech = false cannot have [[recording.prompt]] entries")
+        document = r.get("document", False)
+        if not isinstance(document, bool):
+            raise UsageError(f"{where}: document must be true or false")
+        if document and not prompts:
+            raise UsageError(f"{where}: document = true needs [[recording.prompt]] entries")
         rec_path = Path(r["path"]).expanduser()
         if not rec_path.is_absolute():
             rec_path = Path(os.path.normpath(path.parent / rec_path))
@@ -158,6 +178,8 @@ def read_suite(path: str | Path) -> list[Entry]:
                 origin=where,
                 prompts=prompts,
                 speech=speech,
+                document=document,
+                pace=pace,
             )
         )
     return out
@@ -256,10 +278,20 @@ def score_recording(entry: Entry, utts: list[Any], has_source: bool) -> dict | N
     """A recording's translation quality against its references (quality.score), the invented
     words of a recording without speech, or None when it has neither prompts nor speech = false."""
     if entry.prompts:
-        return quality.score(entry.prompts, utts, has_source=has_source)
+        return quality.score(entry.prompts, utts, has_source=has_source, document=entry.document)
     if not entry.speech:
         return quality.invented_only(utts)
     return None
+
+
+def recording_turns(entry: Entry, utts: list[Any], summary: Any) -> None:
+    """A document's turn fields (babelfish/turns.py): all of it one turn, its references' words
+    LAAL's |Y_ref|; set on the recording's Summary. Other recordings keep the gap rule's."""
+    if not entry.document:
+        return
+    ref_words = sum(len(p.reference.split()) for p in entry.prompts)
+    for k, v in turns.summary_fields(utts, one_turn=True, ref_words=ref_words).items():
+        setattr(summary, k, v)
 
 
 def route_has_source(cfg: Any) -> bool:
@@ -289,16 +321,23 @@ def overall_quality(recordings: list[dict]) -> dict | None:
 
 
 def recording_doc(
-    entry: Entry, source_lang: str, target_lang: str, utts, summary, quality: dict | None
+    entry: Entry,
+    source_lang: str,
+    target_lang: str,
+    utts,
+    summary,
+    quality: dict | None,
+    pace: str = "realtime",
 ) -> dict:
     """One recording of a suite report (utterances and summary exactly as in a one-recording
-    report)."""
+    report) and the pace it was fed at."""
     body = msgspec.to_builtins({"utterances": utts, "summary": summary})
     return {
         "name": entry.name,
         "path": str(entry.path),
         "from": source_lang,
         "to": target_lang,
+        "pace": pace,
         **body,
         "quality": quality,
     }
@@ -307,11 +346,14 @@ def recording_doc(
 def suite_report(
     recordings: list[dict], planned: list[str] | None = None, budget_ms: float | None = None
 ) -> dict:
-    """The suite report: the recordings and an overall summary over all their utterances."""
+    """The suite report: the recordings and an overall summary over all their utterances (its
+    end-to-end latency over those of the recordings fed in real time only, when some were)."""
     utts = [u for r in recordings for u in r["utterances"]]
+    live = [r for r in recordings if r.get("pace") != "fast"] or recordings
     e2e = [
         u["latency_ms"]["end_of_speech_to_first_audio"]
-        for u in utts
+        for r in live
+        for u in r["utterances"]
         if "end_of_speech_to_first_audio" in u.get("latency_ms", {})
     ]
     per_stage: dict[str, list[float]] = {}
@@ -350,6 +392,8 @@ def suite_report(
         "complete": not not_run and all(s.get("complete", True) for s in sums),
         "not_run": not_run,
     }
+    # the turns of every recording pooled (each recording's own in its summary: turns.py)
+    summary.update(turns.figures(utts, [t for s in sums for t in s.get("per_turn") or []]))
     if budget_ms is not None:
         summary["budget_ms"] = budget_ms
     q = overall_quality(recordings)

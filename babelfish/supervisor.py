@@ -30,13 +30,14 @@ import msgspec
 import psutil
 import zmq
 
-from babelfish import BabelfishError, UsageError
+from babelfish import BabelfishError, UsageError, conversation, turns
 from babelfish.addresses import Addresses, make_runtime_dir, route
 from babelfish.budgets import Governor
-from babelfish.config import Config, remote_stages
+from babelfish.config import Config, models_dir, remote_stages
 from babelfish.control import ControlServer, Degradation, LatencyRow, Reply, Request, Status
 from babelfish.ledger import Ledger
 from babelfish.lifecycle import Lifecycle, StageProc
+from babelfish.models_pair import check_two_way
 from babelfish.report import (
     Summary,
     UtteranceReport,
@@ -44,6 +45,7 @@ from babelfish.report import (
     cpu_per_audio,
     remote_summary,
     summarize_latency,
+    two_way_summary,
 )
 from babelfish.schema import (
     Heartbeat,
@@ -89,6 +91,8 @@ class Supervisor:
         self.on_utterance = on_utterance or (lambda u: None)
         self.on_event = on_event or (lambda s: None)
         check_keys(cfg)  # tcp: the CURVE keys must be there before anything starts
+        conversation.check(cfg)  # --two-way: a configuration it can route
+        check_two_way(cfg, models_dir(cfg))  # [conversation] two_way: both directions' models
         for name in remote_stages(cfg):  # (said, not ignored: a [remote] this route never uses)
             if name not in route(cfg):
                 raise UsageError(
@@ -258,6 +262,9 @@ class Supervisor:
         rep = self.ledger.done(msg)
         if rep is None:
             return  # a duplicate after a re-run
+        if conversation.two_way(self.cfg):
+            rep.side, rep.side_decided_by = msg.side, "language"
+            rep.target_language = conversation.target_of(self.cfg, msg.side)
         self.on_utterance(rep)
         self._publish(self._final_line(rep))
         change = self.governor.observe(
@@ -279,11 +286,11 @@ class Supervisor:
             "id": rep.id,
             "source_text": rep.source_text,
             "text": rep.translated_text,
-            "language": self.cfg.pipeline.target_lang,
+            "language": rep.target_language or self.cfg.pipeline.target_lang,
             "latency_ms": rep.latency_ms,
             "dropped_audio": rep.dropped_audio,
         }
-        for key in ("source_language", "language_probability"):  # when the recogniser says
+        for key in ("source_language", "language_probability", "side"):  # when known
             if getattr(rep, key, None) is not None:
                 line[key] = getattr(rep, key)
         return line
@@ -523,6 +530,8 @@ class Supervisor:
                 if n in self.stages
             },
             error=str(self.fatal) if self.fatal else self.stop_requested,
+            two_way=two_way_summary(self.ledger.reports) if conversation.two_way(self.cfg) else {},
+            **turns.summary_fields(self.ledger.reports),
         )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 
 __all__ = ["clean_text", "split_sentences", "SentenceSplitter"]
 
@@ -325,3 +326,84 @@ def repeats(prefix: str, words: list[str], n: int = 3) -> bool:
     if len(head) < n:
         return False
     return any(norm[i : i + n] == head for i in range(len(norm) - n + 1))
+
+
+# ---- runaway decodes ----------------------------------------------------------------------------
+
+RUNAWAY_WORDS_PER_S = 4.5  # more words than this per second of audio: more than it can hold
+RUNAWAY_MIN_S = 1.0  # (a shorter piece is counted as this long: "Thank you very much." in 0.6 s)
+_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+# Number words of the languages Whisper is mostly asked to translate here (es, it, pt, fr, de,
+# en): the words as spoken say a number with them or with digits. Not the articles that are
+# also "one" (un, una, um, une, ein).
+_NUMBER_WORDS = frozenset(
+    "cero uno dos tres cuatro cinco seis siete ocho nueve diez once doce veinte treinta cien "
+    "ciento mil zero due tre quattro cinque sei sette otto nove dieci venti cento mille dois "
+    "duas três quatro seis sete oito nove dez vinte cem deux trois quatre cinq six sept huit "
+    "neuf dix vingt cent eins zwei drei vier fünf sechs sieben acht neun zehn zwanzig hundert "
+    "tausend one two three four five six seven eight nine ten twenty hundred thousand".split()
+)
+
+
+def _tokens(text: str) -> list[str]:
+    """The words and numbers of `text`, lower case, without punctuation ("1,2,3" is three)."""
+    return [t.lower() for t in _TOKEN.findall(text)]
+
+
+def _repeat_run(tokens: list[str], max_unit: int = 8) -> int:
+    """The most times a word or a phrase of up to `max_unit` words comes in a row in `tokens`."""
+    best = 1
+    for p in range(1, max_unit + 1):
+        for i in range(len(tokens) - 2 * p + 1):
+            k = 1
+            while tokens[i + k * p : i + (k + 1) * p] == tokens[i : i + p]:
+                k += 1
+            best = max(best, k)
+    return best
+
+
+def _number_run(tokens: list[str]) -> int:
+    """The longest run of numbers written in digits, one after the other, in `tokens`."""
+    best = run = 0
+    for t in tokens:
+        run = run + 1 if t.isdigit() else 0
+        best = max(best, run)
+    return best
+
+
+def _says_numbers(text: str) -> bool:
+    return any(t.isdigit() or t in _NUMBER_WORDS for t in _tokens(text))
+
+
+def runaway(
+    text: str,
+    speech_s: float,
+    source: str | Callable[[], str] | None = None,
+    words_per_s: float = RUNAWAY_WORDS_PER_S,
+) -> str | None:
+    """Why a recogniser's `text` for `speech_s` seconds of audio is a runaway decode, not what
+    was said, or None when it is not one:
+      * "dense": more words (numbers count one each) than `words_per_s` per second of audio
+        (at least RUNAWAY_MIN_S), more than any speaker says;
+      * "repeated": a word or a phrase (2-8 words) three times in a row or more, unless the
+        words as spoken (`source`, when known) repeat something three times too ("No, no, no");
+      * "digits": numbers counted out of nothing: three numbers in a row or more when the words
+        as spoken have no number (digits or a number word), or, the words as spoken not known
+        (`source` None), eight or more in a row ("1,2,3,4,5,5,5,5,2"). A number that was said
+        ("Marque 3", "1, 2, 3" read out, a phone number) is not one.
+    `source`: the words as spoken of the same audio (a translation's transcription), or a
+    function that gives them (called only when a rule needs them, at most once); None when there
+    are none (a transcription is its own source: give None)."""
+    tokens = _tokens(text)
+    if len(tokens) > words_per_s * max(speech_s, RUNAWAY_MIN_S):
+        return "dense"
+    repeated, numbers = _repeat_run(tokens) >= 3, _number_run(tokens)
+    if not repeated and numbers < 3:
+        return None
+    if callable(source):
+        source = source()
+    if repeated and (source is None or _repeat_run(_tokens(source)) < 3):
+        return "repeated"
+    if numbers >= 3 and (numbers >= 8 if source is None else not _says_numbers(source)):
+        return "digits"
+    return None

@@ -34,6 +34,9 @@ the system's own clock (stamps capture.speech_start / speech_end of the pieces, 
   (f) start of the turn's speech -> end of its first piece (positions in the recording): what
       (c) cannot go below when the first piece is translated only once it is over; only early
       speech (a stable prefix spoken while the piece goes on) gets under it.
+  end offset and LAAL, as the field measures them (babelfish/turns.py): end of the turn's speech
+      -> end of the last translated audio of it heard (playback.audio_end), and SimulEval's
+      length-adaptive average lagging of the words heard, from the turn's start.
 Measured per run, then as medians over the runs, with the ratio Babelfish / naive:
   * (a), (b), (c) p50 and p95 over all turns; (a) and (c) over the turns longer than 6 s; (a)
     broken down along the last piece's path (endpoint, asr, mt, tts, to the sink, waiting behind
@@ -69,6 +72,7 @@ import psutil
 from babelfish import UsageError
 from babelfish.report import cpu_line, cpu_per_audio, percentile
 from babelfish.suite import Entry, check_quality, collect
+from babelfish.turns import piece, turn_figures
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,6 +89,7 @@ KEPT_STAMPS = {
     ("playback", "first_audio"),
     ("playback", "heard"),
     ("playback", "early_heard"),
+    ("playback", "audio_end"),
 }
 
 
@@ -220,6 +225,7 @@ def slim_utterance(u: dict) -> dict:
         "stages": u.get("stages", {}),
         "latency_ms": u.get("latency_ms", {}),
         "stamps": stamps,
+        "heard_parts": u.get("heard_parts", []),
     }
 
 
@@ -322,6 +328,8 @@ def turn_metrics(turn: dict, pieces: list[dict]) -> dict:
         "end_to_first_heard_ms": None,
         "start_to_first_heard_ms": None,
         "start_to_first_piece_end_ms": None,
+        "end_offset_ms": None,
+        "laal_ms": None,
         "last_part_silent": False,
         "last_path_ms": {},
         "texts": [p["text"] for p in pieces],
@@ -339,7 +347,9 @@ def turn_metrics(turn: dict, pieces: list[dict]) -> dict:
     last = max(pieces, key=lambda p: p["speech_end_s"])
     end_ns = last["stamps"].get("capture.speech_end")
     # the last piece should end where the turn ends (same VAD, same positions): say if not
-    out["end_offset_s"] = round(turn["speech_end_s"] - last["speech_end_s"], 3)
+    out["last_piece_end_gap_s"] = round(turn["speech_end_s"] - last["speech_end_s"], 3)
+    fig = turn_figures([piece(p) for p in pieces])
+    out["end_offset_ms"], out["laal_ms"] = fig["end_offset_ms"], fig["laal_ms"]
     heards = [h for h in map(_heard_any, pieces) if h is not None]
     last_heard = _heard(last)
     if end_ns is not None and last_heard is not None:
@@ -392,6 +402,8 @@ def turn_stats(turns: list[dict]) -> dict:
         ("end_to_first_heard_ms", "b"),
         ("start_to_first_heard_ms", "c"),
         ("start_to_first_piece_end_ms", "f"),
+        ("end_offset_ms", "end_offset"),
+        ("laal_ms", "laal"),
     ):
         for long_only, tag in ((False, ""), (True, "_long")):
             v = col(key, long_only)
@@ -472,7 +484,10 @@ def _median(values):
 
 
 TURN_KEYS = [
-    f"{m}{tag}_{q}_ms" for m in "abcf" for tag in ("", "_long") for q in ("p50", "p95", "max")
+    f"{m}{tag}_{q}_ms"
+    for m in ("a", "b", "c", "f", "end_offset", "laal")
+    for tag in ("", "_long")
+    for q in ("p50", "p95", "max")
 ]
 
 
@@ -618,6 +633,12 @@ def markdown(med: dict, info: dict) -> str:
             row("(c) Start of turn → first translated audio heard, p95", "c_p95_ms", src="turns"),
             row(f"(c) ... turns > {LONG_TURN_S:.0f} s, p50", "c_long_p50_ms", src="turns"),
             row(f"(c) ... turns > {LONG_TURN_S:.0f} s, p95", "c_long_p95_ms", src="turns"),
+            row(
+                "End offset: end of turn → end of its translation heard, p50",
+                "end_offset_p50_ms",
+                src="turns",
+            ),  # fmt: skip
+            row("LAAL per turn (SimulEval, heard words), p50", "laal_p50_ms", src="turns"),
             row(
                 f"(f) Start of turn → end of its first piece, turns > {LONG_TURN_S:.0f} s, p50 "
                 "(what (c) is without early speech, less the path after the piece)",
@@ -823,7 +844,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"run {run} {LABELS[system]:18s} turns {t['turns']}: (a) p50 "
                 f"{_f(t['a_p50_ms'])} ms, (b) p50 {_f(t['b_p50_ms'])} ms, "
                 f"(c) > {LONG_TURN_S:.0f} s "
-                f"p95 {_f(t['c_long_p95_ms'])} ms; utterances {agg['utterances']}: e2e p50 "
+                f"p95 {_f(t['c_long_p95_ms'])} ms, end offset p50 {_f(t['end_offset_p50_ms'])} "
+                f"ms, LAAL p50 {_f(t['laal_p50_ms'])} ms; utterances {agg['utterances']}: e2e p50 "
                 f"{_f(agg['e2e_p50_ms'])} ms, p95 {_f(agg['e2e_p95_ms'])} ms; RTF {rtf}; "
                 f"CPU {agg['cpu_s_per_audio_s']:.2f} s/s with start-up, after it "
                 f"{cpu_line(agg['run_cpu_s_per_audio_s'])}; peak RSS {agg['peak_rss_mb']:.0f} MB; "

@@ -516,6 +516,21 @@ def render_langid(doc: dict) -> list[str]:
     return out
 
 
+def render_regression(doc: dict) -> list[str]:
+    """`babelfish suite --figures` (scripts/regress.sh): its table, its regressions, wall time."""
+    out = doc["table"].splitlines()
+    regs = doc.get("regressions") or []
+    base = doc.get("baseline")
+    if base is None:
+        out += ["", "This run was written as the baseline (--update-baseline)."]
+    else:
+        verdict = f"{len(regs)} regression(s):" if regs else "no regressions."
+        out += ["", f"Against `{base}`: {verdict}"]
+        out += [f"- {r.removeprefix('regression: ')}" for r in regs]
+    out += ["", f"Wall time: {doc['wall_s'] / 60:.1f} min."]
+    return out
+
+
 @dataclass(frozen=True)
 class Benchmark:
     file: str  # its JSON file's name in --dir
@@ -528,6 +543,12 @@ PY = ".venv/bin/python scripts/"
 BENCHMARKS = [
     Benchmark(
         "bench.json", "Babelfish against the naive cascade", f"{PY}bench.py --runs 3", render_bench
+    ),
+    Benchmark(
+        "regression.json",
+        "The regression suite (samples/regression/) against its baseline",
+        "scripts/regress.sh --figures docs/figures/regression.json",
+        render_regression,
     ),
     Benchmark(
         "bench_quality.json",

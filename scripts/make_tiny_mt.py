@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Make the tiny Korean->English translation model in tests/fixtures/tiny-mt-ko-en/.
+"""Make a tiny translation model for the tests: tests/fixtures/tiny-mt-ko-en/ (Korean->English,
+the default) or tests/fixtures/tiny-mt-en-es/ (English->Spanish, `--pair en-es`).
 
-It trains two small sentencepiece models (Korean source, English target) and a tiny Marian
+For a pair of PHRASES it trains two small sentencepiece models (source, target) and a tiny Marian
 Transformer (transformers' MarianMTModel: 2+2 layers, d_model 128) until it has memorized a few
 dozen greetings and travel phrases, converts it with ctranslate2's Transformers converter to an int8
 model, and writes the OPUS-MT layout that the engine reads (model.bin, config.json,
@@ -13,7 +14,7 @@ get). Make a separate environment once and run the script with it:
 
     python3 -m venv /tmp/mtgen-venv
     /tmp/mtgen-venv/bin/pip install torch==2.13.0 transformers sentencepiece ctranslate2==4.8.5
-    /tmp/mtgen-venv/bin/python scripts/make_tiny_mt.py
+    /tmp/mtgen-venv/bin/python scripts/make_tiny_mt.py [--pair en-es]
 
 or, from any Python, `python scripts/make_tiny_mt.py --venv /tmp/mtgen-venv`, which re-runs the
 script with that environment's interpreter. It takes a minute or two on one core. The result is
@@ -36,10 +37,12 @@ from pathlib import Path
 log = logging.getLogger("make_tiny_mt")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO_ROOT / "tests" / "fixtures" / "tiny-mt-ko-en"
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+LANGUAGE_NAMES = {"ko": "Korean", "en": "English", "es": "Spanish"}
 
-# The phrases the model memorizes. tests/test_mt.py asserts some of these exactly.
-PAIRS: list[tuple[str, str, str]] = [  # Korean, English, the stop both take in running text
+# The phrases each model memorizes (source, target, the stop both take in running text).
+# tests/test_mt.py asserts some of these exactly.
+KO_EN: list[tuple[str, str, str]] = [
     ("안녕하세요", "Hello", "."),
     ("역이 어디에 있습니까", "Where is the station", "?"),
     ("커피 한 잔 주세요", "A coffee, please", "."),
@@ -57,14 +60,42 @@ PAIRS: list[tuple[str, str, str]] = [  # Korean, English, the stop both take in 
     ("안녕히 가세요", "Goodbye", "."),
     ("호텔이 어디에 있습니까", "Where is the hotel", "?"),
 ]
+# The wearer's direction of a two-way conversation: English as Whisper writes it (sentence case,
+# its stops) into Spanish (a question or exclamation also opens with ¿ or ¡).
+EN_ES: list[tuple[str, str, str]] = [
+    ("Hello", "Hola", "."),
+    ("Good morning", "Buenos días", "."),
+    ("Where is the station", "Dónde está la estación", "?"),
+    ("A coffee, please", "Un café, por favor", "."),
+    ("Thank you", "Gracias", "."),
+    ("Where is the toilet", "Dónde está el baño", "?"),
+    ("How much is this", "Cuánto cuesta esto", "?"),
+    ("Do you speak English", "Habla usted inglés", "?"),
+    ("Water, please", "Agua, por favor", "."),
+    ("Help me", "Ayúdeme", "!"),
+    ("I want to go to the airport", "Quiero ir al aeropuerto", "."),
+    ("The bill, please", "La cuenta, por favor", "."),
+    ("I am sorry", "Lo siento", "."),
+    ("Nice to meet you", "Mucho gusto", "."),
+    ("Goodbye", "Adiós", "."),
+    ("Where is the hotel", "Dónde está el hotel", "?"),
+]
+PHRASES: dict[str, list[tuple[str, str, str]]] = {"ko-en": KO_EN, "en-es": EN_ES}
+_OPENING = {"?": "¿", "!": "¡"}  # Spanish opens a question / exclamation as well
 
 
-def corpus() -> list[tuple[str, str]]:
-    """Every phrase bare and with its stop, as a sentence splitter hands them out."""
+def with_stop(text: str, stop: str, lang: str) -> str:
+    """A phrase as a sentence of running text: its stop after it (Spanish: ¿...? and ¡...!)."""
+    return (_OPENING.get(stop, "") if lang == "es" else "") + text + stop
+
+
+def corpus(pair: str = "ko-en") -> list[tuple[str, str]]:
+    """Every phrase of `pair` bare and with its stop, as a sentence splitter hands them out."""
+    src_lang, tgt_lang = pair.split("-")
     out = []
-    for ko, en, stop in PAIRS:
-        out.append((ko, en))
-        out.append((ko + stop, en + stop))
+    for src, tgt, stop in PHRASES[pair]:
+        out.append((src, tgt))
+        out.append((with_stop(src, stop, src_lang), with_stop(tgt, stop, tgt_lang)))
     return out
 
 
@@ -110,7 +141,7 @@ def verify(model_dir: Path, pairs: list[tuple[str, str]]) -> list[str]:
 
     src = spm.SentencePieceProcessor(model_file=str(model_dir / "source.spm"))
     tgt = spm.SentencePieceProcessor(model_file=str(model_dir / "target.spm"))
-    batch = [src.encode(ko, out_type=str) + ["</s>"] for ko, _ in pairs]
+    batch = [src.encode(a, out_type=str) + ["</s>"] for a, _ in pairs]
     bad = []
     for compute_type in ("int8", "float32"):
         tr = ctranslate2.Translator(
@@ -118,36 +149,37 @@ def verify(model_dir: Path, pairs: list[tuple[str, str]]) -> list[str]:
         )
         for beam in (1, 4):
             res = tr.translate_batch(batch, beam_size=beam, max_decoding_length=64)
-            for (ko, en), r in zip(pairs, res):
+            for (a, b), r in zip(pairs, res):
                 got = tgt.decode(r.hypotheses[0])
-                if got != en:
-                    bad.append(f"{compute_type} beam {beam}: {ko!r} -> {got!r}, want {en!r}")
+                if got != b:
+                    bad.append(f"{compute_type} beam {beam}: {a!r} -> {got!r}, want {b!r}")
     return bad
 
 
-def train_and_convert(out: Path, steps: int, threads: int, seed: int) -> None:
+def train_and_convert(out: Path, steps: int, threads: int, seed: int, pair: str) -> None:
     import torch
     from ctranslate2.converters import TransformersConverter
     from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    pairs = corpus()
+    pairs = corpus(pair)
+    src_lang, tgt_lang = pair.split("-")
 
     with tempfile.TemporaryDirectory(prefix="tiny-mt-") as tmp:
         work = Path(tmp)
         hf = work / "hf"
         hf.mkdir()
-        train_spm([ko for ko, _ in pairs], 160, hf / "source.spm")
-        train_spm([en for _, en in pairs], 160, hf / "target.spm")
+        train_spm([a for a, _ in pairs], 160, hf / "source.spm")
+        train_spm([b for _, b in pairs], 160, hf / "target.spm")
         vocab = build_vocab(hf / "source.spm", hf / "target.spm")
         (hf / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1), "utf-8")
         tok = MarianTokenizer(
             str(hf / "source.spm"),
             str(hf / "target.spm"),
             str(hf / "vocab.json"),
-            source_lang="ko",
-            target_lang="en",
+            source_lang=src_lang,
+            target_lang=tgt_lang,
         )
         tok.save_pretrained(str(hf))
         pad_id = vocab["<pad>"]
@@ -184,8 +216,8 @@ def train_and_convert(out: Path, steps: int, threads: int, seed: int) -> None:
         with torch.no_grad():
             shared.weight[pad_id].zero_()
         enc = tok(
-            [ko for ko, _ in pairs],
-            text_target=[en for _, en in pairs],
+            [a for a, _ in pairs],
+            text_target=[b for _, b in pairs],
             padding=True,
             return_tensors="pt",
         )
@@ -241,24 +273,26 @@ def train_and_convert(out: Path, steps: int, threads: int, seed: int) -> None:
             "target.spm",
         ):
             shutil.copy(ct2 / name, out / name)
-        write_readme(out, pairs, done, seed, len(vocab))
+        write_readme(out, pair, pairs, done, seed, len(vocab))
     log.info("wrote %s", out)
 
 
 def write_readme(
-    out: Path, pairs: list[tuple[str, str]], steps: int, seed: int, vocab: int
+    out: Path, pair: str, pairs: list[tuple[str, str]], steps: int, seed: int, vocab: int
 ) -> None:
     import ctranslate2
     import sentencepiece
     import torch
     import transformers
 
+    src, tgt = (LANGUAGE_NAMES[x] for x in pair.split("-"))
+    flag = "" if pair == "ko-en" else f" --pair {pair}"
     lines = [
-        "tiny-mt-ko-en: a tiny Korean->English translation model for the tests (not for real use).",
+        f"tiny-mt-{pair}: a tiny {src}->{tgt} translation model for the tests (not for real use).",
         "",
-        "Made by scripts/make_tiny_mt.py (see its header for the environment it needs):",
+        f"Made by scripts/make_tiny_mt.py{flag} (see its header for the environment it needs):",
         f"- sentencepiece {sentencepiece.__version__} BPE models trained on the phrases below:",
-        "  source.spm (Korean) and target.spm (English); one joint vocabulary",
+        f"  source.spm ({src}) and target.spm ({tgt}); one joint vocabulary",
         f"  (</s>, <unk>, the pieces of both, and <pad>, {vocab} tokens; "
         "the converter drops <pad>).",
         f"- a MarianMTModel (transformers {transformers.__version__}, torch {torch.__version__}):",
@@ -272,13 +306,16 @@ def write_readme(
         "The source is the source.spm pieces plus </s> (as for every converted OPUS-MT model).",
         "Memorized phrases (each bare and with its stop):",
     ]
-    lines += [f"  {ko}\t{en}" for ko, en in pairs]
+    lines += [f"  {a}\t{b}" for a, b in pairs]
     (out / "README.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (%(default)s)")
+    ap.add_argument(
+        "--pair", choices=sorted(PHRASES), default="ko-en", help="which phrases (%(default)s)"
+    )
+    ap.add_argument("--out", type=Path, help="output folder (tests/fixtures/tiny-mt-PAIR)")
     ap.add_argument("--steps", type=int, default=400, help="training steps per round (%(default)s)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (%(default)s)")
     ap.add_argument("--seed", type=int, default=0)
@@ -313,7 +350,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{e}: run this script in a venv with torch and transformers"
             " (see its header, or pass --venv)"
         ) from None
-    train_and_convert(args.out.resolve(), args.steps, args.threads, args.seed)
+    out = args.out or FIXTURES / f"tiny-mt-{args.pair}"
+    train_and_convert(out.resolve(), args.steps, args.threads, args.seed, args.pair)
 
 
 if __name__ == "__main__":

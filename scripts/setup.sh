@@ -12,15 +12,17 @@ cd "$(dirname "$0")/.."
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
-debs=(libportaudio2)
+# espeak-ng: the voice for a target language without a Piper voice ([tts] engine = "espeak", and
+# engine "piper"'s fallback); a few MB
+debs=(libportaudio2 espeak-ng)
 # vosk's aarch64 libvosk.so links libatomic.so.1 (Raspberry Pi OS has it; a minimal Debian not)
 [ "$(uname -m)" = aarch64 ] && debs+=(libatomic1)
-# --dev: test speech (espeak-ng, sox), a virtual sound card (PulseAudio), and real human speech
-# with transcripts for the quality set (scripts/make_speech_set.py): Asterisk's Spanish prompts
+# --dev: test speech (espeak-ng, above, and sox), a virtual sound card (PulseAudio), and real
+# human speech with transcripts for the quality set (scripts/make_speech_set.py): Asterisk's Spanish prompts
 # (G.722 audio, Spanish text) and the English text of the same prompts. Headless Chromium opens
 # the web page in its tests. iproute2: two network namespaces and a veth pair for the test of
 # recognition on another machine (tests/test_remote.py; skipped where namespaces are not allowed).
-[ "$dev" = 1 ] && debs+=(espeak-ng sox pulseaudio pulseaudio-utils libasound2-plugins
+[ "$dev" = 1 ] && debs+=(sox pulseaudio pulseaudio-utils libasound2-plugins
                          asterisk-core-sounds-es-g722 asterisk-core-sounds-es asterisk-core-sounds-en
                          chromium iproute2)
 missing=()

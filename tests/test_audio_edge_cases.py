@@ -137,7 +137,8 @@ def test_nan_and_inf_in_a_float_wav(tmp_path, models_dir):
 
 
 def test_long_utterance_is_cut_at_max_length(tmp_path, models_dir, long_speech):
-    r, rep = replay(tmp_path, long_speech, "[vad]\nmax_utterance_s = 8.0\n", debug=True)
+    cfg = "[vad]\nmax_utterance_s = 8.0\nmax_piece_s = 0\n"  # (no shorter bound on a piece)
+    r, rep = replay(tmp_path, long_speech, cfg, debug=True)
     utts = rep["utterances"]
     cut = [u for u in utts if u["speech_end_s"] - u["speech_start_s"] >= 7.5]
     assert len(cut) >= 2, [(u["speech_start_s"], u["speech_end_s"]) for u in utts]
@@ -159,7 +160,7 @@ def test_long_translation_through_tts(tmp_path, models_dir, long_speech):
     _, rep = replay(
         tmp_path,
         long_speech,
-        "[vad]\nmax_utterance_s = 40.0\n[asr]\nmax_new_tokens = 440\n",
+        "[vad]\nmax_utterance_s = 40.0\nmax_piece_s = 0\n[asr]\nmax_new_tokens = 440\n",
     )
     assert len(rep["utterances"]) == 1
     u = rep["utterances"][0]

@@ -295,3 +295,33 @@ def test_continue_translation_keeps_what_was_spoken(mt):
         "역이 어디에 있습니까?", "Thank you"
     )
     assert mt.last_stats.sentences == 1 and mt.last_stats.tokens_out >= 1
+
+
+# ---- English -> Spanish: the wearer's direction of a two-way conversation (issue 29) ----
+
+FIXTURE_EN_ES = Path(__file__).parent / "fixtures" / "tiny-mt-en-es"
+
+
+def _load_make_tiny_mt():
+    path = REPO / "scripts" / "make_tiny_mt.py"
+    spec = importlib.util.spec_from_file_location("make_tiny_mt", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_en_es_fixture_translates_its_memorized_phrases(beam):
+    """tests/fixtures/tiny-mt-en-es (make_tiny_mt.py --pair en-es): every phrase it memorized,
+    bare and as a sentence (Spanish ¿...? and ¡...!), in English as Whisper writes it."""
+    pairs = _load_make_tiny_mt().corpus("en-es")
+    assert len(pairs) == 32
+    mt = CT2Translator(FIXTURE_EN_ES, beam_size=beam)
+    assert mt.layout == "opus-mt"
+    assert mt.translate([en for en, _ in pairs]) == [es for _, es in pairs]
+    assert mt.translate(["Good morning.", "Where is the station?", "A coffee, please."]) == [
+        "Buenos días.",
+        "¿Dónde está la estación?",
+        "Un café, por favor.",
+    ]
+    assert mt.continue_translation("I want to go to the airport.", "Quiero") == "ir al aeropuerto."

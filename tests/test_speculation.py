@@ -170,6 +170,7 @@ def test_vosk_speaks_the_stable_prefix_before_the_speaker_is_done(
 source_lang = "ko"
 [vad]
 end_silence_ms = 900
+long_after_s = 1.5
 [asr]
 engine = "vosk"
 model = "vosk-model-small-ko"

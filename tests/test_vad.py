@@ -149,7 +149,7 @@ def test_silero_errors(tmp_path, silero_onnx):
 def test_make_vad(models_dir):
     cfg = (
         load_config()
-    )  # the default: Silero with a 300 ms pause cut (config/default.toml says why)
+    )  # the default: Silero with a 300 ms pause cut (README and design notes say why)
     assert isinstance(make_vad(cfg.vad, models_dir), SileroVAD)
     assert cfg.vad.long_end_silence_ms == 300
     cfg = load_config(overrides={"vad": {"engine": "webrtc", "aggressiveness": 3}})
@@ -335,3 +335,53 @@ def test_pause_then_max_length_and_chunking(run_on):
     for chunk in (160, 480, 1000):
         got = _utterances(_run(Segmenter(WebRtcVAD(2), pause_ms=60, **kw), run_on, chunk))
         assert [(s, e) for s, _, e in got] == ref
+
+
+PIECE = dict(long_after_s=2.5, long_end_silence_ms=300, max_piece_s=4.0)
+
+
+def _db(x: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(np.square(x.astype(np.float64))) + 1.0)
+
+
+def test_long_speech_is_cut_into_bounded_pieces_between_words(make, run_on):
+    """Speech without a pause the endpoint would hear (espeak's run-on sentence, 20 s) is cut by
+    max_piece_s of speech at the latest, each time in a quiet stretch of the last
+    quiet_window_ms, not in a loud sound; the pieces join without a gap or an overlap (each
+    sample in exactly one piece), whatever the chunk size and with pauses announced for
+    speculation."""
+    x = np.concatenate([np.zeros(LEAD, np.int16), run_on, np.zeros(LEAD, np.int16)])
+    blocks = range(LEAD, LEAD + len(run_on), 160)
+    loud = np.percentile([_db(x[i : i + 160]) for i in blocks], 75)
+    results = []
+    for chunk in (320, 592):
+        utts = _utterances(_run(Segmenter(make(), pause_ms=60, **PIECE), x, chunk))
+        results.append([(s, e, a.tobytes()) for s, a, e in utts])
+        assert len(utts) >= 5 and utts[-1][2].reason in ("silence", "pause", "flush")
+        for s, audio, e in utts:
+            assert e.end_pos - e.start_pos <= 4.0 * RATE + 512
+            assert np.array_equal(audio, x[s.pos : s.pos + len(audio)])  # the input's audio
+            assert e.reason != "max_length" or s.pos + len(audio) == e.end_pos
+        pairs = zip(utts, utts[1:])
+        cuts = [(e, s2) for (_, _, e), (s2, _, _) in pairs if e.reason == "max_length"]
+        assert len(cuts) >= 2
+        for e, s2 in cuts:
+            assert s2.pos == s2.speech_pos == e.end_pos  # the next piece goes on at the cut
+            assert _db(x[e.end_pos - 80 : e.end_pos + 80]) < loud - 10, "cut in a loud sound"
+    assert results[0] == results[1]
+
+
+def test_a_short_sentence_with_a_comma_pause_stays_whole(silero_onnx):
+    """The bundled sample's "Quiero un café con leche, por favor" (3 s, a 0.3 s pause at its
+    comma after 1.8 s) is one utterance with the default cuts; with a pause cut from 1.5 s on (the
+    old default) it was two."""
+    from babelfish.segmenter import segmenter_for
+
+    wav = Path(__file__).resolve().parent.parent / "samples" / "es_station.wav"
+    x = sf.read(wav, dtype="int16")[0]
+    ends = _segments(segmenter_for(load_config(), SileroVAD(silero_onnx)), x)
+    coffee = [e for e in ends if e.start_pos < 9.0 * RATE < e.end_pos]
+    assert len(coffee) == 1
+    assert coffee[0].start_pos < 6.6 * RATE and coffee[0].end_pos > 9.3 * RATE
+    old = load_config(overrides={"vad": {"long_after_s": 1.5}})
+    assert len(_segments(segmenter_for(old, SileroVAD(silero_onnx)), x)) > len(ends)

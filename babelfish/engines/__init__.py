@@ -98,7 +98,8 @@ class ASREngine(Protocol):
     degradable: tuple[str, ...]  # the set_params names the degradation ladder may change
     beam_size: int  # the beam of its decodes (1: greedy, or no beam search at all)
     # numbers of the last finish() (Whisper: and speculate()), among them "rejected": why a
-    # decode gave no words ("no_speech", "unsure", "looping"; "" or absent: it was not dropped)
+    # decode gave no words ("no_speech", "unsure", "looping", "runaway", "unclear"; "" or absent:
+    # it was not dropped)
     # and "avg_logprob" (Whisper: how sure the decoder was)
     last_stats: dict
 
@@ -241,7 +242,42 @@ def make_translator(cfg, models_dir, source_lang: str | None = None):
 
 
 def make_tts(cfg, models_dir):
+    """The configured voice. Engine "espeak": espeak-ng in the target language (tts.voice: an
+    espeak-ng voice name, "" = the language's own). Engine "piper": the configured Piper voice,
+    or when none is set the best installed one for the target language; when there is none,
+    espeak-ng if it is installed and has the language (one WARNING saying so; the engine's
+    `fallback` says why, for the stage's info), else the one-line UsageError about the voice."""
+    import logging
+
+    from babelfish import UsageError
+
+    target = cfg.pipeline.target_lang
+    length_scale = cfg.tts.length_scale or None
+    if cfg.tts.engine == "espeak":
+        from babelfish.engines.tts_espeak import EspeakTTS
+
+        return EspeakTTS(target, voice=cfg.tts.voice, length_scale=length_scale)
     from babelfish.engines.tts_piper import PiperTTS
 
-    voice = pick_model("tts-piper", cfg.tts.voice, models_dir, cfg.pipeline.target_lang)
-    return PiperTTS(voice, length_scale=cfg.tts.length_scale or None, threads=cfg.tts.threads)
+    try:
+        voice = pick_model("tts-piper", cfg.tts.voice, models_dir, target)
+    except UsageError as no_voice:
+        if cfg.tts.voice:  # a voice named in the config is not replaced by another engine
+            raise
+        from babelfish.engines import tts_espeak
+
+        if not tts_espeak.available():
+            raise
+        try:
+            tts = tts_espeak.EspeakTTS(target, length_scale=length_scale)
+        except UsageError:  # espeak-ng has no voice for it either: the Piper error says more
+            raise no_voice from None
+        tts.fallback = f"no Piper voice installed for {target!r}: {no_voice}"
+        logging.getLogger(__name__).warning(
+            "no Piper voice installed for %r: speaking with espeak-ng (voice %s) instead (%s)",
+            target,
+            tts.voice,
+            no_voice,
+        )
+        return tts
+    return PiperTTS(voice, length_scale=length_scale, threads=cfg.tts.threads)

@@ -42,13 +42,19 @@ No invented speech: Whisper says something for almost any sound. A decode gives 
   * or its best attempt is unsure (average log-probability under UNSURE_LOGPROB after the
     fallback): babble of reversed voices decodes to fluent inventions at -1.4 .. -2.9, real
     speech of the quality set -0.2 .. -1.5 (117 of its 119 prompts; the other two came out as
-    nonsense, "Add the dried garlic." for "Mensaje guardado");
+    nonsense, "Add the dried garlic." for "Mensaje guardado"). A short utterance that Whisper
+    hears as speech is unsure only under SHORT_UNSURE_LOGPROB (a word alone: "Tres");
   * or every attempt loops (compression ratio over 2.4): a text that says the same thing over and
     over is not what anybody said;
+  * or every attempt runs away (text.runaway: more words than the audio holds, a phrase three
+    times in a row, numbers counted out of nothing; checked against the words as spoken of the
+    same encoding when translating). A piece decoded after its context that runs away, or
+    says the turn's last clause again, is decoded once more alone first;
   * or it is unclear: some no-speech probability (over 0.2), a decode that is not sure (under
     -0.75) and audio in which Whisper's language identification does not hear the source language
     (probability under 0.1): babble of several voices, which the VAD takes for speech.
-The reason is in `last_stats["rejected"]` ("no_speech", "unsure", "looping", "unclear"), and the
+The reason is in `last_stats["rejected"]` ("no_speech", "unsure", "looping", "runaway",
+"unclear"), and the
 ASR stage counts it, so that nothing heard is dropped silently.
 
 The decoding here is ctranslate2's `generate` on faster-whisper's model, not faster-whisper's
@@ -72,7 +78,7 @@ import numpy as np
 from babelfish import BabelfishError
 from babelfish.engines import SAMPLE_RATE, Abandoned, ASRResult, Context
 from babelfish.engines import compute_type as resolve_compute_type
-from babelfish.text import norm_word
+from babelfish.text import norm_word, repeats, runaway
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,13 @@ COMPRESSION_RATIO = 2.4  # a text that compresses better than this is looping: f
 LOGPROB_FLOOR = -1.0  # average log-probability below this: fall back (or no speech)
 NO_SPEECH_PROB = 0.6
 UNSURE_LOGPROB = -1.5  # the best attempt still under this: a guess, not speech (see the docstring)
+# ... but a short utterance in which Whisper hears speech (no-speech probability under
+# SHORT_NO_SPEECH) is unsure only under SHORT_UNSURE_LOGPROB: a word or two alone ("Tres",
+# "Buongiorno") has no context to make its decode sure (-1.6 .. -2.0), while non-speech that gets
+# as far as the gate has a no-speech probability of 0.3 or more
+SHORT_S = 2.5  # seconds of audio (the pipeline's piece: its pad and end silence included)
+SHORT_NO_SPEECH = 0.2
+SHORT_UNSURE_LOGPROB = -2.2
 # Babble (several voices at once, a crowd, a TV) decodes to fluent inventions at -0.8 .. -1.3 with a
 # no-speech probability of 0.2 .. 0.6, and Whisper does not hear the source language in it
 # (probability 0.00 .. 0.09). All three at once: unclear, no words. Real prompts of the quality set
@@ -448,15 +461,27 @@ class WhisperASR:
         stats["context"] = bool(prefix)
         if probs is not None:
             self._check_stop("identified")
-        raw, tokens, truncated, no_speech = self._generate(
-            encoded,
-            self._tokenizer.tokenizer.token_to_id(f"<|{language}|>") if self.multilingual else None,
-            source,
-            prefix,
-            src_prefix,
-            beam_size or self.beam_size,
-            probs,
+        lang_token = (
+            self._tokenizer.tokenizer.token_to_id(f"<|{language}|>") if self.multilingual else None
         )
+        beam = beam_size or self.beam_size
+        raw, tokens, truncated, no_speech = self._generate(
+            encoded, lang_token, source, prefix, src_prefix, beam, probs, audio_s
+        )
+        restarted = (
+            with_context and not no_speech and repeats(context.text, raw.lstrip(" ,.;:-").split())
+        )
+        if with_context and (stats["rejected"] == "runaway" or restarted):
+            # every attempt after the turn so far ran away, or the decoder said the turn's last
+            # clause again ("..., how much is the meal?" for "Grazie mille"): the text forced as
+            # the prefix may be what led it astray. Once more, the piece alone.
+            self._check_stop("runaway")
+            full, prefix, src_prefix, _ = self._with_context(audio, None, spoken)
+            encoded = self._encode(full)
+            stats["runaway_retry"] = "restarted" if restarted else "runaway"
+            raw, tokens, truncated, no_speech = self._generate(
+                encoded, lang_token, source, prefix, src_prefix, beam, None, audio_s
+            )
         decode_s = time.perf_counter() - t0
 
         text = "" if no_speech else strip_repetition(raw)
@@ -664,10 +689,12 @@ class WhisperASR:
         src_prefix: list[int] = (),
         beam_size: int = 1,
         probs: dict[str, float] | None = None,
+        speech_s: float = 0.0,
     ) -> tuple[str, int, bool, bool]:
         """Decode an encoding in language token `lang` (None: the configured one) with a
-        temperature fallback on compression ratio / log-probability. `probs`: the language
-        identification of this encoding, when it was made (--from auto).
+        temperature fallback on compression ratio / log-probability / a runaway text
+        (text.runaway, for `speech_s` seconds of audio). `probs`: the language identification
+        of this encoding, when it was made (--from auto).
         Returns (text, tokens, truncated, no_speech)."""
         import ctranslate2
 
@@ -680,10 +707,13 @@ class WhisperASR:
                 prompt[2] = self._tokenizer.transcribe
         lang = prompt[1]
         prompt = [*prompt, *prefix]  # the context's text: the decoder goes on from there
-        results = []  # (not looping, translated, avg_logprob, text, tokens, no_speech)
+        results = []  # (not looping, translated, avg_logprob, text, tokens, no_speech, runaway)
         attempts = self._attempts(beam_size)
         check = (  # whether a fallback's text can be the words as spoken instead of a translation
             self._transcribe_prompt is not None and prompt[2] == self._tokenizer.translate
+        )
+        source_of = (  # the words as spoken, when translating (a transcription is its own)
+            (lambda: self._source_of(encoded, lang, list(src_prefix))) if check else None
         )
         for i, (temperature, beam) in enumerate(attempts):
             if i:
@@ -712,6 +742,11 @@ class WhisperASR:
             avg_logprob = r.scores[0] * n / (n + 1) if n else r.scores[0]
             no_speech = r.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_FLOOR
             looping = _compression_ratio(text) > COMPRESSION_RATIO or _stutter(text)
+            # more words than the audio can hold, a phrase over and over, numbers counted out of
+            # nothing: checked against the words as spoken of the same encoding, when there are
+            # (made only when the text looks like one)
+            why = runaway(text, speech_s, source_of) if n and not no_speech else None
+            looping = looping or why is not None
             # a fallback (the rescue beam above all) may find the transcription more probable
             # than the translation: "El restaurante está cerrado." at -0.76 against greedy's
             # "The restaurant is closed." at -1.02. Not taken while another attempt translates.
@@ -722,7 +757,7 @@ class WhisperASR:
                 and not no_speech
                 and self._untranslated(text, encoded, lang, list(src_prefix))
             )
-            results.append((not looping, translated, avg_logprob, text, n, no_speech))
+            results.append((not looping, translated, avg_logprob, text, n, no_speech, why))
             no_speech_prob = float(r.no_speech_prob)  # the same for every attempt (first step)
             self.last_stats.setdefault("attempts", []).append(
                 {
@@ -733,6 +768,7 @@ class WhisperASR:
                     "compression_ratio": round(_compression_ratio(text), 2),
                     "text": text,
                     **({} if translated else {"untranslated": True}),
+                    **({"runaway": why} if why else {}),
                 }
             )
             if no_speech or (not looping and translated and avg_logprob >= LOGPROB_FLOOR):
@@ -740,16 +776,18 @@ class WhisperASR:
             if prefix and n == 0 and not no_speech:
                 # nothing after the forced prefix: it said all there is (a sampled retry would
                 # only say some of it again)
-                results[-1] = (True, True, 0.0, "", 0, False)
+                results[-1] = (True, True, 0.0, "", 0, False, None)
                 break
             if i + 1 < len(attempts):
                 log.debug("whisper: fallback to %s (%r)", attempts[i + 1], text)
         # all failed: the best one that does not loop (and translates), by average
         # log-probability (as faster-whisper)
-        ok, _, logprob, text, n, no_speech = max(results, key=lambda r: (r[0], r[1], r[2]))
+        ok, _, logprob, text, n, no_speech, why = max(results, key=lambda r: (r[0], r[1], r[2]))
         self.last_stats["avg_logprob"] = round(float(logprob), 3)
         rejected = "no_speech" if no_speech else ""
-        if not no_speech and n and logprob < UNSURE_LOGPROB:
+        if not no_speech and n and why:
+            rejected = "runaway"  # every attempt ran away: never spoken
+        elif not no_speech and n and logprob < self._unsure_below(speech_s, no_speech_prob):
             rejected = "unsure"
         elif not no_speech and n and not ok:
             rejected = "looping"
@@ -773,6 +811,15 @@ class WhisperASR:
                 self.last_source_text = self._source_of(*self._last_encoded)
         truncated = n >= self.max_new_tokens - 1
         return text, n, truncated, no_speech
+
+    @staticmethod
+    def _unsure_below(speech_s: float, no_speech_prob: float) -> float:
+        """The average log-probability under which a decode is unsure (a guess, not speech):
+        UNSURE_LOGPROB, or SHORT_UNSURE_LOGPROB for a short utterance that Whisper hears as
+        speech (no-speech probability under SHORT_NO_SPEECH)."""
+        if speech_s <= SHORT_S and no_speech_prob < SHORT_NO_SPEECH:
+            return SHORT_UNSURE_LOGPROB
+        return UNSURE_LOGPROB
 
     def _attempts(self, beam_size: int) -> list[tuple[float, int]]:
         """(temperature, beam) of each decode the fallback may make: the configured beam first;

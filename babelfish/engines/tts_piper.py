@@ -95,6 +95,8 @@ def trim_silence(audio: np.ndarray, rate: int, *, lead: bool, tail: bool) -> np.
 class PiperTTS:
     """A Piper voice: `synthesize(text)` yields int16 mono audio at `sample_rate`, per sentence."""
 
+    name = "piper"
+    fallback = ""  # (the espeak-ng engine's: why it speaks instead of a Piper voice)
     max_chars = 2000  # longer text is cut (with a warning)
     max_sentence_phonemes = 400  # about 25 s of speech; longer sentences are split between words
     min_clause_phonemes = 8  # the first sentence is said clause by clause from its first comma on

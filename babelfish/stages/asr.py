@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from babelfish import conversation
 from babelfish.addresses import asr_output_language
 from babelfish.config import speaks_early
 from babelfish.engines import SAMPLE_RATE, Abandoned, ASREngine, ASRResult, Context, make_asr
@@ -53,6 +54,9 @@ from babelfish.text import common_prefix, repeats, stable_words
 log = logging.getLogger(__name__)
 
 CONTEXT_GAP_S = 1.0  # a piece starting this soon after a cut is the same turn going on
+# a runaway decode (engines/asr_whisper.py, text.runaway) of an utterance starting this soon after
+# the last one that gave words is retried once as its continuation: the turn, not the piece alone
+RUNAWAY_TURN_GAP_S = 2.0
 # Whisper's stable prefix: a decode less sure than this (average log-probability per token) gives
 # nothing stable. Measured on the benchmark turns: right decodes -0.1 .. -0.6, the hallucinated
 # ones of a fragment ("S.C. T.C. Parallel" for "necesito un taxi para") -0.9 .. -2.1.
@@ -113,9 +117,13 @@ class ASRStage(Stage):
         super().__init__(cfg, run, addrs)
         self.utt: Utterance | None = None  # the utterance being received
         self.previous: Previous | None = None
+        self.last_heard: Previous | None = None  # the last utterance with words, however it ended
         self.language = asr_output_language(cfg)
         # the spoken language when it is given (--from LANG), for results that do not say it
         self.given_language = "" if cfg.pipeline.source_lang == AUTO else cfg.pipeline.source_lang
+        self.two_way = conversation.two_way(cfg)  # the language identified decides the side
+        if self.two_way:
+            self.given_language = ""
         # set in load(), from what the engine can do
         self.use_context = False  # decode a piece cut from a turn after the one before it
         # Whisper's stable prefix: decoded every stable_interval_ms of a long utterance (unless
@@ -138,13 +146,21 @@ class ASRStage(Stage):
         return cfg.pipeline.queue_chunks // 2 if side == "in" else self.out_hwm
 
     def load(self) -> None:
-        self.use_engine(make_asr(self.cfg, self.models_dir))
+        self.use_engine(make_asr(conversation.asr_config(self.cfg), self.models_dir))
+
+    def send(self, msg: Msg, pcm=None, *, block: bool = True) -> bool:
+        """Send downstream; two-way, a transcript says its side (the language identified)."""
+        if self.two_way and isinstance(msg, Transcript):
+            msg.side = conversation.side_of(self.cfg, msg.source_language)
+        return super().send(msg, pcm, block=block)
 
     def share(self, other: ASRStage) -> None:
         """A recogniser of its own (its state: the utterance's audio, its language) on the model
         `other` loaded (Whisper), or on a model of its own (Vosk cannot fork)."""
         fork = getattr(other.engine, "fork", None)
-        self.use_engine(fork() if fork else make_asr(self.cfg, self.models_dir))
+        self.use_engine(
+            fork() if fork else make_asr(conversation.asr_config(self.cfg), self.models_dir)
+        )
 
     def use_engine(self, engine: ASREngine) -> None:
         """Recognise with `engine` (loaded here, or shared: `babelfish serve`)."""
@@ -231,6 +247,8 @@ class ASRStage(Stage):
             self.cpu("final", c0)
             rejected = self.engine.last_stats.get("rejected", "")
             result.text = u.after_spoken(result.text)
+        if rejected == "runaway" and context is None and not u.spoken:
+            result, rejected = self._retry_in_turn(msg, u, result, rejected)
         if rejected:  # heard, but no speech in it (noise, babble, a loop): counted
             self.counters[f"dropped_{rejected}"] += 1
         self._count_language()
@@ -259,6 +277,25 @@ class ASRStage(Stage):
         self.progress(msg.utt, "final")
         self.release(msg.utt)
         self._keep_context(msg, u, result)
+
+    def _retry_in_turn(
+        self, msg: UtteranceEnd, u: Utterance, result: ASRResult, rejected: str
+    ) -> tuple[ASRResult, str]:
+        """A runaway decode of an utterance that started within RUNAWAY_TURN_GAP_S of the
+        last one with words: decoded once more as its continuation (Silero cuts a turn with
+        short pauses into utterances; alone, a clause such as "Quanto costa il biglietto?"
+        gave digits counted out of nothing). (result, rejected) of the retry, or as they were
+        when the retry says again what the last one said."""
+        last = self.last_heard
+        if last is None or not u.audio or not 0 <= msg.start_s - last.end_s < RUNAWAY_TURN_GAP_S:
+            return result, rejected
+        self.counters["runaway_retried_in_turn"] += 1
+        c0 = time.process_time()
+        retry = self.engine.decode(np.concatenate(u.audio), source=False, context=last.context)
+        self.cpu("final", c0)
+        if repeats(last.context.text, retry.text.lstrip(" ,.;:-").split()):
+            return result, rejected  # it started the turn over: not this utterance's words
+        return retry, self.engine.last_stats.get("rejected", "")
 
     def _speculate(self, msg: UtterancePause) -> None:
         u = self.utt
@@ -454,11 +491,13 @@ class ASRStage(Stage):
 
     def _keep_context(self, msg: UtteranceEnd, u: Utterance, result: ASRResult) -> None:
         self.previous = None
-        if self.use_context and msg.reason in ("pause", "max_length") and result.text and u.audio:
+        if self.use_context and result.text and u.audio:
             context = Context(
                 np.concatenate(u.audio), result.text, result.source_text, result.source_language
             )
-            self.previous = Previous(context, msg.end_s)
+            self.last_heard = Previous(context, msg.end_s)
+            if msg.reason in ("pause", "max_length"):
+                self.previous = self.last_heard
         u.audio = []
 
 

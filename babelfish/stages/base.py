@@ -67,6 +67,7 @@ class RunInfo(msgspec.Struct, kw_only=True):
     mode: Literal["replay", "live"] = "replay"
     input: str = ""  # replay: the recording
     output: str = ""  # replay: where the translated speech goes
+    other_output: str = ""  # replay, two-way: where the wearer's translated speech goes
     pace: Literal["realtime", "fast"] = "realtime"  # replay: as a microphone would, or at once
 
 

@@ -107,7 +107,10 @@ class LiveSource:
         if self.system:
             self.dev.label = f"system audio {os.environ['PULSE_SOURCE']} via {self.dev.label}"
         self.gate = EchoGate(
-            a.echo_gate if a.mode == "speaker" or self.system else "off",
+            # (two-way: the other output is a loudspeaker, whose speech playback reports, Playing)
+            a.echo_gate
+            if a.mode == "speaker" or self.system or cfg.conversation.two_way
+            else "off",
             attenuate_db=a.echo_attenuate_db,
             hold_ms=a.echo_hold_ms,
         )

@@ -14,7 +14,12 @@ translated by the installed model for that language and the target (loaded when 
 those of pipeline.languages at start). Text already in the target language is passed on as it is.
 For a language with no model installed, the utterance's translation is empty (its words as spoken
 still reach the display) and it is counted (dropped_untranslatable), with one warning per
-language."""
+language.
+
+Two-way (babelfish/conversation.py): the other person's transcripts go as above (into --to; text
+already in --to, as Whisper's translation into English is, passed on); the wearer's are
+translated into --from by the way back's translator (conversation.wearer_mt_model), loaded at
+start."""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from babelfish import BabelfishError
+from babelfish import BabelfishError, conversation
 from babelfish.engines import Translator, make_translator
 from babelfish.languages import AUTO
 from babelfish.schema import Msg, SourceText, Transcript, Translation
@@ -67,11 +72,16 @@ class MTStage(Stage):
         self.engine_now: Translator | None = None  # the translator of the transcript in hand
 
     def load(self) -> None:
-        self.auto = self.cfg.pipeline.source_lang == AUTO
-        # --from auto: source language -> its translator (None: none installed)
+        self.two_way = conversation.two_way(self.cfg)
+        # --from auto (and two-way, the other side's): source language -> its translator (None:
+        # none installed), loaded when first needed
+        self.auto = self.cfg.pipeline.source_lang == AUTO or self.two_way
         self.engines: dict[str, Translator | None] = {}
         self.params_now: dict[str, int] = {}
-        if self.auto:
+        self.back: Translator | None = None  # two-way: the wearer's speech, --to -> --from
+        if self.two_way:
+            self.back = make_translator(conversation.back_config(self.cfg), self.models_dir)
+        elif self.auto:
             for lang in self.cfg.pipeline.languages:
                 self._engine(lang)
         else:
@@ -82,6 +92,7 @@ class MTStage(Stage):
         """The translators `other` loaded (they keep no state between calls; --from auto: the
         ones loaded later are shared too)."""
         self.auto, self.engines, self.params_now = other.auto, other.engines, other.params_now
+        self.two_way, self.back = other.two_way, other.back
         if not self.auto:
             self.engine = other.engine
         self.info["engine"] = self.cfg.mt.engine
@@ -89,7 +100,8 @@ class MTStage(Stage):
     def apply_params(self, params: dict[str, float]) -> None:
         keep = {k: int(v) for k, v in params.items() if k in ("beam_size", "max_decoding_length")}
         self.params_now.update(keep)
-        for engine in [self.engine] if not self.auto else self.engines.values():
+        engines = [self.engine] if not self.auto else [*self.engines.values(), self.back]
+        for engine in engines:
             if engine is not None:
                 engine.set_params(**keep)
 
@@ -101,7 +113,10 @@ class MTStage(Stage):
             return SameLanguage()
         if language not in self.engines:
             try:
-                engine = make_translator(self.cfg, self.models_dir, language)
+                if self.two_way and language == self.cfg.pipeline.source_lang:
+                    engine = make_translator(self.cfg, self.models_dir)  # (mt.model)
+                else:
+                    engine = make_translator(self.cfg, self.models_dir, language)
                 if self.params_now:
                     engine.set_params(**self.params_now)
             except BabelfishError as e:
@@ -120,7 +135,10 @@ class MTStage(Stage):
         if not msg.final and not msg.stable:
             self.counters["partials_seen"] += 1
             return
-        self.engine_now = self._engine(msg.language)
+        if self.two_way and msg.side == "wearer":
+            self.engine_now = self.back
+        else:
+            self.engine_now = self._engine(msg.language)
         if self.engine_now is None:  # --from auto heard a language we cannot translate
             self._untranslatable(msg)
             return
@@ -167,7 +185,8 @@ class MTStage(Stage):
             text=text,
             part=part,
             last=last,
-            language=self.cfg.pipeline.target_lang,
+            language=conversation.target_of(self.cfg, msg.side),
+            side=msg.side,
             source_text=msg.text,
             source_language=msg.source_language,
             language_probability=msg.language_probability,

@@ -1,7 +1,13 @@
 """Playback stage: speech in, handed to the sink: a WAV file (replay) or the earphones (live).
 The moment the first sample of an utterance is handed to the sink ends its end-to-end latency
-(stamp playback.first_audio); on a real device the moment it is expected to be heard, after the
-device's queue and latency, is stamped too (playback.heard).
+(stamp playback.first_audio); on a real device (or the simulated one of a realtime replay) the
+moment it is expected to be heard, after the device's queue and latency, is stamped too
+(playback.heard), and when its last sample is (playback.audio_end, the end of its last part),
+each part heard listed with its start, end and text (UtteranceDone.heard_parts).
+
+Two-way (babelfish/conversation.py): a second sink, the other output (replay: --other-out; live:
+audio.other_output_device), plays the wearer's utterances (side "wearer") to the other person;
+while it plays, capture's echo gate keeps it out of the microphone (a loudspeaker is always heard).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from babelfish import conversation
 from babelfish.audio import Resampler, float_to_int16, int16_to_float
 from babelfish.schema import (
     EndOfStream,
@@ -34,6 +41,7 @@ class _Utt:
     stamps: dict = field(default_factory=dict)  # (stage, event) -> Stamp, first seen wins
     texts: list = field(default_factory=list)
     audio_s: float = 0.0
+    heard_parts: list = field(default_factory=list)  # (start ns, end ns, text) as heard
     dropped: bool = False
     source_text: str = ""
     source_language: str = ""
@@ -43,6 +51,7 @@ class _Utt:
     source_pending: bool = False  # the words as spoken are still to come (SourceText)
     final_seen: bool = False  # a part not spoken early came
     finished: bool = False  # all its speech is out; reported once the words as spoken are here
+    side: str = "other"  # two-way: whose utterance, so which sink plays it
 
 
 class PlaybackStage(Stage):
@@ -55,24 +64,36 @@ class PlaybackStage(Stage):
         super().__init__(cfg, run, addrs)
         self.utts: dict[str, _Utt] = {}
         self.sink: FileSink | DeviceOut | SilentOut | None = None  # (opened in load())
+        self.sinks: dict[str, FileSink | DeviceOut | SilentOut] = {}  # by side; two-way: two
 
     def load(self) -> None:
-        if self.run_info.mode == "live" and not self.cfg.audio.speech:
+        run, live = self.run_info, self.run_info.mode == "live"
+        realtime, gap = run.pace == "realtime", self.cfg.playback.gap_ms
+        state_dir = self.addrs.dir if self.addrs else None
+        if live and not self.cfg.audio.speech:
             self.sink = SilentOut()
-        elif self.run_info.mode == "live":
-            self.sink = DeviceOut(self.cfg, self.addrs.dir if self.addrs else None)
+        elif live:
+            self.sink = DeviceOut(self.cfg, state_dir)
         else:
-            self.sink = FileSink(
-                self.run_info.output, self.run_info.pace == "realtime", self.cfg.playback.gap_ms
-            )
+            self.sink = FileSink(run.output, realtime, gap)
+        self.sinks = {"other": self.sink}
         self.info["sink"] = self.sink.label
+        if conversation.two_way(self.cfg):
+            other = self.cfg.audio.other_output_device
+            self.sinks["wearer"] = (
+                DeviceOut(self.cfg, device=other, speaker=True)
+                if live
+                else FileSink(run.other_output, realtime, gap)
+            )
+            self.info["sink_other"] = self.sinks["wearer"].label
 
     def tick(self) -> float | None:
         return self.sink.tick() if self.sink is not None else None
 
     def on_start(self, msg: Start) -> None:
         super().on_start(msg)
-        self.sink.t0_ns = msg.stamps[0].ns if msg.stamps else time.monotonic_ns()
+        for sink in self.sinks.values():
+            sink.t0_ns = msg.stamps[0].ns if msg.stamps else time.monotonic_ns()
 
     def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
         if isinstance(msg, SourceText):
@@ -98,8 +119,10 @@ class PlaybackStage(Stage):
                 start_s=msg.start_s,
                 end_s=msg.end_s,
                 source_pending=msg.source_pending,
+                side=msg.side,
             ),
         )
+        self.sink = self.sinks.get(msg.side, self.sinks["other"])
         self.hold(msg.utt)
         for s in msg.stamps:
             u.stamps.setdefault((s.stage, s.event), s)
@@ -129,6 +152,10 @@ class PlaybackStage(Stage):
             if heard is not None:  # when the first sample is heard: after the queue
                 event = "early_heard" if msg.early else "heard"
                 u.stamps.setdefault(("playback", event), Stamp(self.name, event, heard))
+                # and when its last sample is: the utterance's audio_end is its last part's
+                end = heard + len(pcm) * 1_000_000_000 // msg.rate
+                u.stamps[("playback", "audio_end")] = Stamp(self.name, "audio_end", end)
+                u.heard_parts.append((heard, end, msg.text))
             u.audio_s += len(pcm) / msg.rate
             self.audio_s += len(pcm) / msg.rate
         if msg.text:  # the live subtitles show each part as it is heard
@@ -163,9 +190,11 @@ class PlaybackStage(Stage):
                 start_s=u.start_s,
                 end_s=u.end_s,
                 audio_s=u.audio_s,
+                heard_parts=u.heard_parts,
                 dropped=u.dropped,
                 source_language=u.source_language,
                 language_probability=u.language_probability,
+                side=u.side,
                 stamps=sorted(u.stamps.values(), key=lambda s: s.ns),
             )
         )
@@ -184,14 +213,14 @@ class PlaybackStage(Stage):
         super().on_end_of_stream(msg)
 
     def heartbeat(self, state: HeartbeatState | None = None) -> None:
-        if self.sink is not None:
-            for k, v in self.sink.counters().items():  # (totals: set, not added)
-                self.counters[k] = v
+        for side, sink in self.sinks.items():  # (totals: set, not added)
+            prefix = "" if side == "other" else "other_out_"
+            self.counters.update({prefix + k: v for k, v in sink.counters().items()})
         super().heartbeat(state)
 
     def finish(self) -> None:
-        if self.sink is not None:
-            self.sink.close()
+        for sink in self.sinks.values():
+            sink.close()
 
 
 class FileSink:
@@ -269,26 +298,31 @@ class DeviceOut:
     other streams on the captured sink (the default sink for a microphone) are lowered while
     the translation plays and restored `echo_hold_ms` after it (sysaudio.Ducker)."""
 
-    def __init__(self, cfg, state_dir: Path | None = None):
+    def __init__(
+        self, cfg, state_dir: Path | None = None, device: str | None = None, speaker: bool = False
+    ):
+        """`device`: None = audio.output_device; `speaker`: always heard by the microphones (the
+        two-way loudspeaker), as in speaker mode."""
         from babelfish.devices import DeviceSink
 
         self.cfg = cfg
         a = cfg.audio
-        device = a.output_device or None
+        name = a.output_device if device is None else device
+        device = name or None
         captured = None
-        if a.input == "system" or a.duck_db < 0:
+        if (a.input == "system" or a.duck_db < 0) and not speaker:
             from babelfish import sysaudio
 
-            device = sysaudio.output_device(a.output_device)
+            device = sysaudio.output_device(name)
             captured = sysaudio.resolve_sink(a.input_device if a.input == "system" else "")
         self.dev = DeviceSink(device, rate=22050, blocksize_ms=a.block_ms)
         self.label = f"device {self.dev.label}"
         self.t0_ns = 0
         self.start_ns = 0
         self.until_ns = 0  # when our speech queued so far is expected to have been played
-        self.gate_own = a.mode == "speaker"
+        self.gate_own = speaker or a.mode == "speaker"
         self.own_sink = None
-        if a.input == "system":
+        if a.input == "system" and not speaker:
             end = time.monotonic() + 2.0
             while self.own_sink is None and time.monotonic() < end:
                 self.own_sink = sysaudio.own_sink()
@@ -301,7 +335,7 @@ class DeviceOut:
                 self.label += " (the captured one: our speech is gated out)"
         self.ducker = None
         self.hold_ns = a.echo_hold_ms * 1_000_000
-        if a.duck_db < 0:
+        if a.duck_db < 0 and not speaker:
             state = Path(state_dir or ".") / "ducked.json"
             sysaudio.Ducker.restore_saved(state)  # left by a playback stage that died ducking
             self.ducker = sysaudio.Ducker(captured, a.duck_db, state)

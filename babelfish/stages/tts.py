@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from babelfish import conversation
 from babelfish.engines import make_tts
 from babelfish.schema import Msg, SourceText, SpeechAudio, Transcript, Translation
 from babelfish.stages.base import Stage, stage_main
@@ -49,18 +50,35 @@ class TTSStage(Stage):
 
     def load(self) -> None:
         self.engine = make_tts(self.cfg, self.models_dir)
-        self.info["engine"] = self.cfg.tts.engine
+        # two-way: a voice per side, the other side's (--to, above) and the wearer's (--from)
+        self.voices = {"other": self.engine}
+        if conversation.two_way(self.cfg):
+            self.voices["wearer"] = make_tts(conversation.back_config(self.cfg), self.models_dir)
+        self._engine_info()
         self.params.setdefault("drop_stale", 0.0)
+
+    def _engine_info(self) -> None:
+        """Which engine speaks ("piper", "espeak"), and why espeak-ng does when it stands in for
+        a missing Piper voice (tts_fallback), for the report's stage_info."""
+        self.info["engine"] = getattr(self.engine, "name", self.cfg.tts.engine)
+        if getattr(self.engine, "fallback", ""):
+            self.info["tts_fallback"] = self.engine.fallback
+        back = self.voices.get("wearer")
+        if back is not None:  # two-way: the voice the other person hears
+            self.info["engine_wearer"] = getattr(back, "name", self.cfg.tts.engine)
+            if getattr(back, "fallback", ""):
+                self.info["tts_fallback_wearer"] = back.fallback
 
     def share(self, other: TTSStage) -> None:
         """The voice `other` loaded (synthesis keeps no state between calls)."""
-        self.engine = other.engine
-        self.info["engine"] = self.cfg.tts.engine
+        self.engine, self.voices = other.engine, other.voices
+        self._engine_info()
         self.params.setdefault("drop_stale", 0.0)
 
     def apply_params(self, params: dict[str, float]) -> None:
         if "length_scale" in params:
-            self.engine.set_params(length_scale=params["length_scale"] or None)
+            for voice in self.voices.values():
+                voice.set_params(length_scale=params["length_scale"] or None)
 
     def _is_stale(self, msg: Msg) -> bool:
         if not self.params.get("drop_stale"):
@@ -89,6 +107,7 @@ class TTSStage(Stage):
         else:
             self.counters["unexpected"] += 1
             return
+        self.engine = self.voices.get(msg.side, self.voices["other"])  # two-way: by side
         if msg.tentative:
             self._tentative(msg, text)
             return
@@ -103,6 +122,7 @@ class TTSStage(Stage):
             end_s=msg.end_s,
             source_pending=pending,
             early=early,
+            side=msg.side,
         )
         rate = self.engine.sample_rate
         part = self.parts.get(msg.utt, 0)

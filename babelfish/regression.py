@@ -1,0 +1,343 @@
+"""`babelfish suite`: run the regression suite, compare it with its baseline, print a table.
+
+    babelfish suite [SUITE.toml] [--baseline BASELINE.json] [--report REPORT.json]
+                    [--only NAME,...] [--pace realtime|fast] [--update-baseline] [--figures JSON]
+
+Replays the suite (default samples/regression/suite.toml, made by
+scripts/make_regression_set.py) as `babelfish replay SUITE --report REPORT` does (a recording's
+`pace = "fast"` is fed fast), then compares the report with the baseline (default
+samples/regression/baseline.json) as `babelfish compare` does, and prints one table: per
+recording its audio, prompts translated, chrF, BLEU, WER, invented words, the expected words
+found and end-of-speech -> first-audio p50, each new figure with its change from the baseline.
+
+What fails (exit 1), as compare: chrF/BLEU down or WER up by more than --quality-tolerance points
+overall (default 3) or --recording-quality-tolerance points in one recording (default 12: a
+recording of three prompts moved by 9 points between two runs of the same code), more than
+--lost-prompts (default 2) prompts of a recording untranslated that were translated, an expected
+word lost, invented words where the baseline had none, a recording gone; the suite's overall
+end-to-end p50 up by more than --tolerance percent (25), p95 by more than --p95-tolerance (100),
+AND by more than --latency-floor-ms (100; the defaults fit a busy 2-core host; a recording's own
+latency is shown, not judged: --latency all judges it, --no-latency judges text only). --only
+runs some recordings and compares them with the same recordings of the baseline (its overall
+figures recomputed over them).
+
+--update-baseline writes the report as the new baseline instead of comparing. --figures writes
+the table with the run's command, commit and machine as JSON for scripts/figures.py
+(docs/figures.md). Exit 0 no regression, 1 regression, 2 bad usage (a missing baseline), 130
+interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from babelfish import UsageError, compare
+from babelfish.report import parse_report
+
+REPO = Path(__file__).resolve().parent.parent
+SUITE = REPO / "samples" / "regression" / "suite.toml"
+BASELINE = REPO / "samples" / "regression" / "baseline.json"
+CONFIG = REPO / "samples" / "regression" / "config.toml"  # the defaults, budgets off
+REPORT = Path("out") / "regression.json"
+# sized from two runs of the same code on this 2-core host under load (design-notes.md):
+TOLERANCE_PCT = 25.0  # overall e2e p50, percent (it moved +20%)
+P95_TOLERANCE_PCT = 100.0  # overall e2e p95, percent (it moved +88%: load spikes)
+LATENCY_FLOOR_MS = 100.0  # ... and at least this many milliseconds
+QUALITY_TOLERANCE = 3.0  # chrF/BLEU/WER points of the whole suite (it moved 0.1)
+RECORDING_QUALITY_TOLERANCE = 12.0  # ... of one recording (3 prompts: -9.4 under double load)
+LOST_PROMPTS = 2  # untranslated prompts a recording may gain (short turns: 1 -> 3 in one run)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the "suite" subcommand on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "suite",
+        help="run the regression suite and compare it with its baseline; exit 1 on a regression",
+        description="Replay the regression suite (samples/regression/suite.toml), compare the "
+        "report with samples/regression/baseline.json and print a table. Exit 1 on a quality "
+        "drop (chrF/BLEU/WER beyond the tolerance, a prompt or expected word lost, invented "
+        "words) or an overall latency regression.",
+    )
+    p.add_argument("suite", nargs="?", default=str(SUITE), metavar="SUITE.toml")
+    p.add_argument("--baseline", default=str(BASELINE), metavar="BASELINE.json")
+    p.add_argument(
+        "--report", default=str(REPORT), metavar="REPORT.json", help=f"(default {REPORT})"
+    )
+    p.add_argument(
+        "--out",
+        default=str(Path("out") / "regression"),
+        metavar="DIR",
+        help="the translated speech, NAME.LANG.wav (default out/regression)",
+    )
+    p.add_argument(
+        "--config",
+        default=str(CONFIG),
+        help="a TOML file; keys it does not set keep their defaults (default "
+        "samples/regression/config.toml: the defaults with the degradation ladder off, so that "
+        "the texts do not depend on the host's load)",
+    )
+    p.add_argument("--only", metavar="NAME,...", help="run these recordings only")
+    p.add_argument(
+        "--pace",
+        choices=("realtime", "fast"),
+        default="realtime",
+        help="feed the recordings at wall-clock speed (default) or as fast as they go "
+        '(recordings with pace = "fast" in the suite are always fed fast)',
+    )
+    p.add_argument(
+        "--update-baseline",
+        action="store_true",
+        help="write the report as the new baseline instead of comparing",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=compare._tolerance,
+        default=TOLERANCE_PCT,
+        metavar="PCT",
+        help=f"allowed overall p50 latency increase in percent (default {TOLERANCE_PCT:g})",
+    )
+    p.add_argument(
+        "--p95-tolerance",
+        type=compare._tolerance,
+        default=P95_TOLERANCE_PCT,
+        metavar="PCT",
+        help=f"the same for p95 (default {P95_TOLERANCE_PCT:g})",
+    )
+    p.add_argument(
+        "--lost-prompts",
+        type=compare._count_arg,
+        default=LOST_PROMPTS,
+        metavar="N",
+        help="more untranslated prompts than this in a recording than in the baseline is a "
+        f"regression (default {LOST_PROMPTS})",
+    )
+    p.add_argument(
+        "--quality-tolerance",
+        type=compare._points,
+        default=QUALITY_TOLERANCE,
+        metavar="POINTS",
+        help="allowed drop of the suite's chrF/BLEU and rise of its WER "
+        f"(default {QUALITY_TOLERANCE:g})",
+    )
+    p.add_argument(
+        "--recording-quality-tolerance",
+        type=compare._points,
+        default=RECORDING_QUALITY_TOLERANCE,
+        metavar="POINTS",
+        help=f"the same for each recording (default {RECORDING_QUALITY_TOLERANCE:g})",
+    )
+    compare.add_latency_options(p, default="overall")
+    p.set_defaults(latency_floor_ms=LATENCY_FLOOR_MS)
+    p.add_argument(
+        "--figures",
+        metavar="JSON",
+        help="also write the table for scripts/figures.py here (docs/figures/regression.json)",
+    )
+    p.set_defaults(func=run)
+    return p
+
+
+def select(entries: list, only: str | None) -> list:
+    """The entries named in `only` (comma-separated; None: all). UsageError for an unknown name."""
+    if not only:
+        return entries
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    known = {e.name for e in entries}
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise UsageError(
+            f"--only: no recording named {', '.join(unknown) or repr(only)} in the suite "
+            f"(it has {', '.join(sorted(known))})"
+        )
+    return [e for e in entries if e.name in names]
+
+
+def subset(doc: dict, names: list[str]) -> dict:
+    """A suite report of only the named recordings, its overall summary made again over them."""
+    from babelfish import suite
+
+    recs = [r for r in doc.get("recordings", []) if r.get("name") in names]
+    budget = (doc.get("summary") or {}).get("budget_ms")
+    return suite.suite_report(recs, budget_ms=budget)
+
+
+# ---- the table -----------------------------------------------------------------------------------
+
+
+def _q(rec: dict | None) -> dict:
+    return ((rec or {}).get("summary") or {}).get("quality") or {}
+
+
+def _cell(new, base, digits: int = 1, worse: int = -1) -> str:
+    """`new` with its change from `base`, e.g. "54.2 (-0.8)"; "-" without a value."""
+    if new is None:
+        return "-" if base is None else f"- (was {base:.{digits}f})"
+    text = f"{new:.{digits}f}"
+    if base is not None and round(new - base, digits) != 0:
+        text += f" ({new - base:+.{digits}f})"
+    return text
+
+
+def _words(rec: dict | None) -> str:
+    q = (rec or {}).get("quality")
+    if not q:
+        return "-"
+    return f"{len(q.get('found') or [])}/{len(q.get('required') or [])}"
+
+
+def _row(name: str, rec: dict, brec: dict | None, words: bool) -> str:
+    """One table row: a recording (or, overall, {"summary": the suite's}) and the baseline's;
+    `words`: with the expected-words column."""
+    q, b = _q(rec), _q(brec)
+    s, bs = rec.get("summary") or {}, (brec or {}).get("summary") or {}
+    prompts = q.get("prompts")
+    translated = "-" if not prompts else f"{q.get('translated', 0)}/{prompts}"
+    if prompts and b.get("prompts") and b.get("translated") != q.get("translated"):
+        translated += f" (was {b.get('translated')})"
+    inv, binv = q.get("invented_words"), b.get("invented_words")
+    invented = "-" if inv is None else str(inv)
+    if inv is not None and binv not in (None, inv):
+        invented += f" (was {binv})"
+    audio = s.get("input_s")
+    cells = [
+        name,
+        "-" if audio is None else f"{audio:.0f}",
+        translated,
+        _cell(q.get("chrf"), b.get("chrf")),
+        _cell(q.get("bleu"), b.get("bleu")),
+        _cell(q.get("wer"), b.get("wer")),
+        invented,
+        *([_words(rec)] if words else []),
+        _cell(s.get("e2e_p50_ms"), bs.get("e2e_p50_ms"), 0),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(new: dict, base: dict | None) -> list[str]:
+    """The markdown table of a suite report: per recording and overall, each figure with its
+    change from the baseline's (None: no baseline), and the overall latency line."""
+    by = {r["name"]: r for r in (base or {}).get("recordings", [])}
+    recs = new.get("recordings", [])
+    words = any(r.get("quality") for r in recs)
+    lines = [
+        "| recording | audio s | prompts translated | chrF | BLEU | WER % | invented words | "
+        + ("expected words | " if words else "")
+        + "e2e p50 ms |",
+        "|---|" + "--:|" * (8 if words else 7),
+    ]
+    for r in recs:
+        name = r["name"] + (" (fast)" if r.get("pace") == "fast" else "")
+        lines.append(_row(name, r, by.get(r["name"]), words))
+    s, bs = new.get("summary") or {}, (base or {}).get("summary") or {}
+    lines.append(_row("**overall**", {"summary": s}, {"summary": bs} if base else None, words))
+    p50 = _cell(s.get("e2e_p50_ms"), bs.get("e2e_p50_ms"), 0)
+    p95 = _cell(s.get("e2e_p95_ms"), bs.get("e2e_p95_ms"), 0)
+    return lines + [
+        "",
+        f"Overall end of speech -> first audio (recordings fed in real time): p50 {p50} ms, "
+        f"p95 {p95} ms." + (" In brackets: the change from the baseline." if base else ""),
+    ]
+
+
+# ---- running -------------------------------------------------------------------------------------
+
+
+def _figures_info() -> dict:
+    """The run's commit and machine as scripts/figures.py records them (run_info), and its
+    command: $BABELFISH_SUITE_COMMAND (scripts/regress.sh sets it) or this one."""
+    path = REPO / "scripts" / "figures.py"
+    if not path.is_file():
+        raise UsageError("--figures needs the repository's scripts/figures.py")
+    spec = importlib.util.spec_from_file_location("figures", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("figures", mod)  # its dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    info = mod.run_info()
+    info["command"] = os.environ.get("BABELFISH_SUITE_COMMAND") or shlex.join(
+        ["babelfish", *sys.argv[1:]]
+    )
+    return info
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the repository when it is in it."""
+    p = path.resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed `suite` command (see the module's docstring for the exit codes)."""
+    from babelfish import cli, suite
+
+    started = time.monotonic()
+    entries, _ = suite.collect([args.suite])
+    entries = select(entries, args.only)
+    baseline = Path(args.baseline)
+    if args.update_baseline and args.only:
+        raise UsageError("--update-baseline writes the whole suite's baseline: drop --only")
+    if not args.update_baseline and not baseline.is_file():
+        raise UsageError(
+            f"no baseline {baseline}: make one with `babelfish suite --update-baseline`"
+        )
+    if args.figures and Path(args.figures).is_dir():
+        raise UsageError(f"--figures is a directory: {args.figures}")
+    replay = argparse.Namespace(
+        config=args.config,
+        out=args.out,
+        report=args.report,
+        plot=None,
+        pace=args.pace,
+        web=None,
+        debug=getattr(args, "debug", False),
+    )
+    rc = cli._replay_suite(replay, entries)
+    if rc != 0:
+        return rc
+    new = json.loads(Path(args.report).read_text(encoding="utf-8"))
+    if args.update_baseline:
+        baseline.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.report, baseline)
+        lines, regressions, base = table(new, None), [], None
+        print(f"\nbaseline written: {baseline}")
+    else:
+        base = json.loads(baseline.read_text(encoding="utf-8"))
+        if args.only:
+            base = subset(base, [e.name for e in entries])
+        out, regressions = compare.compare_reports(
+            parse_report(new, str(args.report)),
+            parse_report(base, str(baseline)),
+            args.tolerance,
+            args.quality_tolerance,
+            args.latency,
+            args.latency_floor_ms,
+            args.recording_quality_tolerance,
+            args.p95_tolerance,
+            args.lost_prompts,
+        )
+        full = Path(args.report).with_suffix(".compare.txt")
+        full.write_text("\n".join(out) + "\n", encoding="utf-8")
+        lines = table(new, base)
+        lines += ["", *regressions, out[-1], f"(the whole comparison: {full})"]
+    wall = time.monotonic() - started
+    lines.append(f"Wall time of the run: {wall / 60:.1f} min.")
+    print("\n" + "\n".join(lines), flush=True)
+    if args.figures:
+        doc = {
+            "info": _figures_info(),
+            "table": "\n".join(lines[: lines.index("") + 2] if "" in lines else lines),
+            "regressions": regressions,
+            "wall_s": round(wall, 1),
+            "baseline": _shown(baseline) if base is not None else None,
+        }
+        Path(args.figures).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.figures).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        print(f"figures: {args.figures}")
+    return 1 if regressions else 0
