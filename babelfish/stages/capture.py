@@ -305,7 +305,8 @@ class CaptureStage(Stage):
         for ev in self.wake.filter(events) if self.wake is not None else events:
             self._event(ev)
         self._post(EndOfStream())
-        self.counters.update(self.source.counters())
+        for k, v in self.source.counters().items():  # (totals: set, not added)
+            self.counters[k] = v
         self.report(SourceDone(counters=dict(self.counters), input_s=self.pos / SAMPLE_RATE))
         self.done = True
         self.heartbeat()
@@ -347,13 +348,9 @@ class CaptureStage(Stage):
         if self.wake is not None:
             st = self.wake.status()
             det = st.get("detector", {})
-            self.counters.update(
-                {
-                    f"wake_{k}": v
-                    for k, v in st.items()
-                    if isinstance(v, int) and not isinstance(v, bool)
-                }
-            )
+            for k, v in st.items():  # (totals: set, not added)
+                if isinstance(v, int) and not isinstance(v, bool):
+                    self.counters[f"wake_{k}"] = v
             if det:
                 self.info["wakeword_ms_per_inference"] = f"{det.get('mean_ms', 0):.4f}"
                 self.info["wakeword_backend"] = det.get("backend", "")

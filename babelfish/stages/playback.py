@@ -215,7 +215,8 @@ class PlaybackStage(Stage):
     def heartbeat(self, state: HeartbeatState | None = None) -> None:
         for side, sink in self.sinks.items():  # (totals: set, not added)
             prefix = "" if side == "other" else "other_out_"
-            self.counters.update({prefix + k: v for k, v in sink.counters().items()})
+            for k, v in sink.counters().items():  # (a Counter: update() would add them)
+                self.counters[prefix + k] = v
         super().heartbeat(state)
 
     def finish(self) -> None:
