@@ -78,7 +78,7 @@ def test_long_real_prompt_is_cut_in_bounded_pieces_whose_seams_say_each_word_onc
     speech = decode_g722(PROMPTS / f"{LONG_PROMPT}.g722")
     x = np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(SAMPLE_RATE, np.float32)])
     x = np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)
-    cfg = load_config()
+    cfg = load_config(overrides={"vad": {"max_piece_s": 4.0}})  # (off by default)
     bound = cfg.vad.max_piece_s
     cuts = _cut(cfg, SileroVAD(silero_onnx), x)
     assert len(cuts) >= 4
