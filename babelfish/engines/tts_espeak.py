@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from babelfish import BabelfishError, UsageError
-from babelfish.engines.tts_piper import sanitize, trim_silence
+from babelfish.engines.tts_piper import length_scale_param, sanitize, trim_silence
 from babelfish.text import split_sentences
 
 log = logging.getLogger(__name__)
@@ -117,17 +117,7 @@ class EspeakTTS:
         )
 
     def set_params(self, **params) -> None:
-        for key, value in params.items():
-            if key != "length_scale":
-                raise ValueError(f"EspeakTTS: unknown parameter {key!r}")
-            if value is None or value == 0:
-                self.length_scale = None
-            elif not 0.1 <= float(value) <= 5.0:
-                raise UsageError(
-                    f"bad tts length_scale {value}: expected 0 (voice default) or 0.1..5"
-                )
-            else:
-                self.length_scale = float(value)
+        self.length_scale = length_scale_param("EspeakTTS", params, self.length_scale)
 
     def _speak(self, text: str) -> bytes:
         wpm = round(DEFAULT_WPM / (self.length_scale or 1.0))

@@ -145,17 +145,7 @@ class PiperTTS:
         )
 
     def set_params(self, **params) -> None:
-        for key, value in params.items():
-            if key != "length_scale":
-                raise ValueError(f"PiperTTS: unknown parameter {key!r}")
-            if value is None or value == 0:
-                self.length_scale = None
-            elif not 0.1 <= float(value) <= 5.0:
-                raise UsageError(
-                    f"bad tts length_scale {value}: expected 0 (voice default) or 0.1..5"
-                )
-            else:
-                self.length_scale = float(value)
+        self.length_scale = length_scale_param("PiperTTS", params, self.length_scale)
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         from piper.config import SynthesisConfig
@@ -208,3 +198,19 @@ class PiperTTS:
             phonemes = phonemes[cut + 1 :] if phonemes[cut] == " " else phonemes[cut:]
         if phonemes:
             yield phonemes
+
+
+def length_scale_param(engine: str, params: dict, current: float | None) -> float | None:
+    """A TTS engine's set_params(length_scale=...), its only parameter: None or 0 is the voice's
+    default (None), else 0.1..5 (a one-line UsageError otherwise); `current` when not given."""
+    scale = current
+    for key, value in params.items():
+        if key != "length_scale":
+            raise ValueError(f"{engine}: unknown parameter {key!r}")
+        if value is None or value == 0:
+            scale = None
+        elif not 0.1 <= float(value) <= 5.0:
+            raise UsageError(f"bad tts length_scale {value}: expected 0 (voice default) or 0.1..5")
+        else:
+            scale = float(value)
+    return scale
