@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """docs/figures.md from the benchmarks' JSON files: every figure made by a script, none by hand.
 
-    .venv/bin/python scripts/figures.py [--dir docs/figures] [--out docs/figures.md] [--check]
+    .venv/bin/python scripts/figures.py [--dir docs/figures] [--out docs/figures.md]
+                                        [--readme README.md] [--check]
 
 Reads whichever of the benchmarks' JSON files (BENCHMARKS below: bench.json, bench_quality.json,
 ...) are in --dir and writes --out: for each one a heading, the command that produced it, when it
@@ -10,8 +11,13 @@ benchmarks whose file is not there are listed as not measured in this run, with 
 measures them. Nothing in the output depends on when this script runs, so the same JSON files
 always give the same page.
 
---check writes nothing: exit 1 when --out differs from what the JSON files give (a hand edit, or
-new JSON files without the page made again), 0 when it matches.
+--readme README.md also writes the README's short table of headline figures (readme_table: latency
+of the default, against the naive cascade, quality, CPU, memory, the regression suite; each with
+its JSON file, date and commit) between its `<!-- figures:begin -->` and `<!-- figures:end -->`
+lines.
+
+--check writes nothing: exit 1 when --out (or --readme's table) differs from what the JSON files
+give (a hand edit, or new JSON files without the page made again), 0 when it matches.
 
 Each benchmark records how it ran with `run_info` (or `stamp`, bench.py, which has its own
 machine line), so that what the benchmarks write and what this script reads are in one place.
@@ -760,6 +766,118 @@ def page(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---- the README's short table --------------------------------------------------------------------
+
+README_BEGIN = "<!-- figures:begin -->"
+README_END = "<!-- figures:end -->"
+
+
+def _source(folder: Path, name: str) -> tuple[dict | None, str]:
+    """A benchmark's JSON (None when absent) and the table's source cell: file, date, commit."""
+    path = folder / name
+    if not path.is_file():
+        return None, f"`{name}`: not measured"
+    doc = json.loads(path.read_text())
+    info = info_of(doc)
+    when = (info.get("utc") or "")[:10] or "date not recorded"
+    if info.get("commit"):
+        when += f", {info['commit']}"
+    return doc, f"[{name}](docs/figures/{name}), {when}"
+
+
+def _regression_overall(doc: dict) -> dict[str, str]:
+    """The regression table's **overall** row by column, plus its p95 from the line under it."""
+    lines = doc["table"].splitlines()
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    row = next(x for x in lines if x.startswith("| **overall**"))
+    cells = dict(zip(head, (c.strip() for c in row.strip("|").split("|")), strict=True))
+    p95 = next((x.split("p95 ", 1)[1].split(" ")[0] for x in lines if "p95 " in x), "-")
+    cells["e2e p95 ms"] = _f(float(p95)) if p95.replace(".", "", 1).isdigit() else p95
+    return cells
+
+
+def readme_table(folder: Path) -> str:
+    """The README's headline figures, one row each, from the JSON files in `folder`."""
+    rows = [
+        "| figure | value | source (date, commit) |",
+        "|---|---|---|",
+    ]
+    pipe, src = _source(folder, "bench_pipeline.json")
+    e2e = "-" if pipe is None else f"{_f(pipe['e2e_p50_ms'])} / {_f(pipe['e2e_p95_ms'])} ms"
+    rows.append(_row("End of speech → first audio, p50 / p95 (es_station.wav, realtime)", e2e, src))
+    bench, src_b = _source(folder, "bench.json")
+    if bench is None:
+        turn = cpu = "-"
+    else:
+        a, n = bench["median"]["babelfish"], bench["median"]["naive"]
+        ta = (a.get("turns") or {}).get("a_p50_ms")
+        tn = (n.get("turns") or {}).get("a_p50_ms")
+        turn = "-" if ta is None or not tn else f"{_f(ta)} against {_f(tn)} ms ({ta / tn:.2f}×)"
+        cpu = _f((a.get("run_cpu_s_per_audio_s") or {}).get("total"), 3)
+    rows.append(
+        _row(
+            "End of turn → its translation heard, p50: pipeline against naive cascade", turn, src_b
+        )
+    )
+    qual, src_q = _source(folder, "bench_quality_full.json")
+    if qual is None:
+        q = "-"
+    else:
+        s = qual["summary"]["babelfish"]
+        q = (
+            f"chrF {s['chrf']:.1f}, WER {s['wer']:.1f} %, "
+            f"{s['translated']}/{s['prompts']} prompts translated"
+        )
+    rows.append(_row("Quality on real Spanish speech (two noise floors)", q, src_q))
+    rows.append(_row("CPU s per audio s after start-up, all processes", cpu, src_b))
+    rss = "-" if pipe is None else f"{_f(pipe['peak_rss_mb'])} MB"
+    rows.append(_row("Peak memory, summed over all processes", rss, src))
+    reg, src_r = _source(folder, "regression.json")
+    if reg is None:
+        r = "-"
+    else:
+        o = _regression_overall(reg)
+        r = (
+            f"{o['prompts translated']} prompts, chrF {o['chrF']}, WER {o['WER %']} %, "
+            f"{o['invented words']} invented words, e2e p50 / p95 "
+            f"{o['e2e p50 ms'].split(' ')[0]} / {o['e2e p95 ms']} ms"
+        )
+    rows.append(_row("Regression suite (samples/regression/), overall", r, src_r))
+    return "\n".join(rows) + "\n"
+
+
+def with_readme_table(text: str, table: str, name: str) -> str:
+    """`text` (the README) with `table` between its figures markers; SystemExit without them."""
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
+        raise SystemExit(f"figures: {name}: needs one {README_BEGIN} and one {README_END} line")
+    head, rest = text.split(README_BEGIN + "\n", 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_BEGIN}\n{table}{README_END}{tail}"
+
+
+def _differs(out: Path, old: str, text: str, folder: Path, how: str = "") -> bool:
+    """True (and the diff on stderr) when `old`, the file as it is, is not `text`."""
+    if old == text:
+        print(f"{out}: matches {folder}")
+        return False
+    diff = list(
+        difflib.unified_diff(
+            old.splitlines(),
+            text.splitlines(),
+            f"{out} (as it is)",
+            f"{out} (from {folder})",
+            lineterm="",
+            n=1,
+        )
+    )
+    print(
+        f"figures: {out} differs from what {folder} gives; run scripts/figures.py{how}",
+        file=sys.stderr,
+    )
+    print("\n".join(diff[:40]), file=sys.stderr)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -775,40 +893,45 @@ def main(argv: list[str] | None = None) -> int:
         help="the page (default docs/figures.md)",
     )
     p.add_argument(
+        "--readme",
+        metavar="PATH",
+        help=f"also the headline table between {README_BEGIN} and {README_END} in PATH (README.md)",
+    )
+    p.add_argument(
         "--check",
         action="store_true",
-        help="write nothing; exit 1 when --out differs from what the JSON files give",
+        help="write nothing; exit 1 when --out (or --readme) differs from what the JSON files give",
     )
     args = p.parse_args(argv)
     folder, out = Path(args.dir), Path(args.out)
     text = page(folder)
+    readme = Path(args.readme) if args.readme else None
+    if readme is not None:
+        if not readme.is_file():
+            raise SystemExit(f"figures: {readme}: no such file")
+        old_readme = readme.read_text()
+        try:
+            table = readme_table(folder)
+        except (ValueError, KeyError, TypeError, AttributeError, StopIteration) as e:
+            raise SystemExit(
+                f"figures: {folder}: a headline figure for {readme} is not where it should be "
+                f"({type(e).__name__}: {e})"
+            ) from None
+        new_readme = with_readme_table(old_readme, table, str(readme))
     if args.check:
-        old = out.read_text() if out.is_file() else ""
-        if old == text:
-            print(f"{out}: matches {folder}")
-            return 0
-        diff = list(
-            difflib.unified_diff(
-                old.splitlines(),
-                text.splitlines(),
-                f"{out} (as it is)",
-                f"{out} (from {folder})",
-                lineterm="",
-                n=1,
-            )
-        )
-        print(
-            f"figures: {out} differs from what {folder} gives; run scripts/figures.py",
-            file=sys.stderr,
-        )
-        print("\n".join(diff[:40]), file=sys.stderr)
-        return 1
+        bad = _differs(out, out.read_text() if out.is_file() else "", text, folder)
+        if readme is not None:
+            bad = _differs(readme, old_readme, new_readme, folder, f" --readme {readme}") or bad
+        return 1 if bad else 0
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(
         f"{out}: {sum((folder / b.file).is_file() for b in BENCHMARKS)} of {len(BENCHMARKS)} "
         f"benchmarks from {folder}"
     )
+    if readme is not None:
+        readme.write_text(new_readme)
+        print(f"{readme}: its figures table from {folder}")
     return 0
 
 

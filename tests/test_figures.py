@@ -274,3 +274,72 @@ def test_run_info_names_the_command_as_typed_from_the_repository():
 def test_the_repositorys_figures_page_is_what_its_json_files_give():
     r = figures("--check")
     assert r.returncode == 0, r.stderr
+
+
+REGRESSION = {
+    "info": INFO,
+    "table": "| recording | audio s | prompts translated | chrF | BLEU | WER % | invented words | "
+    "e2e p50 ms |\n|---|--:|--:|--:|--:|--:|--:|--:|\n"
+    "| es_quiet | 139 | 20/20 | 50.9 | 21.2 | 17.2 | 0 | 564 (-61) |\n"
+    "| **overall** | 1317 | 132/145 | 44.6 | 19.8 | 40.1 | 0 | 564 (-23) |\n\n"
+    "Overall end of speech -> first audio (recordings fed in real time): p50 564 (-23) ms, "
+    "p95 1201 (-394) ms. In brackets: the change from the baseline.",
+    "regressions": [],
+    "wall_s": 775.9,
+    "baseline": "samples/regression/baseline.json",
+}
+README = (
+    "# Babelfish\n\nBefore.\n\n<!-- figures:begin -->\nold table\n<!-- figures:end -->\n\nAfter.\n"
+)
+
+
+@pytest.fixture
+def readme(made):
+    """A README with the figures markers, and the regression suite's JSON beside the others."""
+    d, out = made
+    (d / "regression.json").write_text(json.dumps(REGRESSION))
+    path = d.parent / "README.md"
+    path.write_text(README)
+    r = figures("--dir", str(d), "--out", str(out), "--readme", str(path))
+    assert r.returncode == 0, r.stderr
+    return d, out, path
+
+
+def test_readme_table_is_made_between_the_markers_from_the_json(readme):
+    _, _, path = readme
+    text = path.read_text()
+    assert text.startswith("# Babelfish\n\nBefore.\n\n<!-- figures:begin -->\n| figure |")
+    assert text.endswith("<!-- figures:end -->\n\nAfter.\n") and "old table" not in text
+    table = text.split("<!-- figures:begin -->\n", 1)[1].split("<!-- figures:end -->", 1)[0]
+    assert (
+        "| Regression suite (samples/regression/), overall | 132/145 prompts, chrF 44.6, "
+        "WER 40.1 %, 0 invented words, e2e p50 / p95 564 / 1,201 ms | "
+        "[regression.json](docs/figures/regression.json), 2025-01-15, abc1234 |"
+    ) in table
+    cpu = "| CPU s per audio s after start-up, all processes |"
+    assert f"{cpu} 0.000 | [bench.json](docs/figures/bench.json), 2025-01-14, abc1234 |" in table
+    assert "| - | `bench_pipeline.json`: not measured |" in table  # not in the folder
+    assert len(table.strip().splitlines()) == 8  # header, rule, six headline figures
+
+
+def test_readme_check_fails_after_a_hand_edit_and_names_the_command(readme):
+    d, out, path = readme
+    args = ("--dir", str(d), "--out", str(out), "--readme", str(path), "--check")
+    assert figures(*args).returncode == 0
+    path.write_text(path.read_text().replace("chrF 44.6", "chrF 46.4"))
+    r = figures(*args)
+    assert r.returncode == 1 and f"--readme {path}" in r.stderr
+    assert "-| Regression suite" in r.stderr and "chrF 46.4" in path.read_text()
+
+
+def test_a_readme_without_the_markers_is_one_line(readme):
+    d, out, path = readme
+    path.write_text("# Babelfish\n")
+    r = figures("--dir", str(d), "--out", str(out), "--readme", str(path))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "figures:begin" in r.stderr.strip().splitlines()[-1]
+
+
+def test_the_repositorys_readme_table_is_what_its_json_files_give():
+    r = figures("--check", "--readme", str(REPO / "README.md"))
+    assert r.returncode == 0, r.stderr
