@@ -119,8 +119,7 @@ class PiperTTS:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
         # onnxruntime's worker threads spin (busy-wait) for more work after each operator by
-        # default: a third of the voice's CPU time here, for no speed (scripts/bench.py, CPU per
-        # audio second; design-notes.md). They sleep instead.
+        # default, spending CPU for no speed (design-notes.md): they sleep instead.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:

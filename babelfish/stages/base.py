@@ -354,8 +354,8 @@ class Stage:
             timeout = until_hb if wait is None else min(wait, until_hb)
             if self.backlog:
                 timeout = 0.0  # input read ahead is waiting to be taken
-            # whole milliseconds, rounded up: ZeroMQ truncates, and a wait under 1 ms became a
-            # busy loop (most of capture's CPU when idle, scripts/bench.py)
+            # whole milliseconds, rounded up: ZeroMQ truncates, so a wait under 1 ms would be a
+            # busy loop
             events = dict(self.poller.poll(math.ceil(timeout * 1000)))
             if self.sup in events:
                 self._work(self._control)
@@ -452,7 +452,7 @@ def stage_main(cls: type[Stage]) -> None:
 def _exit(stage: Stage | None, code: int) -> None:
     """Leave for sure: close the sockets, give ZeroMQ a moment to deliver what is queued (the last
     heartbeat, a result), then exit without Python's finalization, which can otherwise wait
-    forever on a socket left open (a process orphaned that way was seen in the tests)."""
+    forever on a socket left open and leave the process orphaned."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         if stage is not None:
