@@ -34,8 +34,9 @@ import numpy as np
 import zmq
 
 from babelfish import BabelfishError, UsageError
-from babelfish.addresses import Addresses
 from babelfish.config import Config, models_dir
+from babelfish.remote.security import secure
+from babelfish.runtime.addresses import Addresses
 from babelfish.schema import (
     MAX_FRAME_BYTES,
     BadMessage,
@@ -51,7 +52,6 @@ from babelfish.schema import (
     decode,
     encode,
 )
-from babelfish.security import secure
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ process, `python -m babelfish.web --runtime DIR` (babelfish/web/server.py), whic
 starts and watches as it does the stages (heartbeats, restarts with back-off), but which is not
 on the route: nothing in the translation waits for it. It serves the page (starlette on uvicorn)
 and feeds it with Server-Sent Events from the supervisor's subtitles PUB socket and from its
-control socket (babelfish/control.py, as `babelfish status` asks it). This module is light: the
-CLI checks here that the web extra is installed before anything starts.
+control socket (babelfish/runtime/control.py, as `babelfish status` asks it). This module is light:
+the CLI checks here that the web extra is installed before anything starts.
 """
 
 from __future__ import annotations

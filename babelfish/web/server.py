@@ -1,6 +1,6 @@
 """The web page's server: `python -m babelfish.web --runtime DIR`, started and watched by the
-supervisor (babelfish/supervisor.py) as a stage is, with a DEALER to its ROUTER for heartbeats
-and Shutdown, but on no route.
+supervisor (babelfish/runtime/supervisor.py) as a stage is, with a DEALER to its ROUTER for
+heartbeats and Shutdown, but on no route.
 
 What it serves (starlette on uvicorn, one asyncio loop, no threads but the control requests'):
   * `/` and `/static/*`: the page (babelfish/web/static: plain HTML, CSS and JavaScript, no CDN);
@@ -47,9 +47,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from babelfish import BabelfishError
-from babelfish.addresses import Addresses
 from babelfish.config import Config
-from babelfish.control import NoAnswer, Request, Status, ask
+from babelfish.remote.security import secure
+from babelfish.runtime.addresses import Addresses
+from babelfish.runtime.control import NoAnswer, Request, Status, ask
 from babelfish.schema import (
     MAX_HEADER_BYTES,
     BadMessage,
@@ -60,7 +61,6 @@ from babelfish.schema import (
     decode,
     encode,
 )
-from babelfish.security import secure
 from babelfish.stages.base import RuntimeFile, _die_with_parent
 from babelfish.web import is_local, shown_host
 
@@ -86,7 +86,7 @@ SECURITY_HEADERS = [
 
 
 class Line(msgspec.Struct, kw_only=True):
-    """One JSON line of the subtitles PUB (babelfish/supervisor.py), as the page gets it."""
+    """One JSON line of the subtitles PUB (babelfish/runtime/supervisor.py), as the page gets it."""
 
     final: bool = True  # False: one part of an utterance's translation, as it is heard
     id: str

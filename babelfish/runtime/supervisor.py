@@ -2,15 +2,15 @@
 latency budgets, and answers `babelfish status` / `stop` / `mute` / `unmute` / `reload`.
 
 It runs inside the `babelfish` command. Its parts, each in its own module:
-  * babelfish/lifecycle.py: the stage processes (started, watched, restarted with back-off,
+  * babelfish/runtime/lifecycle.py: the stage processes (started, watched, restarted with back-off,
     killed when hung, given up on when they keep dying);
-  * babelfish/ledger.py: every utterance (where it is, re-runs, losses, the reports);
-  * babelfish/control.py: the control protocol (typed requests, replies and status);
-  * babelfish/stagelink.py: the ROUTER the stages talk to (who is talking, what they send).
+  * babelfish/runtime/ledger.py: every utterance (where it is, re-runs, losses, the reports);
+  * babelfish/runtime/control.py: the control protocol (typed requests, replies and status);
+  * babelfish/runtime/stagelink.py: the ROUTER the stages talk to (who is talking, what they send).
 This module wires them together: what comes in from the stages (heartbeats, progress, results)
-goes to the lifecycle and the ledger; budgets (babelfish/budgets.py) are checked per utterance;
-the control socket is answered; in live mode (and whenever the web page is on) a PUB sends
-subtitles (a JSON line per utterance, and one per part of it as it is heard). With `[web]` on,
+goes to the lifecycle and the ledger; budgets (babelfish/runtime/budgets.py) are checked per
+utterance; the control socket is answered; in live mode (and whenever the web page is on) a PUB
+sends subtitles (a JSON line per utterance, and one per part of it as it is heard). With `[web]` on,
 the page's server (babelfish/web) is one more process, watched like a stage by a Lifecycle of its
 own: it takes the subtitles from the PUB and asks the control socket like `babelfish status`.
 """
@@ -30,15 +30,10 @@ import msgspec
 import psutil
 import zmq
 
-from babelfish import BabelfishError, UsageError, conversation, turns
-from babelfish.addresses import Addresses, make_runtime_dir, route
-from babelfish.budgets import Governor
+from babelfish import BabelfishError, UsageError
 from babelfish.config import Config, models_dir, remote_stages
-from babelfish.control import ControlServer, Degradation, LatencyRow, Reply, Request, Status
-from babelfish.ledger import Ledger
-from babelfish.lifecycle import Lifecycle, StageProc
-from babelfish.models_pair import check_two_way
-from babelfish.report import (
+from babelfish.evaluation import turns
+from babelfish.evaluation.report import (
     Summary,
     UtteranceReport,
     cpu_breakdown,
@@ -47,6 +42,16 @@ from babelfish.report import (
     summarize_latency,
     two_way_summary,
 )
+from babelfish.models_pair import check_two_way
+from babelfish.remote.security import check as check_keys
+from babelfish.remote.security import check_remote, secure
+from babelfish.runtime import conversation
+from babelfish.runtime.addresses import Addresses, make_runtime_dir, route
+from babelfish.runtime.budgets import Governor
+from babelfish.runtime.control import ControlServer, Degradation, LatencyRow, Reply, Request, Status
+from babelfish.runtime.ledger import Ledger
+from babelfish.runtime.lifecycle import Lifecycle, StageProc
+from babelfish.runtime.stagelink import StageLink
 from babelfish.schema import (
     Heartbeat,
     Playing,
@@ -61,9 +66,6 @@ from babelfish.schema import (
     Start,
     UtteranceDone,
 )
-from babelfish.security import check as check_keys
-from babelfish.security import check_remote, secure
-from babelfish.stagelink import StageLink
 from babelfish.stages.base import RunInfo, RuntimeFile
 
 log = logging.getLogger(__name__)
@@ -353,8 +355,8 @@ class Supervisor:
         """Re-read the config file and restart the model stages (asr, mt, tts) with it. Capture and
         playback keep their audio devices open; their own settings (VAD, devices) take effect at
         the next start. A config that changes the route needs a full restart."""
-        from babelfish.addresses import route
         from babelfish.config import load_config
+        from babelfish.runtime.addresses import route
 
         new = load_config(self.config_path, self.overrides)
         if route(new) != self.addrs.route:

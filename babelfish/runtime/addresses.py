@@ -6,7 +6,7 @@ and commands. The CLI talks to a running supervisor over its control socket (REP
 By default everything is ipc:// in a runtime directory only the user can open (0700); with
 transport = "tcp" the stage and supervisor sockets use consecutive ports from tcp_base_port.
 A stage on another machine (`[remote]`) is a proxy here, which also connects to that machine's
-`babelfish serve STAGE` (babelfish/stages/remote.py).
+`babelfish serve STAGE` (babelfish/remote/proxy.py).
 """
 
 from __future__ import annotations
