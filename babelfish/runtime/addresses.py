@@ -81,6 +81,16 @@ def route(cfg: Config) -> list[str]:
     return [s for s in STAGES if s != "mt" or uses_mt(cfg)]
 
 
+def check_remote_route(cfg: Config) -> None:
+    """A UsageError for a [remote] stage that this pipeline's route does not have."""
+    for name in remote_stages(cfg):
+        if name not in route(cfg):
+            raise UsageError(
+                f"bad config: remote.{name}: this pipeline has no {name} stage "
+                f"(its stages: {', '.join(route(cfg))})"
+            )
+
+
 class Addresses:
     def __init__(self, cfg: Config, runtime_dir: Path):
         self.cfg = cfg
