@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 import threading
 
 from babelfish import __version__
@@ -62,7 +61,3 @@ def _main(argv: list[str] | None) -> int:
         return args.func(args)
 
     return guarded(body)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
