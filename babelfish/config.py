@@ -110,7 +110,7 @@ class Audio(_Section):
 
 
 class Conversation(_Section):
-    two_way: bool  # two-way routing (babelfish/conversation.py), --two-way
+    two_way: bool  # two-way routing (babelfish/runtime/conversation.py), --two-way
     wearer_mt_model: str  # the way back's translator (--to -> --from); "" = the best installed
 
 

@@ -64,14 +64,14 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from babelfish import UsageError, turns
-from babelfish.addresses import route as pipeline_route
+from babelfish import UsageError
+from babelfish.cli.commands import guarded
 from babelfish.clock import fed_ns
-from babelfish.commands import guarded
 from babelfish.config import Config, load_config, models_dir
 from babelfish.engines import SAMPLE_RATE, make_asr, make_translator, make_tts
 from babelfish.engines.vad import make_vad
-from babelfish.report import (
+from babelfish.evaluation import turns
+from babelfish.evaluation.report import (
     Summary,
     UtteranceReport,
     cpu_per_audio,
@@ -81,6 +81,7 @@ from babelfish.report import (
     stage_times,
     summarize_latency,
 )
+from babelfish.runtime.addresses import route as pipeline_route
 from babelfish.schema import Stamp, utterance_id
 from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.stages.playback import FileSink

@@ -36,8 +36,8 @@ EndReason = Literal["silence", "pause", "max_length", "flush", "queue_full"]
 # What a stage process says of itself (Heartbeat). The supervisor's view of a stage
 # (control.StageState) has more: starting, reloading, backoff, given_up, exited.
 HeartbeatState = Literal["loading", "ready", "stopping"]
-# Two-way conversation (babelfish/conversation.py): whose utterance it is. "other": the other
-# person's (spoken in --from, heard translated in the wearer's earphones; every utterance of a
+# Two-way conversation (babelfish/runtime/conversation.py): whose utterance it is. "other": the
+# other person's (spoken in --from, heard translated in the wearer's earphones; every utterance of a
 # one-way run); "wearer": the wearer's (spoken in --to, said translated on the other output).
 Side = Literal["other", "wearer"]
 

@@ -155,7 +155,8 @@ def several_languages(
 
 
 def suite_toml(wav: Path, pieces: list[Piece], source_lang: str = "auto") -> str:
-    """A suite file (babelfish/suite.py) of one several-language recording with its prompts."""
+    """A suite file (babelfish/evaluation/suite.py) of one several-language recording with its
+    prompts."""
 
     def q(s: str) -> str:
         return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'

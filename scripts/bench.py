@@ -34,7 +34,8 @@ the system's own clock (stamps capture.speech_start / speech_end of the pieces, 
   (f) start of the turn's speech -> end of its first piece (positions in the recording): what
       (c) cannot go below when the first piece is translated only once it is over; only early
       speech (a stable prefix spoken while the piece goes on) gets under it.
-  end offset and LAAL, as the field measures them (babelfish/turns.py): end of the turn's speech
+  end offset and LAAL, as the field measures them (babelfish/evaluation/turns.py): end of the turn's
+  speech
       -> end of the last translated audio of it heard (playback.audio_end), and SimulEval's
       length-adaptive average lagging of the words heard, from the turn's start.
 Measured per run, then as medians over the runs, with the ratio Babelfish / naive:
@@ -70,9 +71,9 @@ from pathlib import Path
 import psutil
 
 from babelfish import UsageError
-from babelfish.report import cpu_line, cpu_per_audio, percentile
-from babelfish.suite import Entry, check_quality, collect
-from babelfish.turns import piece, turn_figures
+from babelfish.evaluation.report import cpu_line, cpu_per_audio, percentile
+from babelfish.evaluation.suite import Entry, check_quality, collect
+from babelfish.evaluation.turns import piece, turn_figures
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -25,7 +25,8 @@ cost      what auto adds to the recogniser's decode of an utterance (the only wo
           way to the first audio): the same 16 prompts decoded by a fixed-language and an auto
           engine in one process, alternating (--reps each), paired per utterance; and the
           language identification step alone. Paired, so it holds on a loaded machine too.
-quality   chrF (babelfish/quality.py) of the same recordings with the fixed language, with auto
+quality   chrF (babelfish/evaluation/quality.py) of the same recordings with the fixed language,
+with auto
           and with auto and the allow-list es, en, fr, de: a Spanish (real prompts), an English
           (Piper), a French and a German (espeak-ng) conversation of 12 utterances, 1.2 s
           apart, at fast pace with the budgets off (no degradation). Every replay runs
@@ -53,9 +54,9 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_quality import run_child  # noqa: E402
 
-from babelfish import quality  # noqa: E402
-from babelfish.report import percentile  # noqa: E402
-from babelfish.suite import read_suite  # noqa: E402
+from babelfish.evaluation import quality  # noqa: E402
+from babelfish.evaluation.report import percentile  # noqa: E402
+from babelfish.evaluation.suite import read_suite  # noqa: E402
 from babelfish.testspeech import several_languages, speak, suite_toml  # noqa: E402
 
 CUTS = (0.5, 1.0, 1.5, 2.5)  # seconds of speech from the start of an utterance

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import zmq
 
-from babelfish.control import NoAnswer, Request, ask, find_runs
-from babelfish.report import percentile
+from babelfish.evaluation.report import percentile
+from babelfish.runtime.control import NoAnswer, Request, ask, find_runs
 from babelfish.testspeech import concat
 from babelfish.virtualsound import PulseServer, missing_tools
 

@@ -13,9 +13,9 @@ with 1-1.6 s pauses over a quiet and a room noise floor, and a room with babble)
              Its "latency" is the decode time after the whole prompt, not a live figure.
 
 Quality is corpus chrF and BLEU of the translations against the references (sacrebleu) and the
-WER of the Spanish transcript (jiwer), by babelfish/quality.py; latency is end of speech -> first
-audio per utterance. Then the non-speech set (silence, noise floors, tones, music-like audio,
-babble of reversed voices) goes through the pipeline: every word from it is invented.
+WER of the Spanish transcript (jiwer), by babelfish/evaluation/quality.py; latency is end of speech
+-> first audio per utterance. Then the non-speech set (silence, noise floors, tones, music-like
+audio, babble of reversed voices) goes through the pipeline: every word from it is invented.
 
     .venv/bin/python scripts/bench_quality.py [--config PATH] [--systems babelfish,naive,offline]
 
@@ -34,9 +34,10 @@ import sys
 import time
 from pathlib import Path
 
-from babelfish import UsageError, quality
-from babelfish.report import percentile
-from babelfish.suite import read_suite
+from babelfish import UsageError
+from babelfish.evaluation import quality
+from babelfish.evaluation.report import percentile
+from babelfish.evaluation.suite import read_suite
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -574,7 +575,7 @@ def _write_subset(src: Path, dst: Path, keep: set[str]) -> None:
 
 def _plot(summary: dict, png: Path) -> None:
     try:
-        from babelfish.plot import tradeoff
+        from babelfish.evaluation.plot import tradeoff
     except ImportError:
         return
     points = [

@@ -25,7 +25,7 @@ from pathlib import Path
 import msgspec
 
 from babelfish import BabelfishError
-from babelfish.control import Request, ask, find_runs
+from babelfish.runtime.control import Request, ask, find_runs
 from babelfish.testspeech import concat, espeak
 
 REPO = Path(__file__).resolve().parent.parent

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from babelfish.report import percentile
+from babelfish.evaluation.report import percentile
 from babelfish.testspeech import concat
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,8 +75,8 @@ def ping_rtt(address: str, keys: Path, count: int = 200) -> dict:
     import zmq
 
     from babelfish.config import load_config
+    from babelfish.remote.security import curve_client, remote_server_key
     from babelfish.schema import RemotePing, decode, encode
-    from babelfish.security import curve_client, remote_server_key
 
     cfg = load_config(None, {"security": {"keys_dir": str(keys)}})
     sock = zmq.Context.instance().socket(zmq.DEALER)

@@ -28,10 +28,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from babelfish import quality, suite
 from babelfish.config import load_config
-from babelfish.control import NoAnswer, Request, ask, find_runs
-from babelfish.report import percentile
+from babelfish.evaluation import quality, suite
+from babelfish.evaluation.report import percentile
+from babelfish.runtime.control import NoAnswer, Request, ask, find_runs
 from babelfish.virtualsound import PulseServer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -79,8 +79,8 @@ def run(suite: str, setting: dict, models_dir: Path) -> str:
     from babelfish.config import load_config
     from babelfish.engines import Context, make_asr
     from babelfish.engines.vad import make_vad
+    from babelfish.evaluation.suite import read_suite
     from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
-    from babelfish.suite import read_suite
 
     cfg = load_config(None, overrides=overrides(setting))
     asr = make_asr(cfg, models_dir)

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from babelfish import quality
 from babelfish.config import load_config
 from babelfish.engines import Context, make_asr
 from babelfish.engines.vad import make_vad
+from babelfish.evaluation import quality
+from babelfish.evaluation.suite import read_suite
 from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
-from babelfish.suite import read_suite
 
 REPO = Path(__file__).resolve().parent.parent
 CONTEXT_GAP_S = 1.0  # as stages/asr.py

@@ -19,7 +19,7 @@ start=$(date +%s)
 SET=samples/regression
 missing=$($PY - "$SET/suite.toml" <<'PYEOF'
 import sys
-from babelfish.suite import read_suite
+from babelfish.evaluation.suite import read_suite
 
 print(sum(not e.path.is_file() for e in read_suite(sys.argv[1])))
 PYEOF

@@ -42,7 +42,7 @@ import psutil
 import soundfile as sf
 
 from babelfish import BabelfishError
-from babelfish.control import Request, ask, find_runs
+from babelfish.runtime.control import Request, ask, find_runs
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "es_station.wav"
@@ -104,6 +104,8 @@ def stage_name(p: psutil.Process) -> str | None:
         for a in p.cmdline():
             if a.startswith("babelfish.stages."):
                 return a.rsplit(".", 1)[1]
+            if a == "babelfish.remote.proxy":  # a stage on another machine: its proxy here
+                return "remote"
     except psutil.Error:
         pass
     return None

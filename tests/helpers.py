@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import psutil
 
-from babelfish.control import NoAnswer, Request, ask, find_runs
+from babelfish.runtime.control import NoAnswer, Request, ask, find_runs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -82,7 +82,7 @@ def wait_for(pred, timeout: float, interval: float = 0.05):
 
 def control(rt: Path, cmd: str = "status", **fields) -> dict | None:
     """Ask the supervisor whose runtime directory lies under `rt` over its control socket
-    (babelfish/control.py, as `babelfish status` does, but in-process: fast enough to poll).
+    (babelfish/runtime/control.py, as `babelfish status` does, but in-process: fast enough to poll).
     The reply as a dict; None while none answers."""
     runs = find_runs(rt)
     if not runs:

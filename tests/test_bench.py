@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from babelfish.addresses import route
 from babelfish.config import load_config, models_dir
 from babelfish.engines import pick_model
 from babelfish.engines.vad import make_vad
 from babelfish.naive import _Sink, run_naive
+from babelfish.runtime.addresses import route
 from babelfish.segmenter import SpeechEnd, segmenter_for
 
 from helpers import REPO

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from babelfish import compare
-from babelfish.report import (
+from babelfish.cli import main as babelfish_main
+from babelfish.evaluation import compare
+from babelfish.evaluation.report import (
     Summary,
     UtteranceReport,
     latencies,
@@ -117,7 +118,7 @@ def write(tmp: Path, name: str, doc) -> Path:
 
 
 def run_compare(capsys, new: Path, base: Path, *extra) -> tuple[int, str, str]:
-    code = compare.main([str(new), str(base), *map(str, extra)])
+    code = babelfish_main(["compare", str(new), str(base), *map(str, extra)])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -272,7 +273,7 @@ def test_bad_report_files_exit_2_with_one_line(tmp_path, capsys, content, needle
 
 
 def test_babelfish_compare_command(tmp_path):
-    """Through the real `babelfish` command line (cli.py wiring)."""
+    """Through the real `babelfish` command line (babelfish/cli wiring)."""
     base = write(tmp_path, "b.json", make_report([1000, 1000]))
     new = write(tmp_path, "n.json", make_report([2000, 2000]))
     r = babelfish("compare", new, base, timeout=60)
@@ -286,7 +287,7 @@ def test_babelfish_compare_command(tmp_path):
     ]
 
 
-# ---- translation quality against references (summary "quality", babelfish/quality.py) ----------
+# ---- translation quality against references (summary "quality", evaluation/quality.py) ----------
 
 
 def scores(
@@ -297,7 +298,8 @@ def scores(
     invented: list[str] = (),
     prompts: int = 4,
 ) -> dict:
-    """A quality dict as babelfish/quality.py writes it (the figures given, rows left empty)."""
+    """A quality dict as babelfish/evaluation/quality.py writes it (the figures given, rows left
+    empty)."""
     return {
         "prompts": prompts,
         "translated": prompts - len(untranslated),

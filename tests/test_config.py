@@ -3,10 +3,10 @@
 import pytest
 
 from babelfish import UsageError
-from babelfish.addresses import Addresses, route
-from babelfish.budgets import Governor
 from babelfish.config import DEFAULT_CONFIG, load_config, speaks_early
-from babelfish.report import percentile, stage_times
+from babelfish.evaluation.report import percentile, stage_times
+from babelfish.runtime.addresses import Addresses, route
+from babelfish.runtime.budgets import Governor
 from babelfish.schema import Stamp
 
 

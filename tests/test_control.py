@@ -1,5 +1,5 @@
-"""The control protocol (babelfish/control.py): typed requests and replies on the wire, the client
-(`find_runs`, `ask`) against a real Supervisor's control socket, no stage processes."""
+"""The control protocol (babelfish/runtime/control.py): typed requests and replies on the wire, the
+client (`find_runs`, `ask`) against a real Supervisor's control socket, no stage processes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from babelfish import control
-from babelfish.control import BadRequest, Reply, Request, parse_request
+from babelfish.runtime import control
+from babelfish.runtime.control import BadRequest, Reply, Request, parse_request
 
 from helpers import REPO, write_config
 
@@ -93,8 +93,8 @@ def test_find_runs_takes_live_supervisors_with_a_socket_only(tmp_path):
 def supervisor(tmp_path):
     """A real Supervisor (sockets bound, no stage started)."""
     from babelfish.config import load_config
+    from babelfish.runtime.supervisor import Supervisor
     from babelfish.stages.base import RunInfo
-    from babelfish.supervisor import Supervisor
 
     cfg = load_config(write_config(tmp_path))
     sup = Supervisor(cfg, RunInfo(input=str(SAMPLE), output=str(tmp_path / "o.wav"), pace="fast"))

@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 
 from babelfish.config import load_config
-from babelfish.lifecycle import Lifecycle, StageProc
-from babelfish.report import cpu_breakdown, cpu_per_audio
+from babelfish.evaluation.report import cpu_breakdown, cpu_per_audio
+from babelfish.runtime.lifecycle import Lifecycle, StageProc
 from babelfish.schema import Heartbeat
 
 from helpers import REPO, babelfish, load_report, stage_processes, write_config

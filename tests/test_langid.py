@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from babelfish.engines import Context
-from babelfish.suite import read_suite
+from babelfish.evaluation.suite import read_suite
 from babelfish.testspeech import PHRASES, espeak, several_languages, speak, suite_toml
 
 from helpers import REPO, babelfish, load_report, stage_processes, status, wait_for, write_config

@@ -1,5 +1,5 @@
-"""Translation quality against references (babelfish/quality.py): alignment of utterances to
-prompts, corpus BLEU/chrF (sacrebleu), the transcript's WER (jiwer), combining recordings."""
+"""Translation quality against references (babelfish/evaluation/quality.py): alignment of utterances
+to prompts, corpus BLEU/chrF (sacrebleu), the transcript's WER (jiwer), combining recordings."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 sacrebleu = pytest.importorskip("sacrebleu")  # the `quality` extra (also in `dev`)
 pytest.importorskip("jiwer")
 
-from babelfish import UsageError, quality  # noqa: E402
-from babelfish.quality import Prompt  # noqa: E402
-from babelfish.report import UtteranceReport  # noqa: E402
+from babelfish import UsageError  # noqa: E402
+from babelfish.evaluation import quality  # noqa: E402
+from babelfish.evaluation.quality import Prompt  # noqa: E402
+from babelfish.evaluation.report import UtteranceReport  # noqa: E402
 
 PROMPTS = [
     Prompt(

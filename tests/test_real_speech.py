@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from babelfish.engines import SAMPLE_RATE
-from babelfish.suite import read_suite
+from babelfish.evaluation.suite import read_suite
 
 from helpers import babelfish, load_report, write_config
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from babelfish import UsageError, compare, regression, suite
-from babelfish.report import parse_report
+from babelfish import UsageError
+from babelfish.evaluation import compare, regression, suite
+from babelfish.evaluation.report import parse_report
 
 from helpers import REPO, babelfish, write_config
 

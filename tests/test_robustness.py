@@ -16,7 +16,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from babelfish import control
+from babelfish.runtime import control
 from babelfish.schema import (
     MAX_AUDIO_SECONDS,
     MAX_HEADER_BYTES,
@@ -367,8 +367,8 @@ class _Exited:
 def supervisor(tmp_path):
     """A real Supervisor (sockets bound, no stage started) to feed messages to directly."""
     from babelfish.config import load_config
+    from babelfish.runtime.supervisor import Supervisor
     from babelfish.stages.base import RunInfo
-    from babelfish.supervisor import Supervisor
 
     cfg = load_config(write_config(tmp_path))
     sup = Supervisor(cfg, RunInfo(input=str(SAMPLE), output=str(tmp_path / "o.wav"), pace="fast"))

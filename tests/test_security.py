@@ -18,7 +18,7 @@ import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
 from babelfish.config import load_config
-from babelfish.security import secure
+from babelfish.remote.security import secure
 
 import helpers
 from helpers import (

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from babelfish import UsageError, suite
+from babelfish import UsageError
+from babelfish.evaluation import suite
 
 from helpers import REPO, babelfish, load_report, stage_processes, write_config
 
@@ -169,7 +170,7 @@ def test_compare_fails_on_a_lost_quality_word(suite_run):
 
 def test_plot_of_the_suite_report_is_a_png(suite_run):
     pytest.importorskip("matplotlib")
-    from babelfish import plot
+    from babelfish.evaluation import plot
 
     tmp, _ = suite_run
     rep = load_report(tmp / "suite.json")
@@ -304,7 +305,7 @@ def test_a_bad_recording_stops_the_suite_before_anything_starts(tmp_path):
     assert r.returncode == 2 and "no such file" in r.stderr and r.stdout == ""
 
 
-# ---- translation quality against references (babelfish/quality.py) -------------------------------
+# ---- translation quality against references (babelfish/evaluation/quality.py) ------------------
 
 REFERENCES = """\
 [[recording]]
@@ -336,8 +337,8 @@ path = "plain.wav"
 
 
 def _doc(entry: suite.Entry, utts: list[dict], has_source: bool = True) -> dict:
-    """A recording of a suite report as _replay_suite makes it, from hand-made utterances."""
-    from babelfish.report import Summary
+    """A recording of a suite report as replay_suite makes it, from hand-made utterances."""
+    from babelfish.evaluation.report import Summary
 
     summary = Summary(utterances=len(utts), quality=suite.score_recording(entry, utts, has_source))
     check = (
@@ -382,7 +383,7 @@ def test_suite_file_with_references(tmp_path):
 def test_suite_report_quality_per_recording_and_overall(tmp_path):
     pytest.importorskip("sacrebleu")
     pytest.importorskip("jiwer")
-    from babelfish import quality
+    from babelfish.evaluation import quality
 
     p = tmp_path / "refs.toml"
     p.write_text(REFERENCES, encoding="utf-8")

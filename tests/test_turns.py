@@ -1,5 +1,5 @@
-"""Turns and the long-form latencies (babelfish/turns.py): LAAL as SimulEval defines it on
-hand-made cases, and the report's turn figures, document chrF and playback.audio_end of a real
+"""Turns and the long-form latencies (babelfish/evaluation/turns.py): LAAL as SimulEval defines it
+on hand-made cases, and the report's turn figures, document chrF and playback.audio_end of a real
 realtime replay checked against its stamps and its output WAV."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from babelfish import turns
-from babelfish.turns import Piece, laal, split, word_delays
+from babelfish.evaluation import turns
+from babelfish.evaluation.turns import Piece, laal, split, word_delays
 from tests.helpers import REPO, babelfish, load_report, write_config
 
 BENCH = REPO / "samples" / "bench"
@@ -207,7 +207,7 @@ def test_document_chrf_of_a_real_replay(replay):
 
 def test_document_needs_prompts(tmp_path):
     from babelfish import UsageError
-    from babelfish.suite import read_suite
+    from babelfish.evaluation.suite import read_suite
 
     (tmp_path / "s.toml").write_text('[[recording]]\npath = "a.wav"\ndocument = true\n')
     with pytest.raises(UsageError, match="document = true needs"):

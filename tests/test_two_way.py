@@ -1,8 +1,8 @@
-"""Two-way conversation (`--two-way`, babelfish/conversation.py): real Spanish (Debian's Asterisk
-voice prompts, the other person) and English from the Piper voice (the wearer, saying phrases the
-tiny en -> es test model memorised, tests/fixtures/tiny-mt-en-es) interleaved in one recording.
-Each utterance's side comes from Whisper's language identification; the other person's speech
-is heard in English on --out, the wearer's said in Spanish (espeak-ng) on --other-out, and
+"""Two-way conversation (`--two-way`, babelfish/runtime/conversation.py): real Spanish (Debian's
+Asterisk voice prompts, the other person) and English from the Piper voice (the wearer, saying
+phrases the tiny en -> es test model memorised, tests/fixtures/tiny-mt-en-es) interleaved in one
+recording. Each utterance's side comes from Whisper's language identification; the other person's
+speech is heard in English on --out, the wearer's said in Spanish (espeak-ng) on --other-out, and
 Whisper base hears both back. Usage errors are one line, exit 2, nothing started."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from babelfish.suite import read_suite
+from babelfish.evaluation.suite import read_suite
 from babelfish.testspeech import several_languages
 
 from helpers import REPO, babelfish, load_report, stage_processes, write_config
@@ -187,9 +187,9 @@ def test_other_out_needs_two_way(tmp_path):
 
 def test_mt_output_of_the_wearers_phrases_is_the_memorised_spanish():
     """The way back's translator (conversation.back_config) is the configured one, en -> es."""
-    from babelfish import conversation
     from babelfish.config import load_config, models_dir
     from babelfish.engines import make_translator
+    from babelfish.runtime import conversation
 
     cfg = load_config(
         None,

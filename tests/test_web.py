@@ -285,7 +285,7 @@ def test_controls_need_the_token(peer, tmp_path, chromium):
 
 def test_a_non_local_page_needs_the_token_for_its_stream(tmp_path):
     """The app of a non-local bind, driven in-process (a test listens on 127.0.0.0/8 only)."""
-    from babelfish.web.server import Hub, make_app
+    from babelfish.web.app import Hub, make_app
 
     app = make_app(Hub(10, {}), tmp_path, TOKEN, local=False)
 
@@ -465,7 +465,7 @@ def test_mute_and_stop_from_the_page_live(tmp_path, models_dir, pulse, chromium)
 
 
 def test_a_non_local_link_comes_with_a_qr_code(capsys):
-    from babelfish.web.server import announce
+    from babelfish.web.process import announce
 
     url = f"http://192.168.1.5:8765/#token={TOKEN}"
     announce(url, local=False)

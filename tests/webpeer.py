@@ -19,9 +19,9 @@ from pathlib import Path
 import msgspec
 import zmq
 
-from babelfish.addresses import Addresses, make_runtime_dir
 from babelfish.config import load_config
-from babelfish.control import (
+from babelfish.runtime.addresses import Addresses, make_runtime_dir
+from babelfish.runtime.control import (
     ControlServer,
     Degradation,
     Reply,

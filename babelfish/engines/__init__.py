@@ -176,7 +176,7 @@ def pick_model(kind: str, name: str, models_dir, lang: str, target: str | None =
 
 
 def make_asr(cfg, models_dir):
-    from babelfish.addresses import asr_output_language
+    from babelfish.runtime.addresses import asr_output_language
 
     path = pick_model(f"asr-{cfg.asr.engine}", cfg.asr.model, models_dir, cfg.pipeline.source_lang)
     if cfg.asr.engine == "vosk":

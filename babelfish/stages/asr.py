@@ -42,11 +42,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from babelfish import conversation
-from babelfish.addresses import asr_output_language
 from babelfish.config import speaks_early
 from babelfish.engines import SAMPLE_RATE, Abandoned, ASREngine, ASRResult, Context, make_asr
 from babelfish.languages import AUTO
+from babelfish.runtime import conversation
+from babelfish.runtime.addresses import asr_output_language
 from babelfish.schema import AudioChunk, Msg, SourceText, Transcript, UtteranceEnd, UtterancePause
 from babelfish.stages.base import Stage, stage_main
 from babelfish.text import common_prefix, repeats, stable_words

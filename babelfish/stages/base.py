@@ -34,8 +34,9 @@ import numpy as np
 import zmq
 
 from babelfish import BabelfishError, UsageError
-from babelfish.addresses import Addresses
 from babelfish.config import Config, models_dir
+from babelfish.remote.security import secure
+from babelfish.runtime.addresses import Addresses
 from babelfish.schema import (
     MAX_FRAME_BYTES,
     BadMessage,
@@ -51,7 +52,6 @@ from babelfish.schema import (
     decode,
     encode,
 )
-from babelfish.security import secure
 
 log = logging.getLogger(__name__)
 
@@ -413,21 +413,29 @@ def _die_with_parent() -> None:
         pass
 
 
-def stage_main(cls: type[Stage]) -> None:
-    """Entry point of `python -m babelfish.stages.<name>`."""
-    p = argparse.ArgumentParser(prog=f"babelfish.stages.{cls.name}")
+def process_start(name: str, prog: str) -> argparse.Namespace:
+    """The start of every process the supervisor runs (a stage; the web page's server, `name`
+    "web"): its arguments (--runtime DIR, --debug), its log lines (`name[pid]`), dying with the
+    supervisor (exit 1 when it is already gone), and Ctrl-C left to the supervisor."""
+    p = argparse.ArgumentParser(prog=prog)
     p.add_argument("--runtime", required=True, help="the supervisor's runtime directory")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args()
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
-        format=f"%(asctime)s {cls.name}[%(process)d] %(levelname)s %(message)s",
+        format=f"%(asctime)s {name}[%(process)d] %(levelname)s %(message)s",
     )
     parent = os.getppid()
     _die_with_parent()
     if os.getppid() != parent:  # the supervisor died before we asked
         sys.exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    return args
+
+
+def stage_main(cls: type[Stage]) -> None:
+    """Entry point of `python -m babelfish.stages.<name>`."""
+    args = process_start(cls.name, f"babelfish.stages.{cls.name}")
 
     def _term(signum, frame):
         raise SystemExit(0)

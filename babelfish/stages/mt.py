@@ -16,8 +16,8 @@ For a language with no model installed, the utterance's translation is empty (it
 still reach the display) and it is counted (dropped_untranslatable), with one warning per
 language.
 
-Two-way (babelfish/conversation.py): the other person's transcripts go as above (into --to; text
-already in --to, as Whisper's translation into English is, passed on); the wearer's are
+Two-way (babelfish/runtime/conversation.py): the other person's transcripts go as above (into --to;
+text already in --to, as Whisper's translation into English is, passed on); the wearer's are
 translated into --from by the way back's translator (conversation.wearer_mt_model), loaded at
 start."""
 
@@ -28,9 +28,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from babelfish import BabelfishError, conversation
+from babelfish import BabelfishError
 from babelfish.engines import Translator, make_translator
 from babelfish.languages import AUTO
+from babelfish.runtime import conversation
 from babelfish.schema import Msg, SourceText, Transcript, Translation
 from babelfish.stages.base import Stage, stage_main
 from babelfish.text import common_prefix, split_sentences

@@ -5,8 +5,8 @@ moment it is expected to be heard, after the device's queue and latency, is stam
 (playback.heard), and when its last sample is (playback.audio_end, the end of its last part),
 each part heard listed with its start, end and text (UtteranceDone.heard_parts).
 
-Two-way (babelfish/conversation.py): a second sink, the other output (replay: --other-out; live:
-audio.other_output_device), plays the wearer's utterances (side "wearer") to the other person;
+Two-way (babelfish/runtime/conversation.py): a second sink, the other output (replay: --other-out;
+live: audio.other_output_device), plays the wearer's utterances (side "wearer") to the other person;
 while it plays, capture's echo gate keeps it out of the microphone (a loudspeaker is always heard).
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from babelfish import conversation
 from babelfish.audio import Resampler, float_to_int16, int16_to_float
+from babelfish.runtime import conversation
 from babelfish.schema import (
     EndOfStream,
     HeartbeatState,

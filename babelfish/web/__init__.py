@@ -1,12 +1,13 @@
 """The live web page: subtitles, latency, stage states and mute/unmute/stop in a browser.
 
 `--web HOST:PORT` (or `[web] enabled = true`) on `replay`, `run` and `daemon` starts one more
-process, `python -m babelfish.web --runtime DIR` (babelfish/web/server.py), which the supervisor
-starts and watches as it does the stages (heartbeats, restarts with back-off), but which is not
-on the route: nothing in the translation waits for it. It serves the page (starlette on uvicorn)
-and feeds it with Server-Sent Events from the supervisor's subtitles PUB socket and from its
-control socket (babelfish/control.py, as `babelfish status` asks it). This module is light: the
-CLI checks here that the web extra is installed before anything starts.
+process, `python -m babelfish.web --runtime DIR` (babelfish/web/process.py; the app it serves:
+babelfish/web/app.py), which the supervisor starts and watches as it does the stages (heartbeats,
+restarts with back-off), but which is not on the route: nothing in the translation waits for it.
+It serves the page (starlette on uvicorn) and feeds it with Server-Sent Events from the
+supervisor's subtitles PUB socket and from its control socket (babelfish/runtime/control.py, as
+`babelfish status` asks it). This module is light: the CLI checks here that the web extra is
+installed before anything starts.
 """
 
 from __future__ import annotations

@@ -1,3 +1,3 @@
-from babelfish.web.server import main
+from babelfish.web.process import main
 
 main()

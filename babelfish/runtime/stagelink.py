@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 import zmq
 
-from babelfish.addresses import Addresses
 from babelfish.config import Config
+from babelfish.remote.security import secure
+from babelfish.runtime.addresses import Addresses
 from babelfish.schema import MAX_FRAME_BYTES, BadMessage, Heartbeat, Msg, decode, encode
-from babelfish.security import secure
 
 log = logging.getLogger(__name__)
 

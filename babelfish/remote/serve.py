@@ -1,8 +1,8 @@
 """`babelfish serve STAGE --bind tcp://HOST:PORT`: a pipeline stage as a network service, for
-pipelines on other machines (their `[remote]` table; babelfish/stages/remote.py is their end).
+pipelines on other machines (their `[remote]` table; babelfish/remote/proxy.py is their end).
 
-One ROUTER, a CURVE server behind the ZAP allow-list (babelfish/security.py: this install's own
-client key and the public keys in security.allowed_clients_dir; any other key never completes
+One ROUTER, a CURVE server behind the ZAP allow-list (babelfish/remote/security.py: this install's
+own client key and the public keys in security.allowed_clients_dir; any other key never completes
 its handshake). Each connected pipeline is a `Session`: the served stage's own logic
 (babelfish/stages/asr.py, mt.py or tts.py, the same class a pipeline runs) with state of its
 own, whose output goes back to that pipeline's connection only. The models are loaded once, by
@@ -19,7 +19,6 @@ for SESSION_IDLE_S are forgotten.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections import OrderedDict, deque
 
@@ -27,7 +26,9 @@ import numpy as np
 import zmq
 
 from babelfish import UsageError
-from babelfish.config import REMOTE_STAGES, Config, check_tcp_address, load_config
+from babelfish.config import REMOTE_STAGES, Config, check_tcp_address
+from babelfish.remote.proxy import served_languages
+from babelfish.remote.security import curve_server
 from babelfish.schema import (
     MAX_FRAME_BYTES,
     BadMessage,
@@ -38,11 +39,9 @@ from babelfish.schema import (
     decode,
     encode,
 )
-from babelfish.security import curve_server, keys_dir
 from babelfish.stages.asr import ASRStage
 from babelfish.stages.base import RunInfo, Stage
 from babelfish.stages.mt import MTStage
-from babelfish.stages.remote import served_languages
 from babelfish.stages.tts import TTSStage
 
 log = logging.getLogger(__name__)
@@ -196,38 +195,3 @@ class Server:
 
     def close(self) -> None:
         self.sock.close(0)
-
-
-def cmd_serve(args) -> int:
-    """`babelfish serve STAGE --bind tcp://HOST:PORT [--config PATH]`."""
-    cfg = load_config(args.config)
-    server = Server(cfg, args.stage, args.bind)
-
-    def _stop(signum, frame):
-        server.running = False
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    source_lang, output_lang = served_languages(args.stage, cfg)
-    print(
-        f"serving {args.stage} on {args.bind} ({getattr(cfg, args.stage).engine}, "
-        f"{source_lang} -> {output_lang}); clients: this install's "
-        f"key and {keys_dir(cfg) / 'allowed_clients'}",
-        flush=True,
-    )
-    try:
-        server.serve()
-    finally:
-        server.close()
-    print(f"stopped serving {args.stage}", flush=True)
-    return 0
-
-
-def add_parser(sub) -> None:
-    s = sub.add_parser(
-        "serve", help="run a stage (asr, mt, tts) as a service for pipelines elsewhere"
-    )
-    s.add_argument("stage", metavar="STAGE", choices=("asr", "mt", "tts"), help="asr, mt or tts")
-    s.add_argument("--bind", required=True, metavar="tcp://HOST:PORT", help="where to listen")
-    s.add_argument("--config", help="a TOML file (the model, keys_dir, allowed_clients_dir)")
-    s.set_defaults(func=cmd_serve)

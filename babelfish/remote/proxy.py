@@ -6,8 +6,8 @@ or down, remote_why, remote_rtt_ms, remote_heard_s_ago). `RemoteStage` is the pr
 any stage, mixed in before the stage's own class (RemoteASRStage, RemoteMTStage,
 RemoteTTSStage below say only which messages are forwarded and which results answer them). Each
 utterance's input is forwarded over a DEALER (a CURVE client that trusts only the server's key,
-security.remote_server_key) to `babelfish serve STAGE` (babelfish/serve.py), and a copy is kept
-until the result that answers it came back: asr, the final transcript for the utterance's end
+security.remote_server_key) to `babelfish serve STAGE` (babelfish/remote/serve.py), and a copy is
+kept until the result that answers it came back: asr, the final transcript for the utterance's end
 (and its words as spoken); mt, the last Translation for a final transcript; tts, the last
 SpeechAudio for a final transcript or a last translation; mt and tts, a SourceText passing
 through for the SourceText. The results are pushed on with the server's stamps of the stage
@@ -28,7 +28,7 @@ network both ways and the wait at the server, summed over remote_net_n utterance
 (results that came after the utterance was re-run here); info remote_rtt_min_ms: the quickest
 ping round trip, the hop.
 
-`python -m babelfish.stages.remote --stage STAGE --runtime DIR` (the supervisor, lifecycle.py).
+`python -m babelfish.remote.proxy --stage STAGE --runtime DIR` (the supervisor, lifecycle.py).
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from babelfish.addresses import asr_output_language
 from babelfish.config import Config
 from babelfish.engines import make_asr
+from babelfish.remote.security import curve_client, remote_server_key
+from babelfish.runtime.addresses import asr_output_language
 from babelfish.schema import (
     MAX_FRAME_BYTES,
     AudioChunk,
@@ -62,7 +63,6 @@ from babelfish.schema import (
     UtteranceEnd,
     encode,
 )
-from babelfish.security import curve_client, remote_server_key
 from babelfish.stages.asr import ASRStage
 from babelfish.stages.base import stage_main
 from babelfish.stages.mt import MTStage

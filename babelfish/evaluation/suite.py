@@ -25,14 +25,14 @@ its languages (default: the config and --from/--to) and words its translation mu
     [[recording]]
     path = "monologue.wav"
     document = true       # one document (needs prompts): scored also as a whole (document chrF)
-                          # and timed as one turn (babelfish/turns.py)
+                          # and timed as one turn (babelfish/evaluation/turns.py)
 
-The recordings are replayed one after another (one Supervisor run each, in babelfish/cli.py) into
-one report: {"recordings": [{"name", "path", "from", "to", "pace", "utterances", "summary",
+The recordings are replayed one after another (one Supervisor run each, in babelfish/cli/run.py)
+into one report: {"recordings": [{"name", "path", "from", "to", "pace", "utterances", "summary",
 "quality"}], "summary": {...overall...}}, which `babelfish compare` and `babelfish plot` read; the
-overall summary pools the recordings' turn figures (babelfish/turns.py: start offset, end offset,
-LAAL). The quality check is a case-insensitive whole-word match of each expected word (a plural
-"s"/"es" also counts) in the recording's translated text, all utterances joined; "quality" is
+overall summary pools the recordings' turn figures (babelfish/evaluation/turns.py: start offset, end
+offset, LAAL). The quality check is a case-insensitive whole-word match of each expected word (a
+plural "s"/"es" also counts) in the recording's translated text, all utterances joined; "quality" is
 null when nothing is expected.
 Translation quality against the prompts' references (BLEU, chrF, WER, invented words) is each
 recording's summary "quality" (quality.score, or quality.invented_only for speech = false; null
@@ -51,9 +51,10 @@ from typing import Any
 
 import msgspec
 
-from babelfish import UsageError, quality, turns
-from babelfish.quality import Prompt
-from babelfish.report import cpu_per_audio, percentile
+from babelfish import UsageError
+from babelfish.evaluation import quality, turns
+from babelfish.evaluation.quality import Prompt
+from babelfish.evaluation.report import cpu_per_audio, percentile
 
 RECORDING_KEYS = ("path", "from", "to", "expect", "name", "prompt", "speech", "document", "pace")
 PACES = ("realtime", "fast")
@@ -285,8 +286,8 @@ def score_recording(entry: Entry, utts: list[Any], has_source: bool) -> dict | N
 
 
 def recording_turns(entry: Entry, utts: list[Any], summary: Any) -> None:
-    """A document's turn fields (babelfish/turns.py): all of it one turn, its references' words
-    LAAL's |Y_ref|; set on the recording's Summary. Other recordings keep the gap rule's."""
+    """A document's turn fields (babelfish/evaluation/turns.py): all of it one turn, its references'
+    words LAAL's |Y_ref|; set on the recording's Summary. Other recordings keep the gap rule's."""
     if not entry.document:
         return
     ref_words = sum(len(p.reference.split()) for p in entry.prompts)
@@ -298,7 +299,7 @@ def route_has_source(cfg: Any) -> bool:
     """Whether the route fills utterances' source_text (the words as spoken): the recogniser
     transcribes (text translation follows), or Whisper translates and also gives the words as
     spoken (asr.source_text)."""
-    from babelfish.addresses import asr_output_language
+    from babelfish.runtime.addresses import asr_output_language
 
     return asr_output_language(cfg) == cfg.pipeline.source_lang or bool(cfg.asr.source_text)
 

@@ -13,7 +13,7 @@ first_audio and end_of_speech_to_first_audio are then about the rest, after the 
 
 Reports are written from UtteranceReport and Summary (`to_json`) and read back, by `babelfish
 compare` and `babelfish plot`, as a `Report` of `Recording`s (`read_report`, `parse_report`): a
-one-recording report or a suite report (babelfish/suite.py) alike.
+one-recording report or a suite report (babelfish/evaluation/suite.py) alike.
 """
 
 from __future__ import annotations
@@ -103,9 +103,9 @@ class UtteranceReport(msgspec.Struct, kw_only=True):
     translated_text: str
     source_language: str = ""  # the language spoken (identified for it with --from auto)
     language_probability: float | None = None  # Whisper's for it; None: given, not identified
-    # two-way (babelfish/conversation.py; None one-way): whose utterance ("other", "wearer"),
-    # the language it was translated into, and what decided its side ("language": Whisper's
-    # identification among the two languages)
+    # two-way (babelfish/runtime/conversation.py; None one-way): whose utterance ("other",
+    # "wearer"), the language it was translated into, and what decided its side ("language":
+    # Whisper's identification among the two languages)
     side: str | None = None
     target_language: str | None = None
     side_decided_by: str | None = None
@@ -177,12 +177,12 @@ class Summary:
     two_way: dict[str, dict] = field(default_factory=dict)
     complete: bool = True  # False when the run was interrupted or gave up
     error: str = ""
-    # translation quality against references (babelfish/quality.py), in suite reports whose
-    # recording has [[recording.prompt]] entries or speech = false; None otherwise
+    # translation quality against references (babelfish/evaluation/quality.py), in suite reports
+    # whose recording has [[recording.prompt]] entries or speech = false; None otherwise
     quality: dict | None = None
-    # long-form latency (babelfish/turns.py; None without the stamps, e.g. no heard clock in a
-    # fast replay): per piece (utterance) start of its speech -> its first audio p50/p95/max; the
-    # turns (speech whose pauses are < turn_gap_s; a suite document is one turn, turn_gap_s
+    # long-form latency (babelfish/evaluation/turns.py; None without the stamps, e.g. no heard clock
+    # in a fast replay): per piece (utterance) start of its speech -> its first audio p50/p95/max;
+    # the turns (speech whose pauses are < turn_gap_s; a suite document is one turn, turn_gap_s
     # None), those over 6 s (long_turns), per turn start -> first audio heard, end offset (end of
     # the turn's speech -> end of its last translated audio heard) and LAAL, their percentiles
     start_to_first_audio_p50_ms: float | None = None

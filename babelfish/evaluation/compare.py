@@ -5,8 +5,8 @@ Reads only report files: the report of `babelfish replay --report` (one recordin
 "summary": {...}}). Recordings are matched by name (two one-recording reports are matched even
 when their names differ). For each recording, and overall for suite reports, it prints end of
 speech -> first audio p50/p95, the p50 time of every stage, the quality check and, where the
-report has them (summary "quality", babelfish/quality.py), chrF, BLEU, WER, untranslated prompts
-and invented words, with the baseline, the new value and the change.
+report has them (summary "quality", babelfish/evaluation/quality.py), chrF, BLEU, WER, untranslated
+prompts and invented words, with the baseline, the new value and the change.
 
 Exit 1 (one `regression: ...` line each) when:
   * end-to-end p50 or p95 (per recording, or overall) is more than --tolerance percent (default
@@ -26,21 +26,24 @@ latency only (a recording's few utterances are noise on a busy host), --latency 
 suite file's `pace = "fast"`) never has its latency judged. --latency-floor-ms sets the noise
 floor. Exit 2 for a missing or unreadable report, 0 otherwise.
 
-babelfish/cli.py registers it with `compare.add_parser(sub)`; the parsed command runs
-`compare.run(args)` (through commands.guarded: a bad report is one line and exit 2).
+Its command line is babelfish/cli/evaluate.py (through commands.guarded: a bad report is one line
+and exit 2).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from dataclasses import dataclass
 
 from msgspec import UNSET
 
-from babelfish.commands import run_command
-from babelfish.report import Figures, Recording, Report, fmt_ms, read_report, summarize_latency
+from babelfish.evaluation.report import (
+    Figures,
+    Recording,
+    Report,
+    fmt_ms,
+    summarize_latency,
+)
 
 log = logging.getLogger(__name__)
 
@@ -464,155 +467,3 @@ def compare_reports(
     head = f"{len(regressions)} regression(s)" if regressions else "no regressions"
     out.append(f"{head} ({lat}{q_note}{floor})")
     return out, regressions
-
-
-# ---- command line --------------------------------------------------------------------------------
-
-
-def _tolerance(text: str) -> float:
-    try:
-        v = float(text.rstrip("%"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
-    if not 0 <= v < 10000:
-        raise argparse.ArgumentTypeError(f"tolerance must be 0..10000 percent, got {text}")
-    return v
-
-
-def _points(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of points: {text!r}") from None
-    if not 0 <= v <= 100:
-        raise argparse.ArgumentTypeError(f"quality tolerance must be 0..100 points, got {text}")
-    return v
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the "compare" subcommand on an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "compare",
-        help="compare two latency reports; exit 1 on a regression",
-        description="Compare a new replay/suite report with a baseline. Exit 1 when end-to-end "
-        f"latency p50/p95 got worse by more than the tolerance (and more than "
-        f"{NOISE_FLOOR_MS:.0f} ms: noise floor), a quality check that passed fails, "
-        "or translation quality against references dropped (chrF, BLEU, WER, "
-        "untranslated prompts, invented words).",
-    )
-    p.add_argument("new", metavar="NEW.json")
-    p.add_argument("baseline", metavar="BASELINE.json")
-    p.add_argument(
-        "--tolerance",
-        type=_tolerance,
-        default=DEFAULT_TOLERANCE_PCT,
-        metavar="PCT",
-        help=f"allowed latency increase in percent (default {DEFAULT_TOLERANCE_PCT:g})",
-    )
-    p.add_argument(
-        "--quality-tolerance",
-        type=_points,
-        default=DEFAULT_QUALITY_TOLERANCE,
-        metavar="POINTS",
-        help="allowed drop of chrF/BLEU and rise of WER in points "
-        f"(default {DEFAULT_QUALITY_TOLERANCE:g})",
-    )
-    p.add_argument(
-        "--recording-quality-tolerance",
-        type=_points,
-        metavar="POINTS",
-        help="the same for each recording's own figures (default: --quality-tolerance); a "
-        "recording of a few prompts moves more between runs than the whole suite",
-    )
-    p.add_argument(
-        "--p95-tolerance",
-        type=_tolerance,
-        metavar="PCT",
-        help="allowed p95 increase in percent (default: --tolerance)",
-    )
-    p.add_argument(
-        "--lost-prompts",
-        type=_count_arg,
-        default=0,
-        metavar="N",
-        help="a recording regresses when more than N more of its prompts are untranslated than "
-        "in the baseline (default 0)",
-    )
-    add_latency_options(p)
-    p.set_defaults(func=run)
-    return p
-
-
-def _count_arg(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return v
-
-
-def add_latency_options(p: argparse.ArgumentParser, default: str = "all") -> None:
-    """--latency MODE, --no-latency and --latency-floor-ms (compare and `babelfish suite`)."""
-    p.add_argument(
-        "--latency",
-        choices=LATENCY_MODES,
-        default=default,
-        help="whose end-to-end latency is judged: every recording and overall, overall only, "
-        f"or none (default {default})",
-    )
-    p.add_argument(
-        "--no-latency",
-        dest="latency",
-        action="store_const",
-        const="off",
-        help="judge text results only (the same as --latency off)",
-    )
-    p.add_argument(
-        "--latency-floor-ms",
-        type=_floor,
-        default=NOISE_FLOOR_MS,
-        metavar="MS",
-        help="latency changes smaller than this are noise, never a regression "
-        f"(default {NOISE_FLOOR_MS:g})",
-    )
-
-
-def _floor(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not milliseconds: {text!r}") from None
-    if not 0 <= v <= 60000:
-        raise argparse.ArgumentTypeError(f"latency floor must be 0..60000 ms, got {text}")
-    return v
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run a parsed `compare` command: 0 no regression, 1 regression; a report that cannot be
-    read raises UsageError (exit 2, commands.guarded)."""
-    new = read_report(args.new)
-    base = read_report(args.baseline)
-    lines, regressions = compare_reports(
-        new,
-        base,
-        args.tolerance,
-        getattr(args, "quality_tolerance", DEFAULT_QUALITY_TOLERANCE),
-        getattr(args, "latency", "all"),
-        getattr(args, "latency_floor_ms", NOISE_FLOOR_MS),
-        getattr(args, "recording_quality_tolerance", None),
-        getattr(args, "p95_tolerance", None),
-        getattr(args, "lost_prompts", 0),
-    )
-    print("\n".join(lines), flush=True)
-    return 1 if regressions else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m babelfish.compare ...`, the same as `babelfish compare ...`."""
-    return run_command("compare", add_parser, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,9 @@
 """`babelfish models list | install [--pair SRC-TGT [--two-way]] | download NAME | verify`: the
 model manager's command line.
 
-babelfish/cli.py registers it with `models_cli.add_parser(sub)` and runs it with
-`models_cli.run(args)` (through commands.guarded: errors are one line and an exit code);
-`python -m babelfish.models_cli list` runs it on its own."""
+`add_parser` registers it on the `babelfish` parser (babelfish/cli/__init__.py), which runs it
+through commands.guarded (errors are one line and an exit code); `python -m babelfish.cli.models
+list` is `babelfish models list`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from pathlib import Path
 
 from babelfish import BabelfishError, UsageError
 from babelfish import models as M
-from babelfish.commands import guarded
 
 log = logging.getLogger(__name__)
 
@@ -270,18 +269,12 @@ def _verify(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m babelfish.models_cli COMMAND ...`, the same as `babelfish models COMMAND ...`."""
+    """`python -m babelfish.cli.models COMMAND ...`, the same as `babelfish models COMMAND ...`."""
+    from babelfish.cli import main as babelfish
+
     logging.basicConfig(level=logging.WARNING, format="babelfish: %(message)s")
-    parser = argparse.ArgumentParser(prog="babelfish")
-    parser.add_argument(
-        "--config", metavar="FILE", help="a TOML config file overlaying the defaults"
-    )
-    add_parser(parser.add_subparsers(dest="command", required=True))
     argv = list(sys.argv[1:] if argv is None else argv)
-    at = 2 if argv[:1] == ["--config"] else 0  # `babelfish --config FILE models ...`
-    if argv[at : at + 1] != ["models"]:
-        argv.insert(at, "models")  # `python -m babelfish.models_cli list` = `babelfish models list`
-    return guarded(lambda: run(parser.parse_args(argv)))
+    return babelfish(argv if argv[:1] == ["models"] else ["models", *argv])
 
 
 if __name__ == "__main__":

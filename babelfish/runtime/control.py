@@ -10,7 +10,7 @@ a field of the wrong type) gets `{"ok": false, "error": ...}`; the supervisor li
         print(ask(run, Request(cmd="status")).status.utterances.done)
 
 The supervisor's end is `ControlServer`; what each command does is the supervisor's business
-(babelfish/supervisor.py).
+(babelfish/runtime/supervisor.py).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class StageStatus(msgspec.Struct, kw_only=True):
 
 
 class Degradation(msgspec.Struct, kw_only=True):
-    """Where the pipeline is on the degradation ladder (babelfish/budgets.py)."""
+    """Where the pipeline is on the degradation ladder (babelfish/runtime/budgets.py)."""
 
     level: int  # 0: not degraded
     step: str  # the last step taken ("none" at level 0)
@@ -186,7 +186,7 @@ class ControlServer:
 def find_runs(where: Config | str | Path) -> list[Path]:
     """The runtime directories of the supervisors running now (alive, with a control socket),
     sorted: under a config's runtime base (addresses.runtime_base), or under a given folder."""
-    from babelfish.addresses import runtime_base
+    from babelfish.runtime.addresses import runtime_base
 
     base = runtime_base(where) if isinstance(where, Config) else Path(where)
     found = []

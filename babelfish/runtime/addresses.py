@@ -6,7 +6,7 @@ and commands. The CLI talks to a running supervisor over its control socket (REP
 By default everything is ipc:// in a runtime directory only the user can open (0700); with
 transport = "tcp" the stage and supervisor sockets use consecutive ports from tcp_base_port.
 A stage on another machine (`[remote]`) is a proxy here, which also connects to that machine's
-`babelfish serve STAGE` (babelfish/stages/remote.py).
+`babelfish serve STAGE` (babelfish/remote/proxy.py).
 """
 
 from __future__ import annotations
@@ -79,6 +79,16 @@ def asr_output_language(cfg: Config) -> str:
 def route(cfg: Config) -> list[str]:
     """The stages this configuration runs, in pipeline order."""
     return [s for s in STAGES if s != "mt" or uses_mt(cfg)]
+
+
+def check_remote_route(cfg: Config) -> None:
+    """A UsageError for a [remote] stage that this pipeline's route does not have."""
+    for name in remote_stages(cfg):
+        if name not in route(cfg):
+            raise UsageError(
+                f"bad config: remote.{name}: this pipeline has no {name} stage "
+                f"(its stages: {', '.join(route(cfg))})"
+            )
 
 
 class Addresses:

@@ -143,3 +143,20 @@ class Governor:
     @property
     def step_name(self) -> str:
         return self.steps[self.level - 1].name if self.level else "none"
+
+    def remote_step(self, name: str, was: str | None, info: dict[str, str]) -> dict | None:
+        """A stage on another machine went down (its proxy recognises here) or came back, as its
+        heartbeat's info says (`was`: its remote_state before): a degradation step down or up,
+        recorded in the events; None when nothing changed."""
+        now = info.get("remote_state")
+        if now == was or now not in ("up", "down") or (now == "up" and was != "down"):
+            return None
+        event = {
+            "utt": "",
+            "direction": "down" if now == "down" else "up",
+            "level": self.level,
+            "step": f"{name} here instead of on {info.get('remote', '?')}",
+            "why": info.get("remote_why", "") if now == "down" else "the remote is back",
+        }
+        self.events.append(event)
+        return event

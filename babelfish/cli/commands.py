@@ -3,17 +3,15 @@
     babelfish: error: <what went wrong>
 
 Exit codes: 2 bad usage or bad input (UsageError, also argparse's own errors through `Parser`),
-1 a failure at run time (BabelfishError), 130 interrupted (Ctrl-C, or SIGTERM where babelfish/cli.py
-turns it into KeyboardInterrupt). Never a traceback for those.
+1 a failure at run time (BabelfishError), 130 interrupted (Ctrl-C, or SIGTERM where the `babelfish`
+command, babelfish/cli/__init__.py, turns it into KeyboardInterrupt). Never a traceback for those.
 
-babelfish/cli.py runs every command through `guarded`; `run_command` runs one command on its own,
-for `python -m babelfish.compare ...` and the like.
+babelfish/cli/__init__.py runs every command through `guarded`.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
 
@@ -45,17 +43,3 @@ def guarded(body: Callable[[], int]) -> int:
     except KeyboardInterrupt as e:
         print(f"babelfish: error: {e}" if str(e) else "babelfish: interrupted", file=sys.stderr)
         return 130
-
-
-def run_command(name: str, add_parser: Callable, argv: list[str] | None = None) -> int:
-    """`python -m babelfish.<module> ARGS`: the command `name` (registered by `add_parser` on a
-    subparsers object, run by the `func` it sets) as `babelfish name ARGS` runs it."""
-
-    def body() -> int:
-        parser = Parser(prog="babelfish")
-        add_parser(parser.add_subparsers(dest="command", required=True, parser_class=Parser))
-        args = parser.parse_args([name, *(sys.argv[1:] if argv is None else argv)])
-        logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
-        return args.func(args)
-
-    return guarded(body)

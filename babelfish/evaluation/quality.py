@@ -1,8 +1,8 @@
 """Translation quality against references: BLEU, chrF and the source transcript's WER.
 
 A suite recording may list the prompts spoken in it ([[recording.prompt]] in the suite file,
-babelfish/suite.py): where each one's speech is in the WAV (start_s..end_s), what was said
-(source) and a reference translation (reference). The report's utterances are aligned to them:
+babelfish/evaluation/suite.py): where each one's speech is in the WAV (start_s..end_s), what was
+said (source) and a reference translation (reference). The report's utterances are aligned to them:
 
   * an utterance goes to the prompt its speech (speech_start_s..speech_end_s) overlaps most;
   * an utterance that overlaps no prompt is *invented* when it has any words (speech that was

@@ -39,10 +39,11 @@ import sys
 import time
 from pathlib import Path
 
-from babelfish import UsageError, compare
-from babelfish.report import parse_report
+from babelfish import UsageError
+from babelfish.evaluation import compare
+from babelfish.evaluation.report import parse_report
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SUITE = REPO / "samples" / "regression" / "suite.toml"
 BASELINE = REPO / "samples" / "regression" / "baseline.json"
 CONFIG = REPO / "samples" / "regression" / "config.toml"  # the defaults, budgets off
@@ -54,95 +55,6 @@ LATENCY_FLOOR_MS = 100.0  # ... and at least this many milliseconds
 QUALITY_TOLERANCE = 3.0  # chrF/BLEU/WER points of the whole suite (it moved 0.1)
 RECORDING_QUALITY_TOLERANCE = 12.0  # ... of one recording (3 prompts: -9.4 under double load)
 LOST_PROMPTS = 2  # untranslated prompts a recording may gain (short turns: 1 -> 3 in one run)
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the "suite" subcommand on an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "suite",
-        help="run the regression suite and compare it with its baseline; exit 1 on a regression",
-        description="Replay the regression suite (samples/regression/suite.toml), compare the "
-        "report with samples/regression/baseline.json and print a table. Exit 1 on a quality "
-        "drop (chrF/BLEU/WER beyond the tolerance, a prompt or expected word lost, invented "
-        "words) or an overall latency regression.",
-    )
-    p.add_argument("suite", nargs="?", default=str(SUITE), metavar="SUITE.toml")
-    p.add_argument("--baseline", default=str(BASELINE), metavar="BASELINE.json")
-    p.add_argument(
-        "--report", default=str(REPORT), metavar="REPORT.json", help=f"(default {REPORT})"
-    )
-    p.add_argument(
-        "--out",
-        default=str(Path("out") / "regression"),
-        metavar="DIR",
-        help="the translated speech, NAME.LANG.wav (default out/regression)",
-    )
-    p.add_argument(
-        "--config",
-        default=str(CONFIG),
-        help="a TOML file; keys it does not set keep their defaults (default "
-        "samples/regression/config.toml: the defaults with the degradation ladder off, so that "
-        "the texts do not depend on the host's load)",
-    )
-    p.add_argument("--only", metavar="NAME,...", help="run these recordings only")
-    p.add_argument(
-        "--pace",
-        choices=("realtime", "fast"),
-        default="realtime",
-        help="feed the recordings at wall-clock speed (default) or as fast as they go "
-        '(recordings with pace = "fast" in the suite are always fed fast)',
-    )
-    p.add_argument(
-        "--update-baseline",
-        action="store_true",
-        help="write the report as the new baseline instead of comparing",
-    )
-    p.add_argument(
-        "--tolerance",
-        type=compare._tolerance,
-        default=TOLERANCE_PCT,
-        metavar="PCT",
-        help=f"allowed overall p50 latency increase in percent (default {TOLERANCE_PCT:g})",
-    )
-    p.add_argument(
-        "--p95-tolerance",
-        type=compare._tolerance,
-        default=P95_TOLERANCE_PCT,
-        metavar="PCT",
-        help=f"the same for p95 (default {P95_TOLERANCE_PCT:g})",
-    )
-    p.add_argument(
-        "--lost-prompts",
-        type=compare._count_arg,
-        default=LOST_PROMPTS,
-        metavar="N",
-        help="more untranslated prompts than this in a recording than in the baseline is a "
-        f"regression (default {LOST_PROMPTS})",
-    )
-    p.add_argument(
-        "--quality-tolerance",
-        type=compare._points,
-        default=QUALITY_TOLERANCE,
-        metavar="POINTS",
-        help="allowed drop of the suite's chrF/BLEU and rise of its WER "
-        f"(default {QUALITY_TOLERANCE:g})",
-    )
-    p.add_argument(
-        "--recording-quality-tolerance",
-        type=compare._points,
-        default=RECORDING_QUALITY_TOLERANCE,
-        metavar="POINTS",
-        help=f"the same for each recording (default {RECORDING_QUALITY_TOLERANCE:g})",
-    )
-    compare.add_latency_options(p, default="overall")
-    p.set_defaults(latency_floor_ms=LATENCY_FLOOR_MS)
-    p.add_argument(
-        "--figures",
-        metavar="JSON",
-        help="also write the table for scripts/figures.py here (docs/figures/regression.json)",
-    )
-    p.set_defaults(func=run)
-    return p
 
 
 def select(entries: list, only: str | None) -> list:
@@ -162,7 +74,7 @@ def select(entries: list, only: str | None) -> list:
 
 def subset(doc: dict, names: list[str]) -> dict:
     """A suite report of only the named recordings, its overall summary made again over them."""
-    from babelfish import suite
+    from babelfish.evaluation import suite
 
     recs = [r for r in doc.get("recordings", []) if r.get("name") in names]
     budget = (doc.get("summary") or {}).get("budget_ms")
@@ -275,7 +187,8 @@ def _shown(path: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run a parsed `suite` command (see the module's docstring for the exit codes)."""
-    from babelfish import cli, suite
+    from babelfish.cli.run import replay_suite
+    from babelfish.evaluation import suite
 
     started = time.monotonic()
     entries, _ = suite.collect([args.suite])
@@ -298,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         web=None,
         debug=getattr(args, "debug", False),
     )
-    rc = cli._replay_suite(replay, entries)
+    rc = replay_suite(replay, entries)
     if rc != 0:
         return rc
     new = json.loads(Path(args.report).read_text(encoding="utf-8"))

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from babelfish.report import percentile
+from babelfish.evaluation.report import percentile
 
 TURN_GAP_S = 1.0  # a pause at least this long (s) between pieces starts a new turn
 LONG_TURN_S = 6.0  # turns longer than this (s) get their own start figure

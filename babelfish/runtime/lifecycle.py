@@ -24,8 +24,8 @@ from pathlib import Path
 
 from babelfish import BabelfishError
 from babelfish.config import Config, remote_stages
-from babelfish.control import StageState, StageStatus
-from babelfish.report import real_time_factors
+from babelfish.evaluation.report import real_time_factors
+from babelfish.runtime.control import StageState, StageStatus
 from babelfish.schema import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class Lifecycle:
         """Start (or restart) the process of one stage."""
         module = [self.module.format(name=sp.name)]
         if sp.name in remote_stages(self.cfg):  # on another machine: its proxy runs here
-            module = ["babelfish.stages.remote", "--stage", sp.name]
+            module = ["babelfish.remote.proxy", "--stage", sp.name]
         cmd = [sys.executable, "-m", *module, "--runtime", str(self.runtime)]
         if self.debug:
             cmd.append("--debug")

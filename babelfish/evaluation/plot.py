@@ -12,8 +12,8 @@ aligning its capture speech_end stamp with its speech_end_s. A suite report gets
 recording. The picture size depends only on the number of rows (see `figure_size`).
 
 `plot_report(report, out_png, budget_ms=None)` is what `babelfish replay --plot` calls; the report
-is read through report.py's structs (`report.as_report`). babelfish/cli.py registers the command
-with `plot.add_parser(sub)`; the parsed command runs `plot.run(args)`.
+is read through report.py's structs (`report.as_report`). Its command line (`babelfish
+plot`, `babelfish tradeoff`) is babelfish/cli/evaluate.py.
 
 `babelfish tradeoff OUT.png REPORT [REPORT ...] [--label NAME ...]` (`tradeoff(points, out_png)`)
 draws translation quality against latency, the picture simultaneous-translation papers use to
@@ -23,17 +23,14 @@ end of speech -> first audio p50 with a whisker to its p95, y the corpus chrF.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 
 import msgspec
 
 from babelfish import BabelfishError, UsageError
-from babelfish.commands import run_command
-from babelfish.report import Report, UtteranceReport, as_report, read_report, stamp_map
+from babelfish.evaluation.report import Report, UtteranceReport, as_report, stamp_map
 
 log = logging.getLogger(__name__)
 
@@ -333,8 +330,8 @@ def tradeoff(points: list[TradeoffPoint], out_png: str | Path) -> Path:
 
 def tradeoff_point(report, label: str, where: str = "report") -> TradeoffPoint:
     """(label, e2e p50, e2e p95, chrF) of a report with translation quality (summary "quality",
-    babelfish/quality.py); UsageError (one line) when it has no chrF or no latency."""
-    from babelfish.compare import overall_metrics
+    babelfish/evaluation/quality.py); UsageError (one line) when it has no chrF or no latency."""
+    from babelfish.evaluation.compare import overall_metrics
 
     rep = as_report(report, where)
     q = rep.summary.quality if rep.summary is not None else None
@@ -348,90 +345,3 @@ def tradeoff_point(report, label: str, where: str = "report") -> TradeoffPoint:
     if m.e2e_p50 is None:
         raise UsageError(f"{where}: no end-to-end latency (no audio came out)")
     return (label, float(m.e2e_p50), m.e2e_p95, float(chrf))
-
-
-# ---- command line --------------------------------------------------------------------------------
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the "plot" subcommand on an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "plot",
-        help="draw a report's latency timeline as a PNG",
-        description="Draw a replay or suite report as a timeline: speech in "
-        "the input, then transcript, translation and audio out.",
-    )
-    p.add_argument("report", metavar="REPORT.json")
-    p.add_argument("out", metavar="OUT.png")
-    p.add_argument(
-        "--budget-ms",
-        type=float,
-        metavar="MS",
-        help="end-to-end budget to shade (default: budgets.end_to_end_ms of the config)",
-    )
-    p.add_argument("--config", help="a TOML file (for the default budget)")
-    p.set_defaults(func=run)
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run a parsed `plot` command: 0 written; raises UsageError for bad input (exit 2) and
-    BabelfishError for a failure (exit 1), as commands.guarded reports them."""
-    report = read_report(args.report)
-    budget = args.budget_ms
-    if budget is None and getattr(args, "config", None):
-        from babelfish.config import load_config
-
-        budget = float(load_config(args.config).budgets.end_to_end_ms)
-    if budget is not None and budget <= 0:
-        raise UsageError(f"--budget-ms must be positive, got {budget:g}")
-    out = plot_report(report, args.out, budget)
-    print(f"timeline: {out}")
-    return 0
-
-
-def add_tradeoff_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the "tradeoff" subcommand on an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "tradeoff",
-        help="draw translation quality against latency for suite reports (PNG)",
-        description="Draw one point per suite report with references: x end of speech -> first "
-        "audio p50 (whisker to p95), y chrF against the references.",
-    )
-    p.add_argument("out", metavar="OUT.png")
-    p.add_argument("reports", nargs="+", metavar="REPORT")
-    p.add_argument(
-        "--label",
-        action="extend",
-        nargs="+",
-        metavar="NAME",
-        help="a name per report, in order (--label A B or --label A --label B; "
-        "default: the report file's name without .json)",
-    )
-    p.set_defaults(func=run_tradeoff)
-    return p
-
-
-def run_tradeoff(args: argparse.Namespace) -> int:
-    """Run a parsed `tradeoff` command: 0 written; raises UsageError for bad input (exit 2)
-    and BabelfishError for a failure (exit 1), as commands.guarded reports them."""
-    labels = args.label or [Path(r).stem for r in args.reports]
-    if len(labels) != len(args.reports):
-        raise UsageError(
-            f"{len(labels)} --label for {len(args.reports)} report(s): give one per report or none"
-        )
-    points = [
-        tradeoff_point(read_report(r), label, str(r)) for r, label in zip(args.reports, labels)
-    ]
-    out = tradeoff(points, args.out)
-    print(f"quality against latency: {out}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m babelfish.plot ...`, the same as `babelfish plot ...`."""
-    return run_command("plot", add_parser, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,5 @@
-"""The `babelfish` command: the subcommands and their wiring.
-
-Every command runs through commands.guarded (an error is one line and an exit code). The
-commands that talk to a running supervisor (status, stop, mute, unmute, reload) use its control
-socket through babelfish/control.py; compare, plot and tradeoff live in their own modules and
-register their subcommands here.
-"""
+"""`babelfish replay`, `run` and `daemon`: one pipeline run (a Supervisor) over recordings or live
+audio, its lines on stdout and its report."""
 
 from __future__ import annotations
 
@@ -12,555 +7,14 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
-import msgspec
-
-from babelfish import BabelfishError, UsageError, __version__
-from babelfish.commands import LOG_FORMAT, Parser, guarded
-from babelfish.report import cpu_line, fmt_ms
+from babelfish import BabelfishError, UsageError
+from babelfish.evaluation.report import cpu_line, fmt_ms
 
 log = logging.getLogger("babelfish")
-
-
-def _language(u) -> str:
-    """The spoken language as identified (--from auto), e.g. "es 0.97 ", else ""."""
-    if u.language_probability is None:
-        return ""
-    return f"{u.source_language} {u.language_probability:.2f} "
-
-
-def _print_utterance(u) -> None:
-    lat = u.latency_ms.get("end_of_speech_to_first_audio")
-    src = f" {_language(u)}[{u.source_text}]" if u.source_text else f" {_language(u)}".rstrip()
-    tag = " (audio dropped: stale)" if u.dropped_audio else (" (re-run)" if u.rerun else "")
-    stages = " ".join(f"{k} {v:.0f}" for k, v in u.stages.items())
-    print(
-        f"{u.speech_start_s:7.2f}-{u.speech_end_s:6.2f}s{src} -> {u.translated_text!r}"
-        f"  e2e {fmt_ms(lat)}{tag}  ({stages})",
-        flush=True,
-    )
-
-
-def _print_summary(s, out: str | None, report: str | None) -> None:
-    rtf = " ".join(f"{k} {v:.2f}" for k, v in s.rtf.items())
-    print(
-        f"summary: {s.utterances} utterance(s) from {s.input_s:.1f} s of audio "
-        f"in {s.wall_s:.1f} s; "
-        f"end of speech -> first audio p50 {fmt_ms(s.e2e_p50_ms)}, p95 {fmt_ms(s.e2e_p95_ms)}; "
-        f"ready in {s.start_to_ready_ms / 1000:.1f} s; RTF {rtf}; peak RSS {s.peak_rss_mb:.0f} MB "
-        f"(all processes)",
-        flush=True,
-    )
-    if s.cpu_s_per_audio_s:
-        print("CPU s per audio s: " + cpu_line(s.cpu_s_per_audio_s), flush=True)
-    if s.turns:
-        from babelfish.turns import line
-
-        print(line(s), flush=True)
-    if s.lost_utterances:
-        for lost in s.lost_utterances:
-            print(
-                f"lost: {lost['id']} ({lost['speech_start_s']:.2f}-{lost['speech_end_s']:.2f} s): "
-                f"{lost['reason']}"
-            )
-    if any(s.restarts.values()):
-        print("restarts: " + ", ".join(f"{k} {v}" for k, v in s.restarts.items() if v))
-    if s.degradations:
-        print(f"degradation steps: {len(s.degradations)} (see the report)")
-    drops = {k: v for k, v in s.dropped.items() if v}
-    if drops:
-        print("dropped/counted: " + ", ".join(f"{k} {v}" for k, v in drops.items()))
-    if out:
-        print(f"translated speech: {out}")
-    if report:
-        print(f"report: {report}")
-
-
-def _overrides(args) -> dict:
-    over: dict = {"pipeline": {}, "audio": {}}
-    if getattr(args, "source_lang", None):
-        over["pipeline"]["source_lang"] = args.source_lang
-    if getattr(args, "target_lang", None):
-        over["pipeline"]["target_lang"] = args.target_lang
-    if getattr(args, "input_device", None) is not None:
-        over["audio"]["input_device"] = args.input_device
-    if getattr(args, "output_device", None) is not None:
-        over["audio"]["output_device"] = args.output_device
-    if getattr(args, "audio_input", None) is not None:
-        over["audio"]["input"] = args.audio_input
-    if getattr(args, "no_speech", False):
-        over["audio"]["speech"] = False
-    if getattr(args, "two_way", False):
-        over["conversation"] = {"two_way": True}
-    if getattr(args, "web", None) is not None:
-        from babelfish.web import parse_listen
-
-        host, port = parse_listen(args.web)
-        over["web"] = {"enabled": True, "host": host, "port": port}
-    return over
-
-
-def _check_web(cfg) -> None:
-    """With the web page on, its libraries must be there before anything starts."""
-    if cfg.web.enabled:
-        from babelfish.web import require
-
-        require()
-
-
-def _replay_one(
-    cfg, wav: Path, info, out: Path, args, previous=None, pace: str | None = None, other_out=None
-):
-    """One Supervisor run over one recording (at `pace`, default --pace): (utterances, summary,
-    supervisor)."""
-    from babelfish.stages.base import RunInfo
-    from babelfish.supervisor import Supervisor, install_signal_handlers
-
-    pace = pace or args.pace
-    print(
-        f"replaying {wav} ({info.duration_s:.1f} s, {info.rate} Hz, {info.channels} ch) "
-        f"{cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}, {pace} pace",
-        flush=True,
-    )
-    run = RunInfo(
-        mode="replay",
-        input=str(Path(wav).resolve()),
-        output=str(out.resolve()),
-        other_output=str(other_out.resolve()) if other_out else "",
-        pace=pace,
-    )
-    sup = Supervisor(
-        cfg,
-        run,
-        debug=args.debug,
-        on_utterance=_print_utterance,
-        on_event=lambda s: log.info("%s", s),
-    )
-    install_signal_handlers(sup)
-    if previous is not None and previous.stop_requested:  # a signal between two recordings
-        sup.request_stop(previous.stop_requested)
-    utts, summary = sup.run()
-    return utts, summary, sup
-
-
-def _check_plot(args) -> None:
-    """--plot is checked before anything starts: matplotlib installed, the path not a folder."""
-    if getattr(args, "plot", None):
-        from babelfish.plot import require_matplotlib
-
-        if Path(args.plot).is_dir():
-            raise UsageError(f"--plot is a directory: {args.plot}")
-        try:
-            require_matplotlib()
-        except BabelfishError as e:
-            raise UsageError(str(e)) from None
-
-
-def _write_plot(args, report: dict, cfg) -> None:
-    if getattr(args, "plot", None):
-        from babelfish.plot import plot_report
-
-        plot_report(report, args.plot, budget_ms=cfg.budgets.end_to_end_ms)
-        print(f"timeline: {args.plot}", flush=True)
-
-
-def cmd_replay(args) -> int:
-    """`babelfish replay INPUT ...`: one recording, or a suite of them (_replay_suite)."""
-    from babelfish import suite
-    from babelfish.audio import probe_wav
-    from babelfish.config import load_config
-    from babelfish.report import to_json
-
-    entries, is_suite = suite.collect(args.input)
-    if is_suite:
-        return _replay_suite(args, entries)
-    wav = args.input[0]
-    cfg = load_config(args.config, _overrides(args))
-    _check_web(cfg)
-    info = probe_wav(wav)  # a bad input is a one-line error before anything starts
-    out = Path(args.out or f"{Path(wav).stem}.{cfg.pipeline.target_lang}.wav")
-    if out.exists() and out.is_dir():
-        raise UsageError(f"--out is a directory: {out}")
-    other_out = _other_out(cfg, args, wav)
-    _check_plot(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    utts, summary, sup = _replay_one(cfg, wav, info, out, args, other_out=other_out)
-    if args.report:
-        tmp = Path(args.report).with_suffix(".tmp")
-        tmp.write_bytes(to_json(utts, summary))
-        os.replace(tmp, args.report)
-    _print_summary(summary, str(out), args.report)
-    if other_out is not None:
-        print(f"translated speech for the other person: {other_out}")
-    _write_plot(args, json.loads(to_json(utts, summary)), cfg)
-    if sup.fatal is not None:
-        raise sup.fatal
-    if sup.stop_requested:
-        print(f"babelfish: {sup.stop_requested}", file=sys.stderr)
-        return 130
-    return 0
-
-
-def _other_out(cfg, args, wav) -> Path | None:
-    """Two-way: where the wearer's translated speech goes (--other-out, default
-    INPUT.FROM.wav); --other-out without --two-way is a usage error."""
-    if not cfg.conversation.two_way:
-        if getattr(args, "other_out", None):
-            raise UsageError("--other-out is the two-way loudspeaker's file: it needs --two-way")
-        return None
-    other = Path(args.other_out or f"{Path(wav).stem}.{cfg.pipeline.source_lang}.wav")
-    if other.exists() and other.is_dir():
-        raise UsageError(f"--other-out is a directory: {other}")
-    other.parent.mkdir(parents=True, exist_ok=True)
-    return other
-
-
-def _replay_suite(args, entries) -> int:
-    """Several recordings, a folder or a suite file: one Supervisor run per recording, one after
-    another, into one suite report (babelfish/suite.py). Quality failures are printed and
-    reported, not an error: `babelfish compare` is what fails a build."""
-    from babelfish import suite
-    from babelfish.audio import probe_wav
-    from babelfish.config import load_config
-
-    # everything is checked before the first recording starts
-    base_cfg = load_config(args.config, _overrides(args))
-    _check_web(base_cfg)
-    if base_cfg.conversation.two_way:
-        raise UsageError("--two-way replays one recording at a time, not a suite")
-    out_dir = Path(args.out or ".")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out must be a folder with several recordings, and {out_dir} is a file")
-    if not out_dir.exists() and out_dir.suffix.lower() == ".wav":
-        raise UsageError(f"--out must be a folder with several recordings, not {out_dir}")
-    plans = []
-    for e in entries:
-        over = _overrides(args)
-        if e.source_lang:
-            over["pipeline"]["source_lang"] = e.source_lang
-        if e.target_lang:
-            over["pipeline"]["target_lang"] = e.target_lang
-        try:
-            cfg = load_config(args.config, over)
-            info = probe_wav(e.path)
-        except UsageError as err:
-            raise UsageError(f"{e.origin}: {err}" if e.origin else str(err)) from None
-        plans.append((e, cfg, info, out_dir / f"{e.name}.{cfg.pipeline.target_lang}.wav"))
-    _check_plot(args)
-    if any(e.scored for e in entries):
-        from babelfish.quality import require
-
-        require()  # sacrebleu and jiwer, before the first recording rather than after it
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-
-    docs: list[dict] = []
-    sup = None
-    for n, (e, cfg, info, out) in enumerate(plans, 1):
-        if sup is not None and (sup.fatal is not None or sup.stop_requested):
-            break
-        print(f"[{n}/{len(plans)}] {e.name}", flush=True)
-        utts, summary, sup = _replay_one(cfg, e.path, info, out, args, sup, e.pace)
-        quality = (
-            None
-            if e.expect is None
-            else suite.check_quality(e.expect, [u.translated_text for u in utts])
-        )
-        summary.quality = suite.score_recording(e, utts, suite.route_has_source(cfg))
-        suite.recording_turns(e, utts, summary)
-        docs.append(
-            suite.recording_doc(
-                e,
-                cfg.pipeline.source_lang,
-                cfg.pipeline.target_lang,
-                utts,
-                summary,
-                quality,
-                e.pace or args.pace,
-            )
-        )
-        _print_summary(summary, str(out), None)
-        if quality is not None or summary.quality is None:
-            print(suite.quality_line(quality), flush=True)
-        if summary.quality is not None:
-            print(suite.scores_line(summary.quality), flush=True)
-    doc = suite.suite_report(
-        docs, planned=[e.name for e in entries], budget_ms=base_cfg.budgets.end_to_end_ms
-    )
-    if args.report:
-        suite.write_report(args.report, doc)
-    print(suite.overall_line(doc["summary"]), flush=True)
-    if doc["summary"].get("quality") is not None:
-        print(suite.scores_line(doc["summary"]["quality"], overall=True), flush=True)
-    if args.report:
-        print(f"report: {args.report}")
-    _write_plot(args, doc, base_cfg)
-    if sup is not None and sup.fatal is not None:
-        raise sup.fatal
-    if sup is not None and sup.stop_requested:
-        print(f"babelfish: {sup.stop_requested}", file=sys.stderr)
-        return 130
-    return 0
-
-
-def _print_live(u) -> None:
-    lat = u.latency_ms.get(
-        "end_of_speech_to_heard", u.latency_ms.get("end_of_speech_to_first_audio")
-    )
-    src = f"{u.source_text}  ->  " if u.source_text else ""
-    print(
-        f"[{time.strftime('%H:%M:%S')}] {_language(u)}{src}{u.translated_text}   ({fmt_ms(lat)})",
-        flush=True,
-    )
-
-
-def cmd_live(args) -> int:
-    """`babelfish run` (foreground, subtitles on stdout) and `babelfish daemon` (for systemd:
-    logs to stderr, stopped by `babelfish stop` or SIGTERM)."""
-    from babelfish.config import load_config
-
-    daemon = args.command == "daemon"
-    if daemon and not args.debug:
-        logging.getLogger().setLevel(logging.INFO)
-    overrides = _overrides(args)
-    cfg = load_config(args.config, overrides)
-    _check_web(cfg)
-    # the devices are checked here, so that a wrong name is a one-line error before anything starts
-    _check_live_devices(cfg)
-    if args.report:
-        if Path(args.report).is_dir():
-            raise UsageError(f"--report is a directory: {args.report}")
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    isolation = _isolate_own_voice(cfg, overrides)
-    try:
-        return _live(args, daemon, load_config(args.config, overrides), overrides)
-    finally:
-        if isolation is not None:
-            isolation.close()
-
-
-def _live(args, daemon: bool, cfg, overrides: dict) -> int:
-    """The live run itself, once the devices are checked (cmd_live)."""
-    from babelfish.stages.base import RunInfo
-    from babelfish.supervisor import Supervisor, install_signal_handlers
-
-    sup = Supervisor(
-        cfg,
-        RunInfo(mode="live", pace="realtime"),
-        debug=args.debug,
-        on_utterance=(
-            lambda u: log.info(
-                "utterance %s: %s%r -> %r %s",
-                u.id,
-                _language(u),
-                u.source_text,
-                u.translated_text,
-                u.latency_ms,
-            )
-        )
-        if daemon
-        else _print_live,
-        on_event=lambda s: log.warning("%s", s) if not daemon else log.info("%s", s),
-    )
-    sup.config_path, sup.overrides = args.config, overrides
-    install_signal_handlers(sup)
-    if not daemon:
-        print(
-            f"listening ({cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}); Ctrl-C to stop",
-            flush=True,
-        )
-    utts, summary = sup.run()
-    if args.report:
-        from babelfish.report import to_json
-
-        tmp = Path(args.report).with_suffix(".tmp")
-        tmp.write_bytes(to_json(utts, summary))
-        os.replace(tmp, args.report)
-        if not daemon:
-            _print_summary(summary, None, args.report)
-        log.info("report: %s", args.report)
-    if sup.fatal is not None:
-        raise sup.fatal
-    return 0
-
-
-def _check_live_devices(cfg) -> None:
-    """The input (a microphone, or with audio.input = "system" a sink's monitor) and the output
-    (unless audio.speech is off): a one-line UsageError when one is missing."""
-    from babelfish import devices
-
-    a = cfg.audio
-    saved = {k: os.environ.get(k) for k in ("PULSE_SOURCE", "PULSE_SINK")}
-    try:
-        if a.input == "system" or a.duck_db < 0:
-            from babelfish import sysaudio
-
-            if a.input == "system":
-                sysaudio.system_input(a.input_device)
-            else:
-                sysaudio.resolve_sink("")
-            if a.speech:
-                sysaudio.output_device(a.output_device)
-        else:
-            devices.find_device(a.input_device or None, "input")
-            if a.speech:
-                devices.find_device(a.output_device or None, "output")
-        if cfg.conversation.two_way:  # the other output (a loudspeaker, a phone)
-            devices.find_device(a.other_output_device or None, "output")
-    finally:  # (set for a stream of this process; the stages set their own)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _isolate_own_voice(cfg, overrides: dict):
-    """With audio.input = "system", audio.own_voice = "route" and the translation played on the
-    captured sink: the other applications are moved to a sink of their own, captured instead,
-    and played on into the sink (sysaudio.Isolation, started here, closed by the caller). The
-    overrides then name that sink as the input, and PULSE_SINK keeps our default output on the
-    real sink. None when nothing needs routing (the echo gate stays the safety net)."""
-    a = cfg.audio
-    if a.input != "system" or a.own_voice != "route" or not a.speech:
-        return None
-    from babelfish import sysaudio
-
-    captured = sysaudio.resolve_sink(a.input_device)
-    out = a.output_device.strip()
-    if not (
-        out == captured or (out in ("", "default", "pulse") and captured == sysaudio.default_sink())
-    ):
-        return None
-    iso = sysaudio.Isolation(captured).start()
-    overrides["audio"]["input_device"] = sysaudio.APPS_SINK
-    if out in ("", "default", "pulse"):
-        os.environ["PULSE_SINK"] = captured  # (the stages inherit it)
-    log.info(
-        "system audio: the applications on %s are captured through %s", captured, sysaudio.APPS_SINK
-    )
-    return iso
-
-
-def cmd_devices(args) -> int:
-    """`babelfish devices`: the audio devices; 1 when there are none."""
-    from babelfish import devices, sysaudio
-
-    found = devices.list_devices()
-    print(devices.format_devices(found))
-    print(sysaudio.format_monitors(sysaudio.monitors()))
-    return 0 if found else 1
-
-
-def _running(args) -> list[Path]:
-    """The runtime directories of the supervisors running now (control.find_runs)."""
-    from babelfish.config import load_config
-    from babelfish.control import find_runs
-
-    return find_runs(load_config(args.config))
-
-
-def cmd_status(args) -> int:
-    """`babelfish status [--json]`: every running supervisor's status; 3 when none runs."""
-    from babelfish.control import Request, ask
-
-    runs = _running(args)
-    if not runs:
-        if args.json:
-            print(json.dumps({"running": []}))
-        else:
-            print("babelfish is not running")
-        return 3
-    statuses = [ask(r, Request(cmd="status")).status for r in runs]
-    if args.json:
-        print(json.dumps({"running": msgspec.to_builtins(statuses)}, indent=2))
-        return 0
-    for st in statuses:
-        print(
-            f"supervisor pid {st.pid} ({st.mode}, up {st.uptime_s} s) route {' -> '.join(st.route)}"
-        )
-        print(
-            f"  degradation level {st.degradation.level} ({st.degradation.step}); "
-            f"utterances done {st.utterances.done}, in flight {st.utterances.in_flight}, "
-            f"lost {st.utterances.lost}"
-        )
-        for name, s in st.stages.items():
-            print(
-                f"  {name:9s} {s.state:9s} pid {s.pid}  restarts {s.restarts}  "
-                f"queue {s.queue}  params {s.params}"
-            )
-            if "remote" in s.info:  # on another machine (babelfish/stages/remote.py)
-                i = s.info
-                print(
-                    f"            remote {i['remote']} {i.get('remote_state', '?')}"
-                    f"  heard {i.get('remote_heard_s_ago', '?')} s ago"
-                    f"  rtt {i.get('remote_rtt_ms', '?')} ms"
-                    + (f"  ({i['remote_why']})" if i.get("remote_why") else "")
-                )
-        if st.web is not None:
-            print(
-                f"  web page  {st.web.state:9s} pid {st.web.pid}  restarts {st.web.restarts}  "
-                f"{st.web.info.get('url', '')}"
-            )
-        for lat in st.last_latencies_ms:
-            print(f"  {lat.id}: e2e {fmt_ms(lat.end_of_speech_to_first_audio)}")
-    return 0
-
-
-def cmd_command(args) -> int:
-    """mute / unmute / reload: sent to every running supervisor."""
-    from babelfish.control import Request, ask
-
-    runs = _running(args)
-    if not runs:
-        print("babelfish is not running")
-        return 3
-    failed = False
-    for r in runs:
-        reply = ask(r, Request(cmd=args.command), timeout_ms=5000)
-        if not reply.ok:
-            print(f"babelfish: error: {args.command}: {reply.error}", file=sys.stderr)
-            failed = True
-    if not failed:
-        print(f"{args.command}: done")
-    return 1 if failed else 0
-
-
-def cmd_stop(args) -> int:
-    """`babelfish stop`: ask every running supervisor to stop."""
-    from babelfish.control import Request, ask
-
-    runs = _running(args)
-    if not runs:
-        print("babelfish is not running")
-        return 3
-    for r in runs:
-        ask(r, Request(cmd="stop"))
-    print(f"asked {len(runs)} supervisor(s) to stop")
-    return 0
-
-
-def cmd_keys(args) -> int:
-    """`babelfish keys`: make the CURVE key pairs of the tcp transport."""
-    from babelfish.config import load_config
-    from babelfish.security import create_keys, keys_dir
-
-    directory = Path(args.dir) if args.dir else keys_dir(load_config(args.config))
-    files = create_keys(directory, force=args.force)
-    print(f"CURVE keys for the tcp transport in {directory} (mode 0700; secret keys 0600)")
-    print(f"  this install's server public key: {files['server']}")
-    print(f"  this install's client public key: {files['client']}")
-    print(f"  other clients' public keys go in {directory / 'allowed_clients'}")
-    return 0
-
 
 WEB_HELP = (
     "serve a live page (subtitles, latency, stages, mute/unmute/stop) here; PORT alone "
@@ -568,15 +22,8 @@ WEB_HELP = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `babelfish` command line with every subcommand."""
-    from babelfish import compare, models_cli, plot, regression, serve
-
-    p = Parser(prog="babelfish", description="Live speech-to-speech translation on the edge.")
-    p.add_argument("--version", action="version", version=f"babelfish {__version__}")
-    p.add_argument("--debug", action="store_true", help="log more (all processes)")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-
+def add_parsers(sub) -> None:
+    """Register "replay", "run" and "daemon" on the `babelfish` subparsers."""
     r = sub.add_parser(
         "replay",
         help="replay a recording (or a suite of them) through the whole pipeline",
@@ -683,66 +130,426 @@ def build_parser() -> argparse.ArgumentParser:
         )
         d.add_argument("--web", metavar="HOST:PORT", help=WEB_HELP)
         d.set_defaults(func=cmd_live)
-    sub.add_parser("devices", help="list audio devices").set_defaults(func=cmd_devices)
 
-    for name, func, text in (
-        ("status", cmd_status, "show the running pipeline"),
-        ("stop", cmd_stop, "stop the running pipeline"),
-        ("mute", cmd_command, "stop listening (push-to-talk style)"),
-        ("unmute", cmd_command, "listen again"),
-        ("reload", cmd_command, "re-read the config, keeping the audio devices"),
-    ):
-        s = sub.add_parser(name, help=text)
-        s.add_argument("--config", help="a TOML file (for runtime_dir)")
-        if name == "status":
-            s.add_argument("--json", action="store_true")
-        s.set_defaults(func=func)
 
-    k = sub.add_parser("keys", help="make the CURVE key pairs the tcp transport needs")
-    k.add_argument(
-        "--dir",
-        metavar="DIR",
-        help="where (default: security.keys_dir, or ~/.config/babelfish/keys)",
+def _language(u) -> str:
+    """The spoken language as identified (--from auto), e.g. "es 0.97 ", else ""."""
+    if u.language_probability is None:
+        return ""
+    return f"{u.source_language} {u.language_probability:.2f} "
+
+
+def _print_utterance(u) -> None:
+    lat = u.latency_ms.get("end_of_speech_to_first_audio")
+    src = f" {_language(u)}[{u.source_text}]" if u.source_text else f" {_language(u)}".rstrip()
+    tag = " (audio dropped: stale)" if u.dropped_audio else (" (re-run)" if u.rerun else "")
+    stages = " ".join(f"{k} {v:.0f}" for k, v in u.stages.items())
+    print(
+        f"{u.speech_start_s:7.2f}-{u.speech_end_s:6.2f}s{src} -> {u.translated_text!r}"
+        f"  e2e {fmt_ms(lat)}{tag}  ({stages})",
+        flush=True,
     )
-    k.add_argument("--config", help="a TOML file (for security.keys_dir)")
-    k.add_argument("--force", action="store_true", help="replace keys that already exist")
-    k.set_defaults(func=cmd_keys)
-
-    serve.add_parser(sub)
-    models_cli.add_parser(sub)
-    compare.add_parser(sub)
-    regression.add_parser(sub)
-    plot.add_parser(sub)
-    plot.add_tradeoff_parser(sub)
-    return p
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt  # until a supervisor takes SIGTERM over, it stops us as Ctrl-C does
+def _print_summary(s, out: str | None, report: str | None) -> None:
+    rtf = " ".join(f"{k} {v:.2f}" for k, v in s.rtf.items())
+    print(
+        f"summary: {s.utterances} utterance(s) from {s.input_s:.1f} s of audio "
+        f"in {s.wall_s:.1f} s; "
+        f"end of speech -> first audio p50 {fmt_ms(s.e2e_p50_ms)}, p95 {fmt_ms(s.e2e_p95_ms)}; "
+        f"ready in {s.start_to_ready_ms / 1000:.1f} s; RTF {rtf}; peak RSS {s.peak_rss_mb:.0f} MB "
+        f"(all processes)",
+        flush=True,
+    )
+    if s.cpu_s_per_audio_s:
+        print("CPU s per audio s: " + cpu_line(s.cpu_s_per_audio_s), flush=True)
+    if s.turns:
+        from babelfish.evaluation.turns import line
+
+        print(line(s), flush=True)
+    if s.lost_utterances:
+        for lost in s.lost_utterances:
+            print(
+                f"lost: {lost['id']} ({lost['speech_start_s']:.2f}-{lost['speech_end_s']:.2f} s): "
+                f"{lost['reason']}"
+            )
+    if any(s.restarts.values()):
+        print("restarts: " + ", ".join(f"{k} {v}" for k, v in s.restarts.items() if v))
+    if s.degradations:
+        print(f"degradation steps: {len(s.degradations)} (see the report)")
+    drops = {k: v for k, v in s.dropped.items() if v}
+    if drops:
+        print("dropped/counted: " + ", ".join(f"{k} {v}" for k, v in drops.items()))
+    if out:
+        print(f"translated speech: {out}")
+    if report:
+        print(f"report: {report}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`babelfish ARGS`: the exit code (0 ok, 1 failure, 2 bad usage or input, 3 not running,
-    130 interrupted)."""
-    on_main = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, _terminate) if on_main else None
-    try:
-        return _main(argv)
-    finally:
-        if on_main:
-            signal.signal(signal.SIGTERM, old_term)
+def _overrides(args) -> dict:
+    over: dict = {"pipeline": {}, "audio": {}}
+    if getattr(args, "source_lang", None):
+        over["pipeline"]["source_lang"] = args.source_lang
+    if getattr(args, "target_lang", None):
+        over["pipeline"]["target_lang"] = args.target_lang
+    if getattr(args, "input_device", None) is not None:
+        over["audio"]["input_device"] = args.input_device
+    if getattr(args, "output_device", None) is not None:
+        over["audio"]["output_device"] = args.output_device
+    if getattr(args, "audio_input", None) is not None:
+        over["audio"]["input"] = args.audio_input
+    if getattr(args, "no_speech", False):
+        over["audio"]["speech"] = False
+    if getattr(args, "two_way", False):
+        over["conversation"] = {"two_way": True}
+    if getattr(args, "web", None) is not None:
+        from babelfish.web import parse_listen
+
+        host, port = parse_listen(args.web)
+        over["web"] = {"enabled": True, "host": host, "port": port}
+    return over
 
 
-def _main(argv: list[str] | None) -> int:
-    def body() -> int:
-        args = build_parser().parse_args(argv)
-        logging.basicConfig(
-            level=logging.DEBUG if args.debug else logging.WARNING, format=LOG_FORMAT
+def _check_web(cfg) -> None:
+    """With the web page on, its libraries must be there before anything starts."""
+    if cfg.web.enabled:
+        from babelfish.web import require
+
+        require()
+
+
+def _replay_one(
+    cfg, wav: Path, info, out: Path, args, previous=None, pace: str | None = None, other_out=None
+):
+    """One Supervisor run over one recording (at `pace`, default --pace): (utterances, summary,
+    supervisor)."""
+    from babelfish.runtime.supervisor import Supervisor, install_signal_handlers
+    from babelfish.stages.base import RunInfo
+
+    pace = pace or args.pace
+    print(
+        f"replaying {wav} ({info.duration_s:.1f} s, {info.rate} Hz, {info.channels} ch) "
+        f"{cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}, {pace} pace",
+        flush=True,
+    )
+    run = RunInfo(
+        mode="replay",
+        input=str(Path(wav).resolve()),
+        output=str(out.resolve()),
+        other_output=str(other_out.resolve()) if other_out else "",
+        pace=pace,
+    )
+    sup = Supervisor(
+        cfg,
+        run,
+        debug=args.debug,
+        on_utterance=_print_utterance,
+        on_event=lambda s: log.info("%s", s),
+    )
+    install_signal_handlers(sup)
+    if previous is not None and previous.stop_requested:  # a signal between two recordings
+        sup.request_stop(previous.stop_requested)
+    utts, summary = sup.run()
+    return utts, summary, sup
+
+
+def _check_plot(args) -> None:
+    """--plot is checked before anything starts: matplotlib installed, the path not a folder."""
+    if getattr(args, "plot", None):
+        from babelfish.evaluation.plot import require_matplotlib
+
+        if Path(args.plot).is_dir():
+            raise UsageError(f"--plot is a directory: {args.plot}")
+        try:
+            require_matplotlib()
+        except BabelfishError as e:
+            raise UsageError(str(e)) from None
+
+
+def _write_plot(args, report: dict, cfg) -> None:
+    if getattr(args, "plot", None):
+        from babelfish.evaluation.plot import plot_report
+
+        plot_report(report, args.plot, budget_ms=cfg.budgets.end_to_end_ms)
+        print(f"timeline: {args.plot}", flush=True)
+
+
+def cmd_replay(args) -> int:
+    """`babelfish replay INPUT ...`: one recording, or a suite of them (replay_suite)."""
+    from babelfish.audio import probe_wav
+    from babelfish.config import load_config
+    from babelfish.evaluation import suite
+    from babelfish.evaluation.report import to_json
+
+    entries, is_suite = suite.collect(args.input)
+    if is_suite:
+        return replay_suite(args, entries)
+    wav = args.input[0]
+    cfg = load_config(args.config, _overrides(args))
+    _check_web(cfg)
+    info = probe_wav(wav)  # a bad input is a one-line error before anything starts
+    out = Path(args.out or f"{Path(wav).stem}.{cfg.pipeline.target_lang}.wav")
+    if out.exists() and out.is_dir():
+        raise UsageError(f"--out is a directory: {out}")
+    other_out = _other_out(cfg, args, wav)
+    _check_plot(args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    utts, summary, sup = _replay_one(cfg, wav, info, out, args, other_out=other_out)
+    if args.report:
+        tmp = Path(args.report).with_suffix(".tmp")
+        tmp.write_bytes(to_json(utts, summary))
+        os.replace(tmp, args.report)
+    _print_summary(summary, str(out), args.report)
+    if other_out is not None:
+        print(f"translated speech for the other person: {other_out}")
+    _write_plot(args, json.loads(to_json(utts, summary)), cfg)
+    if sup.fatal is not None:
+        raise sup.fatal
+    if sup.stop_requested:
+        print(f"babelfish: {sup.stop_requested}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _other_out(cfg, args, wav) -> Path | None:
+    """Two-way: where the wearer's translated speech goes (--other-out, default
+    INPUT.FROM.wav); --other-out without --two-way is a usage error."""
+    if not cfg.conversation.two_way:
+        if getattr(args, "other_out", None):
+            raise UsageError("--other-out is the two-way loudspeaker's file: it needs --two-way")
+        return None
+    other = Path(args.other_out or f"{Path(wav).stem}.{cfg.pipeline.source_lang}.wav")
+    if other.exists() and other.is_dir():
+        raise UsageError(f"--other-out is a directory: {other}")
+    other.parent.mkdir(parents=True, exist_ok=True)
+    return other
+
+
+def replay_suite(args, entries) -> int:
+    """Several recordings, a folder or a suite file: one Supervisor run per recording, one after
+    another, into one suite report (babelfish/evaluation/suite.py). Quality failures are printed and
+    reported, not an error: `babelfish compare` is what fails a build."""
+    from babelfish.audio import probe_wav
+    from babelfish.config import load_config
+    from babelfish.evaluation import suite
+
+    # everything is checked before the first recording starts
+    base_cfg = load_config(args.config, _overrides(args))
+    _check_web(base_cfg)
+    if base_cfg.conversation.two_way:
+        raise UsageError("--two-way replays one recording at a time, not a suite")
+    out_dir = Path(args.out or ".")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out must be a folder with several recordings, and {out_dir} is a file")
+    if not out_dir.exists() and out_dir.suffix.lower() == ".wav":
+        raise UsageError(f"--out must be a folder with several recordings, not {out_dir}")
+    plans = []
+    for e in entries:
+        over = _overrides(args)
+        if e.source_lang:
+            over["pipeline"]["source_lang"] = e.source_lang
+        if e.target_lang:
+            over["pipeline"]["target_lang"] = e.target_lang
+        try:
+            cfg = load_config(args.config, over)
+            info = probe_wav(e.path)
+        except UsageError as err:
+            raise UsageError(f"{e.origin}: {err}" if e.origin else str(err)) from None
+        plans.append((e, cfg, info, out_dir / f"{e.name}.{cfg.pipeline.target_lang}.wav"))
+    _check_plot(args)
+    if any(e.scored for e in entries):
+        from babelfish.evaluation.quality import require
+
+        require()  # sacrebleu and jiwer, before the first recording rather than after it
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+
+    docs: list[dict] = []
+    sup = None
+    for n, (e, cfg, info, out) in enumerate(plans, 1):
+        if sup is not None and (sup.fatal is not None or sup.stop_requested):
+            break
+        print(f"[{n}/{len(plans)}] {e.name}", flush=True)
+        utts, summary, sup = _replay_one(cfg, e.path, info, out, args, sup, e.pace)
+        quality = (
+            None
+            if e.expect is None
+            else suite.check_quality(e.expect, [u.translated_text for u in utts])
         )
-        return args.func(args)
+        summary.quality = suite.score_recording(e, utts, suite.route_has_source(cfg))
+        suite.recording_turns(e, utts, summary)
+        docs.append(
+            suite.recording_doc(
+                e,
+                cfg.pipeline.source_lang,
+                cfg.pipeline.target_lang,
+                utts,
+                summary,
+                quality,
+                e.pace or args.pace,
+            )
+        )
+        _print_summary(summary, str(out), None)
+        if quality is not None or summary.quality is None:
+            print(suite.quality_line(quality), flush=True)
+        if summary.quality is not None:
+            print(suite.scores_line(summary.quality), flush=True)
+    doc = suite.suite_report(
+        docs, planned=[e.name for e in entries], budget_ms=base_cfg.budgets.end_to_end_ms
+    )
+    if args.report:
+        suite.write_report(args.report, doc)
+    print(suite.overall_line(doc["summary"]), flush=True)
+    if doc["summary"].get("quality") is not None:
+        print(suite.scores_line(doc["summary"]["quality"], overall=True), flush=True)
+    if args.report:
+        print(f"report: {args.report}")
+    _write_plot(args, doc, base_cfg)
+    if sup is not None and sup.fatal is not None:
+        raise sup.fatal
+    if sup is not None and sup.stop_requested:
+        print(f"babelfish: {sup.stop_requested}", file=sys.stderr)
+        return 130
+    return 0
 
-    return guarded(body)
+
+def _print_live(u) -> None:
+    lat = u.latency_ms.get(
+        "end_of_speech_to_heard", u.latency_ms.get("end_of_speech_to_first_audio")
+    )
+    src = f"{u.source_text}  ->  " if u.source_text else ""
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {_language(u)}{src}{u.translated_text}   ({fmt_ms(lat)})",
+        flush=True,
+    )
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def cmd_live(args) -> int:
+    """`babelfish run` (foreground, subtitles on stdout) and `babelfish daemon` (for systemd:
+    logs to stderr, stopped by `babelfish stop` or SIGTERM)."""
+    from babelfish.config import load_config
+
+    daemon = args.command == "daemon"
+    if daemon and not args.debug:
+        logging.getLogger().setLevel(logging.INFO)
+    overrides = _overrides(args)
+    cfg = load_config(args.config, overrides)
+    _check_web(cfg)
+    # the devices are checked here, so that a wrong name is a one-line error before anything starts
+    _check_live_devices(cfg)
+    if args.report:
+        if Path(args.report).is_dir():
+            raise UsageError(f"--report is a directory: {args.report}")
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    isolation = _isolate_own_voice(cfg, overrides)
+    try:
+        return _live(args, daemon, load_config(args.config, overrides), overrides)
+    finally:
+        if isolation is not None:
+            isolation.close()
+
+
+def _live(args, daemon: bool, cfg, overrides: dict) -> int:
+    """The live run itself, once the devices are checked (cmd_live)."""
+    from babelfish.runtime.supervisor import Supervisor, install_signal_handlers
+    from babelfish.stages.base import RunInfo
+
+    sup = Supervisor(
+        cfg,
+        RunInfo(mode="live", pace="realtime"),
+        debug=args.debug,
+        on_utterance=(
+            lambda u: log.info(
+                "utterance %s: %s%r -> %r %s",
+                u.id,
+                _language(u),
+                u.source_text,
+                u.translated_text,
+                u.latency_ms,
+            )
+        )
+        if daemon
+        else _print_live,
+        on_event=lambda s: log.warning("%s", s) if not daemon else log.info("%s", s),
+    )
+    sup.config_path, sup.overrides = args.config, overrides
+    install_signal_handlers(sup)
+    if not daemon:
+        print(
+            f"listening ({cfg.pipeline.source_lang} -> {cfg.pipeline.target_lang}); Ctrl-C to stop",
+            flush=True,
+        )
+    utts, summary = sup.run()
+    if args.report:
+        from babelfish.evaluation.report import to_json
+
+        tmp = Path(args.report).with_suffix(".tmp")
+        tmp.write_bytes(to_json(utts, summary))
+        os.replace(tmp, args.report)
+        if not daemon:
+            _print_summary(summary, None, args.report)
+        log.info("report: %s", args.report)
+    if sup.fatal is not None:
+        raise sup.fatal
+    return 0
+
+
+def _check_live_devices(cfg) -> None:
+    """The input (a microphone, or with audio.input = "system" a sink's monitor) and the output
+    (unless audio.speech is off): a one-line UsageError when one is missing."""
+    from babelfish import devices
+
+    a = cfg.audio
+    saved = {k: os.environ.get(k) for k in ("PULSE_SOURCE", "PULSE_SINK")}
+    try:
+        if a.input == "system" or a.duck_db < 0:
+            from babelfish import sysaudio
+
+            if a.input == "system":
+                sysaudio.system_input(a.input_device)
+            else:
+                sysaudio.resolve_sink("")
+            if a.speech:
+                sysaudio.output_device(a.output_device)
+        else:
+            devices.find_device(a.input_device or None, "input")
+            if a.speech:
+                devices.find_device(a.output_device or None, "output")
+        if cfg.conversation.two_way:  # the other output (a loudspeaker, a phone)
+            devices.find_device(a.other_output_device or None, "output")
+    finally:  # (set for a stream of this process; the stages set their own)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _isolate_own_voice(cfg, overrides: dict):
+    """With audio.input = "system", audio.own_voice = "route" and the translation played on the
+    captured sink: the other applications are moved to a sink of their own, captured instead,
+    and played on into the sink (sysaudio.Isolation, started here, closed by the caller). The
+    overrides then name that sink as the input, and PULSE_SINK keeps our default output on the
+    real sink. None when nothing needs routing (the echo gate stays the safety net)."""
+    a = cfg.audio
+    if a.input != "system" or a.own_voice != "route" or not a.speech:
+        return None
+    from babelfish import sysaudio
+
+    captured = sysaudio.resolve_sink(a.input_device)
+    out = a.output_device.strip()
+    if not (
+        out == captured or (out in ("", "default", "pulse") and captured == sysaudio.default_sink())
+    ):
+        return None
+    iso = sysaudio.Isolation(captured).start()
+    overrides["audio"]["input_device"] = sysaudio.APPS_SINK
+    if out in ("", "default", "pulse"):
+        os.environ["PULSE_SINK"] = captured  # (the stages inherit it)
+    log.info(
+        "system audio: the applications on %s are captured through %s", captured, sysaudio.APPS_SINK
+    )
+    return iso

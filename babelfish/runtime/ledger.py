@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from babelfish.control import UtteranceCounts
-from babelfish.report import LostUtterance, UtteranceReport, latencies, stage_times
+from babelfish.evaluation.report import LostUtterance, UtteranceReport, latencies, stage_times
+from babelfish.runtime.control import UtteranceCounts
 from babelfish.schema import Progress, Segmented, UtteranceDone, utterance_start_s
 
 # the stage before each stage (what it receives from) and the event by which it handed an

@@ -1,0 +1,1 @@
+"""Measuring runs: reports, suites, quality scores, comparisons, timelines, turns."""

@@ -1,0 +1,1 @@
+"""The pipeline at run time: the supervisor and what it runs on (processes, utterances, budgets)."""
