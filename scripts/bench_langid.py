@@ -48,15 +48,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from babelfish import quality
+from babelfish.report import percentile
+from babelfish.suite import read_suite
+from devtools.harness import run_child
+from devtools.runinfo import run_info
+from devtools.testspeech import several_languages, speak, suite_toml
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-
-from bench_quality import run_child  # noqa: E402
-
-from babelfish import quality  # noqa: E402
-from babelfish.report import percentile  # noqa: E402
-from babelfish.suite import read_suite  # noqa: E402
-from babelfish.testspeech import several_languages, speak, suite_toml  # noqa: E402
 
 CUTS = (0.5, 1.0, 1.5, 2.5)  # seconds of speech from the start of an utterance
 BUCKETS = ((0.0, 1.0), (1.0, 1.5), (1.5, 3.0), (3.0, 99.0))
@@ -622,8 +621,6 @@ def main() -> int:
                     for lang, m in q.items()
                 },
             }
-
-    from figures import run_info
 
     result["table"] = "\n".join(lines)
     result["info" if "info" not in result else "info_added"] = run_info(load_start)

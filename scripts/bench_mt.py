@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from devtools.runinfo import run_info
+
 
 def _linear(rng: np.random.Generator, spec, out_dim: int, in_dim: int, bias: bool = True) -> None:
     spec.weight = rng.normal(0.0, in_dim**-0.5, (out_dim, in_dim)).astype(np.float32)
@@ -268,8 +270,6 @@ def main(argv: list[str] | None = None) -> None:
         del tr
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak rss: {peak:.0f} MiB; timings are wall clock on a machine that may be shared")
-    from figures import run_info  # scripts/figures.py: command, when, commit, machine
-
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(
         json.dumps(

@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 
 from babelfish.report import percentile
-from babelfish.testspeech import concat
+from devtools.figures import render_remote
+from devtools.runinfo import run_info
+from devtools.testspeech import concat
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "es_station.wav"
@@ -188,8 +190,6 @@ def main() -> int:
         if one and one["asr_p50_ms"] is not None and local["asr_p50_ms"] is not None
         else None,
     }
-    from figures import render_remote, run_info  # scripts/figures.py
-
     doc = {
         "info": run_info(load_start),
         "recording": f"{a.repeat} x samples/{SAMPLE.name}",

@@ -91,7 +91,7 @@ def main() -> int:
 def replay(pairs, out: Path) -> tuple[int, int, list, int]:
     """One recording of `pairs` replayed two-way: (right, utterances of 1 s and more, the
     wrong ones, prompts with no utterance)."""
-    from babelfish.testspeech import several_languages
+    from devtools.testspeech import several_languages
 
     out.mkdir(parents=True, exist_ok=True)
     pieces = []

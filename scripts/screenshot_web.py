@@ -1,6 +1,6 @@
 """The README's picture of the web page (docs/web.png): a realtime replay of
 samples/es_station.wav with `--web 127.0.0.1:0`, the page opened in headless Chromium at a
-phone's width (babelfish/headless.py), captured once three utterances are on it.
+phone's width (devtools/headless.py), captured once three utterances are on it.
 
     .venv/bin/python scripts/screenshot_web.py [--out docs/web.png]
 """
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from babelfish.headless import Browser
+from devtools.headless import Browser
 
 REPO = Path(__file__).resolve().parent.parent
 FINALS = "document.querySelectorAll('#subtitles .utt:not(.partial)').length"

@@ -48,7 +48,7 @@ def silero_onnx(models_dir) -> Path:
 def pulse(tmp_path_factory):
     """A PulseAudio server of the test's own with null sinks as microphone and earphones
     (tests/pulse.py); test_devices.py has its own, which skips where PulseAudio cannot run."""
-    from pulse import PulseServer, missing_tools
+    from devtools.virtualsound import PulseServer, missing_tools
 
     assert not missing_tools(), f"missing: {missing_tools()} (scripts/setup.sh --dev installs them)"
     server = PulseServer(tmp_path_factory.mktemp("pulse"))

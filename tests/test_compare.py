@@ -17,8 +17,7 @@ from babelfish.report import (
     to_json,
 )
 from babelfish.schema import Stamp
-
-from helpers import babelfish
+from devtools.harness import babelfish
 
 BASE_NS = 1_000_000_000_000
 

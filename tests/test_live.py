@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (
+from devtools.harness import (
     REPO,
     babelfish,
     stage_processes,
@@ -21,7 +21,8 @@ from helpers import (
     wait_for,
     write_config,
 )
-from pulse import PulseServer
+from devtools.virtualsound import PulseServer
+
 from test_pipeline import transcribe_english
 
 SAMPLE = REPO / "samples" / "es_station.wav"

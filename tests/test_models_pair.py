@@ -24,8 +24,7 @@ from babelfish import UsageError
 from babelfish import models as M
 from babelfish.config import load_config
 from babelfish.models_pair import check_two_way, missing_models, pair_needs, parse_pair
-
-from helpers import babelfish, write_config
+from devtools.harness import babelfish, write_config
 
 
 @pytest.fixture

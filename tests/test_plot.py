@@ -15,8 +15,7 @@ import matplotlib.image as mpimg  # noqa: E402
 from test_compare import make_report, make_suite  # noqa: E402
 
 from babelfish import BabelfishError, plot  # noqa: E402
-
-from helpers import babelfish  # noqa: E402
+from devtools.harness import babelfish  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

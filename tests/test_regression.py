@@ -15,8 +15,7 @@ import pytest
 
 from babelfish import UsageError, compare, regression, suite
 from babelfish.report import parse_report
-
-from helpers import REPO, babelfish, write_config
+from devtools.harness import REPO, babelfish, write_config
 
 SET = REPO / "samples" / "regression"
 DEBIAN = [

@@ -19,9 +19,8 @@ from zmq.utils.monitor import recv_monitor_message
 
 from babelfish.config import load_config
 from babelfish.security import secure
-
-import helpers
-from helpers import (
+from devtools import harness
+from devtools.harness import (
     REPO,
     babelfish,
     communicate,
@@ -41,11 +40,11 @@ def mode(p: Path) -> int:
 
 
 def start_replay(tmp_path: Path, cfg: Path, pace: str = "realtime") -> subprocess.Popen:
-    return helpers.start_replay(tmp_path, SAMPLE, cfg, "--pace", pace)
+    return harness.start_replay(tmp_path, SAMPLE, cfg, "--pace", pace)
 
 
 def status_at(rt: Path) -> dict | None:
-    return helpers.status(rt)
+    return harness.status(rt)
 
 
 def ready(rt: Path):

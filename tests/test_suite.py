@@ -12,8 +12,7 @@ import pytest
 import soundfile as sf
 
 from babelfish import UsageError, suite
-
-from helpers import REPO, babelfish, load_report, stage_processes, write_config
+from devtools.harness import REPO, babelfish, load_report, stage_processes, write_config
 
 SUITE = REPO / "samples" / "suite.toml"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,5 +1,5 @@
 """`--input system`: Babelfish translates what the computer plays. A private PulseAudio server
-(tests/pulse.py) stands for the desktop: `bf_desk` (48 kHz stereo) is the default sink the
+(devtools/virtualsound.py) stands for the desktop: `bf_desk` (48 kHz stereo) is the default sink the
 applications play into, `bf_head` other headphones. An application (paplay) plays a Spanish
 recording into the default sink while `babelfish run --input system` listens to its monitor:
 (A) the translation goes to the other headphones, (B) to the same default sink, where our own
@@ -20,9 +20,10 @@ import pytest
 import soundfile as sf
 import soxr
 
-from helpers import REPO, babelfish, stage_processes, status, utterance_count, wait_for
-from helpers import write_config as _write_config
-from pulse import PulseServer, missing_tools
+from devtools.harness import REPO, babelfish, stage_processes, status, utterance_count, wait_for
+from devtools.harness import write_config as _write_config
+from devtools.virtualsound import PulseServer, missing_tools
+
 from test_pipeline import transcribe_english
 
 SAMPLE = REPO / "samples" / "es_station.wav"

@@ -1,8 +1,11 @@
-"""Running the real `babelfish` command in tests, and checking that it leaves nothing behind."""
+"""Running the real `babelfish` command from tests and benchmarks: the one `babelfish replay`
+command line, a replay in the background, the supervisor's status over its control socket, the
+processes a run leaves, a child run that SIGTERM reaches, and the utterances capture cuts."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -11,9 +14,36 @@ from pathlib import Path
 import msgspec
 import psutil
 
-from babelfish.control import NoAnswer, Request, ask, find_runs
+from babelfish import BabelfishError
+from babelfish.control import Request, ask, find_runs
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def replay_command(
+    wav: Path | str,
+    out: Path | str,
+    report: Path | str,
+    *extra: str,
+    config: Path | str | None = None,
+    pace: str | None = None,
+) -> list[str]:
+    """`python -m babelfish replay WAV [--config CONFIG] --out OUT --report REPORT [--pace PACE]
+    EXTRA...` with this interpreter, as a list for subprocess."""
+    cmd = [sys.executable, "-m", "babelfish", "replay", str(wav)]
+    cmd += ["--config", str(config)] if config else []
+    cmd += ["--out", str(out), "--report", str(report)]
+    cmd += ["--pace", pace] if pace else []
+    return cmd + [str(x) for x in extra]
+
+
+def e2e_ms(report: dict) -> list[float]:
+    """A report's end of speech -> first audio latencies (ms), of the utterances that have one."""
+    return [
+        u["latency_ms"]["end_of_speech_to_first_audio"]
+        for u in report["utterances"]
+        if u.get("latency_ms", {}).get("end_of_speech_to_first_audio") is not None
+    ]
 
 
 def write_config(tmp: Path, text: str = "") -> Path:
@@ -58,12 +88,9 @@ def replay_fast(
     """`babelfish replay` of `wav` at full speed (unless `extra` sets --pace), the translated
     speech to tmp_path/o.wav: the finished command and its report's path (tmp_path/r.json)."""
     report = tmp_path / "r.json"
-    pace = () if "--pace" in extra else ("--pace", "fast")
-    r = babelfish(
-        "replay", wav, "--config", cfg, "--out", tmp_path / "o.wav", "--report", report,
-        *pace, *extra,
-    )  # fmt: skip
-    return r, report
+    pace = None if "--pace" in extra else "fast"
+    cmd = replay_command(wav, tmp_path / "o.wav", report, *extra, config=cfg, pace=pace)
+    return babelfish(*cmd[3:]), report
 
 
 def load_report(path: Path) -> dict:
@@ -80,23 +107,23 @@ def wait_for(pred, timeout: float, interval: float = 0.05):
     return pred()
 
 
-def control(rt: Path, cmd: str = "status", **fields) -> dict | None:
+def control(rt: Path, cmd: str = "status", timeout_ms: int = 2000, **fields) -> dict | None:
     """Ask the supervisor whose runtime directory lies under `rt` over its control socket
     (babelfish/control.py, as `babelfish status` does, but in-process: fast enough to poll).
-    The reply as a dict; None while none answers."""
+    The reply as a dict; None while none answers (within `timeout_ms`)."""
     runs = find_runs(rt)
     if not runs:
         return None
     try:
-        return msgspec.to_builtins(ask(runs[0], Request(cmd=cmd, **fields)))
-    except NoAnswer:
+        return msgspec.to_builtins(ask(runs[0], Request(cmd=cmd, **fields), timeout_ms))
+    except BabelfishError:
         return None
 
 
-def status(rt: Path) -> dict | None:
+def status(rt: Path, timeout_ms: int = 2000) -> dict | None:
     """The status of the supervisor under `rt` as a dict (control.Status); None while none
     answers."""
-    reply = control(rt)
+    reply = control(rt, timeout_ms=timeout_ms)
     return reply.get("status") if reply else None
 
 
@@ -104,27 +131,9 @@ def start_replay(tmp_path: Path, wav: Path, cfg: Path, *extra: str) -> subproces
     """`babelfish replay` in the background, its output to files (a pipe nobody reads while the
     test waits could fill up and stall the stages, which share the command's stderr)."""
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    cmd = replay_command(wav, tmp_path / "out.wav", tmp_path / "report.json", *extra, config=cfg)
     with open(out, "w") as o, open(err, "w") as e:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "babelfish",
-                "replay",
-                str(wav),
-                "--config",
-                str(cfg),
-                "--out",
-                str(tmp_path / "out.wav"),
-                "--report",
-                str(tmp_path / "report.json"),
-                *extra,
-            ],
-            stdout=o,
-            stderr=e,
-            text=True,
-            cwd=REPO,
-        )
+        proc = subprocess.Popen(cmd, stdout=o, stderr=e, text=True, cwd=REPO)
     proc.out_path, proc.err_path = out, err
     return proc
 
@@ -162,3 +171,39 @@ def utterance_count(wav: Path, config_text: str = "") -> int:
     for i in range(0, len(pcm), 320):
         n += sum(isinstance(e, SpeechEnd) for e in seg.feed(pcm[i : i + 320], i))
     return n + sum(isinstance(e, SpeechEnd) for e in seg.flush())
+
+
+def run_child(cmd: list[str], log: Path, name: str) -> int:
+    """Runs `cmd` with its output in `log`. SIGTERM or SIGINT to this script is passed on to it,
+    and the script waits for it to stop (a replay then writes its partial report and takes its
+    stages down) and exits 130: a benchmark stopped halfway leaves nothing running. `name`
+    (the script's) starts the line that says so."""
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+        got: list[int] = []
+
+        def forward(signum, _frame):
+            got.append(signum)
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+        sigs = (signal.SIGTERM, signal.SIGINT)
+        old = {s: signal.signal(s, forward) for s in sigs}
+        try:
+            try:
+                rc = proc.wait(timeout=None)
+            finally:
+                if proc.poll() is None:  # an exception of our own: do not leave it behind
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+    if got:
+        print(f"{name}: interrupted; {cmd[2] if len(cmd) > 2 else cmd} stopped (exit {rc})")
+        raise SystemExit(130)
+    return rc
