@@ -93,6 +93,20 @@ def replay_fast(
     return babelfish(*cmd[3:]), report
 
 
+def report_utterance(start: float, end: float, text: str, source: str = "") -> dict:
+    """An utterance as a report dict has it (the fields quality.py and suite.py read, and a few
+    more): speech from `start` to `end` s, translated `text`, recognised `source`."""
+    return {
+        "id": f"u{int(start * 1000):08d}",
+        "speech_start_s": start,
+        "speech_end_s": end,
+        "source_text": source,
+        "translated_text": text,
+        "stages": {},
+        "latency_ms": {},
+    }
+
+
 def load_report(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
@@ -125,6 +139,30 @@ def status(rt: Path, timeout_ms: int = 2000) -> dict | None:
     answers."""
     reply = control(rt, timeout_ms=timeout_ms)
     return reply.get("status") if reply else None
+
+
+def start_ready(args: list[str], rt: Path, timeout: float, env: dict | None = None):
+    """`python -m babelfish ARGS...` in the background (its output to pipes, as text), returned
+    once every stage of the supervisor under `rt` is ready; AssertionError with the end of its
+    stderr (and the process killed) when they are not within `timeout` seconds."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "babelfish", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+    ready = wait_for(
+        lambda: (
+            (s := status(rt)) and all(st["state"] == "ready" for st in s["stages"].values()) and s
+        ),
+        timeout,
+    )
+    if not ready:
+        proc.kill()
+        raise AssertionError(f"not ready: {proc.communicate()[1][-2000:]}")
+    return proc
 
 
 def start_replay(tmp_path: Path, wav: Path, cfg: Path, *extra: str) -> subprocess.Popen:

@@ -16,6 +16,16 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+# Korean phrases that tests/fixtures/tiny-mt-ko-en (a tiny Marian model) was trained to translate
+KO_PHRASES = [
+    "안녕하세요.",
+    "역이 어디에 있습니까?",
+    "커피 한 잔 주세요.",
+    "감사합니다.",
+    "화장실이 어디에 있습니까?",
+    "얼마입니까?",
+]
+
 
 def espeak(
     text: str, lang: str, path: Path, rate: int = 16000, pad_s: float = 0.5, speed: int = 120

@@ -59,7 +59,6 @@ import json
 import os
 import platform
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -75,7 +74,7 @@ from babelfish.suite import Entry, check_quality, collect
 from babelfish.turns import piece, turn_figures
 from devtools.benchtable import LONG_TURN_S, PATH_STAGES, fmt, markdown
 from devtools.harness import replay_command
-from devtools.runinfo import stamp
+from devtools.runinfo import command_line, stamp
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -603,12 +602,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"no such recording: {e.path}")
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    py = Path(sys.executable)
-    py_name = os.path.relpath(py, REPO) if py.is_relative_to(REPO) else "python"
-    cmdline = f"{py_name} scripts/bench.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
-    cmdline = cmdline.strip()
+    cmdline = command_line([__file__, *(argv if argv is not None else sys.argv[1:])])
 
     load_start = os.getloadavg()[0]
     runs: list[dict] = []

@@ -24,18 +24,10 @@ from pathlib import Path
 
 from devtools import harness
 from devtools.runinfo import run_info
-from devtools.testspeech import concat, espeak
+from devtools.testspeech import KO_PHRASES, concat, espeak
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "es_station.wav"
-KO = [
-    "안녕하세요.",
-    "역이 어디에 있습니까?",
-    "커피 한 잔 주세요.",
-    "감사합니다.",
-    "화장실이 어디에 있습니까?",
-    "얼마입니까?",
-]
 
 
 def replay(tmp: Path, wav: Path, cfg_text: str) -> tuple[subprocess.Popen, Path, Path]:
@@ -143,7 +135,7 @@ def main() -> int:
         t = Path(t)
         es = concat([SAMPLE] * 4, t / "es4.wav", gap_s=1.0)
         ko = concat(
-            [espeak(x, "ko", t / f"k{i}.wav", pad_s=0.2) for i, x in enumerate(KO * 3)],
+            [espeak(x, "ko", t / f"k{i}.wav", pad_s=0.2) for i, x in enumerate(KO_PHRASES * 3)],
             t / "ko.wav",
             gap_s=1.5,
         )

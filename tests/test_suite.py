@@ -13,6 +13,7 @@ import soundfile as sf
 
 from babelfish import UsageError, suite
 from devtools.harness import REPO, babelfish, load_report, stage_processes, write_config
+from devtools.harness import report_utterance as _utt
 
 SUITE = REPO / "samples" / "suite.toml"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -345,18 +346,6 @@ def _doc(entry: suite.Entry, utts: list[dict], has_source: bool = True) -> dict:
         else suite.check_quality(entry.expect, [u["translated_text"] for u in utts])
     )
     return suite.recording_doc(entry, "es", "en", utts, summary, check)
-
-
-def _utt(start: float, end: float, text: str, source: str = "") -> dict:
-    return {
-        "id": f"u{int(start * 1000):08d}",
-        "speech_start_s": start,
-        "speech_end_s": end,
-        "source_text": source,
-        "translated_text": text,
-        "stages": {},
-        "latency_ms": {},
-    }
 
 
 def test_suite_file_with_references(tmp_path):

@@ -21,18 +21,10 @@ from devtools.harness import (
     wait_for,
     write_config,
 )
-from devtools.testspeech import concat, espeak
+from devtools.testspeech import KO_PHRASES, concat, espeak
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 FIXTURE_MT = REPO / "tests" / "fixtures" / "tiny-mt-ko-en"
-KO_PHRASES = [
-    "안녕하세요.",
-    "역이 어디에 있습니까?",
-    "커피 한 잔 주세요.",
-    "감사합니다.",
-    "화장실이 어디에 있습니까?",
-    "얼마입니까?",
-]
 
 
 @pytest.fixture(scope="module")
