@@ -23,16 +23,16 @@ REPO = Path(__file__).resolve().parent.parent
 def replay_command(
     wav: Path | str,
     out: Path | str,
-    report: Path | str,
-    *extra: str,
+    report: Path | str | None,
+    *extra: Path | str,
     config: Path | str | None = None,
     pace: str | None = None,
 ) -> list[str]:
-    """`python -m babelfish replay WAV [--config CONFIG] --out OUT --report REPORT [--pace PACE]
-    EXTRA...` with this interpreter, as a list for subprocess."""
+    """`python -m babelfish replay WAV [--config CONFIG] --out OUT [--report REPORT] [--pace
+    PACE] EXTRA...` with this interpreter, as a list for subprocess."""
     cmd = [sys.executable, "-m", "babelfish", "replay", str(wav)]
     cmd += ["--config", str(config)] if config else []
-    cmd += ["--out", str(out), "--report", str(report)]
+    cmd += ["--out", str(out)] + (["--report", str(report)] if report else [])
     cmd += ["--pace", pace] if pace else []
     return cmd + [str(x) for x in extra]
 

@@ -1,8 +1,8 @@
 """Real speech for tests and benchmarks: espeak-ng for other languages, the Piper voice for English.
 
-Used by scripts/ (make_suite_samples.py, bench_live.py, bench_recovery.py); the tests' own
-tests/speech.py is the same code (it can import it from here). Needs espeak-ng (Debian package
-espeak-ng) for `espeak`, the packaged Piper voice for `piper_speak`.
+Used by the tests and by scripts/ (make_suite_samples.py, bench_live.py, bench_recovery.py, ...).
+Needs espeak-ng (Debian package espeak-ng) for `espeak`, the packaged Piper voice for
+`piper_speak`.
 """
 
 from __future__ import annotations

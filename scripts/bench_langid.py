@@ -51,7 +51,7 @@ import soundfile as sf
 from babelfish import quality
 from babelfish.report import percentile
 from babelfish.suite import read_suite
-from devtools.harness import run_child
+from devtools.harness import replay_command, run_child
 from devtools.runinfo import run_info
 from devtools.testspeech import several_languages, speak, suite_toml
 
@@ -369,8 +369,7 @@ def conversation(items: list[dict], language: str, out: Path, n: int, gap_s: flo
 
 
 def replay(suite: Path, report: Path, config: Path, pace: str) -> dict:
-    cmd = [sys.executable, "-m", "babelfish", "replay", str(suite), "--config", str(config)]
-    cmd += ["--pace", pace, "--out", str(report.with_suffix("")), "--report", str(report)]
+    cmd = replay_command(suite, report.with_suffix(""), report, config=config, pace=pace)
     log = report.with_suffix(".log")
     rc = run_child(cmd, log, "bench_langid")
     if rc != 0:

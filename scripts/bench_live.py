@@ -25,7 +25,7 @@ import zmq
 
 from babelfish.control import NoAnswer, Request, ask, find_runs
 from babelfish.report import percentile
-from devtools.harness import e2e_ms, replay_command
+from devtools.harness import e2e_ms, replay_command, write_config
 from devtools.runinfo import run_info
 from devtools.testspeech import concat
 from devtools.virtualsound import PulseServer, missing_tools
@@ -68,11 +68,7 @@ def main() -> int:
         srv.start()
         try:
             srv.activate()
-            cfg = t / "c.toml"
-            cfg.write_text(
-                f'[pipeline]\nruntime_dir = "{t / "rt"}"\n[audio]\ninput_device = "bf_mic"\n'
-                'output_device = "bf_ear"\n'
-            )
+            cfg = write_config(t, '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n')
             proc = subprocess.Popen(
                 [sys.executable, "-m", "babelfish", "daemon", "--config", str(cfg)],
                 stdout=subprocess.DEVNULL,

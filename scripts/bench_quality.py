@@ -36,7 +36,7 @@ from pathlib import Path
 from babelfish import UsageError, quality
 from babelfish.report import percentile
 from babelfish.suite import read_suite
-from devtools.harness import run_child
+from devtools.harness import replay_command, run_child
 from devtools.runinfo import run_info
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,21 +82,7 @@ def _e2e(utts: list[dict]) -> list[float]:
 
 def run_babelfish(suite: Path, work: Path, config: str | None, pace: str = "realtime") -> dict:
     report = work / f"babelfish-{suite.stem}.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "babelfish.cli",
-        "replay",
-        str(suite),
-        "--pace",
-        pace,
-        "--out",
-        str(work / f"babelfish-{suite.stem}"),
-        "--report",
-        str(report),
-    ]
-    if config:
-        cmd += ["--config", config]
+    cmd = replay_command(suite, work / f"babelfish-{suite.stem}", report, config=config, pace=pace)
     wall = _run(cmd, work / f"babelfish-{suite.stem}.log")
     doc = json.loads(report.read_text())
     recs = {

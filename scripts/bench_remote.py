@@ -29,6 +29,7 @@ from pathlib import Path
 
 from babelfish.report import percentile
 from devtools.figures import render_remote
+from devtools.harness import replay_command, write_config
 from devtools.runinfo import run_info
 from devtools.testspeech import concat
 
@@ -48,16 +49,13 @@ def replays(t: Path, wav: Path, keys: Path, n: int, remote: str | None) -> list[
     for i in range(n):
         d = t / f"n{n}-{i}-{'remote' if remote else 'local'}"
         d.mkdir()
-        cfg = d / "c.toml"
-        text = (
-            f'[pipeline]\nruntime_dir = "{d / "rt"}"\n[budgets]\nenabled = false\n'
-            f'[security]\nkeys_dir = "{keys}"\n'
-        )
+        text = f'[budgets]\nenabled = false\n[security]\nkeys_dir = "{keys}"\n'
         if remote:
             text += f'[remote]\nasr = "{remote}"\ntimeout_ms = 60000\n'
-        cfg.write_text(text)
-        cmd = ["replay", wav, "--config", cfg, "--out", d / "o.wav", "--report", d / "r.json"]
-        procs.append((d, run(cmd, stdout=subprocess.DEVNULL, stderr=open(d / "err", "w"))))
+        cfg = write_config(d, text)
+        cmd = replay_command(wav, d / "o.wav", d / "r.json", config=cfg)
+        err = open(d / "err", "w")
+        procs.append((d, subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)))
     out = []
     for d, p in procs:
         try:

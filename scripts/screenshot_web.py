@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from devtools.harness import replay_command, write_config
 from devtools.headless import Browser
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,13 +30,12 @@ def main() -> int:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cfg = tmp / "c.toml"
-        cfg.write_text(f'[pipeline]\nruntime_dir = "{tmp / "rt"}"\n')
+        cfg = write_config(tmp)
         log = tmp / "stdout.txt"
         with open(log, "w") as out:
+            web = ("--web", "127.0.0.1:0")
             proc = subprocess.Popen(
-                [sys.executable, "-m", "babelfish", "replay", args.input, "--config", str(cfg)]
-                + ["--out", str(tmp / "out.wav"), "--web", "127.0.0.1:0"],
+                replay_command(args.input, tmp / "out.wav", None, *web, config=cfg),
                 stdout=out,
                 cwd=REPO,
             )
