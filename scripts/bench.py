@@ -74,7 +74,7 @@ from babelfish.suite import Entry, check_quality, collect
 from babelfish.turns import piece, turn_figures
 from devtools.benchtable import LONG_TURN_S, PATH_STAGES, fmt, markdown
 from devtools.harness import replay_command
-from devtools.runinfo import command_line, stamp
+from devtools.runinfo import command_line, stamp, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -665,10 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     info.update(stamp())
     table = markdown(med, info)
     out = Path(args.json_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"command": cmdline, "info": info, "median": med, "runs": runs}, indent=2)
-    )
+    write_json(out, {"command": cmdline, "info": info, "median": med, "runs": runs})
     print()
     print(table)
     print(f"\nresults: {out}")

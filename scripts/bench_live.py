@@ -26,7 +26,7 @@ import zmq
 from babelfish.control import NoAnswer, Request, ask, find_runs
 from babelfish.report import percentile
 from devtools.harness import e2e_ms, replay_command, write_config
-from devtools.runinfo import run_info
+from devtools.runinfo import run_info, write_json
 from devtools.testspeech import concat
 from devtools.virtualsound import PulseServer, missing_tools
 
@@ -139,31 +139,28 @@ def main() -> int:
         f"p50 {percentile(replay_e2e, 50)} ms, "
         f"p95 {percentile(replay_e2e, 95)} ms"
     )
-    Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json_out).write_text(
-        json.dumps(
-            {
-                "info": run_info(load_start),
-                "repeat": a.repeat,
-                "played_s": round(played_s, 1),
-                "done": st.utterances.done,
-                "lost": st.utterances.lost,
-                "capture": dict(cap),
-                "playback": dict(pb),
-                "live": {
-                    "utterances": len(e2e),
-                    "e2e_p50_ms": percentile(e2e, 50),
-                    "e2e_p95_ms": percentile(e2e, 95),
-                    "heard_p50_ms": percentile(heard, 50),
-                },
-                "replay": {
-                    "utterances": len(replay_e2e),
-                    "e2e_p50_ms": percentile(replay_e2e, 50),
-                    "e2e_p95_ms": percentile(replay_e2e, 95),
-                },
+    write_json(
+        Path(a.json_out),
+        {
+            "info": run_info(load_start),
+            "repeat": a.repeat,
+            "played_s": round(played_s, 1),
+            "done": st.utterances.done,
+            "lost": st.utterances.lost,
+            "capture": dict(cap),
+            "playback": dict(pb),
+            "live": {
+                "utterances": len(e2e),
+                "e2e_p50_ms": percentile(e2e, 50),
+                "e2e_p95_ms": percentile(e2e, 95),
+                "heard_p50_ms": percentile(heard, 50),
             },
-            indent=2,
-        )
+            "replay": {
+                "utterances": len(replay_e2e),
+                "e2e_p50_ms": percentile(replay_e2e, 50),
+                "e2e_p95_ms": percentile(replay_e2e, 95),
+            },
+        },
     )
     print(f"results: {a.json_out}")
     return 0

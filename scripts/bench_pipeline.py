@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from devtools.harness import replay_command
-from devtools.runinfo import run_info
+from devtools.runinfo import run_info, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -77,8 +77,7 @@ def main() -> int:
     }
     out["info"] = run_info(load_start)
     out["recordings"] = [Path(w).name for w in a.wavs]
-    Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json_out).write_text(json.dumps(out, indent=2))
+    write_json(Path(a.json_out), out)
     print(
         f"\nmedians over {len(rows)} runs "
         f"({', '.join(Path(w).name for w in a.wavs)}, realtime pace):"

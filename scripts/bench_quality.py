@@ -37,7 +37,7 @@ from babelfish import UsageError, quality
 from babelfish.report import percentile
 from babelfish.suite import read_suite
 from devtools.harness import replay_command, run_child
-from devtools.runinfo import run_info
+from devtools.runinfo import run_info, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -454,21 +454,18 @@ def main(argv: list[str] | None = None) -> int:
         for g, names in groups.items()
     }
     out = Path(args.json_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "info": info,
-                "summary": summary,
-                "by_group": by_group,
-                "nonspeech": nonspeech,
-                "goals": goals,
-                "table": text,
-                "ran": ran,
-                "results": results,
-            },
-            indent=2,
-        )
+    write_json(
+        out,
+        {
+            "info": info,
+            "summary": summary,
+            "by_group": by_group,
+            "nonspeech": nonspeech,
+            "goals": goals,
+            "table": text,
+            "ran": ran,
+            "results": results,
+        },
     )
     if args.plot:
         _plot(summary, Path(args.plot))

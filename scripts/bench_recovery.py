@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from devtools import harness
-from devtools.runinfo import run_info
+from devtools.runinfo import run_info, write_json
 from devtools.testspeech import KO_PHRASES, concat, espeak
 
 REPO = Path(__file__).resolve().parent.parent
@@ -152,10 +152,7 @@ def main() -> int:
             print(f"  {r}", flush=True)
         print("budgets:", flush=True)
         bud = budgets(concat([SAMPLE] * 2, t / "es2.wav", gap_s=1.0), a.delay_ms)
-    Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json_out).write_text(
-        json.dumps({"info": run_info(load_start), "recovery": rec, "budgets": bud}, indent=2)
-    )
+    write_json(Path(a.json_out), {"info": run_info(load_start), "recovery": rec, "budgets": bud})
     print(
         "\n| stage | kills | kill -> ready again (p50) "
         "| kill -> next utterance spoken (p50) | lost |"

@@ -30,7 +30,7 @@ from pathlib import Path
 from babelfish.report import percentile
 from devtools.figures import render_remote
 from devtools.harness import replay_command, write_config
-from devtools.runinfo import run_info
+from devtools.runinfo import run_info, write_json
 from devtools.testspeech import concat
 
 REPO = Path(__file__).resolve().parent.parent
@@ -197,8 +197,7 @@ def main() -> int:
         "budget_breaks_at_n": breaks,
         "hop": hop,
     }
-    Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json_out).write_text(json.dumps(doc, indent=2))
+    write_json(Path(a.json_out), doc)
     print()
     for line in render_remote(doc):
         print(line)

@@ -32,7 +32,7 @@ from babelfish import quality, suite
 from babelfish.config import load_config
 from babelfish.report import percentile
 from devtools.harness import e2e_ms, replay_command, status, write_config
-from devtools.runinfo import run_info
+from devtools.runinfo import run_info, write_json
 from devtools.virtualsound import PulseServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,8 +150,7 @@ def main() -> int:
         print("system audio:", out["system"], flush=True)
     out["load_end"] = round(os.getloadavg()[0], 1)
     out["info"] = run_info(load0)
-    Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json_out).write_text(json.dumps(out, indent=2))
+    write_json(Path(a.json_out), out)
     f, s = out["file"], out["system"]
     print("| input | utterances | chrF | e2e p50 | e2e p95 |\n|---|---:|---:|---:|---:|")
     for name, r in (("file, realtime replay", f), ("system audio (virtual card)", s)):

@@ -31,7 +31,7 @@ from babelfish.engines import Context, make_asr
 from babelfish.engines.vad import make_vad
 from babelfish.suite import read_suite
 from devtools import sweep
-from devtools.runinfo import run_info
+from devtools.runinfo import run_info, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 CONTEXT_GAP_S = 1.0  # as stages/asr.py
@@ -146,17 +146,14 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     out = Path(args.json_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "info": run_info(load_start),
-                "suite": args.suite,
-                "names": sorted(names),
-                "rows": rows,
-            },
-            indent=2,
-        )
+    write_json(
+        out,
+        {
+            "info": run_info(load_start),
+            "suite": args.suite,
+            "names": sorted(names),
+            "rows": rows,
+        },
     )
     return 0
 

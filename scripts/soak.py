@@ -41,7 +41,7 @@ import psutil
 import soundfile as sf
 
 from devtools import harness
-from devtools.runinfo import run_info
+from devtools.runinfo import run_info, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "es_station.wav"
@@ -212,8 +212,7 @@ def soak(args) -> int:
             if result["lost_reasons"]:
                 print("lost because: " + "; ".join(result["lost_reasons"]))
         result["info"] = run_info(load_start)
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_json(Path(args.json), result)
         ok = (
             rc == 0
             and result.get("lost", 1) == 0
@@ -319,17 +318,14 @@ def sigterm_trials(args) -> int:
             for p in (out, report):
                 p.unlink(missing_ok=True)
         print(f"sigterm trials: {args.sigterm_trials - failures}/{args.sigterm_trials} clean")
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "info": run_info(load_start),
-                    "seed": args.seed,
-                    "trials": trials,
-                    "clean": args.sigterm_trials - failures,
-                },
-                indent=2,
-            )
+        write_json(
+            Path(args.json),
+            {
+                "info": run_info(load_start),
+                "seed": args.seed,
+                "trials": trials,
+                "clean": args.sigterm_trials - failures,
+            },
         )
         return 0 if failures == 0 else 1
     finally:
