@@ -1,6 +1,6 @@
 """When audio was fed in: the clock the capture stamps (speech_start, speech_end) are read from.
 
-Capture (babelfish/stages/capture.py) and the naive cascade (babelfish/naive.py) keep, for each
+Capture (babelfish/stages/capture.py) and the naive cascade (devtools/naive.py) keep, for each
 frame they feed to the endpointer, (end position, monotonic ns it was fed); `fed_ns` turns a
 sample position back into the moment its frame was fed, so both stamp speech alike.
 """

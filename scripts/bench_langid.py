@@ -49,15 +49,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from babelfish.evaluation import quality
+from babelfish.evaluation.report import percentile
+from babelfish.evaluation.suite import read_suite
+from devtools.harness import replay_command, run_child
+from devtools.runinfo import run_info
+from devtools.testspeech import several_languages, speak, suite_toml
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-
-from bench_quality import run_child  # noqa: E402
-
-from babelfish.evaluation import quality  # noqa: E402
-from babelfish.evaluation.report import percentile  # noqa: E402
-from babelfish.evaluation.suite import read_suite  # noqa: E402
-from babelfish.testspeech import several_languages, speak, suite_toml  # noqa: E402
 
 CUTS = (0.5, 1.0, 1.5, 2.5)  # seconds of speech from the start of an utterance
 BUCKETS = ((0.0, 1.0), (1.0, 1.5), (1.5, 3.0), (3.0, 99.0))
@@ -371,8 +370,7 @@ def conversation(items: list[dict], language: str, out: Path, n: int, gap_s: flo
 
 
 def replay(suite: Path, report: Path, config: Path, pace: str) -> dict:
-    cmd = [sys.executable, "-m", "babelfish", "replay", str(suite), "--config", str(config)]
-    cmd += ["--pace", pace, "--out", str(report.with_suffix("")), "--report", str(report)]
+    cmd = replay_command(suite, report.with_suffix(""), report, config=config, pace=pace)
     log = report.with_suffix(".log")
     rc = run_child(cmd, log, "bench_langid")
     if rc != 0:
@@ -623,8 +621,6 @@ def main() -> int:
                     for lang, m in q.items()
                 },
             }
-
-    from figures import run_info
 
     result["table"] = "\n".join(lines)
     result["info" if "info" not in result else "info_added"] = run_info(load_start)

@@ -17,7 +17,6 @@ Prints, on the CPU:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -34,6 +33,7 @@ import soxr
 from babelfish.config import load_config, models_dir
 from babelfish.engines.vad import SileroVAD, WebRtcVAD
 from babelfish.engines.wakeword import BUILTIN_MODELS, WakeWord
+from devtools.runinfo import run_info, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 RATE = 16000
@@ -288,11 +288,8 @@ def main() -> int:
                 r = run_wakeword(name, es)
                 out["spanish"][name] = r["false_triggers"]
                 print(f"  wake word {name:12s} false triggers: {r['false_triggers']} {r['at_s']}")
-    from figures import run_info  # scripts/figures.py: command, when, commit, machine
-
     out["info"] = run_info(load_start)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2))
+    write_json(Path(args.json), out)
     return 0
 
 

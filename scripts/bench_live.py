@@ -7,7 +7,7 @@ file, and the overflow/underflow counts over the whole run.
 
     .venv/bin/python scripts/bench_live.py [--repeat 10] [--json-out out/bench_live.json]
 Needs the Debian packages pulseaudio, pulseaudio-utils, libasound2-plugins (setup.sh --dev).
-The sound card is the live tests' private PulseAudio server (babelfish/virtualsound.py).
+The sound card is the live tests' private PulseAudio server (devtools/virtualsound.py).
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ import zmq
 
 from babelfish.evaluation.report import percentile
 from babelfish.runtime.control import NoAnswer, Request, ask, find_runs
-from babelfish.testspeech import concat
-from babelfish.virtualsound import PulseServer, missing_tools
+from devtools.harness import e2e_ms, replay_command, write_config
+from devtools.runinfo import run_info, write_json
+from devtools.testspeech import concat
+from devtools.virtualsound import PulseServer, missing_tools
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "es_station.wav"
@@ -48,31 +50,14 @@ def main() -> int:
         wav = concat([SAMPLE] * a.repeat, t / "long.wav", gap_s=1.0)
         # replay of the same audio, realtime pace
         r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "babelfish",
-                "replay",
-                str(wav),
-                "--pace",
-                "realtime",
-                "--out",
-                str(t / "o.wav"),
-                "--report",
-                str(t / "r.json"),
-            ],
+            replay_command(wav, t / "o.wav", t / "r.json", pace="realtime"),
             capture_output=True,
             text=True,
             cwd=REPO,
         )
         if r.returncode:
             sys.exit(f"replay failed: {r.stderr[-500:]}")
-        rep = json.loads((t / "r.json").read_text())
-        replay_e2e = [
-            u["latency_ms"]["end_of_speech_to_first_audio"]
-            for u in rep["utterances"]
-            if "end_of_speech_to_first_audio" in u["latency_ms"]
-        ]
+        replay_e2e = e2e_ms(json.loads((t / "r.json").read_text()))
         missing = missing_tools()
         if missing:
             sys.exit(
@@ -83,11 +68,7 @@ def main() -> int:
         srv.start()
         try:
             srv.activate()
-            cfg = t / "c.toml"
-            cfg.write_text(
-                f'[pipeline]\nruntime_dir = "{t / "rt"}"\n[audio]\ninput_device = "bf_mic"\n'
-                'output_device = "bf_ear"\n'
-            )
+            cfg = write_config(t, '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n')
             proc = subprocess.Popen(
                 [sys.executable, "-m", "babelfish", "daemon", "--config", str(cfg)],
                 stdout=subprocess.DEVNULL,
@@ -158,33 +139,28 @@ def main() -> int:
         f"p50 {percentile(replay_e2e, 50)} ms, "
         f"p95 {percentile(replay_e2e, 95)} ms"
     )
-    from figures import run_info  # scripts/figures.py: command, when, commit, machine
-
-    Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json_out).write_text(
-        json.dumps(
-            {
-                "info": run_info(load_start),
-                "repeat": a.repeat,
-                "played_s": round(played_s, 1),
-                "done": st.utterances.done,
-                "lost": st.utterances.lost,
-                "capture": dict(cap),
-                "playback": dict(pb),
-                "live": {
-                    "utterances": len(e2e),
-                    "e2e_p50_ms": percentile(e2e, 50),
-                    "e2e_p95_ms": percentile(e2e, 95),
-                    "heard_p50_ms": percentile(heard, 50),
-                },
-                "replay": {
-                    "utterances": len(replay_e2e),
-                    "e2e_p50_ms": percentile(replay_e2e, 50),
-                    "e2e_p95_ms": percentile(replay_e2e, 95),
-                },
+    write_json(
+        Path(a.json_out),
+        {
+            "info": run_info(load_start),
+            "repeat": a.repeat,
+            "played_s": round(played_s, 1),
+            "done": st.utterances.done,
+            "lost": st.utterances.lost,
+            "capture": dict(cap),
+            "playback": dict(pb),
+            "live": {
+                "utterances": len(e2e),
+                "e2e_p50_ms": percentile(e2e, 50),
+                "e2e_p95_ms": percentile(e2e, 95),
+                "heard_p50_ms": percentile(heard, 50),
             },
-            indent=2,
-        )
+            "replay": {
+                "utterances": len(replay_e2e),
+                "e2e_p50_ms": percentile(replay_e2e, 50),
+                "e2e_p95_ms": percentile(replay_e2e, 95),
+            },
+        },
     )
     print(f"results: {a.json_out}")
     return 0

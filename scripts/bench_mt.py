@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import os
 import random
@@ -33,6 +32,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from devtools.runinfo import run_info, write_json
 
 
 def _linear(rng: np.random.Generator, spec, out_dim: int, in_dim: int, bias: bool = True) -> None:
@@ -268,35 +269,30 @@ def main(argv: list[str] | None = None) -> None:
         del tr
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak rss: {peak:.0f} MiB; timings are wall clock on a machine that may be shared")
-    from figures import run_info  # scripts/figures.py: command, when, commit, machine
-
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(
-        json.dumps(
-            {
-                "info": run_info(load_start, [__file__, *(sys.argv[1:] if argv is None else argv)]),
-                "model": {
-                    "layers": "6+6",
-                    "d_model": 512,
-                    "heads": 8,
-                    "ffn": 2048,
-                    "vocab": 32000,
-                    "size_mib": round(size_mb, 1),
-                    "weights": "random",
-                },
-                "settings": {
-                    "compute_type": args.compute_type,
-                    "beam": args.beam,
-                    "reps": args.reps,
-                    "warmup": args.warmup,
-                    "out_tokens": args.out_tokens,
-                },
-                "rss_before_mib": round(rss_before, 1),
-                "threads": rows,
-                "peak_rss_mib": round(peak, 1),
+    write_json(
+        args.json_out,
+        {
+            "info": run_info(load_start, [__file__, *(sys.argv[1:] if argv is None else argv)]),
+            "model": {
+                "layers": "6+6",
+                "d_model": 512,
+                "heads": 8,
+                "ffn": 2048,
+                "vocab": 32000,
+                "size_mib": round(size_mb, 1),
+                "weights": "random",
             },
-            indent=2,
-        )
+            "settings": {
+                "compute_type": args.compute_type,
+                "beam": args.beam,
+                "reps": args.reps,
+                "warmup": args.warmup,
+                "out_tokens": args.out_tokens,
+            },
+            "rss_before_mib": round(rss_before, 1),
+            "threads": rows,
+            "peak_rss_mib": round(peak, 1),
+        },
     )
     print(f"results: {args.json_out}")
     if tmp is not None:

@@ -17,25 +17,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from devtools.harness import replay_command
+from devtools.runinfo import run_info, write_json
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def run_once(wav: Path, tmp: Path, i: int, extra: list[str]) -> dict:
     report = tmp / f"r{i}.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "babelfish",
-        "replay",
-        str(wav),
-        "--pace",
-        "realtime",
-        "--out",
-        str(tmp / f"o{i}.wav"),
-        "--report",
-        str(report),
-        *extra,
-    ]
+    cmd = replay_command(wav, tmp / f"o{i}.wav", report, *extra, pace="realtime")
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if r.returncode != 0:
         sys.exit(f"bench: replay failed ({r.returncode}): {r.stderr.strip()[-500:]}")
@@ -85,12 +75,9 @@ def main() -> int:
         "stage_ms_p50": stage_ms,
         "per_run": rows,
     }
-    from figures import run_info  # scripts/figures.py: command, when, commit, machine
-
     out["info"] = run_info(load_start)
     out["recordings"] = [Path(w).name for w in a.wavs]
-    Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json_out).write_text(json.dumps(out, indent=2))
+    write_json(Path(a.json_out), out)
     print(
         f"\nmedians over {len(rows)} runs "
         f"({', '.join(Path(w).name for w in a.wavs)}, realtime pace):"

@@ -6,8 +6,8 @@ references), built first if it is not there. On its conversations (the prompts s
 with 1-1.6 s pauses over a quiet and a room noise floor, and a room with babble):
 
   babelfish  `babelfish replay suite.toml --pace realtime`: the pipeline as a user runs it;
-  naive      `python -m babelfish.naive` on each conversation (one process, whole utterances,
-             same models and config: babelfish/naive.py);
+  naive      `python -m devtools.naive` on each conversation (one process, whole utterances,
+             same models and config: devtools/naive.py);
   offline    the same Whisper model decoding each whole prompt on its own (its own WAV, cut at
              the prompt's ends), faster-whisper's `transcribe` with beam 5: the quality ceiling.
              Its "latency" is the decode time after the whole prompt, not a live figure.
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -38,6 +37,8 @@ from babelfish import UsageError
 from babelfish.evaluation import quality
 from babelfish.evaluation.report import percentile
 from babelfish.evaluation.suite import read_suite
+from devtools.harness import replay_command, run_child
+from devtools.runinfo import run_info, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,44 +63,9 @@ def build_set(set_dir: Path) -> None:
     subprocess.run(cmd, check=True)
 
 
-def run_child(cmd: list[str], log: Path, name: str = "bench_quality") -> int:
-    """Runs `cmd` with its output in `log`. SIGTERM or SIGINT to this script is passed on to it,
-    and the script waits for it to stop (a replay then writes its partial report and takes its
-    stages down) and exits 130: a benchmark stopped halfway leaves nothing running."""
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
-        got: list[int] = []
-
-        def forward(signum, _frame):
-            got.append(signum)
-            if proc.poll() is None:
-                proc.send_signal(signum)
-
-        sigs = (signal.SIGTERM, signal.SIGINT)
-        old = {s: signal.signal(s, forward) for s in sigs}
-        try:
-            try:
-                rc = proc.wait(timeout=None)
-            finally:
-                if proc.poll() is None:  # an exception of our own: do not leave it behind
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(timeout=60)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-    if got:
-        print(f"{name}: interrupted; {cmd[2] if len(cmd) > 2 else cmd} stopped (exit {rc})")
-        raise SystemExit(130)
-    return rc
-
-
 def _run(cmd: list[str], log: Path) -> float:
     t0 = time.monotonic()
-    rc = run_child(cmd, log)
+    rc = run_child(cmd, log, "bench_quality")
     if rc != 0:
         raise SystemExit(
             f"bench_quality: {cmd[2] if len(cmd) > 2 else cmd} failed (exit {rc}), see {log}"
@@ -117,21 +83,7 @@ def _e2e(utts: list[dict]) -> list[float]:
 
 def run_babelfish(suite: Path, work: Path, config: str | None, pace: str = "realtime") -> dict:
     report = work / f"babelfish-{suite.stem}.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "babelfish.cli",
-        "replay",
-        str(suite),
-        "--pace",
-        pace,
-        "--out",
-        str(work / f"babelfish-{suite.stem}"),
-        "--report",
-        str(report),
-    ]
-    if config:
-        cmd += ["--config", config]
+    cmd = replay_command(suite, work / f"babelfish-{suite.stem}", report, config=config, pace=pace)
     wall = _run(cmd, work / f"babelfish-{suite.stem}.log")
     doc = json.loads(report.read_text())
     recs = {
@@ -154,7 +106,7 @@ def run_naive(suite: Path, work: Path, config: str | None) -> dict:
         cmd = [
             sys.executable,
             "-m",
-            "babelfish.naive",
+            "devtools.naive",
             str(e.path),
             "--pace",
             "realtime",
@@ -466,8 +418,6 @@ def main(argv: list[str] | None = None) -> int:
                     f"the offline ceiling on the same prompts, {on} ({ceiling:.1f}; "
                     "goal ≥ 0.98×)"
                 )
-    from figures import run_info
-
     info = {
         **run_info(load_start),
         "config": args.config or "config/default.toml",
@@ -505,21 +455,18 @@ def main(argv: list[str] | None = None) -> int:
         for g, names in groups.items()
     }
     out = Path(args.json_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "info": info,
-                "summary": summary,
-                "by_group": by_group,
-                "nonspeech": nonspeech,
-                "goals": goals,
-                "table": text,
-                "ran": ran,
-                "results": results,
-            },
-            indent=2,
-        )
+    write_json(
+        out,
+        {
+            "info": info,
+            "summary": summary,
+            "by_group": by_group,
+            "nonspeech": nonspeech,
+            "goals": goals,
+            "table": text,
+            "ran": ran,
+            "results": results,
+        },
     )
     if args.plot:
         _plot(summary, Path(args.plot))

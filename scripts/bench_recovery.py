@@ -22,71 +22,26 @@ import tempfile
 import time
 from pathlib import Path
 
-import msgspec
-
-from babelfish import BabelfishError
-from babelfish.runtime.control import Request, ask, find_runs
-from babelfish.testspeech import concat, espeak
+from devtools import harness
+from devtools.runinfo import run_info, write_json
+from devtools.testspeech import KO_PHRASES, concat, espeak
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "es_station.wav"
-KO = [
-    "안녕하세요.",
-    "역이 어디에 있습니까?",
-    "커피 한 잔 주세요.",
-    "감사합니다.",
-    "화장실이 어디에 있습니까?",
-    "얼마입니까?",
-]
-
-
-def status(rt: Path) -> dict | None:
-    """The status (as a dict) of the supervisor running under `rt`; None while none answers."""
-    runs = find_runs(rt)
-    if not runs:
-        return None
-    try:
-        return msgspec.to_builtins(ask(runs[0], Request(cmd="status"), timeout_ms=1000).status)
-    except BabelfishError:
-        return None
-
-
-def wait(pred, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    return None
 
 
 def replay(tmp: Path, wav: Path, cfg_text: str) -> tuple[subprocess.Popen, Path, Path]:
-    rt = tmp / "rt"
-    cfg = tmp / "c.toml"
-    cfg.write_text(f'[pipeline]\nruntime_dir = "{rt}"\n' + cfg_text.replace("[pipeline]\n", ""))
+    """`babelfish replay` of `wav` at realtime pace in the background, its runtime directory
+    under `tmp`: the process, the runtime directory, the report's path."""
+    cfg = harness.write_config(tmp, cfg_text)
     report = tmp / "r.json"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "babelfish",
-            "replay",
-            str(wav),
-            "--config",
-            str(cfg),
-            "--out",
-            str(tmp / "o.wav"),
-            "--report",
-            str(report),
-            "--pace",
-            "realtime",
-        ],
+        harness.replay_command(wav, tmp / "o.wav", report, config=cfg, pace="realtime"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=REPO,
     )
-    return proc, rt, report
+    return proc, tmp / "rt", report
 
 
 def recovery(stage: str, wav: Path, cfg_text: str, kills: int) -> dict:
@@ -94,25 +49,30 @@ def recovery(stage: str, wav: Path, cfg_text: str, kills: int) -> dict:
         proc, rt, report = replay(Path(t), wav, cfg_text)
         to_ready, to_spoken = [], []
         try:
-            if not wait(lambda: (s := status(rt)) and s["utterances"]["done"] >= 1, 90):
+
+            def done_at_least(n: int) -> bool:
+                return bool((s := harness.status(rt, 1000)) and s["utterances"]["done"] >= n)
+
+            if not harness.wait_for(lambda: done_at_least(1), 90, interval=0.02):
                 raise SystemExit(f"bench: {stage}: the replay never got going")
             for _ in range(kills):
-                st = status(rt)
+                st = harness.status(rt, 1000)
                 pid, done = st["stages"][stage]["pid"], st["utterances"]["done"]
                 os.kill(pid, signal.SIGKILL)
                 t0 = time.monotonic()
-                ok = wait(
+                ok = harness.wait_for(
                     lambda pid=pid: (
-                        (s := status(rt))
+                        (s := harness.status(rt, 1000))
                         and s["stages"][stage]["pid"] != pid
                         and s["stages"][stage]["state"] == "ready"
                     ),
                     30,
+                    interval=0.02,
                 )
                 if not ok:
                     break
                 to_ready.append((time.monotonic() - t0) * 1000)
-                if wait(lambda done=done: (s := status(rt)) and s["utterances"]["done"] > done, 30):
+                if harness.wait_for(lambda done=done: done_at_least(done + 1), 30, interval=0.02):
                     to_spoken.append((time.monotonic() - t0) * 1000)
                 time.sleep(3.0)
             proc.wait(timeout=300)
@@ -175,7 +135,7 @@ def main() -> int:
         t = Path(t)
         es = concat([SAMPLE] * 4, t / "es4.wav", gap_s=1.0)
         ko = concat(
-            [espeak(x, "ko", t / f"k{i}.wav", pad_s=0.2) for i, x in enumerate(KO * 3)],
+            [espeak(x, "ko", t / f"k{i}.wav", pad_s=0.2) for i, x in enumerate(KO_PHRASES * 3)],
             t / "ko.wav",
             gap_s=1.5,
         )
@@ -192,12 +152,7 @@ def main() -> int:
             print(f"  {r}", flush=True)
         print("budgets:", flush=True)
         bud = budgets(concat([SAMPLE] * 2, t / "es2.wav", gap_s=1.0), a.delay_ms)
-    Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-    from figures import run_info  # scripts/figures.py: command, when, commit, machine
-
-    Path(a.json_out).write_text(
-        json.dumps({"info": run_info(load_start), "recovery": rec, "budgets": bud}, indent=2)
-    )
+    write_json(Path(a.json_out), {"info": run_info(load_start), "recovery": rec, "budgets": bud})
     print(
         "\n| stage | kills | kill -> ready again (p50) "
         "| kill -> next utterance spoken (p50) | lost |"

@@ -28,7 +28,10 @@ import time
 from pathlib import Path
 
 from babelfish.evaluation.report import percentile
-from babelfish.testspeech import concat
+from devtools.figures import render_remote
+from devtools.harness import replay_command, write_config
+from devtools.runinfo import run_info, write_json
+from devtools.testspeech import concat
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "es_station.wav"
@@ -46,16 +49,13 @@ def replays(t: Path, wav: Path, keys: Path, n: int, remote: str | None) -> list[
     for i in range(n):
         d = t / f"n{n}-{i}-{'remote' if remote else 'local'}"
         d.mkdir()
-        cfg = d / "c.toml"
-        text = (
-            f'[pipeline]\nruntime_dir = "{d / "rt"}"\n[budgets]\nenabled = false\n'
-            f'[security]\nkeys_dir = "{keys}"\n'
-        )
+        text = f'[budgets]\nenabled = false\n[security]\nkeys_dir = "{keys}"\n'
         if remote:
             text += f'[remote]\nasr = "{remote}"\ntimeout_ms = 60000\n'
-        cfg.write_text(text)
-        cmd = ["replay", wav, "--config", cfg, "--out", d / "o.wav", "--report", d / "r.json"]
-        procs.append((d, run(cmd, stdout=subprocess.DEVNULL, stderr=open(d / "err", "w"))))
+        cfg = write_config(d, text)
+        cmd = replay_command(wav, d / "o.wav", d / "r.json", config=cfg)
+        err = open(d / "err", "w")
+        procs.append((d, subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)))
     out = []
     for d, p in procs:
         try:
@@ -188,8 +188,6 @@ def main() -> int:
         if one and one["asr_p50_ms"] is not None and local["asr_p50_ms"] is not None
         else None,
     }
-    from figures import render_remote, run_info  # scripts/figures.py
-
     doc = {
         "info": run_info(load_start),
         "recording": f"{a.repeat} x samples/{SAMPLE.name}",
@@ -199,8 +197,7 @@ def main() -> int:
         "budget_breaks_at_n": breaks,
         "hop": hop,
     }
-    Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json_out).write_text(json.dumps(doc, indent=2))
+    write_json(Path(a.json_out), doc)
     print()
     for line in render_remote(doc):
         print(line)

@@ -5,7 +5,7 @@
         [--recording es_quiet_1] [--json-out out/bench_system_audio.json] [--work-dir DIR]
 
 (1) `babelfish replay` of the recording at realtime pace (the file baseline); (2) a private
-PulseAudio server (babelfish/virtualsound.py) with a 48 kHz stereo default sink, the desktop:
+PulseAudio server (devtools/virtualsound.py) with a 48 kHz stereo default sink, the desktop:
 paplay plays the recording (as 48 kHz stereo) into it while `babelfish run --input system`
 translates it, speaking into the same default sink (own_voice = "route", the default). Both
 reports are scored against the suite's references (quality.score); the live utterances'
@@ -31,18 +31,11 @@ import soxr
 from babelfish.config import load_config
 from babelfish.evaluation import quality, suite
 from babelfish.evaluation.report import percentile
-from babelfish.runtime.control import NoAnswer, Request, ask, find_runs
-from babelfish.virtualsound import PulseServer
+from devtools.harness import e2e_ms, replay_command, status, write_config
+from devtools.runinfo import run_info, write_json
+from devtools.virtualsound import PulseServer
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _e2e(doc: dict) -> list[float]:
-    return [
-        u["latency_ms"]["end_of_speech_to_first_audio"]
-        for u in doc["utterances"]
-        if u.get("latency_ms", {}).get("end_of_speech_to_first_audio") is not None
-    ]
 
 
 def _offset(utts: list[dict], prompts) -> float:
@@ -57,18 +50,6 @@ def _offset(utts: list[dict], prompts) -> float:
         if ov > best_ov:
             best, best_ov = float(off), ov
     return best
-
-
-def _status(rt: Path) -> dict | None:
-    runs = find_runs(rt)
-    if not runs:
-        return None
-    try:
-        import msgspec
-
-        return msgspec.to_builtins(ask(runs[0], Request(cmd="status")).status)
-    except NoAnswer:
-        return None
 
 
 def main() -> int:
@@ -93,13 +74,12 @@ def main() -> int:
         # (1) the file, realtime pace
         rep = t / "file.json"
         subprocess.run(
-            [sys.executable, "-m", "babelfish", "replay", str(entry.path), "--pace", "realtime",
-             "--out", str(t / "file.wav"), "--report", str(rep)],
+            replay_command(entry.path, t / "file.wav", rep, pace="realtime"),
             cwd=REPO, check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         doc = json.loads(rep.read_text())
         q = quality.score(entry.prompts, doc["utterances"], has_source=has_source)
-        lat = _e2e(doc)
+        lat = e2e_ms(doc)
         out["file"] = {
             "utterances": len(doc["utterances"]),
             "e2e_p50_ms": percentile(lat, 50),
@@ -113,8 +93,7 @@ def main() -> int:
         desk_wav = t / "desk.wav"
         sf.write(desk_wav, np.stack([up, up], axis=1), 48000, subtype="PCM_16")
         rt = t / "rt"
-        cfg_path = t / "sys.toml"
-        cfg_path.write_text(f'[pipeline]\nruntime_dir = "{rt}"\n')
+        cfg_path = write_config(t)
         with PulseServer(
             t / "pulse",
             sinks={"bf_desk": {"rate": 48000, "channels": 2}, "bf_head": {}},
@@ -131,7 +110,7 @@ def main() -> int:
             try:
                 end = time.monotonic() + 120
                 while time.monotonic() < end:
-                    s = _status(rt)
+                    s = status(rt)
                     if s and all(st["state"] == "ready" for st in s["stages"].values()):
                         break
                     time.sleep(0.2)
@@ -140,9 +119,7 @@ def main() -> int:
                 pulse.play(desk_wav, device="bf_desk", timeout=entry_len(desk_wav) + 60)
                 time.sleep(3.0)
                 end = time.monotonic() + 30
-                while (
-                    time.monotonic() < end and (s := _status(rt)) and s["utterances"]["in_flight"]
-                ):
+                while time.monotonic() < end and (s := status(rt)) and s["utterances"]["in_flight"]:
                     time.sleep(0.2)
                 subprocess.run(
                     [sys.executable, "-m", "babelfish", "stop", "--config", str(cfg_path)],
@@ -162,7 +139,7 @@ def main() -> int:
             for u in doc["utterances"]
         ]
         q = quality.score(entry.prompts, shifted, has_source=has_source)
-        lat = _e2e(doc)
+        lat = e2e_ms(doc)
         out["system"] = {
             "utterances": len(doc["utterances"]),
             "e2e_p50_ms": percentile(lat, 50),
@@ -171,12 +148,9 @@ def main() -> int:
             "offset_s": round(off, 2),
         }
         print("system audio:", out["system"], flush=True)
-    from figures import run_info  # scripts/figures.py: command, when, commit, machine
-
     out["load_end"] = round(os.getloadavg()[0], 1)
     out["info"] = run_info(load0)
-    Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json_out).write_text(json.dumps(out, indent=2))
+    write_json(Path(a.json_out), out)
     f, s = out["file"], out["system"]
     print("| input | utterances | chrF | e2e p50 | e2e p95 |\n|---|---:|---:|---:|---:|")
     for name, r in (("file, realtime replay", f), ("system audio (virtual card)", s)):

@@ -16,7 +16,6 @@ these sentences: only the sides are measured).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import subprocess
@@ -27,17 +26,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from devtools import speechset as mss
+from devtools.harness import replay_command
+from devtools.testspeech import several_languages
+
 REPO = Path(__file__).resolve().parent.parent
 EN_DIR = Path("/usr/share/asterisk/sounds/en")
 SR = 16000
-
-
-def _speech_set():
-    spec = importlib.util.spec_from_file_location("mss", REPO / "scripts" / "make_speech_set.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["mss"] = mod  # (its dataclasses look their module up)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def read_gsm(path: Path) -> np.ndarray:
@@ -56,8 +51,6 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("/tmp/two_way_sides"))
     args = ap.parse_args()
-    sys.path.insert(0, str(REPO))
-    mss = _speech_set()
     prompts, _ = mss.choose_prompts()
     pairs = []
     for p in prompts:
@@ -91,8 +84,6 @@ def main() -> int:
 def replay(pairs, out: Path) -> tuple[int, int, list, int]:
     """One recording of `pairs` replayed two-way: (right, utterances of 1 s and more, the
     wrong ones, prompts with no utterance)."""
-    from babelfish.testspeech import several_languages
-
     out.mkdir(parents=True, exist_ok=True)
     pieces = []
     for p, en in pairs:
@@ -107,9 +98,8 @@ def replay(pairs, out: Path) -> tuple[int, int, list, int]:
     tiny = REPO / "tests" / "fixtures" / "tiny-mt-en-es"
     cfg.write_text(f'[conversation]\nwearer_mt_model = "{tiny}"\n[budgets]\nenabled = false\n')
     report = out / "report.json"
-    cmd = [sys.executable, "-m", "babelfish", "replay", str(wav), "--config", str(cfg)]
-    cmd += ["--from", "es", "--to", "en", "--two-way", "--pace", "fast", "--report", str(report)]
-    cmd += ["--out", str(out / "ear.wav"), "--other-out", str(out / "speaker.wav")]
+    two_way = ("--from", "es", "--to", "en", "--two-way", "--other-out", out / "speaker.wav")
+    cmd = replay_command(wav, out / "ear.wav", report, *two_way, config=cfg, pace="fast")
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if r.returncode:
         raise SystemExit(f"bench_two_way_sides: the replay failed: {r.stderr.strip()}")

@@ -1,6 +1,6 @@
 """Where capture cuts long speech, and what it costs: long-form Spanish from Debian's Asterisk
-prompts (scripts/make_speech_set.py's voice), cut as capture cuts it, each piece decoded as the
-continuation of the one before (asr.context), without the pipeline's timing.
+prompts (devtools/speechset.py, as scripts/make_speech_set.py), cut as capture cuts it, each
+piece decoded as the continuation of the one before (asr.context), without the pipeline's timing.
 
     .venv/bin/python scripts/long_turns.py make --out /tmp/long
     .venv/bin/python scripts/long_turns.py run /tmp/long/suite.toml --set vad.max_piece_s=0,4.0
@@ -16,18 +16,16 @@ of each recording's pieces joined against its prompts' references joined.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
+from devtools import speechset as mss
+from devtools import sweep
 
-import make_speech_set as mss  # noqa: E402
-from quality_sweep import _value, overrides  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def make(out: Path, monologues: int, seed: int) -> None:
@@ -80,38 +78,27 @@ def run(suite: str, setting: dict, models_dir: Path) -> str:
     from babelfish.engines import Context, make_asr
     from babelfish.engines.vad import make_vad
     from babelfish.evaluation.suite import read_suite
-    from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 
-    cfg = load_config(None, overrides=overrides(setting))
+    cfg = load_config(None, overrides=sweep.overrides(setting))
     asr = make_asr(cfg, models_dir)
-    step = 16000 * cfg.pipeline.chunk_ms // 1000
     hyps, refs, lengths, waits, reasons = [], [], [], [], {}
     for e in read_suite(suite):
         x, _ = sf.read(str(e.path), dtype="int16")
-        seg = segmenter_for(cfg, make_vad(cfg.vad, models_dir))
-        texts, pcm, previous = [], [], None
-        for i in range(0, len(x) + step, step):
-            for ev in seg.feed(x[i : i + step], i) if i < len(x) else seg.flush():
-                if isinstance(ev, SpeechStart):
-                    pcm = []
-                elif isinstance(ev, SpeechAudio):
-                    pcm.append(ev.pcm)
-                elif isinstance(ev, SpeechEnd):
-                    audio = np.concatenate(pcm)
-                    lengths.append((ev.end_pos - ev.start_pos) / 16000)
-                    ready = i + step
-                    if ev.reason == "silence":
-                        ready = ev.end_pos + cfg.vad.speculate_ms * 16
-                    waits.append((ready - ev.start_pos) / 16000)
-                    reasons[ev.reason] = reasons.get(ev.reason, 0) + 1
-                    context = None  # the piece before, when this one goes on from it
-                    if cfg.asr.context and previous and ev.start_pos - previous[1] < 16000:
-                        context = previous[0]
-                    asr.accept(audio)
-                    text = asr.finish(context=context, source=False).text.strip()
-                    texts.append(text)
-                    cut = ev.reason in ("pause", "max_length") and text
-                    previous = (Context(audio, text), ev.end_pos) if cut else None
+        texts, previous = [], None
+        for ev, audio, ready in sweep.cuts(cfg, make_vad(cfg.vad, models_dir), x):
+            lengths.append((ev.end_pos - ev.start_pos) / 16000)
+            if ev.reason == "silence":
+                ready = ev.end_pos + cfg.vad.speculate_ms * 16
+            waits.append((ready - ev.start_pos) / 16000)
+            reasons[ev.reason] = reasons.get(ev.reason, 0) + 1
+            context = None  # the piece before, when this one goes on from it
+            if cfg.asr.context and previous and ev.start_pos - previous[1] < 16000:
+                context = previous[0]
+            asr.accept(audio)
+            text = asr.finish(context=context, source=False).text.strip()
+            texts.append(text)
+            cut = ev.reason in ("pause", "max_length") and text
+            previous = (Context(audio, text), ev.end_pos) if cut else None
         hyps.append(" ".join(t for t in texts if t))
         refs.append(" ".join(p.reference for p in e.prompts))
     chrf = CHRF().corpus_score(hyps, [refs]).score
@@ -142,14 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"long_turns: error: {e} (run scripts/setup.sh --dev)", file=sys.stderr)
             return 2
         return 0
-    axes = []
-    for s in args.set:
-        key, _, values = s.partition("=")
-        if "." not in key or not values:
-            p.error(f"--set {s!r}: expected SECTION.KEY=V1,V2")
-        axes.append([(key, _value(v)) for v in values.split(",")])
-    for combo in itertools.product(*axes) if axes else [()]:
-        print(run(args.suite, dict(combo), args.models_dir), flush=True)
+    for setting in sweep.settings(p, args.set):
+        print(run(args.suite, setting, args.models_dir), flush=True)
     return 0
 
 

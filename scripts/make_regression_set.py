@@ -9,7 +9,7 @@ writes no file: exit 1 when the committed suite.toml differs from what this scri
 WAVs' timings would not match it), 0 when it matches.
 
 Made from Debian packages (scripts/make_speech_set.py reads them), espeak-ng and the packaged
-Piper voice (babelfish/testspeech.py):
+Piper voice (devtools/testspeech.py):
   real human speech (Asterisk's es_MX prompts):
     es_quiet, es_room          20 prompts as a conversation, 1.0-1.6 s apart, white noise at
                                -60 dBFS / room noise at -45 dBFS (make_speech_set's conversations)
@@ -31,7 +31,6 @@ Piper voice (babelfish/testspeech.py):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -40,8 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import make_speech_set as mss  # noqa: E402  (scripts/make_speech_set.py, next to this file)
+from devtools import speechset as mss
 
 REPO = Path(__file__).resolve().parent.parent
 SR, MARGIN = mss.SR, mss.MARGIN
@@ -175,7 +173,7 @@ def voice(lang: str, text: str, tmp: Path, n: int) -> np.ndarray:
     """`text` spoken by espeak-ng (or, for "en", the packaged Piper voice) at 16 kHz."""
     import soundfile as sf
 
-    from babelfish.testspeech import espeak, piper_speak
+    from devtools.testspeech import espeak, piper_speak
 
     path = tmp / f"{lang}-{n}.wav"
     if lang == "en":
@@ -275,7 +273,7 @@ def recordings(tmp: Path):
 def recording_toml(name: str, src: str, dst: str, pace: str | None, seconds: float, said) -> str:
     """A [[recording]] table of the suite file, with a [[recording.prompt]] for each (prompt,
     start_s, end_s) or speech = false when `said` is None."""
-    q = lambda s: json.dumps(s, ensure_ascii=False)  # noqa: E731  (JSON strings are TOML's)
+    q = mss.toml_string
     lines = [
         "[[recording]]",
         f"name = {q(name)}",
@@ -286,15 +284,7 @@ def recording_toml(name: str, src: str, dst: str, pace: str | None, seconds: flo
     lines += [f"pace = {q(pace)}"] if pace else []
     lines += ["speech = false"] if said is None else []
     lines += ["document = true"] if name.startswith("es_monologue") else []
-    for p, start, end in said or []:
-        lines += [
-            "[[recording.prompt]]",
-            f"id = {q(p.id)}",
-            f"start_s = {start:.3f}",
-            f"end_s = {end:.3f}",
-            f"source = {q(p.source)}",
-            f"reference = {q(p.reference)}",
-        ]
+    lines += mss.prompt_tables(said)
     return "\n".join(lines) + "\n\n"
 
 

@@ -6,7 +6,7 @@ turns (samples/bench/), all Spanish speech from espeak-ng.
 
 Each is Spanish speech from espeak-ng at 120 words/min (slow speech, which Whisper base translates
 far better than espeak's default speed), resampled to 16 kHz with silence around it
-(babelfish/testspeech.py, the tests' speech helper).
+(devtools/testspeech.py, the tests' speech helper).
 
 The suite's two short recordings are then written in a format of their own so that the suite also
 exercises the WAV reader and the resampler:
@@ -48,7 +48,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from babelfish.testspeech import espeak
+from devtools.testspeech import espeak
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,6 @@ Every combination of the --set values is run; one line each, and a JSON (--json-
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import time
@@ -31,50 +30,15 @@ from babelfish.engines import Context, make_asr
 from babelfish.engines.vad import make_vad
 from babelfish.evaluation import quality
 from babelfish.evaluation.suite import read_suite
-from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
+from devtools import sweep
+from devtools.runinfo import run_info, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 CONTEXT_GAP_S = 1.0  # as stages/asr.py
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text, text)
-
-
-def overrides(setting: dict[str, object]) -> dict:
-    out: dict[str, dict] = {}
-    for key, value in setting.items():
-        section, name = key.split(".", 1)
-        out.setdefault(section, {})[name] = value
-    return out
-
-
-def cut(cfg, models_dir: Path, audio: np.ndarray) -> list[tuple[int, int, str, np.ndarray]]:
-    """(speech start, speech end, reason, audio) per utterance, as capture cuts them."""
-    seg = segmenter_for(cfg, make_vad(cfg.vad, models_dir))
-    step = 16000 * cfg.pipeline.chunk_ms // 1000
-    events = []
-    for i in range(0, len(audio), step):
-        events += seg.feed(audio[i : i + step], i)
-    events += seg.flush()
-    out, pcm = [], []
-    for ev in events:
-        if isinstance(ev, SpeechStart):
-            pcm = []
-        elif isinstance(ev, SpeechAudio):
-            pcm.append(ev.pcm)
-        elif isinstance(ev, SpeechEnd):
-            out.append((ev.start_pos, ev.end_pos, ev.reason, np.concatenate(pcm)))
-    return out
-
-
 def run(setting: dict, entries, models_dir: Path) -> dict:
-    cfg = load_config(None, overrides=overrides(setting))
+    cfg = load_config(None, overrides=sweep.overrides(setting))
     asr = make_asr(cfg, models_dir)
     scores, n, cuts, decode_ms, retried, per = [], 0, 0, [], 0, {}
     decode_cpu_s, audio_s = 0.0, 0.0  # the decodes' CPU time (every thread), the audio's length
@@ -83,7 +47,9 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
         assert rate == 16000, f"{e.path}: {rate} Hz"
         audio_s += len(audio) / rate
         utts, previous = [], None
-        for start, end, reason, pcm in cut(cfg, models_dir, audio):
+        vad = make_vad(cfg.vad, models_dir)
+        for end_ev, pcm, _ in sweep.cuts(cfg, vad, audio):
+            start, end, reason = end_ev.start_pos, end_ev.end_pos, end_ev.reason
             context = None
             if cfg.asr.context and previous and 0 <= start / rate - previous[1] < CONTEXT_GAP_S:
                 context = previous[0]
@@ -157,16 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     entries = [e for e in read_suite(args.suite) if e.name in names]
     if not entries:
         p.error(f"no recording named {args.names} in {args.suite}")
-    axes = []
-    for s in args.set:
-        key, _, values = s.partition("=")
-        if "." not in key or not values:
-            p.error(f"--set {s!r}: expected SECTION.KEY=V1,V2")
-        axes.append([(key, _value(v)) for v in values.split(",")])
+    combos = sweep.settings(p, args.set)
     load_start = os.getloadavg()[0]
     rows = []
-    for combo in itertools.product(*axes) if axes else [()]:
-        row = run(dict(combo), entries, Path(args.models_dir))
+    for setting in combos:
+        row = run(setting, entries, Path(args.models_dir))
         rows.append(row)
         print(
             f"{json.dumps(row['setting'])}: {row['utterances']} utterances "
@@ -185,19 +146,14 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     out = Path(args.json_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from figures import run_info
-
-    out.write_text(
-        json.dumps(
-            {
-                "info": run_info(load_start),
-                "suite": args.suite,
-                "names": sorted(names),
-                "rows": rows,
-            },
-            indent=2,
-        )
+    write_json(
+        out,
+        {
+            "info": run_info(load_start),
+            "suite": args.suite,
+            "names": sorted(names),
+            "rows": rows,
+        },
     )
     return 0
 

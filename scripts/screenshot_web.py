@@ -1,6 +1,6 @@
 """The README's picture of the web page (docs/web.png): a realtime replay of
 samples/es_station.wav with `--web 127.0.0.1:0`, the page opened in headless Chromium at a
-phone's width (babelfish/headless.py), captured once three utterances are on it.
+phone's width (devtools/headless.py), captured once three utterances are on it.
 
     .venv/bin/python scripts/screenshot_web.py [--out docs/web.png]
 """
@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from babelfish.headless import Browser
+from devtools.harness import replay_command, write_config
+from devtools.headless import Browser
 
 REPO = Path(__file__).resolve().parent.parent
 FINALS = "document.querySelectorAll('#subtitles .utt:not(.partial)').length"
@@ -29,13 +30,12 @@ def main() -> int:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cfg = tmp / "c.toml"
-        cfg.write_text(f'[pipeline]\nruntime_dir = "{tmp / "rt"}"\n')
+        cfg = write_config(tmp)
         log = tmp / "stdout.txt"
         with open(log, "w") as out:
+            web = ("--web", "127.0.0.1:0")
             proc = subprocess.Popen(
-                [sys.executable, "-m", "babelfish", "replay", args.input, "--config", str(cfg)]
-                + ["--out", str(tmp / "out.wav"), "--web", "127.0.0.1:0"],
+                replay_command(args.input, tmp / "out.wav", None, *web, config=cfg),
                 stdout=out,
                 cwd=REPO,
             )

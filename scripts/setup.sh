@@ -46,4 +46,10 @@ fi
 extras="models,live,wakeword,plot,quality,web"
 [ "$dev" = 1 ] && extras="$extras,dev"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
+# --dev: devtools/ (test and benchmark helpers, not shipped) importable from the checkout, so that
+# `.venv/bin/python scripts/X.py` and `python -m devtools.naive` find it
+if [ "$dev" = 1 ]; then
+    site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "$PWD" > "$site/babelfish-devtools.pth"
+fi
 .venv/bin/babelfish models install

@@ -36,29 +36,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import msgspec
 import numpy as np
 import psutil
 import soundfile as sf
 
-from babelfish import BabelfishError
-from babelfish.runtime.control import Request, ask, find_runs
+from devtools import harness
+from devtools.runinfo import run_info, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "es_station.wav"
-
-
-def utterance_count(wav: Path) -> int:
-    """How many utterances the capture stage cuts `wav` (16 kHz mono) into, default config."""
-    from babelfish.config import load_config, models_dir
-    from babelfish.engines.vad import make_vad
-    from babelfish.segmenter import SpeechEnd, segmenter_for
-
-    cfg = load_config()
-    seg = segmenter_for(cfg, make_vad(cfg.vad, models_dir(cfg)))
-    pcm, _ = sf.read(wav, dtype="int16")  # 16 kHz mono, as capture feeds it
-    ends = [e for i in range(0, len(pcm), 320) for e in seg.feed(pcm[i : i + 320], i)]
-    return sum(isinstance(e, SpeechEnd) for e in ends + seg.flush())
 
 
 WARMUP_AUDIO_S = 60.0  # RSS "at start" is taken once this much audio went in (models loaded, warm)
@@ -80,23 +66,8 @@ def build_recording(path: Path, minutes: float, gap_s: float = 2.0) -> tuple[int
 
 
 def write_config(d: Path, budgets: bool) -> tuple[Path, Path]:
-    rt = d / "rt"
-    cfg = d / "soak.toml"
-    cfg.write_text(
-        f'[pipeline]\nruntime_dir = "{rt}"\n[budgets]\nenabled = {str(budgets).lower()}\n'
-    )
-    return cfg, rt
-
-
-def processes(marker: str) -> list[psutil.Process]:
-    out = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if any(marker in a for a in (p.info["cmdline"] or [])):
-                out.append(p)
-        except psutil.Error:
-            pass
-    return out
+    """The run's config (runtime directory under `d`, budgets on or off) and runtime directory."""
+    return harness.write_config(d, f"[budgets]\nenabled = {str(budgets).lower()}\n"), d / "rt"
 
 
 def stage_name(p: psutil.Process) -> str | None:
@@ -109,35 +80,6 @@ def stage_name(p: psutil.Process) -> str | None:
     except psutil.Error:
         pass
     return None
-
-
-def status(rt: Path) -> dict | None:
-    """The status (as a dict) of the supervisor running under `rt`; None while none answers."""
-    runs = find_runs(rt)
-    if not runs:
-        return None
-    try:
-        return msgspec.to_builtins(ask(runs[0], Request(cmd="status"), timeout_ms=1000).status)
-    except BabelfishError:
-        return None
-
-
-def replay_cmd(wav: Path, cfg: Path, out: Path, report: Path, pace: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "babelfish",
-        "replay",
-        str(wav),
-        "--config",
-        str(cfg),
-        "--out",
-        str(out),
-        "--report",
-        str(report),
-        "--pace",
-        pace,
-    ]
 
 
 # ---- memory --------------------------------------------------------------------------------------
@@ -155,7 +97,7 @@ def soak(args) -> int:
     try:
         wav = work / "long.wav"
         reps, input_s = build_recording(wav, args.minutes)
-        expected = utterance_count(wav)
+        expected = harness.utterance_count(wav)
         cfg, rt = write_config(work, args.budgets)
         out, report, log = work / "out.wav", work / "report.json", work / "replay.log"
         print(
@@ -166,7 +108,7 @@ def soak(args) -> int:
         t0 = time.monotonic()
         with open(log, "w") as logf:
             proc = subprocess.Popen(
-                replay_cmd(wav, cfg, out, report, args.pace),
+                harness.replay_command(wav, out, report, config=cfg, pace=args.pace),
                 stdout=logf,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
@@ -176,7 +118,7 @@ def soak(args) -> int:
             last_print = 0.0
             while proc.poll() is None:
                 rss = {}
-                for p in processes(str(rt)):
+                for p in harness.stage_processes(str(rt)):
                     name = stage_name(p) or ("supervisor" if p.pid == proc.pid else None)
                     if name:
                         try:
@@ -187,7 +129,7 @@ def soak(args) -> int:
                     rss["supervisor"] = psutil.Process(proc.pid).memory_info().rss / 2**20
                 except psutil.Error:
                     pass
-                st = status(rt)
+                st = harness.status(rt, timeout_ms=1000)
                 if st:
                     pos_s = (
                         st["stages"].get("capture", {}).get("counters", {}).get("pos", 0) / 16000
@@ -271,11 +213,8 @@ def soak(args) -> int:
             )
             if result["lost_reasons"]:
                 print("lost because: " + "; ".join(result["lost_reasons"]))
-        from figures import run_info  # scripts/figures.py: command, when, commit, machine
-
         result["info"] = run_info(load_start)
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_json(Path(args.json), result)
         ok = (
             rc == 0
             and result.get("lost", 1) == 0
@@ -309,7 +248,7 @@ def sigterm_trials(args) -> int:
         wav = work / "input.wav"
         build_recording(wav, 0.25)  # SAMPLE once (15.5 s) + a gap: ~20 s in realtime pace
         cfg, rt = write_config(work, budgets=True)
-        all_done = utterance_count(wav)
+        all_done = harness.utterance_count(wav)
         print(
             f"sigterm trials: {args.sigterm_trials} replays of {wav.name} at realtime pace, "
             f"SIGTERM at a random moment",
@@ -320,7 +259,7 @@ def sigterm_trials(args) -> int:
             delay = rng.uniform(0.3, 22.0)
             t0 = time.monotonic()
             proc = subprocess.Popen(
-                replay_cmd(wav, cfg, out, report, "realtime"),
+                harness.replay_command(wav, out, report, config=cfg, pace="realtime"),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -328,7 +267,7 @@ def sigterm_trials(args) -> int:
             )
             phase = "?"
             while time.monotonic() - t0 < delay and proc.poll() is None:
-                st = status(rt)
+                st = harness.status(rt, timeout_ms=1000)
                 if st:
                     states = {s["state"] for s in st["stages"].values()}
                     phase = "running" if states == {"ready"} else "loading"
@@ -345,7 +284,7 @@ def sigterm_trials(args) -> int:
                 proc.kill()
                 _, err = proc.communicate()
             stop_s = time.monotonic() - t_sig
-            left = [p.pid for p in processes(str(rt))]
+            left = [p.pid for p in harness.stage_processes(str(rt))]
             leftovers = sorted(str(p.relative_to(rt)) for p in rt.rglob("*")) if rt.exists() else []
             tmp_reports = [str(p) for p in work.glob("*.tmp")]
             problems = []
@@ -381,19 +320,14 @@ def sigterm_trials(args) -> int:
             for p in (out, report):
                 p.unlink(missing_ok=True)
         print(f"sigterm trials: {args.sigterm_trials - failures}/{args.sigterm_trials} clean")
-        from figures import run_info  # scripts/figures.py: command, when, commit, machine
-
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "info": run_info(load_start),
-                    "seed": args.seed,
-                    "trials": trials,
-                    "clean": args.sigterm_trials - failures,
-                },
-                indent=2,
-            )
+        write_json(
+            Path(args.json),
+            {
+                "info": run_info(load_start),
+                "seed": args.seed,
+                "trials": trials,
+                "clean": args.sigterm_trials - failures,
+            },
         )
         return 0 if failures == 0 else 1
     finally:

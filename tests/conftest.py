@@ -47,15 +47,21 @@ def silero_onnx(models_dir) -> Path:
 @pytest.fixture(scope="module")
 def pulse(tmp_path_factory):
     """A PulseAudio server of the test's own with null sinks as microphone and earphones
-    (tests/pulse.py); test_devices.py has its own, which skips where PulseAudio cannot run."""
-    from pulse import PulseServer, missing_tools
+    (devtools/virtualsound.py); test_devices.py has its own, which skips where PulseAudio cannot
+    run."""
+    from devtools.virtualsound import PulseServer, serve
 
-    assert not missing_tools(), f"missing: {missing_tools()} (scripts/setup.sh --dev installs them)"
-    server = PulseServer(tmp_path_factory.mktemp("pulse"))
-    server.start()
-    try:
-        server.activate()
-        yield server
-    finally:
-        server.stop()
-        assert not server.leftovers()
+    yield from serve(PulseServer(tmp_path_factory.mktemp("pulse")))
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server on 127.0.0.1 serving bytes (devtools/fileserver.py), for the
+    downloads of the model manager's tests."""
+    from devtools.fileserver import FileServer
+
+    s = FileServer()
+    s.thread.start()
+    yield s
+    s.httpd.shutdown()
+    s.httpd.server_close()

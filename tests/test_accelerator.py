@@ -23,8 +23,7 @@ import soundfile as sf
 from babelfish import UsageError
 from babelfish.accelerator import InferenceStats, edgetpu_model_path, load_interpreter, timed_invoke
 from babelfish.engines.wakeword import find_model
-
-from helpers import babelfish, stage_processes, write_config
+from devtools.harness import babelfish, stage_processes, write_config
 
 NO_RUNTIME = ctypes.util.find_library("edgetpu") is None
 

@@ -10,9 +10,8 @@ from babelfish import BabelfishError
 from babelfish.engines import SAMPLE_RATE, compute_type
 from babelfish.engines.asr_vosk import VoskASR
 from babelfish.engines.asr_whisper import WhisperASR, strip_repetition
-
-from helpers import REPO
-from speech import espeak, piper_speak
+from devtools.harness import REPO
+from devtools.testspeech import espeak, piper_speak
 
 SPANISH = "Buenos días. ¿Dónde está la estación? Quiero un café, por favor."
 KOREAN = "안녕하세요. 역이 어디에 있습니까?"

@@ -11,9 +11,8 @@ import pytest
 import soundfile as sf
 
 from babelfish.engines.tts_piper import PiperTTS
-
-from helpers import REPO, babelfish, load_report, stage_processes, write_config
-from speech import espeak
+from devtools.harness import REPO, babelfish, load_report, stage_processes, write_config
+from devtools.testspeech import espeak
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 LONG_ES = (

@@ -1,4 +1,4 @@
-"""The naive cascade (babelfish/naive.py) and the benchmark's measuring (scripts/bench.py)."""
+"""The naive cascade (devtools/naive.py) and the benchmark's measuring (scripts/bench.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ import soundfile as sf
 from babelfish.config import load_config, models_dir
 from babelfish.engines import pick_model
 from babelfish.engines.vad import make_vad
-from babelfish.naive import _Sink, run_naive
 from babelfish.runtime.addresses import route
 from babelfish.segmenter import SpeechEnd, segmenter_for
-
-from helpers import REPO
+from devtools.harness import REPO
+from devtools.naive import _Sink, run_naive
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 TURN = REPO / "samples" / "bench" / "turn2_hotel.wav"  # 9.6 s: three clauses, comma pauses

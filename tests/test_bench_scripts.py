@@ -35,15 +35,15 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigterm_to_a_benchmark_reaches_its_replay(tmp_path):
-    """SIGTERM to bench_quality.py (or bench_langid.py, which uses the same runner) is passed on
-    to the child it waits for, which stops as a replay does; the script exits 130 after it."""
+    """SIGTERM to bench_quality.py (or bench_langid.py: both run their children with
+    devtools/harness.py's run_child) is passed on to the child it waits for, which stops as a
+    replay does; the script exits 130 after it."""
     child = tmp_path / "child.py"
     child.write_text(CHILD)
     marker = tmp_path / "marker.txt"
     driver = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import bench_quality; "
-        "from pathlib import Path; "
-        "bench_quality.run_child([sys.executable, sys.argv[2], sys.argv[3]], Path(sys.argv[4]))"
+        "import sys; from devtools.harness import run_child; from pathlib import Path; "
+        "run_child([sys.executable, sys.argv[2], sys.argv[3]], Path(sys.argv[4]), 'bench_quality')"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", driver, str(REPO / "scripts"), str(child), str(marker)]

@@ -18,8 +18,7 @@ from babelfish.evaluation.report import (
     to_json,
 )
 from babelfish.schema import Stamp
-
-from helpers import babelfish
+from devtools.harness import babelfish
 
 BASE_NS = 1_000_000_000_000
 

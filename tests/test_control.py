@@ -13,8 +13,7 @@ import pytest
 
 from babelfish.runtime import control
 from babelfish.runtime.control import BadRequest, Reply, Request, parse_request
-
-from helpers import REPO, write_config
+from devtools.harness import REPO, write_config
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 

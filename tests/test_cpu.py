@@ -11,8 +11,7 @@ from babelfish.config import load_config
 from babelfish.evaluation.report import cpu_breakdown, cpu_per_audio
 from babelfish.runtime.lifecycle import Lifecycle, StageProc
 from babelfish.schema import Heartbeat
-
-from helpers import REPO, babelfish, load_report, stage_processes, write_config
+from devtools.harness import REPO, babelfish, load_report, stage_processes, write_config
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 DEFAULT_KEYS = {"total", "capture", "asr", "tts", "playback", "supervisor"}

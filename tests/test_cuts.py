@@ -7,7 +7,6 @@ meaning."""
 from __future__ import annotations
 
 import difflib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +17,10 @@ from babelfish.config import load_config
 from babelfish.engines import SAMPLE_RATE, Context
 from babelfish.engines.vad import SileroVAD
 from babelfish.evaluation.quality import normalize
-from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
-
-from helpers import load_report, replay_fast, write_config
-from speech import espeak
+from devtools.harness import load_report, replay_fast, write_config
+from devtools.speechset import decode_g722
+from devtools.sweep import cuts
+from devtools.testspeech import espeak
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPTS = Path("/usr/share/asterisk/sounds/es_MX_f_Allison")
@@ -33,17 +32,7 @@ LONG_PROMPT = "demo-abouttotry"
 def _cut(cfg, vad, x: np.ndarray) -> list[tuple[int, int, str, np.ndarray, int]]:
     """(speech start, speech end, reason, audio, where the input was when it ended) per
     utterance, as capture cuts them."""
-    seg = segmenter_for(cfg, vad)
-    out, pcm, step = [], [], SAMPLE_RATE * cfg.pipeline.chunk_ms // 1000
-    for i in range(0, len(x) + step, step):
-        for ev in seg.feed(x[i : i + step], i) if i < len(x) else seg.flush():
-            if isinstance(ev, SpeechStart):
-                pcm = []
-            elif isinstance(ev, SpeechAudio):
-                pcm.append(ev.pcm)
-            elif isinstance(ev, SpeechEnd):
-                out.append((ev.start_pos, ev.end_pos, ev.reason, np.concatenate(pcm), i + step))
-    return out
+    return [(e.start_pos, e.end_pos, e.reason, pcm, at) for e, pcm, at in cuts(cfg, vad, x)]
 
 
 def _seam_faults(whole: str, pieces: list[str]) -> list[str]:
@@ -70,9 +59,6 @@ def _seam_faults(whole: str, pieces: list[str]) -> list[str]:
 def test_long_real_prompt_is_cut_in_bounded_pieces_whose_seams_say_each_word_once(
     silero_onnx, whisper_base_dir
 ):
-    sys.path.insert(0, str(REPO / "scripts"))
-    from make_speech_set import decode_g722
-
     from babelfish.engines.asr_whisper import WhisperASR
 
     speech = decode_g722(PROMPTS / f"{LONG_PROMPT}.g722")

@@ -1,5 +1,6 @@
-"""Live audio devices against a private PulseAudio server (tests/pulse.py): null sinks as the
-microphone and the earphones, real speech played in with paplay and recorded with parecord."""
+"""Live audio devices against a private PulseAudio server (devtools/virtualsound.py): null sinks
+as the microphone and the earphones, real speech played in with paplay and recorded with
+parecord."""
 
 from __future__ import annotations
 
@@ -23,9 +24,8 @@ from babelfish.devices import (
     format_devices,
     list_devices,
 )
-
-from pulse import PulseError, PulseServer, missing_tools
-from speech import piper_speak
+from devtools.testspeech import piper_speak
+from devtools.virtualsound import PulseError, PulseServer, missing_tools
 
 SENTENCE = "Where is the train station? I would like a cup of coffee, please."
 pytestmark = pytest.mark.timeout(120)

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from helpers import REPO
+from devtools.harness import REPO
+from devtools.runinfo import run_info
 
 SCRIPT = REPO / "scripts" / "figures.py"
 INFO = {
@@ -263,8 +264,7 @@ def test_a_file_of_the_wrong_shape_is_one_line(tmp_path):
 
 
 def test_run_info_names_the_command_as_typed_from_the_repository():
-    fig = _load("figures")
-    info = fig.run_info(0.5, [str(REPO / "scripts" / "bench_mt.py"), "--reps", "30"])
+    info = run_info(0.5, [str(REPO / "scripts" / "bench_mt.py"), "--reps", "30"])
     assert info["command"].endswith("scripts/bench_mt.py --reps 30")
     assert info["utc"].endswith("Z") and "load average 0.5 at the start" in info["machine"]
     assert set(info) == {"command", "utc", "commit", "uncommitted_changes", "machine"}

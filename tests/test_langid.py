@@ -20,9 +20,16 @@ import soundfile as sf
 
 from babelfish.engines import Context
 from babelfish.evaluation.suite import read_suite
-from babelfish.testspeech import PHRASES, espeak, several_languages, speak, suite_toml
-
-from helpers import REPO, babelfish, load_report, stage_processes, status, wait_for, write_config
+from devtools.harness import (
+    REPO,
+    babelfish,
+    load_report,
+    stage_processes,
+    status,
+    wait_for,
+    write_config,
+)
+from devtools.testspeech import PHRASES, espeak, several_languages, speak, suite_toml
 
 DEBIAN = Path("/usr/share/doc/asterisk-core-sounds-es/core-sounds-es.txt.gz")
 # prompts Whisper base identifies as Spanish (many of this es_MX speaker it takes for Italian or
@@ -356,7 +363,7 @@ def test_run_shows_the_language_in_its_lines_and_subtitles(tmp_path, models_dir,
     lines and the subtitles stream say each utterance's language and probability."""
     import zmq
 
-    from pulse import PulseServer, missing_tools
+    from devtools.virtualsound import PulseServer, missing_tools
 
     assert not missing_tools(), f"missing: {missing_tools()} (scripts/setup.sh --dev installs them)"
     wav, pieces = mixed

@@ -12,16 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (
+from devtools.harness import (
     REPO,
     babelfish,
     stage_processes,
+    start_ready,
     status,
     utterance_count,
     wait_for,
     write_config,
 )
-from pulse import PulseServer
+from devtools.virtualsound import PulseServer
+
 from test_pipeline import transcribe_english
 
 SAMPLE = REPO / "samples" / "es_station.wav"
@@ -34,24 +36,7 @@ def _start(
     cfg = write_config(
         tmp_path, '[audio]\ninput_device = "bf_mic"\noutput_device = "bf_ear"\n' + audio
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "babelfish", command, "--config", str(cfg)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=pulse.child_env(),
-    )
-    rt = tmp_path / "rt"
-    ready = wait_for(
-        lambda: (
-            (s := status(rt)) and all(st["state"] == "ready" for st in s["stages"].values()) and s
-        ),
-        60,
-    )
-    if not ready:
-        proc.kill()
-        raise AssertionError(f"not ready: {proc.communicate()[1][-2000:]}")
+    proc = start_ready([command, "--config", cfg], tmp_path / "rt", 60, pulse.child_env())
     return proc, cfg
 
 

@@ -1,6 +1,6 @@
 """`babelfish models install --pair SRC-TGT [--two-way]` against a local HTTP server on 127.0.0.1
-serving small archives made here (the harness of test_models.py), and the start-up check of
-`[conversation] two_way`."""
+serving small archives made here (conftest.py's server, test_models.py's archives), and the
+start-up check of `[conversation] two_way`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from test_models import (
     ARGOS_ZIP,
     VOSK_TGZ,
-    FileServer,
     cli,
     md5,
     one_line_error,
@@ -24,18 +23,7 @@ from babelfish import UsageError
 from babelfish import models as M
 from babelfish.config import load_config
 from babelfish.models_pair import check_two_way, missing_models, pair_needs, parse_pair
-
-from helpers import babelfish, write_config
-
-
-@pytest.fixture
-def server():
-    """test_models.py's local HTTP server on 127.0.0.1."""
-    s = FileServer()
-    s.thread.start()
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
+from devtools.harness import babelfish, write_config
 
 
 def _real_section(name: str) -> str:

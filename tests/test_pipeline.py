@@ -13,9 +13,15 @@ import soxr
 
 from babelfish.audio import read_wav, to_mono
 from babelfish.engines.asr_whisper import WhisperASR
-
-from helpers import REPO, babelfish, load_report, replay_fast, stage_processes, write_config
-from speech import espeak
+from devtools.harness import (
+    REPO,
+    babelfish,
+    load_report,
+    replay_fast,
+    stage_processes,
+    write_config,
+)
+from devtools.testspeech import espeak
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 FIXTURE_MT = REPO / "tests" / "fixtures" / "tiny-mt-ko-en"

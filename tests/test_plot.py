@@ -16,8 +16,7 @@ from test_compare import make_report, make_suite  # noqa: E402
 
 from babelfish import BabelfishError  # noqa: E402
 from babelfish.evaluation import plot  # noqa: E402
-
-from helpers import babelfish  # noqa: E402
+from devtools.harness import babelfish  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -120,7 +119,7 @@ def test_missing_matplotlib_is_one_clear_error(tmp_path, monkeypatch):
 
 
 def test_babelfish_plot_command(tmp_path):
-    """Through the real `babelfish` command line (babelfish/cli wiring)."""
+    """Through the real `babelfish` command line (cli.py wiring)."""
     rep = tmp_path / "r.json"
     rep.write_text(json.dumps(make_report([1000, 1200])))
     r = babelfish("plot", rep, tmp_path / "t.png", "--budget-ms", "800", timeout=60)
@@ -184,7 +183,7 @@ def test_tradeoff_point_of_a_report():
 
 
 def test_babelfish_tradeoff_command(tmp_path):
-    """Through the real `babelfish` command line (babelfish/cli wiring)."""
+    """Through the real `babelfish` command line (cli.py wiring)."""
     for name, e2e, chrf in (("fast", [500, 600], 50.0), ("slow", [1500, 1900], 58.0)):
         (tmp_path / f"{name}.json").write_text(json.dumps(scored(e2e, chrf)))
     r = babelfish(

@@ -15,6 +15,7 @@ from babelfish import UsageError  # noqa: E402
 from babelfish.evaluation import quality  # noqa: E402
 from babelfish.evaluation.quality import Prompt  # noqa: E402
 from babelfish.evaluation.report import UtteranceReport  # noqa: E402
+from devtools.harness import report_utterance as utt  # noqa: E402
 
 PROMPTS = [
     Prompt(
@@ -27,19 +28,6 @@ PROMPTS = [
     Prompt("station", 4.0, 6.0, "¿Dónde está la estación?", "Where is the station?"),
     Prompt("goodbye", 8.0, 9.0, "Adiós.", "Goodbye."),
 ]
-
-
-def utt(start: float, end: float, text: str, source: str = "") -> dict:
-    """An utterance as a report dict has it (only the fields quality.py reads, and a few more)."""
-    return {
-        "id": f"u{int(start * 1000):08d}",
-        "speech_start_s": start,
-        "speech_end_s": end,
-        "source_text": source,
-        "translated_text": text,
-        "stages": {},
-        "latency_ms": {},
-    }
 
 
 def test_alignment_spanning_pause_and_untranslated():

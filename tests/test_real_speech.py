@@ -20,8 +20,8 @@ import soundfile as sf
 
 from babelfish.engines import SAMPLE_RATE
 from babelfish.evaluation.suite import read_suite
-
-from helpers import babelfish, load_report, write_config
+from devtools import speechset as mss
+from devtools.harness import babelfish, load_report, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 DEBIAN = Path("/usr/share/doc/asterisk-core-sounds-es/core-sounds-es.txt.gz")
@@ -210,12 +210,6 @@ def test_pipeline_translates_short_real_turns(tmp_path, floor):
     """The short prompts alone, 1.0-1.6 s apart, over the set's quiet (-60 dBFS white) or room
     (-45 dBFS) floor, through the whole pipeline: every one translated (the unsure gate does not
     drop a word or two of clean speech)."""
-    spec = importlib.util.spec_from_file_location(
-        "make_speech_set", REPO / "scripts" / "make_speech_set.py"
-    )
-    mss = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mss  # (its dataclasses look their module up)
-    spec.loader.exec_module(mss)
     rng = np.random.default_rng(5)
     parts, keys = [np.zeros(SAMPLE_RATE // 2, np.float32)], []
     for pid, key in SHORT_PROMPTS.items():

@@ -16,8 +16,7 @@ import pytest
 from babelfish import UsageError
 from babelfish.evaluation import compare, regression, suite
 from babelfish.evaluation.report import parse_report
-
-from helpers import REPO, babelfish, write_config
+from devtools.harness import REPO, babelfish, write_config
 
 SET = REPO / "samples" / "regression"
 DEBIAN = [

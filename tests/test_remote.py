@@ -25,10 +25,10 @@ from babelfish.config import load_config
 from babelfish.config import models_dir as cfg_models_dir
 from babelfish.engines import make_translator
 from babelfish.text import split_sentences
+from devtools import harness
+from devtools.harness import REPO, babelfish, communicate, load_report, stage_processes, wait_for
+from devtools.testspeech import espeak
 
-import helpers
-from helpers import REPO, babelfish, communicate, load_report, stage_processes, wait_for
-from speech import espeak
 from test_pipeline import FIXTURE_MT, _spoken_spans
 
 SERVER = "127.0.0.2"  # the desktop
@@ -86,7 +86,7 @@ def pipeline(
     tmp: Path, keys: Path, port: int, extra: str = "", stage: str = "asr", head: str = ""
 ) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
-    return helpers.write_config(
+    return harness.write_config(
         tmp,
         f"{head}[budgets]\nenabled = false\n"
         f'[security]\nkeys_dir = "{keys}"\n[remote]\n{stage} = "tcp://{SERVER}:{port}"\n{extra}',
@@ -94,7 +94,7 @@ def pipeline(
 
 
 def replay(tmp: Path, wav: str, cfg: Path) -> subprocess.Popen:
-    return helpers.start_replay(tmp, SAMPLES / wav, cfg, "--pace", "realtime")
+    return harness.start_replay(tmp, SAMPLES / wav, cfg, "--pace", "realtime")
 
 
 def finish(proc: subprocess.Popen, tmp: Path, wav: str) -> dict:
@@ -105,7 +105,7 @@ def finish(proc: subprocess.Popen, tmp: Path, wav: str) -> dict:
     rep = load_report(tmp / "report.json")
     s = rep["summary"]
     assert s["lost_utterances"] == [] and s["complete"], s
-    assert len(rep["utterances"]) == helpers.utterance_count(SAMPLES / wav)
+    assert len(rep["utterances"]) == harness.utterance_count(SAMPLES / wav)
     text = " ".join(u["translated_text"] for u in rep["utterances"]).lower()
     for word in WORDS[wav]:
         assert word in text, (wav, text)
@@ -215,11 +215,11 @@ def kill_server_mid_utterance(server, rt: Path, stage: str, cfg: Path | None = N
     `cfg`, check `babelfish status` shows the remote up just before)."""
 
     def in_flight_there():
-        st = helpers.status(rt)
+        st = harness.status(rt)
         s = st and st["stages"][stage]
         return s and s["info"].get("remote_state") == "up" and s["inflight"]
 
-    assert wait_for(in_flight_there, 90, interval=0.02), helpers.status(rt)
+    assert wait_for(in_flight_there, 90, interval=0.02), harness.status(rt)
     if cfg is not None:
         shown = babelfish("status", "--config", cfg, timeout=30).stdout
         assert f"remote tcp://{SERVER}:{server.port} up" in shown, shown
@@ -229,10 +229,10 @@ def kill_server_mid_utterance(server, rt: Path, stage: str, cfg: Path | None = N
 
 def wait_down(rt: Path, stage: str) -> None:
     def down():
-        st = helpers.status(rt)
+        st = harness.status(rt)
         return st and st["stages"][stage]["info"].get("remote_state") == "down"
 
-    assert wait_for(down, 15), helpers.status(rt)
+    assert wait_for(down, 15), harness.status(rt)
 
 
 def test_server_killed_mid_utterance_falls_back_and_moves_back(tmp_path, models_dir):
@@ -333,7 +333,7 @@ def test_across_two_network_namespaces(tmp_path, models_dir):
         ns = subprocess.Popen(["unshare", "-Urn", "sh", "-c", NETNS, "-", *serve], stdout=o,
                               stderr=subprocess.STDOUT, cwd=REPO, text=True)  # fmt: skip
     wav = "es_passport.wav"
-    cfg = helpers.write_config(
+    cfg = harness.write_config(
         tmp_path,
         "[budgets]\nenabled = false\n"
         f'[security]\nkeys_dir = "{keys}"\n[remote]\nasr = "tcp://10.9.0.2:5760"\n'
@@ -413,7 +413,7 @@ def here_and_there(tmp: Path, stage: str, wav: Path, keys: Path, port: int, head
         cfg = pipeline(d, keys, port, stage=stage, head=head)
         if where == "here":  # (no [remote])
             cfg.write_text(cfg.read_text().split("[remote]")[0])
-        proc = helpers.start_replay(d, wav, cfg, "--pace", "fast")
+        proc = harness.start_replay(d, wav, cfg, "--pace", "fast")
         out, err = communicate(proc, timeout=180)
         assert proc.returncode == 0, err
         rep = load_report(d / "report.json")

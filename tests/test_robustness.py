@@ -37,9 +37,8 @@ from babelfish.schema import (
     decode,
     encode,
 )
-
-import helpers
-from helpers import (
+from devtools import harness
+from devtools.harness import (
     REPO,
     communicate,
     load_report,
@@ -58,7 +57,7 @@ SAMPLE = REPO / "samples" / "es_station.wav"
 
 def status(cfg: Path) -> dict | None:
     """The running supervisor's status over its control socket (as tests/test_supervisor.py)."""
-    return helpers.status(cfg.parent / "rt")
+    return harness.status(cfg.parent / "rt")
 
 
 def ask(run: Path, frames: list[bytes]) -> dict | None:

@@ -15,9 +15,8 @@ import soundfile as sf
 from babelfish.engines import SAMPLE_RATE
 from babelfish.engines.asr_whisper import WhisperASR
 from babelfish.text import RUNAWAY_WORDS_PER_S, runaway
-
-from helpers import load_report, replay_fast, write_config
-from speech import espeak
+from devtools.harness import load_report, replay_fast, write_config
+from devtools.testspeech import espeak
 
 # An espeak-ng Italian turn of three clauses (a greeting, a question about a price, thanks) with
 # 0.4 s pauses: Silero cuts it into three utterances, and Whisper base decoding the price alone

@@ -19,20 +19,9 @@ from zmq.utils.monitor import recv_monitor_message
 
 from babelfish.config import load_config
 from babelfish.remote.security import secure
+from devtools import harness
 
-import helpers
-from helpers import (
-    REPO,
-    babelfish,
-    communicate,
-    load_report,
-    stage_processes,
-    utterance_count,
-    wait_for,
-    write_config,
-)
-
-SAMPLE = REPO / "samples" / "es_station.wav"
+SAMPLE = harness.REPO / "samples" / "es_station.wav"
 NOBODY = 65534
 
 
@@ -41,11 +30,11 @@ def mode(p: Path) -> int:
 
 
 def start_replay(tmp_path: Path, cfg: Path, pace: str = "realtime") -> subprocess.Popen:
-    return helpers.start_replay(tmp_path, SAMPLE, cfg, "--pace", pace)
+    return harness.start_replay(tmp_path, SAMPLE, cfg, "--pace", pace)
 
 
 def status_at(rt: Path) -> dict | None:
-    return helpers.status(rt)
+    return harness.status(rt)
 
 
 def ready(rt: Path):
@@ -58,7 +47,7 @@ def ready(rt: Path):
 
 def test_keys_command_makes_private_key_pairs(tmp_path):
     d = tmp_path / "k"
-    r = babelfish("keys", "--dir", d, timeout=60)
+    r = harness.babelfish("keys", "--dir", d, timeout=60)
     assert r.returncode == 0, r.stderr
     assert mode(d) == 0o700 and mode(d / "allowed_clients") == 0o700
     for name in ("server", "client"):
@@ -70,39 +59,43 @@ def test_keys_command_makes_private_key_pairs(tmp_path):
         assert b"secret-key" not in (d / f"{name}.key").read_bytes()
     first = (d / "server.key_secret").read_bytes()
     # never overwritten by accident; replaced on purpose
-    again = babelfish("keys", "--dir", d, timeout=60)
+    again = harness.babelfish("keys", "--dir", d, timeout=60)
     assert again.returncode == 2 and again.stderr.strip().count("\n") == 0
     assert "already exist" in again.stderr and (d / "server.key_secret").read_bytes() == first
-    forced = babelfish("keys", "--dir", d, "--force", timeout=60)
+    forced = harness.babelfish("keys", "--dir", d, "--force", timeout=60)
     assert forced.returncode == 0 and (d / "server.key_secret").read_bytes() != first
     # the default place: ~/.config/babelfish/keys (XDG_CONFIG_HOME when set)
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
-    r = babelfish("keys", timeout=60, env=env)
+    r = harness.babelfish("keys", timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     default = tmp_path / "xdg" / "babelfish" / "keys"
     assert mode(default) == 0o700 and mode(default / "client.key_secret") == 0o600
 
 
 def test_tcp_without_keys_is_a_one_line_usage_error(tmp_path):
-    cfg = write_config(
+    cfg = harness.write_config(
         tmp_path, f'[pipeline]\ntransport = "tcp"\n[security]\nkeys_dir = "{tmp_path / "none"}"\n'
     )
-    r = babelfish("replay", SAMPLE, "--config", cfg, "--out", tmp_path / "o.wav", timeout=60)
+    r = harness.babelfish(
+        "replay", SAMPLE, "--config", cfg, "--out", tmp_path / "o.wav", timeout=60
+    )
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "babelfish keys" in lines[0], r.stderr
     assert not list((tmp_path / "rt").glob("run-*")) if (tmp_path / "rt").exists() else True
     # keys that others can read are refused too
     keys = tmp_path / "keys"
-    assert babelfish("keys", "--dir", keys, timeout=60).returncode == 0
+    assert harness.babelfish("keys", "--dir", keys, timeout=60).returncode == 0
     os.chmod(keys / "client.key_secret", 0o644)
     cfg.write_text(cfg.read_text().replace(str(tmp_path / "none"), str(keys)))
-    r = babelfish("replay", SAMPLE, "--config", cfg, "--out", tmp_path / "o.wav", timeout=60)
+    r = harness.babelfish(
+        "replay", SAMPLE, "--config", cfg, "--out", tmp_path / "o.wav", timeout=60
+    )
     assert r.returncode == 2 and "readable by other users" in r.stderr, r.stderr
 
 
 def test_secure_is_a_no_op_for_ipc(tmp_path):
-    cfg = load_config(write_config(tmp_path))
+    cfg = load_config(harness.write_config(tmp_path))
     ctx = zmq.Context.instance()
     for role, kind in (("server", zmq.PULL), ("client", zmq.PUSH)):
         s = ctx.socket(kind)
@@ -147,7 +140,7 @@ def test_ipc_sockets_are_in_a_directory_only_this_user_can_open(tmp_path, models
     proc = start_replay(tmp_path, cfg)
     probe = None
     try:
-        st = wait_for(lambda: ready(rt), 90, interval=0.1)
+        st = harness.wait_for(lambda: ready(rt), 90, interval=0.1)
         assert st, "the pipeline never got ready"
         run = Path(st["runtime_dir"])
         assert run.parent == rt
@@ -157,7 +150,7 @@ def test_ipc_sockets_are_in_a_directory_only_this_user_can_open(tmp_path, models
         names = {p.name for p in socks}
         assert names >= {"control.sock", "supervisor.sock", "asr.sock", "tts.sock", "playback.sock"}
         # every endpoint the processes use is one of these files inside the private directory
-        for p in stage_processes(str(rt)):
+        for p in harness.stage_processes(str(rt)):
             for c in p.net_connections(kind="unix"):
                 if c.laddr:
                     assert Path(c.laddr).parent == run, c.laddr
@@ -170,13 +163,13 @@ def test_ipc_sockets_are_in_a_directory_only_this_user_can_open(tmp_path, models
             got = _as_nobody([world / "open.sock", *socks])
             assert got.pop(str(world / "open.sock")) == "connected"
             assert set(got.values()) == {"PermissionError"}, got
-        assert babelfish("stop", "--config", cfg, timeout=30).returncode == 0
-        communicate(proc, timeout=15)
+        assert harness.babelfish("stop", "--config", cfg, timeout=30).returncode == 0
+        harness.communicate(proc, timeout=15)
     finally:
         proc.kill()
         if probe is not None:
             probe.close()
-    assert not stage_processes(str(rt))
+    assert not harness.stage_processes(str(rt))
     assert not list(rt.iterdir())  # the run directory and its sockets are gone
     for p in world.rglob("*"):
         p.unlink() if not p.is_dir() else None
@@ -196,9 +189,11 @@ def test_a_planted_runtime_directory_is_refused(tmp_path):
     for name, plant in cases.items():
         case = tmp_path / name.replace(" ", "_")
         case.mkdir()
-        cfg = write_config(case)
+        cfg = harness.write_config(case)
         plant(case / "rt")
-        r = babelfish("replay", SAMPLE, "--config", cfg, "--out", case / "o.wav", timeout=60)
+        r = harness.babelfish(
+            "replay", SAMPLE, "--config", cfg, "--out", case / "o.wav", timeout=60
+        )
         assert r.returncode == 2, (name, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "not a directory owned by you" in lines[0], (name, r.stderr)
@@ -261,9 +256,9 @@ def _client(
 
 def test_tcp_uses_curve_and_lets_in_known_keys_only(tmp_path, models_dir):
     keys = tmp_path / "keys"
-    assert babelfish("keys", "--dir", keys, timeout=60).returncode == 0
+    assert harness.babelfish("keys", "--dir", keys, timeout=60).returncode == 0
     base = free_base_port()
-    cfg = write_config(
+    cfg = harness.write_config(
         tmp_path,
         f'[pipeline]\ntransport = "tcp"\ntcp_base_port = {base}\n'
         f'[budgets]\nenabled = false\n[security]\nkeys_dir = "{keys}"\n',
@@ -272,7 +267,7 @@ def test_tcp_uses_curve_and_lets_in_known_keys_only(tmp_path, models_dir):
     proc = start_replay(tmp_path, cfg)
     opened = []
     try:
-        st = wait_for(lambda: ready(rt), 90, interval=0.1)
+        st = harness.wait_for(lambda: ready(rt), 90, interval=0.1)
         assert st, "the pipeline never got ready over tcp"
         # stages really talk over tcp on 127.0.0.1, and only the control socket is ipc
         assert sorted(p.name for p in Path(st["runtime_dir"]).glob("*.sock")) == ["control.sock"]
@@ -308,7 +303,7 @@ def test_tcp_uses_curve_and_lets_in_known_keys_only(tmp_path, models_dir):
         opened += [s4, m4]
         s4.send(b"from a friend")
         assert zmq.EVENT_HANDSHAKE_SUCCEEDED in _events(m4, time.monotonic() + 3.0)
-        assert wait_for(lambda: bad_messages() == 1, 5), bad_messages()
+        assert harness.wait_for(lambda: bad_messages() == 1, 5), bad_messages()
 
         # 5. a key added to allowed_clients gets in too, with no restart
         s5, m5 = _client(
@@ -317,9 +312,9 @@ def test_tcp_uses_curve_and_lets_in_known_keys_only(tmp_path, models_dir):
         opened += [s5, m5]
         s5.send(b"from the display")
         assert zmq.EVENT_HANDSHAKE_SUCCEEDED in _events(m5, time.monotonic() + 3.0)
-        assert wait_for(lambda: bad_messages() == 2, 5), bad_messages()
+        assert harness.wait_for(lambda: bad_messages() == 2, 5), bad_messages()
 
-        out, err = communicate(proc, timeout=120)
+        out, err = harness.communicate(proc, timeout=120)
     finally:
         for s in opened[0::2]:  # the clients: stop their monitors first
             s.disable_monitor()
@@ -327,14 +322,14 @@ def test_tcp_uses_curve_and_lets_in_known_keys_only(tmp_path, models_dir):
             s.close(0)
         proc.kill()
     assert proc.returncode == 0, err
-    rep = load_report(tmp_path / "report.json")
+    rep = harness.load_report(tmp_path / "report.json")
     text = " ".join(u["translated_text"] for u in rep["utterances"]).lower()
-    assert len(rep["utterances"]) == utterance_count(SAMPLE)
+    assert len(rep["utterances"]) == harness.utterance_count(SAMPLE)
     for word in ("morning", "station", "coffee"):
         assert word in text, text
     assert rep["summary"]["dropped"]["asr.bad_messages"] == 2  # the two friends, no stranger
     assert rep["summary"]["restarts"] == {n: 0 for n in rep["summary"]["route"]}
-    assert not stage_processes(str(rt))
+    assert not harness.stage_processes(str(rt))
 
 
 def _pair_from_new_allowed(folder: Path) -> tuple[bytes, bytes]:

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import babelfish, load_report, replay_fast, stage_processes, write_config
-from speech import espeak
+from devtools.harness import babelfish, load_report, replay_fast, stage_processes, write_config
+from devtools.testspeech import espeak
+
 from test_pipeline import transcribe_english
 
 RATE = 16000
@@ -205,7 +206,7 @@ def test_whisper_speaks_the_stable_prefix_before_the_speaker_is_done(
     """Whisper route, a long turn (the benchmark's turn1: "Buenos días, dónde está la estación de
     tren, necesito un taxi ..."): its first clause is heard while the speaker goes on, the rest of
     each piece is decoded after what was spoken (forced prefix), and nothing is said twice."""
-    from helpers import REPO
+    from devtools.harness import REPO
 
     rep, out = _replay(
         tmp_path, REPO / "samples" / "bench" / "turn1_station.wav", "[asr]\nstable_prefix = true\n"

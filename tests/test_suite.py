@@ -13,8 +13,8 @@ import soundfile as sf
 
 from babelfish import UsageError
 from babelfish.evaluation import suite
-
-from helpers import REPO, babelfish, load_report, stage_processes, write_config
+from devtools.harness import REPO, babelfish, load_report, stage_processes, write_config
+from devtools.harness import report_utterance as _utt
 
 SUITE = REPO / "samples" / "suite.toml"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -305,7 +305,8 @@ def test_a_bad_recording_stops_the_suite_before_anything_starts(tmp_path):
     assert r.returncode == 2 and "no such file" in r.stderr and r.stdout == ""
 
 
-# ---- translation quality against references (babelfish/evaluation/quality.py) ------------------
+# ---- translation quality against references (babelfish/evaluation/quality.py)
+# -------------------------------
 
 REFERENCES = """\
 [[recording]]
@@ -337,7 +338,7 @@ path = "plain.wav"
 
 
 def _doc(entry: suite.Entry, utts: list[dict], has_source: bool = True) -> dict:
-    """A recording of a suite report as replay_suite makes it, from hand-made utterances."""
+    """A recording of a suite report as _replay_suite makes it, from hand-made utterances."""
     from babelfish.evaluation.report import Summary
 
     summary = Summary(utterances=len(utts), quality=suite.score_recording(entry, utts, has_source))
@@ -347,18 +348,6 @@ def _doc(entry: suite.Entry, utts: list[dict], has_source: bool = True) -> dict:
         else suite.check_quality(entry.expect, [u["translated_text"] for u in utts])
     )
     return suite.recording_doc(entry, "es", "en", utts, summary, check)
-
-
-def _utt(start: float, end: float, text: str, source: str = "") -> dict:
-    return {
-        "id": f"u{int(start * 1000):08d}",
-        "speech_start_s": start,
-        "speech_end_s": end,
-        "source_text": source,
-        "translated_text": text,
-        "stages": {},
-        "latency_ms": {},
-    }
 
 
 def test_suite_file_with_references(tmp_path):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import helpers
-from helpers import (
+from devtools import harness
+from devtools.harness import (
     REPO,
     babelfish,
     communicate,
@@ -21,18 +21,10 @@ from helpers import (
     wait_for,
     write_config,
 )
-from speech import concat, espeak
+from devtools.testspeech import KO_PHRASES, concat, espeak
 
 SAMPLE = REPO / "samples" / "es_station.wav"
 FIXTURE_MT = REPO / "tests" / "fixtures" / "tiny-mt-ko-en"
-KO_PHRASES = [
-    "안녕하세요.",
-    "역이 어디에 있습니까?",
-    "커피 한 잔 주세요.",
-    "감사합니다.",
-    "화장실이 어디에 있습니까?",
-    "얼마입니까?",
-]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +55,7 @@ def start_replay(
     tmp_path: Path, wav: Path, cfg_text: str, *extra
 ) -> tuple[subprocess.Popen, Path, Path]:
     cfg = write_config(tmp_path, cfg_text)
-    return helpers.start_replay(tmp_path, wav, cfg, *extra), cfg, tmp_path / "report.json"
+    return harness.start_replay(tmp_path, wav, cfg, *extra), cfg, tmp_path / "report.json"
 
 
 def first_done(proc: subprocess.Popen, cfg: Path, timeout: float = 90) -> dict:
@@ -76,7 +68,7 @@ def first_done(proc: subprocess.Popen, cfg: Path, timeout: float = 90) -> dict:
 def status(cfg: Path) -> dict | None:
     """The running supervisor's status, asked over its control socket (what
     `babelfish status` does)."""
-    return helpers.status(cfg.parent / "rt")
+    return harness.status(cfg.parent / "rt")
 
 
 def stage_pid(tmp_path: Path, stage: str) -> int | None:
@@ -250,7 +242,7 @@ def test_slow_stage_degrades_then_recovers(tmp_path, models_dir, long_spanish):
 
 
 def _set(cfg: Path, stage: str, params: dict) -> None:
-    assert helpers.control(cfg.parent / "rt", "set", stage=stage, params=params)["ok"]
+    assert harness.control(cfg.parent / "rt", "set", stage=stage, params=params)["ok"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

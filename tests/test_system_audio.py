@@ -1,5 +1,5 @@
 """`--input system`: Babelfish translates what the computer plays. A private PulseAudio server
-(tests/pulse.py) stands for the desktop: `bf_desk` (48 kHz stereo) is the default sink the
+(devtools/virtualsound.py) stands for the desktop: `bf_desk` (48 kHz stereo) is the default sink the
 applications play into, `bf_head` other headphones. An application (paplay) plays a Spanish
 recording into the default sink while `babelfish run --input system` listens to its monitor:
 (A) the translation goes to the other headphones, (B) to the same default sink, where our own
@@ -20,9 +20,18 @@ import pytest
 import soundfile as sf
 import soxr
 
-from helpers import REPO, babelfish, stage_processes, status, utterance_count, wait_for
-from helpers import write_config as _write_config
-from pulse import PulseServer, missing_tools
+from devtools.harness import (
+    REPO,
+    babelfish,
+    stage_processes,
+    start_ready,
+    status,
+    utterance_count,
+    wait_for,
+)
+from devtools.harness import write_config as _write_config
+from devtools.virtualsound import PulseServer, serve
+
 from test_pipeline import transcribe_english
 
 SAMPLE = REPO / "samples" / "es_station.wav"
@@ -33,20 +42,13 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def desk(tmp_path_factory):
     """The desktop: a default sink at 48 kHz stereo, and other headphones."""
-    assert not missing_tools(), f"missing: {missing_tools()} (scripts/setup.sh --dev installs them)"
     server = PulseServer(
         tmp_path_factory.mktemp("desk"),
         sinks={"bf_desk": {"rate": 48000, "channels": 2}, "bf_head": {}},
         default_source="bf_desk.monitor",
         default_sink="bf_desk",
     )
-    server.start()
-    try:
-        server.activate()
-        yield server
-    finally:
-        server.stop()
-        assert not server.leftovers()
+    yield from serve(server)
 
 
 @pytest.fixture(scope="module")
@@ -61,26 +63,8 @@ def original(tmp_path_factory) -> Path:
 
 def _start(tmp_path: Path, desk: PulseServer, audio: str, *flags: str):
     cfg = _write_config(tmp_path, "[audio]\n" + audio)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "babelfish", "run", "--input", "system", "--config", str(cfg)]
-        + list(flags),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=desk.child_env(),
-    )
-    rt = tmp_path / "rt"
-    ready = wait_for(
-        lambda: (
-            (s := status(rt)) and all(st["state"] == "ready" for st in s["stages"].values()) and s
-        ),
-        90,
-    )
-    if not ready:
-        proc.kill()
-        raise AssertionError(f"not ready: {proc.communicate()[1][-2000:]}")
-    return proc, cfg
+    args = ["run", "--input", "system", "--config", cfg, *flags]
+    return start_ready(args, tmp_path / "rt", 90, desk.child_env()), cfg
 
 
 def _finish(tmp_path: Path, proc, cfg, n: int, settle_s: float) -> tuple[dict, str, str]:

@@ -14,8 +14,7 @@ from babelfish.config import load_config
 from babelfish.engines import make_tts
 from babelfish.engines.tts_espeak import EspeakTTS, find_voice, parse_wav
 from babelfish.engines.tts_piper import SILENCE, PiperTTS
-
-from helpers import REPO, load_report, replay_fast, write_config
+from devtools.harness import REPO, load_report, replay_fast, write_config
 
 SPANISH = "Buenos días. ¿Dónde está la estación? Quiero un café, por favor."
 
@@ -178,8 +177,7 @@ def test_replay_english_to_spanish_the_wearers_direction(
     """English speech (the wearer's) -> Whisper tiny.en -> the tiny en -> es translator
     (tests/fixtures/tiny-mt-en-es) -> espeak-ng Spanish, which Whisper base understands."""
     from babelfish.audio import read_wav, to_mono
-
-    from speech import concat, piper_speak
+    from devtools.testspeech import concat, piper_speak
 
     phrases = ["Good morning.", "Where is the station?", "A coffee, please."]
     clips = [piper_speak(t, piper_voice_dir, tmp_path / f"{i}.wav") for i, t in enumerate(phrases)]

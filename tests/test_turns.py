@@ -12,7 +12,7 @@ import soundfile as sf
 
 from babelfish.evaluation import turns
 from babelfish.evaluation.turns import Piece, laal, split, word_delays
-from tests.helpers import REPO, babelfish, load_report, write_config
+from devtools.harness import REPO, babelfish, load_report, write_config
 
 BENCH = REPO / "samples" / "bench"
 REFS = [

@@ -20,9 +20,8 @@ import soundfile as sf
 import soxr
 
 from babelfish.evaluation.suite import read_suite
-from babelfish.testspeech import several_languages
-
-from helpers import REPO, babelfish, load_report, stage_processes, write_config
+from devtools.harness import REPO, babelfish, load_report, stage_processes, write_config
+from devtools.testspeech import several_languages
 
 DEBIAN = Path("/usr/share/doc/asterisk-core-sounds-es/core-sounds-es.txt.gz")
 TINY_EN_ES = REPO / "tests" / "fixtures" / "tiny-mt-en-es"
@@ -39,7 +38,7 @@ WEARER = {
 @pytest.fixture(scope="module")
 def conversation(tmp_path_factory, piper_voice_dir) -> tuple[Path, list]:
     """es, en, es, en, en: the real Spanish prompts and the wearer's Piper phrases, 1.5 s apart."""
-    from babelfish.testspeech import piper_speak
+    from devtools.testspeech import piper_speak
 
     if not DEBIAN.is_file() and not os.environ.get("CI"):
         pytest.skip("the Asterisk voice prompts are not installed (scripts/setup.sh --dev)")
@@ -212,9 +211,8 @@ def test_live_two_way_never_translates_the_loudspeaker_again(tmp_path, pulse, pi
     (counted), never translated again: exactly the wearer's utterances are done."""
     import zmq
 
-    from babelfish.testspeech import concat, piper_speak
-
-    from helpers import status, wait_for
+    from devtools.harness import status, wait_for
+    from devtools.testspeech import concat, piper_speak
 
     phrases = ["Where is the station?", "A coffee, please."]
     clips = [piper_speak(t, piper_voice_dir, tmp_path / f"{i}.wav") for i, t in enumerate(phrases)]

@@ -12,8 +12,7 @@ from babelfish import BabelfishError, UsageError
 from babelfish.config import load_config
 from babelfish.engines.vad import SileroVAD, WebRtcVAD, make_vad
 from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechPause, SpeechStart
-
-from speech import espeak
+from devtools.testspeech import espeak
 
 RATE = 16000
 LEAD = RATE // 2  # silence before the first sentence

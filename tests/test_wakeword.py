@@ -11,8 +11,7 @@ from babelfish import UsageError
 from babelfish.engines.vad import WebRtcVAD
 from babelfish.engines.wakeword import BUILTIN_MODELS, WakeGate, WakeWord, find_model
 from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechStart
-
-from speech import piper_speak
+from devtools.testspeech import piper_speak
 
 RATE = 16000
 CHUNK = 320  # 20 ms, as capture feeds

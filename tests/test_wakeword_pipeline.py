@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from helpers import babelfish, load_report, replay_fast, stage_processes, write_config
-from speech import concat, piper_speak
+from devtools.harness import babelfish, load_report, replay_fast, stage_processes, write_config
+from devtools.testspeech import concat, piper_speak
 
 
 def test_only_the_utterance_after_the_wake_word_is_translated(

@@ -1,4 +1,4 @@
-"""The live web page (`--web`, babelfish/web): a real headless Chromium (babelfish/headless.py)
+"""The live web page (`--web`, babelfish/web): a real headless Chromium (devtools/headless.py)
 opens it during a realtime replay and during a live run on the virtual sound card, and against
 the web page's process with the supervisor's end played by the test (tests/webpeer.py) where
 the test must choose what is published: text with HTML in it, floods of lines, clients that go
@@ -22,10 +22,8 @@ from pathlib import Path
 import pytest
 
 from babelfish import UsageError
-from babelfish.headless import Browser, find_chromium
 from babelfish.web import is_local, parse_listen
-
-from helpers import (
+from devtools.harness import (
     REPO,
     babelfish,
     communicate,
@@ -36,6 +34,8 @@ from helpers import (
     wait_for,
     write_config,
 )
+from devtools.headless import Browser, find_chromium
+
 from webpeer import TOKEN, WebPeer
 
 SAMPLE = REPO / "samples" / "es_station.wav"

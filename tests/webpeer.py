@@ -32,8 +32,7 @@ from babelfish.runtime.control import (
 )
 from babelfish.schema import Heartbeat, Shutdown, decode, encode
 from babelfish.stages.base import RunInfo, RuntimeFile
-
-from helpers import REPO, write_config
+from devtools.harness import REPO, write_config
 
 TOKEN = "test-token-0123456789abcdef"
 ROUTE = ["capture", "asr", "tts", "playback"]

@@ -41,6 +41,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -415,3 +416,17 @@ def _reinit_portaudio() -> None:
         reinitialize()
     except Exception:  # noqa: BLE001 - no PortAudio: nothing to restart
         pass
+
+
+def serve(server: PulseServer) -> Iterator[PulseServer]:
+    """A test fixture's whole life of `server` (`yield from serve(PulseServer(...))`): fails at
+    once when the PulseAudio tools are missing, starts and activates it, yields it, stops it,
+    and fails when it leaves processes behind."""
+    assert not missing_tools(), f"missing: {missing_tools()} (scripts/setup.sh --dev installs them)"
+    server.start()
+    try:
+        server.activate()
+        yield server
+    finally:
+        server.stop()
+        assert not server.leftovers()

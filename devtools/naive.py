@@ -44,7 +44,7 @@ The summary also says which engines and model paths were used ("engines"), the e
 ("segmenter"). Its CPU figures are the pipeline's (report.Summary), for its one process named
 "naive": cpu_s_per_audio_s, cpu_s (after the models were loaded) and load_cpu_s (before).
 
-`python -m babelfish.naive INPUT.wav --out OUT.wav --report REPORT.json [--pace fast]` runs it on
+`python -m devtools.naive INPUT.wav --out OUT.wav --report REPORT.json [--pace fast]` runs it on
 its own (scripts/bench.py runs it in a subprocess so that its memory is measured alone).
 """
 
@@ -314,9 +314,9 @@ def run_naive(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m babelfish.naive INPUT.wav --out OUT.wav [--report REPORT.json] ...`."""
+    """`python -m devtools.naive INPUT.wav --out OUT.wav [--report REPORT.json] ...`."""
     p = argparse.ArgumentParser(
-        prog="python -m babelfish.naive",
+        prog="python -m devtools.naive",
         description="The naive one-process cascade (benchmark baseline).",
     )
     p.add_argument("input", metavar="INPUT.wav")

@@ -1,8 +1,8 @@
 """Real speech for tests and benchmarks: espeak-ng for other languages, the Piper voice for English.
 
-Used by scripts/ (make_suite_samples.py, bench_live.py, bench_recovery.py); the tests' own
-tests/speech.py is the same code (it can import it from here). Needs espeak-ng (Debian package
-espeak-ng) for `espeak`, the packaged Piper voice for `piper_speak`.
+Used by the tests and by scripts/ (make_suite_samples.py, bench_live.py, bench_recovery.py, ...).
+Needs espeak-ng (Debian package espeak-ng) for `espeak`, the packaged Piper voice for
+`piper_speak`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,16 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+
+# Korean phrases that tests/fixtures/tiny-mt-ko-en (a tiny Marian model) was trained to translate
+KO_PHRASES = [
+    "안녕하세요.",
+    "역이 어디에 있습니까?",
+    "커피 한 잔 주세요.",
+    "감사합니다.",
+    "화장실이 어디에 있습니까?",
+    "얼마입니까?",
+]
 
 
 def espeak(
