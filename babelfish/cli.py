@@ -172,7 +172,7 @@ def _write_plot(args, report: dict, cfg) -> None:
 def cmd_replay(args) -> int:
     """`babelfish replay INPUT ...`: one recording, or a suite of them (_replay_suite)."""
     from babelfish import suite
-    from babelfish.audio import probe_wav
+    from babelfish.audio.wav import probe_wav
     from babelfish.config import load_config
     from babelfish.report import to_json
 
@@ -227,7 +227,7 @@ def _replay_suite(args, entries) -> int:
     another, into one suite report (babelfish/suite.py). Quality failures are printed and
     reported, not an error: `babelfish compare` is what fails a build."""
     from babelfish import suite
-    from babelfish.audio import probe_wav
+    from babelfish.audio.wav import probe_wav
     from babelfish.config import load_config
 
     # everything is checked before the first recording starts
@@ -395,13 +395,13 @@ def _live(args, daemon: bool, cfg, overrides: dict) -> int:
 def _check_live_devices(cfg) -> None:
     """The input (a microphone, or with audio.input = "system" a sink's monitor) and the output
     (unless audio.speech is off): a one-line UsageError when one is missing."""
-    from babelfish import devices
+    from babelfish.audio import listing as devices
 
     a = cfg.audio
     saved = {k: os.environ.get(k) for k in ("PULSE_SOURCE", "PULSE_SINK")}
     try:
         if a.input == "system" or a.duck_db < 0:
-            from babelfish import sysaudio
+            from babelfish.audio import sysaudio
 
             if a.input == "system":
                 sysaudio.system_input(a.input_device)
@@ -432,7 +432,7 @@ def _isolate_own_voice(cfg, overrides: dict):
     a = cfg.audio
     if a.input != "system" or a.own_voice != "route" or not a.speech:
         return None
-    from babelfish import sysaudio
+    from babelfish.audio import sysaudio
 
     captured = sysaudio.resolve_sink(a.input_device)
     out = a.output_device.strip()
@@ -452,7 +452,8 @@ def _isolate_own_voice(cfg, overrides: dict):
 
 def cmd_devices(args) -> int:
     """`babelfish devices`: the audio devices; 1 when there are none."""
-    from babelfish import devices, sysaudio
+    from babelfish.audio import listing as devices
+    from babelfish.audio import sysaudio
 
     found = devices.list_devices()
     print(devices.format_devices(found))

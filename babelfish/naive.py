@@ -7,8 +7,8 @@ synthesizes ALL of its speech, and only then "plays" it. While it works, the mic
 wait in the buffer.
 
 The same as Babelfish:
-  * the engines, models and settings: the same factories (babelfish.engines.make_asr /
-    make_translator / make_tts, babelfish.engines.vad.make_vad) on the same config, and the same
+  * the engines, models and settings: the same factories (babelfish.engines.factory.make_asr /
+    make_translator / make_tts, babelfish.engines.factory.make_vad) on the same config, and the same
     reading and resampling of the input (the capture stage's FileSource);
   * the endpointing: the same Segmenter with the same VAD, start_ms, end_silence_ms, pad_ms and
     max_utterance_s, so both see speech start and end at the same sample positions;
@@ -66,11 +66,12 @@ import numpy as np
 
 from babelfish import UsageError, turns
 from babelfish.addresses import route as pipeline_route
+from babelfish.audio.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.clock import fed_ns
 from babelfish.commands import guarded
 from babelfish.config import Config, load_config, models_dir
-from babelfish.engines import SAMPLE_RATE, make_asr, make_translator, make_tts
-from babelfish.engines.vad import make_vad
+from babelfish.engines import SAMPLE_RATE
+from babelfish.engines.factory import make_asr, make_translator, make_tts, make_vad
 from babelfish.report import (
     Summary,
     UtteranceReport,
@@ -82,7 +83,6 @@ from babelfish.report import (
     summarize_latency,
 )
 from babelfish.schema import Stamp, utterance_id
-from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.stages.playback import FileSink
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ log = logging.getLogger(__name__)
 @contextmanager
 def _resolved_models(into: list[str]):
     """Note every model path the engine factories resolve while loading (for the report)."""
-    import babelfish.models as M
+    import babelfish.models.manifest as M
 
     real = M.resolve
 

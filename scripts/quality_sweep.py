@@ -27,10 +27,10 @@ import numpy as np
 import soundfile as sf
 
 from babelfish import quality
+from babelfish.audio.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.config import load_config
-from babelfish.engines import Context, make_asr
-from babelfish.engines.vad import make_vad
-from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
+from babelfish.engines import Context
+from babelfish.engines.factory import make_asr, make_vad
 from babelfish.suite import read_suite
 
 REPO = Path(__file__).resolve().parent.parent

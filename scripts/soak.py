@@ -50,9 +50,9 @@ SAMPLE = REPO / "samples" / "es_station.wav"
 
 def utterance_count(wav: Path) -> int:
     """How many utterances the capture stage cuts `wav` (16 kHz mono) into, default config."""
+    from babelfish.audio.segmenter import SpeechEnd, segmenter_for
     from babelfish.config import load_config, models_dir
-    from babelfish.engines.vad import make_vad
-    from babelfish.segmenter import SpeechEnd, segmenter_for
+    from babelfish.engines.factory import make_vad
 
     cfg = load_config()
     seg = segmenter_for(cfg, make_vad(cfg.vad, models_dir(cfg)))

@@ -7,9 +7,11 @@ import pytest
 import soundfile as sf
 
 from babelfish import BabelfishError
-from babelfish.engines import SAMPLE_RATE, compute_type
+from babelfish.engines import SAMPLE_RATE
 from babelfish.engines.asr_vosk import VoskASR
-from babelfish.engines.asr_whisper import WhisperASR, strip_repetition
+from babelfish.engines.asr_whisper import WhisperASR
+from babelfish.engines.cpu import compute_type
+from babelfish.engines.whisper_loops import strip_repetition
 
 from helpers import REPO
 from speech import espeak, piper_speak
@@ -192,7 +194,7 @@ def test_whisper_rescues_a_decode_under_the_floor_with_a_beam(whisper_base, monk
 
 
 def test_a_sound_spelled_out_counts_as_looping():
-    from babelfish.engines.asr_whisper import _stutter
+    from babelfish.engines.whisper_loops import _stutter
 
     assert _stutter("C-c-c-c-c-d-c-c-c-s-c-c-c-")  # a tone, decoded in the pipeline once
     assert _stutter("a a a b")

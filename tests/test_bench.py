@@ -12,11 +12,10 @@ import pytest
 import soundfile as sf
 
 from babelfish.addresses import route
+from babelfish.audio.segmenter import SpeechEnd, segmenter_for
 from babelfish.config import load_config, models_dir
-from babelfish.engines import pick_model
-from babelfish.engines.vad import make_vad
+from babelfish.engines.factory import make_vad, pick_model
 from babelfish.naive import _Sink, run_naive
-from babelfish.segmenter import SpeechEnd, segmenter_for
 
 from helpers import REPO
 

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from babelfish.audio.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.config import load_config
 from babelfish.engines import SAMPLE_RATE, Context
 from babelfish.engines.vad import SileroVAD
 from babelfish.quality import normalize
-from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 
 from helpers import load_report, replay_fast, write_config
 from speech import espeak

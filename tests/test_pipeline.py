@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from babelfish.audio import read_wav, to_mono
+from babelfish.audio.wav import read_wav, to_mono
 from babelfish.engines.asr_whisper import WhisperASR
 
 from helpers import REPO, babelfish, load_report, replay_fast, stage_processes, write_config

@@ -189,7 +189,7 @@ def test_mt_output_of_the_wearers_phrases_is_the_memorised_spanish():
     """The way back's translator (conversation.back_config) is the configured one, en -> es."""
     from babelfish import conversation
     from babelfish.config import load_config, models_dir
-    from babelfish.engines import make_translator
+    from babelfish.engines.factory import make_translator
 
     cfg = load_config(
         None,

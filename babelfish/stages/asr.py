@@ -45,7 +45,8 @@ import numpy as np
 from babelfish import conversation
 from babelfish.addresses import asr_output_language
 from babelfish.config import speaks_early
-from babelfish.engines import SAMPLE_RATE, Abandoned, ASREngine, ASRResult, Context, make_asr
+from babelfish.engines import SAMPLE_RATE, Abandoned, ASREngine, ASRResult, Context
+from babelfish.engines.factory import make_asr
 from babelfish.languages import AUTO
 from babelfish.schema import AudioChunk, Msg, SourceText, Transcript, UtteranceEnd, UtterancePause
 from babelfish.stages.base import Stage, stage_main

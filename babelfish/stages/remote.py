@@ -45,7 +45,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from babelfish.addresses import asr_output_language
 from babelfish.config import Config
-from babelfish.engines import make_asr
+from babelfish.engines.factory import make_asr
 from babelfish.schema import (
     MAX_FRAME_BYTES,
     AudioChunk,

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from babelfish import conversation
-from babelfish.engines import make_tts
+from babelfish.engines.factory import make_tts
 from babelfish.schema import Msg, SourceText, SpeechAudio, Transcript, Translation
 from babelfish.stages.base import Stage, stage_main
 from babelfish.text import common_prefix
