@@ -70,9 +70,11 @@ def _read_wav(path: Path):
 
 def check_whisper(inputs: Path) -> dict:
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
     asr = WhisperASR(
-        REPO / "models" / "whisper-base", language="es", task="translate", window_s=30.0
+        REPO / "models" / "whisper-base",
+        WhisperOptions(language="es", task="translate", window_s=30.0),
     )
     asr.accept(_read_wav(WHISPER_WAV))
     r = asr.finish()
@@ -111,10 +113,13 @@ def _transcribe(wav: str) -> str:
     import soxr
 
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
     audio, sr = sf.read(wav, dtype="float32")
     pcm = (soxr.resample(audio, sr, 16000) * 32767).astype(np.int16)
-    asr = WhisperASR(REPO / "models" / "whisper-tiny.en", language="en", task="transcribe")
+    asr = WhisperASR(
+        REPO / "models" / "whisper-tiny.en", WhisperOptions(language="en", task="transcribe")
+    )
     asr.accept(pcm)
     return asr.finish().text
 

@@ -104,7 +104,9 @@ UNCLEAR_LOGPROB = -0.75
 
 
 class WhisperASR(WhisperModel, WhisperLanguageId):
-    """Speech -> text (task="transcribe") or speech -> English text (task="translate")."""
+    """Speech -> text (task="transcribe") or speech -> English text (task="translate"):
+    `WhisperASR(model_dir, WhisperOptions(...))` (engines/whisper_model.py loads the model,
+    engines/whisper_langid.py identifies the language with --from auto)."""
 
     streaming = False
     continues = True  # decode(context=...): a piece as the continuation of the one before

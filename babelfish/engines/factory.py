@@ -9,6 +9,8 @@ from pathlib import Path
 from babelfish import UsageError
 from babelfish.engines import SAMPLE_RATE
 from babelfish.engines.vad import SileroVAD, WebRtcVAD
+from babelfish.engines.whisper_model import WhisperOptions
+from babelfish.languages import AUTO
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +33,6 @@ def pick_model(kind: str, name: str, models_dir, lang: str, target: str | None =
 
 
 def make_asr(cfg, models_dir):
-    from babelfish.addresses import asr_output_language
-
     path = pick_model(f"asr-{cfg.asr.engine}", cfg.asr.model, models_dir, cfg.pipeline.source_lang)
     if cfg.asr.engine == "vosk":
         from babelfish.engines.asr_vosk import VoskASR
@@ -44,7 +44,18 @@ def make_asr(cfg, models_dir):
             language=cfg.pipeline.source_lang,
         )
     from babelfish.engines.asr_whisper import WhisperASR
-    from babelfish.languages import AUTO
+
+    asr = WhisperASR(path, whisper_options(cfg))
+    if cfg.pipeline.source_lang == AUTO and not asr.multilingual:
+        raise UsageError(f"--from auto needs a multilingual Whisper model, and {path.name} is not")
+    return asr
+
+
+def whisper_options(cfg) -> WhisperOptions:
+    """The WhisperOptions that the [asr] and [pipeline] config ask for: translating into English
+    when English is what the next stage needs from another language, identifying the language
+    per utterance (among pipeline.languages) with --from auto."""
+    from babelfish.addresses import asr_output_language
 
     task = (
         "translate"
@@ -52,8 +63,7 @@ def make_asr(cfg, models_dir):
         else "transcribe"
     )
     auto = cfg.pipeline.source_lang == AUTO
-    asr = WhisperASR(
-        path,
+    return WhisperOptions(
         language=None if auto else (cfg.pipeline.source_lang or None),
         languages=tuple(cfg.pipeline.languages) if auto else (),
         language_threshold=cfg.asr.language_threshold,
@@ -68,9 +78,6 @@ def make_asr(cfg, models_dir):
         window_s=cfg.asr.window_s,
         source_text=cfg.asr.source_text,
     )
-    if auto and not asr.multilingual:
-        raise UsageError(f"--from auto needs a multilingual Whisper model, and {path.name} is not")
-    return asr
 
 
 def make_translator(cfg, models_dir, source_lang: str | None = None):

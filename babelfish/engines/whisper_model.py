@@ -8,7 +8,9 @@ import copy
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -23,30 +25,35 @@ PROMPT_TOKENS = 4  # <|startoftranscript|><|lang|><|task|><|notimestamps|>
 TASKS = ("translate", "transcribe")
 
 
+@dataclass(frozen=True, kw_only=True)
+class WhisperOptions:
+    """How to load and run a Whisper model (engines.factory.whisper_options builds it from the
+    [asr] and [pipeline] config)."""
+
+    language: str | None  # the language spoken; None: identified per utterance (--from auto)
+    languages: tuple[str, ...] = ()  # --from auto: the languages it can be (empty: any)
+    language_threshold: float = 0.5  # the probability from which an identified language is sure
+    language_min_s: float = 1.0  # seconds of audio under which no language is sure
+    language_rescore_below: float = 0.8  # unsure under this: the candidates decoded and compared
+    task: str = "translate"  # "translate" (into English) or "transcribe"
+    compute_type: str = "int8"  # ctranslate2's; "auto": the faster one here (engines.cpu)
+    threads: int = 2  # CPU threads of the model
+    beam_size: int = 1  # the decode's beam (1: greedy)
+    max_new_tokens: int = 96  # tokens a decode may add, per utterance
+    temperatures: tuple[float, ...] = (0.0, 0.4)  # the fallback's sampled decodes (0: greedy)
+    no_repeat_ngram_size: int = 8  # an n-gram this long may not come back (0: any may)
+    repetition_penalty: float = 1.0  # over 1: recurring tokens penalized
+    window_s: float = 10.0  # the encoder's input window in seconds (longer audio: its own)
+    source_text: bool = False  # translating: also the words as spoken (source_text())
+    rescue_beam_size: int = 1  # the beam of the decode a fallback tries first (1: none)
+
+
 class WhisperModel:
     """A loaded Whisper model with its settings; WhisperASR decodes with it."""
 
-    def __init__(
-        self,
-        model_dir: Path,
-        *,
-        language: str | None,
-        languages: tuple[str, ...] = (),
-        language_threshold: float = 0.5,
-        language_min_s: float = 1.0,
-        language_rescore_below: float = 0.8,
-        task: str = "translate",
-        compute_type: str = "int8",
-        threads: int = 2,
-        beam_size: int = 1,
-        max_new_tokens: int = 96,
-        temperatures: tuple[float, ...] = (0.0, 0.4),
-        no_repeat_ngram_size: int = 8,
-        repetition_penalty: float = 1.0,
-        window_s: float = 10.0,
-        source_text: bool = False,
-        rescue_beam_size: int = 1,
-    ):
+    def __init__(self, model_dir: Path, options: WhisperOptions):
+        o = options
+        language, task, compute_type = o.language, o.task, o.compute_type
         model_dir = Path(model_dir)
         if task not in TASKS:
             raise BabelfishError(f"whisper: task must be one of {', '.join(TASKS)}, not {task!r}")
@@ -63,7 +70,7 @@ class WhisperModel:
                 str(model_dir),
                 device="cpu",
                 compute_type=compute_type,
-                cpu_threads=threads,
+                cpu_threads=o.threads,
                 num_workers=1,
                 local_files_only=True,
             )
@@ -92,13 +99,13 @@ class WhisperModel:
         self.task = task
         # language=None: identified for each utterance (--from auto), among `languages` if given
         self.auto = language is None
-        bad = [x for x in languages if x not in self._model.supported_languages]
+        bad = [x for x in o.languages if x not in self._model.supported_languages]
         if bad:
             raise BabelfishError(f"whisper: unknown language(s) {', '.join(map(repr, bad))}")
-        self.languages = tuple(languages)
-        self.language_threshold = float(language_threshold)
-        self.language_min_s = float(language_min_s)
-        self.language_rescore_below = float(language_rescore_below)
+        self.languages = tuple(o.languages)
+        self.language_threshold = float(o.language_threshold)
+        self.language_min_s = float(o.language_min_s)
+        self.language_rescore_below = float(o.language_rescore_below)
         self.sure_language = ""  # the last language identified for sure (auto)
         self._utt_language = ""  # the language of this utterance's first sure piece (auto)
         self._utt_probability = 0.0  # ... and its probability
@@ -106,7 +113,7 @@ class WhisperModel:
 
         # the encoder's input window; longer utterances get a window of their own length
         self.detected_language = ""
-        self.window_frames = min(N_FRAMES, max(100, int(window_s * 100)))
+        self.window_frames = min(N_FRAMES, max(100, int(o.window_s * 100)))
         self._tokenizer = Tokenizer(
             self._model.hf_tokenizer, self.multilingual, task=task, language=language or "en"
         )
@@ -120,7 +127,7 @@ class WhisperModel:
                 self._model.hf_tokenizer, True, task="transcribe", language=language or "en"
             )
             self._transcribe_prompt = [*src.sot_sequence, src.no_timestamps]
-            if source_text:
+            if o.source_text:
                 self._source_prompt = self._transcribe_prompt
         self._source_cache: tuple | None = None  # (encoding, language, prefix, text) last made
         self.last_source_text = ""
@@ -133,12 +140,12 @@ class WhisperModel:
         self.repetition_penalty = 1.0
         self.rescue_beam_size = 1
         self.set_params(
-            beam_size=beam_size,
-            rescue_beam_size=rescue_beam_size,
-            max_new_tokens=max_new_tokens,
-            temperatures=temperatures,
-            no_repeat_ngram_size=no_repeat_ngram_size,
-            repetition_penalty=repetition_penalty,
+            beam_size=o.beam_size,
+            rescue_beam_size=o.rescue_beam_size,
+            max_new_tokens=o.max_new_tokens,
+            temperatures=o.temperatures,
+            no_repeat_ngram_size=o.no_repeat_ngram_size,
+            repetition_penalty=o.repetition_penalty,
         )
         self._chunks: list[np.ndarray] = []
         self._last_encoded = None  # (encoding, language token, source prefix) of the last decode
@@ -151,10 +158,10 @@ class WhisperModel:
             compute_type,
             self.task,
             self.language or "detect",
-            threads,
+            o.threads,
         )
 
-    def fork(self):
+    def fork(self) -> Self:
         """Another recogniser on the same loaded model, with state of its own (`babelfish
         serve`: one for each pipeline it serves, one model in memory)."""
         twin = copy.copy(self)
