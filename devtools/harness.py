@@ -191,9 +191,9 @@ def utterance_count(wav: Path, config_text: str = "") -> int:
     import soundfile as sf
     import soxr
 
+    from babelfish.audio.segmenter import SpeechEnd, segmenter_for
     from babelfish.config import load_config, models_dir
-    from babelfish.engines.vad import make_vad
-    from babelfish.segmenter import SpeechEnd, segmenter_for
+    from babelfish.engines.factory import make_vad
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "c.toml"

@@ -7,8 +7,8 @@ synthesizes ALL of its speech, and only then "plays" it. While it works, the mic
 wait in the buffer.
 
 The same as Babelfish:
-  * the engines, models and settings: the same factories (babelfish.engines.make_asr /
-    make_translator / make_tts, babelfish.engines.vad.make_vad) on the same config, and the same
+  * the engines, models and settings: the same factories (babelfish.engines.factory.make_asr /
+    make_translator / make_tts, babelfish.engines.factory.make_vad) on the same config, and the same
     reading and resampling of the input (the capture stage's FileSource);
   * the endpointing: the same Segmenter with the same VAD, start_ms, end_silence_ms, pad_ms and
     max_utterance_s, so both see speech start and end at the same sample positions;
@@ -65,11 +65,12 @@ import msgspec
 import numpy as np
 
 from babelfish import UsageError
+from babelfish.audio.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.cli.commands import guarded
 from babelfish.clock import fed_ns
 from babelfish.config import Config, load_config, models_dir
-from babelfish.engines import SAMPLE_RATE, make_asr, make_translator, make_tts
-from babelfish.engines.vad import make_vad
+from babelfish.engines import SAMPLE_RATE
+from babelfish.engines.factory import make_asr, make_translator, make_tts, make_vad
 from babelfish.evaluation import turns
 from babelfish.evaluation.report import (
     Summary,
@@ -83,7 +84,6 @@ from babelfish.evaluation.report import (
 )
 from babelfish.runtime.addresses import route as pipeline_route
 from babelfish.schema import Stamp, utterance_id
-from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.stages.playback import FileSink
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ log = logging.getLogger(__name__)
 @contextmanager
 def _resolved_models(into: list[str]):
     """Note every model path the engine factories resolve while loading (for the report)."""
-    import babelfish.models as M
+    import babelfish.models.manifest as M
 
     real = M.resolve
 

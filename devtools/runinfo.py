@@ -48,7 +48,7 @@ def machine(load_start: float | None = None) -> str:
     """One line: cores, CPU model (and, on x86, its widest vector and int8 dot-product
     instructions: hosts of the same model name differ 3x in int8 speed by them), architecture,
     kernel, load average at the start and now."""
-    from babelfish.engines import cpu_flags
+    from babelfish.engines.cpu import cpu_flags
 
     model, flags = "", cpu_flags() or set()
     try:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from babelfish.audio.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.engines import SAMPLE_RATE
-from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 
 
 def value(text: str):

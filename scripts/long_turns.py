@@ -75,8 +75,8 @@ def run(suite: str, setting: dict, models_dir: Path) -> str:
     from sacrebleu.metrics import CHRF
 
     from babelfish.config import load_config
-    from babelfish.engines import Context, make_asr
-    from babelfish.engines.vad import make_vad
+    from babelfish.engines import Context
+    from babelfish.engines.factory import make_asr, make_vad
     from babelfish.evaluation.suite import read_suite
 
     cfg = load_config(None, overrides=sweep.overrides(setting))

@@ -26,8 +26,8 @@ import numpy as np
 import soundfile as sf
 
 from babelfish.config import load_config
-from babelfish.engines import Context, make_asr
-from babelfish.engines.vad import make_vad
+from babelfish.engines import Context
+from babelfish.engines.factory import make_asr, make_vad
 from babelfish.evaluation import quality
 from babelfish.evaluation.suite import read_suite
 from devtools import sweep

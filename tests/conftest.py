@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from babelfish.config import REPO_ROOT
-from babelfish.models import install_packaged
+from babelfish.models.packaged import install_packaged
 
 MODELS_DIR = REPO_ROOT / "models"
 FIXTURES = Path(__file__).parent / "fixtures"

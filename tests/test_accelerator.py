@@ -21,7 +21,12 @@ import pytest
 import soundfile as sf
 
 from babelfish import UsageError
-from babelfish.accelerator import InferenceStats, edgetpu_model_path, load_interpreter, timed_invoke
+from babelfish.engines.accelerator import (
+    InferenceStats,
+    edgetpu_model_path,
+    load_interpreter,
+    timed_invoke,
+)
 from babelfish.engines.wakeword import find_model
 from devtools.harness import babelfish, stage_processes, write_config
 
@@ -124,7 +129,7 @@ def test_edgetpu_build_without_delegate_is_ignored(model):
 def test_junk_delegate_file_is_a_reason_not_a_crash(model, tmp_path, caplog):
     junk = tmp_path / "libedgetpu.so.1"
     junk.write_bytes(b"\x7fELF this is not a library")
-    with caplog.at_level(logging.INFO, logger="babelfish.accelerator"):
+    with caplog.at_level(logging.INFO, logger="babelfish.engines.accelerator"):
         interp, info = load_interpreter(model, "auto", str(junk))
         load_interpreter(model, "auto", str(junk))  # the same reason is logged once only
     assert (

@@ -7,9 +7,12 @@ import pytest
 import soundfile as sf
 
 from babelfish import BabelfishError
-from babelfish.engines import SAMPLE_RATE, compute_type
+from babelfish.engines import SAMPLE_RATE
 from babelfish.engines.asr_vosk import VoskASR
-from babelfish.engines.asr_whisper import WhisperASR, strip_repetition
+from babelfish.engines.asr_whisper import WhisperASR
+from babelfish.engines.cpu import compute_type
+from babelfish.engines.whisper_loops import strip_repetition
+from babelfish.engines.whisper_model import WhisperOptions
 from devtools.harness import REPO
 from devtools.testspeech import espeak, piper_speak
 
@@ -39,7 +42,7 @@ def spanish(wavs) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def whisper_base(whisper_base_dir) -> WhisperASR:
-    return WhisperASR(whisper_base_dir, language=None, task="translate")
+    return WhisperASR(whisper_base_dir, WhisperOptions(language=None, task="translate"))
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +85,29 @@ def test_compute_type_auto_follows_the_cpu():
         assert compute_type(named, AVX2_ONLY, "x86_64") == named
 
 
+def test_whisper_options_follow_the_config():
+    """The factory's WhisperOptions: es -> en translates in Whisper with the [asr] settings; es ->
+    fr transcribes (MT translates); --from auto identifies among pipeline.languages."""
+    from babelfish.config import load_config
+    from babelfish.engines.factory import whisper_options
+
+    cfg = load_config(overrides={"asr": {"beam_size": 3, "source_text": True}})
+    o = whisper_options(cfg)
+    assert (o.language, o.languages, o.task) == ("es", (), "translate")
+    assert (o.beam_size, o.source_text, o.threads) == (3, True, cfg.asr.threads)
+    o = whisper_options(load_config(overrides={"pipeline": {"target_lang": "fr"}}))
+    assert (o.language, o.task) == ("es", "transcribe")
+    auto = {"pipeline": {"source_lang": "auto", "languages": ["es", "ca"]}}
+    o = whisper_options(load_config(overrides=auto))
+    assert (o.language, o.languages, o.task) == (None, ("es", "ca"), "translate")
+
+
 def test_whisper_loads_in_the_compute_type_auto_chooses_here(whisper_base_dir, spanish):
     """The model is loaded in what "auto" chose for this CPU (ctranslate2 says so), and it
     translates in it."""
-    asr = WhisperASR(whisper_base_dir, language="es", task="translate", compute_type="auto")
+    asr = WhisperASR(
+        whisper_base_dir, WhisperOptions(language="es", task="translate", compute_type="auto")
+    )
     # ctranslate2 names CPU int8 (int8 weights, float32 activations) "int8_float32"
     loaded = {"int8_float32": "int8"}.get(
         asr._model.model.compute_type, asr._model.model.compute_type
@@ -191,7 +213,7 @@ def test_whisper_rescues_a_decode_under_the_floor_with_a_beam(whisper_base, monk
 
 
 def test_a_sound_spelled_out_counts_as_looping():
-    from babelfish.engines.asr_whisper import _stutter
+    from babelfish.engines.whisper_loops import _stutter
 
     assert _stutter("C-c-c-c-c-d-c-c-c-s-c-c-c-")  # a tone, decoded in the pipeline once
     assert _stutter("a a a b")
@@ -201,7 +223,9 @@ def test_a_sound_spelled_out_counts_as_looping():
 
 def test_whisper_tiny_en_transcribes_english(whisper_tiny_dir, piper_voice_dir, wavs):
     pcm = _pcm(piper_speak("Where is the train station?", piper_voice_dir, wavs / "en.wav"))
-    asr = WhisperASR(whisper_tiny_dir, language=None, task="translate")  # English-only: transcribes
+    asr = WhisperASR(
+        whisper_tiny_dir, WhisperOptions(language=None, task="translate")
+    )  # English-only: transcribes
     assert asr.task == "transcribe" and asr.language == "en"
     asr.accept(pcm)
     result = asr.finish()
@@ -209,17 +233,17 @@ def test_whisper_tiny_en_transcribes_english(whisper_tiny_dir, piper_voice_dir, 
     assert "station" in result.text.lower()
     assert result.language == "en"
     with pytest.raises(BabelfishError, match="English-only"):
-        WhisperASR(whisper_tiny_dir, language="es", task="transcribe")
+        WhisperASR(whisper_tiny_dir, WhisperOptions(language="es", task="transcribe"))
 
 
 def test_whisper_bad_input(tmp_path, whisper_base):
     (tmp_path / "model.bin").write_bytes(b"")
     with pytest.raises(BabelfishError, match="not a ctranslate2 Whisper model"):
-        WhisperASR(tmp_path, language=None)
+        WhisperASR(tmp_path, WhisperOptions(language=None))
     with pytest.raises(BabelfishError, match="does not exist"):
-        WhisperASR(tmp_path / "nope", language=None)
+        WhisperASR(tmp_path / "nope", WhisperOptions(language=None))
     with pytest.raises(BabelfishError, match="task"):
-        WhisperASR(tmp_path, language=None, task="summarize")
+        WhisperASR(tmp_path, WhisperOptions(language=None, task="summarize"))
     with pytest.raises(BabelfishError):
         whisper_base.set_params(max_new_tokens=0)
     with pytest.raises(BabelfishError):
@@ -307,7 +331,8 @@ def test_whisper_rescue_never_takes_the_words_as_spoken_for_a_translation(
         list(FileSource(str(REPO / "samples" / "es_restaurant.wav"), 320).frames())
     )
     asr = WhisperASR(
-        whisper_base_dir, language="es", task="translate", rescue_beam_size=5, source_text=True
+        whisper_base_dir,
+        WhisperOptions(language="es", task="translate", rescue_beam_size=5, source_text=True),
     )
     asr.accept(pcm[312 * 16 : 2816 * 16])
     asr.finish(source=False)
@@ -369,7 +394,9 @@ class _Spy:
 
 
 def test_whisper_translate_can_also_give_the_words_as_spoken(whisper_base_dir, spanish):
-    asr = WhisperASR(whisper_base_dir, language="es", task="translate", source_text=True)
+    asr = WhisperASR(
+        whisper_base_dir, WhisperOptions(language="es", task="translate", source_text=True)
+    )
     asr.accept(spanish)
     result = asr.finish()
     assert "coffee" in result.text.lower() and "café" in result.source_text.lower(), result
@@ -378,7 +405,7 @@ def test_whisper_translate_can_also_give_the_words_as_spoken(whisper_base_dir, s
 def test_whisper_goes_on_after_what_was_already_spoken(whisper_base_dir, wavs):
     """decode(spoken=...): the text already given out for this audio is a forced prefix, and only
     what follows it comes back; when it said everything, nothing comes back."""
-    w = WhisperASR(whisper_base_dir, language="es", task="translate")
+    w = WhisperASR(whisper_base_dir, WhisperOptions(language="es", task="translate"))
     audio = _pcm(espeak("Necesito un taxi para el aeropuerto.", "es", wavs / "taxi.wav"))
     whole = w.decode(audio).text
     assert "taxi" in whole.lower() and "airport" in whole.lower(), whole

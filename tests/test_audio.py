@@ -1,4 +1,5 @@
-"""babelfish.audio: WAV validation and chunked reading, atomic writing, conversions, streaming."""
+"""babelfish.audio.wav: WAV validation and chunked reading, atomic writing, conversions,
+streaming."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import soundfile as sf
 import soxr
 
 from babelfish import UsageError
-from babelfish.audio import (
+from babelfish.audio.wav import (
     Chunker,
     Resampler,
     float_to_int16,

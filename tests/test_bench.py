@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from babelfish.audio.segmenter import SpeechEnd, segmenter_for
 from babelfish.config import load_config, models_dir
-from babelfish.engines import pick_model
-from babelfish.engines.vad import make_vad
+from babelfish.engines.factory import make_vad, pick_model
 from babelfish.runtime.addresses import route
-from babelfish.segmenter import SpeechEnd, segmenter_for
 from devtools.harness import REPO
 from devtools.naive import _Sink, run_naive
 

@@ -50,7 +50,7 @@ def test_default_file_exists_and_documents_every_section():
 def test_speaking_early_is_off_in_speaker_mode():
     """The echo gate closes the microphone while we speak: speaking over the speaker would cut
     them off, so long speech is not spoken early there (and the Vosk route cuts it again)."""
-    from babelfish.segmenter import segmenter_for
+    from babelfish.audio.segmenter import segmenter_for
 
     class Vad:
         frame_samples = 320

@@ -60,6 +60,7 @@ def test_long_real_prompt_is_cut_in_bounded_pieces_whose_seams_say_each_word_onc
     silero_onnx, whisper_base_dir
 ):
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
     speech = decode_g722(PROMPTS / f"{LONG_PROMPT}.g722")
     x = np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(SAMPLE_RATE, np.float32)])
@@ -74,7 +75,9 @@ def test_long_real_prompt_is_cut_in_bounded_pieces_whose_seams_say_each_word_onc
             assert decided - start <= bound * SAMPLE_RATE + 2 * 512
     # the words as spoken, so that the seams compare word for word: each piece decoded after
     # the one before it (its audio, and its text as a forced prefix), as the pipeline does
-    asr = WhisperASR(whisper_base_dir, language="es", task="transcribe", rescue_beam_size=5)
+    asr = WhisperASR(
+        whisper_base_dir, WhisperOptions(language="es", task="transcribe", rescue_beam_size=5)
+    )
     asr.accept(x)
     whole = asr.finish().text
     texts, context = [], None

@@ -16,14 +16,10 @@ import soundfile as sf
 import soxr
 
 from babelfish import BabelfishError, UsageError
-from babelfish.devices import (
-    DeviceSink,
-    DeviceSource,
-    EchoGate,
-    find_device,
-    format_devices,
-    list_devices,
-)
+from babelfish.audio.echo import EchoGate
+from babelfish.audio.listing import find_device, format_devices, list_devices
+from babelfish.audio.sink import DeviceSink
+from babelfish.audio.source import DeviceSource
 from devtools.testspeech import piper_speak
 from devtools.virtualsound import PulseError, PulseServer, missing_tools
 
@@ -184,7 +180,8 @@ def test_no_devices_at_all(tmp_path):
     }
     env.pop("ALSA_CONFIG_PATH", None)
     code = (
-        "from babelfish import devices, UsageError\n"
+        "from babelfish import UsageError\n"
+        "from babelfish.audio import listing as devices\n"
         "print(devices.list_devices()); print(devices.format_devices())\n"
         "try: devices.find_device(None, 'input')\n"
         "except UsageError as e: print('UsageError:', e)\n"
@@ -206,7 +203,7 @@ def test_portaudio_missing_names_the_package():
         "real = ctypes.util.find_library\n"
         "ctypes.util.find_library = lambda n: None if 'portaudio' in n else real(n)\n"
         "from babelfish import BabelfishError\n"
-        "from babelfish.devices import list_devices\n"
+        "from babelfish.audio.listing import list_devices\n"
         "try: list_devices()\n"
         "except BabelfishError as e: print(e)\n"
     )

@@ -101,8 +101,11 @@ def clips(tmp_path_factory, piper_voice_dir) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def auto_asr(whisper_base_dir):
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
-    return WhisperASR(whisper_base_dir, language=None, task="translate", source_text=True)
+    return WhisperASR(
+        whisper_base_dir, WhisperOptions(language=None, task="translate", source_text=True)
+    )
 
 
 def test_each_language_is_identified_and_decoded_in_it(auto_asr, clips):
@@ -128,8 +131,11 @@ def test_short_or_unsure_keeps_the_last_sure_language(whisper_base_dir, prompts,
     not hear Spanish at all, is not decoded as Spanish (its best guess instead). (The rule
     without the rescoring of unsure utterances, which the next test shows.)"""
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
-    asr = WhisperASR(whisper_base_dir, language=None, task="translate", language_rescore_below=0)
+    asr = WhisperASR(
+        whisper_base_dir, WhisperOptions(language=None, task="translate", language_rescore_below=0)
+    )
 
     def decode(audio: np.ndarray):
         asr.accept(audio)
@@ -156,12 +162,14 @@ def test_an_unsure_language_is_told_apart_by_decoding(whisper_base_dir, prompts)
     utterance is decoded (and translated) from Spanish. Without the rescoring it is decoded as
     Italian (sure, at 0.6); after a sure Italian utterance it is not rescored."""
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
     audio = _pcm(prompts / "agent-incorrect.wav")  # "Clave incorrecta. Por favor, ingrese ..."
     results = {}
     for below in (0.8, 0.0):
         asr = WhisperASR(
-            whisper_base_dir, language=None, task="translate", language_rescore_below=below
+            whisper_base_dir,
+            WhisperOptions(language=None, task="translate", language_rescore_below=below),
         )
         asr.accept(audio)
         r = asr.finish()
@@ -177,7 +185,7 @@ def test_an_unsure_language_is_told_apart_by_decoding(whisper_base_dir, prompts)
     assert stats["language_detected"] == "it" and r.source_language == "it", stats
     # after a sure Italian utterance, Italian as the unsure best is kept without rescoring (the
     # rule keeps the last sure language; the rescoring costs only where it decides something)
-    asr = WhisperASR(whisper_base_dir, language=None, task="translate")
+    asr = WhisperASR(whisper_base_dir, WhisperOptions(language=None, task="translate"))
     asr.sure_language = "it"
     asr.accept(audio)
     r = asr.finish()
@@ -188,12 +196,15 @@ def test_allow_list_narrows_the_choice(whisper_base_dir, tmp_path):
     """espeak-ng German that Whisper base takes for Yiddish: among ["fr", "de"] it is German,
     with the probability among those two."""
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
     audio = _pcm(espeak("Der Zug nach Berlin fährt um acht Uhr.", "de", tmp_path / "zug.wav"))
-    free = WhisperASR(whisper_base_dir, language=None, task="translate")
+    free = WhisperASR(whisper_base_dir, WhisperOptions(language=None, task="translate"))
     _, anywhere = free.identify(audio)
     assert next(iter(anywhere)) != "de", anywhere  # (Yiddish, 0.75 when measured)
-    narrow = WhisperASR(whisper_base_dir, language=None, task="translate", languages=("fr", "de"))
+    narrow = WhisperASR(
+        whisper_base_dir, WhisperOptions(language=None, task="translate", languages=("fr", "de"))
+    )
     chosen, among = narrow.identify(audio)
     assert chosen == "de" and list(among) == ["de", "fr"] and among["de"] > 0.9, among
     assert abs(sum(among.values()) - 1.0) < 1e-6
@@ -201,7 +212,7 @@ def test_allow_list_narrows_the_choice(whisper_base_dir, tmp_path):
     r = narrow.finish()
     assert r.source_language == "de" and r.language_probability > 0.9, r
     with pytest.raises(Exception, match="unknown language"):
-        WhisperASR(whisper_base_dir, language=None, languages=("xx",))
+        WhisperASR(whisper_base_dir, WhisperOptions(language=None, languages=("xx",)))
 
 
 def test_pieces_of_one_utterance_keep_its_first_sure_language(auto_asr, clips):

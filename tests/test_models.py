@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from babelfish import BabelfishError, UsageError
-from babelfish import models as M
 from babelfish.config import REPO_ROOT
+from babelfish.models.download import DOWNLOADS, download_model
+from babelfish.models.manifest import MANIFEST_ENV, META_FILE, find_model, load_manifest, resolve
+from babelfish.models.verify import mt_files, verify_model
 
 # ---------------------------------------------------------------- helpers
 
@@ -102,7 +104,7 @@ def vosk_entry(
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    e = {k: v for k, v in os.environ.items() if k != M.MANIFEST_ENV}
+    e = {k: v for k, v in os.environ.items() if k != MANIFEST_ENV}
     e.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "babelfish.cli.models", *map(str, args)],
@@ -125,7 +127,7 @@ def one_line_error(p: subprocess.CompletedProcess) -> str:
 def leftovers(models_dir: Path) -> list[str]:
     """Anything other than .downloads/ in models_dir (model folders, unpack temp folders)."""
     return (
-        sorted(p.name for p in models_dir.iterdir() if p.name != M.DOWNLOADS)
+        sorted(p.name for p in models_dir.iterdir() if p.name != DOWNLOADS)
         if models_dir.exists()
         else []
     )
@@ -145,12 +147,12 @@ def test_download_tar_gz_unpack_verify_list(server, tmp_path):
     # single top-level folder stripped, every file intact
     for name, data in VOSK_FILES.items():
         assert (folder / name.split("/", 1)[1]).read_bytes() == data
-    meta = json.loads((folder / M.META_FILE).read_text())
+    meta = json.loads((folder / META_FILE).read_text())
     assert meta["name"] == "vosk-xx" and meta["url"] == url
     assert meta["sha256"] == sha256(VOSK_TGZ) and meta["size"] == len(VOSK_TGZ) and meta["date"]
     assert meta["files"][0]["checked"] == "sha256"
     assert leftovers(md) == ["vosk-xx"]
-    assert list((md / M.DOWNLOADS).glob("*.download")) == []  # the archive is not kept
+    assert list((md / DOWNLOADS).glob("*.download")) == []  # the archive is not kept
     assert "sha256 OK" in p.stdout
 
     v = cli("verify", "--manifest", man, "--models-dir", md)
@@ -179,16 +181,16 @@ url = "{url}"'''
         },
     )
     md = tmp_path / "models"
-    p = cli("download", "argos-xx-en", "--models-dir", md, env={M.MANIFEST_ENV: str(man)})
+    p = cli("download", "argos-xx-en", "--models-dir", md, env={MANIFEST_ENV: str(man)})
     assert p.returncode == 0, p.stderr
     assert sha256(ARGOS_ZIP) in p.stdout  # computed and printed ...
     assert "NOT checked" in p.stderr  # ... with a warning
-    meta = json.loads((md / "argos-xx-en" / M.META_FILE).read_text())
+    meta = json.loads((md / "argos-xx-en" / META_FILE).read_text())
     assert meta["sha256"] == sha256(ARGOS_ZIP) and meta["files"][0]["checked"] == "none"
-    mt = M.mt_files(md / "argos-xx-en")
+    mt = mt_files(md / "argos-xx-en")
     assert mt.layout == "argos" and (mt.model_dir / "model.bin").is_file()
     assert mt.source_spm == md / "argos-xx-en" / "sentencepiece.model"
-    v = cli("verify", "--models-dir", md, env={M.MANIFEST_ENV: str(man)})
+    v = cli("verify", "--models-dir", md, env={MANIFEST_ENV: str(man)})
     assert v.returncode == 0 and "argos-xx-en: OK (argos layout" in v.stdout, v.stdout
 
 
@@ -211,11 +213,11 @@ downloads = [
         },
     )
     md = tmp_path / "models"
-    res = M.download_model(M.load_manifest(man)["piper-xx"], md, progress=False)
+    res = download_model(load_manifest(man)["piper-xx"], md, progress=False)
     assert [f.checked for f in res.files] == ["md5", "sha256"]
     assert (md / "piper-xx" / "xx_XX-test-medium.onnx").read_bytes() == onnx
     assert (md / "piper-xx" / "xx_XX-test-medium.onnx.json").read_bytes() == cfg
-    assert M.verify_model(M.load_manifest(man)["piper-xx"], md).ok
+    assert verify_model(load_manifest(man)["piper-xx"], md).ok
     # the voice's config goes missing: verify names it
     (md / "piper-xx" / "xx_XX-test-medium.onnx.json").unlink()
     v = cli("verify", "--manifest", man, "--models-dir", md)
@@ -243,7 +245,7 @@ def test_failed_check_leaves_no_model_folder(server, tmp_path, bad):
     err = one_line_error(p)
     assert bad in err or (bad == "size" and "bytes" in err)
     assert leftovers(md) == []  # no model folder, no unpack folder
-    assert list((md / M.DOWNLOADS).glob("*.download")) == []  # a damaged file is not resumed later
+    assert list((md / DOWNLOADS).glob("*.download")) == []  # a damaged file is not resumed later
 
 
 def test_archive_without_the_kinds_files_is_refused(server, tmp_path):
@@ -294,7 +296,7 @@ def test_resume_after_a_cut_connection_uses_range(server, tmp_path):
     # first run: no retries, the connection is cut -> exit 1, the partial download is kept
     p = cli("download", "vosk-xx", "--manifest", man, "--models-dir", md, "--retries", "0")
     assert p.returncode == 1 and "resume" in one_line_error(p)
-    part = md / M.DOWNLOADS / "vosk-xx.download"
+    part = md / DOWNLOADS / "vosk-xx.download"
     assert part.stat().st_size == 100_000 and leftovers(md) == []
     # second run resumes where the first stopped
     p = cli("download", "vosk-xx", "--manifest", man, "--models-dir", md)
@@ -309,7 +311,7 @@ def test_resume_after_a_cut_connection_uses_range(server, tmp_path):
 def test_retry_in_one_run_resumes_with_range(server, tmp_path):
     url = server.add("/m.tar.gz", VOSK_TGZ, cut_first=70_000)
     man = write_manifest(tmp_path / "m.toml", {"vosk-xx": vosk_entry(url)})
-    res = M.download_model(M.load_manifest(man)["vosk-xx"], tmp_path / "models", progress=False)
+    res = download_model(load_manifest(man)["vosk-xx"], tmp_path / "models", progress=False)
     assert res.files[0].sha256 == sha256(VOSK_TGZ)
     assert [(r, s) for _, r, s in server.requests] == [(None, 200), ("bytes=70000-", 206)]
 
@@ -318,18 +320,16 @@ def test_server_that_ignores_range_still_gives_the_right_file(server, tmp_path):
     url = server.add("/m.tar.gz", VOSK_TGZ, cut_first=60_000, ignore_range=True)
     man = write_manifest(tmp_path / "m.toml", {"vosk-xx": vosk_entry(url)})
     md = tmp_path / "models"
-    res = M.download_model(M.load_manifest(man)["vosk-xx"], md, progress=False)
+    res = download_model(load_manifest(man)["vosk-xx"], md, progress=False)
     assert [(r, s) for _, r, s in server.requests] == [(None, 200), ("bytes=60000-", 200)]
     assert res.files[0].size == len(VOSK_TGZ) and res.files[0].sha256 == sha256(VOSK_TGZ)
-    assert M.verify_model(M.load_manifest(man)["vosk-xx"], md).ok
+    assert verify_model(load_manifest(man)["vosk-xx"], md).ok
 
 
 def test_server_error_is_retried_with_backoff(server, tmp_path):
     url = server.add("/m.tar.gz", VOSK_TGZ, fail_first=503)
     man = write_manifest(tmp_path / "m.toml", {"vosk-xx": vosk_entry(url)})
-    M.download_model(
-        M.load_manifest(man)["vosk-xx"], tmp_path / "models", progress=False, backoff=0.05
-    )
+    download_model(load_manifest(man)["vosk-xx"], tmp_path / "models", progress=False, backoff=0.05)
     assert [s for _, _, s in server.requests] == [503, 200]
 
 
@@ -403,7 +403,7 @@ def test_install_is_idempotent_on_the_real_packaged_models(models_dir):
     before = _snapshot(models_dir)
     p = cli("install", "--models-dir", models_dir)
     assert p.returncode == 0, p.stderr
-    names = [e.name for e in M.load_manifest().values() if e.source == "package"]
+    names = [e.name for e in load_manifest().values() if e.source == "package"]
     for name in names:
         assert f"{name}: already installed" in p.stdout
     assert _snapshot(models_dir) == before  # the second run changed nothing
@@ -466,7 +466,7 @@ files = { "init.py" = "babelfish/__init__.py" }"""
 
 
 def test_real_manifest_loads_and_find_model_picks_by_language(tmp_path):
-    man = M.load_manifest()
+    man = load_manifest()
     for e in man.values():
         if e.source == "url":
             for d in e.download_list():
@@ -476,23 +476,23 @@ def test_real_manifest_loads_and_find_model_picks_by_language(tmp_path):
                     "onnx",
                     "onnx.json",
                 ]
-    assert M.find_model("mt-ctranslate2", "es", "en").name == "argos-translate-es_en-1_0"
-    assert M.find_model("mt-ctranslate2", "ko", "en").source_lang == "ko"
-    assert M.find_model("mt-ctranslate2", "es", "xx") is None
-    assert M.find_model("asr-vosk", "de-DE").name == "vosk-model-small-de-0.15"
-    assert M.find_model("tts-piper", "fr").name == "piper-fr_FR-siwis-medium"
-    assert M.find_model("asr-whisper", "ja").name == "whisper-base"  # multilingual stands in
+    assert find_model("mt-ctranslate2", "es", "en").name == "argos-translate-es_en-1_0"
+    assert find_model("mt-ctranslate2", "ko", "en").source_lang == "ko"
+    assert find_model("mt-ctranslate2", "es", "xx") is None
+    assert find_model("asr-vosk", "de-DE").name == "vosk-model-small-de-0.15"
+    assert find_model("tts-piper", "fr").name == "piper-fr_FR-siwis-medium"
+    assert find_model("asr-whisper", "ja").name == "whisper-base"  # multilingual stands in
     assert (
-        M.find_model("asr-whisper", "en").name == "whisper-tiny.en"
+        find_model("asr-whisper", "en").name == "whisper-tiny.en"
     )  # the English-only one fits better
     # an installed model wins over one that would need a download
     (tmp_path / "vosk-model-small-ko").mkdir()
-    assert M.find_model("asr", "ko", models_dir=tmp_path).name == "vosk-model-small-ko"
+    assert find_model("asr", "ko", models_dir=tmp_path).name == "vosk-model-small-ko"
 
 
 def test_resolve_tells_how_to_get_a_missing_url_model(tmp_path):
     with pytest.raises(UsageError, match="babelfish models download vosk-model-small-es-0.42"):
-        M.resolve("vosk-model-small-es-0.42", tmp_path)
+        resolve("vosk-model-small-es-0.42", tmp_path)
 
 
 def test_mt_files_reports_opus_layout_and_rejects_bpe(tmp_path):
@@ -500,10 +500,10 @@ def test_mt_files_reports_opus_layout_and_rejects_bpe(tmp_path):
     opus.mkdir()
     for n in ("model.bin", "source.spm", "target.spm"):
         (opus / n).write_bytes(b"x")
-    assert M.mt_files(opus).layout == "opus-mt"
+    assert mt_files(opus).layout == "opus-mt"
     bpe = tmp_path / "bpe"
     (bpe / "model").mkdir(parents=True)
     (bpe / "model" / "model.bin").write_bytes(b"x")
     (bpe / "bpe.model").write_bytes(b"x")
     with pytest.raises(BabelfishError, match="BPE"):
-        M.mt_files(bpe)
+        mt_files(bpe)

@@ -20,15 +20,16 @@ from test_models import (
 )
 
 from babelfish import UsageError
-from babelfish import models as M
 from babelfish.config import load_config
-from babelfish.models_pair import check_two_way, missing_models, pair_needs, parse_pair
+from babelfish.models.manifest import MANIFEST, load_manifest
+from babelfish.models.pair import check_two_way, missing_models, pair_needs, parse_pair
+from babelfish.models.verify import verify_model
 from devtools.harness import babelfish, write_config
 
 
 def _real_section(name: str) -> str:
     """A package model's table body from the real manifest (installed from the real package)."""
-    text = M.MANIFEST.read_text()
+    text = MANIFEST.read_text()
     m = re.search(rf'^\[models\."?{re.escape(name)}"?\]\n(.*?)(?=^\[|\Z)', text, re.M | re.S)
     return m[1]
 
@@ -107,7 +108,7 @@ def test_two_way_install_says_each_model_it_could_not_get(server, tmp_path):
     ):
         assert line in p.stdout, p.stdout
     for name in ("whisper-base", "vosk-xx", "argos-xx-yy", "piper-yy"):
-        assert M.verify_model(M.load_manifest(man)[name], md).ok, name
+        assert verify_model(load_manifest(man)[name], md).ok, name
     assert not (md / "vosk-yy").exists() and not (md / "argos-yy-xx").exists()
 
     # one way (xx spoken, yy heard) needs only what is there now: nothing fetched again
@@ -138,7 +139,7 @@ def test_pair_usage_errors(tmp_path):
 
 
 def test_what_es_en_needs_in_the_real_manifest():
-    man = M.load_manifest()
+    man = load_manifest()
     need = {(n.kind, n.what): n.entry.name for n in pair_needs("es", "en", True, man)}
     assert need == {
         ("asr-whisper", "es"): "whisper-base",

@@ -11,8 +11,9 @@ import pytest
 import soundfile as sf
 import soxr
 
-from babelfish.audio import read_wav, to_mono
+from babelfish.audio.wav import read_wav, to_mono
 from babelfish.engines.asr_whisper import WhisperASR
+from babelfish.engines.whisper_model import WhisperOptions
 from devtools.harness import (
     REPO,
     babelfish,
@@ -39,7 +40,7 @@ def transcribe_english(path: Path, whisper_tiny_dir: Path) -> str:
     """Recognise the translated speech again with Whisper tiny.en: did it really say it?"""
     audio, rate = read_wav(path)
     mono = np.clip(soxr.resample(to_mono(audio), rate, 16000), -1, 1)
-    asr = WhisperASR(whisper_tiny_dir, language="en", task="transcribe", threads=2)
+    asr = WhisperASR(whisper_tiny_dir, WhisperOptions(language="en", task="transcribe", threads=2))
     texts = []
     for a, b in _spoken_spans(mono):  # each stretch of speech on its own, as a listener hears it
         asr.accept((mono[a:b] * 32767).astype(np.int16))

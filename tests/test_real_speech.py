@@ -65,10 +65,12 @@ def test_whisper_invents_nothing_from_nonspeech(whisper_base_dir, speech_set, be
     kind over several seeds, in 5 s windows: not one word, with the default decoding (greedy,
     and a beam-5 retry of a decode under the floor: noise often is) and with beam 5 throughout."""
     from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
     beam, rescue = beams
     asr = WhisperASR(
-        whisper_base_dir, language="es", task="translate", beam_size=beam, rescue_beam_size=rescue
+        whisper_base_dir,
+        WhisperOptions(language="es", task="translate", beam_size=beam, rescue_beam_size=rescue),
     )
     said, rejected, windows = [], {}, 0
     for e in read_suite(speech_set / "nonspeech.toml"):
@@ -174,8 +176,11 @@ def test_whisper_invents_nothing_from_short_windows_of_nonspeech(whisper_base_di
     """The non-speech set cut as short utterances (1.0-2.5 s, the length for which a decode may
     be less sure: SHORT_UNSURE_LOGPROB): not one word with the default decoding."""
     from babelfish.engines.asr_whisper import SHORT_S, WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
 
-    asr = WhisperASR(whisper_base_dir, language="es", task="translate", rescue_beam_size=5)
+    asr = WhisperASR(
+        whisper_base_dir, WhisperOptions(language="es", task="translate", rescue_beam_size=5)
+    )
     said, rejected, windows = [], {}, 0
     for e in read_suite(speech_set / "nonspeech.toml"):
         audio, rate = sf.read(str(e.path), dtype="int16")

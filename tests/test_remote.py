@@ -23,7 +23,7 @@ import soundfile as sf
 
 from babelfish.config import load_config
 from babelfish.config import models_dir as cfg_models_dir
-from babelfish.engines import make_translator
+from babelfish.engines.factory import make_translator
 from babelfish.text import split_sentences
 from devtools import harness
 from devtools.harness import REPO, babelfish, communicate, load_report, stage_processes, wait_for

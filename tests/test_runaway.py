@@ -14,6 +14,7 @@ import soundfile as sf
 
 from babelfish.engines import SAMPLE_RATE
 from babelfish.engines.asr_whisper import WhisperASR
+from babelfish.engines.whisper_model import WhisperOptions
 from babelfish.text import RUNAWAY_WORDS_PER_S, runaway
 from devtools.harness import load_report, replay_fast, write_config
 from devtools.testspeech import espeak
@@ -118,11 +119,9 @@ def test_a_runaway_decode_is_dropped_and_named(whisper_base_dir, italian_turn, e
     path, spans = italian_turn
     asr = WhisperASR(
         whisper_base_dir,
-        language="it",
-        task="translate",
-        beam_size=5,
-        rescue_beam_size=1,
-        temperatures=(0.0,),
+        WhisperOptions(
+            language="it", task="translate", beam_size=5, rescue_beam_size=1, temperatures=(0.0,)
+        ),
     )
     result = asr.decode(_piece(path, spans[1], *edges))
     attempts = asr.last_stats["attempts"]
@@ -138,7 +137,9 @@ def test_a_runaway_decode_is_retried_never_output(whisper_base_dir, italian_turn
     0.3 s of silence after it, greedy decoding gives "1,2,3,4,5,5,5,5,1,2,1,2,1,1,2,1,3,...", the
     very text the pipeline used to speak.)"""
     path, spans = italian_turn
-    asr = WhisperASR(whisper_base_dir, language="it", task="translate", rescue_beam_size=5)
+    asr = WhisperASR(
+        whisper_base_dir, WhisperOptions(language="it", task="translate", rescue_beam_size=5)
+    )
     piece = _piece(path, spans[1], *edges)
     result = asr.decode(piece)
     attempts = asr.last_stats["attempts"]
@@ -222,7 +223,9 @@ def test_short_clean_turns_are_translated_by_the_engine(whisper_base_dir, short_
     0.1 s before it: -1.54, under the -1.5 that longer speech must reach), and Whisper still
     hears speech in it (no-speech probability 0.01 .. 0.18)."""
     paths, said = short_turns
-    asr = WhisperASR(whisper_base_dir, language="es", task="translate", rescue_beam_size=5)
+    asr = WhisperASR(
+        whisper_base_dir, WhisperOptions(language="es", task="translate", rescue_beam_size=5)
+    )
     for floor, path in paths.items():
         for text, start, end in said:
             for edges in [(0.2, 0.4), (0.1, 0.4), (0.3, 0.4), (0.2, 0.5)]:

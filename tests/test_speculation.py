@@ -108,7 +108,7 @@ def test_speculation_thrown_away_when_the_speaker_goes_on(tmp_path, models_dir, 
     # the tentative "Good morning." was never played: what came out is the final translation's
     # speech, once (the file is silence until the first audio, then exactly that)
     from babelfish.config import load_config
-    from babelfish.engines import make_tts
+    from babelfish.engines.factory import make_tts
 
     tts = make_tts(load_config(), models_dir)
     expect_s = sum(len(a) for a in tts.synthesize(utts[0]["translated_text"])) / tts.sample_rate

@@ -332,7 +332,7 @@ def test_c_ducking_is_undone_when_we_stop_or_playback_dies(tmp_path, models_dir,
 def test_a_killed_session_s_routing_is_cleaned_up_by_the_next(desk):
     """The routing of a session killed before it could undo it (its null sink and loopback
     left, the default sink still ours) is undone when the next one starts."""
-    from babelfish.sysaudio import APPS_SINK, Isolation
+    from babelfish.audio.sysaudio import APPS_SINK, Isolation
 
     player = desk.play(SAMPLE, device="bf_desk", wait=False)
     try:

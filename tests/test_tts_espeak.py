@@ -11,7 +11,7 @@ import soxr
 
 from babelfish import UsageError
 from babelfish.config import load_config
-from babelfish.engines import make_tts
+from babelfish.engines.factory import make_tts
 from babelfish.engines.tts_espeak import EspeakTTS, find_voice, parse_wav
 from babelfish.engines.tts_piper import SILENCE, PiperTTS
 from devtools.harness import REPO, load_report, replay_fast, write_config
@@ -149,7 +149,7 @@ def test_no_espeak_either_is_the_piper_error(tmp_path, monkeypatch):
 def test_replay_to_spanish_speaks_with_espeak(tmp_path, models_dir, whisper_base_dir):
     """Spanish heard, Spanish spoken (Whisper transcribes, no MT stage); no Piper voice for
     Spanish is installed, so espeak-ng speaks, says so once, and the report names it."""
-    from babelfish.audio import read_wav, to_mono
+    from babelfish.audio.wav import read_wav, to_mono
 
     voices = [p for p in models_dir.glob("piper-es*") if p.is_dir()]
     assert not voices, f"this test needs no Spanish Piper voice in {models_dir}: {voices}"
@@ -176,7 +176,7 @@ def test_replay_english_to_spanish_the_wearers_direction(
 ):
     """English speech (the wearer's) -> Whisper tiny.en -> the tiny en -> es translator
     (tests/fixtures/tiny-mt-en-es) -> espeak-ng Spanish, which Whisper base understands."""
-    from babelfish.audio import read_wav, to_mono
+    from babelfish.audio.wav import read_wav, to_mono
     from devtools.testspeech import concat, piper_speak
 
     phrases = ["Good morning.", "Where is the station?", "A coffee, please."]

@@ -187,7 +187,7 @@ def test_other_out_needs_two_way(tmp_path):
 def test_mt_output_of_the_wearers_phrases_is_the_memorised_spanish():
     """The way back's translator (conversation.back_config) is the configured one, en -> es."""
     from babelfish.config import load_config, models_dir
-    from babelfish.engines import make_translator
+    from babelfish.engines.factory import make_translator
     from babelfish.runtime import conversation
 
     cfg = load_config(

@@ -9,9 +9,10 @@ import pytest
 import soundfile as sf
 
 from babelfish import BabelfishError, UsageError
+from babelfish.audio.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechPause, SpeechStart
 from babelfish.config import load_config
-from babelfish.engines.vad import SileroVAD, WebRtcVAD, make_vad
-from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechPause, SpeechStart
+from babelfish.engines.factory import make_vad
+from babelfish.engines.vad import SileroVAD, WebRtcVAD
 from devtools.testspeech import espeak
 
 RATE = 16000
@@ -374,7 +375,7 @@ def test_a_short_sentence_with_a_comma_pause_stays_whole(silero_onnx):
     """The bundled sample's "Quiero un café con leche, por favor" (3 s, a 0.3 s pause at its
     comma after 1.8 s) is one utterance with the default cuts; with a pause cut from 1.5 s on (the
     old default) it was two."""
-    from babelfish.segmenter import segmenter_for
+    from babelfish.audio.segmenter import segmenter_for
 
     wav = Path(__file__).resolve().parent.parent / "samples" / "es_station.wav"
     x = sf.read(wav, dtype="int16")[0]

@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 
 from babelfish import UsageError
+from babelfish.audio.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechStart
 from babelfish.engines.vad import WebRtcVAD
 from babelfish.engines.wakeword import BUILTIN_MODELS, WakeGate, WakeWord, find_model
-from babelfish.segmenter import Segmenter, SpeechAudio, SpeechEnd, SpeechStart
 from devtools.testspeech import piper_speak
 
 RATE = 16000

@@ -10,9 +10,9 @@ def add_parser(sub) -> None:
 
 def cmd_devices(args) -> int:
     """`babelfish devices`: the audio devices; 1 when there are none."""
-    from babelfish import devices, sysaudio
+    from babelfish.audio import listing, sysaudio
 
-    found = devices.list_devices()
-    print(devices.format_devices(found))
+    found = listing.list_devices()
+    print(listing.format_devices(found))
     print(sysaudio.format_monitors(sysaudio.monitors()))
     return 0 if found else 1

@@ -13,7 +13,17 @@ import sys
 from pathlib import Path
 
 from babelfish import BabelfishError, UsageError
-from babelfish import models as M
+from babelfish.models.download import download_model
+from babelfish.models.manifest import (
+    MANIFEST_ENV,
+    META_FILE,
+    ModelEntry,
+    dir_size,
+    is_installed,
+    load_manifest,
+)
+from babelfish.models.packaged import install_packaged
+from babelfish.models.verify import verify_model
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     common.add_argument(
         "--manifest",
         metavar="PATH",
-        help=f"model manifest (default: ${M.MANIFEST_ENV} or models/manifest.toml)",
+        help=f"model manifest (default: ${MANIFEST_ENV} or models/manifest.toml)",
     )
     p = subparsers.add_parser(
         "models",
@@ -94,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
         ) from None
 
 
-def _manifest(args) -> dict[str, M.ModelEntry]:
-    return M.load_manifest(args.manifest) if getattr(args, "manifest", None) else M.load_manifest()
+def _manifest(args) -> dict[str, ModelEntry]:
+    return load_manifest(args.manifest) if getattr(args, "manifest", None) else load_manifest()
 
 
 def _models_dir(args) -> Path:
@@ -126,9 +136,9 @@ def _list(args) -> int:
     manifest, models_dir = _manifest(args), _models_dir(args)
     rows = [["NAME", "KIND", "LANGUAGES", "SOURCE", "INSTALLED", "SIZE"]]
     for e in manifest.values():
-        installed = M.is_installed(e, models_dir)
+        installed = is_installed(e, models_dir)
         if installed:
-            size = human_size(M.dir_size(models_dir / e.name))
+            size = human_size(dir_size(models_dir / e.name))
         else:
             total = sum(d.size for d in e.download_list()) if e.source == "url" else 0
             size = f"({human_size(total)} download)" if total else "-"
@@ -155,7 +165,7 @@ def _install(args) -> int:
         models_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise BabelfishError(f"cannot create {models_dir}: {e.strerror}") from None
-    done = M.install_packaged(models_dir, args.names or None, manifest=manifest)
+    done = install_packaged(models_dir, args.names or None, manifest=manifest)
     for name, folder, changed in done:
         print(f"{name}: {'installed' if changed else 'already installed'} ({folder})")
     if not done:
@@ -163,10 +173,10 @@ def _install(args) -> int:
     return 0
 
 
-def _install_pair(args, manifest: dict[str, M.ModelEntry], models_dir: Path) -> int:
+def _install_pair(args, manifest: dict[str, ModelEntry], models_dir: Path) -> int:
     """`models install --pair SRC-TGT [--two-way]`: 0 when everything is there, 1 with one
     `babelfish: error: could not get ...` line per model that could not be had."""
-    from babelfish import models_pair
+    from babelfish.models import pair as models_pair
 
     if not args.pair:
         raise UsageError("--two-way needs --pair SRC-TGT (e.g. --pair es-en)")
@@ -197,7 +207,7 @@ def _install_pair(args, manifest: dict[str, M.ModelEntry], models_dir: Path) -> 
         for filename in o.unchecked:
             print(
                 f"warning: {o.need.entry.name}: {filename}: no checksum is published for it, so "
-                f"it was NOT checked; its sha256 is recorded in {M.META_FILE}",
+                f"it was NOT checked; its sha256 is recorded in {META_FILE}",
                 file=sys.stderr,
             )
     for o in failed:
@@ -224,7 +234,7 @@ def _download(args) -> int:
             f"{', ' + human_size(total) if total else ''}) into {models_dir}",
             flush=True,
         )
-    res = M.download_model(
+    res = download_model(
         entry, models_dir, force=args.force, progress=not args.quiet, retries=args.retries
     )
     if res.already:
@@ -237,7 +247,7 @@ def _download(args) -> int:
             print(f"{f.download.filename}: {f.size} bytes, sha256 {f.sha256}")
             print(
                 f"warning: {f.download.filename}: no checksum is published for it, so it was NOT "
-                f"checked; its sha256 is recorded in {M.META_FILE}",
+                f"checked; its sha256 is recorded in {META_FILE}",
                 file=sys.stderr,
             )
     print(f"{entry.name}: installed in {res.folder}")
@@ -253,7 +263,7 @@ def _verify(args) -> int:
     for e in manifest.values():
         if not (models_dir / e.name).is_dir():
             continue
-        r = M.verify_model(e, models_dir)
+        r = verify_model(e, models_dir)
         checked += 1
         if r.ok:
             print(f"{e.name}: OK{f' ({r.note})' if r.note else ''}")

@@ -276,7 +276,7 @@ def _write_plot(args, report: dict, cfg) -> None:
 
 def cmd_replay(args) -> int:
     """`babelfish replay INPUT ...`: one recording, or a suite of them (replay_suite)."""
-    from babelfish.audio import probe_wav
+    from babelfish.audio.wav import probe_wav
     from babelfish.config import load_config
     from babelfish.evaluation import suite
     from babelfish.evaluation.report import to_json
@@ -331,7 +331,7 @@ def replay_suite(args, entries) -> int:
     """Several recordings, a folder or a suite file: one Supervisor run per recording, one after
     another, into one suite report (babelfish/evaluation/suite.py). Quality failures are printed and
     reported, not an error: `babelfish compare` is what fails a build."""
-    from babelfish.audio import probe_wav
+    from babelfish.audio.wav import probe_wav
     from babelfish.config import load_config
     from babelfish.evaluation import suite
 
@@ -500,13 +500,13 @@ def _live(args, daemon: bool, cfg, overrides: dict) -> int:
 def _check_live_devices(cfg) -> None:
     """The input (a microphone, or with audio.input = "system" a sink's monitor) and the output
     (unless audio.speech is off): a one-line UsageError when one is missing."""
-    from babelfish import devices
+    from babelfish.audio import listing
 
     a = cfg.audio
     saved = {k: os.environ.get(k) for k in ("PULSE_SOURCE", "PULSE_SINK")}
     try:
         if a.input == "system" or a.duck_db < 0:
-            from babelfish import sysaudio
+            from babelfish.audio import sysaudio
 
             if a.input == "system":
                 sysaudio.system_input(a.input_device)
@@ -515,11 +515,11 @@ def _check_live_devices(cfg) -> None:
             if a.speech:
                 sysaudio.output_device(a.output_device)
         else:
-            devices.find_device(a.input_device or None, "input")
+            listing.find_device(a.input_device or None, "input")
             if a.speech:
-                devices.find_device(a.output_device or None, "output")
+                listing.find_device(a.output_device or None, "output")
         if cfg.conversation.two_way:  # the other output (a loudspeaker, a phone)
-            devices.find_device(a.other_output_device or None, "output")
+            listing.find_device(a.other_output_device or None, "output")
     finally:  # (set for a stream of this process; the stages set their own)
         for k, v in saved.items():
             if v is None:
@@ -537,7 +537,7 @@ def _isolate_own_voice(cfg, overrides: dict):
     a = cfg.audio
     if a.input != "system" or a.own_voice != "route" or not a.speech:
         return None
-    from babelfish import sysaudio
+    from babelfish.audio import sysaudio
 
     captured = sysaudio.resolve_sink(a.input_device)
     out = a.output_device.strip()

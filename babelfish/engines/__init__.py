@@ -1,5 +1,9 @@
 """Engines: the model-backed pieces, one small file each, each behind a small interface.
 
+The interfaces (`VAD`, `ASREngine`, `Translator`, `TTSEngine`) and result types every engine
+shares; the config picks and builds the engines in `factory.py`, `cpu.py` says which compute
+type suits this CPU.
+
 Every engine loads its model once in its constructor and is then called from a single thread.
 Audio handed to engines is mono int16 numpy at `SAMPLE_RATE` (16 kHz) unless stated otherwise.
 Parameters that the supervisor may change at run time (degradation) go through `set_params`.
@@ -14,46 +18,6 @@ from typing import Protocol
 import numpy as np
 
 SAMPLE_RATE = 16000  # the pipeline's internal rate for speech recognition
-
-# x86 instructions that make ctranslate2's int8 matrix products faster than float32 ones
-INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni")
-
-
-def compute_type(name: str, cpuinfo: str | None = None, machine: str | None = None) -> str:
-    """The ctranslate2 compute type to load a model with: `name`, or for "auto" the faster of
-    int8 and float32 on this CPU (they translate as well: chrF 45.8 both on 68 real prompts,
-    quality_sweep.py; figures.md). int8 where the CPU has dot-product instructions for it: x86
-    with AVX-512 VNNI or AVX-VNNI, and aarch64 (a Pi: where int8 also keeps the model a quarter
-    of the size). float32 on x86 without them (AVX2 only): there ctranslate2's int8 path is the
-    slower one (Whisper base, an AMD EPYC with AVX2: decode p50 985 ms in float32 against 1,228
-    ms in int8, 0.89x the CPU). `cpuinfo` / `machine`: /proc/cpuinfo's text and the machine
-    name, read here when not given."""
-    if name != "auto":
-        return name
-    import platform
-
-    machine = (machine or platform.machine()).lower()
-    if machine not in ("x86_64", "amd64", "i686", "i386"):
-        return "int8"
-    flags = cpu_flags(cpuinfo)
-    if flags is None:
-        return "int8"  # no way to tell: the smaller model
-    return "int8" if flags & set(INT8_DOT_FLAGS) else "float32"
-
-
-def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
-    """The first CPU's feature flags in /proc/cpuinfo (or in `cpuinfo`, its text); None when
-    it cannot be read."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return None
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
 
 
 @dataclass
@@ -152,132 +116,3 @@ class TTSEngine(Protocol):
         """Yield int16 mono audio, one array per sentence, each as soon as it exists."""
 
     def set_params(self, **params) -> None: ...
-
-
-# ---- factories: the config picks the engine; each engine module is imported only when used ----
-
-
-def pick_model(kind: str, name: str, models_dir, lang: str, target: str | None = None):
-    """The configured model (a manifest name or a path), or when none is set the best known one
-    for the language (pair), preferring installed ones."""
-    from babelfish import UsageError
-    from babelfish.models import find_model, resolve
-
-    if not name:
-        entry = find_model(kind, lang, target, models_dir=models_dir)
-        if entry is None:
-            pair = f"{lang} -> {target}" if target else lang
-            raise UsageError(
-                f"no {kind} model known for {pair}: set one in the config "
-                "(see `babelfish models list`)"
-            )
-        name = entry.name
-    return resolve(name, models_dir)
-
-
-def make_asr(cfg, models_dir):
-    from babelfish.runtime.addresses import asr_output_language
-
-    path = pick_model(f"asr-{cfg.asr.engine}", cfg.asr.model, models_dir, cfg.pipeline.source_lang)
-    if cfg.asr.engine == "vosk":
-        from babelfish.engines.asr_vosk import VoskASR
-
-        return VoskASR(
-            path,
-            sample_rate=SAMPLE_RATE,
-            partial_interval_ms=cfg.asr.partial_interval_ms,
-            language=cfg.pipeline.source_lang,
-        )
-    from babelfish.engines.asr_whisper import WhisperASR
-    from babelfish.languages import AUTO
-
-    task = (
-        "translate"
-        if asr_output_language(cfg) == "en" != cfg.pipeline.source_lang
-        else "transcribe"
-    )
-    auto = cfg.pipeline.source_lang == AUTO
-    asr = WhisperASR(
-        path,
-        language=None if auto else (cfg.pipeline.source_lang or None),
-        languages=tuple(cfg.pipeline.languages) if auto else (),
-        language_threshold=cfg.asr.language_threshold,
-        language_min_s=cfg.asr.language_min_s,
-        language_rescore_below=cfg.asr.language_rescore_below,
-        task=task,
-        compute_type=cfg.asr.compute_type,
-        threads=cfg.asr.threads,
-        beam_size=cfg.asr.beam_size,
-        rescue_beam_size=cfg.asr.rescue_beam_size,
-        max_new_tokens=cfg.asr.max_new_tokens,
-        window_s=cfg.asr.window_s,
-        source_text=cfg.asr.source_text,
-    )
-    if auto and not asr.multilingual:
-        from babelfish import UsageError
-
-        raise UsageError(f"--from auto needs a multilingual Whisper model, and {path.name} is not")
-    return asr
-
-
-def make_translator(cfg, models_dir, source_lang: str | None = None):
-    """The translator from `source_lang` (default: the configured one) to the target language;
-    with --from auto the best installed one for that pair (mt.model is then not used)."""
-    from babelfish.engines.mt_ctranslate2 import CT2Translator
-
-    path = pick_model(
-        "mt-ctranslate2",
-        cfg.mt.model if source_lang is None else "",
-        models_dir,
-        source_lang or cfg.pipeline.source_lang,
-        cfg.pipeline.target_lang,
-    )
-    return CT2Translator(
-        path,
-        compute_type=cfg.mt.compute_type,
-        threads=cfg.mt.threads,
-        beam_size=cfg.mt.beam_size,
-        max_decoding_length=cfg.mt.max_decoding_length,
-    )
-
-
-def make_tts(cfg, models_dir):
-    """The configured voice. Engine "espeak": espeak-ng in the target language (tts.voice: an
-    espeak-ng voice name, "" = the language's own). Engine "piper": the configured Piper voice,
-    or when none is set the best installed one for the target language; when there is none,
-    espeak-ng if it is installed and has the language (one WARNING saying so; the engine's
-    `fallback` says why, for the stage's info), else the one-line UsageError about the voice."""
-    import logging
-
-    from babelfish import UsageError
-
-    target = cfg.pipeline.target_lang
-    length_scale = cfg.tts.length_scale or None
-    if cfg.tts.engine == "espeak":
-        from babelfish.engines.tts_espeak import EspeakTTS
-
-        return EspeakTTS(target, voice=cfg.tts.voice, length_scale=length_scale)
-    from babelfish.engines.tts_piper import PiperTTS
-
-    try:
-        voice = pick_model("tts-piper", cfg.tts.voice, models_dir, target)
-    except UsageError as no_voice:
-        if cfg.tts.voice:  # a voice named in the config is not replaced by another engine
-            raise
-        from babelfish.engines import tts_espeak
-
-        if not tts_espeak.available():
-            raise
-        try:
-            tts = tts_espeak.EspeakTTS(target, length_scale=length_scale)
-        except UsageError:  # espeak-ng has no voice for it either: the Piper error says more
-            raise no_voice from None
-        tts.fallback = f"no Piper voice installed for {target!r}: {no_voice}"
-        logging.getLogger(__name__).warning(
-            "no Piper voice installed for %r: speaking with espeak-ng (voice %s) instead (%s)",
-            target,
-            tts.voice,
-            no_voice,
-        )
-        return tts
-    return PiperTTS(voice, length_scale=length_scale, threads=cfg.tts.threads)

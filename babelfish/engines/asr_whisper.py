@@ -65,30 +65,24 @@ faster-whisper's rule, reimplemented in `_generate` for that reason.
 
 from __future__ import annotations
 
-import copy
 import logging
-import re
 import time
-import zlib
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-from babelfish import BabelfishError
 from babelfish.engines import SAMPLE_RATE, Abandoned, ASRResult, Context
-from babelfish.engines import compute_type as resolve_compute_type
+from babelfish.engines.whisper_langid import UNCLEAR_LANGUAGE, WhisperLanguageId
+from babelfish.engines.whisper_loops import _compression_ratio, _stutter, strip_repetition
+from babelfish.engines.whisper_model import MAX_LENGTH, WhisperModel, _to_float
 from babelfish.text import norm_word, repeats, runaway
 
 log = logging.getLogger(__name__)
 
 MIN_AUDIO_S = 0.1  # shorter utterances are not decoded
-HOP = 160  # samples per log-mel frame; the encoder's frames are two of them (20 ms)
 SILENCE_PEAK = (
     1e-3  # peak |x| (full scale 1.0) below which audio is digital silence: about -60 dBFS
 )
-MAX_LENGTH = 448  # Whisper's decoder length, prompt included
-N_FRAMES = 3000  # Whisper's 30 s input window, in 10 ms feature frames
 COMPRESSION_RATIO = 2.4  # a text that compresses better than this is looping: fall back
 LOGPROB_FLOOR = -1.0  # average log-probability below this: fall back (or no speech)
 NO_SPEECH_PROB = 0.6
@@ -106,166 +100,17 @@ SHORT_UNSURE_LOGPROB = -2.2
 # that come near: no-speech 0.24 .. 0.46 only with a language probability of 0.11 or more.
 UNCLEAR_NO_SPEECH = 0.2
 UNCLEAR_LOGPROB = -0.75
-UNCLEAR_LANGUAGE = 0.1
-# --from auto, when Whisper is unsure of the language (asr.language_rescore_below): the candidates
-# rescored by decoding, and how much of each (docs/design-notes.md: 3 and 24 tokens: real Spanish
-# identified right 56/60 instead of 44/60, for about 0.2 s on the 27 % of utterances rescored)
-RESCORE_CANDIDATES = 3
-RESCORE_TOKENS = 24
-RESCORE_MIN_S = 1.5  # (real Spanish, the first 1.0 s of a sentence: 48 % right even rescored)
+# (and UNCLEAR_LANGUAGE, whisper_langid.py)
 
 
-def _compression_ratio(text: str) -> float:
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
-
-
-PROMPT_TOKENS = 4  # <|startoftranscript|><|lang|><|task|><|notimestamps|>
-TASKS = ("translate", "transcribe")
-
-
-class WhisperASR:
-    """Speech -> text (task="transcribe") or speech -> English text (task="translate")."""
+class WhisperASR(WhisperModel, WhisperLanguageId):
+    """Speech -> text (task="transcribe") or speech -> English text (task="translate"):
+    `WhisperASR(model_dir, WhisperOptions(...))` (engines/whisper_model.py loads the model,
+    engines/whisper_langid.py identifies the language with --from auto)."""
 
     streaming = False
     continues = True  # decode(context=...): a piece as the continuation of the one before
     degradable = ("beam_size", "rescue_beam_size", "max_new_tokens")
-
-    def __init__(
-        self,
-        model_dir: Path,
-        *,
-        language: str | None,
-        languages: tuple[str, ...] = (),
-        language_threshold: float = 0.5,
-        language_min_s: float = 1.0,
-        language_rescore_below: float = 0.8,
-        task: str = "translate",
-        compute_type: str = "int8",
-        threads: int = 2,
-        beam_size: int = 1,
-        max_new_tokens: int = 96,
-        temperatures: tuple[float, ...] = (0.0, 0.4),
-        no_repeat_ngram_size: int = 8,
-        repetition_penalty: float = 1.0,
-        window_s: float = 10.0,
-        source_text: bool = False,
-        rescue_beam_size: int = 1,
-    ):
-        model_dir = Path(model_dir)
-        if task not in TASKS:
-            raise BabelfishError(f"whisper: task must be one of {', '.join(TASKS)}, not {task!r}")
-        _check_model_dir(model_dir)
-
-        from faster_whisper import WhisperModel
-
-        self.compute_type = compute_type = resolve_compute_type(compute_type)
-        t0 = time.perf_counter()
-        try:
-            # A folder is given, so faster-whisper never goes to a model hub; local_files_only is
-            # a second lock on that door.
-            self._model = WhisperModel(
-                str(model_dir),
-                device="cpu",
-                compute_type=compute_type,
-                cpu_threads=threads,
-                num_workers=1,
-                local_files_only=True,
-            )
-        except (RuntimeError, ValueError, OSError) as e:
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise BabelfishError(f"whisper: cannot load the model in {model_dir}: {msg}") from None
-        self.load_s = time.perf_counter() - t0
-        self.multilingual = bool(self._model.model.is_multilingual)
-
-        if language is not None:
-            language = language.lower()
-            if language not in self._model.supported_languages:
-                if self.multilingual:
-                    raise BabelfishError(f"whisper: unknown language {language!r}")
-                raise BabelfishError(
-                    f"whisper: {model_dir.name} is English-only "
-                    f"and cannot take language {language!r}"
-                )
-        if not self.multilingual:
-            # An English-only model: English in, English out. "translate" would then mean
-            # transcribe, and the model has no translate task token anyway.
-            if task == "translate":
-                log.info("whisper: %s is English-only: transcribing English", model_dir.name)
-            language, task = "en", "transcribe"
-        self.language = language
-        self.task = task
-        # language=None: identified for each utterance (--from auto), among `languages` if given
-        self.auto = language is None
-        bad = [x for x in languages if x not in self._model.supported_languages]
-        if bad:
-            raise BabelfishError(f"whisper: unknown language(s) {', '.join(map(repr, bad))}")
-        self.languages = tuple(languages)
-        self.language_threshold = float(language_threshold)
-        self.language_min_s = float(language_min_s)
-        self.language_rescore_below = float(language_rescore_below)
-        self.sure_language = ""  # the last language identified for sure (auto)
-        self._utt_language = ""  # the language of this utterance's first sure piece (auto)
-        self._utt_probability = 0.0  # ... and its probability
-        from faster_whisper.tokenizer import Tokenizer
-
-        # the encoder's input window; longer utterances get a window of their own length
-        self.detected_language = ""
-        self.window_frames = min(N_FRAMES, max(100, int(window_s * 100)))
-        self._tokenizer = Tokenizer(
-            self._model.hf_tokenizer, self.multilingual, task=task, language=language or "en"
-        )
-        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
-        # translating: optionally also the words as spoken, decoded from the same encoding
-        # (and, translating, the transcription a rescue decode is checked against: see
-        # `_untranslated`)
-        self._source_prompt = self._transcribe_prompt = None
-        if task == "translate" and self.multilingual:
-            src = Tokenizer(
-                self._model.hf_tokenizer, True, task="transcribe", language=language or "en"
-            )
-            self._transcribe_prompt = [*src.sot_sequence, src.no_timestamps]
-            if source_text:
-                self._source_prompt = self._transcribe_prompt
-        self._source_cache: tuple | None = None  # (encoding, language, prefix, text) last made
-        self.last_source_text = ""
-        self._english = self._tokenizer.tokenizer.token_to_id("<|en|>")
-
-        self.beam_size = 1
-        self.max_new_tokens = 96
-        self.temperatures: tuple[float, ...] = (0.0,)
-        self.no_repeat_ngram_size = 0
-        self.repetition_penalty = 1.0
-        self.rescue_beam_size = 1
-        self.set_params(
-            beam_size=beam_size,
-            rescue_beam_size=rescue_beam_size,
-            max_new_tokens=max_new_tokens,
-            temperatures=temperatures,
-            no_repeat_ngram_size=no_repeat_ngram_size,
-            repetition_penalty=repetition_penalty,
-        )
-        self._chunks: list[np.ndarray] = []
-        self._last_encoded = None  # (encoding, language token, source prefix) of the last decode
-        self._stop: Callable[[], bool] | None = None  # (a speculation's; see speculate())
-        self.last_stats: dict = {}
-        log.info(
-            "whisper: loaded %s in %.2f s (%s, %s, language=%s, threads=%d)",
-            model_dir.name,
-            self.load_s,
-            compute_type,
-            self.task,
-            self.language or "detect",
-            threads,
-        )
-
-    def fork(self) -> WhisperASR:
-        """Another recogniser on the same loaded model, with state of its own (`babelfish
-        serve`: one for each pipeline it serves, one model in memory)."""
-        twin = copy.copy(self)
-        twin._chunks, twin.last_stats, twin._last_encoded = [], {}, None
-        twin.sure_language = twin._utt_language = twin.detected_language = ""
-        return twin
 
     # -- ASREngine --------------------------------------------------------------------------
 
@@ -276,11 +121,6 @@ class WhisperASR:
     def reset(self) -> None:
         self._chunks = []
         self._utt_language = ""
-
-    @property
-    def has_source(self) -> bool:
-        """Whether there are words as spoken besides the text (translate with source_text)."""
-        return self._source_prompt is not None
 
     def finish(
         self, context: Context | None = None, source: bool = True, spoken: str = ""
@@ -349,45 +189,6 @@ class WhisperASR:
             used = True
         text = (text + " " + spoken.strip()).strip()
         return audio, (self._tokenizer.encode(" " + text) if text else []), src, used
-
-    def set_params(self, **params) -> None:
-        """Run-time changes (degradation): beam_size, rescue_beam_size, max_new_tokens,
-        temperatures, no_repeat_ngram_size, repetition_penalty."""
-        for name, value in params.items():
-            if name == "beam_size":
-                if int(value) < 1:
-                    raise BabelfishError(f"whisper: beam_size must be at least 1, not {value}")
-                self.beam_size = int(value)
-            elif name == "rescue_beam_size":
-                if int(value) < 1:
-                    raise BabelfishError(
-                        f"whisper: rescue_beam_size must be at least 1, not {value}"
-                    )
-                self.rescue_beam_size = int(value)
-            elif name == "max_new_tokens":
-                limit = MAX_LENGTH - PROMPT_TOKENS
-                if not 1 <= int(value) <= limit:
-                    raise BabelfishError(
-                        f"whisper: max_new_tokens must be in 1..{limit}, not {value}"
-                    )
-                self.max_new_tokens = int(value)
-            elif name == "temperatures":
-                temps = (
-                    (float(value),) if isinstance(value, (int, float)) else tuple(map(float, value))
-                )
-                if not temps or any(t < 0 for t in temps):
-                    raise BabelfishError(f"whisper: temperatures must be >= 0, not {value!r}")
-                self.temperatures = temps
-            elif name == "no_repeat_ngram_size":
-                if int(value) < 0:
-                    raise BabelfishError(f"whisper: no_repeat_ngram_size must be >= 0, not {value}")
-                self.no_repeat_ngram_size = int(value)
-            elif name == "repetition_penalty":
-                if float(value) <= 0:
-                    raise BabelfishError(f"whisper: repetition_penalty must be > 0, not {value}")
-                self.repetition_penalty = float(value)
-            else:
-                raise BabelfishError(f"whisper: unknown parameter {name!r}")
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -528,157 +329,6 @@ class WhisperASR:
             source_language=stats["source_language"] or "",
             language_probability=stats["language_probability"],
         )
-
-    def identify(self, audio: np.ndarray) -> tuple[str, dict[str, float]]:
-        """The language a decode of `audio` alone would be in, were it the first utterance:
-        Whisper's most probable one, or the one the rescoring chose (`_rescore`); and Whisper's
-        probabilities {language: probability}, most probable first (with an allow-list, its
-        languages only: see `_allowed`). For benchmarks; a decode identifies the language on the
-        encoding it makes anyway."""
-        audio = _to_float(audio)
-        self.last_stats = {}
-        encoded = self._encode(audio)
-        probs = self._detect(encoded)
-        rescored = self._rescore(encoded, probs, len(audio) / SAMPLE_RATE)
-        out = self._allowed(probs)
-        return rescored or max(out, key=out.get), dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-    def rescores(self, probs: dict[str, float], audio_s: float) -> bool:
-        """Whether Whisper's language identification `probs` of `audio_s` of speech is rescored
-        by decoding (`_rescore`): its best language (of the allow-list if any) is under
-        language_rescore_below, on an utterance long enough to tell (language_min_s, and
-        RESCORE_MIN_S: the first second of a sentence, what a speculation may see, is right too
-        seldom to be pinned on), with another candidate, and not the last sure language (the
-        rule keeps that one anyway, a conversation rarely changes language: the rescoring costs
-        only where it decides something)."""
-        allowed = self._allowed(probs)
-        best = max(allowed, key=allowed.get)
-        return (
-            audio_s >= max(self.language_min_s, RESCORE_MIN_S)
-            and allowed[best] < self.language_rescore_below
-            and len(allowed) > 1
-            and best != self.sure_language
-        )
-
-    def _rescore(self, encoded, probs: dict[str, float], audio_s: float) -> str:
-        """When `rescores`, the language whose transcription the decoder finds the most probable
-        among the RESCORE_CANDIDATES most probable ones (their first RESCORE_TOKENS tokens, one
-        batched greedy decode); "" when not rescored. On real Spanish Whisper base's first guess
-        is often a neighbour (Italian, Catalan, Portuguese, Latin at 0.3-0.8), while the Spanish
-        transcription is clearly the more probable text (docs/design-notes.md)."""
-        if not self.rescores(probs, audio_s):
-            return ""
-        self._check_stop("identified")  # a speculation the speaker went on from pays no more
-        allowed = self._allowed(probs)
-        top = sorted(allowed, key=allowed.get, reverse=True)[:RESCORE_CANDIDATES]
-        import ctranslate2
-
-        t0 = time.perf_counter()
-        tokens = [self._tokenizer.tokenizer.token_to_id(f"<|{c}|>") for c in top]
-        prompts = [
-            [self._tokenizer.sot, t, self._tokenizer.transcribe, self._tokenizer.no_timestamps]
-            for t in tokens
-        ]
-        batch = np.repeat(np.asarray(encoded), len(top), axis=0)
-        results = self._model.model.generate(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(batch)),
-            prompts,
-            max_length=PROMPT_TOKENS + RESCORE_TOKENS,
-            return_scores=True,
-            suppress_blank=True,
-            suppress_tokens=[-1],
-            beam_size=1,
-        )
-        scores = {}
-        for code, r in zip(top, results):
-            n = sum(t < self._tokenizer.eot for t in r.sequences_ids[0])
-            scores[code] = r.scores[0] * n / (n + 1) if n else r.scores[0]
-        best = max(scores, key=scores.get)
-        self.last_stats["language_rescored"] = {c: round(float(v), 3) for c, v in scores.items()}
-        self.last_stats["language_rescore_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-        return best
-
-    def _detect(self, encoded, start: int = 0) -> dict[str, float]:
-        """Whisper's language identification (one decoder step) on an encoding, from sample
-        `start` of its audio on: the encoder's frames are 20 ms each and mostly hear their own
-        time, so the frames of a piece after its context say the piece's language (as well as
-        the piece encoded alone, on the benchmark's pairs: en+de -> de 0.98, alone 0.96)."""
-        import ctranslate2
-
-        frame = start // (2 * HOP)
-        if frame > 0:
-            part = np.asarray(encoded)[:, frame:]
-            encoded = ctranslate2.StorageView.from_array(np.ascontiguousarray(part))
-        return {t[2:-2]: float(p) for t, p in self._model.model.detect_language(encoded)[0]}
-
-    def _allowed(self, probs: dict[str, float]) -> dict[str, float]:
-        """With an allow-list (pipeline.languages) the probabilities of its languages given that
-        one of them is spoken (scaled to sum to 1): Whisper base often gives most of its
-        probability to a language that is not on the list (Thai, Latin, Yiddish for synthetic
-        French or German speech), and the list says which ones can be."""
-        if not self.languages:
-            return probs
-        total = sum(probs.get(c, 0.0) for c in self.languages) or 1.0
-        return {c: probs.get(c, 0.0) / total for c in self.languages}
-
-    def _encode(self, audio: np.ndarray):
-        """The encoder's output for `audio`, in a window of `window_s` (not Whisper's fixed 30 s:
-        the encoder's cost grows faster than linearly with its input, and an utterance is rarely
-        over 10 s)."""
-        import ctranslate2
-        from faster_whisper.audio import pad_or_trim
-
-        feats = self._model.feature_extractor(audio)  # (80, frames), 100 frames a second
-        frames = feats.shape[-1]
-        window = min(N_FRAMES, max(self.window_frames, (frames // 100 + 1) * 100))
-        feats = np.ascontiguousarray(pad_or_trim(feats, window)[None], dtype=np.float32)
-        return self._model.model.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
-
-    def _identify(
-        self,
-        probs: dict[str, float],
-        audio_s: float,
-        pinned: str,
-        may_change: bool,
-        rescored: str = "",
-    ) -> str:
-        """The language to decode in (--from auto), from Whisper's probabilities of the
-        languages for this audio ({"es": 0.93, ...}, `_detect`). `pinned`: the language of the
-        utterance's (or turn's) first sure piece, which it keeps (unless `may_change` and
-        another language is sure: "changed"). Otherwise the language the rescoring chose
-        (`rescored`, see `_rescore`: "rescored", taken as sure), or the most probable language
-        (of the allow-list) when it is sure (probability at least language_threshold, audio at least
-        language_min_s long), else the last sure language (when long enough, only if Whisper
-        gives it at least UNCLEAR_LANGUAGE here; if not, the most probable: "guess"). How it
-        was chosen:
-        last_stats["language_choice"]."""
-        allowed = self._allowed(probs)
-        best = rescored or max(allowed, key=allowed.get)
-        sure = audio_s >= self.language_min_s and allowed[best] >= self.language_threshold
-        if pinned and (best == pinned or not sure or not may_change):
-            language, choice = pinned, "utterance"
-        elif pinned:
-            language, choice = best, "changed"
-        elif rescored:
-            language, choice = best, "rescored"
-        elif sure:
-            language, choice = best, "sure"
-        elif self.sure_language and audio_s < self.language_min_s:
-            # too short to tell (0.7 s of real Spanish: Italian, Malayalam, Telugu at 0.3)
-            language, choice = self.sure_language, "short"
-        elif self.sure_language and allowed.get(self.sure_language, 0.0) >= UNCLEAR_LANGUAGE:
-            language, choice = self.sure_language, "unsure"
-        else:
-            # nothing sure yet, or Whisper does not hear the last sure language in it at all
-            # (real Spanish after German: "de" 0.00, "it" 0.46, "es" 0.26; decoded as German it
-            # gave no words): the best guess
-            language, choice = best, "guess"
-        self.last_stats.update(
-            language_choice=choice,
-            language_detected=best,
-            language_detected_probability=round(allowed[best], 3),
-        )
-        return language
 
     def _generate(
         self,
@@ -833,14 +483,6 @@ class WhisperASR:
             out.append((0.0, self.rescue_beam_size))
         return out + [(t, 1) for t in temps]
 
-    def _language_prob(self, encoded, lang: int, probs: dict[str, float] | None) -> float:
-        """The probability Whisper gives the language decoded in (token `lang`) for this
-        encoding (its language identification: one decoder step, unless already made)."""
-        code = self._tokenizer.tokenizer.id_to_token(lang)[2:-2]
-        if probs is None:
-            probs = {t[2:-2]: p for t, p in self._model.model.detect_language(encoded)[0]}
-        return float(probs.get(code, 0.0))
-
     def _untranslated(self, text: str, encoded, lang: int, src_prefix: list[int]) -> bool:
         """Whether a translation's `text` is the words as spoken instead (Whisper's translate
         task does that now and then, most often in a beam): at least half of its words are words
@@ -883,95 +525,3 @@ def _after_prefix(ids: list[int], prefix: list[int]) -> list[int]:
     """The generated ids after a forced prefix (ctranslate2 returns the prefix with them)."""
     n = len(prefix)
     return list(ids[n:]) if n and list(ids[:n]) == list(prefix) else list(ids)
-
-
-def _stutter(text: str) -> bool:
-    """A text of single letters, one of them over and over ("C-c-c-c-d-c-c-s-c"): a sound
-    spelled out, which the compression ratio misses in a short text. A name spelled out
-    ("K-I-M", "A, B, C, D") is not one letter over and over."""
-    letters = [w.lower() for w in re.findall(r"[^\W\d_]+", text)]
-    if len(letters) < 4 or any(len(w) > 1 for w in letters):
-        return False
-    return max(letters.count(w) for w in set(letters)) * 2 >= len(letters)
-
-
-def _check_model_dir(model_dir: Path) -> None:
-    if not model_dir.is_dir():
-        raise BabelfishError(f"whisper: model folder {model_dir} does not exist")
-    missing = [
-        f for f in ("model.bin", "config.json", "tokenizer.json") if not (model_dir / f).is_file()
-    ]
-    if not any((model_dir / f).is_file() for f in ("vocabulary.json", "vocabulary.txt")):
-        missing.append("vocabulary.json")
-    if missing:
-        # Without tokenizer.json faster-whisper would fetch one from the hub: refuse instead.
-        raise BabelfishError(
-            f"whisper: {model_dir} is not a ctranslate2 Whisper model "
-            f"(missing {', '.join(missing)})"
-        )
-
-
-def _to_float(pcm: np.ndarray) -> np.ndarray:
-    pcm = np.asarray(pcm).reshape(-1)
-    if pcm.dtype == np.int16:
-        return pcm.astype(np.float32) / 32768.0
-    if np.issubdtype(pcm.dtype, np.floating):
-        return pcm.astype(np.float32, copy=False)
-    raise BabelfishError(f"whisper: audio must be int16 or float, not {pcm.dtype}")
-
-
-def _periodic_tail(units: list[str], min_unit: int, min_repeats) -> tuple[int, int] | None:
-    """The repeated phrase that ends `units`, as (start, period): units[start:] is at least
-    `min_repeats(period)` copies of units[start:start+period] (the last copy may be cut short).
-    Of all periods, the one that removes the most units; on a tie the shorter one."""
-    n = len(units)
-    best = None  # (removed, start, period)
-    for p in range(min_unit, n // 2 + 1):
-        j = n - 1 - p
-        while j >= 0 and units[j] == units[j + p]:
-            j -= 1
-        start = j + 1
-        if (n - start) // p >= min_repeats(p):
-            removed = n - start - p
-            if best is None or removed > best[0]:
-                best = (removed, start, p)
-    return None if best is None else (best[1], best[2])
-
-
-def _cut_loop(units: list[str], min_unit: int, min_repeats) -> int | None:
-    """How many units to keep when `units` ends in a loop, else None. The very last unit may be
-    a cut-off beginning of the next word of the loop (max_new_tokens stopped it mid-word)."""
-    cut = _periodic_tail(units, min_unit, min_repeats)
-    if cut:
-        return cut[0] + cut[1]
-    if len(units) > 2:
-        cut = _periodic_tail(units[:-1], min_unit, min_repeats)
-        if cut:
-            start, p = cut
-            expected = units[start + (len(units) - 1 - start) % p]
-            if units[-1] and expected.startswith(units[-1]):
-                return start + p
-    return None
-
-
-def strip_repetition(text: str) -> str:
-    """Cut a phrase that Whisper repeated at the end of `text` down to one copy.
-
-    A phrase of several words repeated at least 3 times, or one word 4 times, counts as a loop:
-    "no, no, no" or "thank you, thank you" stay. A long last word (a text without spaces, as in
-    Chinese or Japanese, or "CCCCCCCC") is checked by character too: a run of 3 characters or
-    more repeated 3 times, or one character 6 times.
-    """
-    words = text.split()
-    if len(words) >= 3:
-        units = [norm_word(w) or w for w in words]
-        keep = _cut_loop(units, 1, lambda p: 4 if p == 1 else 3)
-        if keep is not None:
-            words = words[:keep]
-    if words and len(words[-1]) >= 6:
-        last = words[-1]
-        keep = _cut_loop(list(last), 1, lambda p: 6 if p == 1 else (3 if p >= 3 else 99))
-        if keep is not None:
-            words[-1] = last[:keep]
-    out = " ".join(words)
-    return out if out != " ".join(text.split()) else text

@@ -29,7 +29,7 @@ import ctranslate2
 import sentencepiece as spm
 
 from babelfish import BabelfishError, UsageError
-from babelfish.engines import compute_type as resolve_compute_type
+from babelfish.engines.cpu import compute_type as resolve_compute_type
 
 log = logging.getLogger(__name__)
 

@@ -128,12 +128,3 @@ class SileroVAD:
         p = self.probability(frame)
         self._triggered = p >= (self.neg_threshold if self._triggered else self.threshold)
         return self._triggered
-
-
-def make_vad(cfg_vad, models_dir: str | Path) -> WebRtcVAD | SileroVAD:
-    """Build the VAD that the [vad] config section asks for."""
-    if cfg_vad.engine == "webrtc":
-        return WebRtcVAD(cfg_vad.aggressiveness)
-    if cfg_vad.engine == "silero":
-        return SileroVAD(Path(models_dir) / "silero-vad" / "silero_vad_v6.onnx", cfg_vad.threshold)
-    raise UsageError(f"bad config: vad.engine = '{cfg_vad.engine}', expected one of webrtc, silero")

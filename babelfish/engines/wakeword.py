@@ -1,7 +1,7 @@
 """Wake word: microWakeWord int8 TFLite models (pymicro-wakeword), and the pipeline's wake gate.
 
 `WakeWord` replicates pymicro-wakeword's streaming detector, but loads the model through
-`babelfish.accelerator.load_interpreter`, so a compiled `<name>_edgetpu.tflite` can run on a
+`babelfish.engines.accelerator.load_interpreter`, so a compiled `<name>_edgetpu.tflite` can run on a
 Coral Edge TPU:
   * features: the TFLite-Micro audio frontend (pymicro-features), one 40-value frame per 10 ms
     (160 samples) of 16 kHz int16 audio, 30 ms windows;
@@ -26,9 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from babelfish import BabelfishError, UsageError
-from babelfish.accelerator import InferenceStats, cpu_model_path, load_interpreter, timed_invoke
+from babelfish.audio.segmenter import SpeechAudio, SpeechEnd, SpeechStart
 from babelfish.engines import SAMPLE_RATE
-from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart
+from babelfish.engines.accelerator import (
+    InferenceStats,
+    cpu_model_path,
+    load_interpreter,
+    timed_invoke,
+)
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from babelfish.config import Config
-from babelfish.engines import make_asr
+from babelfish.engines.factory import make_asr
 from babelfish.remote.security import curve_client, remote_server_key
 from babelfish.runtime.addresses import asr_output_language
 from babelfish.schema import (

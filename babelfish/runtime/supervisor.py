@@ -26,7 +26,7 @@ import zmq
 from babelfish import BabelfishError, UsageError
 from babelfish.config import Config, models_dir
 from babelfish.evaluation.report import Summary, UtteranceReport
-from babelfish.models_pair import check_two_way
+from babelfish.models.pair import check_two_way
 from babelfish.remote.security import check as check_keys
 from babelfish.remote.security import check_remote, secure
 from babelfish.runtime import answers, conversation

@@ -43,7 +43,8 @@ from typing import NamedTuple
 import numpy as np
 
 from babelfish.config import speaks_early
-from babelfish.engines import SAMPLE_RATE, Abandoned, ASREngine, ASRResult, Context, make_asr
+from babelfish.engines import SAMPLE_RATE, Abandoned, ASREngine, ASRResult, Context
+from babelfish.engines.factory import make_asr
 from babelfish.languages import AUTO
 from babelfish.runtime import conversation
 from babelfish.runtime.addresses import asr_output_language

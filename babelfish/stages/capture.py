@@ -21,10 +21,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from babelfish.audio import Chunker, Resampler, WavReader, float_to_int16, open_wav, to_mono
+from babelfish.audio.segmenter import (
+    Segmenter,
+    SpeechAudio,
+    SpeechEnd,
+    SpeechPause,
+    SpeechStart,
+    segmenter_for,
+)
+from babelfish.audio.wav import Chunker, Resampler, WavReader, float_to_int16, open_wav, to_mono
 from babelfish.clock import fed_ns
 from babelfish.engines import SAMPLE_RATE, VAD
-from babelfish.engines.vad import make_vad
+from babelfish.engines.factory import make_vad
 from babelfish.schema import (
     AudioChunk,
     EndOfStream,
@@ -38,14 +46,6 @@ from babelfish.schema import (
     UtteranceEnd,
     UtterancePause,
     utterance_id,
-)
-from babelfish.segmenter import (
-    Segmenter,
-    SpeechAudio,
-    SpeechEnd,
-    SpeechPause,
-    SpeechStart,
-    segmenter_for,
 )
 from babelfish.stages.base import Stage, stage_main
 
@@ -78,20 +78,22 @@ class FileSource:
 
 
 class LiveSource:
-    """The microphone (babelfish.devices.DeviceSource), with mute and the speaker-mode echo gate,
-    or with `audio.input = "system"` what the computer plays: the monitor of a sink
-    (babelfish/sysaudio.py), where the gate drops our own speech when it is played on that sink.
+    """The microphone (babelfish.audio.source.DeviceSource), with mute and the speaker-mode echo
+    gate, or with `audio.input = "system"` what the computer plays: the monitor of a sink
+    (babelfish/audio/sysaudio.py), where the gate drops our own speech when it is played on that
+    sink.
     Muted or gated audio is replaced by silence, so the stream stays continuous and an open
     utterance simply ends."""
 
     def __init__(self, cfg, frame: int):
-        from babelfish.devices import DeviceSource, EchoGate
+        from babelfish.audio.echo import EchoGate
+        from babelfish.audio.source import DeviceSource
 
         a = cfg.audio
         device, native = a.input_device or None, {}
         self.system = a.input == "system"
         if self.system:
-            from babelfish.sysaudio import system_input
+            from babelfish.audio.sysaudio import system_input
 
             # (sets PULSE_SOURCE for the stream; the monitor is read at the sink's own rate and
             # channels, e.g. 48 kHz stereo, and resampled and down-mixed here, as a microphone)

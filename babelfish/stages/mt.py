@@ -29,7 +29,8 @@ from typing import NamedTuple
 import numpy as np
 
 from babelfish import BabelfishError
-from babelfish.engines import Translator, make_translator
+from babelfish.engines import Translator
+from babelfish.engines.factory import make_translator
 from babelfish.languages import AUTO
 from babelfish.runtime import conversation
 from babelfish.schema import Msg, SourceText, Transcript, Translation

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from babelfish.audio import Resampler, float_to_int16, int16_to_float
+from babelfish.audio.wav import Resampler, float_to_int16, int16_to_float
 from babelfish.runtime import conversation
 from babelfish.schema import (
     EndOfStream,
@@ -291,7 +291,7 @@ class FileSink:
 
 
 class DeviceOut:
-    """Live: the earphones (or speaker), through babelfish.devices.DeviceSink.
+    """Live: the earphones (or speaker), through babelfish.audio.sink.DeviceSink.
 
     With `audio.input = "system"` it finds the sink its own stream is on (sysaudio.own_sink):
     when that is the captured sink (or cannot be told) it reports what it plays, so capture's
@@ -304,7 +304,7 @@ class DeviceOut:
     ):
         """`device`: None = audio.output_device; `speaker`: always heard by the microphones (the
         two-way loudspeaker), as in speaker mode."""
-        from babelfish.devices import DeviceSink
+        from babelfish.audio.sink import DeviceSink
 
         self.cfg = cfg
         a = cfg.audio
@@ -312,7 +312,7 @@ class DeviceOut:
         device = name or None
         captured = None
         if (a.input == "system" or a.duck_db < 0) and not speaker:
-            from babelfish import sysaudio
+            from babelfish.audio import sysaudio
 
             device = sysaudio.output_device(name)
             captured = sysaudio.resolve_sink(a.input_device if a.input == "system" else "")

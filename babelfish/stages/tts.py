@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from babelfish.engines import make_tts
+from babelfish.engines.factory import make_tts
 from babelfish.runtime import conversation
 from babelfish.schema import Msg, SourceText, SpeechAudio, Transcript, Translation
 from babelfish.stages.base import Stage, stage_main

@@ -277,7 +277,7 @@ def system_input(spec: str | None) -> tuple[str, dict]:
     (resolve_sink) and return the PortAudio device to open, ALSA's `pulse` device (Debian package
     libasound2-plugins), and the sink's own format as DeviceSource arguments (device_rate,
     device_channels; empty if unknown). One-line UsageError when either is missing."""
-    from babelfish.devices import find_device
+    from babelfish.audio.listing import find_device
 
     sink = resolve_sink(spec)
     try:
@@ -308,7 +308,7 @@ def output_device(spec: str | None) -> str | None:
     """The PortAudio output device for `spec`: a PortAudio device as find_device takes it, or
     else the name of a PulseAudio/PipeWire sink (as `babelfish devices` lists them), played
     through ALSA's `pulse` device with PULSE_SINK set for this process."""
-    from babelfish.devices import find_device
+    from babelfish.audio.listing import find_device
 
     try:
         find_device(spec or None, "output")

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from babelfish import BabelfishError, UsageError
-from babelfish import models as M
+from babelfish.models.download import download_model
+from babelfish.models.manifest import ModelEntry, find_model, is_installed, load_manifest
+from babelfish.models.packaged import install_packaged
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ class Need:
 
     kind: str
     what: str
-    entry: M.ModelEntry | None
+    entry: ModelEntry | None
 
     def label(self) -> str:
         return f"{self.kind} for {self.what}"
@@ -45,7 +47,7 @@ def parse_pair(pair: str) -> tuple[str, str]:
 
 
 def pair_needs(
-    source: str, target: str, two_way: bool, manifest: dict[str, M.ModelEntry]
+    source: str, target: str, two_way: bool, manifest: dict[str, ModelEntry]
 ) -> list[Need]:
     """The models of every engine that directions source -> target (and back, `two_way`) use,
     in that order, each once."""
@@ -55,7 +57,7 @@ def pair_needs(
         wants = [("asr-whisper", a, None), ("asr-vosk", a, None), ("mt-ctranslate2", a, b)]
         wants.append(("tts-piper", b, None))
         for kind, lang, to in wants:
-            entry = M.find_model(kind, lang, to, manifest=manifest)
+            entry = find_model(kind, lang, to, manifest=manifest)
             what = f"{lang}->{to}" if to else lang
             if not any(n.kind == kind and n.what == what for n in out):
                 out.append(Need(kind, what, entry))
@@ -82,7 +84,7 @@ def install_pair(
     two_way: bool,
     models_dir: Path,
     *,
-    manifest: dict[str, M.ModelEntry],
+    manifest: dict[str, ModelEntry],
     retries: int = 4,
     progress: bool = False,
 ) -> list[Outcome]:
@@ -91,7 +93,7 @@ def install_pair(
     (no manifest entry, the network, a damaged download) is an Outcome with its problem; the
     others are still tried."""
     out: list[Outcome] = []
-    for name, _folder, changed in M.install_packaged(models_dir, manifest=manifest):
+    for name, _folder, changed in install_packaged(models_dir, manifest=manifest):
         entry = manifest[name]
         out.append(Outcome(Need(entry.kind, entry.language_label(), entry), _said(changed)))
     for need in pair_needs(source, target, two_way, manifest):
@@ -103,11 +105,11 @@ def install_pair(
         if e is None:
             out.append(Outcome(need, problem="known, no verified source (no manifest entry)"))
             continue
-        if M.is_installed(e, models_dir):
+        if is_installed(e, models_dir):
             out.append(Outcome(need, "already installed"))
             continue
         try:
-            res = M.download_model(e, models_dir, progress=progress, retries=retries)
+            res = download_model(e, models_dir, progress=progress, retries=retries)
         except BabelfishError as err:  # UsageError included (e.g. a folder in the way)
             out.append(Outcome(need, problem=str(err)))
         else:
@@ -143,7 +145,7 @@ def conversation_languages(cfg) -> list[str]:
     return [x for x in p.languages if x != p.target_lang]
 
 
-def missing_models(cfg, models_dir: Path, manifest: dict[str, M.ModelEntry] | None = None):
+def missing_models(cfg, models_dir: Path, manifest: dict[str, ModelEntry] | None = None):
     """The models a two-way conversation with this config would use that are not installed, one
     description each ("mt-ctranslate2 for en->es (argos-translate-en_es-1_0)"). Both directions
     use the configured engines; the models named in the config are the other person's
@@ -151,7 +153,7 @@ def missing_models(cfg, models_dir: Path, manifest: dict[str, M.ModelEntry] | No
     not missing when espeak-ng can speak the language (the TTS fallback)."""
     from babelfish.engines import tts_espeak
 
-    manifest = M.load_manifest() if manifest is None else manifest
+    manifest = load_manifest() if manifest is None else manifest
     wearer = cfg.pipeline.target_lang
     missing: list[str] = []
 
@@ -161,10 +163,10 @@ def missing_models(cfg, models_dir: Path, manifest: dict[str, M.ModelEntry] | No
             if not (Path(configured).expanduser().exists() or (models_dir / configured).exists()):
                 missing.append(f"{what} ({configured})")
             return
-        entry = M.find_model(kind, lang, to, models_dir=models_dir, manifest=manifest)
+        entry = find_model(kind, lang, to, models_dir=models_dir, manifest=manifest)
         if entry is None:
             missing.append(f"{what} (known, no verified source)")
-        elif not M.is_installed(entry, models_dir):
+        elif not is_installed(entry, models_dir):
             missing.append(f"{what} ({entry.name})")
 
     def speaks(lang: str, configured: str) -> None:
@@ -172,8 +174,8 @@ def missing_models(cfg, models_dir: Path, manifest: dict[str, M.ModelEntry] | No
             if not tts_espeak.available():
                 missing.append(f"espeak-ng for {lang} (Debian package espeak-ng)")
             return
-        entry = M.find_model("tts-piper", lang, None, models_dir=models_dir, manifest=manifest)
-        if configured or (entry is not None and M.is_installed(entry, models_dir)):
+        entry = find_model("tts-piper", lang, None, models_dir=models_dir, manifest=manifest)
+        if configured or (entry is not None and is_installed(entry, models_dir)):
             check("tts-piper", lang, None, configured)
         elif not _espeak_has(lang):
             check("tts-piper", lang, None)
