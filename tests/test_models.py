@@ -107,7 +107,7 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     e = {k: v for k, v in os.environ.items() if k != MANIFEST_ENV}
     e.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "babelfish.cli.models", *map(str, args)],
+        [sys.executable, "-m", "babelfish", "models", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -2,8 +2,7 @@
 model manager's command line.
 
 `add_parser` registers it on the `babelfish` parser (babelfish/cli/__init__.py), which runs it
-through commands.guarded (errors are one line and an exit code); `python -m babelfish.cli.models
-list` is `babelfish models list`."""
+through commands.guarded (errors are one line and an exit code)."""
 
 from __future__ import annotations
 
@@ -276,16 +275,3 @@ def _verify(args) -> int:
     if not checked:
         print(f"no models installed in {models_dir}")
     return 1 if bad else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m babelfish.cli.models COMMAND ...`, the same as `babelfish models COMMAND ...`."""
-    from babelfish.cli import main as babelfish
-
-    logging.basicConfig(level=logging.WARNING, format="babelfish: %(message)s")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return babelfish(argv if argv[:1] == ["models"] else ["models", *argv])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
