@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from babelfish.config import Config, speaks_early
+from babelfish.schema import DegradationEvent
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Governor:
     level: int = 0
     over_run: int = 0
     under_run: int = 0
-    events: list[dict] = field(default_factory=list)
+    events: list[DegradationEvent] = field(default_factory=list)
 
     def __post_init__(self):
         self.steps = ladder(self.cfg)
@@ -91,8 +92,10 @@ class Governor:
                 broken.append(f"{stage} {stages[stage]:.0f}>{limit}")
         return broken
 
-    def observe(self, utt: str, e2e_ms: float | None, stages: dict[str, float]) -> dict | None:
-        """Feed one utterance; returns a change event {direction, level, step, ...} or None."""
+    def observe(
+        self, utt: str, e2e_ms: float | None, stages: dict[str, float]
+    ) -> DegradationEvent | None:
+        """Feed one utterance; returns the step it took (a DegradationEvent) or None."""
         if not self.cfg.budgets.enabled:
             return None
         broken = self.over_budget(e2e_ms, stages)
@@ -103,32 +106,32 @@ class Governor:
         event = None
         if self.over_run >= self.cfg.budgets.degrade_after and self.level < len(self.steps):
             self.level += 1
-            event = {
-                "utt": utt,
-                "direction": "down",
-                "level": self.level,
-                "step": self.steps[self.level - 1].name,
-                "why": ", ".join(broken),
-            }
+            event = DegradationEvent(
+                utt=utt,
+                direction="down",
+                level=self.level,
+                step=self.steps[self.level - 1].name,
+                why=", ".join(broken),
+            )
             self.over_run = 0
         elif self.under_run >= self.cfg.budgets.restore_after and self.level > 0:
-            event = {
-                "utt": utt,
-                "direction": "up",
-                "level": self.level - 1,
-                "step": self.steps[self.level - 1].name,
-                "why": "back under budget",
-            }
+            event = DegradationEvent(
+                utt=utt,
+                direction="up",
+                level=self.level - 1,
+                step=self.steps[self.level - 1].name,
+                why="back under budget",
+            )
             self.level -= 1
             self.under_run = 0
         if event:
             self.events.append(event)
             log.warning(
                 "degradation %s to level %d (%s): %s",
-                event["direction"],
-                event["level"],
-                event["step"],
-                event["why"],
+                event.direction,
+                event.level,
+                event.step,
+                event.why,
             )
         return event
 

@@ -17,7 +17,6 @@ own: it takes the subtitles from the PUB and asks the control socket like `babel
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -48,9 +47,13 @@ from babelfish.report import (
     two_way_summary,
 )
 from babelfish.schema import (
+    MODEL_STAGES,
+    DegradationEvent,
     Heartbeat,
+    Mute,
     Playing,
     Progress,
+    RemoteState,
     Rerun,
     Said,
     Segmented,
@@ -59,6 +62,7 @@ from babelfish.schema import (
     SourceDone,
     StageError,
     Start,
+    SubtitleLine,
     UtteranceDone,
 )
 from babelfish.security import check as check_keys
@@ -67,8 +71,6 @@ from babelfish.stagelink import StageLink
 from babelfish.stages.base import RunInfo, RuntimeFile
 
 log = logging.getLogger(__name__)
-
-MODEL_STAGES = ("asr", "mt", "tts")  # what `reload` restarts: capture and playback keep devices
 
 
 class Supervisor:
@@ -179,10 +181,11 @@ class Supervisor:
             return
         self.processes.seen(name)
         if isinstance(msg, Heartbeat):
-            was = self.stages[name].info.get("remote_state")
+            was = self.stages[name].remote
             if self.processes.heartbeat(self.stages[name], msg):
                 self._on_ready(self.stages[name])
-            self._remote_change(name, was, msg.info)
+            if msg.remote is not None:
+                self._remote_change(name, was.state if was else None, msg.remote)
         elif isinstance(msg, StageError):
             self.fatal = (UsageError if msg.usage else BabelfishError)(msg.message)
         elif isinstance(msg, Segmented):
@@ -195,15 +198,15 @@ class Supervisor:
             self._on_done(msg)
         elif isinstance(msg, Said):
             self._publish(
-                {
-                    "final": False,
-                    "id": msg.utt,
-                    "part": msg.part,
-                    "text": msg.text,
-                    "source_text": msg.source_text,
-                    "early": msg.early,
-                    "dropped_audio": msg.dropped,
-                }
+                SubtitleLine(
+                    final=False,
+                    id=msg.utt,
+                    part=msg.part,
+                    text=msg.text,
+                    source_text=msg.source_text,
+                    early=msg.early,
+                    dropped_audio=msg.dropped,
+                )
             )
         elif isinstance(msg, Playing):  # speaker mode: capture keeps our speech out of the mic
             self.link.send("capture", msg)
@@ -223,35 +226,35 @@ class Supervisor:
             else:
                 log.error("%s", msg.message)
 
-    def _remote_change(self, name: str, was: str | None, info: dict[str, str]) -> None:
+    def _remote_change(self, name: str, was: str | None, remote: RemoteState) -> None:
         """A stage on another machine went down (its proxy recognises here) or came back: a
         degradation step, down or up, in the report and the events."""
-        now = info.get("remote_state")
-        if now == was or now not in ("up", "down") or (now == "up" and was != "down"):
+        now = remote.state
+        if now == was or now == "connecting" or (now == "up" and was != "down"):
             return
-        event = {
-            "utt": "",
-            "direction": "down" if now == "down" else "up",
-            "level": self.governor.level,
-            "step": f"{name} here instead of on {info.get('remote', '?')}",
-            "why": info.get("remote_why", "") if now == "down" else "the remote is back",
-        }
+        event = DegradationEvent(
+            utt="",
+            direction=now,
+            level=self.governor.level,
+            step=f"{name} here instead of on {remote.address}",
+            why=remote.why if now == "down" else "the remote is back",
+        )
         self.governor.events.append(event)
-        self.on_event(f"degradation {event['direction']} ({event['step']}): {event['why']}")
+        self.on_event(f"degradation {event.direction} ({event.step}): {event.why}")
 
-    def _publish(self, line: dict) -> None:
+    def _publish(self, line: SubtitleLine) -> None:
         """One JSON line on the subtitles PUB (when there is one)."""
         if self.subtitles is not None:
-            self.subtitles.send(json.dumps(line, ensure_ascii=False).encode())
+            self.subtitles.send(msgspec.json.encode(line))
 
     def _on_ready(self, sp: StageProc) -> None:
         if not self.started:
             return  # everything starts together (_start)
         params = self.governor.params().get(sp.name, {})  # a restart: the current settings
-        if sp.name == "capture" and self.muted:
-            params = {**params, "muted": 1.0}
         if params:
             self.link.send(sp.name, SetParams(params=params))
+        if sp.name == "capture" and self.muted:
+            self.link.send(sp.name, Mute(muted=True))
         start = Start(pos=sp.last_pos)  # capture resumes where it was
         start.stamp("supervisor", "start", self.t_start_ns)
         self.link.send(sp.name, start)
@@ -263,8 +266,8 @@ class Supervisor:
         if rep is None:
             return  # a duplicate after a re-run
         if conversation.two_way(self.cfg):
-            rep.side, rep.side_decided_by = msg.side, "language"
-            rep.target_language = conversation.target_of(self.cfg, msg.side)
+            rep.side, rep.side_decided_by = msg.origin.side, "language"
+            rep.target_language = conversation.target_of(self.cfg, msg.origin.side)
         self.on_utterance(rep)
         self._publish(self._final_line(rep))
         change = self.governor.observe(
@@ -272,28 +275,27 @@ class Supervisor:
         )
         if change:
             self.on_event(
-                f"degradation {change['direction']} to level {change['level']} "
-                f"({change['step']}): {change['why']}"
+                f"degradation {change.direction} to level {change.level} "
+                f"({change.step}): {change.why}"
             )
             for stage, params in self.governor.params().items():
                 if stage in self.stages:
                     self.link.send(stage, SetParams(params=params))
 
-    def _final_line(self, rep: UtteranceReport) -> dict:
+    def _final_line(self, rep: UtteranceReport) -> SubtitleLine:
         """The subtitles line of a finished utterance."""
-        line = {
-            "final": True,
-            "id": rep.id,
-            "source_text": rep.source_text,
-            "text": rep.translated_text,
-            "language": rep.target_language or self.cfg.pipeline.target_lang,
-            "latency_ms": rep.latency_ms,
-            "dropped_audio": rep.dropped_audio,
-        }
-        for key in ("source_language", "language_probability", "side"):  # when known
-            if getattr(rep, key, None) is not None:
-                line[key] = getattr(rep, key)
-        return line
+        return SubtitleLine(
+            final=True,
+            id=rep.id,
+            source_text=rep.source_text,
+            text=rep.translated_text,
+            language=rep.target_language or self.cfg.pipeline.target_lang,
+            latency_ms=rep.latency_ms,
+            dropped_audio=rep.dropped_audio,
+            source_language=rep.source_language,
+            language_probability=rep.language_probability,
+            side=rep.side,
+        )
 
     # ---- the control socket ----------------------------------------------------------------------
     def status(self) -> Status:
@@ -335,7 +337,7 @@ class Supervisor:
             return Reply(ok=True)
         if req.cmd in ("mute", "unmute"):
             self.muted = req.cmd == "mute"
-            self.link.send("capture", SetParams(params={"muted": float(self.muted)}))
+            self.link.send("capture", Mute(muted=self.muted))
             self.on_event("muted: not listening" if self.muted else "unmuted: listening")
             return Reply(ok=True, muted=self.muted)
         if req.cmd == "reload":
@@ -525,7 +527,7 @@ class Supervisor:
             **self.cpu(input_s),
             languages=self._languages(),
             remote={
-                n: remote_summary(addr, self.stages[n].all_counters(), self.stages[n].info)
+                n: remote_summary(addr, self.stages[n].all_counters(), self.stages[n].remote)
                 for n, addr in remote_stages(self.cfg).items()
                 if n in self.stages
             },

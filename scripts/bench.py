@@ -71,6 +71,7 @@ import psutil
 
 from babelfish import UsageError
 from babelfish.report import cpu_line, cpu_per_audio, percentile
+from babelfish.schema import STAGES
 from babelfish.suite import Entry, check_quality, collect
 from babelfish.turns import piece, turn_figures
 
@@ -78,7 +79,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 SYSTEMS = ("babelfish", "naive")
 LABELS = {"babelfish": "Babelfish pipeline", "naive": "naive cascade"}
-STAGES = ("capture", "asr", "mt", "tts", "playback")
 PATH_STAGES = ("vad", "asr", "mt", "tts", "playback")  # report.stage_times, along the path
 DEFAULT_INPUTS = [REPO / "samples" / "suite.toml", REPO / "samples" / "bench" / "suite.toml"]
 LONG_TURN_S = 6.0
