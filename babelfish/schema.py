@@ -46,6 +46,8 @@ StageName = Literal["capture", "asr", "mt", "tts", "playback"]
 STAGES: tuple[StageName, ...] = get_args(StageName)
 ModelStage = Literal["asr", "mt", "tts"]
 MODEL_STAGES: tuple[ModelStage, ...] = get_args(ModelStage)
+# The processes the supervisor watches: the stages, and the web page's server (`--web`).
+ProcessName = Literal[StageName, Literal["web"]]
 # How a stage tells the supervisor's ledger where an utterance is (Progress): capture cut it
 # ("segmented"), asr recognised it ("final"), mt or tts passed all of it on ("done"), or the stage
 # gave up on it ("incomplete": its audio was lost, re-run it).
@@ -266,7 +268,7 @@ class RemoteState(msgspec.Struct, kw_only=True):
 class Heartbeat(Msg, tag="hb"):
     """Sign of life, stage -> supervisor, every heartbeat interval and at each state change."""
 
-    stage: str
+    stage: ProcessName
     pid: int
     state: HeartbeatState
     inflight: list[str] = []  # utterances this stage holds right now
@@ -338,7 +340,7 @@ class Playing(Msg, tag="playing"):
 class StageError(Msg, tag="error"):
     """Stage -> supervisor: a fatal error, sent before the stage exits."""
 
-    stage: str
+    stage: ProcessName
     message: str
     usage: bool = False  # a setup/usage problem (e.g. a model not installed): exit 2
 
@@ -384,7 +386,7 @@ class RemotePong(Msg, tag="rpong"):
     """Server -> proxy, the answer to a RemotePing: the server's heartbeat for this client."""
 
     sent_ns: int  # the ping's
-    stage: str  # what the server serves
+    stage: ModelStage  # what the server serves
     clients: int = 0  # pipelines it serves now
     source_lang: str = ""  # what it recognises (its config): the proxy checks they are its own
     output_lang: str = ""

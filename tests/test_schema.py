@@ -127,6 +127,7 @@ _DONE = UtteranceDone(
         (_TRANSLATION, "origin__side", "nobody", "$.origin.side"),  # Side, in the Origin
         (_DONE, "origin__start_s", "soon", "$.origin.start_s"),
         (Mute(muted=True), "muted", "yes", "$.muted"),
+        (Heartbeat(stage="web", pid=1, state="ready"), "stage", "wab", "$.stage"),  # ProcessName
         (
             Heartbeat(stage="asr", pid=1, state="ready", remote=RemoteState(address="tcp://x:1")),
             "remote__state",
