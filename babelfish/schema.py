@@ -48,6 +48,12 @@ ModelStage = Literal["asr", "mt", "tts"]
 MODEL_STAGES: tuple[ModelStage, ...] = get_args(ModelStage)
 # The processes the supervisor watches: the stages, and the web page's server (`--web`).
 ProcessName = Literal[StageName, Literal["web"]]
+# Who took a stamp (Stamp.stage): a stage, the supervisor, or for a stage served on another
+# machine its proxy's network leg ("<stage>_net") and the server's own clock ("<stage>_server").
+StampStage = Literal[
+    StageName,
+    Literal["supervisor", "asr_net", "mt_net", "tts_net", "asr_server", "mt_server", "tts_server"],
+]
 # How a stage tells the supervisor's ledger where an utterance is (Progress): capture cut it
 # ("segmented"), asr recognised it ("final"), mt or tts passed all of it on ("done"), or the stage
 # gave up on it ("incomplete": its audio was lost, re-run it).
@@ -99,7 +105,7 @@ class BadMessage(ValueError):
 
 
 class Stamp(msgspec.Struct, array_like=True, frozen=True):
-    stage: str  # the stage that took the stamp (a StageName, "<stage>_net", "supervisor", ...)
+    stage: StampStage  # who took the stamp
     event: StampEvent  # what happened, e.g. "speech_end", "final", "first_audio"
     ns: int  # time.monotonic_ns() at that moment
 
@@ -123,10 +129,10 @@ class Msg(msgspec.Struct, tag_field="type", kw_only=True):
     seq: int = 0  # the sender's sequence number, one per message sent
     stamps: list[Stamp] = []  # appended by each stage the utterance went through
 
-    def stamp(self, stage: str, event: StampEvent, ns: int | None = None) -> None:
+    def stamp(self, stage: StampStage, event: StampEvent, ns: int | None = None) -> None:
         self.stamps.append(Stamp(stage, event, time.monotonic_ns() if ns is None else ns))
 
-    def stamp_ns(self, stage: str, event: StampEvent) -> int | None:
+    def stamp_ns(self, stage: StampStage, event: StampEvent) -> int | None:
         for s in reversed(self.stamps):
             if s.stage == stage and s.event == event:
                 return s.ns

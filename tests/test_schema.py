@@ -144,13 +144,17 @@ def test_each_vocabulary_is_closed(msg, field, value, where):
     assert repr(value) in str(e.value) or "Expected" in str(e.value), e.value
 
 
-def test_a_stamp_event_outside_its_vocabulary_does_not_decode():
+@pytest.mark.parametrize("index,word", [(0, "asr_proxy"), (1, "finalised")])
+def test_a_stamp_outside_its_vocabulary_does_not_decode(index, word):
+    """Who took a stamp (StampStage) and what it marks (StampEvent) are closed too."""
     msg = Transcript(utt="u1", text="hola", final=True, language="es")
     msg.stamp("asr", "final")
+    msg.stamp("asr_net", "sent")
+    assert decode(encode(msg))[0] == msg
     doc = msgspec.json.decode(encode(msg)[0])
-    doc["stamps"][0][1] = "finalised"
+    doc["stamps"][1][index] = word
     with pytest.raises(
-        BadMessage, match=r"Invalid enum value 'finalised' - at `\$.stamps\[0\]\[1\]`"
+        BadMessage, match=rf"Invalid enum value '{word}' - at `\$.stamps\[1\]\[{index}\]`"
     ):
         decode([msgspec.json.encode(doc)])
 
