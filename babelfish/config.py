@@ -13,6 +13,7 @@ import msgspec
 
 from babelfish import UsageError
 from babelfish.languages import AUTO, WHISPER_LANGUAGES
+from babelfish.schema import MODEL_STAGES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.toml"
@@ -309,7 +310,7 @@ def _check_languages(cfg: Config) -> None:
 
 
 # the stages a pipeline can use on another machine (`babelfish serve`)
-REMOTE_STAGES = ("asr", "mt", "tts")
+REMOTE_STAGES = MODEL_STAGES
 
 
 def remote_stages(cfg: Config) -> dict[str, str]:

@@ -13,7 +13,7 @@ one machine; stamps from stages on other machines (tcp) are only comparable with
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 import numpy as np
@@ -40,6 +40,53 @@ HeartbeatState = Literal["loading", "ready", "stopping"]
 # other person's (spoken in --from, heard translated in the wearer's earphones; every utterance of a
 # one-way run); "wearer": the wearer's (spoken in --to, said translated on the other output).
 Side = Literal["other", "wearer"]
+# The pipeline's stages, in order along it; the stages with a model (what `babelfish serve` can
+# serve on another machine, and what `babelfish reload` restarts).
+StageName = Literal["capture", "asr", "mt", "tts", "playback"]
+STAGES: tuple[StageName, ...] = get_args(StageName)
+ModelStage = Literal["asr", "mt", "tts"]
+MODEL_STAGES: tuple[ModelStage, ...] = get_args(ModelStage)
+# The processes the supervisor watches: the stages, and the web page's server (`--web`).
+ProcessName = Literal[StageName, Literal["web"]]
+# Who took a stamp (Stamp.stage): a stage, the supervisor, or for a stage served on another
+# machine its proxy's network leg ("<stage>_net") and the server's own clock ("<stage>_server").
+StampStage = Literal[
+    StageName,
+    Literal["supervisor", "asr_net", "mt_net", "tts_net", "asr_server", "mt_server", "tts_server"],
+]
+# How a stage tells the supervisor's ledger where an utterance is (Progress): capture cut it
+# ("segmented"), asr recognised it ("final"), mt or tts passed all of it on ("done"), or the stage
+# gave up on it ("incomplete": its audio was lost, re-run it).
+ProgressEvent = Literal["segmented", "final", "done", "incomplete"]
+# What a stamp marks (Stamp.event). capture: speech_start, speech_end (in the input's time),
+# endpoint (the end was decided), pause (UtterancePause), rerun; asr: recv, partial, tentative,
+# stable, final; mt: first, done, stable, tentative; tts: first_audio, early_audio, audio, done,
+# dropped_stale; playback: first_audio, early_audio, heard, early_heard, audio_end, done; a remote
+# stage's proxy: sent, back ("<stage>_net"); supervisor: start.
+StampEvent = Literal[
+    "speech_start",
+    "speech_end",
+    "endpoint",
+    "pause",
+    "rerun",
+    "recv",
+    "partial",
+    "tentative",
+    "stable",
+    "final",
+    "first",
+    "done",
+    "first_audio",
+    "early_audio",
+    "audio",
+    "dropped_stale",
+    "heard",
+    "early_heard",
+    "audio_end",
+    "sent",
+    "back",
+    "start",
+]
 
 
 def utterance_id(pos: int, rate: int) -> str:
@@ -58,9 +105,23 @@ class BadMessage(ValueError):
 
 
 class Stamp(msgspec.Struct, array_like=True, frozen=True):
-    stage: str  # the stage that took the stamp
-    event: str  # what happened, e.g. "speech_end", "final", "first_audio"
+    stage: StampStage  # who took the stamp
+    event: StampEvent  # what happened, e.g. "speech_end", "final", "first_audio"
     ns: int  # time.monotonic_ns() at that moment
+
+
+class Origin(msgspec.Struct, frozen=True, kw_only=True):
+    """Where an utterance came from, as its recogniser saw it: set once from the final
+    Transcript (Transcript.origin) and carried unchanged by the Translation, SpeechAudio and
+    UtteranceDone made from it."""
+
+    start_s: float = 0.0  # speech start, seconds into the input
+    end_s: float = 0.0  # speech end, seconds into the input
+    # the language spoken (--from auto: identified for this utterance) and the probability
+    # Whisper's language identification gave it (None: the language was given, not identified)
+    source_language: str = ""
+    language_probability: float | None = None
+    side: Side = "other"  # two-way: whose utterance (see Side)
 
 
 class Msg(msgspec.Struct, tag_field="type", kw_only=True):
@@ -68,10 +129,10 @@ class Msg(msgspec.Struct, tag_field="type", kw_only=True):
     seq: int = 0  # the sender's sequence number, one per message sent
     stamps: list[Stamp] = []  # appended by each stage the utterance went through
 
-    def stamp(self, stage: str, event: str, ns: int | None = None) -> None:
+    def stamp(self, stage: StampStage, event: StampEvent, ns: int | None = None) -> None:
         self.stamps.append(Stamp(stage, event, time.monotonic_ns() if ns is None else ns))
 
-    def stamp_ns(self, stage: str, event: str) -> int | None:
+    def stamp_ns(self, stage: StampStage, event: StampEvent) -> int | None:
         for s in reversed(self.stamps):
             if s.stage == stage and s.event == event:
                 return s.ns
@@ -130,6 +191,17 @@ class Transcript(Msg, tag="transcript"):
     # (all from its start) will not change, and the final will
     # start with them; they may be translated and spoken now
 
+    @property
+    def origin(self) -> Origin:
+        """Where this utterance came from: what every message made from it carries."""
+        return Origin(
+            start_s=self.start_s,
+            end_s=self.end_s,
+            source_language=self.source_language,
+            language_probability=self.language_probability,
+            side=self.side,
+        )
+
 
 class Translation(Msg, tag="translation"):
     """One translated sentence of an utterance, mt -> tts, sent as soon as it is translated."""
@@ -139,13 +211,9 @@ class Translation(Msg, tag="translation"):
     last: bool  # no more parts for this utterance
     language: str
     source_text: str = ""
-    source_language: str = ""  # (as Transcript's)
-    language_probability: float | None = None
-    start_s: float = 0.0
-    end_s: float = 0.0
+    origin: Origin = Origin()  # the transcript's (Transcript.origin)
     tentative: bool = False  # made from a tentative transcript (see Transcript)
     early: bool = False  # of a stable partial: spoken before the utterance ends
-    side: Side = "other"  # two-way: whose utterance (see Side)
 
 
 class SpeechAudio(Msg, tag="speech"):
@@ -160,12 +228,8 @@ class SpeechAudio(Msg, tag="speech"):
     dropped: bool = False  # stale speech: shown as text, its audio skipped on purpose
     source_pending: bool = False  # source_text follows in a SourceText message
     early: bool = False  # of a stable partial transcript (see Transcript.stable)
-    side: Side = "other"  # two-way: whose utterance, so which output plays it (see Side)
     source_text: str = ""
-    source_language: str = ""  # (as Transcript's)
-    language_probability: float | None = None
-    start_s: float = 0.0
-    end_s: float = 0.0
+    origin: Origin = Origin()  # the transcript's; its side says which output plays it
 
 
 class SourceText(Msg, tag="source"):
@@ -182,10 +246,35 @@ class EndOfStream(Msg, tag="eos"):
 # ---- stage <-> supervisor ----------------------------------------------------------------------
 
 
+RemoteLink = Literal["connecting", "up", "down"]
+
+
+class RemoteState(msgspec.Struct, kw_only=True):
+    """A stage served on another machine, as its proxy here sees it (stages/remote.py)."""
+
+    address: str  # the server's
+    state: RemoteLink = "connecting"
+    why: str = ""  # why it is not (or was not) up
+    rtt_ms: float | None = None  # the last ping's round trip (None: no answer yet)
+    rtt_min_ms: float | None = None  # the quickest so far
+    heard_s_ago: float | None = None  # since its last message (None: never)
+
+    def info(self) -> dict[str, str]:
+        """As `babelfish status` and the report's stage_info show it: remote, remote_state,
+        remote_why, remote_rtt_ms, remote_rtt_min_ms, remote_heard_s_ago."""
+        out = {"remote": self.address, "remote_state": self.state, "remote_why": self.why}
+        for key in ("rtt_ms", "rtt_min_ms"):
+            v = getattr(self, key)
+            out[f"remote_{key}"] = "inf" if v is None else f"{v:.2f}"
+        heard = self.heard_s_ago
+        out["remote_heard_s_ago"] = "-1.0" if heard is None else f"{heard:.1f}"
+        return out
+
+
 class Heartbeat(Msg, tag="hb"):
     """Sign of life, stage -> supervisor, every heartbeat interval and at each state change."""
 
-    stage: str
+    stage: ProcessName
     pid: int
     state: HeartbeatState
     inflight: list[str] = []  # utterances this stage holds right now
@@ -197,14 +286,15 @@ class Heartbeat(Msg, tag="hb"):
     load_ms: float = 0.0  # time to load the model
     params: dict[str, float] = {}  # current run-time parameters (degradation)
     info: dict[str, str] = {}  # e.g. backend in use
+    remote: RemoteState | None = None  # a stage served on another machine: its state
     working_ms: float = 0.0  # how long the message in hand has taken so far (0: waiting for work)
 
 
 class Progress(Msg, tag="progress"):
     """Stage -> supervisor: this stage passed an utterance on (where each utterance is)."""
 
-    stage: str
-    event: str
+    stage: StageName
+    event: ProgressEvent
 
 
 class Segmented(Msg, tag="segmented"):
@@ -228,14 +318,10 @@ class UtteranceDone(Msg, tag="done"):
 
     source_text: str
     translated_text: str
-    start_s: float
-    end_s: float
+    origin: Origin  # the transcript's (the first part not spoken early)
     audio_s: float  # seconds of translated speech played
     dropped: bool = False
     heard_parts: list[tuple[int, int, str]] = []  # (first sample heard ns, last's end ns, text)
-    source_language: str = ""  # (as Transcript's)
-    language_probability: float | None = None
-    side: Side = "other"  # two-way: whose utterance (see Side)
 
 
 class Said(Msg, tag="said"):
@@ -260,7 +346,7 @@ class Playing(Msg, tag="playing"):
 class StageError(Msg, tag="error"):
     """Stage -> supervisor: a fatal error, sent before the stage exits."""
 
-    stage: str
+    stage: ProcessName
     message: str
     usage: bool = False  # a setup/usage problem (e.g. a model not installed): exit 2
 
@@ -269,6 +355,12 @@ class SetParams(Msg, tag="set"):
     """Supervisor -> stage: change run-time parameters (degradation steps, test delays)."""
 
     params: dict[str, float]
+
+
+class Mute(Msg, tag="mute"):
+    """Supervisor -> capture: stop (or start again) listening (`babelfish mute | unmute`)."""
+
+    muted: bool
 
 
 class Start(Msg, tag="start"):
@@ -300,7 +392,7 @@ class RemotePong(Msg, tag="rpong"):
     """Server -> proxy, the answer to a RemotePing: the server's heartbeat for this client."""
 
     sent_ns: int  # the ping's
-    stage: str  # what the server serves
+    stage: ModelStage  # what the server serves
     clients: int = 0  # pipelines it serves now
     source_lang: str = ""  # what it recognises (its config): the proxy checks they are its own
     output_lang: str = ""
@@ -324,12 +416,50 @@ AnyMsg = (
     | Playing
     | StageError
     | SetParams
+    | Mute
     | Start
     | Rerun
     | Shutdown
     | RemotePing
     | RemotePong
 )
+
+# ---- what the supervisor tells displays and writes in the report ---------------------------------
+
+
+class SubtitleLine(msgspec.Struct, kw_only=True):
+    """One JSON line of the supervisor's subtitles PUB (and of its `subtitles` control answer):
+    one part of an utterance's translation as it is heard (final false: from Said), or the whole
+    utterance once done (final true: from its report), with its latencies."""
+
+    final: bool = True  # False: one part of an utterance's translation, as it is heard
+    id: str  # the utterance's
+    text: str = ""  # the translation (of this part, or all of it)
+    source_text: str = ""  # the words as spoken
+    language: str = ""  # (final) of `text`
+    source_language: str | None = None  # (final) the language spoken, when it is known
+    language_probability: float | None = None  # (final) Whisper's, when it identified it
+    side: Side | None = None  # (final, two-way) whose utterance
+    latency_ms: dict[str, float] = {}  # (final) report.latencies
+    dropped_audio: bool = False  # its speech was shown as text only
+    part: int = 0  # (a part) which one
+    early: bool = False  # (a part) of a stable partial transcript (Transcript.stable)
+
+
+# A step on the degradation ladder (budgets.py), or a remote stage moved here and back: "down"
+# degrades, "up" restores.
+Direction = Literal["down", "up"]
+
+
+class DegradationEvent(msgspec.Struct, kw_only=True):
+    """One degradation step, down or up: the report's summary lists them (`degradations`)."""
+
+    utt: str  # the utterance whose timing decided it ("" for a remote stage's)
+    direction: Direction
+    level: int  # the ladder's level after it
+    step: str  # what the step does (budgets.Step.name), or "<stage> here instead of on <address>"
+    why: str  # e.g. the budgets broken ("end_to_end 1300>1200"), "back under budget"
+
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyMsg)
@@ -354,9 +484,11 @@ def decode(frames: list[bytes]) -> tuple[Msg, np.ndarray | None]:
         msg = _decoder.decode(header)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise BadMessage(f"undecodable header: {e}") from None
+    origin = getattr(msg, "origin", None)
     for name in ("start_s", "end_s"):  # e.g. 1e308 is valid JSON, but no stage can compute with it
-        if not -MAX_TIME_S <= getattr(msg, name, 0.0) <= MAX_TIME_S:
-            raise BadMessage(f"{name} out of range")
+        for holder in (msg, origin):
+            if not -MAX_TIME_S <= getattr(holder, name, 0.0) <= MAX_TIME_S:
+                raise BadMessage(f"{name} out of range")
     if not 0 <= getattr(msg, "pos", 0) <= MAX_TIME_S * MAX_RATE:
         raise BadMessage("pos out of range")
     has_audio = isinstance(msg, (AudioChunk, SpeechAudio))

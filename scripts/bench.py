@@ -73,6 +73,7 @@ from babelfish import UsageError
 from babelfish.evaluation.report import cpu_line, cpu_per_audio, percentile
 from babelfish.evaluation.suite import Entry, check_quality, collect
 from babelfish.evaluation.turns import piece, turn_figures
+from babelfish.schema import STAGES
 from devtools.benchtable import LONG_TURN_S, PATH_STAGES, fmt, markdown
 from devtools.harness import replay_command
 from devtools.runinfo import command_line, stamp, write_json
@@ -81,7 +82,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 SYSTEMS = ("babelfish", "naive")
 LABELS = {"babelfish": "Babelfish pipeline", "naive": "naive cascade"}
-STAGES = ("capture", "asr", "mt", "tts", "playback")
 DEFAULT_INPUTS = [REPO / "samples" / "suite.toml", REPO / "samples" / "bench" / "suite.toml"]
 KEPT_STAMPS = {
     ("capture", "speech_start"),

@@ -114,13 +114,13 @@ def test_governor_degrades_and_restores_step_by_step():
     slow, fast = 5000.0, 100.0
     assert g.observe("a", slow, {}) is None
     ev = g.observe("b", slow, {})
-    assert ev["direction"] == "down" and g.level == 1 and g.params()["mt"]["beam_size"] == 1
+    assert ev.direction == "down" and g.level == 1 and g.params()["mt"]["beam_size"] == 1
     for u in "cdef":
         g.observe(u, slow, {})
     assert g.level == 3
     g.observe("g", fast, {})
     ev = g.observe("h", fast, {})
-    assert ev["direction"] == "up" and g.level == 2
+    assert ev.direction == "up" and g.level == 2
     for u in "ijkl":
         g.observe(u, fast, {})
     assert g.level == 0 and g.params()["mt"]["beam_size"] == 4
@@ -133,7 +133,7 @@ def test_governor_degrades_and_restores_step_by_step():
         < names.index("tighter ASR decode bound")
     ), names
     assert g.params()["asr"]["stable_decodes"] == 1
-    assert [e["direction"] for e in g.events].count("down") == 3
+    assert [e.direction for e in g.events].count("down") == 3
     assert g.over_budget(None, {"asr": 5000}) == ["asr 5000>1000"]
 
 

@@ -26,6 +26,7 @@ from babelfish.schema import (
     BadMessage,
     EndOfStream,
     Heartbeat,
+    Origin,
     Progress,
     Segmented,
     SpeechAudio,
@@ -151,8 +152,7 @@ def common_garbage(stage: str) -> list[list[bytes]]:
                     utt="rogue",
                     source_text="",
                     translated_text="hacked",
-                    start_s=0,
-                    end_s=1,
+                    origin=Origin(start_s=0, end_s=1),
                     audio_s=0,
                 )
             )
@@ -288,7 +288,7 @@ def test_rogue_client_cannot_derail_a_replay(tmp_path, models_dir):
 # ---- fuzzing what the sockets decode -----------------------------------------------------------
 
 _SAMPLES = [
-    AudioChunk(utt="u1", seq=3, pos=320, rate=16000, stamps=[Stamp("capture", "fed", 5)]),
+    AudioChunk(utt="u1", seq=3, pos=320, rate=16000, stamps=[Stamp("capture", "speech_start", 5)]),
     SpeechAudio(utt="u1", text="hello", part=0, last=True, rate=22050),
     UtteranceEnd(utt="u1", start_s=0.5, end_s=2.0, reason="silence"),
     Transcript(utt="u1", text="hola", final=True, language="es"),
@@ -339,7 +339,8 @@ def test_mutated_messages_decode_to_valid_messages_or_bad_message(template, data
     assert isinstance(msg.utt, str) and isinstance(msg.seq, int)
     assert all(isinstance(s, Stamp) and isinstance(s.ns, int) for s in msg.stamps)
     for name in ("start_s", "end_s"):  # a receiver can compute with them (x 16000, round)
-        round(getattr(msg, name, 0.0) * MAX_RATE)
+        for holder in (msg, getattr(msg, "origin", None)):
+            round(getattr(holder, name, 0.0) * MAX_RATE)
     assert 0 <= getattr(msg, "pos", 0) <= MAX_TIME_S * MAX_RATE
     if isinstance(msg, (AudioChunk, SpeechAudio)):
         assert 1 <= msg.rate <= MAX_RATE and 1 <= msg.channels <= 8 and msg.fmt == "s16"
@@ -403,7 +404,11 @@ IDENTS = [
         _SAMPLES
         + [
             UtteranceDone(
-                utt="u1", source_text="s", translated_text="t", start_s=0.0, end_s=1.0, audio_s=1.0
+                utt="u1",
+                source_text="s",
+                translated_text="t",
+                origin=Origin(start_s=0.0, end_s=1.0),
+                audio_s=1.0,
             )
         ]
     ),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from babelfish.schema import MODEL_STAGES
+
 
 def add_parsers(sub) -> None:
     """Register "keys" and "serve" on the `babelfish` subparsers."""
@@ -22,7 +24,7 @@ def add_parsers(sub) -> None:
     s = sub.add_parser(
         "serve", help="run a stage (asr, mt, tts) as a service for pipelines elsewhere"
     )
-    s.add_argument("stage", metavar="STAGE", choices=("asr", "mt", "tts"), help="asr, mt or tts")
+    s.add_argument("stage", metavar="STAGE", choices=MODEL_STAGES, help="asr, mt or tts")
     s.add_argument("--bind", required=True, metavar="tcp://HOST:PORT", help="where to listen")
     s.add_argument("--config", help="a TOML file (the model, keys_dir, allowed_clients_dir)")
     s.set_defaults(func=cmd_serve)

@@ -28,7 +28,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from babelfish import UsageError
-from babelfish.schema import Stamp
+from babelfish.schema import DegradationEvent, RemoteState, Stamp
 
 _PATH = [
     ("vad", ("capture", "speech_end"), ("capture", "endpoint")),
@@ -143,7 +143,7 @@ class Summary:
     wall_s: float = 0.0
     lost_utterances: list[dict] = field(default_factory=list)
     restarts: dict[str, int] = field(default_factory=dict)
-    degradations: list[dict] = field(default_factory=list)
+    degradations: list[DegradationEvent] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
     stage_ms_p50: dict[str, float] = field(default_factory=dict)
     route: list[str] = field(default_factory=list)
@@ -199,11 +199,11 @@ class Summary:
     per_turn: list[dict] = field(default_factory=list)
 
 
-def remote_summary(address: str, counters: Mapping[str, int], info: Mapping[str, str]) -> dict:
-    """The summary's entry of one remote stage, from its proxy's counters and info
+def remote_summary(address: str, counters: Mapping[str, int], remote: RemoteState | None) -> dict:
+    """The summary's entry of one remote stage, from its proxy's counters and state
     (stages/remote.py)."""
     n = counters.get("remote_net_n", 0)
-    ping = float(info.get("remote_rtt_min_ms", "inf"))
+    ping = remote.rtt_min_ms if remote is not None else None
     return {
         "address": address,
         "utterances": counters.get("remote_utterances", 0),
@@ -211,7 +211,7 @@ def remote_summary(address: str, counters: Mapping[str, int], info: Mapping[str,
         "reruns": counters.get("remote_reruns", 0),
         "local_utterances": counters.get("local_utterances", 0),
         "network_and_queue_ms_mean": round(counters.get("remote_net_ms", 0) / n, 1) if n else None,
-        "ping_ms_min": round(ping, 2) if ping != float("inf") else None,
+        "ping_ms_min": round(ping, 2) if ping is not None else None,
     }
 
 

@@ -1,8 +1,8 @@
 """A stage of a pipeline that runs on another machine (`[remote] asr`, `mt` or `tts`).
 
 To the supervisor and the other stages it is that stage: it binds the stage's input, pushes to
-the next stage, sends its heartbeats (with the remote's state in `info`: remote, remote_state up
-or down, remote_why, remote_rtt_ms, remote_heard_s_ago). `RemoteStage` is the proxy's logic for
+the next stage, sends its heartbeats (with the remote's state, schema.RemoteState: its address, up
+or down and why, ping round trips, when it was last heard). `RemoteStage` is the proxy's logic for
 any stage, mixed in before the stage's own class (RemoteASRStage, RemoteMTStage,
 RemoteTTSStage below say only which messages are forwarded and which results answer them). Each
 utterance's input is forwarded over a DEALER (a CURVE client that trusts only the server's key,
@@ -25,7 +25,7 @@ flap), new utterances go back. Counters: remote_utterances (done there), remote_
 it went down, unreachable at start included), remote_reruns (utterances re-run here),
 local_utterances, remote_net_ms (of each utterance, what was not the server's work on it: the
 network both ways and the wait at the server, summed over remote_net_n utterances), remote_late
-(results that came after the utterance was re-run here); info remote_rtt_min_ms: the quickest
+(results that came after the utterance was re-run here); RemoteState.rtt_min_ms: the quickest
 ping round trip, the hop.
 
 `python -m babelfish.remote.proxy --stage STAGE --runtime DIR` (the supervisor, lifecycle.py).
@@ -55,6 +55,7 @@ from babelfish.schema import (
     Progress,
     RemotePing,
     RemotePong,
+    RemoteState,
     SourceText,
     SpeechAudio,
     Stamp,
@@ -160,12 +161,11 @@ class RemoteStage:
         self.up = False
         self.why = "connecting"
         self.last_pong = self.last_ping = self.retry_at = 0.0
-        self.rtt_ms = self.rtt_min_ms = float("inf")
         self.flights: dict[str, Flight] = {}
         self.local: set[str] = set()  # utterances done here
         self.loaded = False
         self.eos: EndOfStream | None = None
-        self.info.update(remote=self.address, remote_state="connecting")
+        self.remote = RemoteState(address=self.address)
 
     # ---- start -----------------------------------------------------------------------------
     def load(self) -> None:
@@ -323,8 +323,9 @@ class RemoteStage:
 
     def _pong(self, msg: RemotePong) -> None:
         self.last_pong = time.monotonic()
-        self.rtt_ms = (time.monotonic_ns() - msg.sent_ns) / 1e6
-        self.rtt_min_ms = min(self.rtt_min_ms, self.rtt_ms)
+        r = self.remote
+        r.rtt_ms = (time.monotonic_ns() - msg.sent_ns) / 1e6
+        r.rtt_min_ms = r.rtt_ms if r.rtt_min_ms is None else min(r.rtt_min_ms, r.rtt_ms)
         mine = served_languages(self.name, self.cfg)
         if msg.stage != self.name or (msg.source_lang, msg.output_lang) != mine:
             self.why = (
@@ -338,20 +339,20 @@ class RemoteStage:
             return
         if not self.up and time.monotonic() >= self.retry_at:
             self.up, self.why = True, ""
-            self.info.update(remote_state="up", remote_why="")
+            self.remote.state, self.remote.why = "up", ""
             log.warning("%s: the server at %s is up: working there", self.name, self.address)
             self.heartbeat()
 
     def _down(self, why: str, hold: bool = False) -> None:
         """The remote is down: re-run what is in flight here; new utterances stay here until it
         answers again."""
-        if not self.up and self.info.get("remote_state") == "down":
+        if not self.up and self.remote.state == "down":
             self.why = why
             return
         self.up, self.why = False, why
         self.retry_at = time.monotonic() + (self.timeout if hold else 0.0)  # (late: no flapping)
         self.counters["remote_fallbacks"] += 1
-        self.info.update(remote_state="down", remote_why=why)
+        self.remote.state, self.remote.why = "down", why
         log.warning("%s: the server at %s is down (%s): working here", self.name, self.address, why)
         self.heartbeat()
         for f in list(self.flights.values()):
@@ -385,14 +386,9 @@ class RemoteStage:
         return 0.05
 
     def heartbeat(self, state=None) -> None:
-        heard = time.monotonic() - self.last_pong if self.last_pong else -1.0
-        self.info.update(
-            remote_rtt_ms=f"{self.rtt_ms:.2f}",
-            remote_rtt_min_ms=f"{self.rtt_min_ms:.2f}",
-            remote_heard_s_ago=f"{heard:.1f}",
-        )
+        self.remote.heard_s_ago = time.monotonic() - self.last_pong if self.last_pong else None
         if self.why:
-            self.info["remote_why"] = self.why
+            self.remote.why = self.why
         super().heartbeat(state)
 
     def close(self) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from babelfish import UsageError
 from babelfish.config import Config, remote_stages
+from babelfish.schema import STAGES
 
-STAGES = ("capture", "asr", "mt", "tts", "playback")
 # tcp port offsets from tcp_base_port
 _TCP_OFFSET = {"supervisor": 0, "subtitles": 1, **{s: 2 + i for i, s in enumerate(STAGES)}}
 

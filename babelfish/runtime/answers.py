@@ -14,13 +14,11 @@ from babelfish import BabelfishError
 from babelfish.runtime.budgets import Governor
 from babelfish.runtime.control import Degradation, LatencyRow, Reply, Request, Status
 from babelfish.runtime.summary import final_line
-from babelfish.schema import SetParams, Shutdown
+from babelfish.schema import MODEL_STAGES, Mute, SetParams, Shutdown
 from babelfish.stages.base import RuntimeFile
 
 if TYPE_CHECKING:
     from babelfish.runtime.supervisor import Supervisor
-
-MODEL_STAGES = ("asr", "mt", "tts")  # what `reload` restarts: capture and playback keep devices
 
 
 def status(sup: Supervisor) -> Status:
@@ -61,7 +59,7 @@ def answer(sup: Supervisor, req: Request) -> Reply:
         return Reply(ok=True)
     if req.cmd in ("mute", "unmute"):
         sup.muted = req.cmd == "mute"
-        sup.link.send("capture", SetParams(params={"muted": float(sup.muted)}))
+        sup.link.send("capture", Mute(muted=sup.muted))
         sup.on_event("muted: not listening" if sup.muted else "unmuted: listening")
         return Reply(ok=True, muted=sup.muted)
     if req.cmd == "reload":

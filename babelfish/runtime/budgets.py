@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from babelfish.config import Config, speaks_early
+from babelfish.schema import DegradationEvent, RemoteState
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Governor:
     level: int = 0
     over_run: int = 0
     under_run: int = 0
-    events: list[dict] = field(default_factory=list)
+    events: list[DegradationEvent] = field(default_factory=list)
 
     def __post_init__(self):
         self.steps = ladder(self.cfg)
@@ -91,8 +92,10 @@ class Governor:
                 broken.append(f"{stage} {stages[stage]:.0f}>{limit}")
         return broken
 
-    def observe(self, utt: str, e2e_ms: float | None, stages: dict[str, float]) -> dict | None:
-        """Feed one utterance; returns a change event {direction, level, step, ...} or None."""
+    def observe(
+        self, utt: str, e2e_ms: float | None, stages: dict[str, float]
+    ) -> DegradationEvent | None:
+        """Feed one utterance; returns the step it took (a DegradationEvent) or None."""
         if not self.cfg.budgets.enabled:
             return None
         broken = self.over_budget(e2e_ms, stages)
@@ -103,32 +106,32 @@ class Governor:
         event = None
         if self.over_run >= self.cfg.budgets.degrade_after and self.level < len(self.steps):
             self.level += 1
-            event = {
-                "utt": utt,
-                "direction": "down",
-                "level": self.level,
-                "step": self.steps[self.level - 1].name,
-                "why": ", ".join(broken),
-            }
+            event = DegradationEvent(
+                utt=utt,
+                direction="down",
+                level=self.level,
+                step=self.steps[self.level - 1].name,
+                why=", ".join(broken),
+            )
             self.over_run = 0
         elif self.under_run >= self.cfg.budgets.restore_after and self.level > 0:
-            event = {
-                "utt": utt,
-                "direction": "up",
-                "level": self.level - 1,
-                "step": self.steps[self.level - 1].name,
-                "why": "back under budget",
-            }
+            event = DegradationEvent(
+                utt=utt,
+                direction="up",
+                level=self.level - 1,
+                step=self.steps[self.level - 1].name,
+                why="back under budget",
+            )
             self.level -= 1
             self.under_run = 0
         if event:
             self.events.append(event)
             log.warning(
                 "degradation %s to level %d (%s): %s",
-                event["direction"],
-                event["level"],
-                event["step"],
-                event["why"],
+                event.direction,
+                event.level,
+                event.step,
+                event.why,
             )
         return event
 
@@ -144,19 +147,23 @@ class Governor:
     def step_name(self) -> str:
         return self.steps[self.level - 1].name if self.level else "none"
 
-    def remote_step(self, name: str, was: str | None, info: dict[str, str]) -> dict | None:
+    def remote_step(
+        self, name: str, was: str | None, remote: RemoteState | None
+    ) -> DegradationEvent | None:
         """A stage on another machine went down (its proxy recognises here) or came back, as its
-        heartbeat's info says (`was`: its remote_state before): a degradation step down or up,
+        heartbeat's RemoteState says (`was`: its state before): a degradation step down or up,
         recorded in the events; None when nothing changed."""
-        now = info.get("remote_state")
-        if now == was or now not in ("up", "down") or (now == "up" and was != "down"):
+        if remote is None:
             return None
-        event = {
-            "utt": "",
-            "direction": "down" if now == "down" else "up",
-            "level": self.level,
-            "step": f"{name} here instead of on {info.get('remote', '?')}",
-            "why": info.get("remote_why", "") if now == "down" else "the remote is back",
-        }
+        now = remote.state
+        if now == was or now == "connecting" or (now == "up" and was != "down"):
+            return None
+        event = DegradationEvent(
+            utt="",
+            direction=now,
+            level=self.level,
+            step=f"{name} here instead of on {remote.address}",
+            why=remote.why if now == "down" else "the remote is back",
+        )
         self.events.append(event)
         return event

@@ -26,10 +26,9 @@ import zmq
 
 from babelfish import BabelfishError
 from babelfish.config import Config
-from babelfish.schema import MAX_HEADER_BYTES
+from babelfish.schema import MAX_HEADER_BYTES, StageName, SubtitleLine
 
 Command = Literal["status", "stop", "mute", "unmute", "reload", "set", "subtitles"]
-StageName = Literal["capture", "asr", "mt", "tts", "playback"]
 # starting: spawned; loading: loading its model; ready: working; reloading: asked to go by
 # `reload` (back at once); stopping: asked to go at the end of the run; backoff: dead, waiting to
 # be restarted; given_up: died too often; exited: went after being asked to stop
@@ -119,7 +118,7 @@ class Reply(msgspec.Struct, omit_defaults=True, kw_only=True):
     error: str | None = None  # why not (ok false)
     status: Status | None = None  # status
     muted: bool | None = None  # mute, unmute: whether it is muted now
-    subtitles: list[dict] | None = None  # subtitles: the recent utterances' subtitle lines
+    subtitles: list[SubtitleLine] | None = None  # subtitles: the recent utterances' lines
 
 
 class BadRequest(ValueError):

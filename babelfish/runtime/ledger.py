@@ -19,11 +19,18 @@ import msgspec
 
 from babelfish.evaluation.report import LostUtterance, UtteranceReport, latencies, stage_times
 from babelfish.runtime.control import UtteranceCounts
-from babelfish.schema import Progress, Segmented, UtteranceDone, utterance_start_s
+from babelfish.schema import (
+    Progress,
+    ProgressEvent,
+    Segmented,
+    StageName,
+    UtteranceDone,
+    utterance_start_s,
+)
 
 # the stage before each stage (what it receives from) and the event by which it handed an
 # utterance on: for finding what a dead stage had been handed (tts: see Ledger.stage_died)
-_DELIVERED = {
+_DELIVERED: dict[StageName, tuple[StageName | None, ProgressEvent | None]] = {
     "asr": ("capture", "segmented"),
     "mt": ("asr", "final"),
     "tts": (None, None),
@@ -40,7 +47,7 @@ class UttState:
     start_s: float
     end_s: float
     reason: str
-    furthest: dict = field(default_factory=dict)  # stage -> last progress event
+    furthest: dict[StageName, ProgressEvent] = field(default_factory=dict)  # last progress event
     done: bool = False
     lost: str = ""
     rerun: bool = False
@@ -84,19 +91,19 @@ class Ledger:
         """Playback finished an utterance: its report (None for a duplicate after a re-run)."""
         u = self.utts.get(msg.utt)
         if u is None:
-            u = self.utts[msg.utt] = UttState(msg.utt, msg.start_s, msg.end_s, "")
+            u = self.utts[msg.utt] = UttState(msg.utt, msg.origin.start_s, msg.origin.end_s, "")
         if u.done:
             return None
         u.done = True
         u.lost = ""
         rep = UtteranceReport(
             id=msg.utt,
-            speech_start_s=round(msg.start_s, 3),
-            speech_end_s=round(msg.end_s, 3),
+            speech_start_s=round(msg.origin.start_s, 3),
+            speech_end_s=round(msg.origin.end_s, 3),
             source_text=msg.source_text,
             translated_text=msg.translated_text,
-            source_language=msg.source_language,
-            language_probability=msg.language_probability,
+            source_language=msg.origin.source_language,
+            language_probability=msg.origin.language_probability,
             stages=stage_times(msg.stamps),
             latency_ms=latencies(msg.stamps),
             audio_s=round(msg.audio_s, 3),

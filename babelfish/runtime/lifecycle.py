@@ -26,7 +26,7 @@ from babelfish import BabelfishError
 from babelfish.config import Config, remote_stages
 from babelfish.evaluation.report import real_time_factors
 from babelfish.runtime.control import StageState, StageStatus
-from babelfish.schema import Heartbeat
+from babelfish.schema import Heartbeat, RemoteState
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class StageProc:
     last_exit: str = ""
     last_pos: int = 0  # capture: input position in its last heartbeat
     info: dict = field(default_factory=dict)  # the stage's last reported info (engine, backend)
+    remote: RemoteState | None = None  # served on another machine: its last reported state
 
     @property
     def pid(self) -> int | None:
@@ -159,7 +160,8 @@ class Lifecycle:
         """Take a stage's heartbeat; True when the stage has just become ready."""
         sp.hb, sp.hb_at = hb, time.monotonic()
         sp.last_pos = hb.counters.get("pos", sp.last_pos)
-        sp.info = dict(hb.info)
+        sp.remote = hb.remote
+        sp.info = {**hb.info, **(hb.remote.info() if hb.remote else {})}  # (as status shows it)
         sp.peak_rss_kb = max(sp.peak_rss_kb, hb.peak_rss_kb)
         if hb.state == "ready" and sp.state in ("starting", "loading"):
             if sp.load_cpu_s is None and not sp.restarts:  # the first process's start-up
@@ -314,7 +316,7 @@ class Lifecycle:
                 inflight=list(sp.hb.inflight) if sp.hb else [],
                 queue=self.queue_depth(name),
                 params=dict(sp.hb.params) if sp.hb else {},
-                info=dict(sp.hb.info) if sp.hb else {},
+                info=dict(sp.info) if sp.hb else {},
                 counters=sp.all_counters(),
                 last_exit=sp.last_exit,
             )

@@ -21,7 +21,7 @@ from babelfish.evaluation.report import (
     two_way_summary,
 )
 from babelfish.runtime import conversation
-from babelfish.schema import Said
+from babelfish.schema import Said, SubtitleLine
 
 if TYPE_CHECKING:
     from babelfish.runtime.supervisor import Supervisor
@@ -33,34 +33,33 @@ def own_cpu_s() -> float:
     return t.user + t.system
 
 
-def part_line(msg: Said) -> dict:
+def part_line(msg: Said) -> SubtitleLine:
     """The subtitles line of one part of an utterance, as it is heard."""
-    return {
-        "final": False,
-        "id": msg.utt,
-        "part": msg.part,
-        "text": msg.text,
-        "source_text": msg.source_text,
-        "early": msg.early,
-        "dropped_audio": msg.dropped,
-    }
+    return SubtitleLine(
+        final=False,
+        id=msg.utt,
+        part=msg.part,
+        text=msg.text,
+        source_text=msg.source_text,
+        early=msg.early,
+        dropped_audio=msg.dropped,
+    )
 
 
-def final_line(cfg: Config, rep: UtteranceReport) -> dict:
+def final_line(cfg: Config, rep: UtteranceReport) -> SubtitleLine:
     """The subtitles line of a finished utterance."""
-    line = {
-        "final": True,
-        "id": rep.id,
-        "source_text": rep.source_text,
-        "text": rep.translated_text,
-        "language": rep.target_language or cfg.pipeline.target_lang,
-        "latency_ms": rep.latency_ms,
-        "dropped_audio": rep.dropped_audio,
-    }
-    for key in ("source_language", "language_probability", "side"):  # when known
-        if getattr(rep, key, None) is not None:
-            line[key] = getattr(rep, key)
-    return line
+    return SubtitleLine(
+        final=True,
+        id=rep.id,
+        source_text=rep.source_text,
+        text=rep.translated_text,
+        language=rep.target_language or cfg.pipeline.target_lang,
+        latency_ms=rep.latency_ms,
+        dropped_audio=rep.dropped_audio,
+        source_language=rep.source_language,
+        language_probability=rep.language_probability,
+        side=rep.side,
+    )
 
 
 def cpu(sup: Supervisor, input_s: float) -> dict:
@@ -127,7 +126,7 @@ def run_summary(sup: Supervisor) -> Summary:
         **cpu(sup, input_s),
         languages=languages(sup),
         remote={
-            n: remote_summary(addr, sup.stages[n].all_counters(), sup.stages[n].info)
+            n: remote_summary(addr, sup.stages[n].all_counters(), sup.stages[n].remote)
             for n, addr in remote_stages(sup.cfg).items()
             if n in sup.stages
         },

@@ -11,7 +11,6 @@ process, watched by a Lifecycle of its own: it reads the PUB and asks the contro
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -39,6 +38,7 @@ from babelfish.runtime.stagelink import StageLink
 from babelfish.runtime.summary import final_line, own_cpu_s, part_line, run_summary
 from babelfish.schema import (
     Heartbeat,
+    Mute,
     Playing,
     Progress,
     Rerun,
@@ -49,6 +49,7 @@ from babelfish.schema import (
     SourceDone,
     StageError,
     Start,
+    SubtitleLine,
     UtteranceDone,
 )
 from babelfish.stages.base import RunInfo, RuntimeFile
@@ -159,12 +160,12 @@ class Supervisor:
             return
         self.processes.seen(name)
         if isinstance(msg, Heartbeat):
-            was = self.stages[name].info.get("remote_state")
+            was = self.stages[name].remote
             if self.processes.heartbeat(self.stages[name], msg):
                 self._on_ready(self.stages[name])
-            event = self.governor.remote_step(name, was, msg.info)
+            event = self.governor.remote_step(name, was.state if was else None, msg.remote)
             if event:
-                self.on_event(f"degradation {event['direction']} ({event['step']}): {event['why']}")
+                self.on_event(f"degradation {event.direction} ({event.step}): {event.why}")
         elif isinstance(msg, StageError):
             self.fatal = (UsageError if msg.usage else BabelfishError)(msg.message)
         elif isinstance(msg, Segmented):
@@ -195,19 +196,19 @@ class Supervisor:
             else:
                 log.error("%s", msg.message)
 
-    def _publish(self, line: dict) -> None:
+    def _publish(self, line: SubtitleLine) -> None:
         """One JSON line on the subtitles PUB (when there is one)."""
         if self.subtitles is not None:
-            self.subtitles.send(json.dumps(line, ensure_ascii=False).encode())
+            self.subtitles.send(msgspec.json.encode(line))
 
     def _on_ready(self, sp: StageProc) -> None:
         if not self.started:
             return  # everything starts together (_start)
         params = self.governor.params().get(sp.name, {})  # a restart: the current settings
-        if sp.name == "capture" and self.muted:
-            params = {**params, "muted": 1.0}
         if params:
             self.link.send(sp.name, SetParams(params=params))
+        if sp.name == "capture" and self.muted:
+            self.link.send(sp.name, Mute(muted=True))
         start = Start(pos=sp.last_pos)  # capture resumes where it was
         start.stamp("supervisor", "start", self.t_start_ns)
         self.link.send(sp.name, start)
@@ -219,8 +220,8 @@ class Supervisor:
         if rep is None:
             return  # a duplicate after a re-run
         if conversation.two_way(self.cfg):
-            rep.side, rep.side_decided_by = msg.side, "language"
-            rep.target_language = conversation.target_of(self.cfg, msg.side)
+            rep.side, rep.side_decided_by = msg.origin.side, "language"
+            rep.target_language = conversation.target_of(self.cfg, msg.origin.side)
         self.on_utterance(rep)
         self._publish(final_line(self.cfg, rep))
         change = self.governor.observe(
@@ -228,8 +229,8 @@ class Supervisor:
         )
         if change:
             self.on_event(
-                f"degradation {change['direction']} to level {change['level']} "
-                f"({change['step']}): {change['why']}"
+                f"degradation {change.direction} to level {change.level} "
+                f"({change.step}): {change.why}"
             )
             for stage, params in self.governor.params().items():
                 if stage in self.stages:

@@ -45,6 +45,8 @@ from babelfish.schema import (
     HeartbeatState,
     Msg,
     Progress,
+    ProgressEvent,
+    RemoteState,
     SetParams,
     Shutdown,
     StageError,
@@ -86,6 +88,7 @@ class Stage:
     # which never blocks in realtime: it drops the rest of the utterance it is cutting, counted.
     in_hwm = 100
     out_hwm = 100
+    remote: RemoteState | None = None  # a stage served on another machine: its proxy's view
 
     def __init__(self, cfg: Config, run: RunInfo, addrs: Addresses | None):
         self.cfg, self.run_info, self.addrs = cfg, run, addrs
@@ -212,7 +215,7 @@ class Stage:
             self.inflight.discard(utt)
             self.heartbeat()
 
-    def progress(self, utt: str, event: str) -> None:
+    def progress(self, utt: str, event: ProgressEvent) -> None:
         self.report(Progress(utt=utt, stage=self.name, event=event))
 
     def debug_delay(self) -> None:
@@ -240,6 +243,7 @@ class Stage:
                 load_ms=self.load_ms,
                 params=dict(self.params),
                 info=dict(self.info),
+                remote=self.remote,
                 working_ms=0.0 if since is None else (time.monotonic() - since) * 1000,
             )
         )

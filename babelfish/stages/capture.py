@@ -38,6 +38,7 @@ from babelfish.schema import (
     EndOfStream,
     HeartbeatState,
     Msg,
+    Mute,
     Playing,
     Rerun,
     Segmented,
@@ -339,10 +340,6 @@ class CaptureStage(Stage):
             self.release(msg.utt)  # until its end is out, a capture that dies loses it
 
     # ---- commands --------------------------------------------------------------------------------
-    def apply_params(self, params: dict[str, float]) -> None:
-        if "muted" in params and self.live:
-            self.source.muted = bool(params["muted"])
-
     def heartbeat(self, state: HeartbeatState | None = None) -> None:
         if self.live and self.source is not None:  # (totals: set, not added)
             for k, v in self.source.counters().items():
@@ -363,6 +360,10 @@ class CaptureStage(Stage):
             self.source.close()
 
     def handle(self, msg: Msg, pcm) -> None:
+        if isinstance(msg, Mute):  # `babelfish mute | unmute` (a replay always listens)
+            if self.live:
+                self.source.muted = msg.muted
+            return
         if isinstance(msg, Playing):
             self.source.gate.update_playing_until(msg.until_ns, msg.start_ns)
             return

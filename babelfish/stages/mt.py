@@ -188,12 +188,8 @@ class MTStage(Stage):
             part=part,
             last=last,
             language=conversation.target_of(self.cfg, msg.side),
-            side=msg.side,
             source_text=msg.text,
-            source_language=msg.source_language,
-            language_probability=msg.language_probability,
-            start_s=msg.start_s,
-            end_s=msg.end_s,
+            origin=msg.origin,
             stamps=list(msg.stamps if stamps is None else stamps),
             **flags,
         )

@@ -25,6 +25,7 @@ from babelfish.schema import (
     EndOfStream,
     HeartbeatState,
     Msg,
+    Origin,
     Playing,
     Said,
     SourceText,
@@ -44,14 +45,10 @@ class _Utt:
     heard_parts: list = field(default_factory=list)  # (start ns, end ns, text) as heard
     dropped: bool = False
     source_text: str = ""
-    source_language: str = ""
-    language_probability: float | None = None
-    start_s: float = 0.0
-    end_s: float = 0.0
+    origin: Origin = Origin()  # of its first part not spoken early (else of its first part)
     source_pending: bool = False  # the words as spoken are still to come (SourceText)
     final_seen: bool = False  # a part not spoken early came
     finished: bool = False  # all its speech is out; reported once the words as spoken are here
-    side: str = "other"  # two-way: whose utterance, so which sink plays it
 
 
 class PlaybackStage(Stage):
@@ -114,15 +111,9 @@ class PlaybackStage(Stage):
         self._flush_finished(but=msg.utt)
         u = self.utts.setdefault(
             msg.utt,
-            _Utt(
-                source_text=msg.source_text,
-                start_s=msg.start_s,
-                end_s=msg.end_s,
-                source_pending=msg.source_pending,
-                side=msg.side,
-            ),
+            _Utt(source_text=msg.source_text, origin=msg.origin, source_pending=msg.source_pending),
         )
-        self.sink = self.sinks.get(msg.side, self.sinks["other"])
+        self.sink = self.sinks.get(msg.origin.side, self.sinks["other"])
         self.hold(msg.utt)
         for s in msg.stamps:
             u.stamps.setdefault((s.stage, s.event), s)
@@ -130,9 +121,7 @@ class PlaybackStage(Stage):
             u.texts.append(msg.text)
         if not msg.early and not u.final_seen:  # (an early part's times are those of the speech
             u.final_seen = True  # so far, and its words as spoken are not pending)
-            u.start_s, u.end_s, u.source_pending = msg.start_s, msg.end_s, msg.source_pending
-            u.source_language = msg.source_language
-            u.language_probability = msg.language_probability
+            u.origin, u.source_pending = msg.origin, msg.source_pending
         if msg.source_text:  # (the final's, after early parts of a stable prefix)
             u.source_text = msg.source_text
         if msg.dropped:
@@ -187,14 +176,10 @@ class PlaybackStage(Stage):
                 utt=utt,
                 source_text=u.source_text,
                 translated_text=" ".join(u.texts).strip(),
-                start_s=u.start_s,
-                end_s=u.end_s,
+                origin=u.origin,
                 audio_s=u.audio_s,
                 heard_parts=u.heard_parts,
                 dropped=u.dropped,
-                source_language=u.source_language,
-                language_probability=u.language_probability,
-                side=u.side,
                 stamps=sorted(u.stamps.values(), key=lambda s: s.ns),
             )
         )

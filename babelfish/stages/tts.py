@@ -107,7 +107,7 @@ class TTSStage(Stage):
         else:
             self.counters["unexpected"] += 1
             return
-        self.engine = self.voices.get(msg.side, self.voices["other"])  # two-way: by side
+        self.engine = self.voices.get(msg.origin.side, self.voices["other"])  # two-way: by side
         if msg.tentative:
             self._tentative(msg, text)
             return
@@ -116,13 +116,9 @@ class TTSStage(Stage):
         common = dict(
             utt=msg.utt,
             source_text=source,
-            source_language=msg.source_language,
-            language_probability=msg.language_probability,
-            start_s=msg.start_s,
-            end_s=msg.end_s,
+            origin=msg.origin,
             source_pending=pending,
             early=early,
-            side=msg.side,
         )
         rate = self.engine.sample_rate
         part = self.parts.get(msg.utt, 0)

@@ -38,6 +38,7 @@ from starlette.staticfiles import StaticFiles
 
 from babelfish import BabelfishError
 from babelfish.runtime.control import NoAnswer, Request, Status, ask
+from babelfish.schema import SubtitleLine
 
 log = logging.getLogger("babelfish.web")
 
@@ -57,22 +58,6 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
 ]
-
-
-class Line(msgspec.Struct, kw_only=True):
-    """One JSON line of the subtitles PUB (babelfish/runtime/supervisor.py), as the page gets it."""
-
-    final: bool = True  # False: one part of an utterance's translation, as it is heard
-    id: str
-    text: str = ""
-    source_text: str = ""
-    language: str = ""  # of `text`
-    source_language: str | None = None  # detected by the recogniser, when it says
-    language_probability: float | None = None
-    latency_ms: dict[str, float] = {}
-    dropped_audio: bool = False
-    part: int = 0
-    early: bool = False
 
 
 def sse(event: str, data: object) -> bytes:
@@ -146,7 +131,7 @@ class Hub:
                 self.clients.discard(c)
                 self.counters["slow_clients_cut_off"] += 1
 
-    def add_line(self, line: Line, count: bool = True) -> None:
+    def add_line(self, line: SubtitleLine, count: bool = True) -> None:
         data = msgspec.to_builtins(line)
         event = sse("subtitle", data)
         if line.final:
