@@ -35,6 +35,7 @@ import sys
 from collections import Counter, OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import uvicorn
@@ -99,6 +100,7 @@ class Line(msgspec.Struct, kw_only=True):
     dropped_audio: bool = False
     part: int = 0
     early: bool = False
+    side: Literal["other", "wearer"] | None = None  # two-way: whose utterance
 
 
 _line_decoder = msgspec.json.Decoder(Line)
