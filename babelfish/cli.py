@@ -415,12 +415,30 @@ def _check_live_devices(cfg) -> None:
                 devices.find_device(a.output_device or None, "output")
         if cfg.conversation.two_way:  # the other output (a loudspeaker, a phone)
             devices.find_device(a.other_output_device or None, "output")
+        if cfg.conversation.two_way and a.wearer_input_device:  # the wearer's microphone
+            _check_wearer_input(cfg, devices)
     finally:  # (set for a stream of this process; the stages set their own)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _check_wearer_input(cfg, devices) -> None:
+    """audio.wearer_input_device: an input, and another one than audio.input_device."""
+    a = cfg.audio
+    if a.input == "system":
+        raise UsageError('audio.wearer_input_device needs a microphone input, not input = "system"')
+    wearer = devices.find_device(a.wearer_input_device, "input")
+    given = devices.find_device(a.input_device or None, "input")
+    if given is None:  # the default input
+        given = next((d["index"] for d in devices.list_devices() if d["default_input"]), None)
+    if wearer == given:
+        raise UsageError(
+            f"audio.wearer_input_device {a.wearer_input_device!r} is audio.input_device too: "
+            "the wearer's microphone must be another input"
+        )
 
 
 def _isolate_own_voice(cfg, overrides: dict):

@@ -92,6 +92,7 @@ class Supervisor:
         self.on_event = on_event or (lambda s: None)
         check_keys(cfg)  # tcp: the CURVE keys must be there before anything starts
         conversation.check(cfg)  # --two-way: a configuration it can route
+        self.device_sides: dict[str, str] = {}  # two-way: utterance -> side its microphones gave
         check_two_way(cfg, models_dir(cfg))  # [conversation] two_way: both directions' models
         for name in remote_stages(cfg):  # (said, not ignored: a [remote] this route never uses)
             if name not in route(cfg):
@@ -187,6 +188,8 @@ class Supervisor:
             self.fatal = (UsageError if msg.usage else BabelfishError)(msg.message)
         elif isinstance(msg, Segmented):
             self.ledger.segmented(msg)
+            if msg.side is not None:  # two-way: the microphones decided its side
+                self.device_sides[msg.utt] = msg.side
         elif isinstance(msg, Progress):
             self.ledger.progress(msg)
         elif isinstance(msg, SourceDone):
@@ -203,6 +206,7 @@ class Supervisor:
                     "source_text": msg.source_text,
                     "early": msg.early,
                     "dropped_audio": msg.dropped,
+                    **({"side": msg.side} if conversation.two_way(self.cfg) else {}),
                 }
             )
         elif isinstance(msg, Playing):  # speaker mode: capture keeps our speech out of the mic
@@ -263,7 +267,8 @@ class Supervisor:
         if rep is None:
             return  # a duplicate after a re-run
         if conversation.two_way(self.cfg):
-            rep.side, rep.side_decided_by = msg.side, "language"
+            by = "device" if self.device_sides.pop(msg.utt, None) == msg.side else "language"
+            rep.side, rep.side_decided_by = msg.side, by
             rep.target_language = conversation.target_of(self.cfg, msg.side)
         self.on_utterance(rep)
         self._publish(self._final_line(rep))
