@@ -43,6 +43,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from babelfish import conversation
 from babelfish.addresses import asr_output_language
 from babelfish.config import Config
 from babelfish.engines import make_asr
@@ -60,6 +61,7 @@ from babelfish.schema import (
     Transcript,
     Translation,
     UtteranceEnd,
+    UtterancePause,
     encode,
 )
 from babelfish.security import curve_client, remote_server_key
@@ -83,7 +85,11 @@ VERB = {"asr": "recognises", "mt": "translates", "tts": "speaks"}
 
 def served_languages(stage: str, cfg: Config) -> tuple[str, str]:
     """(from, to) of what `stage` does with this config: a pipeline uses only a server whose
-    languages are its own."""
+    languages are its own. Two-way (babelfish/conversation.py) a stage works both ways, and says
+    so ("es+en" -> "en+es"): a one-way server would route the wearer's side as the other's."""
+    if conversation.two_way(cfg):
+        p = cfg.pipeline
+        return f"{p.source_lang}+{p.target_lang}", f"{p.target_lang}+{p.source_lang}"
     if stage == "asr":
         return cfg.pipeline.source_lang, asr_output_language(cfg)
     if stage == "mt":
@@ -409,6 +415,11 @@ class RemoteASRStage(RemoteStage, ASRStage):
 
     results = (Transcript, SourceText)
     done_event = server_done = "final"
+
+    def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
+        if isinstance(msg, (UtteranceEnd, UtterancePause)):  # (two-way: a side the microphones
+            self._device_side(msg)  # decided stands, wherever the utterance is recognised)
+        super().handle(msg, pcm)
 
     def local_only(self, msg: Msg) -> bool:
         return False
