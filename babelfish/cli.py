@@ -58,6 +58,12 @@ def _print_summary(s, out: str | None, report: str | None) -> None:
     )
     if s.cpu_s_per_audio_s:
         print("CPU s per audio s: " + cpu_line(s.cpu_s_per_audio_s), flush=True)
+    for side, t in s.two_way.items():  # two-way: each side's own
+        print(
+            f"{side} side: {t['utterances']} utterance(s), end of speech -> first audio p50 "
+            f"{fmt_ms(t['e2e_p50_ms'])}, p95 {fmt_ms(t['e2e_p95_ms'])}",
+            flush=True,
+        )
     if s.turns:
         from babelfish.turns import line
 

@@ -131,6 +131,9 @@ def test_replay_two_way_routes_each_side(tmp_path, conversation, whisper_base_di
     assert sides["other"]["languages"] == ["es->en"]
     assert sides["wearer"]["languages"] == ["en->es"]
     assert sides["other"]["e2e_p50_ms"] is not None and sides["wearer"]["e2e_p50_ms"] is not None
+    assert sides["wearer"]["side_decided_by"] == {"language": 3}, sides
+    # each side's end of speech -> first audio, printed
+    assert "wearer side: 3 utterance(s), end of speech -> first audio p50" in r.stdout, r.stdout
     # what each output carries, as Whisper base hears it
     ear = _hear(out, whisper_base_dir, "en")
     assert "patience" in ear and "conference" in ear, ear

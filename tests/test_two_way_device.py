@@ -138,7 +138,10 @@ def test_live_two_way_sides_by_the_wearers_microphone(tmp_path, pulse2):
     heard = " ".join(u["translated_text"].lower() for u in utts if u["side"] == "other")
     assert all(w in heard for w in SPANISH.values()), heard  # the other person's, in English
     summary = load_report(report)["summary"]["two_way"]
-    assert summary["wearer"]["utterances"] == sum(g[1] == "wearer" for g in got), summary
+    n = sum(g[1] == "wearer" for g in got)
+    assert summary["wearer"]["utterances"] == n, summary
+    assert summary["wearer"]["side_decided_by"] == {"device": n}, summary
+    assert summary["wearer"]["e2e_p95_ms"] is not None, summary
 
 
 @pytest.mark.parametrize(
@@ -146,6 +149,7 @@ def test_live_two_way_sides_by_the_wearers_microphone(tmp_path, pulse2):
     [
         ('wearer_input_device = "no_such_mic"', "no input audio device matches 'no_such_mic'"),
         ('wearer_input_device = "bf_mic"', "is audio.input_device too"),
+        ('wearer_input_device = "bf_wearer"\nwearer_margin_db = 0', "expected more than 0"),
     ],
 )
 def test_bad_wearer_device_is_one_line_exit_2(tmp_path, pulse2, audio, needle):
@@ -165,3 +169,26 @@ def test_bad_wearer_device_is_one_line_exit_2(tmp_path, pulse2, audio, needle):
     assert needle in lines[0], lines[0]
     assert "listening" not in r.stdout and time.monotonic() - t0 < 30
     assert not stage_processes(str(tmp_path / "rt"))
+
+
+def test_side_by_levels_margins():
+    """The close-talk microphone louder by wearer_margin_db or more: the wearer's; not louder:
+    the other person's; in between, or no signal: undecided (the language decides)."""
+    from babelfish import conversation
+    from babelfish.config import load_config
+
+    cfg = load_config(None, {"audio": {"wearer_margin_db": 6.0}})
+    x = 1e6  # (sums of squares: 6 dB is a factor of 3.98)
+    got = [
+        conversation.side_by_levels(cfg, outward, wearer)
+        for outward, wearer in [
+            (x, 4 * x),
+            (x, 3.9 * x),
+            (x, x),
+            (x, 0.5 * x),
+            (0, x),
+            (x, 0),
+            (0, 0),
+        ]
+    ]
+    assert got == ["wearer", None, "other", "other", "wearer", "other", None]
