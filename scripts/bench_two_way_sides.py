@@ -16,7 +16,9 @@ With --latency (issue 29's goal: each side within 100 ms of the one-way pipeline
 is replayed at realtime pace three times in the same run: two-way, and one-way on the same
 recording with the other side's speech silenced (the other person's: es -> en; the wearer's:
 en -> es with the same tiny translator and espeak-ng voice). Each side's end of speech -> first
-audio (p50/p95, and the median of the per-prompt differences) is printed and written as JSON.
+audio (p50/p95, and the median of the per-prompt differences) is printed and written as JSON;
+--rounds N replays each N times (every other round in the reverse order), a prompt's value its
+median over the rounds.
 
     .venv/bin/python scripts/bench_two_way_sides.py --latency --pairs 10 \
         --json out/bench_two_way.json --note "under load"
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import random
 import subprocess
 import sys
@@ -67,6 +70,7 @@ def main() -> int:
     ap.add_argument("--latency", action="store_true", help="two-way against one-way, realtime")
     ap.add_argument("--json", type=Path, default=Path("out/bench_two_way.json"))
     ap.add_argument("--note", default="", help="--latency: written with the figures (load...)")
+    ap.add_argument("--rounds", type=int, default=1, help="--latency: replays of each (medians)")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
     mss = _speech_set()
@@ -176,26 +180,36 @@ def latency(pairs, args) -> int:
     import datetime
 
     sides = {"other": ("es", ("es", "en")), "wearer": ("en", ("en", "es"))}
-    two: dict[str, float] = {}
-    one: dict[str, dict[str, float]] = {"other": {}, "wearer": {}}
+    tiny = f'[mt]\nmodel = "{REPO / "tests/fixtures/tiny-mt-en-es"}"\n'
+    two_l: dict[str, list[float]] = {}  # piece id -> its values, over the rounds
+    one_l: dict[str, list[float]] = {}
     side_of: dict[str, str] = {}
     right = total = 0
+    loads = [os.getloadavg()[0]]
     for n in range(0, len(pairs), args.per_recording):
         out = args.out / f"lat{n}"
         wav, placed = _recording(pairs[n : n + args.per_recording], out, gap_s=3.0)
-        rep = _run(wav, out, "two_way", ("es", "en"), "realtime")
-        for u in rep["utterances"]:
-            if u["speech_end_s"] - u["speech_start_s"] >= 1.0:
-                want = "wearer" if _piece_of(u, placed).language == "en" else "other"
-                right, total = right + (u["side"] == want), total + 1
-        two.update(_e2e_by_piece(rep, placed))
+        runs = [("two_way", wav, ("es", "en"), "", None)]
         for side, (language, langs) in sides.items():
             alone = _silenced(wav, placed, language, out / f"{side}_only.wav")
-            extra = f'[mt]\nmodel = "{REPO / "tests/fixtures/tiny-mt-en-es"}"\n'
-            extra = extra if side == "wearer" else ""
-            rep1 = _run(alone, out, f"one_way_{side}", langs, "realtime", extra)
-            one[side].update(_e2e_by_piece(rep1, placed, language))
+            extra = tiny if side == "wearer" else ""
+            runs.append((f"one_way_{side}", alone, langs, extra, language))
             side_of.update({p.id: side for p in placed if p.language == language})
+        for r in range(args.rounds):  # (every other round in the reverse order: the load drifts)
+            for name, path, langs, extra, language in runs[:: 1 if r % 2 == 0 else -1]:
+                rep = _run(path, out, name, langs, "realtime", extra)
+                got = _e2e_by_piece(rep, placed, language)
+                for k, v in got.items():
+                    (two_l if name == "two_way" else one_l).setdefault(k, []).append(v)
+                if name == "two_way":
+                    for u in rep["utterances"]:
+                        if u["speech_end_s"] - u["speech_start_s"] >= 1.0:
+                            want = "wearer" if _piece_of(u, placed).language == "en" else "other"
+                            right, total = right + (u["side"] == want), total + 1
+                loads.append(os.getloadavg()[0])
+    two = {k: float(np.median(v)) for k, v in two_l.items()}
+    one_all = {k: float(np.median(v)) for k, v in one_l.items()}
+    one = {side: {k: v for k, v in one_all.items() if side_of[k] == side} for side in sides}
     doc = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%MZ"),
         "commit": subprocess.run(
@@ -205,6 +219,8 @@ def latency(pairs, args) -> int:
         "note": args.note,
         "metric": "end of speech -> first audio (ms), replay --pace realtime, utterances >= 1 s",
         "pairs": len(pairs),
+        "rounds": args.rounds,
+        "load_average_1min": [round(min(loads), 1), round(max(loads), 1)],
         "side_right": [right, total],
         "sides": {},
     }
