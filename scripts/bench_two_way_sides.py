@@ -31,6 +31,7 @@ import importlib.util
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -215,7 +216,7 @@ def latency(pairs, args) -> int:
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
         ).stdout.strip(),
-        "command": " ".join(["scripts/bench_two_way_sides.py", *sys.argv[1:]]),
+        "command": shlex.join(["scripts/bench_two_way_sides.py", *sys.argv[1:]]),
         "note": args.note,
         "metric": "end of speech -> first audio (ms), replay --pace realtime, utterances >= 1 s",
         "pairs": len(pairs),
