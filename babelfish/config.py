@@ -106,7 +106,8 @@ class Audio(_Section):
     speech: bool
     duck_db: float
     own_voice: Literal["route", "gate"]
-    wearer_input_device: str  # two-way: not yet wired (read, not used)
+    wearer_input_device: str  # two-way, live: the wearer's close-talk microphone ("" = none)
+    wearer_margin_db: float  # two-way: how much louder on it the wearer's voice is (dB)
     other_output_device: str  # two-way: the other output (live)
 
 
@@ -261,6 +262,9 @@ def _check(cfg: Config) -> None:
         )
     if cfg.audio.duck_db > 0:
         raise UsageError(f"bad config: audio.duck_db = {cfg.audio.duck_db:g}, expected 0 or less")
+    if cfg.audio.wearer_margin_db <= 0:
+        m = cfg.audio.wearer_margin_db
+        raise UsageError(f"bad config: audio.wearer_margin_db = {m:g}, expected more than 0")
     if not 0 <= cfg.web.port <= 65535:
         raise UsageError(f"bad config: web.port = {cfg.web.port}, expected 0 to 65535")
     if cfg.web.token and (len(cfg.web.token) < 16 or not re.fullmatch(r"[\w.~-]+", cfg.web.token)):

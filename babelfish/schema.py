@@ -159,6 +159,9 @@ class UtteranceEnd(Msg, tag="utt_end"):
     end_s: float  # speech end, seconds into the input
     reason: EndReason
     rerun: bool = False  # the audio was sent again after a stage restarted
+    # two-way with a wearer's microphone (audio.wearer_input_device): the side its level against
+    # the input's decided; None: undecided, the language identified decides
+    side: Side | None = None
 
 
 class UtterancePause(Msg, tag="utt_pause"):
@@ -167,6 +170,7 @@ class UtterancePause(Msg, tag="utt_pause"):
 
     start_s: float  # speech start, seconds into the input
     end_s: float  # speech end so far: UtteranceEnd.end_s if no more speech comes
+    side: Side | None = None  # (as UtteranceEnd's, on the speech so far)
 
 
 class Transcript(Msg, tag="transcript"):
@@ -303,6 +307,7 @@ class Segmented(Msg, tag="segmented"):
     start_s: float
     end_s: float
     reason: EndReason
+    side: Side | None = None  # (as UtteranceEnd's): the report's side_decided_by = "device"
 
 
 class SourceDone(Msg, tag="source_done"):
@@ -333,6 +338,7 @@ class Said(Msg, tag="said"):
     source_text: str = ""
     early: bool = False  # of a stable partial transcript (see Transcript.stable)
     dropped: bool = False
+    side: Side = "other"  # two-way: whose utterance (see Side)
 
 
 class Playing(Msg, tag="playing"):

@@ -467,3 +467,32 @@ def recording_toml(path: str, said) -> str:
     ] + (["speech = false"] if said is None else [])
     lines += prompt_tables(said)
     return "\n".join(lines) + "\n\n"
+
+
+# ---- the prompts as tests take them -------------------------------------------------------------
+
+EN_DIR = Path("/usr/share/asterisk/sounds/en")
+
+
+def read_gsm(path: Path) -> np.ndarray:
+    """A raw GSM 6.10 prompt (8 kHz) as float32 at 16 kHz."""
+    import av
+    import soxr
+
+    with av.open(str(path), format="gsm") as c:
+        x = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    return soxr.resample(x.astype(np.float32) / 32768, 8000, SR)
+
+
+def asterisk_spanish(names: list[str]) -> dict[str, tuple[np.ndarray, str]]:
+    """Spanish prompts by name: (16 kHz float32 speech with its margins, English reference)."""
+    prompts, _ = choose_prompts()
+    by_id = {p.id: p for p in prompts}
+    return {n: (by_id[n].clip.astype(np.float32), by_id[n].reference) for n in names}
+
+
+def asterisk_english(name: str) -> np.ndarray:
+    """An English prompt (GSM 8 kHz) as 16 kHz float32, its speech with 0.1 s either side."""
+    en = read_gsm(EN_DIR / f"{name}.gsm")
+    a, b = speech_bounds(en)
+    return en[max(0, a - MARGIN) : b + MARGIN]

@@ -130,6 +130,9 @@ def test_replay_two_way_routes_each_side(tmp_path, conversation, whisper_base_di
     assert sides["other"]["languages"] == ["es->en"]
     assert sides["wearer"]["languages"] == ["en->es"]
     assert sides["other"]["e2e_p50_ms"] is not None and sides["wearer"]["e2e_p50_ms"] is not None
+    assert sides["wearer"]["side_decided_by"] == {"language": 3}, sides
+    # each side's end of speech -> first audio, printed
+    assert "wearer side: 3 utterance(s), end of speech -> first audio p50" in r.stdout, r.stdout
     # what each output carries, as Whisper base hears it
     ear = _hear(out, whisper_base_dir, "en")
     assert "patience" in ear and "conference" in ear, ear
@@ -275,3 +278,97 @@ def test_live_two_way_never_translates_the_loudspeaker_again(tmp_path, pulse, pi
     finals = [x for x in lines if x["final"]]  # shown in the other person's language
     assert [(x["side"], x["language"]) for x in finals] == [("wearer", "es")] * 2, finals
     assert finals[0]["text"] == "¿Dónde está la estación?", finals
+
+
+def test_replay_two_way_with_mt_and_tts_on_a_server(tmp_path, conversation):
+    """`babelfish serve mt` and `serve tts` (two-way, on 127.0.0.2) do both sides of a two-way
+    replay: each utterance on its side, the wearer's translated by the en -> es model and said
+    in Spanish there, the other person's in English; nothing done here instead."""
+    from test_remote import SERVER, Server, free_port, make_keys
+
+    wav, pieces = conversation
+    keys = make_keys(tmp_path / "keys")
+    two_way = (
+        '[pipeline]\nsource_lang = "es"\ntarget_lang = "en"\n'
+        f'[conversation]\ntwo_way = true\nwearer_mt_model = "{TINY_EN_ES}"\n'
+    )
+    ports = {stage: free_port() for stage in ("mt", "tts")}
+    servers = [
+        Server(tmp_path, keys, port, name=stage, stage=stage, extra=two_way)
+        for stage, port in ports.items()
+    ]
+    try:
+        for s in servers:
+            s.wait_serving()
+        cfg = write_config(
+            tmp_path,
+            f'[security]\nkeys_dir = "{keys}"\n[remote]\n'
+            + "".join(f'{st} = "tcp://{SERVER}:{p}"\n' for st, p in ports.items())
+            + f'[conversation]\nwearer_mt_model = "{TINY_EN_ES}"\n[budgets]\nenabled = false\n',
+        )
+        report = tmp_path / "r.json"
+        r = babelfish(
+            "replay", wav, "--config", cfg, "--from", "es", "--to", "en", "--two-way",
+            "--out", tmp_path / "ear.wav", "--other-out", tmp_path / "speaker.wav",
+            "--report", report, "--pace", "fast",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert all(s.proc.poll() is None for s in servers), "a server stopped serving"
+    finally:
+        for s in servers:
+            s.stop()
+    rep = load_report(report)
+    utts, s = rep["utterances"], rep["summary"]
+    assert sorted(_piece_of(u, pieces).id for u in utts) == sorted(p.id for p in pieces)
+    for u in utts:
+        piece = _piece_of(u, pieces)
+        want = "wearer" if piece.language == "en" else "other"
+        assert u["side"] == want and u["side_decided_by"] == "language", (u, piece)
+        if want == "wearer":
+            assert u["translated_text"] == piece.reference, (u, piece)
+        else:
+            assert piece.expect in u["translated_text"].lower(), (u, piece)
+    for stage in ports:
+        remote = s["remote"][stage]
+        assert remote["utterances"] == len(utts) and remote["fallbacks"] == 0, remote
+        assert remote["local_utterances"] == 0, remote
+    assert s["two_way"]["wearer"]["utterances"] == 3 and s["two_way"]["other"]["utterances"] == 2
+    speaker, _ = sf.read(tmp_path / "speaker.wav", dtype="float32")
+    assert np.sqrt(np.mean(speaker**2)) > 0.005  # the wearer's Spanish, said on the server
+
+
+def test_a_one_way_server_is_not_used_for_two_way(tmp_path, conversation):
+    """A one-way `serve mt` (es -> en only) would translate the wearer's English as Spanish: a
+    two-way pipeline does not use it (its pong says es -> en, not es+en -> en+es), translates
+    here, and both sides stay right."""
+    from test_remote import SERVER, Server, free_port, make_keys
+
+    wav, pieces = conversation
+    keys = make_keys(tmp_path / "keys")
+    port = free_port()
+    # (a one-way es -> en server by its configuration; any model loads, none is used)
+    server = Server(tmp_path, keys, port, stage="mt", extra=f'[mt]\nmodel = "{TINY_EN_ES}"\n')
+    try:
+        server.wait_serving()
+        cfg = write_config(
+            tmp_path,
+            f'[security]\nkeys_dir = "{keys}"\n[remote]\nmt = "tcp://{SERVER}:{port}"\n'
+            f'[conversation]\nwearer_mt_model = "{TINY_EN_ES}"\n[budgets]\nenabled = false\n',
+        )
+        report = tmp_path / "r.json"
+        r = babelfish(
+            "replay", wav, "--config", cfg, "--from", "es", "--to", "en", "--two-way",
+            "--out", tmp_path / "ear.wav", "--other-out", tmp_path / "speaker.wav",
+            "--report", report, "--pace", "fast",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    finally:
+        server.stop()
+    rep = load_report(report)
+    remote = rep["summary"]["remote"]["mt"]
+    assert remote["utterances"] == 0 and remote["local_utterances"] == len(rep["utterances"])
+    assert "es+en -> en+es" in rep["summary"]["stage_info"]["mt"]["remote_why"]
+    for u in rep["utterances"]:
+        piece = _piece_of(u, pieces)
+        if piece.language == "en":
+            assert u["side"] == "wearer" and u["translated_text"] == piece.reference, u

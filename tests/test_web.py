@@ -525,3 +525,48 @@ def test_a_client_that_stops_reading_is_cut_off_not_waited_for(peer):
         stuck.close()
         conn.close()
     assert peer.stop_web() == 0
+
+
+def test_conversation_view_shows_each_side_in_the_readers_language(peer, tmp_path, chromium):
+    """#view=conversation (two-way): the wearer reads the other person's lines translated and
+    their own as said, on the right; turned to the other person (&reader=other), each line is in
+    the other person's language, their own on the right. The full page links to it."""
+    lines = [  # (side, the words as said, their translation)
+        ("other", "¿Dónde está la estación?", "Where is the station?"),
+        ("wearer", "A coffee, please.", "Un café, por favor."),
+    ]
+    url = peer.start_web()
+    with Browser(tmp_path / "chromium") as browser:
+        page = browser.open(url)
+        page.wait("document.getElementById('conn').textContent === 'live'", 30)
+        link = page.evaluate("document.getElementById('convlink').getAttribute('href')")
+        assert "view=conversation" in link and "token=" in link
+        assert page.evaluate("document.getElementById('turn').hidden")
+        page = browser.open(url + "&view=conversation")
+        page.wait("document.getElementById('conn').textContent === 'live'", 30)
+        for i, (side, said, translated) in enumerate(lines):
+            peer.publish(
+                {"final": True, "id": f"u{i}", "side": side, "source_text": said,
+                 "text": translated, "language": "en" if side == "other" else "es"}
+            )  # fmt: skip
+        page.wait(f"{FINAL_TEXTS}.length === 2", 10)
+        shown = (
+            f"{CARDS}.reverse().map(e => [e.querySelector('.tr').textContent,"
+            " e.classList.contains('mine'), getComputedStyle(e).textAlign,"
+            " e.querySelector('.src').offsetParent !== null])"
+        )
+        assert page.evaluate(shown) == [
+            ["Where is the station?", False, "start", False],  # the other person's: translated
+            ["A coffee, please.", True, "right", False],  # the wearer's own words
+        ]
+        assert not page.evaluate("document.getElementById('turn').hidden")
+        page.click("#turn")  # the page turned to the other person: everything in Spanish
+        page.wait("location.hash.includes('reader=other')", 10)
+        assert page.evaluate(shown) == [
+            ["¿Dónde está la estación?", True, "right", False],
+            ["Un café, por favor.", False, "start", False],
+        ]
+        page.click("#turn")  # and back
+        page.wait("!location.hash.includes('reader=other')", 10)
+        assert page.evaluate(shown)[0][0] == "Where is the station?"
+    assert peer.stop_web() == 0

@@ -163,6 +163,12 @@ def _print_summary(s, out: str | None, report: str | None) -> None:
     )
     if s.cpu_s_per_audio_s:
         print("CPU s per audio s: " + cpu_line(s.cpu_s_per_audio_s), flush=True)
+    for side, t in s.two_way.items():  # two-way: each side's own
+        print(
+            f"{side} side: {t['utterances']} utterance(s), end of speech -> first audio p50 "
+            f"{fmt_ms(t['e2e_p50_ms'])}, p95 {fmt_ms(t['e2e_p95_ms'])}",
+            flush=True,
+        )
     if s.turns:
         from babelfish.evaluation.turns import line
 
@@ -520,6 +526,8 @@ def _check_live_devices(cfg) -> None:
                 listing.find_device(a.output_device or None, "output")
         if cfg.conversation.two_way:  # the other output (a loudspeaker, a phone)
             listing.find_device(a.other_output_device or None, "output")
+        if cfg.conversation.two_way and a.wearer_input_device:  # the wearer's microphone
+            _check_wearer_input(cfg, listing)
     finally:  # (set for a stream of this process; the stages set their own)
         for k, v in saved.items():
             if v is None:
@@ -553,3 +561,19 @@ def _isolate_own_voice(cfg, overrides: dict):
         "system audio: the applications on %s are captured through %s", captured, sysaudio.APPS_SINK
     )
     return iso
+
+
+def _check_wearer_input(cfg, listing) -> None:
+    """audio.wearer_input_device: an input, and another one than audio.input_device."""
+    a = cfg.audio
+    if a.input == "system":
+        raise UsageError('audio.wearer_input_device needs a microphone input, not input = "system"')
+    wearer = listing.find_device(a.wearer_input_device, "input")
+    given = listing.find_device(a.input_device or None, "input")
+    if given is None:  # the default input
+        given = next((d["index"] for d in listing.list_devices() if d["default_input"]), None)
+    if wearer == given:
+        raise UsageError(
+            f"audio.wearer_input_device {a.wearer_input_device!r} is audio.input_device too: "
+            "the wearer's microphone must be another input"
+        )

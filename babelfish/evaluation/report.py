@@ -172,8 +172,9 @@ class Summary:
     # wait at the server before it was taken, behind its speculative decode at the pause or other
     # pipelines' work), "ping_ms_min" (the quickest ping round trip: the hop itself)}}
     remote: dict[str, dict] = field(default_factory=dict)
-    # two-way: per side ("other", "wearer") its utterances, source -> target language and end of
-    # speech -> first audio p50/p95 (two_way_summary); empty one-way
+    # two-way: per side ("other", "wearer") its utterances, source -> target language, end of
+    # speech -> first audio p50/p95 (e2e_p50_ms, e2e_p95_ms) and how many each way decided
+    # (side_decided_by: {"device": n, "language": m}) (two_way_summary); empty one-way
     two_way: dict[str, dict] = field(default_factory=dict)
     complete: bool = True  # False when the run was interrupted or gave up
     error: str = ""
@@ -242,6 +243,8 @@ def two_way_summary(utts: list[UtteranceReport]) -> dict[str, dict]:
         pairs = sorted({f"{u.source_language}->{u.target_language}" for u in mine})
         out[side] = {"utterances": len(mine), "languages": pairs, "e2e_p50_ms": p50}
         out[side]["e2e_p95_ms"] = p95
+        by = [u.side_decided_by for u in mine]
+        out[side]["side_decided_by"] = {k: by.count(k) for k in sorted(set(by) - {None})}
     return out
 
 

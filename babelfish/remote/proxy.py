@@ -46,6 +46,7 @@ from zmq.utils.monitor import recv_monitor_message
 from babelfish.config import Config
 from babelfish.engines.factory import make_asr
 from babelfish.remote.security import curve_client, remote_server_key
+from babelfish.runtime import conversation
 from babelfish.runtime.addresses import asr_output_language
 from babelfish.schema import (
     MAX_FRAME_BYTES,
@@ -62,6 +63,7 @@ from babelfish.schema import (
     Transcript,
     Translation,
     UtteranceEnd,
+    UtterancePause,
     encode,
 )
 from babelfish.stages.asr import ASRStage
@@ -84,7 +86,11 @@ VERB = {"asr": "recognises", "mt": "translates", "tts": "speaks"}
 
 def served_languages(stage: str, cfg: Config) -> tuple[str, str]:
     """(from, to) of what `stage` does with this config: a pipeline uses only a server whose
-    languages are its own."""
+    languages are its own. Two-way (babelfish/runtime/conversation.py) a stage works both ways, and
+    says so ("es+en" -> "en+es"): a one-way server would route the wearer's side as the other's."""
+    if conversation.two_way(cfg):
+        p = cfg.pipeline
+        return f"{p.source_lang}+{p.target_lang}", f"{p.target_lang}+{p.source_lang}"
     if stage == "asr":
         return cfg.pipeline.source_lang, asr_output_language(cfg)
     if stage == "mt":
@@ -405,6 +411,11 @@ class RemoteASRStage(RemoteStage, ASRStage):
 
     results = (Transcript, SourceText)
     done_event = server_done = "final"
+
+    def handle(self, msg: Msg, pcm: np.ndarray | None) -> None:
+        if isinstance(msg, (UtteranceEnd, UtterancePause)):  # (two-way: a side the microphones
+            self._device_side(msg)  # decided stands, wherever the utterance is recognised)
+        super().handle(msg, pcm)
 
     def local_only(self, msg: Msg) -> bool:
         return False

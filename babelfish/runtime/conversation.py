@@ -6,9 +6,15 @@ One recogniser (Whisper) identifies each utterance's language among the two and 
 side: "other" (spoken in --from: translated into --to for the wearer's earphones, as one-way) or
 "wearer" (spoken in --to: translated into --from by the MT stage's way-back model and spoken with
 a voice of --from on the other output). The side travels on the messages (schema `Side`).
+
+With a close-talk microphone for the wearer (audio.wearer_input_device) the microphones decide
+first: capture compares the two signals' energy over each utterance (`side_by_levels`), and the
+language decides only what they leave open.
 """
 
 from __future__ import annotations
+
+import math
 
 import msgspec
 
@@ -40,6 +46,24 @@ def check(cfg) -> None:
         raise UsageError(
             f"--two-way needs two languages, and --from and --to are both {p.target_lang!r}"
         )
+
+
+def side_by_levels(cfg, outward: float, wearer: float) -> Side | None:
+    """The side the microphones decide for an utterance whose samples' sums of squares were
+    `outward` on the input and `wearer` on the wearer's close-talk microphone: "wearer" when the
+    close-talk one is louder by audio.wearer_margin_db or more, "other" when it is not louder at
+    all (the other person's voice is louder or equal on the outward microphone), None between
+    the two (or with no signal at all): the language decides."""
+    if outward <= 0.0 and wearer <= 0.0:
+        return None
+    if wearer <= 0.0:
+        return "other"
+    if outward <= 0.0:
+        return "wearer"
+    ratio_db = 10.0 * math.log10(wearer / outward)
+    if ratio_db >= cfg.audio.wearer_margin_db:
+        return "wearer"
+    return "other" if ratio_db <= 0.0 else None
 
 
 def side_of(cfg, source_language: str) -> Side:

@@ -33,8 +33,8 @@ def own_cpu_s() -> float:
     return t.user + t.system
 
 
-def part_line(msg: Said) -> SubtitleLine:
-    """The subtitles line of one part of an utterance, as it is heard."""
+def part_line(msg: Said, two_way: bool = False) -> SubtitleLine:
+    """The subtitles line of one part of an utterance, as it is heard (with its side, two-way)."""
     return SubtitleLine(
         final=False,
         id=msg.utt,
@@ -43,6 +43,7 @@ def part_line(msg: Said) -> SubtitleLine:
         source_text=msg.source_text,
         early=msg.early,
         dropped_audio=msg.dropped,
+        side=msg.side if two_way else None,
     )
 
 

@@ -78,6 +78,7 @@ class Supervisor:
         self.on_event = on_event or (lambda s: None)
         check_keys(cfg)  # tcp: the CURVE keys must be there before anything starts
         conversation.check(cfg)  # --two-way: a configuration it can route
+        self.device_sides: dict[str, str] = {}  # two-way: utterance -> side its microphones gave
         check_two_way(cfg, models_dir(cfg))  # [conversation] two_way: both directions' models
         check_remote_route(cfg)  # (said, not ignored: a [remote] this route never uses)
         check_remote(cfg)  # a stage on another machine: our client key, the server's public key
@@ -170,6 +171,8 @@ class Supervisor:
             self.fatal = (UsageError if msg.usage else BabelfishError)(msg.message)
         elif isinstance(msg, Segmented):
             self.ledger.segmented(msg)
+            if msg.side is not None:  # two-way: the microphones decided its side
+                self.device_sides[msg.utt] = msg.side
         elif isinstance(msg, Progress):
             self.ledger.progress(msg)
         elif isinstance(msg, SourceDone):
@@ -177,7 +180,7 @@ class Supervisor:
         elif isinstance(msg, UtteranceDone):
             self._on_done(msg)
         elif isinstance(msg, Said):
-            self._publish(part_line(msg))
+            self._publish(part_line(msg, conversation.two_way(self.cfg)))
         elif isinstance(msg, Playing):  # speaker mode: capture keeps our speech out of the mic
             self.link.send("capture", msg)
 
@@ -220,7 +223,8 @@ class Supervisor:
         if rep is None:
             return  # a duplicate after a re-run
         if conversation.two_way(self.cfg):
-            rep.side, rep.side_decided_by = msg.origin.side, "language"
+            by = "device" if self.device_sides.pop(msg.utt, None) == msg.origin.side else "language"
+            rep.side, rep.side_decided_by = msg.origin.side, by
             rep.target_language = conversation.target_of(self.cfg, msg.origin.side)
         self.on_utterance(rep)
         self._publish(final_line(self.cfg, rep))

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -125,6 +126,9 @@ class ASRStage(Stage):
         self.two_way = conversation.two_way(cfg)  # the language identified decides the side
         if self.two_way:
             self.given_language = ""
+        # two-way with the wearer's microphone: the side capture's levels decided, by utterance
+        # (UtterancePause, UtteranceEnd); it overrides the language's
+        self.device_sides: OrderedDict[str, str] = OrderedDict()
         # set in load(), from what the engine can do
         self.use_context = False  # decode a piece cut from a turn after the one before it
         # Whisper's stable prefix: decoded every stable_interval_ms of a long utterance (unless
@@ -152,7 +156,9 @@ class ASRStage(Stage):
     def send(self, msg: Msg, pcm=None, *, block: bool = True) -> bool:
         """Send downstream; two-way, a transcript says its side (the language identified)."""
         if self.two_way and isinstance(msg, Transcript):
-            msg.side = conversation.side_of(self.cfg, msg.source_language)
+            msg.side = self.device_sides.get(msg.utt) or conversation.side_of(
+                self.cfg, msg.source_language
+            )
         return super().send(msg, pcm, block=block)
 
     def share(self, other: ASRStage) -> None:
@@ -210,11 +216,22 @@ class ASRStage(Stage):
             if self.stable_decodes:
                 self._stable_decode(u, msg, (msg.pos + len(pcm)) / SAMPLE_RATE)
         elif isinstance(msg, UtterancePause):
+            self._device_side(msg)
             self._speculate(msg)
         elif isinstance(msg, UtteranceEnd):
+            self._device_side(msg)
             self._end(msg)
         else:
             self.counters["unexpected"] += 1
+
+    def _device_side(self, msg: UtterancePause | UtteranceEnd) -> None:
+        """Keep the side the microphones decided for msg's utterance (the last 16 kept)."""
+        if msg.side is not None:
+            self.device_sides[msg.utt] = msg.side
+            while len(self.device_sides) > 16:
+                self.device_sides.popitem(last=False)
+        else:
+            self.device_sides.pop(msg.utt, None)
 
     def _end(self, msg: UtteranceEnd) -> None:
         self.debug_delay()

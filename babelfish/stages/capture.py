@@ -33,6 +33,7 @@ from babelfish.audio.wav import Chunker, Resampler, WavReader, float_to_int16, o
 from babelfish.clock import fed_ns
 from babelfish.engines import SAMPLE_RATE, VAD
 from babelfish.engines.factory import make_vad
+from babelfish.runtime import conversation
 from babelfish.schema import (
     AudioChunk,
     EndOfStream,
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from babelfish.engines.wakeword import WakeGate
 
 KEEP_UTTERANCES = 16  # recent utterances kept for a re-run after a stage restart
+WEARER_LAG_FRAMES = 25  # two-way: the wearer microphone's frames kept waiting for the input's
 
 
 class FileSource:
@@ -121,9 +123,25 @@ class LiveSource:
         self.muted_frames = 0
         self.silence = np.zeros(frame, np.int16)
         self.duration_s = float("inf")
+        # two-way: the wearer's close-talk microphone (None: none), its frames paired in order
+        # with the input's, and the last frame's sums of squares (input, wearer's) before the gate
+        self.wearer: DeviceSource | None = None
+        if cfg.conversation.two_way and a.wearer_input_device and not self.system:
+            self.wearer = DeviceSource(
+                a.wearer_input_device,
+                frame_samples=frame,
+                rate=SAMPLE_RATE,
+                blocksize_ms=a.block_ms,
+                queue_s=a.input_queue_s,
+            )
+        self.pending: deque[np.ndarray] = deque()
+        self.levels = (0.0, 0.0)
+        self.wearer_missing = self.wearer_skipped = 0
 
     def frames(self, timeout: float) -> Iterator[tuple[np.ndarray, int]]:
         for frame, frame_ns in self.dev.frames(timeout=timeout):
+            if self.wearer is not None:
+                frame = self._mix(frame)
             if self.muted:
                 self.muted_frames += 1
                 yield self.silence, frame_ns
@@ -131,12 +149,41 @@ class LiveSource:
             out = self.gate.process(frame, frame_ns)
             yield (self.silence if out is None else out), frame_ns
 
+    def _mix(self, frame: np.ndarray) -> np.ndarray:
+        """The input's frame plus the wearer microphone's next one (the recogniser hears both:
+        one utterance whoever speaks, so nothing is translated twice); `levels` set. A frame
+        the wearer's has not delivered yet counts as silence (wearer_input_missing_frames);
+        over WEARER_LAG_FRAMES waiting (its clock runs ahead) are skipped (..._skipped_frames)."""
+        for f, _ in self.wearer.frames(timeout=0.0):
+            self.pending.append(f)
+        while len(self.pending) > WEARER_LAG_FRAMES:
+            self.pending.popleft()
+            self.wearer_skipped += 1
+        if not self.pending:
+            self.wearer_missing += 1
+            self.levels = (float(np.sum(np.square(frame, dtype=np.float64))), 0.0)
+            return frame
+        w = self.pending.popleft()
+        self.levels = (
+            float(np.sum(np.square(frame, dtype=np.float64))),
+            float(np.sum(np.square(w, dtype=np.float64))),
+        )
+        mixed = frame.astype(np.int32) + w.astype(np.int32)
+        return np.clip(mixed, -32768, 32767).astype(np.int16)
+
     def counters(self) -> dict[str, int]:
         c = {k: v for k, v in self.dev.counters().items() if isinstance(v, int)}
+        if self.wearer is not None:
+            c["wearer_input_blocks"] = self.wearer.counters()["blocks"]
+            c["wearer_input_dropped_blocks"] = self.wearer.counters()["dropped_blocks"]
+            c["wearer_input_missing_frames"] = self.wearer_missing
+            c["wearer_input_skipped_frames"] = self.wearer_skipped
         return {**c, **self.gate.counters(), "muted_frames": self.muted_frames}
 
     def close(self) -> None:
         self.dev.close()
+        if self.wearer is not None:
+            self.wearer.close()
 
 
 class CaptureStage(Stage):
@@ -165,6 +212,8 @@ class CaptureStage(Stage):
         self.recent: OrderedDict[str, list] = OrderedDict()
         self.outbox: deque[tuple[Msg, np.ndarray | None]] = deque()
         self.done = False
+        # two-way with the wearer's microphone: (end pos, input's, wearer's sum of squares) by frame
+        self.levels: deque[tuple[int, float, float]] = deque(maxlen=self.fed.maxlen)
 
     def load(self) -> None:
         self.vad = make_vad(self.cfg.vad, self.models_dir)
@@ -231,6 +280,8 @@ class CaptureStage(Stage):
     def _feed(self, frame: np.ndarray, fed_ns: int | None = None) -> None:
         t0 = time.monotonic_ns()
         self.fed.append((self.pos + len(frame), fed_ns or t0))
+        if self.live and self.source.wearer is not None:
+            self.levels.append((self.pos + len(frame), *self.source.levels))
         events = self.segmenter.feed(frame, self.pos)
         if self.wake is not None:  # the wake word decides which utterances go on
             self.wake.feed(frame, self.pos)  # (it may hold an utterance back: no speculation)
@@ -241,6 +292,17 @@ class CaptureStage(Stage):
         self.counters["pos"] = self.pos
         self.audio_s += len(frame) / SAMPLE_RATE
         self.busy_ns += time.monotonic_ns() - t0
+
+    def _side(self, start: int, end: int):
+        """Two-way with the wearer's microphone: the side its level against the input's over
+        samples [start, end) decides (conversation.side_by_levels); None without one."""
+        if not self.levels:
+            return None
+        outward = wearer = 0.0
+        for pos, o, w in self.levels:
+            if start < pos and pos - self.frame < end:
+                outward, wearer = outward + o, wearer + w
+        return conversation.side_by_levels(self.cfg, outward, wearer)
 
     def _fed_ns(self, pos: int) -> int:
         """The moment the frame holding sample `pos` was fed in."""
@@ -268,7 +330,10 @@ class CaptureStage(Stage):
             if self.utt is None or self.utt_dropping:
                 return
             pause = UtterancePause(
-                utt=self.utt, start_s=ev.start_pos / SAMPLE_RATE, end_s=ev.end_pos / SAMPLE_RATE
+                utt=self.utt,
+                start_s=ev.start_pos / SAMPLE_RATE,
+                end_s=ev.end_pos / SAMPLE_RATE,
+                side=self._side(ev.start_pos, ev.end_pos),
             )
             pause.stamp(self.name, "pause")
             if not self.outbox and self.send(pause, block=False):
@@ -281,6 +346,7 @@ class CaptureStage(Stage):
                 start_s=ev.start_pos / SAMPLE_RATE,
                 end_s=ev.end_pos / SAMPLE_RATE,
                 reason="queue_full" if self.utt_dropping else ev.reason,
+                side=self._side(ev.start_pos, ev.end_pos),
             )
             end.stamp(self.name, "speech_start", self._fed_ns(ev.start_pos))
             end.stamp(self.name, "speech_end", self._fed_ns(max(ev.start_pos, ev.end_pos - 1)))
@@ -288,7 +354,13 @@ class CaptureStage(Stage):
             self.recent[self.utt].append(end)
             self._post(end)  # ends are never dropped
             self.report(
-                Segmented(utt=self.utt, start_s=end.start_s, end_s=end.end_s, reason=end.reason)
+                Segmented(
+                    utt=self.utt,
+                    start_s=end.start_s,
+                    end_s=end.end_s,
+                    reason=end.reason,
+                    side=end.side,
+                )
             )
             self.counters["utterances"] += 1
             self.utt = None
@@ -380,6 +452,7 @@ class CaptureStage(Stage):
                         end_s=item.end_s,
                         reason=item.reason,
                         rerun=True,
+                        side=item.side,
                         stamps=list(item.stamps),
                     )
                     again.stamp(self.name, "rerun")

@@ -4,19 +4,34 @@
 (function () {
   const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
   const $ = (id) => document.getElementById(id);
-  // #view=caption: the last two lines, large, on a dark background, to sit over a video
+  // #view=caption: the last two lines, large, on a dark background, to sit over a video.
+  // #view=conversation (two-way): each side's lines in the reader's language, the reader's own
+  // on the right; &reader=other turns the page to the other person (the wearer's by default).
+  let mode = "", reader = "wearer";
   function view() {
-    const caption = new URLSearchParams(location.hash.slice(1)).get("view") === "caption";
-    document.body.classList.toggle("caption", caption);
     const h = new URLSearchParams(location.hash.slice(1));
-    if (caption) h.delete("view"); else h.set("view", "caption");
-    $("viewlink").href = "#" + h.toString();
-    $("viewlink").textContent = caption ? "full view" : "caption view";
+    mode = ["caption", "conversation"].includes(h.get("view")) ? h.get("view") : "";
+    reader = h.get("reader") === "other" ? "other" : "wearer";
+    document.body.classList.toggle("caption", mode === "caption");
+    document.body.classList.toggle("conversation", mode === "conversation");
+    const link = (v, r) => {
+      const x = new URLSearchParams(location.hash.slice(1));
+      if (v) x.set("view", v); else x.delete("view");
+      if (r) x.set("reader", r); else x.delete("reader");
+      return "#" + x.toString();
+    };
+    $("viewlink").href = link(mode === "caption" ? "" : "caption");
+    $("viewlink").textContent = mode === "caption" ? "full view" : "caption view";
+    $("convlink").href = link(mode === "conversation" ? "" : "conversation");
+    $("convlink").textContent = mode === "conversation" ? "full view" : "conversation view";
+    $("turn").hidden = mode !== "conversation";
+    $("turn").href = link("conversation", reader === "wearer" ? "other" : "");
+    $("turn").textContent = reader === "wearer" ? "turn to the other person" : "turn to the wearer";
+    for (const c of cards.values()) render(c);
   }
-  view();
+  const cards = new Map(); // utterance id -> {el, src, lang, tr, fill, ms, parts, final, d}
   window.addEventListener("hashchange", view);
   const KEEP = 200; // utterances on the page
-  const cards = new Map(); // utterance id -> {el, src, lang, tr, fill, ms, parts, final}
   let budget = 1500;
 
   function make(tag, cls, text) {
@@ -45,7 +60,7 @@
     lat.append(bar, ms);
     lat.hidden = true;
     el.append(src, tr, lat);
-    c = { el, srcText, lang, tr, lat, fill, ms, parts: [], final: false };
+    c = { el, srcText, lang, tr, lat, fill, ms, parts: [], final: false, source: "", side: "" };
     cards.set(id, c);
     $("subtitles").prepend(el); // newest first: readable without scrolling on a phone
     while (cards.size > KEEP) {
@@ -65,19 +80,31 @@
     return null;
   }
 
+  // the line's text for this view: in the conversation view, in the reader's language (a
+  // line of the reader's own side: the words as said; of the other side: their translation)
+  function render(c) {
+    const side = c.side || "other";
+    c.el.dataset.side = side;
+    c.el.classList.toggle("mine", side === reader);
+    const said = side === reader && mode === "conversation";
+    c.tr.textContent = said ? c.source : c.parts.filter(Boolean).join(" ");
+  }
+
   function subtitle(d) {
     if (typeof d.id !== "string") return;
     const c = card(d.id);
-    if (d.source_text) c.srcText.textContent = d.source_text;
+    if (d.source_text) { c.srcText.textContent = d.source_text; c.source = d.source_text; }
+    if (d.side === "wearer" || d.side === "other") c.side = d.side;
     if (!d.final) {
       if (c.final) return;
       c.parts[d.part | 0] = d.text || "";
-      c.tr.textContent = c.parts.filter(Boolean).join(" ");
+      render(c);
       return;
     }
     c.final = true;
     c.el.classList.remove("partial");
-    c.tr.textContent = d.text || "";
+    c.parts = [d.text || ""];
+    render(c);
     if (d.source_language) {
       const p = typeof d.language_probability === "number"
         ? " " + Math.round(d.language_probability * 100) + "%" : "";
@@ -135,6 +162,8 @@
       notice(cmd + ": " + e);
     }
   }
+
+  view();
 
   if (token) {
     for (const b of ["mute", "unmute", "stop"]) $(b).disabled = false;
