@@ -16,8 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import REPO, babelfish, load_report, stage_processes, status, wait_for, write_config
 
+from devtools.harness import (
+    REPO,
+    babelfish,
+    load_report,
+    stage_processes,
+    status,
+    wait_for,
+    write_config,
+)
 from devtools.speechset import asterisk_english, asterisk_spanish
 from devtools.virtualsound import DEFAULT_SINKS, PulseServer, missing_tools
 
