@@ -277,6 +277,12 @@ class WhisperASR:
         self._chunks = []
         self._utt_language = ""
 
+    def drop(self, samples: int) -> None:
+        """Forget the first `samples` of the utterance's audio: their text was given out and
+        what follows is decoded after it (a sentence commit: engines/whisper_segments.py)."""
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        self._chunks = [audio[samples:]]
+
     @property
     def has_source(self) -> bool:
         """Whether there are words as spoken besides the text (translate with source_text)."""
