@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
 import make_speech_set as mss  # noqa: E402
-from quality_sweep import _value, overrides  # noqa: E402
+from quality_sweep import _value, commit, overrides  # noqa: E402
 
 
 def make(out: Path, monologues: int, seed: int) -> None:
@@ -84,7 +84,6 @@ def run(suite: str, setting: dict, models_dir: Path) -> str:
     from babelfish.config import load_config
     from babelfish.engines import make_asr
     from babelfish.engines.vad import make_vad
-    from babelfish.engines.whisper_segments import SentenceCommits
     from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
     from babelfish.suite import read_suite
 
@@ -116,8 +115,7 @@ def run(suite: str, setting: dict, models_dir: Path) -> str:
                     context = None  # the piece before, when this one goes on from it
                     if cfg.asr.context and previous and ev.start_pos - previous[1] < 16000:
                         context = previous[0]
-                    sc = SentenceCommits(cfg.asr.clause_after_s, context=context)
-                    said, rest, first = commit(asr, cfg, sc, audio)
+                    said, rest, first, sc = commit(asr, cfg, audio, context)
                     if first is not None:  # its first sentence was heard before its end
                         waits[-1] = min(waits[-1], (first + audio_pos - ev.start_pos) / 16000)
                         commits[0] += 1
@@ -142,31 +140,6 @@ def run(suite: str, setting: dict, models_dir: Path) -> str:
         f"pieces with a commit {commits[0]}, commits {commits[1]}; CPU s per audio s: "
         f"running decodes {cpu[0] / audio_s:.3f}, final {cpu[1] / audio_s:.3f}"
     )
-
-
-def commit(asr, cfg, sc, audio: np.ndarray) -> tuple[str, np.ndarray, int | None]:
-    """The sentence commits (asr.commit = "sentence") of a piece's audio, fed as the ASR stage
-    is fed: a running decode every commit_interval_ms once the piece is longer than
-    vad.long_after_s. (text committed, the audio after it, where the first commit was decided:
-    samples into the piece plus the CPU time of that decode, None without one)."""
-    if cfg.asr.commit != "sentence" or cfg.vad.long_after_s <= 0:
-        return "", audio, None
-    step = 16000 * cfg.pipeline.chunk_ms // 1000
-    every = cfg.asr.commit_interval_ms * 16
-    said, start, first, decoded_at = "", 0, None, 0
-    for n in range(step, len(audio) + 1, step):
-        if n < cfg.vad.long_after_s * 16000 or n - decoded_at < every:
-            continue
-        decoded_at = n
-        c0 = time.process_time()
-        c = sc.step(asr, audio[start:n])
-        if c is None:
-            continue
-        if first is None:
-            first = n + round((time.process_time() - c0) * 16000)
-        said = f"{said} {c.text}".strip()
-        start += c.samples
-    return said, audio[start:], first
 
 
 def ceiling(suite: str, models_dir: Path) -> str:

@@ -4,7 +4,9 @@ Each recording of a suite with references (scripts/make_speech_set.py's suite.to
 utterances exactly as the capture stage cuts it (the same VAD and Segmenter, from the config with
 the overrides given), and each utterance is decoded whole by the Whisper engine, as the
 continuation of the piece before it when capture cut that one from a longer turn (asr.context).
-What this leaves out is what depends on timing: speculation, early speech, degradation. So it
+With asr.commit = "sentence" a long piece's sentences are committed as the ASR stage commits them
+(its running decodes on the audio so far, `commit`), the rest decoded after them. What this
+leaves out is what depends on timing: speculation, early speech, degradation. So it
 answers "how much quality does this VAD / cut / beam cost" in a minute per setting, and the
 pipeline (scripts/bench_quality.py) answers the rest.
 
@@ -30,6 +32,7 @@ from babelfish import quality
 from babelfish.config import load_config
 from babelfish.engines import Context, make_asr
 from babelfish.engines.vad import make_vad
+from babelfish.engines.whisper_segments import SentenceCommits
 from babelfish.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.suite import read_suite
 
@@ -73,11 +76,39 @@ def cut(cfg, models_dir: Path, audio: np.ndarray) -> list[tuple[int, int, str, n
     return out
 
 
+def commit(asr, cfg, audio: np.ndarray, context: Context | None):
+    """The sentence commits (asr.commit = "sentence") of a piece's audio, fed as the ASR stage
+    is fed: a running decode every commit_interval_ms once the piece is longer than
+    vad.long_after_s. (text committed, the audio after it, where the first commit was decided:
+    samples into the piece plus the CPU time of that decode, None without one; the commits'
+    SentenceCommits, whose context the rest is decoded after)."""
+    sc = SentenceCommits(cfg.asr.clause_after_s, context=context)
+    if cfg.asr.commit != "sentence" or cfg.vad.long_after_s <= 0:
+        return "", audio, None, sc
+    step = 16000 * cfg.pipeline.chunk_ms // 1000
+    every = cfg.asr.commit_interval_ms * 16
+    said, start, first, decoded_at = "", 0, None, 0
+    for n in range(step, len(audio) + 1, step):
+        if n < cfg.vad.long_after_s * 16000 or n - decoded_at < every:
+            continue
+        decoded_at = n
+        c0 = time.process_time()
+        c = sc.step(asr, audio[start:n])
+        if c is None:
+            continue
+        if first is None:
+            first = n + round((time.process_time() - c0) * 16000)
+        said = f"{said} {c.text}".strip()
+        start += c.samples
+    return said, audio[start:], first, sc
+
+
 def run(setting: dict, entries, models_dir: Path) -> dict:
     cfg = load_config(None, overrides=overrides(setting))
     asr = make_asr(cfg, models_dir)
     scores, n, cuts, decode_ms, retried, per = [], 0, 0, [], 0, {}
     decode_cpu_s, audio_s = 0.0, 0.0  # the decodes' CPU time (every thread), the audio's length
+    commits, commit_cpu_s = 0, 0.0  # asr.commit = "sentence": sentences committed, their CPU
     for e in entries:
         audio, rate = sf.read(str(e.path), dtype="int16")
         assert rate == 16000, f"{e.path}: {rate} Hz"
@@ -87,10 +118,14 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
             context = None
             if cfg.asr.context and previous and 0 <= start / rate - previous[1] < CONTEXT_GAP_S:
                 context = previous[0]
+            said, rest, _, sc = commit(asr, cfg, pcm, context)
+            commits += sc.commits
+            commit_cpu_s += sc.cpu_s
             t0, c0 = time.perf_counter(), time.process_time()
-            asr.accept(pcm)
-            r = asr.finish(context=context, source=False)
+            asr.accept(rest)
+            r = asr.finish(context=sc.context, source=False)
             decode_ms.append((time.perf_counter() - t0) * 1000)
+            rest_text, r.text = r.text, f"{said} {r.text}".strip()
             fell_back = len(asr.last_stats.get("attempts", ())) > 1  # the fallback ran
             retried += fell_back
             decode_cpu_s += time.process_time() - c0
@@ -105,7 +140,7 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
             )
             previous = None
             if reason in ("pause", "max_length") and r.text:
-                previous = (Context(pcm, r.text), end / rate)
+                previous = (sc.tail(rest, rest_text), end / rate)
             cuts += reason == "pause"
         n += len(utts)
         scores.append(quality.score(e.prompts, utts, has_source=False))
@@ -131,6 +166,8 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
         "fallback_decodes": retried,
         # the final decodes alone (no speculation, no words as spoken), per second of recording
         "decode_cpu_s_per_audio_s": round(decode_cpu_s / audio_s, 4) if audio_s else None,
+        "commits": commits,  # asr.commit = "sentence", and the running decodes' CPU
+        "commit_cpu_s_per_audio_s": round(commit_cpu_s / audio_s, 4) if audio_s else None,
         "per_recording": per,
     }
 
@@ -174,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['translated']}/{row['prompts']} translated, invented words "
             f"{row['invented_words']}, decode p50 {row['decode_p50_ms']} ms, mean "
             f"{row['decode_mean_ms']} ms, {row['fallback_decodes']} with a fallback, "
-            f"decode CPU {row['decode_cpu_s_per_audio_s']} s per audio s",
+            f"decode CPU {row['decode_cpu_s_per_audio_s']} s per audio s, {row['commits']} "
+            f"commits, their running decodes' CPU {row['commit_cpu_s_per_audio_s']}",
             flush=True,
         )
         if len(entries) > 1:

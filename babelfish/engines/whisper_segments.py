@@ -220,6 +220,17 @@ class SentenceCommits:
         return Context(np.concatenate([_float(c.audio), _float(rest)]), f"{c.text} {text}".strip())
 
 
+def source_words(engine, audio: np.ndarray) -> str:
+    """The words as spoken in `audio` (a whole utterance some of whose sentences were committed:
+    the final decode had only the rest), from an encoding of its own; translating with
+    asr.source_text only."""
+    if engine._transcribe_prompt is None:
+        return ""
+    language = engine.language or engine._utt_language or engine.sure_language or "en"
+    token = engine._tokenizer.tokenizer.token_to_id(f"<|{language}|>")
+    return engine._decode_source(engine._encode(_float(audio)), token).strip()
+
+
 def _float(pcm: np.ndarray) -> np.ndarray:
     if pcm.dtype == np.int16:
         return pcm.astype(np.float32) / 32768.0

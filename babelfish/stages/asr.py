@@ -53,7 +53,7 @@ from babelfish import conversation
 from babelfish.addresses import asr_output_language
 from babelfish.config import speaks_early
 from babelfish.engines import SAMPLE_RATE, Abandoned, ASREngine, ASRResult, Context, make_asr
-from babelfish.engines.whisper_segments import SentenceCommits
+from babelfish.engines.whisper_segments import SentenceCommits, source_words
 from babelfish.languages import AUTO
 from babelfish.schema import AudioChunk, Msg, SourceText, Transcript, UtteranceEnd, UtterancePause
 from babelfish.stages.base import Stage, stage_main
@@ -286,7 +286,10 @@ class ASRStage(Stage):
         if pending:
             time.sleep(self.cfg.asr.source_after_ms / 1000)
             c0 = time.process_time()
-            result.source_text = self.engine.source_text()
+            if u.dropped:  # the final decode had the rest only: the whole utterance's words
+                result.source_text = source_words(self.engine, np.concatenate(u.audio))
+            else:
+                result.source_text = self.engine.source_text()
             self.cpu("source_text", c0)
             self.send(SourceText(utt=msg.utt, text=result.source_text))
         self.progress(msg.utt, "final")
