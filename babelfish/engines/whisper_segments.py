@@ -22,6 +22,7 @@ context's last words again (text.repeats), commits nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,12 +60,14 @@ class WordDecode:
         return [norm_word(w.text) for w in self.words]
 
 
-def decode_words(engine, audio: np.ndarray, context: Context | None) -> WordDecode:
+def decode_words(
+    engine, audio: np.ndarray, context: Context | None, stop: Callable[[], bool] | None = None
+) -> WordDecode | None:
     """Greedy decode of `audio` (float32 or int16, 16 kHz) after `context` (its audio before,
     its text as a forced prefix) when both fit the engine's window, and where each new word is
     said: the cross-attention alignment of the text to the encoding (ctranslate2 `align`, as
     faster-whisper's word timestamps). `engine` is a WhisperASR (its model, tokenizer, window,
-    language)."""
+    language). `stop`: asked after the encoder; True abandons the decode (None)."""
     c0 = time.process_time()
     audio = _float(audio)
     tok = engine._tokenizer
@@ -83,8 +86,9 @@ def decode_words(engine, audio: np.ndarray, context: Context | None) -> WordDeco
     if engine.multilingual and language:
         prompt[1] = tok.tokenizer.token_to_id(f"<|{language}|>")
     encoded = engine._encode(audio)
-    model = engine._model.model
-    r = model.generate(
+    if stop is not None and stop():
+        return None
+    r = engine._model.model.generate(
         encoded,
         [prompt + prefix],
         beam_size=1,
@@ -183,11 +187,21 @@ class SentenceCommits:
     context: Context | None = None
     last: WordDecode | None = field(default=None, repr=False)
     decodes: int = 0
+    abandoned: int = 0
     commits: int = 0
     cpu_s: float = 0.0
 
-    def step(self, engine, audio: np.ndarray) -> Commit | None:
-        now = decode_words(engine, audio, self.context)
+    def step(
+        self, engine, audio: np.ndarray, stop: Callable[[], bool] | None = None
+    ) -> Commit | None:
+        """Decode `audio` (the utterance after the last commit) and commit what became stable.
+        `stop`: asked after the encoder; True abandons the decode (counted in `abandoned`)."""
+        c0 = time.process_time()
+        now = decode_words(engine, audio, self.context, stop)
+        if now is None:
+            self.abandoned += 1
+            self.cpu_s += time.process_time() - c0
+            return None
         self.decodes += 1
         self.cpu_s += now.cpu_s
         if now.avg_logprob < self.min_logprob or now.no_speech_prob > 0.6:

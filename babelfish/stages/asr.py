@@ -516,9 +516,12 @@ class ASRStage(Stage):
             u.commits = SentenceCommits(self.cfg.asr.clause_after_s, context=self._context(start_s))
         u.audio = [np.concatenate(u.audio)] if len(u.audio) > 1 else u.audio
         c0 = time.process_time()
-        commit = u.commits.step(self.engine, u.audio[0][u.dropped :])
+        abandoned = u.commits.abandoned
+        commit = u.commits.step(self.engine, u.audio[0][u.dropped :], stop=self._stopped)
         self.cpu("early", c0)
         self.counters["stable_commit_decodes"] += 1
+        if u.commits.abandoned > abandoned:  # the speaker paused or stopped meanwhile
+            self.counters["stable_commit_abandoned"] += 1
         if commit is None:
             return
         self.engine.drop(commit.samples)
@@ -543,6 +546,11 @@ class ASRStage(Stage):
         out.stamp(self.name, "stable")
         self.send(out)
         self.counters["stable_prefixes"] += 1
+
+    def _stopped(self) -> bool:
+        """Whether a pause or the end of the utterance is waiting on the input: a running
+        decode is then abandoned after its encoder (the speculation or the final goes first)."""
+        return any(isinstance(m, (UtterancePause, UtteranceEnd)) for m in self.waiting())
 
     def _count_language(self) -> None:
         """--from auto: how the language of a final decode was chosen (language_sure, _short,
