@@ -39,6 +39,24 @@ def _prompt() -> np.ndarray:
     return np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)
 
 
+# four real prompts of whole sentences, joined by 0.25 s pauses (under the 300 ms pause cut): one
+# turn of 21 s whose sentences end inside it
+MONOLOGUE = ("followme/status", "conf-getchannel", "conf-now-recording", "vm-toreply")
+
+
+def _monologue() -> np.ndarray:
+    sys.path.insert(0, str(REPO / "scripts"))
+    from make_speech_set import decode_g722
+
+    parts = [np.zeros(8000, np.float32)]
+    for pid in MONOLOGUE:
+        x = decode_g722(PROMPTS / f"{pid}.g722")
+        loud = np.flatnonzero(np.abs(x) > 0.01)
+        parts += [x[loud[0] : loud[-1] + 1], np.zeros(4000, np.float32)]
+    x = np.concatenate([*parts, np.zeros(SAMPLE_RATE, np.float32)])
+    return np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)
+
+
 def test_agreement_needs_two_decodes_a_sentence_end_and_speech_after_it():
     """The LocalAgreement rule itself: first words are committed only up to a sentence end that
     the decode before agreed on (punctuation aside), with more words after it, and not in the
@@ -106,11 +124,12 @@ def test_running_decode_commits_sentences_whose_seams_say_each_word_once(whisper
 @pytest.mark.slow
 @needs_prompts
 def test_pipeline_speaks_committed_sentences_before_the_speaker_is_done(tmp_path):
-    """A realtime replay of the long prompt with asr.commit = "sentence": the recogniser commits
-    sentences, they are heard before the end of the speech (start of speech -> first audio under
-    the speech's length), and the utterance's final text says the committed words once."""
+    """A realtime replay of four real sentences joined by short pauses, with asr.commit =
+    "sentence": the recogniser commits sentences, they are heard before the end of the speech
+    (start of speech -> first audio under the speech's length), and no utterance's final text
+    says four words twice."""
     wav = tmp_path / "long.wav"
-    sf.write(wav, _prompt(), SAMPLE_RATE, subtype="PCM_16")
+    sf.write(wav, _monologue(), SAMPLE_RATE, subtype="PCM_16")
     cfg = write_config(
         tmp_path, '[asr]\ncommit = "sentence"\nsource_text = false\n[budgets]\nenabled = false\n'
     )

@@ -204,7 +204,7 @@ class SentenceCommits:
             return None
         self.decodes += 1
         self.cpu_s += now.cpu_s
-        if now.avg_logprob < self.min_logprob or now.no_speech_prob > 0.6:
+        if now.avg_logprob < self.min_logprob:
             self.last = None  # a guess (a fragment, noise): wait for more
             return None
         before, self.last = self.last, now
