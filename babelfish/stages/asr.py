@@ -522,6 +522,15 @@ class ASRStage(Stage):
         self.counters["stable_commit_decodes"] += 1
         if u.commits.abandoned > abandoned:  # the speaker paused or stopped meanwhile
             self.counters["stable_commit_abandoned"] += 1
+        elif u.commits.last is not None:
+            log.debug(
+                "commit decode of %s at %.2f s (%.2f s after the last commit): %r (%.2f)",
+                msg.utt,
+                end_s,
+                u.commits.last.audio_s,
+                " ".join(w.text for w in u.commits.last.words),
+                u.commits.last.avg_logprob,
+            )
         if commit is None:
             return
         self.engine.drop(commit.samples)
