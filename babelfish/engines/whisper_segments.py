@@ -170,7 +170,7 @@ def agreed(before: WordDecode | None, now: WordDecode, clause: bool) -> int:
 
 @dataclass
 class Commit:
-    text: str  # the committed segments' text
+    text: str  # the committed words (with their punctuation)
     samples: int  # where they end in the audio decoded (samples after the last commit)
 
 
