@@ -66,6 +66,9 @@ class Asr(_Section):
     source_after_ms: int
     stable_prefix: bool
     stable_interval_ms: int
+    commit: Literal["off", "sentence"]
+    commit_interval_ms: int
+    clause_after_s: float
     context: bool
     partial_interval_ms: int
     language_threshold: float
@@ -255,6 +258,8 @@ def _check(cfg: Config) -> None:
     """What the types do not say (the choices of a key are its Literal type)."""
     if cfg.asr.stable_interval_ms < 100:
         raise UsageError("bad config: asr.stable_interval_ms must be at least 100")
+    if cfg.asr.commit_interval_ms < 100:
+        raise UsageError("bad config: asr.commit_interval_ms must be at least 100")
     if min(cfg.asr.beam_size, cfg.asr.stable_beam_size, cfg.asr.rescue_beam_size) < 1:
         raise UsageError(
             "bad config: asr.beam_size, asr.stable_beam_size and asr.rescue_beam_size"
@@ -348,12 +353,13 @@ def edgetpu_users(cfg: Config) -> list[str]:
 
 
 def speaks_early(cfg: Config) -> bool:
-    """Whether long speech is spoken before the speaker is done (asr.stable_prefix). Not in
-    speaker mode: there the echo gate closes the microphone while we speak, and would swallow
-    the rest of what the speaker is saying. Nor two-way: the loudspeaker's speech closes it too,
-    and an utterance's side is only known from its whole decode."""
+    """Whether long speech is spoken before the speaker is done (asr.stable_prefix, or
+    asr.commit = "sentence"). Not in speaker mode: there the echo gate closes the microphone
+    while we speak, and would swallow the rest of what the speaker is saying. Nor two-way: the
+    loudspeaker's speech closes it too, and an utterance's side is only known from its whole
+    decode."""
     return (
-        cfg.asr.stable_prefix
+        (cfg.asr.stable_prefix or cfg.asr.commit == "sentence")
         and cfg.vad.long_after_s > 0
         and cfg.audio.mode != "speaker"
         and not cfg.conversation.two_way

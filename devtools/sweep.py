@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import time
 from collections.abc import Iterator
 
 import numpy as np
 
 from babelfish.audio.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
-from babelfish.engines import SAMPLE_RATE
+from babelfish.engines import SAMPLE_RATE, Context
+from babelfish.engines.whisper_segments import SentenceCommits
 
 
 def value(text: str):
@@ -60,3 +62,30 @@ def cuts(cfg, vad, x: np.ndarray) -> Iterator[tuple[SpeechEnd, np.ndarray, int]]
                 pcm.append(ev.pcm)
             elif isinstance(ev, SpeechEnd):
                 yield ev, np.concatenate(pcm), i + step
+
+
+def commit(asr, cfg, audio: np.ndarray, context: Context | None):
+    """The sentence commits (asr.commit = "sentence") of a piece's audio, fed as the ASR stage
+    is fed: a running decode every commit_interval_ms once the piece is longer than
+    vad.long_after_s. (text committed, the audio after it, where the first commit was decided:
+    samples into the piece plus the CPU time of that decode, None without one; the commits'
+    SentenceCommits, whose context the rest is decoded after)."""
+    sc = SentenceCommits(cfg.asr.clause_after_s, context=context)
+    if cfg.asr.commit != "sentence" or cfg.vad.long_after_s <= 0:
+        return "", audio, None, sc
+    step = SAMPLE_RATE * cfg.pipeline.chunk_ms // 1000
+    every = cfg.asr.commit_interval_ms * 16
+    said, start, first, decoded_at = "", 0, None, 0
+    for n in range(step, len(audio) + 1, step):
+        if n < cfg.vad.long_after_s * 16000 or n - decoded_at < every:
+            continue
+        decoded_at = n
+        c0 = time.process_time()
+        c = sc.step(asr, audio[start:n])
+        if c is None:
+            continue
+        if first is None:
+            first = n + round((time.process_time() - c0) * 16000)
+        said = f"{said} {c.text}".strip()
+        start += c.samples
+    return said, audio[start:], first, sc

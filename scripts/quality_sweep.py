@@ -4,6 +4,8 @@ Each recording of a suite with references (scripts/make_speech_set.py's suite.to
 utterances exactly as the capture stage cuts it (the same VAD and Segmenter, from the config with
 the overrides given), and each utterance is decoded whole by the Whisper engine, as the
 continuation of the piece before it when capture cut that one from a longer turn (asr.context).
+With asr.commit = "sentence" a long piece's sentences are committed as the ASR stage commits them
+(its running decodes on the audio so far, devtools.sweep.commit), the rest decoded after them.
 What this leaves out is what depends on timing: speculation, early speech, degradation. So it
 answers "how much quality does this VAD / cut / beam cost" in a minute per setting, and the
 pipeline (scripts/bench_quality.py) answers the rest.
@@ -26,7 +28,6 @@ import numpy as np
 import soundfile as sf
 
 from babelfish.config import load_config
-from babelfish.engines import Context
 from babelfish.engines.factory import make_asr, make_vad
 from babelfish.evaluation import quality
 from babelfish.evaluation.suite import read_suite
@@ -42,6 +43,7 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
     asr = make_asr(cfg, models_dir)
     scores, n, cuts, decode_ms, retried, per = [], 0, 0, [], 0, {}
     decode_cpu_s, audio_s = 0.0, 0.0  # the decodes' CPU time (every thread), the audio's length
+    commits, commit_cpu_s = 0, 0.0  # asr.commit = "sentence": sentences committed, their CPU
     for e in entries:
         audio, rate = sf.read(str(e.path), dtype="int16")
         assert rate == 16000, f"{e.path}: {rate} Hz"
@@ -53,10 +55,14 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
             context = None
             if cfg.asr.context and previous and 0 <= start / rate - previous[1] < CONTEXT_GAP_S:
                 context = previous[0]
+            said, rest, _, sc = sweep.commit(asr, cfg, pcm, context)
+            commits += sc.commits
+            commit_cpu_s += sc.cpu_s
             t0, c0 = time.perf_counter(), time.process_time()
-            asr.accept(pcm)
-            r = asr.finish(context=context, source=False)
+            asr.accept(rest)
+            r = asr.finish(context=sc.context, source=False)
             decode_ms.append((time.perf_counter() - t0) * 1000)
+            rest_text, r.text = r.text, f"{said} {r.text}".strip()
             fell_back = len(asr.last_stats.get("attempts", ())) > 1  # the fallback ran
             retried += fell_back
             decode_cpu_s += time.process_time() - c0
@@ -71,7 +77,7 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
             )
             previous = None
             if reason in ("pause", "max_length") and r.text:
-                previous = (Context(pcm, r.text), end / rate)
+                previous = (sc.tail(rest, rest_text), end / rate)
             cuts += reason == "pause"
         n += len(utts)
         scores.append(quality.score(e.prompts, utts, has_source=False))
@@ -97,6 +103,8 @@ def run(setting: dict, entries, models_dir: Path) -> dict:
         "fallback_decodes": retried,
         # the final decodes alone (no speculation, no words as spoken), per second of recording
         "decode_cpu_s_per_audio_s": round(decode_cpu_s / audio_s, 4) if audio_s else None,
+        "commits": commits,  # asr.commit = "sentence", and the running decodes' CPU
+        "commit_cpu_s_per_audio_s": round(commit_cpu_s / audio_s, 4) if audio_s else None,
         "per_recording": per,
     }
 
@@ -135,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['translated']}/{row['prompts']} translated, invented words "
             f"{row['invented_words']}, decode p50 {row['decode_p50_ms']} ms, mean "
             f"{row['decode_mean_ms']} ms, {row['fallback_decodes']} with a fallback, "
-            f"decode CPU {row['decode_cpu_s_per_audio_s']} s per audio s",
+            f"decode CPU {row['decode_cpu_s_per_audio_s']} s per audio s, {row['commits']} "
+            f"commits, their running decodes' CPU {row['commit_cpu_s_per_audio_s']}",
             flush=True,
         )
         if len(entries) > 1:

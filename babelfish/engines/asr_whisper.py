@@ -122,6 +122,12 @@ class WhisperASR(WhisperModel, WhisperLanguageId):
         self._chunks = []
         self._utt_language = ""
 
+    def drop(self, samples: int) -> None:
+        """Forget the first `samples` of the utterance's audio: their text was given out and
+        what follows is decoded after it (a sentence commit: engines/whisper_segments.py)."""
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        self._chunks = [audio[samples:]]
+
     def finish(
         self, context: Context | None = None, source: bool = True, spoken: str = ""
     ) -> ASRResult:

@@ -28,6 +28,13 @@ stages/tts.py); the final transcript then starts with them.
     Whisper is not streaming: a decode takes the input thread, and is skipped while more input
     is waiting, so the stage never falls behind for it.
 
+Sentence commits (Whisper, asr.commit = "sentence", engines/whisper_segments.py): instead of the
+stable prefix, every asr.commit_interval_ms of a long utterance the audio not yet committed is
+decoded with segment timestamps after the last committed sentence; the first sentences two
+decodes agree on, with more speech after them, are sent on as a stable partial transcript, and
+the recogniser forgets their audio (`drop`): later decodes, the speculation at a pause and the
+final decode are of the rest, after that sentence as their context.
+
 Continuation (Whisper, asr.context): a piece that capture cut from a long turn (reason "pause" or
 "max_length") is the context of the piece that follows it within CONTEXT_GAP_S: the next piece is
 decoded after it (engines/asr_whisper.py), so that a fragment is translated as part of its turn.
@@ -46,6 +53,7 @@ import numpy as np
 from babelfish.config import speaks_early
 from babelfish.engines import SAMPLE_RATE, Abandoned, ASREngine, ASRResult, Context
 from babelfish.engines.factory import make_asr
+from babelfish.engines.whisper_segments import SentenceCommits, source_words
 from babelfish.languages import AUTO
 from babelfish.runtime import conversation
 from babelfish.runtime.addresses import asr_output_language
@@ -100,10 +108,13 @@ class Utterance:
     last_partial: str = ""  # the last partial text sent
     committed: int = 0  # words of it already sent on as stable (Vosk)
     spoken: str = ""  # its text already sent on as stable (Whisper)
+    rest: str = ""  # the final decode's text after `spoken`
     last_decode: StableDecode | None = None
     last_words: list[str] = field(default_factory=list)  # the last stable decode's words after it
     samples: int = 0  # audio received
     decoded_at: int = 0  # `samples` at the last stable decode
+    commits: SentenceCommits | None = None  # asr.commit = "sentence": its commits so far
+    dropped: int = 0  # samples of its audio committed (the recogniser has forgotten them)
 
     def after_spoken(self, text: str) -> str:
         """The utterance's whole text: what was given out, then `text` (what follows it)."""
@@ -180,6 +191,7 @@ class ASRStage(Stage):
             speaks_early(self.cfg) and not self.engine.streaming and self.engine.continues
         )
         self.stable_decodes = self.can_decode_stable
+        self.sentence_commits = self.can_decode_stable and self.cfg.asr.commit == "sentence"
 
     def apply_params(self, params: dict[str, float]) -> None:
         self.engine.set_params(
@@ -202,7 +214,7 @@ class ASRStage(Stage):
                 u = self.utt = Utterance(msg.utt, msg.pos)
                 self.hold(msg.utt)
             self.audio_s += len(pcm) / SAMPLE_RATE
-            if self.use_context:
+            if self.use_context or self.sentence_commits:
                 u.audio.append(pcm)
             c0 = time.process_time()
             partial = self.engine.accept(pcm)
@@ -213,7 +225,9 @@ class ASRStage(Stage):
                 self.send(out)
                 u.last_partial = partial
             u.samples += len(pcm)
-            if self.stable_decodes:
+            if self.stable_decodes and self.sentence_commits:
+                self._commit_decode(u, msg, (msg.pos + len(pcm)) / SAMPLE_RATE)
+            elif self.stable_decodes:
                 self._stable_decode(u, msg, (msg.pos + len(pcm)) / SAMPLE_RATE)
         elif isinstance(msg, UtterancePause):
             self._device_side(msg)
@@ -247,7 +261,7 @@ class ASRStage(Stage):
         stamps = list(msg.stamps)
         stamps_recv = time.monotonic_ns()
         spec, u.spec = u.spec, None
-        context = self._context(msg.start_s)
+        context, spoken = self._after(u, msg.start_s)
         if context:
             self.counters["continued"] += 1
         if spec is not None and spec.end_s == msg.end_s:
@@ -261,9 +275,10 @@ class ASRStage(Stage):
                 self.counters["cpu_ms_speculative_wasted"] += spec.cpu_ms
             # (source=False: the words as spoken, if any, follow from source_text())
             c0 = time.process_time()
-            result = self.engine.finish(context=context, source=False, spoken=u.spoken)
+            result = self.engine.finish(context=context, source=False, spoken=spoken)
             self.cpu("final", c0)
             rejected = self.engine.last_stats.get("rejected", "")
+            u.rest = result.text
             result.text = u.after_spoken(result.text)
         if rejected == "runaway" and context is None and not u.spoken:
             result, rejected = self._retry_in_turn(msg, u, result, rejected)
@@ -289,7 +304,10 @@ class ASRStage(Stage):
         if pending:
             time.sleep(self.cfg.asr.source_after_ms / 1000)
             c0 = time.process_time()
-            result.source_text = self.engine.source_text()
+            if u.dropped:  # the final decode had the rest only: the whole utterance's words
+                result.source_text = source_words(self.engine, np.concatenate(u.audio))
+            else:
+                result.source_text = self.engine.source_text()
             self.cpu("source_text", c0)
             self.send(SourceText(utt=msg.utt, text=result.source_text))
         self.progress(msg.utt, "final")
@@ -348,10 +366,11 @@ class ASRStage(Stage):
             )
             self.counters["speculations_from_stable"] += 1
         else:
+            context, spoken = self._after(u, msg.start_s)
             try:
                 result = self.engine.speculate(
-                    context=self._context(msg.start_s),
-                    spoken=u.spoken,
+                    context=context,
+                    spoken=spoken,
                     stop=lambda: self._went_on(msg),
                 )
             except Abandoned:
@@ -490,6 +509,76 @@ class ASRStage(Stage):
         self.send(out)
         self.counters["stable_prefixes"] += 1
 
+    def _after(self, u: Utterance, start_s: float) -> tuple[Context | None, str]:
+        """(context, spoken) of a decode of `u`'s audio: after its last committed sentence when
+        it has one (its audio is forgotten), else after the piece before and the stable prefix."""
+        if u.commits is not None and u.commits.commits:
+            return u.commits.context, ""
+        return self._context(start_s), u.spoken
+
+    def _commit_decode(self, u: Utterance, msg: AudioChunk, end_s: float) -> None:
+        """Whisper, asr.commit = "sentence": the running decode of the long utterance's audio
+        not committed yet; the sentences it commits are sent on (see the module's docstring)."""
+        rate = SAMPLE_RATE
+        if (
+            u.samples < self.cfg.vad.long_after_s * rate
+            or u.samples - u.decoded_at < self.cfg.asr.commit_interval_ms * rate / 1000
+        ):
+            return
+        if self.waiting():  # more input is waiting: take it first
+            return
+        t0 = time.monotonic_ns()
+        u.decoded_at = u.samples
+        start_s = u.first_pos / rate
+        if u.commits is None:
+            u.commits = SentenceCommits(self.cfg.asr.clause_after_s, context=self._context(start_s))
+        u.audio = [np.concatenate(u.audio)] if len(u.audio) > 1 else u.audio
+        c0 = time.process_time()
+        abandoned = u.commits.abandoned
+        commit = u.commits.step(self.engine, u.audio[0][u.dropped :], stop=self._stopped)
+        self.cpu("early", c0)
+        self.counters["stable_commit_decodes"] += 1
+        if u.commits.abandoned > abandoned:  # the speaker paused or stopped meanwhile
+            self.counters["stable_commit_abandoned"] += 1
+        elif u.commits.last is not None:
+            log.debug(
+                "commit decode of %s at %.2f s (%.2f s after the last commit): %r (%.2f)",
+                msg.utt,
+                end_s,
+                u.commits.last.audio_s,
+                " ".join(w.text for w in u.commits.last.words),
+                u.commits.last.avg_logprob,
+            )
+        if commit is None:
+            return
+        self.engine.drop(commit.samples)
+        u.dropped += commit.samples
+        u.spoken = u.after_spoken(commit.text)
+        self.counters["stable_commits"] += 1
+        if u.spec is not None:  # decoded before these words were given out: not usable
+            self.counters["cpu_ms_speculative_wasted"] += u.spec.cpu_ms
+            u.spec = None
+            self.counters["speculation_superseded"] += 1
+        out = Transcript(
+            utt=msg.utt,
+            text=u.spoken,
+            final=False,
+            stable=True,
+            language=self.language,
+            source_language=self.given_language,
+            start_s=start_s,
+            end_s=end_s,
+        )
+        out.stamp(self.name, "recv", t0)
+        out.stamp(self.name, "stable")
+        self.send(out)
+        self.counters["stable_prefixes"] += 1
+
+    def _stopped(self) -> bool:
+        """Whether a pause or the end of the utterance is waiting on the input: a running
+        decode is then abandoned after its encoder (the speculation or the final goes first)."""
+        return any(isinstance(m, (UtterancePause, UtteranceEnd)) for m in self.waiting())
+
     def _count_language(self) -> None:
         """--from auto: how the language of a final decode was chosen (language_sure, _short,
         _unsure: the last sure language kept; _guess: the most probable, not sure; _utterance:
@@ -510,9 +599,13 @@ class ASRStage(Stage):
     def _keep_context(self, msg: UtteranceEnd, u: Utterance, result: ASRResult) -> None:
         self.previous = None
         if self.use_context and result.text and u.audio:
-            context = Context(
-                np.concatenate(u.audio), result.text, result.source_text, result.source_language
-            )
+            audio = np.concatenate(u.audio)
+            if u.commits is not None and u.commits.commits:  # its last sentence, then the rest
+                tail = u.commits.tail(audio[u.dropped :], u.rest)
+                audio, text, source = tail.audio, tail.text, ""
+            else:
+                text, source = result.text, result.source_text
+            context = Context(audio, text, source, result.source_language)
             self.last_heard = Previous(context, msg.end_s)
             if msg.reason in ("pause", "max_length"):
                 self.previous = self.last_heard

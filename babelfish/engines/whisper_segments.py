@@ -1,0 +1,251 @@
+"""Sentence commits in a long utterance (Whisper): a running decode whose words are placed in
+the audio, and the LocalAgreement rule that says which of its first sentences will not change.
+
+In an utterance longer than vad.long_after_s, the ASR stage (asr.commit = "sentence") decodes the
+audio not yet committed every asr.commit_interval_ms, after the last committed sentence as its
+context (that sentence's audio first, its text as a forced prefix, as `Context` decodes are
+made; greedy), and places each new word in the audio with the cross-attention alignment of the
+text to the encoding (ctranslate2's `align`, which faster-whisper's word timestamps use; one more
+decoder pass). When two decodes in a row begin with the same words up to a word that ends a
+sentence (. ? !), that word ends TAIL_S before the audio's end and more words follow it (the
+speaker went on), those words are committed: given out (spoken while the speaker goes on), and
+the audio up to the gap after the last of them becomes the context of what follows. After
+asr.clause_after_s of speech not committed, a clause end (, ; :) will do too.
+
+The decoder sees the context's audio and the rest as one stretch, and is made to go on after the
+context's text, so that a word placed a little off does not drop or repeat words at the seam.
+
+A decode that is not sure (average log-probability under `min_logprob`), or that says the
+context's last words again (text.repeats), commits nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from babelfish.engines import SAMPLE_RATE, Context
+from babelfish.text import norm_word, repeats
+
+SENTENCE_END = (".", "?", "!", "。", "？", "！")
+CLAUSE_END = (*SENTENCE_END, ",", ";", ":")
+# a sentence must end this long before the end of the audio decoded to be committed (the
+# alignment of the last words is the least sure)
+TAIL_S = 0.5
+MIN_WORDS = 3  # a commit has at least this many words (not a first word and a comma)
+
+
+@dataclass
+class Word:
+    text: str  # as decoded, with its punctuation
+    start_s: float  # where it is said in the audio decoded after the context (seconds)
+    end_s: float
+    tokens: int  # the decode's tokens up to the end of this word
+
+
+@dataclass
+class WordDecode:
+    words: list[Word]
+    avg_logprob: float
+    no_speech_prob: float
+    audio_s: float  # the audio decoded after the context
+    cpu_s: float = 0.0
+    ids: list[int] = field(default_factory=list)  # its tokens
+
+    @property
+    def norm(self) -> list[str]:
+        return [norm_word(w.text) for w in self.words]
+
+
+def decode_words(
+    engine, audio: np.ndarray, context: Context | None, stop: Callable[[], bool] | None = None
+) -> WordDecode | None:
+    """Greedy decode of `audio` (float32 or int16, 16 kHz) after `context` (its audio before,
+    its text as a forced prefix) when both fit the engine's window, and where each new word is
+    said: the cross-attention alignment of the text to the encoding (ctranslate2 `align`, as
+    faster-whisper's word timestamps). `engine` is a WhisperASR (its model, tokenizer, window,
+    language). `stop`: asked after the encoder; True abandons the decode (None)."""
+    c0 = time.process_time()
+    audio = _float(audio)
+    tok = engine._tokenizer
+    ctx_n, prefix = 0, []
+    if (
+        context is not None
+        and context.text.strip()
+        and len(context.audio)
+        and (len(context.audio) + len(audio)) / SAMPLE_RATE * 100 <= engine.window_frames - 50
+    ):
+        ctx_n = len(context.audio)
+        prefix = tok.encode(" " + context.text.strip())
+        audio = np.concatenate([_float(context.audio), audio])
+    prompt = list(engine._prompt)
+    language = engine.language or engine._utt_language or engine.sure_language
+    if engine.multilingual and language:
+        prompt[1] = tok.tokenizer.token_to_id(f"<|{language}|>")
+    encoded = engine._encode(audio)
+    if stop is not None and stop():
+        return None
+    r = engine._model.model.generate(
+        encoded,
+        [prompt + prefix],
+        beam_size=1,
+        max_length=min(448, len(prompt) + len(prefix) + engine.max_new_tokens),
+        return_scores=True,
+        return_no_speech_prob=True,
+        suppress_blank=True,
+        suppress_tokens=[-1],
+        no_repeat_ngram_size=engine.no_repeat_ngram_size,
+    )[0]
+    ids = list(r.sequences_ids[0])
+    if prefix and ids[: len(prefix)] == prefix:
+        ids = ids[len(prefix) :]
+    ids = [t for t in ids if t < tok.eot]
+    n = len(ids)
+    logprob = r.scores[0] * n / (n + 1) if n else r.scores[0]
+    words = _aligned(engine, encoded, prompt[:3], prefix, ids, len(audio)) if ids else []
+    offset = ctx_n / SAMPLE_RATE
+    for w in words:
+        w.start_s -= offset
+        w.end_s -= offset
+    return WordDecode(
+        words,
+        float(logprob),
+        float(r.no_speech_prob),
+        len(audio) / SAMPLE_RATE - offset,
+        time.process_time() - c0,
+        ids,
+    )
+
+
+def _aligned(engine, encoded, sot: list[int], prefix: list[int], ids: list[int], samples: int):
+    """The words of `ids` (after the forced `prefix`) with their times in the whole audio."""
+    tok = engine._tokenizer
+    tokens = [*prefix, *ids]
+    frames = samples // 160  # mel frames, 100 a second
+    result = engine._model.model.align(encoded, sot, [tokens], frames, median_filter_width=7)[0]
+    text_idx = np.array([a[0] for a in result.alignments])
+    time_idx = np.array([a[1] for a in result.alignments])
+    if not len(text_idx):
+        return []
+    texts, word_tokens = tok.split_to_word_tokens(tokens + [tok.eot])
+    bounds = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+    jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
+    times = time_idx[jumps] / engine._model.tokens_per_second
+    if len(times) < len(bounds):
+        return []
+    out = []
+    for text, a, b in zip(texts, bounds[:-1], bounds[1:], strict=False):
+        if a < len(prefix) or not text.strip():
+            continue
+        if not any(c.isalnum() for c in text) and out:  # punctuation: the word's before it
+            out[-1].text += text.strip()
+            out[-1].end_s, out[-1].tokens = float(times[b]), int(b) - len(prefix)
+        elif any(c.isalnum() for c in text):
+            word = Word(text.strip(), float(times[a]), float(times[b]), int(b) - len(prefix))
+            out.append(word)
+    return out
+
+
+def agreed(before: WordDecode | None, now: WordDecode, clause: bool) -> int:
+    """How many first words of `now` are committed: the most that end a sentence (or a clause,
+    when `clause`), end TAIL_S before the audio's end, are followed by more words, and that
+    `before` (the decode before, of the same audio so far) begins with too."""
+    if before is None:
+        return 0
+    a, b = now.norm, before.norm
+    ends = CLAUSE_END if clause else SENTENCE_END
+    best = 0
+    for k, w in enumerate(now.words[:-1], 1):
+        if k > len(b) or a[k - 1] != b[k - 1]:
+            break
+        if w.end_s > now.audio_s - TAIL_S:
+            break
+        if w.text.endswith(ends) and k >= MIN_WORDS:
+            best = k
+    return best
+
+
+@dataclass
+class Commit:
+    text: str  # the committed words (with their punctuation)
+    samples: int  # where they end in the audio decoded (samples after the last commit)
+
+
+COMMIT_MIN_LOGPROB = -1.0  # a running decode less sure than this commits nothing
+
+
+@dataclass
+class SentenceCommits:
+    """The commits of one utterance: feed `step` the audio not committed yet; it says what
+    became committed (or None). `context` is what that audio goes on from."""
+
+    clause_after_s: float
+    min_logprob: float = COMMIT_MIN_LOGPROB
+    context: Context | None = None
+    last: WordDecode | None = field(default=None, repr=False)
+    decodes: int = 0
+    abandoned: int = 0
+    commits: int = 0
+    cpu_s: float = 0.0
+
+    def step(
+        self, engine, audio: np.ndarray, stop: Callable[[], bool] | None = None
+    ) -> Commit | None:
+        """Decode `audio` (the utterance after the last commit) and commit what became stable.
+        `stop`: asked after the encoder; True abandons the decode (counted in `abandoned`)."""
+        c0 = time.process_time()
+        now = decode_words(engine, audio, self.context, stop)
+        if now is None:
+            self.abandoned += 1
+            self.cpu_s += time.process_time() - c0
+            return None
+        self.decodes += 1
+        self.cpu_s += now.cpu_s
+        if now.avg_logprob < self.min_logprob:
+            self.last = None  # a guess (a fragment, noise): wait for more
+            return None
+        before, self.last = self.last, now
+        clause = self.clause_after_s > 0 and now.audio_s >= self.clause_after_s
+        k = agreed(before, now, clause)
+        if not k:
+            return None
+        text = engine._tokenizer.decode(now.ids[: now.words[k - 1].tokens]).strip()
+        if self.context is not None and repeats(self.context.text, text.split()):
+            self.last = None  # it started over: not how the speech goes on
+            return None
+        # between the sentence's last word and the next one
+        cut = (now.words[k - 1].end_s + max(now.words[k - 1].end_s, now.words[k].start_s)) / 2
+        samples = min(len(audio), max(1, round(cut * SAMPLE_RATE)))
+        self.context = Context(np.asarray(audio[:samples]), text)
+        self.last = None  # the next decodes are of the audio after it
+        self.commits += 1
+        return Commit(text, samples)
+
+    def tail(self, rest: np.ndarray, text: str) -> Context:
+        """What the utterance ends with, as the context of the piece after it: the last
+        committed sentence's audio and text, then the rest (`rest`, decoded as `text`); the
+        whole utterance when nothing was committed (then `rest` is all of it)."""
+        c = self.context
+        if c is None or not self.commits:
+            return Context(np.asarray(rest), text)
+        return Context(np.concatenate([_float(c.audio), _float(rest)]), f"{c.text} {text}".strip())
+
+
+def source_words(engine, audio: np.ndarray) -> str:
+    """The words as spoken in `audio` (a whole utterance some of whose sentences were committed:
+    the final decode had only the rest), from an encoding of its own; translating with
+    asr.source_text only."""
+    if engine._transcribe_prompt is None:
+        return ""
+    language = engine.language or engine._utt_language or engine.sure_language or "en"
+    token = engine._tokenizer.tokenizer.token_to_id(f"<|{language}|>")
+    return engine._decode_source(engine._encode(_float(audio)), token).strip()
+
+
+def _float(pcm: np.ndarray) -> np.ndarray:
+    if pcm.dtype == np.int16:
+        return pcm.astype(np.float32) / 32768.0
+    return np.asarray(pcm, np.float32)

@@ -1,0 +1,146 @@
+"""Sentence commits in long turns (asr.commit = "sentence", engines/whisper_segments.py), on a
+real long prompt and the real Whisper model: the running decode commits sentences before the
+speaker is done, the rest is decoded after them, and the committed parts and the rest say each
+word once at their seams, against the offline decode of the whole prompt; through the pipeline,
+the committed sentences are heard before the end of the speech."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from test_cuts import LONG_PROMPT, PROMPTS, _seam_faults
+
+from babelfish.config import load_config
+from babelfish.engines import SAMPLE_RATE
+from babelfish.engines.whisper_segments import SentenceCommits, Word, WordDecode, agreed
+from babelfish.evaluation.quality import normalize
+from devtools.harness import load_report, replay_fast, write_config
+from devtools.speechset import decode_g722
+
+REPO = Path(__file__).resolve().parent.parent
+needs_prompts = pytest.mark.skipif(
+    not (PROMPTS / f"{LONG_PROMPT}.g722").is_file(),
+    reason="the Asterisk voice prompts are not installed (scripts/setup.sh --dev installs them)",
+)
+
+
+def _prompt() -> np.ndarray:
+    """The long real prompt (17.5 s, no pause over 300 ms), 0.5 s of silence before, 1 s after."""
+    speech = decode_g722(PROMPTS / f"{LONG_PROMPT}.g722")
+    x = np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(SAMPLE_RATE, np.float32)])
+    return np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)
+
+
+# four real prompts of whole sentences, joined by 0.25 s pauses (under the 300 ms pause cut): one
+# turn of 21 s whose sentences end inside it
+MONOLOGUE = ("followme/status", "conf-getchannel", "conf-now-recording", "vm-toreply")
+
+
+def _monologue() -> np.ndarray:
+    parts = [np.zeros(8000, np.float32)]
+    for pid in MONOLOGUE:
+        x = decode_g722(PROMPTS / f"{pid}.g722")
+        loud = np.flatnonzero(np.abs(x) > 0.01)
+        parts += [x[loud[0] : loud[-1] + 1], np.zeros(4000, np.float32)]
+    x = np.concatenate([*parts, np.zeros(SAMPLE_RATE, np.float32)])
+    return np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)
+
+
+def test_agreement_needs_two_decodes_a_sentence_end_and_speech_after_it():
+    """The LocalAgreement rule itself: first words are committed only up to a sentence end that
+    the decode before agreed on (punctuation aside), with more words after it, and not in the
+    audio's last TAIL_S; a clause end will do once `clause` is allowed."""
+
+    def d(text, audio_s=6.0):
+        words = [Word(w, 0.4 * i, 0.4 * i + 0.3, i + 1) for i, w in enumerate(text.split())]
+        return WordDecode(words, -0.3, 0.01, audio_s)
+
+    now = d("Please wait a moment. I will try to connect")
+    assert agreed(None, now, False) == 0  # one decode is not two
+    assert agreed(d("Please wait a moment. I will"), now, False) == 4
+    assert agreed(d("Please, wait a moment I"), now, False) == 4  # punctuation aside
+    assert agreed(d("Please hold a moment. I will"), now, False) == 0  # another word
+    assert agreed(d("Please wait a moment."), d("Please wait a moment."), False) == 0  # no more
+    late = d("Please wait a moment. I", audio_s=1.8)
+    assert agreed(d("Please wait a moment. I"), late, False) == 0  # in the audio's tail
+    assert agreed(d("Yes. I will try"), d("Yes. I will try"), False) == 0  # too few words
+    clause = d("To connect now, press one now")
+    assert agreed(d("To connect now, press one"), clause, False) == 0
+    assert agreed(d("To connect now, press one"), clause, True) == 3
+
+
+@pytest.mark.slow
+@needs_prompts
+def test_running_decode_commits_sentences_whose_seams_say_each_word_once(whisper_base_dir):
+    """The long prompt fed as the ASR stage feeds it (20 ms chunks, a running decode every
+    commit_interval_ms after vad.long_after_s): sentences are committed before its end, the
+    first within a few seconds of speech, and committed sentences + the rest, transcribed, say
+    each word once at the seams against the whole prompt's offline decode."""
+    from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
+
+    x = _prompt()
+    cfg = load_config(overrides={"asr": {"commit": "sentence"}})
+    asr = WhisperASR(
+        whisper_base_dir, WhisperOptions(language="es", task="transcribe", rescue_beam_size=5)
+    )
+    asr.accept(x)
+    whole = asr.finish().text
+    sc = SentenceCommits(cfg.asr.clause_after_s)
+    step, every = SAMPLE_RATE * cfg.pipeline.chunk_ms // 1000, cfg.asr.commit_interval_ms * 16
+    parts, start, decided, decoded_at = [], 0, [], 0
+    for n in range(step, len(x) + 1, step):
+        asr.accept(x[n - step : n])
+        if n < cfg.vad.long_after_s * SAMPLE_RATE or n - decoded_at < every:
+            continue
+        decoded_at = n
+        c = sc.step(asr, x[start:n])
+        if c is not None:
+            asr.drop(c.samples)  # as the stage does: the recogniser forgets the committed audio
+            parts.append(c.text)
+            start += c.samples
+            decided.append(n / SAMPLE_RATE)
+    rest = asr.finish(context=sc.context).text
+    print(f"\nwhole: {whole}\ncommitted at {decided} s: {parts}\nrest: {rest}")
+    assert parts, "nothing committed in 17.5 s of speech"
+    assert decided[0] - 0.5 <= 6.0  # (speech starts at 0.5 s)
+    assert start < len(x) - SAMPLE_RATE  # the rest is speech, not only the trailing silence
+    assert rest
+    assert _seam_faults(whole, [*parts, rest]) == []
+    ratio = difflib.SequenceMatcher(
+        None, normalize(whole).split(), normalize(" ".join([*parts, rest])).split()
+    ).ratio()
+    assert ratio >= 0.75, ratio
+
+
+@pytest.mark.slow
+@needs_prompts
+def test_pipeline_speaks_committed_sentences_before_the_speaker_is_done(tmp_path):
+    """A realtime replay of four real sentences joined by short pauses, with asr.commit =
+    "sentence": the recogniser commits sentences, they are heard before the end of the speech
+    (start of speech -> first audio under the speech's length), and no utterance's final text
+    says four words twice."""
+    wav = tmp_path / "long.wav"
+    sf.write(wav, _monologue(), SAMPLE_RATE, subtype="PCM_16")
+    cfg = write_config(
+        tmp_path, '[asr]\ncommit = "sentence"\nsource_text = false\n[budgets]\nenabled = false\n'
+    )
+    r, report = replay_fast(tmp_path, wav, cfg, "--pace", "realtime")
+    assert r.returncode == 0, r.stderr
+    rep = load_report(report)
+    asr = rep["summary"]["speculation"].get("asr", {})
+    print(asr, [u["translated_text"] for u in rep["utterances"]])
+    assert asr.get("stable_commits", 0) >= 1, asr
+    assert rep["summary"]["start_to_first_audio_p50_ms"] is not None
+    assert min(u["speech_end_s"] - u["speech_start_s"] for u in rep["utterances"]) > 0
+    first = rep["summary"]["start_to_first_audio_max_ms"]
+    longest = max(u["speech_end_s"] - u["speech_start_s"] for u in rep["utterances"])
+    assert first < longest * 1000, (first, longest)
+    for u in rep["utterances"]:
+        words = normalize(u["translated_text"]).split()
+        tri = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+        assert len(tri) == len(set(tri)), u["translated_text"]  # no 4 words said twice
