@@ -214,7 +214,7 @@ def test_live_two_way_never_translates_the_loudspeaker_again(tmp_path, pulse, pi
     (counted), never translated again: exactly the wearer's utterances are done."""
     import zmq
 
-    from devtools.harness import status, wait_for
+    from devtools.harness import start_ready, status, wait_for
     from devtools.testspeech import concat, piper_speak
 
     phrases = ["Where is the station?", "A coffee, please."]
@@ -233,21 +233,9 @@ def test_live_two_way_never_translates_the_loudspeaker_again(tmp_path, pulse, pi
         f'[conversation]\nwearer_mt_model = "{TINY_EN_ES}"\n',
     )
     rt = tmp_path / "rt"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "babelfish", "run", "--config", str(cfg), "--two-way"]
-        + ["--from", "es", "--to", "en"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=pulse.child_env(),
-    )
+    args = ["run", "--config", cfg, "--two-way", "--from", "es", "--to", "en"]
+    proc = start_ready(args, rt, 90, pulse.child_env())
     try:
-        ready = wait_for(
-            lambda: (s := status(rt)) and all(x["state"] == "ready" for x in s["stages"].values()),
-            90,
-        )
-        assert ready, proc.stderr.read() if proc.poll() is not None else "not ready"
         sub = zmq.Context.instance().socket(zmq.SUB)  # the live page's subtitles
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.setsockopt(zmq.LINGER, 0)

@@ -8,16 +8,23 @@ once. Bad devices are one-line usage errors (exit 2), nothing started."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import REPO, babelfish, load_report, stage_processes, status, wait_for, write_config
 
+from devtools.harness import (
+    REPO,
+    babelfish,
+    load_report,
+    stage_processes,
+    start_ready,
+    status,
+    wait_for,
+    write_config,
+)
 from devtools.speechset import asterisk_english, asterisk_spanish
 from devtools.virtualsound import DEFAULT_SINKS, PulseServer, missing_tools
 
@@ -86,21 +93,9 @@ def test_live_two_way_sides_by_the_wearers_microphone(tmp_path, pulse2):
         f'[conversation]\nwearer_mt_model = "{TINY_EN_ES}"\n[budgets]\nenabled = false\n',
     )
     rt, report = tmp_path / "rt", tmp_path / "r.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "babelfish", "run", "--config", str(cfg), "--two-way"]
-        + ["--from", "es", "--to", "en", "--report", str(report)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=pulse2.child_env(),
-    )
+    args = ["run", "--config", cfg, "--two-way", "--from", "es", "--to", "en", "--report", report]
+    proc = start_ready(args, rt, 120, pulse2.child_env())
     try:
-        ready = wait_for(
-            lambda: (s := status(rt)) and all(x["state"] == "ready" for x in s["stages"].values()),
-            120,
-        )
-        assert ready, proc.stderr.read() if proc.poll() is not None else "not ready"
         players = [
             pulse2.play(outward, device="bf_mic", wait=False),
             pulse2.play(wearer, device="bf_wearer", wait=False),
