@@ -82,6 +82,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 SYSTEMS = ("babelfish", "naive")
 LABELS = {"babelfish": "Babelfish pipeline", "naive": "naive cascade"}
+OUT = REPO / "out"  # where the JSON and the runs go by default
 DEFAULT_INPUTS = [REPO / "samples" / "suite.toml", REPO / "samples" / "bench" / "suite.toml"]
 KEPT_STAMPS = {
     ("capture", "speech_start"),
@@ -573,10 +574,10 @@ def main(argv: list[str] | None = None) -> int:
         "--runs", type=int, default=3, metavar="N", help="runs of each system (default 3)"
     )
     p.add_argument("--config", help="a TOML config for both systems")
-    p.add_argument("--json-out", default=str(REPO / "out" / "bench.json"), metavar="PATH")
+    p.add_argument("--json-out", default=str(OUT / "bench.json"), metavar="PATH")
     p.add_argument(
         "--work-dir",
-        default=str(REPO / "out" / "bench-runs"),
+        default=str(OUT / "bench-runs"),
         metavar="DIR",
         help="where each run's reports and output WAVs are kept",
     )
