@@ -174,3 +174,9 @@ def test_module_sizes():
     over = {p: n for p, n in sizes.items() if n > 600}
     assert not over, f"modules over 600 lines: {over}"
     assert sizes["babelfish/runtime/supervisor.py"] <= 350, sizes["babelfish/runtime/supervisor.py"]
+
+
+def test_readme_is_a_users_guide_in_250_lines():
+    """Issue 27: README.md at most 250 lines (the rest is in docs/)."""
+    n = len((REPO / "README.md").read_text().splitlines())
+    assert 0 < n <= 250, n
