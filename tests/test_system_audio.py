@@ -69,9 +69,7 @@ def _finish(tmp_path: Path, proc, cfg, n: int, settle_s: float) -> tuple[dict, s
         assert done, "the system audio was not translated"
         time.sleep(settle_s)
         st = status(rt)
-        r = babelfish("stop", "--config", cfg, timeout=30)
-        assert r.returncode == 0, r.stderr
-        out, err = proc.communicate(timeout=30)
+        out, err = harness.stop_run(proc, cfg, 30)
     finally:
         proc.kill()
     assert proc.returncode == 0, err

@@ -214,7 +214,7 @@ def test_live_two_way_never_translates_the_loudspeaker_again(tmp_path, pulse, pi
     (counted), never translated again: exactly the wearer's utterances are done."""
     import zmq
 
-    from devtools.harness import start_ready, status, wait_for
+    from devtools.harness import start_ready, status, stop_run, wait_for
     from devtools.testspeech import concat, piper_speak
 
     phrases = ["Where is the station?", "A coffee, please."]
@@ -250,9 +250,7 @@ def test_live_two_way_never_translates_the_loudspeaker_again(tmp_path, pulse, pi
         while sub.poll(100):
             lines.append(json.loads(sub.recv()))
         sub.close()
-        r = babelfish("stop", "--config", cfg, timeout=30)
-        assert r.returncode == 0, r.stderr
-        out, err = proc.communicate(timeout=20)
+        out, err = stop_run(proc, cfg, 20)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -22,11 +22,12 @@ from devtools.harness import (
     stage_processes,
     start_ready,
     status,
+    stop_run,
     wait_for,
     write_config,
 )
 from devtools.speechset import asterisk_english, asterisk_spanish
-from devtools.virtualsound import DEFAULT_SINKS, PulseServer, missing_tools
+from devtools.virtualsound import DEFAULT_SINKS, PulseServer, serve
 
 pytestmark = pytest.mark.timeout(400)
 DEBIAN = Path("/usr/share/doc/asterisk-core-sounds-es/core-sounds-es.txt.gz")
@@ -41,16 +42,8 @@ GAP_S = 7.0  # (the echo gate closes the microphones while a translation plays)
 @pytest.fixture(scope="module")
 def pulse2(tmp_path_factory):
     """A private PulseAudio server with a second microphone, bf_wearer (16 kHz mono)."""
-    assert not missing_tools(), f"missing: {missing_tools()} (scripts/setup.sh --dev)"
     sinks = {**DEFAULT_SINKS, "bf_wearer": {"rate": SR, "channels": 1}}
-    server = PulseServer(tmp_path_factory.mktemp("pulse2"), sinks=sinks)
-    server.start()
-    try:
-        server.activate()
-        yield server
-    finally:
-        server.stop()
-        assert not server.leftovers()
+    yield from serve(PulseServer(tmp_path_factory.mktemp("pulse2"), sinks=sinks))
 
 
 def _two_microphones(d: Path) -> tuple[Path, Path, list[tuple[str, float, float]]]:
@@ -104,9 +97,7 @@ def test_live_two_way_sides_by_the_wearers_microphone(tmp_path, pulse2):
             p.wait(120)
         assert wait_for(lambda: (s := status(rt)) and s["utterances"]["in_flight"] == 0, 60)
         st = status(rt)
-        r = babelfish("stop", "--config", cfg, timeout=30)
-        assert r.returncode == 0, r.stderr
-        out, err = proc.communicate(timeout=30)
+        out, err = stop_run(proc, cfg, 30)
     finally:
         if proc.poll() is None:
             proc.kill()
