@@ -156,7 +156,7 @@ class PlaybackStage(Stage):
                     source_text=u.source_text,
                     early=msg.early,
                     dropped=msg.dropped,
-                    side=msg.side,
+                    side=msg.origin.side,
                 )
             )
         if msg.last:
