@@ -182,6 +182,14 @@ def communicate(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
     return proc.out_path.read_text(), proc.err_path.read_text()
 
 
+def stop_run(proc: subprocess.Popen, cfg: Path, timeout: float) -> tuple[str, str]:
+    """`babelfish stop` for the start_ready() run of `cfg` (asserted to succeed); the run's
+    stdout and stderr once it has exited (within `timeout` seconds)."""
+    r = babelfish("stop", "--config", cfg, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return proc.communicate(timeout=timeout)
+
+
 def utterance_count(wav: Path, config_text: str = "") -> int:
     """How many utterances capture cuts `wav` into with the default config (plus config_text):
     the same Segmenter and VAD as the capture stage, fed the same way."""

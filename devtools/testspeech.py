@@ -188,3 +188,63 @@ def suite_toml(wav: Path, pieces: list[Piece], source_lang: str = "auto") -> str
             f"reference = {q(p.reference)}",
         ]
     return "\n".join(lines) + "\n"
+
+
+# French and German sentences for espeak-ng, with English references, for
+# scripts/bench_langid.py (written for it, not chosen by how well Whisper hears them).
+ESPEAK_SENTENCES = {
+    "fr": [
+        ("Je voudrais un café, s'il vous plaît.", "I would like a coffee, please."),
+        ("Où est la gare?", "Where is the train station?"),
+        ("Merci beaucoup, madame.", "Thank you very much, madam."),
+        ("Le train pour Paris part à huit heures.", "The train to Paris leaves at eight o'clock."),
+        ("Combien coûte le billet?", "How much does the ticket cost?"),
+        ("Je voudrais un croissant et un café au lait.", "I would like a croissant and a latte."),
+        ("Excusez-moi, je cherche la gare.", "Excuse me, I am looking for the train station."),
+        ("Pouvez-vous m'aider, s'il vous plaît?", "Can you help me, please?"),
+        ("Je ne parle pas français.", "I do not speak French."),
+        ("L'hôtel est à côté de la gare.", "The hotel is next to the train station."),
+        ("Je voudrais réserver une table pour ce soir.", "I would like to book a table tonight."),
+        ("Il fait très beau aujourd'hui.", "The weather is very nice today."),
+        ("Nous voudrions deux billets pour Marseille.", "We would like two tickets to Marseille."),
+        ("Je suis désolé, je ne comprends pas.", "I am sorry, I do not understand."),
+        (
+            "Bonjour madame, je voudrais une chambre pour deux nuits, s'il vous plaît.",
+            "Hello madam, I would like a room for two nights, please.",
+        ),
+        (
+            "Nous avons besoin d'un taxi pour aller à l'aéroport.",
+            "We need a taxi to go to the airport.",
+        ),
+    ],
+    "de": [
+        ("Ich möchte einen Kaffee, bitte.", "I would like a coffee, please."),
+        ("Wo ist der Bahnhof?", "Where is the train station?"),
+        ("Vielen Dank.", "Thank you very much."),
+        ("Der Zug nach Berlin fährt um acht Uhr.", "The train to Berlin leaves at eight o'clock."),
+        ("Wie viel kostet die Fahrkarte?", "How much does the ticket cost?"),
+        ("Ich brauche einen Arzt.", "I need a doctor."),
+        (
+            "Guten Tag, ich hätte gern ein Zimmer für zwei Nächte, bitte.",
+            "Good day, I would like a room for two nights, please.",
+        ),
+        (
+            "Entschuldigung, wo ist der Hauptbahnhof? Ich habe mich verlaufen.",
+            "Excuse me, where is the main station? I am lost.",
+        ),
+        ("Ich spreche kein Deutsch.", "I do not speak German."),
+        ("Können Sie mir bitte helfen?", "Can you help me, please?"),
+        ("Das Wetter ist heute sehr schön.", "The weather is very nice today."),
+        (
+            "Ich möchte zwei Fahrkarten nach München kaufen.",
+            "I would like to buy two tickets to Munich.",
+        ),
+        ("Es tut mir leid, ich verstehe nicht.", "I am sorry, I do not understand."),
+        (
+            "Wir möchten einen Tisch für heute Abend reservieren.",
+            "We would like to book a table for tonight.",
+        ),
+        ("Das Zimmer ist sehr groß.", "The room is very big."),
+        ("Wir brauchen ein Taxi zum Flughafen.", "We need a taxi to the airport."),
+    ],
+}

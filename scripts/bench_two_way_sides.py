@@ -92,8 +92,6 @@ def main() -> int:
 
 def _recording(pairs, out: Path, gap_s: float = 1.5):
     """The interleaved es/en recording of `pairs` (out/conversation.wav) and its pieces."""
-    from devtools.testspeech import several_languages
-
     out.mkdir(parents=True, exist_ok=True)
     pieces = []
     for p, en in pairs:
@@ -236,16 +234,7 @@ def latency(pairs, args) -> int:
 def replay(pairs, out: Path) -> tuple[int, int, list, int]:
     """One recording of `pairs` replayed two-way: (right, utterances of 1 s and more, the
     wrong ones, prompts with no utterance)."""
-    out.mkdir(parents=True, exist_ok=True)
-    pieces = []
-    for p, en in pairs:
-        name = p.id.replace("/", "_")
-        es_wav, en_wav = out / f"es-{name}.wav", out / f"en-{name}.wav"
-        sf.write(es_wav, p.clip, SR, subtype="PCM_16")
-        sf.write(en_wav, en, SR, subtype="PCM_16")
-        pieces += [(es_wav, "es", p.source, p.reference, ""), (en_wav, "en", p.reference, "", "")]
-    wav = out / "conversation.wav"
-    placed = several_languages(pieces, wav)
+    wav, placed = _recording(pairs, out)
     cfg = out / "config.toml"
     tiny = REPO / "tests" / "fixtures" / "tiny-mt-en-es"
     cfg.write_text(f'[conversation]\nwearer_mt_model = "{tiny}"\n[budgets]\nenabled = false\n')

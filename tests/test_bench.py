@@ -15,6 +15,7 @@ from babelfish.audio.segmenter import SpeechEnd, segmenter_for
 from babelfish.config import load_config, models_dir
 from babelfish.engines.factory import make_vad, pick_model
 from babelfish.runtime.addresses import route
+from devtools import benchturns
 from devtools.harness import REPO
 from devtools.naive import _Sink, run_naive
 
@@ -289,9 +290,9 @@ def test_naive_cascade_waits_for_the_whole_turn(naive_turn):
 
     # the bench's turn metrics on this report: one turn, one piece, (a) == (b)
     slim = [bench.slim_utterance(x) for x in utts]
-    groups, unmatched = bench.match_turns(slim, slim)
+    groups, unmatched = benchturns.match_turns(slim, slim)
     assert groups == [[0]] and unmatched == []
-    m = bench.turn_metrics(slim[0], slim)
+    m = benchturns.turn_metrics(slim[0], slim)
     assert (
         m["end_to_last_heard_ms"]
         == m["end_to_first_heard_ms"]
@@ -358,37 +359,37 @@ def test_turn_matching_and_metrics_on_hand_made_reports():
     ]  # no naive turn: unmatched
     turns = [bench.slim_utterance(u) for u in naive]
     pieces = [bench.slim_utterance(u) for u in babel]
-    groups, unmatched = bench.match_turns(turns, pieces)
+    groups, unmatched = benchturns.match_turns(turns, pieces)
     assert groups == [[1, 0], [2]] and unmatched == [3]
 
     # a piece straddling two turns goes to the one it overlaps most
-    g, _ = bench.match_turns(turns, [bench.slim_utterance(_u("s", 8.0, 10.5, t0b))])
+    g, _ = benchturns.match_turns(turns, [bench.slim_utterance(_u("s", 8.0, 10.5, t0b))])
     assert g == [[0], []]
 
-    a = bench.turn_metrics(turns[0], [pieces[1], pieces[0]])
+    a = benchturns.turn_metrics(turns[0], [pieces[1], pieces[0]])
     assert a["pieces"] == 2 and a["turn_s"] == pytest.approx(8.1)
     assert a["end_to_last_heard_ms"] == pytest.approx(1200)  # 9.8 - 8.6
     assert a["end_to_first_heard_ms"] == pytest.approx(-2200)  # 6.4 - 8.6: before the end
     assert a["start_to_first_heard_ms"] == pytest.approx(5900)  # 6.4 - 0.5
     assert a["last_path_ms"]["queue"] == pytest.approx(500)  # heard 9.8, handed over 9.3
     assert a["start_to_first_piece_end_ms"] == pytest.approx(4800)  # first piece 0.5..5.3
-    n = bench.turn_metrics(turns[0], [turns[0]])
+    n = benchturns.turn_metrics(turns[0], [turns[0]])
     assert n["end_to_last_heard_ms"] == n["end_to_first_heard_ms"] == pytest.approx(1600)
     assert n["start_to_first_heard_ms"] == pytest.approx(9700)
     assert n["start_to_first_piece_end_ms"] == pytest.approx(8100)  # the whole turn
 
     # the last piece said nothing: (a) is missing (not taken from an earlier piece), (b)/(c) stay
     silent = bench.slim_utterance(_u("u00005500", 5.5, 8.6, t0b))
-    m = bench.turn_metrics(turns[0], [pieces[1], silent])
+    m = benchturns.turn_metrics(turns[0], [pieces[1], silent])
     assert m["last_part_silent"] and m["end_to_last_heard_ms"] is None
     assert m["end_to_first_heard_ms"] == pytest.approx(-2200)
 
     # pooled over turns, per recording pair
     naive_rec = {"name": "r", "utts": turns}
-    bt, unmatched_n = bench.recording_turns(naive_rec, {"name": "r", "utts": pieces})
-    nt, _ = bench.recording_turns(naive_rec, naive_rec)
+    bt, unmatched_n = benchturns.recording_turns(naive_rec, {"name": "r", "utts": pieces})
+    nt, _ = benchturns.recording_turns(naive_rec, naive_rec)
     assert unmatched_n == 1 and [t["pieces"] for t in bt] == [2, 1]
-    sb, sn = bench.turn_stats(bt), bench.turn_stats(nt)
+    sb, sn = benchturns.turn_stats(bt), benchturns.turn_stats(nt)
     assert sb["turns"] == sn["turns"] == 2 and sb["long_turns"] == 1
     assert sb["a_long_p50_ms"] == pytest.approx(1200) and sn["a_long_p50_ms"] == pytest.approx(1600)
     assert sb["c_long_p50_ms"] == pytest.approx(5900) and sn["c_long_p50_ms"] == pytest.approx(9700)

@@ -160,3 +160,23 @@ def test_no_import_cycles():
     assert not bad, "import cycles in babelfish/:\n" + "\n".join(bad)
     stale = [sorted(s) for s in ALLOWED_CYCLES if not any(set(c) == s for c in cycles)]
     assert not stale, f"ALLOWED_CYCLES lists cycles that are gone, remove them: {stale}"
+
+
+def test_module_sizes():
+    """Issue 27's limits: no module of babelfish/ or devtools/ over 600 lines, the supervisor's
+    run loop at most 350."""
+    sizes = {
+        p.relative_to(REPO).as_posix(): len(p.read_text().splitlines())
+        for folder in ("babelfish", "devtools")
+        for p in sorted((REPO / folder).rglob("*.py"))
+    }
+    assert sizes, "no modules found"
+    over = {p: n for p, n in sizes.items() if n > 600}
+    assert not over, f"modules over 600 lines: {over}"
+    assert sizes["babelfish/runtime/supervisor.py"] <= 350, sizes["babelfish/runtime/supervisor.py"]
+
+
+def test_readme_is_a_users_guide_in_250_lines():
+    """Issue 27: README.md at most 250 lines (the rest is in docs/)."""
+    n = len((REPO / "README.md").read_text().splitlines())
+    assert 0 < n <= 250, n

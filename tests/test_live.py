@@ -18,6 +18,7 @@ from devtools.harness import (
     stage_processes,
     start_ready,
     status,
+    stop_run,
     utterance_count,
     wait_for,
     write_config,
@@ -42,9 +43,7 @@ def _start(
 
 def _stop(proc: subprocess.Popen, cfg: Path) -> tuple[str, str, float]:
     t0 = time.monotonic()
-    r = babelfish("stop", "--config", cfg, timeout=30)
-    assert r.returncode == 0, r.stderr
-    out, err = proc.communicate(timeout=10)
+    out, err = stop_run(proc, cfg, 10)
     return out, err, time.monotonic() - t0
 
 

@@ -235,30 +235,39 @@ def wait_down(rt: Path, stage: str) -> None:
     assert wait_for(down, 15), harness.status(rt)
 
 
-def test_server_killed_mid_utterance_falls_back_and_moves_back(tmp_path, models_dir):
-    keys = make_keys(tmp_path / "keys")
-    port = free_port()
-    server = Server(tmp_path, keys, port)
-    again = None
-    wav = "es_station.wav"
-    # (the kill is seen at once: the connection drops; a long timeout keeps a slow decode on
-    # this loaded machine from being one more fallback)
-    cfg = pipeline(tmp_path, keys, port, "timeout_ms = 15000\n")
-    rt = tmp_path / "rt"
-    proc = None
+def kill_and_come_back(
+    tmp: Path, keys: Path, server, wav: str, cfg: Path, stage: str, check_status: bool = False
+) -> dict:
+    """Replay `wav`; kill -9 `server` while `stage` holds an utterance, wait for the stage to
+    see it down, start a server again on the same port: the replay's report (`finish`). Every
+    process is stopped in the end."""
+    rt = tmp / "rt"
+    proc = again = None
     try:
         server.wait_serving()
-        proc = replay(tmp_path, wav, cfg)
-        kill_server_mid_utterance(server, rt, "asr", cfg)
-        wait_down(rt, "asr")
-        again = Server(tmp_path, keys, port, name="again")  # the desktop comes back
-        rep = finish(proc, tmp_path, wav)
+        proc = replay(tmp, wav, cfg)
+        kill_server_mid_utterance(server, rt, stage, cfg if check_status else None)
+        wait_down(rt, stage)
+        again = Server(tmp, keys, server.port, name="again", stage=stage)
+        return finish(proc, tmp, wav)
     finally:
         if proc is not None:
             proc.kill()
         server.stop()
         if again is not None:
             again.stop()
+
+
+def test_server_killed_mid_utterance_falls_back_and_moves_back(tmp_path, models_dir):
+    keys = make_keys(tmp_path / "keys")
+    port = free_port()
+    server = Server(tmp_path, keys, port)
+    wav = "es_station.wav"
+    # (the kill is seen at once: the connection drops; a long timeout keeps a slow decode on
+    # this loaded machine from being one more fallback)
+    cfg = pipeline(tmp_path, keys, port, "timeout_ms = 15000\n")
+    # the desktop comes back
+    rep = kill_and_come_back(tmp_path, keys, server, wav, cfg, "asr", check_status=True)
     s = rep["summary"]
     remote = s["remote"]["asr"]
     assert remote["fallbacks"] == 1 and remote["reruns"] >= 1, remote
@@ -497,24 +506,9 @@ def test_tts_server_killed_mid_utterance_falls_back_and_loses_nothing(tmp_path, 
     port = free_port()
     slow = "[debug]\ndelay_ms = { tts = 2000 }\n"
     server = Server(tmp_path, keys, port, stage="tts", extra=slow)
-    again = None
     wav = "es_station.wav"
     cfg = pipeline(tmp_path, keys, port, "timeout_ms = 15000\n", stage="tts")
-    rt = tmp_path / "rt"
-    proc = None
-    try:
-        server.wait_serving()
-        proc = replay(tmp_path, wav, cfg)
-        kill_server_mid_utterance(server, rt, "tts")
-        wait_down(rt, "tts")
-        again = Server(tmp_path, keys, port, name="again", stage="tts")
-        rep = finish(proc, tmp_path, wav)
-    finally:
-        if proc is not None:
-            proc.kill()
-        server.stop()
-        if again is not None:
-            again.stop()
+    rep = kill_and_come_back(tmp_path, keys, server, wav, cfg, "tts")
     s = rep["summary"]
     remote = s["remote"]["tts"]
     assert remote["fallbacks"] == 1 and remote["reruns"] >= 1, remote

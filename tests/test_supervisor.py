@@ -58,6 +58,19 @@ def start_replay(
     return harness.start_replay(tmp_path, wav, cfg, *extra), cfg, tmp_path / "report.json"
 
 
+def replay_to_end(
+    tmp_path: Path, wav: Path, cfg_text: str, *extra, timeout: float
+) -> tuple[subprocess.Popen, str, str, Path]:
+    """`start_replay` run to its end (killed if it outlasts `timeout`): the process, its stdout
+    and stderr, and the report's path."""
+    proc, _, report = start_replay(tmp_path, wav, cfg_text, *extra)
+    try:
+        out, err = communicate(proc, timeout=timeout)
+    finally:
+        proc.kill()
+    return proc, out, err, report
+
+
 def first_done(proc: subprocess.Popen, cfg: Path, timeout: float = 90) -> dict:
     """Wait for the first utterance to be spoken; on failure say what the command printed."""
     st = wait_for(lambda: (s := status(cfg)) and s["utterances"]["done"] >= 1 and s, timeout)
@@ -166,11 +179,7 @@ def test_a_long_decode_is_not_taken_for_a_hang(tmp_path, models_dir):
         "[budgets]\nenabled = false\n[supervisor]\nhang_timeout_ms = 1000\n"
         "[debug]\ndelay_ms = { asr = 2500 }\n"
     )
-    proc, cfg, report = start_replay(tmp_path, SAMPLE, cfg_text)
-    try:
-        out, err = communicate(proc, timeout=180)
-    finally:
-        proc.kill()
+    proc, out, err, report = replay_to_end(tmp_path, SAMPLE, cfg_text, timeout=180)
     assert proc.returncode == 0, err
     s = load_report(report)["summary"]
     assert s["restarts"]["asr"] == 0, err
@@ -185,11 +194,7 @@ def test_a_stage_stuck_on_one_message_is_killed(tmp_path, models_dir):
         "[budgets]\nenabled = false\n[supervisor]\nwork_timeout_s = 1.5\nmax_restarts = 1\n"
         "backoff_initial_ms = 100\n[debug]\ndelay_ms = { asr = 60000 }\n"
     )
-    proc, cfg, report = start_replay(tmp_path, SAMPLE, cfg_text)
-    try:
-        out, err = communicate(proc, timeout=120)
-    finally:
-        proc.kill()
+    proc, out, err, report = replay_to_end(tmp_path, SAMPLE, cfg_text, timeout=120)
     assert "stage asr worked on one message for" in err and "(stuck)" in err, err
     assert "hung" not in err, err  # it was never silent
     assert proc.returncode == 1, err  # stuck again after its restart: given up on
@@ -296,11 +301,9 @@ def test_capture_never_waits_for_a_slow_recogniser(tmp_path, models_dir, long_sp
         "[pipeline]\nqueue_chunks = 40\n[budgets]\nenabled = false\n"
         "[supervisor]\nhang_timeout_ms = 20000\n[debug]\ndelay_ms = { asr = 7000 }\n"
     )
-    proc, cfg, report = start_replay(tmp_path, long_spanish, cfg_text, "--pace", "realtime")
-    try:
-        out, err = communicate(proc, timeout=240)
-    finally:
-        proc.kill()
+    proc, out, err, report = replay_to_end(
+        tmp_path, long_spanish, cfg_text, "--pace", "realtime", timeout=240
+    )
     assert proc.returncode == 0, err
     s = load_report(report)["summary"]
     assert s["dropped"].get("capture.dropped_chunks", 0) > 0

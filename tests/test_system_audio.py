@@ -20,15 +20,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from devtools.harness import (
-    REPO,
-    babelfish,
-    stage_processes,
-    start_ready,
-    status,
-    utterance_count,
-    wait_for,
-)
+from devtools import harness
+from devtools.harness import REPO, babelfish, status, utterance_count, wait_for
 from devtools.harness import write_config as _write_config
 from devtools.virtualsound import PulseServer, serve
 
@@ -64,7 +57,7 @@ def original(tmp_path_factory) -> Path:
 def _start(tmp_path: Path, desk: PulseServer, audio: str, *flags: str):
     cfg = _write_config(tmp_path, "[audio]\n" + audio)
     args = ["run", "--input", "system", "--config", cfg, *flags]
-    return start_ready(args, tmp_path / "rt", 90, desk.child_env()), cfg
+    return harness.start_ready(args, tmp_path / "rt", 90, desk.child_env()), cfg
 
 
 def _finish(tmp_path: Path, proc, cfg, n: int, settle_s: float) -> tuple[dict, str, str]:
@@ -76,13 +69,11 @@ def _finish(tmp_path: Path, proc, cfg, n: int, settle_s: float) -> tuple[dict, s
         assert done, "the system audio was not translated"
         time.sleep(settle_s)
         st = status(rt)
-        r = babelfish("stop", "--config", cfg, timeout=30)
-        assert r.returncode == 0, r.stderr
-        out, err = proc.communicate(timeout=30)
+        out, err = harness.stop_run(proc, cfg, 30)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert not stage_processes(str(rt))
+    assert not harness.stage_processes(str(rt))
     return st, out, err
 
 

@@ -12,6 +12,7 @@ import soundfile as sf
 
 from babelfish.evaluation import turns
 from babelfish.evaluation.turns import Piece, laal, split, word_delays
+from devtools import benchturns
 from devtools.harness import REPO, babelfish, load_report, write_config
 
 BENCH = REPO / "samples" / "bench"
@@ -227,7 +228,7 @@ def test_bench_turn_metrics_carry_end_offset_and_laal(replay):
     doc, _, _ = replay
     utts = [bench.slim_utterance(u) for u in doc["recordings"][0]["utterances"]]
     turn = {"speech_start_s": utts[0]["speech_start_s"], "speech_end_s": 99.0}
-    m = bench.turn_metrics(turn, utts)
+    m = benchturns.turn_metrics(turn, utts)
     t = doc["recordings"][0]["summary"]["per_turn"][0]
     assert m["end_offset_ms"] == t["end_offset_ms"]
     assert m["laal_ms"] is not None and m["laal_ms"] > 0

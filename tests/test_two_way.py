@@ -64,6 +64,19 @@ def conversation(tmp_path_factory, piper_voice_dir) -> tuple[Path, list]:
     return wav, several_languages([es[0], en[0], es[1], en[1], en[2]], wav)
 
 
+def replay_two_way(tmp: Path, wav: Path, cfg: Path):
+    """`babelfish replay --two-way` es <-> en of `wav` at fast pace, asserted to exit 0: the
+    other person's speech to tmp/ear.wav, the wearer's to tmp/speaker.wav, the report
+    tmp/r.json. The finished process."""
+    r = babelfish(
+        "replay", wav, "--config", cfg, "--from", "es", "--to", "en", "--two-way",
+        "--out", tmp / "ear.wav", "--other-out", tmp / "speaker.wav",
+        "--report", tmp / "r.json", "--pace", "fast",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return r
+
+
 def _piece_of(u: dict, pieces: list):
     def overlap(p):
         return min(u["speech_end_s"], p.end_s) - max(u["speech_start_s"], p.start_s)
@@ -102,11 +115,7 @@ def test_replay_two_way_routes_each_side(tmp_path, conversation, whisper_base_di
         f'[conversation]\nwearer_mt_model = "{TINY_EN_ES}"\n[budgets]\nenabled = false\n',
     )
     out, other, report = tmp_path / "ear.wav", tmp_path / "speaker.wav", tmp_path / "r.json"
-    r = babelfish(
-        "replay", wav, "--config", cfg, "--from", "es", "--to", "en", "--two-way",
-        "--out", out, "--other-out", other, "--report", report, "--pace", "fast",
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    r = replay_two_way(tmp_path, wav, cfg)
     assert "translated speech for the other person" in r.stdout
     rep = load_report(report)
     s = rep["summary"]
@@ -214,7 +223,7 @@ def test_live_two_way_never_translates_the_loudspeaker_again(tmp_path, pulse, pi
     (counted), never translated again: exactly the wearer's utterances are done."""
     import zmq
 
-    from devtools.harness import status, wait_for
+    from devtools.harness import start_ready, status, stop_run, wait_for
     from devtools.testspeech import concat, piper_speak
 
     phrases = ["Where is the station?", "A coffee, please."]
@@ -233,21 +242,9 @@ def test_live_two_way_never_translates_the_loudspeaker_again(tmp_path, pulse, pi
         f'[conversation]\nwearer_mt_model = "{TINY_EN_ES}"\n',
     )
     rt = tmp_path / "rt"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "babelfish", "run", "--config", str(cfg), "--two-way"]
-        + ["--from", "es", "--to", "en"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=pulse.child_env(),
-    )
+    args = ["run", "--config", cfg, "--two-way", "--from", "es", "--to", "en"]
+    proc = start_ready(args, rt, 90, pulse.child_env())
     try:
-        ready = wait_for(
-            lambda: (s := status(rt)) and all(x["state"] == "ready" for x in s["stages"].values()),
-            90,
-        )
-        assert ready, proc.stderr.read() if proc.poll() is not None else "not ready"
         sub = zmq.Context.instance().socket(zmq.SUB)  # the live page's subtitles
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.setsockopt(zmq.LINGER, 0)
@@ -262,9 +259,7 @@ def test_live_two_way_never_translates_the_loudspeaker_again(tmp_path, pulse, pi
         while sub.poll(100):
             lines.append(json.loads(sub.recv()))
         sub.close()
-        r = babelfish("stop", "--config", cfg, timeout=30)
-        assert r.returncode == 0, r.stderr
-        out, err = proc.communicate(timeout=20)
+        out, err = stop_run(proc, cfg, 20)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -307,12 +302,7 @@ def test_replay_two_way_with_mt_and_tts_on_a_server(tmp_path, conversation):
             + f'[conversation]\nwearer_mt_model = "{TINY_EN_ES}"\n[budgets]\nenabled = false\n',
         )
         report = tmp_path / "r.json"
-        r = babelfish(
-            "replay", wav, "--config", cfg, "--from", "es", "--to", "en", "--two-way",
-            "--out", tmp_path / "ear.wav", "--other-out", tmp_path / "speaker.wav",
-            "--report", report, "--pace", "fast",
-        )  # fmt: skip
-        assert r.returncode == 0, r.stderr
+        replay_two_way(tmp_path, wav, cfg)
         assert all(s.proc.poll() is None for s in servers), "a server stopped serving"
     finally:
         for s in servers:
@@ -356,12 +346,7 @@ def test_a_one_way_server_is_not_used_for_two_way(tmp_path, conversation):
             f'[conversation]\nwearer_mt_model = "{TINY_EN_ES}"\n[budgets]\nenabled = false\n',
         )
         report = tmp_path / "r.json"
-        r = babelfish(
-            "replay", wav, "--config", cfg, "--from", "es", "--to", "en", "--two-way",
-            "--out", tmp_path / "ear.wav", "--other-out", tmp_path / "speaker.wav",
-            "--report", report, "--pace", "fast",
-        )  # fmt: skip
-        assert r.returncode == 0, r.stderr
+        replay_two_way(tmp_path, wav, cfg)
     finally:
         server.stop()
     rep = load_report(report)

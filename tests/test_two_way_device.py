@@ -8,8 +8,6 @@ once. Bad devices are one-line usage errors (exit 2), nothing started."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,12 +20,14 @@ from devtools.harness import (
     babelfish,
     load_report,
     stage_processes,
+    start_ready,
     status,
+    stop_run,
     wait_for,
     write_config,
 )
 from devtools.speechset import asterisk_english, asterisk_spanish
-from devtools.virtualsound import DEFAULT_SINKS, PulseServer, missing_tools
+from devtools.virtualsound import DEFAULT_SINKS, PulseServer, serve
 
 pytestmark = pytest.mark.timeout(400)
 DEBIAN = Path("/usr/share/doc/asterisk-core-sounds-es/core-sounds-es.txt.gz")
@@ -42,16 +42,8 @@ GAP_S = 7.0  # (the echo gate closes the microphones while a translation plays)
 @pytest.fixture(scope="module")
 def pulse2(tmp_path_factory):
     """A private PulseAudio server with a second microphone, bf_wearer (16 kHz mono)."""
-    assert not missing_tools(), f"missing: {missing_tools()} (scripts/setup.sh --dev)"
     sinks = {**DEFAULT_SINKS, "bf_wearer": {"rate": SR, "channels": 1}}
-    server = PulseServer(tmp_path_factory.mktemp("pulse2"), sinks=sinks)
-    server.start()
-    try:
-        server.activate()
-        yield server
-    finally:
-        server.stop()
-        assert not server.leftovers()
+    yield from serve(PulseServer(tmp_path_factory.mktemp("pulse2"), sinks=sinks))
 
 
 def _two_microphones(d: Path) -> tuple[Path, Path, list[tuple[str, float, float]]]:
@@ -94,21 +86,9 @@ def test_live_two_way_sides_by_the_wearers_microphone(tmp_path, pulse2):
         f'[conversation]\nwearer_mt_model = "{TINY_EN_ES}"\n[budgets]\nenabled = false\n',
     )
     rt, report = tmp_path / "rt", tmp_path / "r.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "babelfish", "run", "--config", str(cfg), "--two-way"]
-        + ["--from", "es", "--to", "en", "--report", str(report)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=pulse2.child_env(),
-    )
+    args = ["run", "--config", cfg, "--two-way", "--from", "es", "--to", "en", "--report", report]
+    proc = start_ready(args, rt, 120, pulse2.child_env())
     try:
-        ready = wait_for(
-            lambda: (s := status(rt)) and all(x["state"] == "ready" for x in s["stages"].values()),
-            120,
-        )
-        assert ready, proc.stderr.read() if proc.poll() is not None else "not ready"
         players = [
             pulse2.play(outward, device="bf_mic", wait=False),
             pulse2.play(wearer, device="bf_wearer", wait=False),
@@ -117,9 +97,7 @@ def test_live_two_way_sides_by_the_wearers_microphone(tmp_path, pulse2):
             p.wait(120)
         assert wait_for(lambda: (s := status(rt)) and s["utterances"]["in_flight"] == 0, 60)
         st = status(rt)
-        r = babelfish("stop", "--config", cfg, timeout=30)
-        assert r.returncode == 0, r.stderr
-        out, err = proc.communicate(timeout=30)
+        out, err = stop_run(proc, cfg, 30)
     finally:
         if proc.poll() is None:
             proc.kill()

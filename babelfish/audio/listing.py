@@ -2,6 +2,14 @@
 choosing one by number or name, negotiating a rate and channel count, and opening a stream for
 the microphone source (audio/source.py) and the earphone sink (audio/sink.py).
 
+Real-time rules of both streams: the PortAudio callback only copies samples between the device
+buffer and a preallocated ring, bumps integer counters and reads the monotonic clock. It never
+blocks, logs, resamples or allocates more than the small objects sounddevice itself hands it.
+Resampling, down-mixing and re-chunking happen on the consumer side (the stage's own thread).
+Each ring has one producer and one consumer and is indexed by two ever-growing counters (`_w`
+written, `_r` read); each counter is written by one side only, after the data it covers, so
+under the GIL no lock is needed.
+
 PortAudio reads the device list (and, through ALSA, the sound server's presence) once, when it
 is initialised: a process that imported sounddevice before PulseAudio came up must call
 `reinitialize()` (no stream may be open then), or better, be started after the sound server.
@@ -216,6 +224,21 @@ def negotiate(
         f"{', '.join(map(str, dict.fromkeys(x for x in rates if x)))} Hz with "
         f"{' or '.join(map(str, chans))} channel(s): {last}"
     )
+
+
+def choose_device(
+    device: str | int | None,
+    kind: Kind,
+    rate: int,
+    device_rate: int | None,
+    device_channels: int | None,
+) -> tuple:
+    """PortAudio and the device to open for a source or a sink: (the sounddevice module, its
+    index (None: the default), its label, the rate and channel count to open it at)."""
+    sd = portaudio()
+    index = find_device(device, kind)
+    label = device_label(sd, index, kind)
+    return (sd, index, label, *negotiate(sd, index, kind, rate, device_rate, device_channels))
 
 
 def start_stream(dev, stream_cls, kind: Kind, latency) -> None:

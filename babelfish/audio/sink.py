@@ -1,13 +1,7 @@
 """The earphones: a live output device fed with int16 speech at any rate (`DeviceSink`).
 
-Real-time rules: the PortAudio callback here only copies samples between the device buffer and a
-preallocated ring, bumps integer counters and reads the monotonic clock. It never blocks, logs,
-resamples or allocates more than the small objects sounddevice itself hands it. Resampling,
-down-mixing and re-chunking happen on the consumer side (the stage's own thread).
-
-The ring has one producer and one consumer and is indexed by two ever-growing counters (`_w`
-written, `_r` read); each counter is written by one side only, after the data it covers, so
-under the GIL no lock is needed.
+The callback follows audio/listing.py's real-time rules (copy and count, never block) on a
+one-producer, one-consumer ring indexed by two ever-growing counters (`_w`, `_r`).
 """
 
 from __future__ import annotations
@@ -18,14 +12,7 @@ import time
 import numpy as np
 
 from babelfish import BabelfishError
-from babelfish.audio.listing import (
-    device_label,
-    find_device,
-    negotiate,
-    pa_message,
-    portaudio,
-    start_stream,
-)
+from babelfish.audio.listing import choose_device, pa_message, start_stream
 from babelfish.audio.wav import Resampler
 
 log = logging.getLogger(__name__)
@@ -56,14 +43,11 @@ class DeviceSink:
         device_channels: int | None = None,
         stall_s: float = 3.0,
     ):
-        sd = portaudio()
-        self._sd = sd
-        self.index = find_device(device, "output")
-        self.label = device_label(sd, self.index, "output")
-        self.stall_s = float(stall_s)
-        self.rate_used, self.channels = negotiate(
-            sd, self.index, "output", rate, device_rate, device_channels
+        sd, self.index, self.label, self.rate_used, self.channels = choose_device(
+            device, "output", rate, device_rate, device_channels
         )
+        self._sd = sd
+        self.stall_s = float(stall_s)
         self.block = max(1, self.rate_used * blocksize_ms // 1000)
         self.size = int(buffer_s * self.rate_used)
         self._ring = np.zeros(self.size, np.float32)

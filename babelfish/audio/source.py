@@ -1,13 +1,7 @@
 """The microphone: a live input device as 16 kHz mono int16 frames (`DeviceSource`).
 
-Real-time rules: the PortAudio callback here only copies samples between the device buffer and a
-preallocated ring, bumps integer counters and reads the monotonic clock. It never blocks, logs,
-resamples or allocates more than the small objects sounddevice itself hands it. Resampling,
-down-mixing and re-chunking happen on the consumer side (the stage's own thread).
-
-The ring has one producer and one consumer and is indexed by two ever-growing counters (`_w`
-written, `_r` read); each counter is written by one side only, after the data it covers, so
-under the GIL no lock is needed.
+The callback follows audio/listing.py's real-time rules (copy and count, never block) on a
+one-producer, one-consumer ring indexed by two ever-growing counters (`_w`, `_r`).
 """
 
 from __future__ import annotations
@@ -21,14 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from babelfish import BabelfishError
-from babelfish.audio.listing import (
-    device_label,
-    find_device,
-    negotiate,
-    pa_message,
-    portaudio,
-    start_stream,
-)
+from babelfish.audio.listing import choose_device, pa_message, start_stream
 from babelfish.audio.wav import Chunker, Resampler, float_to_int16
 
 log = logging.getLogger(__name__)
@@ -64,16 +51,13 @@ class DeviceSource:
         stall_s: float = 3.0,
         clock_window_s: float = 2.0,
     ):
-        sd = portaudio()
-        self._sd = sd
-        self.index = find_device(device, "input")
-        self.label = device_label(sd, self.index, "input")
         self.rate = int(rate)
         self.frame_samples = int(frame_samples)
         self.stall_s = float(stall_s)
-        self.rate_used, self.channels = negotiate(
-            sd, self.index, "input", self.rate, device_rate, device_channels
+        sd, self.index, self.label, self.rate_used, self.channels = choose_device(
+            device, "input", self.rate, device_rate, device_channels
         )
+        self._sd = sd
         self.block = max(1, self.rate_used * blocksize_ms // 1000)
         self.slots = max(4, math.ceil(queue_s * 1000 / blocksize_ms))
         # the ring: written by the callback only (data, _len, _ns, _gap, _w), read by the consumer

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from babelfish import UsageError
@@ -26,24 +27,35 @@ def add_parsers(sub) -> None:
     add_tradeoff_parser(sub)
 
 
-def _tolerance(text: str) -> float:
-    try:
-        v = float(text.rstrip("%"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
-    if not 0 <= v < 10000:
-        raise argparse.ArgumentTypeError(f"tolerance must be 0..10000 percent, got {text}")
-    return v
+def _checked(convert: Callable, noun: str, ok: Callable, limits: str) -> Callable:
+    """An argparse type: `convert(text)` ("not NOUN" when it cannot), then `ok(value)` or the
+    error "LIMITS, got TEXT"."""
+
+    def parse(text: str):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{limits}, got {text}")
+        return v
+
+    return parse
 
 
-def _points(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of points: {text!r}") from None
-    if not 0 <= v <= 100:
-        raise argparse.ArgumentTypeError(f"quality tolerance must be 0..100 points, got {text}")
-    return v
+_tolerance = _checked(
+    lambda t: float(t.rstrip("%")),
+    "a percentage",
+    lambda v: 0 <= v < 10000,
+    "tolerance must be 0..10000 percent",
+)
+_points = _checked(
+    float, "a number of points", lambda v: 0 <= v <= 100, "quality tolerance must be 0..100 points"
+)
+_count_arg = _checked(int, "a whole number", lambda v: v >= 0, "must be 0 or more")
+_floor = _checked(
+    float, "milliseconds", lambda v: 0 <= v <= 60000, "latency floor must be 0..60000 ms"
+)
 
 
 def add_compare_parser(subparsers) -> argparse.ArgumentParser:
@@ -59,55 +71,48 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("new", metavar="NEW.json")
     p.add_argument("baseline", metavar="BASELINE.json")
-    p.add_argument(
-        "--tolerance",
-        type=_tolerance,
-        default=DEFAULT_TOLERANCE_PCT,
-        metavar="PCT",
-        help=f"allowed latency increase in percent (default {DEFAULT_TOLERANCE_PCT:g})",
-    )
-    p.add_argument(
-        "--quality-tolerance",
-        type=_points,
-        default=DEFAULT_QUALITY_TOLERANCE,
-        metavar="POINTS",
-        help="allowed drop of chrF/BLEU and rise of WER in points "
-        f"(default {DEFAULT_QUALITY_TOLERANCE:g})",
-    )
-    p.add_argument(
-        "--recording-quality-tolerance",
-        type=_points,
-        metavar="POINTS",
-        help="the same for each recording's own figures (default: --quality-tolerance); a "
-        "recording of a few prompts moves more between runs than the whole suite",
-    )
-    p.add_argument(
-        "--p95-tolerance",
-        type=_tolerance,
-        metavar="PCT",
-        help="allowed p95 increase in percent (default: --tolerance)",
-    )
-    p.add_argument(
-        "--lost-prompts",
-        type=_count_arg,
-        default=0,
-        metavar="N",
-        help="a recording regresses when more than N more of its prompts are untranslated than "
-        "in the baseline (default 0)",
+    _add_tolerances(
+        p,
+        tolerance=(
+            DEFAULT_TOLERANCE_PCT,
+            f"allowed latency increase in percent (default {DEFAULT_TOLERANCE_PCT:g})",
+        ),
+        quality_tolerance=(
+            DEFAULT_QUALITY_TOLERANCE,
+            "allowed drop of chrF/BLEU and rise of WER in points "
+            f"(default {DEFAULT_QUALITY_TOLERANCE:g})",
+        ),
+        recording_quality_tolerance=(
+            None,
+            "the same for each recording's own figures (default: --quality-tolerance); a "
+            "recording of a few prompts moves more between runs than the whole suite",
+        ),
+        p95_tolerance=(None, "allowed p95 increase in percent (default: --tolerance)"),
+        lost_prompts=(
+            0,
+            "a recording regresses when more than N more of its prompts are untranslated than "
+            "in the baseline (default 0)",
+        ),
     )
     add_latency_options(p)
     p.set_defaults(func=cmd_compare)
     return p
 
 
-def _count_arg(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return v
+def _add_tolerances(p: argparse.ArgumentParser, **options: tuple) -> None:
+    """The regression tolerances compare and `babelfish suite` share, each given as
+    dest=(default, help), added in the order given."""
+    kinds = {
+        "tolerance": (_tolerance, "PCT"),
+        "p95_tolerance": (_tolerance, "PCT"),
+        "lost_prompts": (_count_arg, "N"),
+        "quality_tolerance": (_points, "POINTS"),
+        "recording_quality_tolerance": (_points, "POINTS"),
+    }
+    for dest, (default, text) in options.items():
+        kind, metavar = kinds[dest]
+        flag = "--" + dest.replace("_", "-")
+        p.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
 
 
 def add_latency_options(p: argparse.ArgumentParser, default: str = "all") -> None:
@@ -134,16 +139,6 @@ def add_latency_options(p: argparse.ArgumentParser, default: str = "all") -> Non
         help="latency changes smaller than this are noise, never a regression "
         f"(default {NOISE_FLOOR_MS:g})",
     )
-
-
-def _floor(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not milliseconds: {text!r}") from None
-    if not 0 <= v <= 60000:
-        raise argparse.ArgumentTypeError(f"latency floor must be 0..60000 ms, got {text}")
-    return v
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -210,43 +205,31 @@ def add_suite_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="write the report as the new baseline instead of comparing",
     )
-    p.add_argument(
-        "--tolerance",
-        type=_tolerance,
-        default=regression.TOLERANCE_PCT,
-        metavar="PCT",
-        help="allowed overall p50 latency increase in percent "
-        f"(default {regression.TOLERANCE_PCT:g})",
-    )
-    p.add_argument(
-        "--p95-tolerance",
-        type=_tolerance,
-        default=regression.P95_TOLERANCE_PCT,
-        metavar="PCT",
-        help=f"the same for p95 (default {regression.P95_TOLERANCE_PCT:g})",
-    )
-    p.add_argument(
-        "--lost-prompts",
-        type=_count_arg,
-        default=regression.LOST_PROMPTS,
-        metavar="N",
-        help="more untranslated prompts than this in a recording than in the baseline is a "
-        f"regression (default {regression.LOST_PROMPTS})",
-    )
-    p.add_argument(
-        "--quality-tolerance",
-        type=_points,
-        default=regression.QUALITY_TOLERANCE,
-        metavar="POINTS",
-        help="allowed drop of the suite's chrF/BLEU and rise of its WER "
-        f"(default {regression.QUALITY_TOLERANCE:g})",
-    )
-    p.add_argument(
-        "--recording-quality-tolerance",
-        type=_points,
-        default=regression.RECORDING_QUALITY_TOLERANCE,
-        metavar="POINTS",
-        help=f"the same for each recording (default {regression.RECORDING_QUALITY_TOLERANCE:g})",
+    _add_tolerances(
+        p,
+        tolerance=(
+            regression.TOLERANCE_PCT,
+            "allowed overall p50 latency increase in percent "
+            f"(default {regression.TOLERANCE_PCT:g})",
+        ),
+        p95_tolerance=(
+            regression.P95_TOLERANCE_PCT,
+            f"the same for p95 (default {regression.P95_TOLERANCE_PCT:g})",
+        ),
+        lost_prompts=(
+            regression.LOST_PROMPTS,
+            "more untranslated prompts than this in a recording than in the baseline is a "
+            f"regression (default {regression.LOST_PROMPTS})",
+        ),
+        quality_tolerance=(
+            regression.QUALITY_TOLERANCE,
+            "allowed drop of the suite's chrF/BLEU and rise of its WER "
+            f"(default {regression.QUALITY_TOLERANCE:g})",
+        ),
+        recording_quality_tolerance=(
+            regression.RECORDING_QUALITY_TOLERANCE,
+            f"the same for each recording (default {regression.RECORDING_QUALITY_TOLERANCE:g})",
+        ),
     )
     add_latency_options(p, default="overall")
     p.set_defaults(latency_floor_ms=regression.LATENCY_FLOOR_MS)

@@ -44,14 +44,7 @@ def add_parsers(sub) -> None:
         metavar="INPUT",
         help="a WAV file, several, a folder of them, or a suite file (.toml)",
     )
-    r.add_argument("--config", help="a TOML file; keys it does not set keep their defaults")
-    r.add_argument(
-        "--from",
-        dest="source_lang",
-        metavar="LANG",
-        help="spoken language, or auto: identified for each utterance (whisper)",
-    )
-    r.add_argument("--to", dest="target_lang", metavar="LANG", help="language to speak")
+    _add_language_options(r)
     r.add_argument(
         "--out",
         metavar="OUT.wav|DIR",
@@ -89,14 +82,7 @@ def add_parsers(sub) -> None:
         ("daemon", "run live in the background (for systemd): logs to stderr"),
     ):
         d = sub.add_parser(name, help=text)
-        d.add_argument("--config", help="a TOML file; keys it does not set keep their defaults")
-        d.add_argument(
-            "--from",
-            dest="source_lang",
-            metavar="LANG",
-            help="spoken language, or auto: identified for each utterance (whisper)",
-        )
-        d.add_argument("--to", dest="target_lang", metavar="LANG", help="language to speak")
+        _add_language_options(d)
         d.add_argument(
             "--two-way",
             action="store_true",
@@ -130,6 +116,18 @@ def add_parsers(sub) -> None:
         )
         d.add_argument("--web", metavar="HOST:PORT", help=WEB_HELP)
         d.set_defaults(func=cmd_live)
+
+
+def _add_language_options(p) -> None:
+    """--config, --from and --to: what replay, run and daemon share."""
+    p.add_argument("--config", help="a TOML file; keys it does not set keep their defaults")
+    p.add_argument(
+        "--from",
+        dest="source_lang",
+        metavar="LANG",
+        help="spoken language, or auto: identified for each utterance (whisper)",
+    )
+    p.add_argument("--to", dest="target_lang", metavar="LANG", help="language to speak")
 
 
 def _language(u) -> str:

@@ -3,7 +3,8 @@
 `load_interpreter(model, edgetpu=...)` returns a ready interpreter (tensors allocated) and a
 `backend_info` dict {"backend": "cpu" | "edgetpu", "reason": str, "model": path}.
 
-The Edge TPU path needs two things, both set up by the user (see the README):
+The Edge TPU path needs two things, both set up by the user (docs/reference.md, "Wake word and
+the Edge TPU"):
   * the Edge TPU runtime, a TFLite *external delegate* library: `libedgetpu.so.1` on Linux, or
     the path given as `delegate_path`;
   * a model compiled for it with `edgetpu_compiler`, saved as `<stem>_edgetpu.tflite` next to

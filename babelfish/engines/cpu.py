@@ -9,13 +9,11 @@ INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni")
 
 def compute_type(name: str, cpuinfo: str | None = None, machine: str | None = None) -> str:
     """The ctranslate2 compute type to load a model with: `name`, or for "auto" the faster of
-    int8 and float32 on this CPU (they translate as well: chrF 45.8 both on 68 real prompts,
-    quality_sweep.py; figures.md). int8 where the CPU has dot-product instructions for it: x86
-    with AVX-512 VNNI or AVX-VNNI, and aarch64 (a Pi: where int8 also keeps the model a quarter
-    of the size). float32 on x86 without them (AVX2 only): there ctranslate2's int8 path is the
-    slower one (Whisper base, an AMD EPYC with AVX2: decode p50 985 ms in float32 against 1,228
-    ms in int8, 0.89x the CPU). `cpuinfo` / `machine`: /proc/cpuinfo's text and the machine
-    name, read here when not given."""
+    int8 and float32 on this CPU (both translate as well; the figures: docs/design-notes.md).
+    int8 where the CPU has dot-product instructions for it: x86 with AVX-512 VNNI or AVX-VNNI,
+    and aarch64 (where int8 also keeps the model a quarter of the size). float32 on x86 without
+    them (AVX2 only), where ctranslate2's int8 path is the slower one. `cpuinfo` / `machine`:
+    /proc/cpuinfo's text and the machine name, read here when not given."""
     if name != "auto":
         return name
     import platform

@@ -26,11 +26,10 @@ HOP = 160  # samples per log-mel frame; the encoder's frames are two of them (20
 # unclear: no words. Also the least probability the last sure language keeps an unsure one with.
 UNCLEAR_LANGUAGE = 0.1
 # --from auto, when Whisper is unsure of the language (asr.language_rescore_below): the candidates
-# rescored by decoding, and how much of each (docs/design-notes.md: 3 and 24 tokens: real Spanish
-# identified right 56/60 instead of 44/60, for about 0.2 s on the 27 % of utterances rescored)
+# rescored by decoding, and how many tokens of each (chosen on real Spanish: docs/design-notes.md)
 RESCORE_CANDIDATES = 3
 RESCORE_TOKENS = 24
-RESCORE_MIN_S = 1.5  # (real Spanish, the first 1.0 s of a sentence: 48 % right even rescored)
+RESCORE_MIN_S = 1.5  # seconds: shorter audio is not rescored (too short to tell even so)
 
 
 class WhisperLanguageId:
@@ -158,14 +157,13 @@ class WhisperLanguageId:
         elif sure:
             language, choice = best, "sure"
         elif self.sure_language and audio_s < self.language_min_s:
-            # too short to tell (0.7 s of real Spanish: Italian, Malayalam, Telugu at 0.3)
+            # too short to tell: the last sure language
             language, choice = self.sure_language, "short"
         elif self.sure_language and allowed.get(self.sure_language, 0.0) >= UNCLEAR_LANGUAGE:
             language, choice = self.sure_language, "unsure"
         else:
             # nothing sure yet, or Whisper does not hear the last sure language in it at all
-            # (real Spanish after German: "de" 0.00, "it" 0.46, "es" 0.26; decoded as German it
-            # gave no words): the best guess
+            # (decoding in that language would give no words): the best guess
             language, choice = best, "guess"
         self.last_stats.update(
             language_choice=choice,

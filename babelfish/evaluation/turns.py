@@ -196,9 +196,10 @@ def recording_turns(
 
 
 def figures(utterances: Iterable[Any], per_turn: Sequence[dict]) -> dict:
-    """The summary fields (README "Report"): per piece, start of its speech -> its first audio
-    (latency_ms.start_of_speech_to_first_audio) p50/p95/max; per turn, the count, start -> first
-    audio p50 (all turns, and turns over LONG_TURN_S), end offset p50/p95 and LAAL p50."""
+    """The summary fields (docs/reference.md, "Replay, inputs, exit codes and the report"): per
+    piece, start of its speech -> its first audio (latency_ms.start_of_speech_to_first_audio)
+    p50/p95/max; per turn, the count, start -> first audio p50 (all turns, and turns over
+    LONG_TURN_S), end offset p50/p95 and LAAL p50."""
     starts = [
         v
         for u in utterances

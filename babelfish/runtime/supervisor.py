@@ -101,19 +101,11 @@ class Supervisor:
         self.muted = False
         self.config_path: str | None = None  # for `babelfish reload`
         self.overrides: dict | None = None
-        self.processes = Lifecycle(
-            cfg, self.addrs.route, self.runtime, debug=debug, on_event=self.on_event
-        )
+        hooks = {"debug": debug, "on_event": self.on_event}
+        self.processes = Lifecycle(cfg, self.addrs.route, self.runtime, **hooks)
         # the web page's server: a process of its own, watched as the stages are (not on the route)
         self.web = (
-            Lifecycle(
-                cfg,
-                ["web"],
-                self.runtime,
-                debug=debug,
-                on_event=self.on_event,
-                module="babelfish.web",
-            )
+            Lifecycle(cfg, ["web"], self.runtime, module="babelfish.web", **hooks)
             if cfg.web.enabled
             else None
         )

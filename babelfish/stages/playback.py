@@ -210,7 +210,27 @@ class PlaybackStage(Stage):
             sink.close()
 
 
-class FileSink:
+class _Out:
+    """What the stage asks of a sink; these defaults do nothing: no end-of-utterance flush, no
+    "playing" report for the echo gate, no timer, no counters, nothing to close."""
+
+    def end_utterance(self) -> None:
+        pass
+
+    def playing(self) -> tuple[int, int] | None:
+        return None
+
+    def tick(self) -> float | None:
+        return None
+
+    def counters(self) -> dict[str, int]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+class FileSink(_Out):
     """Replay: a WAV file. In realtime pace it is written as a sound card would play it: silence
     up to the moment audio arrives, then the audio (queued behind anything still playing). In
     fast pace utterances follow one another with a short gap."""
@@ -257,18 +277,6 @@ class FileSink:
             return None
         return self.t0_ns + int(starts_at * 1_000_000_000 // self.rate)
 
-    def end_utterance(self) -> None:
-        pass
-
-    def playing(self) -> None:
-        return None
-
-    def tick(self) -> None:
-        return None
-
-    def counters(self) -> dict[str, int]:
-        return {}
-
     def close(self) -> None:
         if self.file is None and self.path:
             self._open(22050)  # no speech at all: still leave a valid (empty) WAV
@@ -276,7 +284,7 @@ class FileSink:
             self.file.close()
 
 
-class DeviceOut:
+class DeviceOut(_Out):
     """Live: the earphones (or speaker), through babelfish.audio.sink.DeviceSink.
 
     With `audio.input = "system"` it finds the sink its own stream is on (sysaudio.own_sink):
@@ -374,7 +382,7 @@ class DeviceOut:
         self.dev.close(drain=False)
 
 
-class SilentOut:
+class SilentOut(_Out):
     """Live with `audio.speech = false` (--no-speech): subtitles only; the speech is counted and
     not played (no device is opened)."""
 
@@ -388,20 +396,8 @@ class SilentOut:
         self.unplayed_ms += int(len(pcm) * 1000 // rate)
         return time.monotonic_ns()
 
-    def end_utterance(self) -> None:
-        pass
-
-    def playing(self) -> None:
-        return None
-
-    def tick(self) -> None:
-        return None
-
     def counters(self) -> dict[str, int]:
         return {"unplayed_ms": self.unplayed_ms}
-
-    def close(self) -> None:
-        pass
 
 
 if __name__ == "__main__":
