@@ -45,8 +45,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
@@ -58,6 +56,7 @@ from babelfish.languages import AUTO
 from babelfish.runtime import conversation
 from babelfish.runtime.addresses import asr_output_language
 from babelfish.schema import AudioChunk, Msg, SourceText, Transcript, UtteranceEnd, UtterancePause
+from babelfish.stages.asr_state import Previous, Speculation, StableDecode, Utterance
 from babelfish.stages.base import Stage, stage_main
 from babelfish.text import common_prefix, repeats, stable_words
 
@@ -71,54 +70,6 @@ RUNAWAY_TURN_GAP_S = 2.0
 # nothing stable. Measured on the benchmark turns: right decodes -0.1 .. -0.6, the hallucinated
 # ones of a fragment ("S.C. T.C. Parallel" for "necesito un taxi para") -0.9 .. -2.1.
 STABLE_MIN_LOGPROB = -0.75
-
-
-class Speculation(NamedTuple):
-    """The decode at a pause (see the module's docstring)."""
-
-    end_s: float  # the speech end it had
-    result: ASRResult
-    rejected: str  # why it gave no words (the engine's last_stats["rejected"]), "" if it did
-    cpu_ms: int = 0  # what it cost (counted as wasted when it is not used)
-
-
-class StableDecode(NamedTuple):
-    """The last stable-prefix decode (Whisper): a pause right after it may use it."""
-
-    end_s: float  # the end of the audio decoded
-    text: str  # the utterance's whole text
-    result: ASRResult  # the decode (its languages)
-
-
-class Previous(NamedTuple):
-    """The last piece, when capture cut it from a longer turn: the next piece's context."""
-
-    context: Context
-    end_s: float  # its speech end
-
-
-@dataclass
-class Utterance:
-    """What the stage knows about the utterance it is receiving; a new one for each."""
-
-    id: str
-    first_pos: int  # where its first audio received starts (samples)
-    audio: list[np.ndarray] = field(default_factory=list)  # its audio (for the next's context)
-    spec: Speculation | None = None
-    last_partial: str = ""  # the last partial text sent
-    committed: int = 0  # words of it already sent on as stable (Vosk)
-    spoken: str = ""  # its text already sent on as stable (Whisper)
-    rest: str = ""  # the final decode's text after `spoken`
-    last_decode: StableDecode | None = None
-    last_words: list[str] = field(default_factory=list)  # the last stable decode's words after it
-    samples: int = 0  # audio received
-    decoded_at: int = 0  # `samples` at the last stable decode
-    commits: SentenceCommits | None = None  # asr.commit = "sentence": its commits so far
-    dropped: int = 0  # samples of its audio committed (the recogniser has forgotten them)
-
-    def after_spoken(self, text: str) -> str:
-        """The utterance's whole text: what was given out, then `text` (what follows it)."""
-        return f"{self.spoken} {text}".strip() if self.spoken else text
 
 
 class ASRStage(Stage):
@@ -489,21 +440,25 @@ class ASRStage(Stage):
             u.last_decode = None
             return
         u.spoken = u.after_spoken(" ".join(words[:n]))
-        if u.spec is not None:  # decoded before these words were given out: not usable
-            self.counters["cpu_ms_speculative_wasted"] += u.spec.cpu_ms
-            u.spec = None
-            self.counters["speculation_superseded"] += 1
-        out = Transcript(
-            utt=msg.utt,
-            text=u.spoken,
-            final=False,
-            stable=True,
+        self._send_stable(
+            u,
+            msg.utt,
+            t0,
             language=result.language,
             source_language=result.source_language,
             language_probability=result.language_probability,
             start_s=start_s,
             end_s=end_s,
         )
+
+    def _send_stable(self, u: Utterance, utt: str, t0: int, **fields) -> None:
+        """Send `u`'s words given out so far as a stable transcript (`fields`: its languages and
+        times); a speculation decoded before them is not usable any more."""
+        if u.spec is not None:
+            self.counters["cpu_ms_speculative_wasted"] += u.spec.cpu_ms
+            u.spec = None
+            self.counters["speculation_superseded"] += 1
+        out = Transcript(utt=utt, text=u.spoken, final=False, stable=True, **fields)
         out.stamp(self.name, "recv", t0)
         out.stamp(self.name, "stable")
         self.send(out)
@@ -555,24 +510,15 @@ class ASRStage(Stage):
         u.dropped += commit.samples
         u.spoken = u.after_spoken(commit.text)
         self.counters["stable_commits"] += 1
-        if u.spec is not None:  # decoded before these words were given out: not usable
-            self.counters["cpu_ms_speculative_wasted"] += u.spec.cpu_ms
-            u.spec = None
-            self.counters["speculation_superseded"] += 1
-        out = Transcript(
-            utt=msg.utt,
-            text=u.spoken,
-            final=False,
-            stable=True,
+        self._send_stable(
+            u,
+            msg.utt,
+            t0,
             language=self.language,
             source_language=self.given_language,
             start_s=start_s,
             end_s=end_s,
         )
-        out.stamp(self.name, "recv", t0)
-        out.stamp(self.name, "stable")
-        self.send(out)
-        self.counters["stable_prefixes"] += 1
 
     def _stopped(self) -> bool:
         """Whether a pause or the end of the utterance is waiting on the input: a running
