@@ -562,11 +562,14 @@ def test_conversation_view_shows_each_side_in_the_readers_language(peer, tmp_pat
         assert not page.evaluate("document.getElementById('turn').hidden")
         page.click("#turn")  # the page turned to the other person: everything in Spanish
         page.wait("location.hash.includes('reader=other')", 10)
+        # (the page re-renders on the hashchange event, after the hash itself has changed)
+        page.wait(f"{CARDS}.reverse()[0].querySelector('.tr').textContent.startsWith('¿')", 10)
         assert page.evaluate(shown) == [
             ["¿Dónde está la estación?", True, "right", False],
             ["Un café, por favor.", False, "start", False],
         ]
         page.click("#turn")  # and back
         page.wait("!location.hash.includes('reader=other')", 10)
+        page.wait(f"{CARDS}.reverse()[0].querySelector('.tr').textContent.startsWith('W')", 10)
         assert page.evaluate(shown)[0][0] == "Where is the station?"
     assert peer.stop_web() == 0
