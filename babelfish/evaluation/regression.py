@@ -162,17 +162,21 @@ def table(new: dict, base: dict | None) -> list[str]:
 # ---- running -------------------------------------------------------------------------------------
 
 
+def _run_info():
+    """devtools.runinfo.run_info (a development set-up's: scripts/setup.sh --dev), which records
+    a run's commit and machine as the benchmarks do; a UsageError without it."""
+    try:
+        return importlib.import_module("devtools.runinfo").run_info
+    except ImportError:
+        raise UsageError(
+            "--figures needs a development set-up (scripts/setup.sh --dev): devtools is missing"
+        ) from None
+
+
 def _figures_info() -> dict:
-    """The run's commit and machine as scripts/figures.py records them (run_info), and its
+    """The run's commit and machine as the benchmarks record them (devtools.runinfo), and its
     command: $BABELFISH_SUITE_COMMAND (scripts/regress.sh sets it) or this one."""
-    path = REPO / "scripts" / "figures.py"
-    if not path.is_file():
-        raise UsageError("--figures needs the repository's scripts/figures.py")
-    spec = importlib.util.spec_from_file_location("figures", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("figures", mod)  # its dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    info = mod.run_info()
+    info = _run_info()()
     info["command"] = os.environ.get("BABELFISH_SUITE_COMMAND") or shlex.join(
         ["babelfish", *sys.argv[1:]]
     )
@@ -202,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.figures and Path(args.figures).is_dir():
         raise UsageError(f"--figures is a directory: {args.figures}")
+    if args.figures:
+        _run_info()  # before the run, not after it
     replay = argparse.Namespace(
         config=args.config,
         out=args.out,
