@@ -390,16 +390,21 @@ class ASRStage(Stage):
         self.send(out)
         self.counters["stable_prefixes"] += 1
 
+    def _decode_due(self, u: Utterance, interval_ms: int) -> bool:
+        """Whether a decode during `u` is due: it is longer than vad.long_after_s, `interval_ms`
+        of audio came since the last one, and no more input is waiting (that goes first)."""
+        rate = SAMPLE_RATE
+        return (
+            u.samples >= self.cfg.vad.long_after_s * rate
+            and u.samples - u.decoded_at >= interval_ms * rate / 1000
+            and not self.waiting()
+        )
+
     def _stable_decode(self, u: Utterance, msg: AudioChunk, end_s: float) -> None:
         """Whisper: decode the long utterance so far after what was given out, and send on what
         became stable (see the module's docstring)."""
         rate = SAMPLE_RATE
-        if (
-            u.samples < self.cfg.vad.long_after_s * rate
-            or u.samples - u.decoded_at < self.cfg.asr.stable_interval_ms * rate / 1000
-        ):
-            return
-        if self.waiting():  # more input is waiting: take it first
+        if not self._decode_due(u, self.cfg.asr.stable_interval_ms):
             return
         t0 = time.monotonic_ns()
         u.decoded_at = u.samples
@@ -475,12 +480,7 @@ class ASRStage(Stage):
         """Whisper, asr.commit = "sentence": the running decode of the long utterance's audio
         not committed yet; the sentences it commits are sent on (see the module's docstring)."""
         rate = SAMPLE_RATE
-        if (
-            u.samples < self.cfg.vad.long_after_s * rate
-            or u.samples - u.decoded_at < self.cfg.asr.commit_interval_ms * rate / 1000
-        ):
-            return
-        if self.waiting():  # more input is waiting: take it first
+        if not self._decode_due(u, self.cfg.asr.commit_interval_ms):
             return
         t0 = time.monotonic_ns()
         u.decoded_at = u.samples
