@@ -49,6 +49,7 @@ class Vad(_Section):
     max_piece_s: float
     quiet_window_ms: int
     speculate_ms: int
+    long_speculate_ms: int
 
 
 class Asr(_Section):
@@ -66,9 +67,10 @@ class Asr(_Section):
     source_after_ms: int
     stable_prefix: bool
     stable_interval_ms: int
-    commit: Literal["off", "sentence"]
+    commit: Literal["off", "sentence", "words"]
     commit_interval_ms: int
     clause_after_s: float
+    force_after_s: float
     context: bool
     partial_interval_ms: int
     language_threshold: float
@@ -260,6 +262,10 @@ def _check(cfg: Config) -> None:
         raise UsageError("bad config: asr.stable_interval_ms must be at least 100")
     if cfg.asr.commit_interval_ms < 100:
         raise UsageError("bad config: asr.commit_interval_ms must be at least 100")
+    if cfg.vad.long_speculate_ms < 0:
+        raise UsageError("bad config: vad.long_speculate_ms must be 0 (as speculate_ms) or more")
+    if cfg.asr.force_after_s < 0:
+        raise UsageError("bad config: asr.force_after_s must be 0 (off) or more")
     if min(cfg.asr.beam_size, cfg.asr.stable_beam_size, cfg.asr.rescue_beam_size) < 1:
         raise UsageError(
             "bad config: asr.beam_size, asr.stable_beam_size and asr.rescue_beam_size"
@@ -359,7 +365,7 @@ def speaks_early(cfg: Config) -> bool:
     loudspeaker's speech closes it too, and an utterance's side is only known from its whole
     decode."""
     return (
-        (cfg.asr.stable_prefix or cfg.asr.commit == "sentence")
+        (cfg.asr.stable_prefix or cfg.asr.commit != "off")
         and cfg.vad.long_after_s > 0
         and cfg.audio.mode != "speaker"
         and not cfg.conversation.two_way

@@ -1,8 +1,9 @@
-"""Sentence commits in long turns (asr.commit = "sentence", engines/whisper_segments.py), on a
-real long prompt and the real Whisper model: the running decode commits sentences before the
-speaker is done, the rest is decoded after them, and the committed parts and the rest say each
-word once at their seams, against the offline decode of the whole prompt; through the pipeline,
-the committed sentences are heard before the end of the speech."""
+"""Sentence and word commits in long turns (asr.commit = "sentence" or "words",
+engines/whisper_segments.py), on a real long prompt and the real Whisper model: the running
+decode commits sentences before the speaker is done, the rest is decoded after them, and the
+committed parts and the rest say each word once at their seams, against the offline decode of
+the whole prompt; through the pipeline, the committed sentences are heard before the end of the
+speech."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from test_cuts import LONG_PROMPT, PROMPTS, _seam_faults
 
 from babelfish.config import load_config
 from babelfish.engines import SAMPLE_RATE
-from babelfish.engines.whisper_segments import SentenceCommits, Word, WordDecode, agreed
+from babelfish.engines.whisper_segments import SentenceCommits, Word, WordDecode, agreed, settled
 from babelfish.evaluation.quality import normalize
 from devtools.harness import load_report, replay_fast, write_config
 from devtools.speechset import decode_g722
@@ -71,11 +72,43 @@ def test_agreement_needs_two_decodes_a_sentence_end_and_speech_after_it():
     clause = d("To connect now, press one now")
     assert agreed(d("To connect now, press one"), clause, False) == 0
     assert agreed(d("To connect now, press one"), clause, True) == 3
+    # asr.commit = "words": once clauses are allowed, any word the two decodes agree on
+    assert agreed(d("To connect now press two"), clause, True, words=True) == 4
+    assert agreed(d("To connect now press two"), clause, False, words=True) == 0
+    assert agreed(d("To go"), clause, True, words=True) == 0  # too few words agreed
+    # the bound (asr.force_after_s): one decode's words, all but the last and the audio's tail
+    assert settled(clause) == 5
+    assert settled(d("To connect now press", audio_s=1.2)) == 0  # two words before the tail
+    assert settled(d("Yes no")) == 0
+
+
+def test_forced_commit_bounds_the_wait_when_decodes_keep_changing(whisper_base_dir):
+    """asr.commit = "words" with asr.force_after_s: two decodes that never agree commit nothing
+    until force_after_s of audio is uncommitted; then the latest decode's words do (real model)."""
+    from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
+
+    if not (PROMPTS / f"{LONG_PROMPT}.g722").is_file():
+        pytest.skip("the Asterisk voice prompts are not installed")
+    x = _prompt()
+    asr = WhisperASR(whisper_base_dir, WhisperOptions(language="es", task="translate"))
+    sc = SentenceCommits(2.5, words=True, force_after_s=5.0)
+    sc.last = WordDecode([Word("Zebra", 0.1, 0.3, 1)], -0.1, 0.0, 3.0)  # never agrees
+    assert sc.step(asr, x[: 4 * SAMPLE_RATE]) is None  # 4 s uncommitted: under the bound
+    sc = SentenceCommits(2.5, words=True, force_after_s=5.0)
+    sc.last = WordDecode([Word("Zebra", 0.1, 0.3, 1)], -0.1, 0.0, 3.0)
+    c = sc.step(asr, x[: 6 * SAMPLE_RATE])
+    assert c is not None and len(c.text.split()) >= 3, c
+    assert 0 < c.samples < 6 * SAMPLE_RATE - 0.4 * SAMPLE_RATE
+    off = SentenceCommits(2.5, words=True, force_after_s=0.0)
+    off.last = WordDecode([Word("Zebra", 0.1, 0.3, 1)], -0.1, 0.0, 3.0)
+    assert off.step(asr, x[: 6 * SAMPLE_RATE]) is None
 
 
 @pytest.mark.slow
 @needs_prompts
-def test_running_decode_commits_sentences_whose_seams_say_each_word_once(whisper_base_dir):
+@pytest.mark.parametrize("mode", ["sentence", "words"])
+def test_running_decode_commits_sentences_whose_seams_say_each_word_once(whisper_base_dir, mode):
     """The long prompt fed as the ASR stage feeds it (20 ms chunks, a running decode every
     commit_interval_ms after vad.long_after_s): sentences are committed before its end, the
     first within a few seconds of speech, and committed sentences + the rest, transcribed, say
@@ -84,13 +117,15 @@ def test_running_decode_commits_sentences_whose_seams_say_each_word_once(whisper
     from babelfish.engines.whisper_model import WhisperOptions
 
     x = _prompt()
-    cfg = load_config(overrides={"asr": {"commit": "sentence"}})
+    cfg = load_config(overrides={"asr": {"commit": mode}})
     asr = WhisperASR(
         whisper_base_dir, WhisperOptions(language="es", task="transcribe", rescue_beam_size=5)
     )
     asr.accept(x)
     whole = asr.finish().text
-    sc = SentenceCommits(cfg.asr.clause_after_s)
+    sc = SentenceCommits(
+        cfg.asr.clause_after_s, words=mode == "words", force_after_s=cfg.asr.force_after_s
+    )
     step, every = SAMPLE_RATE * cfg.pipeline.chunk_ms // 1000, cfg.asr.commit_interval_ms * 16
     parts, start, decided, decoded_at = [], 0, [], 0
     for n in range(step, len(x) + 1, step):
@@ -119,7 +154,8 @@ def test_running_decode_commits_sentences_whose_seams_say_each_word_once(whisper
 
 @pytest.mark.slow
 @needs_prompts
-def test_pipeline_speaks_committed_sentences_before_the_speaker_is_done(tmp_path):
+@pytest.mark.parametrize("mode", ["sentence", "words"])
+def test_pipeline_speaks_committed_sentences_before_the_speaker_is_done(tmp_path, mode):
     """A realtime replay of four real sentences joined by short pauses, with asr.commit =
     "sentence": the recogniser commits sentences, they are heard before the end of the speech
     (start of speech -> first audio under the speech's length), and no utterance's final text
@@ -127,7 +163,7 @@ def test_pipeline_speaks_committed_sentences_before_the_speaker_is_done(tmp_path
     wav = tmp_path / "long.wav"
     sf.write(wav, _monologue(), SAMPLE_RATE, subtype="PCM_16")
     cfg = write_config(
-        tmp_path, '[asr]\ncommit = "sentence"\nsource_text = false\n[budgets]\nenabled = false\n'
+        tmp_path, f'[asr]\ncommit = "{mode}"\nsource_text = false\n[budgets]\nenabled = false\n'
     )
     r, report = replay_fast(tmp_path, wav, cfg, "--pace", "realtime")
     assert r.returncode == 0, r.stderr

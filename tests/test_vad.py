@@ -289,6 +289,30 @@ def test_long_speech_is_cut_at_a_short_pause(tmp_path):
     assert abs(cut[0].end_pos - split) < 0.2 * RATE
 
 
+def test_long_speech_announces_only_longer_pauses(two_sentences):
+    """With long_pause_ms, a silence in speech that has already lasted long_after_s is announced
+    only once it lasts that long; before that, at pause_ms; the utterances and their audio are
+    those of the segmenter that announces every pause."""
+    x0, truth = two_sentences
+    a = x0[truth[0][0] : truth[0][1]]
+    gap = np.zeros(int(0.2 * RATE), np.int16)  # under the 300 ms cut: one utterance
+    x = np.concatenate([np.zeros(LEAD, np.int16), a, gap, a, gap, a, np.zeros(RATE, np.int16)])
+    kw = dict(end_silence_ms=700, pad_ms=200, long_after_s=1.0, long_end_silence_ms=300)
+    every = _run(Segmenter(WebRtcVAD(2), pause_ms=60, **kw), x, 320)
+    longer = _run(Segmenter(WebRtcVAD(2), pause_ms=60, long_pause_ms=250, **kw), x, 320)
+    u0, u1 = _utterances(every), _utterances(longer)
+    assert len(u0) == len(u1)
+    for (s0, pcm0, e0), (s1, pcm1, e1) in zip(u0, u1, strict=True):
+        assert (s0, e0) == (s1, e1) and np.array_equal(pcm0, pcm1)
+    first = LEAD + len(a)  # the end of the first sentence (its speech is over 1 s long)
+    late0 = [e for e in every if isinstance(e, SpeechPause) and e.end_pos > first + RATE // 10]
+    late1 = [e for e in longer if isinstance(e, SpeechPause) and e.end_pos > first + RATE // 10]
+    assert len(late0) >= 2  # the 200 ms gaps, and the end, are announced at 60 ms ...
+    assert len(late1) == 1 and late1[0].end_pos == u1[-1][2].end_pos  # ... only the end at 250
+    assert not any(e.resumed for e in longer if isinstance(e, SpeechAudio))
+    assert any(e.resumed for e in every if isinstance(e, SpeechAudio))
+
+
 def test_pauses_announce_a_possible_end(tmp_path):
     """With pause_ms, every silence of that length inside an utterance is announced once, at the
     speech end so far, with the silence up to then already given out; the utterances and their

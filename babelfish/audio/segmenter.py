@@ -24,7 +24,8 @@ Rules, per VAD frame:
     given (once per silence), after the silence so far (at most `pad_ms` of it) as SpeechAudio:
     the utterance may be over. A recogniser can decode it then, speculatively, while the
     endpoint is still waiting; if the utterance then ends with the same speech end, that result
-    stands;
+    stands. With `long_pause_ms`, once the speech has lasted `long_after_s`, only a silence that
+    long is announced (a long turn's short pauses are mostly not its end);
   * `flush()` at the end of input closes an open utterance (reason "flush"). A gap in the
     positions fed (dropped chunks) closes it the same way and restarts the frame grid.
 
@@ -98,6 +99,7 @@ class Segmenter:
         max_piece_s: float = 0.0,
         quiet_window_ms: int = 1500,
         pause_ms: int = 0,
+        long_pause_ms: int = 0,
         rate: int = SAMPLE_RATE,
     ):
         self.vad = vad
@@ -112,6 +114,7 @@ class Segmenter:
             max_piece_s=max_piece_s,
             quiet_window_ms=quiet_window_ms,
             pause_ms=pause_ms,
+            long_pause_ms=long_pause_ms,
         )
         n = self.frame = int(vad.frame_samples)
         frame_ms = 1000.0 * n / rate
@@ -134,6 +137,13 @@ class Segmenter:
         self.quiet_window = min(int(round(quiet_window_ms * rate / 1000)), self.max_piece // 2)
         # a silence this long inside an utterance is announced (SpeechPause; 0 = off)
         self.pause_frames = max(1, math.ceil(pause_ms / frame_ms - 1e-9)) if pause_ms > 0 else 0
+        # ... and once the speech has lasted long_after_s, only a silence this long (a long turn's
+        # short pauses are mostly not its end: fewer speculations made in vain)
+        self.long_pause_frames = (
+            max(self.pause_frames, math.ceil(long_pause_ms / frame_ms - 1e-9))
+            if self.pause_frames and long_pause_ms > 0 and self.long_after
+            else self.pause_frames
+        )
         if self.max_samples < 2 * n:
             raise ValueError("Segmenter: max_utterance_s is shorter than two VAD frames")
         # counters
@@ -156,6 +166,7 @@ class Segmenter:
         self._audio_end = 0 if pos is None else pos  # end of audio already given out
         self._held: list[tuple[int, np.ndarray]] = []  # trailing non-speech frames held back
         self._silence_run = 0
+        self._announced = False  # this silence was announced (SpeechPause)
         self._silence_sent = 0  # trailing non-speech samples already given out (at a pause)
         self._start = self._speech_start = self._speech_end = 0
         self._tail: list[SpeechAudio] = []  # audio of the piece's last quiet_window, held back
@@ -230,8 +241,8 @@ class Segmenter:
 
         if speech:
             audio = [SpeechAudio(f, p) for p, f in self._held]
-            resumed = bool(self.pause_frames) and self._silence_run >= self.pause_frames
-            audio.append(SpeechAudio(frame, pos, resumed))
+            audio.append(SpeechAudio(frame, pos, self._announced))
+            self._announced = False
             self._held = []
             events += self._give(audio, pos + n)
             self._audio_end = self._speech_end = pos + n
@@ -247,7 +258,10 @@ class Segmenter:
                 and self._speech_end - self._speech_start >= self.long_after
             ):
                 return events + self._close("pause")
-            if self._silence_run == self.pause_frames:
+            long = self._speech_end - self._speech_start >= self.long_after > 0
+            need = self.long_pause_frames if long else self.pause_frames
+            if need and not self._announced and self._silence_run >= need:
+                self._announced = True
                 events += self._take_tail() + self._release_held()
                 events.append(SpeechPause(self._speech_start, self._speech_end))
         if self.max_piece and pos + n - self._speech_start >= self.max_piece:
@@ -306,6 +320,7 @@ class Segmenter:
         self._audio_end = now
         self._held = []
         self._silence_run = self._silence_sent = 0
+        self._announced = False
         return [SpeechStart(start, speech_start), SpeechAudio(pcm, start)]
 
     def _release_held(self) -> list[Event]:
@@ -331,6 +346,7 @@ class Segmenter:
             keep -= len(part)
         self._held = []
         self._silence_run = self._silence_sent = 0
+        self._announced = False
         self._open = False
         self.utterances += 1
         end = SpeechEnd(self._speech_start, self._speech_end, reason)
@@ -357,6 +373,7 @@ def segmenter_for(cfg, vad: VAD, *, pipeline: bool = True) -> Segmenter:
         max_piece_s=v.max_piece_s if cut else 0.0,
         quiet_window_ms=v.quiet_window_ms,
         pause_ms=v.speculate_ms if pipeline else 0,
+        long_pause_ms=v.long_speculate_ms,
         rate=SAMPLE_RATE,
     )
 

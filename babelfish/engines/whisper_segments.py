@@ -10,7 +10,8 @@ decoder pass). When two decodes in a row begin with the same words up to a word 
 sentence (. ? !), that word ends TAIL_S before the audio's end and more words follow it (the
 speaker went on), those words are committed: given out (spoken while the speaker goes on), and
 the audio up to the gap after the last of them becomes the context of what follows. After
-asr.clause_after_s of speech not committed, a clause end (, ; :) will do too.
+asr.clause_after_s of speech not committed, a clause end (, ; :) will do too; with asr.commit =
+"words", any word two decodes agree on (LocalAgreement at the word level, as Whisper-Streaming).
 
 The decoder sees the context's audio and the rest as one stretch, and is made to go on after the
 context's text, so that a word placed a little off does not drop or repeat words at the seam.
@@ -35,6 +36,8 @@ CLAUSE_END = (*SENTENCE_END, ",", ";", ":")
 # a sentence must end this long before the end of the audio decoded to be committed (the
 # alignment of the last words is the least sure)
 TAIL_S = 0.5
+# the context a cut utterance leaves the next piece is at most this long when it can be (tail)
+TAIL_CONTEXT_S = 6.0
 MIN_WORDS = 3  # a commit has at least this many words (not a first word and a comma)
 
 
@@ -61,13 +64,19 @@ class WordDecode:
 
 
 def decode_words(
-    engine, audio: np.ndarray, context: Context | None, stop: Callable[[], bool] | None = None
+    engine,
+    audio: np.ndarray,
+    context: Context | None,
+    stop: Callable[[], bool] | None = None,
+    place: bool = True,
 ) -> WordDecode | None:
     """Greedy decode of `audio` (float32 or int16, 16 kHz) after `context` (its audio before,
     its text as a forced prefix) when both fit the engine's window, and where each new word is
     said: the cross-attention alignment of the text to the encoding (ctranslate2 `align`, as
     faster-whisper's word timestamps). `engine` is a WhisperASR (its model, tokenizer, window,
-    language). `stop`: asked after the encoder; True abandons the decode (None)."""
+    language). `stop`: asked after the encoder; True abandons the decode (None). `place`=False:
+    the words without their times (all 0; no `align` pass), for a decode that can commit
+    nothing and is only compared with the next one."""
     c0 = time.process_time()
     audio = _float(audio)
     tok = engine._tokenizer
@@ -105,7 +114,7 @@ def decode_words(
     ids = [t for t in ids if t < tok.eot]
     n = len(ids)
     logprob = r.scores[0] * n / (n + 1) if n else r.scores[0]
-    words = _aligned(engine, encoded, prompt[:3], prefix, ids, len(audio)) if ids else []
+    words = _aligned(engine, encoded, prompt[:3], prefix, ids, len(audio), place) if ids else []
     offset = ctx_n / SAMPLE_RATE
     for w in words:
         w.start_s -= offset
@@ -120,22 +129,28 @@ def decode_words(
     )
 
 
-def _aligned(engine, encoded, sot: list[int], prefix: list[int], ids: list[int], samples: int):
-    """The words of `ids` (after the forced `prefix`) with their times in the whole audio."""
+def _aligned(
+    engine, encoded, sot: list[int], prefix: list[int], ids: list[int], samples: int, place: bool
+):
+    """The words of `ids` (after the forced `prefix`) with their times in the whole audio (all 0
+    without `place`)."""
     tok = engine._tokenizer
     tokens = [*prefix, *ids]
-    frames = samples // 160  # mel frames, 100 a second
-    result = engine._model.model.align(encoded, sot, [tokens], frames, median_filter_width=7)[0]
-    text_idx = np.array([a[0] for a in result.alignments])
-    time_idx = np.array([a[1] for a in result.alignments])
-    if not len(text_idx):
-        return []
     texts, word_tokens = tok.split_to_word_tokens(tokens + [tok.eot])
     bounds = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
-    jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
-    times = time_idx[jumps] / engine._model.tokens_per_second
-    if len(times) < len(bounds):
-        return []
+    if place:
+        frames = samples // 160  # mel frames, 100 a second
+        result = engine._model.model.align(encoded, sot, [tokens], frames, median_filter_width=7)
+        text_idx = np.array([a[0] for a in result[0].alignments])
+        time_idx = np.array([a[1] for a in result[0].alignments])
+        if not len(text_idx):
+            return []
+        jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
+        times = time_idx[jumps] / engine._model.tokens_per_second
+        if len(times) < len(bounds):
+            return []
+    else:
+        times = np.zeros(len(tokens) + 2)
     out = []
     for text, a, b in zip(texts, bounds[:-1], bounds[1:], strict=False):
         if a < len(prefix) or not text.strip():
@@ -149,23 +164,43 @@ def _aligned(engine, encoded, sot: list[int], prefix: list[int], ids: list[int],
     return out
 
 
-def agreed(before: WordDecode | None, now: WordDecode, clause: bool) -> int:
+def agreed(before: WordDecode | None, now: WordDecode, clause: bool, words: bool = False) -> int:
     """How many first words of `now` are committed: the most that end a sentence (or a clause,
-    when `clause`), end TAIL_S before the audio's end, are followed by more words, and that
-    `before` (the decode before, of the same audio so far) begins with too."""
+    when `clause`; or any word, when `clause` and `words`), end TAIL_S before the audio's end,
+    are followed by more words, and that `before` (the decode before, of the same audio so far)
+    begins with too."""
     if before is None:
         return 0
     a, b = now.norm, before.norm
-    ends = CLAUSE_END if clause else SENTENCE_END
+    ends = ("",) if clause and words else CLAUSE_END if clause else SENTENCE_END
     best = 0
     for k, w in enumerate(now.words[:-1], 1):
         if k > len(b) or a[k - 1] != b[k - 1]:
             break
         if w.end_s > now.audio_s - TAIL_S:
             break
-        if w.text.endswith(ends) and k >= MIN_WORDS:
+        if w.text.endswith(ends) and k >= MIN_WORDS and not _orphan(now.words, k):
             best = k
     return best
+
+
+def _orphan(words: list[Word], k: int) -> bool:
+    """Whether a cut after the first k words leaves the next word ending a sentence or a clause
+    alone ("... para lograr | esto. Usted ..."): Whisper, decoding the rest, tends to stop after
+    that one word."""
+    return not words[k - 1].text.endswith(CLAUSE_END) and words[k].text.endswith(CLAUSE_END)
+
+
+def settled(now: WordDecode) -> int:
+    """How many first words of `now` alone are committed when no two decodes agree: all that
+    end TAIL_S before the audio's end and are followed by more words (at least MIN_WORDS)."""
+    k = 0
+    for i, w in enumerate(now.words[:-1], 1):
+        if w.end_s > now.audio_s - TAIL_S:
+            break
+        if not _orphan(now.words, i):
+            k = i
+    return k if k >= MIN_WORDS else 0
 
 
 @dataclass
@@ -183,6 +218,8 @@ class SentenceCommits:
     became committed (or None). `context` is what that audio goes on from."""
 
     clause_after_s: float
+    words: bool = False  # asr.commit = "words": after clause_after_s, any agreed words
+    force_after_s: float = 0.0  # "words": after this much audio not committed, one decode's words
     min_logprob: float = COMMIT_MIN_LOGPROB
     context: Context | None = None
     last: WordDecode | None = field(default=None, repr=False)
@@ -197,7 +234,10 @@ class SentenceCommits:
         """Decode `audio` (the utterance after the last commit) and commit what became stable.
         `stop`: asked after the encoder; True abandons the decode (counted in `abandoned`)."""
         c0 = time.process_time()
-        now = decode_words(engine, audio, self.context, stop)
+        # a decode after none (or after an unsure one) commits nothing, unless the bound allows
+        # one decode's words: its words need no times
+        force = self.words and 0 < self.force_after_s <= len(audio) / SAMPLE_RATE
+        now = decode_words(engine, audio, self.context, stop, place=self.last is not None or force)
         if now is None:
             self.abandoned += 1
             self.cpu_s += time.process_time() - c0
@@ -209,7 +249,9 @@ class SentenceCommits:
             return None
         before, self.last = self.last, now
         clause = self.clause_after_s > 0 and now.audio_s >= self.clause_after_s
-        k = agreed(before, now, clause)
+        k = agreed(before, now, clause, self.words)
+        if not k and self.words and 0 < self.force_after_s <= now.audio_s:
+            k = settled(now)  # the decodes keep changing: a bound on the wait all the same
         if not k:
             return None
         text = engine._tokenizer.decode(now.ids[: now.words[k - 1].tokens]).strip()
@@ -227,9 +269,14 @@ class SentenceCommits:
     def tail(self, rest: np.ndarray, text: str) -> Context:
         """What the utterance ends with, as the context of the piece after it: the last
         committed sentence's audio and text, then the rest (`rest`, decoded as `text`); the
-        whole utterance when nothing was committed (then `rest` is all of it)."""
+        whole utterance when nothing was committed (then `rest` is all of it). The rest alone when
+        both are over TAIL_CONTEXT_S and the rest has words: the next piece's running decodes
+        must fit their audio after it in the encoder's window (without a context, a piece that
+        starts mid-sentence decodes unsure and commits nothing)."""
         c = self.context
         if c is None or not self.commits:
+            return Context(np.asarray(rest), text)
+        if (len(c.audio) + len(rest)) / SAMPLE_RATE > TAIL_CONTEXT_S and text.strip():
             return Context(np.asarray(rest), text)
         return Context(np.concatenate([_float(c.audio), _float(rest)]), f"{c.text} {text}".strip())
 

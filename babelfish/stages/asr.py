@@ -30,8 +30,10 @@ stages/tts.py); the final transcript then starts with them.
 
 Sentence commits (Whisper, asr.commit = "sentence", engines/whisper_segments.py): instead of the
 stable prefix, every asr.commit_interval_ms of a long utterance the audio not yet committed is
-decoded with segment timestamps after the last committed sentence; the first sentences two
-decodes agree on, with more speech after them, are sent on as a stable partial transcript, and
+decoded, its words placed in the audio, after the last committed sentence; the first sentences two
+decodes agree on, with more speech after them, are sent on as a stable partial transcript (with
+asr.commit = "words", after asr.clause_after_s any words they agree on, and after
+asr.force_after_s one decode's words when they do not agree), and
 the recogniser forgets their audio (`drop`): later decodes, the speculation at a pause and the
 final decode are of the rest, after that sentence as their context.
 
@@ -142,7 +144,7 @@ class ASRStage(Stage):
             speaks_early(self.cfg) and not self.engine.streaming and self.engine.continues
         )
         self.stable_decodes = self.can_decode_stable
-        self.sentence_commits = self.can_decode_stable and self.cfg.asr.commit == "sentence"
+        self.sentence_commits = self.can_decode_stable and self.cfg.asr.commit != "off"
 
     def apply_params(self, params: dict[str, float]) -> None:
         self.engine.set_params(
@@ -486,7 +488,12 @@ class ASRStage(Stage):
         u.decoded_at = u.samples
         start_s = u.first_pos / rate
         if u.commits is None:
-            u.commits = SentenceCommits(self.cfg.asr.clause_after_s, context=self._context(start_s))
+            u.commits = SentenceCommits(
+                self.cfg.asr.clause_after_s,
+                words=self.cfg.asr.commit == "words",
+                force_after_s=self.cfg.asr.force_after_s,
+                context=self._context(start_s),
+            )
         u.audio = [np.concatenate(u.audio)] if len(u.audio) > 1 else u.audio
         c0 = time.process_time()
         abandoned = u.commits.abandoned
