@@ -82,6 +82,23 @@ def test_agreement_needs_two_decodes_a_sentence_end_and_speech_after_it():
     assert settled(d("Yes no")) == 0
 
 
+def test_a_cut_utterance_leaves_running_decodes_a_context_that_fits():
+    """The next piece's final decode goes on from the last committed sentence and the rest
+    (tail); its running decodes from the rest alone once both are over TAIL_CONTEXT_S, so that
+    their own audio still fits the encoder's window after it."""
+    from babelfish.engines import Context
+
+    sc = SentenceCommits(3.0, words=True)
+    sc.context, sc.commits = Context(np.ones(3 * SAMPLE_RATE, np.float32), "I will try"), 1
+    short, long = np.ones(2 * SAMPLE_RATE, np.float32), np.ones(4 * SAMPLE_RATE, np.float32)
+    assert sc.tail(long, "to connect").text == "I will try to connect"
+    assert len(sc.tail(long, "to connect").audio) == 7 * SAMPLE_RATE
+    assert sc.running_tail(short, "now").text == "I will try now"  # 5 s: both
+    r = sc.running_tail(long, "to connect")  # 7 s: the rest alone
+    assert r.text == "to connect" and len(r.audio) == 4 * SAMPLE_RATE
+    assert sc.running_tail(long, "").text == "I will try"  # no words in the rest: both
+
+
 def test_forced_commit_bounds_the_wait_when_decodes_keep_changing(whisper_base_dir):
     """asr.commit = "words" with asr.force_after_s: two decodes that never agree commit nothing
     until force_after_s of audio is uncommitted; then the latest decode's words do (real model)."""

@@ -36,7 +36,8 @@ CLAUSE_END = (*SENTENCE_END, ",", ";", ":")
 # a sentence must end this long before the end of the audio decoded to be committed (the
 # alignment of the last words is the least sure)
 TAIL_S = 0.5
-# the context a cut utterance leaves the next piece is at most this long when it can be (tail)
+# the context a cut utterance leaves the next piece's running decodes is at most this long when
+# it can be (running_tail)
 TAIL_CONTEXT_S = 6.0
 MIN_WORDS = 3  # a commit has at least this many words (not a first word and a comma)
 
@@ -269,16 +270,21 @@ class SentenceCommits:
     def tail(self, rest: np.ndarray, text: str) -> Context:
         """What the utterance ends with, as the context of the piece after it: the last
         committed sentence's audio and text, then the rest (`rest`, decoded as `text`); the
-        whole utterance when nothing was committed (then `rest` is all of it). The rest alone when
-        both are over TAIL_CONTEXT_S and the rest has words: the next piece's running decodes
-        must fit their audio after it in the encoder's window (without a context, a piece that
-        starts mid-sentence decodes unsure and commits nothing)."""
+        whole utterance when nothing was committed (then `rest` is all of it)."""
         c = self.context
         if c is None or not self.commits:
             return Context(np.asarray(rest), text)
-        if (len(c.audio) + len(rest)) / SAMPLE_RATE > TAIL_CONTEXT_S and text.strip():
-            return Context(np.asarray(rest), text)
         return Context(np.concatenate([_float(c.audio), _float(rest)]), f"{c.text} {text}".strip())
+
+    def running_tail(self, rest: np.ndarray, text: str) -> Context:
+        """The context of the next piece's running decodes: `tail`, or the rest alone when that
+        is over TAIL_CONTEXT_S and the rest has words. Their audio must fit after it in the
+        encoder's window (without a context a piece that starts mid-sentence decodes unsure and
+        commits nothing); they make no words as spoken, which the rest alone has none of."""
+        whole = self.tail(rest, text)
+        if len(whole.audio) / SAMPLE_RATE > TAIL_CONTEXT_S and text.strip():
+            return Context(np.asarray(rest), text)
+        return whole
 
 
 def source_words(engine, audio: np.ndarray) -> str:

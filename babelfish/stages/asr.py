@@ -492,7 +492,7 @@ class ASRStage(Stage):
                 self.cfg.asr.clause_after_s,
                 words=self.cfg.asr.commit == "words",
                 force_after_s=self.cfg.asr.force_after_s,
-                context=self._context(start_s),
+                context=self._context(start_s, running=True),
             )
         u.audio = [np.concatenate(u.audio)] if len(u.audio) > 1 else u.audio
         c0 = time.process_time()
@@ -542,24 +542,29 @@ class ASRStage(Stage):
         if self.engine.last_stats.get("language_change"):
             self.counters["language_new_context"] += 1
 
-    def _context(self, start_s: float) -> Context | None:
-        """The piece before, when this one (starting at `start_s`) goes on from it."""
+    def _context(self, start_s: float, running: bool = False) -> Context | None:
+        """The piece before, when this one (starting at `start_s`) goes on from it (for its
+        running decodes, `running`: Previous.running when there is one)."""
         p = self.previous
         if p is None or not 0 <= start_s - p.end_s < CONTEXT_GAP_S:
             return None
-        return p.context
+        return (p.running or p.context) if running else p.context
 
     def _keep_context(self, msg: UtteranceEnd, u: Utterance, result: ASRResult) -> None:
         self.previous = None
         if self.use_context and result.text and u.audio:
             audio = np.concatenate(u.audio)
+            running = None
             if u.commits is not None and u.commits.commits:  # its last sentence, then the rest
                 tail = u.commits.tail(audio[u.dropped :], u.rest)
+                running = u.commits.running_tail(audio[u.dropped :], u.rest)
                 audio, text, source = tail.audio, tail.text, ""
             else:
                 text, source = result.text, result.source_text
             context = Context(audio, text, source, result.source_language)
-            self.last_heard = Previous(context, msg.end_s)
+            if running is not None:
+                running = Context(running.audio, running.text, "", result.source_language)
+            self.last_heard = Previous(context, msg.end_s, running)
             if msg.reason in ("pause", "max_length"):
                 self.previous = self.last_heard
         u.audio = []

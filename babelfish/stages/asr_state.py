@@ -33,6 +33,7 @@ class Previous(NamedTuple):
 
     context: Context
     end_s: float  # its speech end
+    running: Context | None = None  # the context of the next piece's running decodes, if not it
 
 
 @dataclass
