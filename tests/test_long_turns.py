@@ -99,6 +99,29 @@ def test_a_cut_utterance_leaves_running_decodes_a_context_that_fits():
     assert sc.running_tail(long, "").text == "I will try"  # no words in the rest: both
 
 
+@needs_prompts
+def test_source_words_after_a_context_without_them_are_the_piece_own(whisper_base_dir):
+    """A piece decoded after the tail of an utterance with commits (its translation, no words as
+    spoken) translates as its continuation, and its words as spoken are of its own audio only
+    (the shared encoding holds the context's audio too: its source decode said those again)."""
+    from babelfish.engines import Context
+    from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
+
+    x = _prompt()[SAMPLE_RATE * 9 // 2 :]  # from "con un servidor": 3 s, then 4.5 s
+    cut, end = 3 * SAMPLE_RATE, 15 * SAMPLE_RATE // 2  # (both fit the 10 s window)
+    opts = WhisperOptions(language="es", task="translate", source_text=True)
+    asr = WhisperASR(whisper_base_dir, opts)
+    first = asr.decode(x[:cut])
+    after = asr.decode(x[cut:end], context=Context(x[:cut], first.text, "", "es"))
+    assert asr.last_stats["context"]  # decoded as the continuation
+    print(f"\nfirst: {first.source_text}\nafter: {after.source_text}")
+    assert first.source_text and after.text and after.source_text
+    before = {w for w in normalize(first.source_text).split() if len(w) >= 5}
+    said = set(normalize(after.source_text).split())
+    assert not said & before, said & before  # none of the context's words
+
+
 def test_forced_commit_bounds_the_wait_when_decodes_keep_changing(whisper_base_dir):
     """asr.commit = "words" with asr.force_after_s: two decodes that never agree commit nothing
     until force_after_s of audio is uncommitted; then the latest decode's words do (real model)."""

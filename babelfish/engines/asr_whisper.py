@@ -174,6 +174,9 @@ class WhisperASR(WhisperModel, WhisperLanguageId):
         """The words as spoken for the last decode (same encoding, the decoder only)."""
         if self._source_prompt is None or self._last_encoded is None:
             return ""
+        if self._source_alone is not None:  # see _decode
+            audio, self._source_alone = self._source_alone, None
+            self._last_encoded = (self._encode(audio), self._last_encoded[1], [])
         return strip_repetition(self._source_of(*self._last_encoded))
 
     def _with_context(self, audio: np.ndarray, context: Context | None, spoken: str = ""):
@@ -235,6 +238,7 @@ class WhisperASR(WhisperModel, WhisperLanguageId):
         }
         self.last_stats = stats
         self._last_encoded = None
+        self._source_alone = None
         if audio_s < MIN_AUDIO_S or float(np.max(np.abs(audio))) < SILENCE_PEAK:
             log.debug("whisper: %.2f s of audio, too short or silent: not decoded", audio_s)
             return ASRResult(text="", language=out_lang, audio_s=audio_s)
@@ -289,6 +293,18 @@ class WhisperASR(WhisperModel, WhisperLanguageId):
             raw, tokens, truncated, no_speech = self._generate(
                 encoded, lang_token, source, prefix, src_prefix, beam, None, audio_s
             )
+        if (
+            with_context
+            and not src_prefix
+            and not stats.get("runaway_retry")
+            and self._last_encoded is not None
+        ):
+            # the context has no words as spoken (the tail of an utterance with committed
+            # sentences): a source decode of this encoding would say the context's words too.
+            # The source text is of this audio's own encoding (made when it is asked for).
+            self._source_alone = audio
+            if self.last_source_text:
+                self.last_source_text = self.source_text()
         decode_s = time.perf_counter() - t0
 
         text = "" if no_speech else strip_repetition(raw)

@@ -149,6 +149,7 @@ class WhisperModel:
         )
         self._chunks: list[np.ndarray] = []
         self._last_encoded = None  # (encoding, language token, source prefix) of the last decode
+        self._source_alone = None  # audio whose source text needs its own encoding (_decode)
         self._stop: Callable[[], bool] | None = None  # (a speculation's; see speculate())
         self.last_stats: dict = {}
         log.info(
