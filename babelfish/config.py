@@ -359,13 +359,13 @@ def edgetpu_users(cfg: Config) -> list[str]:
 
 
 def speaks_early(cfg: Config) -> bool:
-    """Whether long speech is spoken before the speaker is done (asr.stable_prefix, or
-    asr.commit = "sentence"). Not in speaker mode: there the echo gate closes the microphone
-    while we speak, and would swallow the rest of what the speaker is saying. Nor two-way: the
-    loudspeaker's speech closes it too, and an utterance's side is only known from its whole
-    decode."""
+    """Whether long speech is spoken before the speaker is done (asr.stable_prefix, or on the
+    Whisper route asr.commit, "words" by default). Not in speaker mode: there the echo gate
+    closes the microphone while we speak, and would swallow the rest of what the speaker is
+    saying. Nor two-way: the loudspeaker's speech closes it too, and an utterance's side is only
+    known from its whole decode."""
     return (
-        (cfg.asr.stable_prefix or cfg.asr.commit != "off")
+        (cfg.asr.stable_prefix or (cfg.asr.commit != "off" and cfg.asr.engine == "whisper"))
         and cfg.vad.long_after_s > 0
         and cfg.audio.mode != "speaker"
         and not cfg.conversation.two_way

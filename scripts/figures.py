@@ -328,18 +328,26 @@ def readme_table(folder: Path) -> str:
     rows.append(_row("End of speech → first audio, p50 / p95 (es_station.wav, realtime)", e2e, src))
     bench, src_b = _source(folder, "bench.json")
     if bench is None:
-        turn = cpu = "-"
+        turn = cpu = long = "-"
     else:
         a, n = bench["median"]["babelfish"], bench["median"]["naive"]
         ta = (a.get("turns") or {}).get("a_p50_ms")
         tn = (n.get("turns") or {}).get("a_p50_ms")
         turn = "-" if ta is None or not tn else f"{fmt(ta)} against {fmt(tn)} ms ({ta / tn:.2f}×)"
         cpu = fmt((a.get("run_cpu_s_per_audio_s") or {}).get("total"), 3)
+        t = a.get("turns") or {}
+        long = (
+            "-"
+            if t.get("c_long_p50_ms") is None
+            else f"{fmt(t['c_long_p50_ms'] / 1000, 1)} s, end offset "
+            f"{fmt(t['end_offset_long_p50_ms'] / 1000, 1)} s"
+        )
     rows.append(
         _row(
             "End of turn → its translation heard, p50: pipeline against naive cascade", turn, src_b
         )
     )
+    rows.append(_row("Turns over 6 s: start of turn → first audio, p50 (bench.py)", long, src_b))
     qual, src_q = _source(folder, "bench_quality_full.json")
     if qual is None:
         q = "-"

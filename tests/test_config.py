@@ -55,7 +55,9 @@ def test_speaking_early_is_off_in_speaker_mode():
     class Vad:
         frame_samples = 320
 
-    assert not speaks_early(load_config())  # off by default (measured on real speech)
+    assert speaks_early(load_config())  # the Whisper route's word commits (asr.commit)
+    assert not speaks_early(load_config(overrides={"asr": {"commit": "off"}}))
+    assert not speaks_early(load_config(overrides={"asr": {"engine": "vosk"}}))  # its own way
     early = {"stable_prefix": True}
     assert speaks_early(load_config(overrides={"asr": early}))
     vosk = {"asr": {"engine": "vosk", **early}}

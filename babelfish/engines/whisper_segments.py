@@ -16,8 +16,9 @@ asr.clause_after_s of speech not committed, a clause end (, ; :) will do too; wi
 The decoder sees the context's audio and the rest as one stretch, and is made to go on after the
 context's text, so that a word placed a little off does not drop or repeat words at the seam.
 
-A decode that is not sure (average log-probability under `min_logprob`), or that says the
-context's last words again (text.repeats), commits nothing.
+A decode that is not sure (average log-probability under `min_logprob`), that says the
+context's last words again (text.repeats), or whose words to commit run away (text.runaway: a
+phrase three times in a row, more words than anyone says), commits nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from babelfish.engines import SAMPLE_RATE, Context
-from babelfish.text import norm_word, repeats
+from babelfish.text import norm_word, repeats, runaway
 
 SENTENCE_END = (".", "?", "!", "。", "？", "！")
 CLAUSE_END = (*SENTENCE_END, ",", ";", ":")
@@ -227,6 +228,7 @@ class SentenceCommits:
     decodes: int = 0
     abandoned: int = 0
     commits: int = 0
+    runaways: int = 0  # commits refused as runaway text (text.runaway)
     cpu_s: float = 0.0
 
     def step(
@@ -245,6 +247,13 @@ class SentenceCommits:
             return None
         self.decodes += 1
         self.cpu_s += now.cpu_s
+        return self.take(now, audio, engine._tokenizer.decode)
+
+    def take(
+        self, now: WordDecode, audio: np.ndarray, decode: Callable[[list[int]], str]
+    ) -> Commit | None:
+        """What the running decode `now` of `audio` commits, after the decode before it
+        (`decode`: token ids -> text, the engine's tokenizer)."""
         if now.avg_logprob < self.min_logprob:
             self.last = None  # a guess (a fragment, noise): wait for more
             return None
@@ -255,9 +264,13 @@ class SentenceCommits:
             k = settled(now)  # the decodes keep changing: a bound on the wait all the same
         if not k:
             return None
-        text = engine._tokenizer.decode(now.ids[: now.words[k - 1].tokens]).strip()
+        text = decode(now.ids[: now.words[k - 1].tokens]).strip()
         if self.context is not None and repeats(self.context.text, text.split()):
             self.last = None  # it started over: not how the speech goes on
+            return None
+        if runaway(text, max(now.words[k - 1].end_s, 0.1)) is not None:
+            self.last = None  # a loop ("the sound of the sound of the sound"): not what was said
+            self.runaways += 1
             return None
         # between the sentence's last word and the next one
         cut = (now.words[k - 1].end_s + max(now.words[k - 1].end_s, now.words[k].start_s)) / 2

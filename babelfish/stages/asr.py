@@ -496,10 +496,12 @@ class ASRStage(Stage):
             )
         u.audio = [np.concatenate(u.audio)] if len(u.audio) > 1 else u.audio
         c0 = time.process_time()
-        abandoned = u.commits.abandoned
+        abandoned, runaways = u.commits.abandoned, u.commits.runaways
         commit = u.commits.step(self.engine, u.audio[0][u.dropped :], stop=self._stopped)
         self.cpu("early", c0)
         self.counters["stable_commit_decodes"] += 1
+        if u.commits.runaways > runaways:  # not spoken: counted (text.runaway)
+            self.counters["stable_commit_runaway"] += 1
         if u.commits.abandoned > abandoned:  # the speaker paused or stopped meanwhile
             self.counters["stable_commit_abandoned"] += 1
         elif u.commits.last is not None:
