@@ -367,7 +367,8 @@ def readme_table(folder: Path) -> str:
     else:
         o = _regression_overall(reg)
         r = (
-            f"{o['prompts translated']} prompts, chrF {o['chrF']}, WER {o['WER %']} %, "
+            f"{o['prompts translated']} prompts, chrF {o['chrF'].split(' ')[0]}, "
+            f"WER {o['WER %'].split(' ')[0]} %, "
             f"{o['invented words']} invented words, e2e p50 / p95 "
             f"{o['e2e p50 ms'].split(' ')[0]} / {o['e2e p95 ms']} ms"
         )
