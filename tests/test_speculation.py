@@ -209,7 +209,9 @@ def test_whisper_speaks_the_stable_prefix_before_the_speaker_is_done(
     from devtools.harness import REPO
 
     rep, out = _replay(
-        tmp_path, REPO / "samples" / "bench" / "turn1_station.wav", "[asr]\nstable_prefix = true\n"
+        tmp_path,
+        REPO / "samples" / "bench" / "turn1_station.wav",
+        '[asr]\nstable_prefix = true\ncommit = "off"\n',  # (commits take its place)
     )
     utts = rep["utterances"]
     spec = rep["summary"]["speculation"]
