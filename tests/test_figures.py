@@ -320,7 +320,7 @@ def test_readme_table_is_made_between_the_markers_from_the_json(readme):
     assert f"{cpu} 0.000 | [bench.json](docs/figures/bench.json), 2025-01-14, abc1234 |" in table
     assert "| - | `bench_pipeline.json`: not measured |" in table  # not in the folder
     assert "| Turns over 6 s: start of turn → first audio, p50 (bench.py) |" in table
-    assert len(table.strip().splitlines()) == 9  # header, rule, seven headline figures
+    assert len(table.strip().splitlines()) == 8  # header, rule, six headline figures
 
 
 def test_readme_check_fails_after_a_hand_edit_and_names_the_command(readme):
