@@ -239,7 +239,7 @@ class SentenceCommits:
         c0 = time.process_time()
         # a decode after none (or after an unsure one) commits nothing, unless the bound allows
         # one decode's words: its words need no times
-        force = self.words and 0 < self.force_after_s <= len(audio) / SAMPLE_RATE
+        force = self._bound_reached(len(audio) / SAMPLE_RATE)
         now = decode_words(engine, audio, self.context, stop, place=self.last is not None or force)
         if now is None:
             self.abandoned += 1
@@ -260,7 +260,7 @@ class SentenceCommits:
         before, self.last = self.last, now
         clause = self.clause_after_s > 0 and now.audio_s >= self.clause_after_s
         k = agreed(before, now, clause, self.words)
-        if not k and self.words and 0 < self.force_after_s <= now.audio_s:
+        if not k and self._bound_reached(now.audio_s):
             k = settled(now)  # the decodes keep changing: a bound on the wait all the same
         if not k:
             return None
@@ -279,6 +279,10 @@ class SentenceCommits:
         self.last = None  # the next decodes are of the audio after it
         self.commits += 1
         return Commit(text, samples)
+
+    def _bound_reached(self, audio_s: float) -> bool:
+        """asr.commit = "words": `audio_s` of speech not committed reach asr.force_after_s."""
+        return self.words and 0 < self.force_after_s <= audio_s
 
     def tail(self, rest: np.ndarray, text: str) -> Context:
         """What the utterance ends with, as the context of the piece after it: the last
