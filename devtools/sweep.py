@@ -13,7 +13,7 @@ import numpy as np
 
 from babelfish.audio.segmenter import SpeechAudio, SpeechEnd, SpeechStart, segmenter_for
 from babelfish.engines import SAMPLE_RATE, Context
-from babelfish.engines.whisper_segments import SentenceCommits
+from babelfish.engines.whisper_segments import commits_for
 
 
 def value(text: str):
@@ -70,12 +70,7 @@ def commit(asr, cfg, audio: np.ndarray, context: Context | None):
     vad.long_after_s. (text committed, the audio after it, where the first commit was decided:
     samples into the piece plus the CPU time of that decode, None without one; the commits'
     SentenceCommits, whose context the rest is decoded after)."""
-    sc = SentenceCommits(
-        cfg.asr.clause_after_s,
-        words=cfg.asr.commit == "words",
-        force_after_s=cfg.asr.force_after_s,
-        context=context,
-    )
+    sc = commits_for(cfg.asr, context)
     if cfg.asr.commit == "off" or cfg.vad.long_after_s <= 0:
         return "", audio, None, sc
     step = SAMPLE_RATE * cfg.pipeline.chunk_ms // 1000

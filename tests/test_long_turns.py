@@ -8,6 +8,7 @@ speech."""
 from __future__ import annotations
 
 import difflib
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,14 @@ from test_cuts import LONG_PROMPT, PROMPTS, _seam_faults
 
 from babelfish.config import load_config
 from babelfish.engines import SAMPLE_RATE
-from babelfish.engines.whisper_segments import SentenceCommits, Word, WordDecode, agreed, settled
+from babelfish.engines.whisper_segments import (
+    SentenceCommits,
+    Word,
+    WordDecode,
+    agreed,
+    commits_for,
+    settled,
+)
 from babelfish.evaluation.quality import normalize
 from devtools.harness import load_report, replay_fast, write_config
 from devtools.speechset import decode_g722
@@ -186,9 +194,7 @@ def test_running_decode_commits_sentences_whose_seams_say_each_word_once(whisper
     )
     asr.accept(x)
     whole = asr.finish().text
-    sc = SentenceCommits(
-        cfg.asr.clause_after_s, words=mode == "words", force_after_s=cfg.asr.force_after_s
-    )
+    sc = commits_for(cfg.asr)
     step, every = SAMPLE_RATE * cfg.pipeline.chunk_ms // 1000, cfg.asr.commit_interval_ms * 16
     parts, start, decided, decoded_at = [], 0, [], 0
     for n in range(step, len(x) + 1, step):
@@ -243,3 +249,10 @@ def test_pipeline_speaks_committed_sentences_before_the_speaker_is_done(tmp_path
         words = normalize(u["translated_text"]).split()
         tri = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
         assert len(tri) == len(set(tri)), u["translated_text"]  # no 4 words said twice
+    # each piece goes on from what the one before said, not from its last words again (the
+    # context of a piece after an utterance with commits: its last commit and its rest, also
+    # when the rest came from the speculation at its pause)
+    for a, b in itertools.pairwise(rep["utterances"]):
+        before, after = (normalize(x["translated_text"]).split() for x in (a, b))
+        said_again = [k for k in range(2, 6) if before[-k:] == after[:k] and len(before) >= k]
+        assert not said_again, (a["translated_text"], b["translated_text"])

@@ -304,6 +304,16 @@ class SentenceCommits:
         return whole
 
 
+def commits_for(asr, context: Context | None = None) -> SentenceCommits:
+    """The SentenceCommits of one piece as the config's [asr] (`asr`) says."""
+    return SentenceCommits(
+        asr.clause_after_s,
+        words=asr.commit == "words",
+        force_after_s=asr.force_after_s,
+        context=context,
+    )
+
+
 def source_words(engine, audio: np.ndarray) -> str:
     """The words as spoken in `audio` (a whole utterance some of whose sentences were committed:
     the final decode had only the rest), from an encoding of its own; translating with

@@ -53,7 +53,7 @@ import numpy as np
 from babelfish.config import speaks_early
 from babelfish.engines import SAMPLE_RATE, Abandoned, ASREngine, ASRResult, Context
 from babelfish.engines.factory import make_asr
-from babelfish.engines.whisper_segments import SentenceCommits, source_words
+from babelfish.engines.whisper_segments import commits_for, source_words
 from babelfish.languages import AUTO
 from babelfish.runtime import conversation
 from babelfish.runtime.addresses import asr_output_language
@@ -220,6 +220,7 @@ class ASRStage(Stage):
         if spec is not None and spec.end_s == msg.end_s:
             result = spec.result  # no speech since the pause: what was decoded there stands
             rejected = spec.rejected
+            u.rest = u.rest_of(result.text)  # (the next piece's context says it after the commits)
             self.engine.reset()
             self.counters["speculation_used"] += 1
         else:
@@ -488,12 +489,7 @@ class ASRStage(Stage):
         u.decoded_at = u.samples
         start_s = u.first_pos / rate
         if u.commits is None:
-            u.commits = SentenceCommits(
-                self.cfg.asr.clause_after_s,
-                words=self.cfg.asr.commit == "words",
-                force_after_s=self.cfg.asr.force_after_s,
-                context=self._context(start_s, running=True),
-            )
+            u.commits = commits_for(self.cfg.asr, self._context(start_s, running=True))
         u.audio = [np.concatenate(u.audio)] if len(u.audio) > 1 else u.audio
         c0 = time.process_time()
         abandoned, runaways = u.commits.abandoned, u.commits.runaways

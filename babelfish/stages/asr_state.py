@@ -58,3 +58,9 @@ class Utterance:
     def after_spoken(self, text: str) -> str:
         """The utterance's whole text: what was given out, then `text` (what follows it)."""
         return f"{self.spoken} {text}".strip() if self.spoken else text
+
+    def rest_of(self, text: str) -> str:
+        """What the utterance's whole `text` (after_spoken) says after what was given out."""
+        if self.spoken and text.startswith(self.spoken):
+            return text[len(self.spoken) :].strip()
+        return text
