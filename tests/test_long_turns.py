@@ -128,6 +128,51 @@ def test_a_cut_utterance_leaves_running_decodes_a_context_that_fits():
 
 
 @needs_prompts
+def test_a_piece_ended_by_its_speculation_leaves_the_next_its_whole_text(models_dir):
+    """The ASR stage's own logic (in process, no sockets; the real recogniser): a piece with
+    commits whose end is the speculation made at its pause (most ends in real time) leaves the
+    next piece a context that says its last commit and then its rest, as its audio does. With
+    the commit alone, the next piece began by saying the rest again ("... try to" | "locate it
+    for you. Please ...")."""
+    from babelfish.schema import AudioChunk, Transcript, UtteranceEnd, UtterancePause
+    from babelfish.stages.asr import ASRStage
+    from babelfish.stages.base import RunInfo
+
+    class Local(ASRStage):
+        def __init__(self, cfg):
+            super().__init__(cfg, RunInfo(), None)
+            self.sent = []
+
+        def send(self, msg, pcm=None, *, block=True):
+            self.sent.append(msg)
+            return True
+
+        def report(self, msg):
+            pass
+
+    cfg = load_config(
+        overrides={
+            "pipeline": {"models_dir": str(models_dir)},
+            "asr": {"task": "transcribe", "source_text": False},
+        }
+    )
+    stage = Local(cfg)
+    stage.load()
+    x = _prompt()[: 9 * SAMPLE_RATE]  # the speaker is mid-sentence at 9 s: a pause there
+    step = SAMPLE_RATE * cfg.pipeline.chunk_ms // 1000
+    for n in range(0, len(x), step):
+        stage.handle(AudioChunk(utt="u", pos=n, rate=SAMPLE_RATE), x[n : n + step])
+    stage.handle(UtterancePause(utt="u", start_s=0.5, end_s=9.0), None)
+    stage.handle(UtteranceEnd(utt="u", start_s=0.5, end_s=9.0, reason="pause"), None)
+    assert stage.counters["stable_commits"] >= 1 and stage.counters["speculation_used"] == 1
+    final = [m.text for m in stage.sent if isinstance(m, Transcript) and m.final][-1]
+    committed = [m.text for m in stage.sent if isinstance(m, Transcript) and m.stable][-1]
+    assert final.startswith(committed) and len(final) > len(committed), (committed, final)
+    context = stage.previous.context.text
+    assert normalize(context).split()[-3:] == normalize(final).split()[-3:], (context, final)
+
+
+@needs_prompts
 def test_source_words_after_a_context_without_them_are_the_piece_own(whisper_base_dir):
     """A piece decoded after the tail of an utterance with commits (its translation, no words as
     spoken) translates as its continuation, and its words as spoken are of its own audio only
