@@ -271,6 +271,21 @@ def first_phrase(text: str, min_words: int = 4, max_words: int = 9) -> tuple[str
     return None
 
 
+_JOINS_LEFT = frozenset(",;:.!?…)]}»”’、，。！？")
+
+
+def join_parts(parts: list[str]) -> str:
+    """The texts of an utterance's parts as one text: separated by a space, but none before a
+    part that begins with punctuation that belongs to the word before it (the rest of a long
+    turn after a commit can begin with ", wait ...": "Please, wait ..." not "Please , wait")."""
+    out = ""
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        out = part if not out else out + ("" if part[0] in _JOINS_LEFT else " ") + part
+    return out
+
+
 def norm_word(word: str) -> str:
     """A word for comparing: lower case, without punctuation."""
     return _WORD_NORM.sub("", word.lower())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -294,6 +295,7 @@ def test_pipeline_speaks_committed_sentences_before_the_speaker_is_done(tmp_path
         words = normalize(u["translated_text"]).split()
         tri = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
         assert len(tri) == len(set(tri)), u["translated_text"]  # no 4 words said twice
+        assert not re.search(r"\s[,;:]", u["translated_text"]), u["translated_text"]
     # each piece goes on from what the one before said, not from its last words again (the
     # context of a piece after an utterance with commits: its last commit and its rest, also
     # when the rest came from the speculation at its pause)

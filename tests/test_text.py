@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from babelfish.text import SentenceSplitter, clean_text, repeats, split_sentences, stable_words
+from babelfish.text import (
+    SentenceSplitter,
+    clean_text,
+    join_parts,
+    repeats,
+    split_sentences,
+    stable_words,
+)
 
 
 @pytest.mark.parametrize(
@@ -206,3 +213,24 @@ def test_first_phrase_of_a_long_clause():
     # no phrase start in reach, or too little after it
     assert first_phrase("Mark one two three four five six seven eight nine ten eleven.") is None
     assert first_phrase("One two three four five six seven eight nine ten for me.") is None
+
+
+@pytest.mark.parametrize(
+    "parts, expected",
+    [
+        (
+            ["To achieve this, you need the Internet. Please", ", wait while..."],
+            "To achieve this, you need the Internet. Please, wait while...",
+        ),
+        (
+            ["Good morning.", "Where is the train station?"],
+            "Good morning. Where is the train station?",
+        ),
+        (["I need a taxi", "."], "I need a taxi."),
+        (["", " Hello ", "", "there"], "Hello there"),
+        (["Dijo", "«hola»"], "Dijo «hola»"),
+        ([], ""),
+    ],
+)
+def test_join_parts_puts_no_space_before_punctuation_that_ends_the_word_before(parts, expected):
+    assert join_parts(parts) == expected

@@ -35,6 +35,7 @@ from babelfish.schema import (
     UtteranceDone,
 )
 from babelfish.stages.base import Stage, stage_main
+from babelfish.text import join_parts
 
 
 @dataclass
@@ -176,7 +177,7 @@ class PlaybackStage(Stage):
             UtteranceDone(
                 utt=utt,
                 source_text=u.source_text,
-                translated_text=" ".join(u.texts).strip(),
+                translated_text=join_parts(u.texts),
                 origin=u.origin,
                 audio_s=u.audio_s,
                 heard_parts=u.heard_parts,
