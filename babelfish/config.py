@@ -61,6 +61,7 @@ class Asr(_Section):
     beam_size: int
     stable_beam_size: int
     rescue_beam_size: int
+    rescue_below: float
     max_new_tokens: int
     window_s: float
     source_text: bool
@@ -270,6 +271,11 @@ def _check(cfg: Config) -> None:
         raise UsageError(
             "bad config: asr.beam_size, asr.stable_beam_size and asr.rescue_beam_size"
             " must be at least 1"
+        )
+    if not -5.0 <= cfg.asr.rescue_below <= 0.0:
+        raise UsageError(
+            f"bad config: asr.rescue_below = {cfg.asr.rescue_below:g}, expected -5.0 .. 0.0"
+            " (an average log-probability)"
         )
     if cfg.audio.duck_db > 0:
         raise UsageError(f"bad config: audio.duck_db = {cfg.audio.duck_db:g}, expected 0 or less")

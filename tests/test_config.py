@@ -31,6 +31,7 @@ def test_partial_user_file_keeps_other_defaults(tmp_path):
         ("[mt]\nbeam_size = 'four'\n", "bad config"),
         ("[[[", "not valid TOML"),
         ("[asr]\nstable_interval_ms = 10\n", "asr.stable_interval_ms"),
+        ("[asr]\nrescue_below = 0.5\n", "asr.rescue_below = 0.5, expected -5.0 .. 0.0"),
         ("[accelerator]\nedgetpu = 'required'\n", "only the wake word can"),
     ],
 )

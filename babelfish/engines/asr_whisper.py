@@ -29,6 +29,9 @@ The rescue: a greedy decode under the log-probability floor on real speech is mo
 error ("Mensaje guardado" -> "Add the dried garlic."), which the same decode with a beam of
 `rescue_beam_size` repairs where sampling only guesses. It runs for those decodes only, before the
 sampled temperatures: on 80 real prompts, 80 translated instead of 76 (scripts/quality_sweep.py).
+A decode over the floor but under `rescue_below` (asr.rescue_below) is retried with the beam
+too, and the more probable of the two kept: "Quiero un café con leche, por favor" greedy is "Who
+is a coffee with milk? Please" at -0.7, the beam's "I want a coffee with milk, please" at -0.6.
 Translating, a fallback may find the words as spoken more probable than their translation ("El
 restaurante está cerrado." at -0.76 against greedy's "The restaurant is closed." at -1.02):
 a fallback whose words are mostly those of the transcription of the same encoding is not taken
@@ -443,7 +446,14 @@ class WhisperASR(WhisperModel, WhisperLanguageId):
                     **({"runaway": why} if why else {}),
                 }
             )
-            if no_speech or (not looping and translated and avg_logprob >= LOGPROB_FLOOR):
+            # enough: the first (greedy) decode when it is at least rescue_below (else the rescue
+            # beam is tried too), after that the best so far when it is over the floor (else the
+            # sampled retries follow); the most probable of them is taken below
+            floor = LOGPROB_FLOOR
+            if i == 0 and len(attempts) > 1 and attempts[1] == (0.0, self.rescue_beam_size):
+                floor = max(LOGPROB_FLOOR, self.rescue_below)
+            good = [lp for ok, tr, lp, *_ in results if ok and tr]
+            if no_speech or (good and max(good) >= floor):
                 break
             if prefix and n == 0 and not no_speech:
                 # nothing after the forced prefix: it said all there is (a sampled retry would

@@ -74,6 +74,7 @@ def whisper_options(cfg) -> WhisperOptions:
         threads=cfg.asr.threads,
         beam_size=cfg.asr.beam_size,
         rescue_beam_size=cfg.asr.rescue_beam_size,
+        rescue_below=cfg.asr.rescue_below,
         max_new_tokens=cfg.asr.max_new_tokens,
         window_s=cfg.asr.window_s,
         source_text=cfg.asr.source_text,

@@ -46,6 +46,8 @@ class WhisperOptions:
     window_s: float = 10.0  # the encoder's input window in seconds (longer audio: its own)
     source_text: bool = False  # translating: also the words as spoken (source_text())
     rescue_beam_size: int = 1  # the beam of the decode a fallback tries first (1: none)
+    rescue_below: float = -1.0  # a decode less sure than this (average log-probability) is
+    # retried with rescue_beam_size (the sampled temperatures only under LOGPROB_FLOOR, -1.0)
 
 
 class WhisperModel:
@@ -139,6 +141,7 @@ class WhisperModel:
         self.no_repeat_ngram_size = 0
         self.repetition_penalty = 1.0
         self.rescue_beam_size = 1
+        self.rescue_below = float(o.rescue_below)
         self.set_params(
             beam_size=o.beam_size,
             rescue_beam_size=o.rescue_beam_size,
