@@ -72,6 +72,7 @@ class Asr(_Section):
     commit_interval_ms: int
     clause_after_s: float
     force_after_s: float
+    sure_after_s: float
     context: bool
     partial_interval_ms: int
     language_threshold: float
@@ -267,6 +268,8 @@ def _check(cfg: Config) -> None:
         raise UsageError("bad config: vad.long_speculate_ms must be 0 (as speculate_ms) or more")
     if cfg.asr.force_after_s < 0:
         raise UsageError("bad config: asr.force_after_s must be 0 (off) or more")
+    if cfg.asr.sure_after_s < 0:
+        raise UsageError("bad config: asr.sure_after_s must be 0 (off) or more")
     if min(cfg.asr.beam_size, cfg.asr.stable_beam_size, cfg.asr.rescue_beam_size) < 1:
         raise UsageError(
             "bad config: asr.beam_size, asr.stable_beam_size and asr.rescue_beam_size"

@@ -23,9 +23,12 @@ from babelfish.engines.whisper_segments import (
     SentenceCommits,
     Word,
     WordDecode,
+    _translated,
     agreed,
     commits_for,
+    decode_words,
     settled,
+    sure,
 )
 from babelfish.evaluation.quality import normalize
 from devtools.harness import load_report, replay_fast, write_config
@@ -217,6 +220,68 @@ def test_forced_commit_bounds_the_wait_when_decodes_keep_changing(whisper_base_d
     off = SentenceCommits(2.5, words=True, force_after_s=0.0)
     off.last = WordDecode([Word("Zebra", 0.1, 0.3, 1)], -0.1, 0.0, 3.0)
     assert off.step(asr, x[: 6 * SAMPLE_RATE]) is None
+
+
+def test_a_sure_decode_commits_alone_sooner_and_a_doubtful_one_does_not():
+    """asr.sure_after_s: before asr.force_after_s, one decode's words (no second decode to agree
+    with) are committed only when the decode is sure, they spell or count nothing out and they
+    are a translation; force_after_s still bounds the wait for the others."""
+
+    def d(text, logprob=-0.3, no_speech=0.01, audio_s=2.6):
+        words = [Word(w, 0.3 * i, 0.3 * i + 0.25, i + 1) for i, w in enumerate(text.split())]
+        return WordDecode(words, logprob, no_speech, audio_s, ids=list(range(len(words))))
+
+    def text_of(t):
+        return lambda ids: " ".join(t.split()[: len(ids)])
+
+    fine = "The conference is currently locked"
+    assert sure(d(fine), fine, None) and sure(d(fine), fine, lambda t: True)
+    assert not sure(d(fine, logprob=-1.1), fine, None)  # not sure
+    assert not sure(d(fine, no_speech=0.6), fine, None)  # maybe no speech at all
+    assert not sure(d(fine), fine, lambda t: False)  # the words as spoken, not translated
+    assert not sure(d("X, Q, M, Y, J"), "X, Q, M, Y, J", None)  # letters spelled out
+    assert not sure(d("1, 2, 3, 4 and"), "1, 2, 3, 4 and", None)  # counted out
+    audio = np.zeros(3 * SAMPLE_RATE, np.float32)
+    for no_speech, audio_s, sure_after, force_after, commits in (
+        (0.01, 2.6, 2.5, 4.0, 1),  # heard as speech, past sure_after_s: committed
+        (0.01, 2.4, 2.5, 4.0, 0),  # not yet
+        (0.01, 2.6, 0.0, 4.0, 0),  # off
+        (0.6, 2.6, 2.5, 4.0, 0),  # maybe not speech: waits for force_after_s ...
+        (0.6, 4.1, 2.5, 4.0, 1),  # ... which commits it all the same
+    ):
+        sc = SentenceCommits(3.0, words=True, force_after_s=force_after, sure_after_s=sure_after)
+        c = sc.take(d(fine, no_speech=no_speech, audio_s=audio_s), audio, text_of(fine))
+        assert (c is not None) == bool(commits), (no_speech, audio_s, sure_after)
+        if c is not None:  # all but the last word (more speech follows it)
+            assert c.text == "The conference is currently", c
+    spelled = "X, Q, M, Y, J, S"
+    sc = SentenceCommits(3.0, words=True, force_after_s=4.0, sure_after_s=2.5)
+    assert sc.take(d(spelled), audio, text_of(spelled)) is None
+    sc = SentenceCommits(3.0, words=True, force_after_s=4.0, sure_after_s=2.5)
+    assert sc.take(d(fine), audio, text_of(fine), translated=lambda t: False) is None
+
+
+@needs_prompts
+def test_the_sure_bound_tells_a_translation_from_the_words_as_spoken(whisper_base_dir):
+    """`_translated` (the sure bound's check, translating): on a running decode of real Spanish
+    speech, its own English words are a translation and the Spanish words as spoken are not."""
+    from babelfish.engines.asr_whisper import WhisperASR
+    from babelfish.engines.whisper_model import WhisperOptions
+
+    asr = WhisperASR(
+        whisper_base_dir, WhisperOptions(language="es", task="translate", source_text=True)
+    )
+    now = decode_words(asr, _prompt()[: 5 * SAMPLE_RATE], None)
+    english = " ".join(w.text for w in now.words)
+    spoken = asr._decode_source(now.encoded, now.language)
+    print(english, "|", spoken)
+    check = _translated(asr, now)
+    assert check is not None and check(english) and not check(spoken)
+    transcribe = WhisperASR(whisper_base_dir, WhisperOptions(language="es", task="transcribe"))
+    assert (
+        _translated(transcribe, decode_words(transcribe, _prompt()[: 3 * SAMPLE_RATE], None))
+        is None
+    )
 
 
 @pytest.mark.slow

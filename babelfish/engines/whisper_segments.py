@@ -59,6 +59,8 @@ class WordDecode:
     audio_s: float  # the audio decoded after the context
     cpu_s: float = 0.0
     ids: list[int] = field(default_factory=list)  # its tokens
+    encoded: object = field(default=None, repr=False)  # the encoding (context and audio)
+    language: int = 0  # the language token it was decoded with
 
     @property
     def norm(self) -> list[str]:
@@ -128,6 +130,8 @@ def decode_words(
         len(audio) / SAMPLE_RATE - offset,
         time.process_time() - c0,
         ids,
+        encoded,
+        prompt[1],
     )
 
 
@@ -212,6 +216,11 @@ class Commit:
 
 
 COMMIT_MIN_LOGPROB = -1.0  # a running decode less sure than this commits nothing
+# asr.sure_after_s: a decode at least this sure (the running decodes' floor: -0.7 let 2 of 22
+# long pieces of the realtime long-form set through, Whisper base is unsure of 2.5 s fragments)
+# and under this no-speech probability may commit alone
+SURE_LOGPROB = COMMIT_MIN_LOGPROB
+SURE_NO_SPEECH = 0.5
 
 
 @dataclass
@@ -222,6 +231,7 @@ class SentenceCommits:
     clause_after_s: float
     words: bool = False  # asr.commit = "words": after clause_after_s, any agreed words
     force_after_s: float = 0.0  # "words": after this much audio not committed, one decode's words
+    sure_after_s: float = 0.0  # "words": the same, sooner, for a decode that passes `sure`
     min_logprob: float = COMMIT_MIN_LOGPROB
     context: Context | None = None
     last: WordDecode | None = field(default=None, repr=False)
@@ -239,7 +249,8 @@ class SentenceCommits:
         c0 = time.process_time()
         # a decode after none (or after an unsure one) commits nothing, unless the bound allows
         # one decode's words: its words need no times
-        force = self._bound_reached(len(audio) / SAMPLE_RATE)
+        audio_s = len(audio) / SAMPLE_RATE
+        force = self._bound_reached(audio_s) or self._bound_reached(audio_s, self.sure_after_s)
         now = decode_words(engine, audio, self.context, stop, place=self.last is not None or force)
         if now is None:
             self.abandoned += 1
@@ -247,13 +258,22 @@ class SentenceCommits:
             return None
         self.decodes += 1
         self.cpu_s += now.cpu_s
-        return self.take(now, audio, engine._tokenizer.decode)
+        c0 = time.process_time()
+        try:
+            return self.take(now, audio, engine._tokenizer.decode, _translated(engine, now))
+        finally:
+            self.cpu_s += time.process_time() - c0
 
     def take(
-        self, now: WordDecode, audio: np.ndarray, decode: Callable[[list[int]], str]
+        self,
+        now: WordDecode,
+        audio: np.ndarray,
+        decode: Callable[[list[int]], str],
+        translated: Callable[[str], bool] | None = None,
     ) -> Commit | None:
         """What the running decode `now` of `audio` commits, after the decode before it
-        (`decode`: token ids -> text, the engine's tokenizer)."""
+        (`decode`: token ids -> text, the engine's tokenizer; `translated`: whether a text is a
+        translation and not the words as spoken, when translating)."""
         if now.avg_logprob < self.min_logprob:
             self.last = None  # a guess (a fragment, noise): wait for more
             return None
@@ -262,6 +282,10 @@ class SentenceCommits:
         k = agreed(before, now, clause, self.words)
         if not k and self._bound_reached(now.audio_s):
             k = settled(now)  # the decodes keep changing: a bound on the wait all the same
+        elif not k and self._bound_reached(now.audio_s, self.sure_after_s):
+            k = settled(now)  # sooner, for a decode that is sure of words that say something
+            if k and not sure(now, decode(now.ids[: now.words[k - 1].tokens]), translated):
+                k = 0
         if not k:
             return None
         text = decode(now.ids[: now.words[k - 1].tokens]).strip()
@@ -280,9 +304,11 @@ class SentenceCommits:
         self.commits += 1
         return Commit(text, samples)
 
-    def _bound_reached(self, audio_s: float) -> bool:
-        """asr.commit = "words": `audio_s` of speech not committed reach asr.force_after_s."""
-        return self.words and 0 < self.force_after_s <= audio_s
+    def _bound_reached(self, audio_s: float, bound: float | None = None) -> bool:
+        """asr.commit = "words": `audio_s` of speech not committed reach asr.force_after_s (or
+        `bound`)."""
+        bound = self.force_after_s if bound is None else bound
+        return self.words and 0 < bound <= audio_s
 
     def tail(self, rest: np.ndarray, text: str) -> Context:
         """What the utterance ends with, as the context of the piece after it: the last
@@ -304,12 +330,36 @@ class SentenceCommits:
         return whole
 
 
+def sure(now: WordDecode, text: str, translated: Callable[[str], bool] | None) -> bool:
+    """Whether one decode's words `text` may be committed before asr.force_after_s (at
+    asr.sure_after_s): the decode is sure enough (SURE_LOGPROB, SURE_NO_SPEECH), the words do
+    not spell or count something out (a third or more of them one letter or digit: "X, Q, M,
+    Y, J" for "Excuse me", "1, 2, 3, 4" on a short turn's first 2.5 s) and, translating, they
+    are a translation (`translated`), not the words as spoken ("Por favor ingrese un")."""
+    if now.avg_logprob < SURE_LOGPROB or now.no_speech_prob >= SURE_NO_SPEECH:
+        return False
+    words = [w for w in (norm_word(w) for w in text.split()) if w]
+    if not words or 3 * sum(len(w) == 1 for w in words) >= len(words):
+        return False
+    return translated is None or translated(text)
+
+
+def _translated(engine, now: WordDecode) -> Callable[[str], bool] | None:
+    """`take`'s check that a text is a translation (engine._untranslated: at least half of its
+    words in the transcription of the same encoding, one decoder pass, made only when asked);
+    None when the engine does not translate."""
+    if engine._transcribe_prompt is None or now.encoded is None:  # not translating
+        return None
+    return lambda text: not engine._untranslated(text, now.encoded, now.language, [])
+
+
 def commits_for(asr, context: Context | None = None) -> SentenceCommits:
     """The SentenceCommits of one piece as the config's [asr] (`asr`) says."""
     return SentenceCommits(
         asr.clause_after_s,
         words=asr.commit == "words",
         force_after_s=asr.force_after_s,
+        sure_after_s=asr.sure_after_s,
         context=context,
     )
 
