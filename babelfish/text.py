@@ -360,7 +360,7 @@ _NUMBER_WORDS = frozenset(
 )
 
 
-def _tokens(text: str) -> list[str]:
+def word_tokens(text: str) -> list[str]:
     """The words and numbers of `text`, lower case, without punctuation ("1,2,3" is three)."""
     return [t.lower() for t in _TOKEN.findall(text)]
 
@@ -387,7 +387,7 @@ def _number_run(tokens: list[str]) -> int:
 
 
 def _says_numbers(text: str) -> bool:
-    return any(t.isdigit() or t in _NUMBER_WORDS for t in _tokens(text))
+    return any(t.isdigit() or t in _NUMBER_WORDS for t in word_tokens(text))
 
 
 def runaway(
@@ -409,7 +409,7 @@ def runaway(
     `source`: the words as spoken of the same audio (a translation's transcription), or a
     function that gives them (called only when a rule needs them, at most once); None when there
     are none (a transcription is its own source: give None)."""
-    tokens = _tokens(text)
+    tokens = word_tokens(text)
     if len(tokens) > words_per_s * max(speech_s, RUNAWAY_MIN_S):
         return "dense"
     repeated, numbers = _repeat_run(tokens) >= 3, _number_run(tokens)
@@ -417,7 +417,7 @@ def runaway(
         return None
     if callable(source):
         source = source()
-    if repeated and (source is None or _repeat_run(_tokens(source)) < 3):
+    if repeated and (source is None or _repeat_run(word_tokens(source)) < 3):
         return "repeated"
     if numbers >= 3 and (numbers >= 8 if source is None else not _says_numbers(source)):
         return "digits"

@@ -241,6 +241,7 @@ def test_a_sure_decode_commits_alone_sooner_and_a_doubtful_one_does_not():
     assert not sure(d(fine), fine, lambda t: False)  # the words as spoken, not translated
     assert not sure(d("X, Q, M, Y, J"), "X, Q, M, Y, J", None)  # letters spelled out
     assert not sure(d("1, 2, 3, 4 and"), "1, 2, 3, 4 and", None)  # counted out
+    assert not sure(d("1,2,3,4,5,5"), "1,2,3,4,5,5", None)  # it_three_clauses' first 2.5 s
     audio = np.zeros(3 * SAMPLE_RATE, np.float32)
     for no_speech, audio_s, sure_after, force_after, commits in (
         (0.01, 2.6, 2.5, 4.0, 1),  # heard as speech, past sure_after_s: committed

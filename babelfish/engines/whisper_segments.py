@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from babelfish.engines import SAMPLE_RATE, Context
-from babelfish.text import norm_word, repeats, runaway
+from babelfish.text import norm_word, repeats, runaway, word_tokens
 
 SENTENCE_END = (".", "?", "!", "。", "？", "！")
 CLAUSE_END = (*SENTENCE_END, ",", ";", ":")
@@ -142,8 +142,8 @@ def _aligned(
     without `place`)."""
     tok = engine._tokenizer
     tokens = [*prefix, *ids]
-    texts, word_tokens = tok.split_to_word_tokens(tokens + [tok.eot])
-    bounds = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+    texts, per_word = tok.split_to_word_tokens(tokens + [tok.eot])
+    bounds = np.pad(np.cumsum([len(t) for t in per_word[:-1]]), (1, 0))
     if place:
         frames = samples // 160  # mel frames, 100 a second
         result = engine._model.model.align(encoded, sot, [tokens], frames, median_filter_width=7)
@@ -338,7 +338,7 @@ def sure(now: WordDecode, text: str, translated: Callable[[str], bool] | None) -
     are a translation (`translated`), not the words as spoken ("Por favor ingrese un")."""
     if now.avg_logprob < SURE_LOGPROB or now.no_speech_prob >= SURE_NO_SPEECH:
         return False
-    words = [w for w in (norm_word(w) for w in text.split()) if w]
+    words = word_tokens(text)  # "1,2,3,4,5,5" is six
     if not words or 3 * sum(len(w) == 1 for w in words) >= len(words):
         return False
     return translated is None or translated(text)
