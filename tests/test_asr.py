@@ -215,34 +215,33 @@ def test_whisper_rescues_a_decode_under_the_floor_with_a_beam(whisper_base, monk
 def test_a_decode_under_rescue_below_is_retried_with_the_beam(whisper_base_dir):
     """asr.rescue_below: a greedy decode less sure than it is decoded again with the rescue beam
     (same encoding) and the more probable of the two is kept; one at least that sure costs
-    nothing more. The README sample's coffee sentence (real audio, samples/es_station.wav):
-    greedy says "Who is a coffee with milk? Please" (-0.73 .. -0.77 here, as the pipeline cuts it;
-    -0.63 .. -0.77 over cuts 0.1 s apart), the beam "I want a coffee with milk, please" (-0.65),
-    which rescue_below = -0.7 gets (not the default: design notes)."""
+    nothing more. The README sample's coffee sentence (real audio, samples/es_station.wav, as
+    the pipeline cuts it): greedy says "Who is a coffee with milk? Please", the beam "I want a
+    coffee with milk, please". Greedy's figure moves with the host (-0.73 on an AVX-512 one,
+    -0.64 on an AVX2 one, where the beam's is -0.62), so the test sets rescue_below to 0 (every
+    decode retried) rather than to where one host's greedy figure falls."""
     from babelfish.config import load_config
     from babelfish.engines.factory import whisper_options
     from babelfish.stages.capture import FileSource
 
     pcm = np.concatenate(list(FileSource(str(REPO / "samples" / "es_station.wav"), 320).frames()))
     coffee = pcm[int(6.26 * SAMPLE_RATE) : int(9.47 * SAMPLE_RATE)]  # as the pipeline cuts it
-    opts = whisper_options(load_config(overrides={"asr": {"rescue_below": -0.7}}))
-    assert opts.rescue_below == -0.7 and opts.rescue_beam_size > 1
+    opts = whisper_options(load_config(overrides={"asr": {"rescue_below": 0.0}}))
+    assert opts.rescue_below == 0.0 and opts.rescue_beam_size > 1
     asr = WhisperASR(whisper_base_dir, opts)
     asr.accept(coffee)
     text = asr.finish(source=False).text
     attempts = asr.last_stats["attempts"]
     print(attempts)
-    greedy = attempts[0]["avg_logprob"]
-    tried = [(a["temperature"], a["beam_size"]) for a in attempts]
-    if greedy < opts.rescue_below:
-        assert tried == [(0.0, 1), (0.0, opts.rescue_beam_size)], attempts
-        best = max(attempts, key=lambda a: a["avg_logprob"])
-        assert text == best["text"], (text, attempts)
-    else:
-        assert tried == [(0.0, 1)], attempts
-    assert "want" in text.lower() and "milk" in text.lower(), text
+    assert [(a["temperature"], a["beam_size"]) for a in attempts] == [
+        (0.0, 1),
+        (0.0, opts.rescue_beam_size),
+    ], attempts
+    greedy, beam = attempts
+    assert "who is" in greedy["text"].lower() and "i want" in beam["text"].lower(), attempts
+    assert text == max(attempts, key=lambda a: a["avg_logprob"])["text"], (text, attempts)
     # rescue_below just under its greedy decode: no second decode
-    asr.rescue_below = greedy - 0.01
+    asr.rescue_below = greedy["avg_logprob"] - 0.01
     asr.accept(coffee)
     asr.finish(source=False)
     assert [a["beam_size"] for a in asr.last_stats["attempts"]] == [1]
