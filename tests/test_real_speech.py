@@ -204,7 +204,7 @@ SHORT_PROMPTS = {
     "auth-thankyou": "thank",  # "Gracias"
     "vm-no": "no",
     "digits/3": None,  # "tres"
-    "hello-world": "world",  # "Hola mundo"
+    "hello-world": "hello",  # "Hola mundo" ("Hello, Mundo." on an AVX2 host)
     "privacy-thankyou": "thank",  # "Muchas gracias."
     "vm-goodbye": "soon",  # "hasta pronto."
 }

