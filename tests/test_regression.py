@@ -45,8 +45,9 @@ PACE = "realtime"
 # One recording's tolerance here (the suite's default is 12). The baseline is from an AVX-512 VNNI
 # host; int8 on an AVX2-only host decodes borderline cuts otherwise, and a realtime run cuts where
 # the load lets it. A recording of 3 short espeak prompts moved by up to 18.6 points between the two
-# (it_espeak_clean BLEU -18.6, de_espeak_clean chrF +17.5 on the whole suite), and CI on an AVX2 host
-# once saw fr_espeak_noisy's WER 50 -> 65 % (3 words of 20) where a run here, same code, kept 50.
+# (it_espeak_clean BLEU -18.6, de_espeak_clean chrF +17.5 on the whole suite), and CI on an AVX2
+# host once saw fr_espeak_noisy's WER 50 -> 65 % (3 words of 20) where a run here, same code,
+# kept 50.
 # One of three sentences gone wrong moves such a recording by 25-30 points: the overall figures
 # (3 points over 52 prompts), lost prompts, invented words and expected words are the sharper net.
 RECORDING_TOLERANCE = "25"
