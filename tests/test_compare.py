@@ -410,3 +410,38 @@ def test_quality_tolerance_option_is_checked(tmp_path, capsys):
     code, _, err = run_compare(capsys, r, r, "--quality-tolerance", "lots")
     assert code == 2 and err.strip().startswith("babelfish: error:")
     assert "\n" not in err.strip()
+
+
+def test_a_baseline_of_another_cpu_class_is_said(tmp_path, capsys):
+    """Reports record their CPU's class (Summary.cpu); compare says when the baseline's is
+    another (int8 decodes and latency differ by class), and nothing when it is the same or not
+    said."""
+    new, base = make_suite({"a": ([900, 1000], True)}), make_suite({"a": ([900, 1000], True)})
+    new["summary"]["cpu"], base["summary"]["cpu"] = "x86_64 AVX2, no VNNI", "x86_64 AVX-512 VNNI"
+    code, out, _ = run_compare(
+        capsys, write(tmp_path, "n.json", new), write(tmp_path, "b.json", base)
+    )
+    assert code == 0  # a note, not a regression
+    note = [line for line in out.splitlines() if line.startswith("note: ")]
+    assert note == [
+        "note: the baseline was measured on another class of CPU (x86_64 AVX-512 VNNI; this run: "
+        "x86_64 AVX2, no VNNI): int8 decodes and latency differ between them, so part of what "
+        "moved is the host"
+    ], out
+    base["summary"]["cpu"] = "x86_64 AVX2, no VNNI"
+    _, out, _ = run_compare(capsys, write(tmp_path, "n.json", new), write(tmp_path, "b.json", base))
+    assert "note: " not in out
+    del base["summary"]["cpu"]  # an older baseline: not said
+    _, out, _ = run_compare(capsys, write(tmp_path, "n.json", new), write(tmp_path, "b.json", base))
+    assert "note: " not in out
+
+
+def test_a_suite_report_carries_its_recordings_cpu_class():
+    from babelfish.evaluation import suite
+
+    recs = [{"name": n, **make_report([900])} for n in ("a", "b")]
+    for r in recs:
+        r["summary"]["cpu"] = "aarch64"
+    assert suite.suite_report(recs)["summary"]["cpu"] == "aarch64"
+    recs[1]["summary"]["cpu"] = "x86_64 AVX2, no VNNI"  # not one machine: not said
+    assert "cpu" not in suite.suite_report(recs)["summary"]

@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 
 from babelfish.config import load_config
+from babelfish.engines.cpu import cpu_class
 from babelfish.evaluation.report import cpu_breakdown, cpu_per_audio
 from babelfish.runtime.lifecycle import Lifecycle, StageProc
 from babelfish.schema import Heartbeat
@@ -51,8 +52,19 @@ def runs(tmp_path_factory):
     return base, more
 
 
+def test_the_cpu_class_names_the_vectors_and_int8_dot_products():
+    vnni = "processor : 0\nflags : fpu sse avx2 avx512f avx512_vnni\n"
+    assert cpu_class(vnni, "x86_64") == "x86_64 AVX-512 VNNI"
+    assert cpu_class("flags : avx2 avx_vnni\n", "x86_64") == "x86_64 AVX2 AVX-VNNI"
+    assert cpu_class("flags : sse avx2\n", "x86_64") == "x86_64 AVX2, no VNNI"
+    assert cpu_class("flags : avx2 avx512f\n", "x86_64") == "x86_64 AVX-512, no VNNI"
+    assert cpu_class("", "x86_64") == "x86_64"  # no flags line: nothing more to say
+    assert cpu_class(vnni, "aarch64") == "aarch64"  # a Pi
+
+
 @pytest.mark.slow
 def test_summary_gives_cpu_per_audio_second_of_every_stage(runs):
+    assert all(s["cpu"] == cpu_class() for s in runs)  # the class of the CPU it ran on
     for s in runs:
         per = s["cpu_s_per_audio_s"]
         assert set(per) == DEFAULT_KEYS  # the route's stages (no MT: Whisper translates)

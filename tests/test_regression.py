@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from babelfish import UsageError
+from babelfish.engines.cpu import cpu_class
 from babelfish.evaluation import compare, regression, suite
 from babelfish.evaluation.report import parse_report
 from devtools.harness import REPO, babelfish, write_config
@@ -127,6 +128,11 @@ def test_ci_part_of_the_suite_holds_against_the_baseline(ci_run):
     assert "| **overall** |" in r.stdout and "| es_buenos_dias |" in r.stdout
     summary = doc["summary"]["quality"]
     assert summary["prompts"] > 30 and summary["chrf"] > 30, summary
+    # the run says its CPU's class, and the table says when the baseline's was another
+    assert doc["summary"]["cpu"] == cpu_class()
+    base_cpu = json.loads((SET / "baseline.json").read_text())["summary"]["cpu"]
+    note = f"note: the baseline was measured on another class of CPU ({base_cpu}; this run: "
+    assert (note in r.stdout) == (base_cpu != cpu_class()), r.stdout[-3000:]
 
 
 def _regressions(new: dict, base: dict, **kw) -> list[str]:

@@ -1,5 +1,5 @@
-"""This CPU's features: its flags in /proc/cpuinfo, and the ctranslate2 compute type (int8 or
-float32) that runs fastest on it."""
+"""This CPU's features: its flags in /proc/cpuinfo, its class (what a report records), and the
+ctranslate2 compute type (int8 or float32) that runs fastest on it."""
 
 from __future__ import annotations
 
@@ -40,3 +40,26 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
         if line.startswith("flags"):
             return set(line.partition(":")[2].split())
     return set()
+
+
+def cpu_class(cpuinfo: str | None = None, machine: str | None = None) -> str:
+    """The CPU's class as a report records it: the architecture and, on x86, the widest vector
+    instructions and the int8 dot products, e.g. "x86_64 AVX-512 VNNI", "x86_64 AVX2, no VNNI",
+    "aarch64". The small models' int8 decodes take other arithmetic on another class: a
+    borderline cut decodes to other words, and the speed differs (docs/design-notes.md)."""
+    import platform
+
+    machine = machine or platform.machine()
+    if machine.lower() not in ("x86_64", "amd64", "i686", "i386"):
+        return machine
+    flags = cpu_flags(cpuinfo)
+    if not flags:
+        return machine
+    vec = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
+    dot = "VNNI" if "avx512_vnni" in flags else "AVX-VNNI" if "avx_vnni" in flags else ""
+    if vec == "AVX-512" and dot == "VNNI":
+        return f"{machine} AVX-512 VNNI"
+    parts = [p for p in (vec, dot) if p]
+    if vec and not dot:
+        parts[-1] += ", no VNNI"
+    return " ".join([machine, *parts])

@@ -384,6 +384,21 @@ def _pairs(new: Report, base: Report) -> list[tuple[Recording | None, Recording 
     return pairs
 
 
+def cpu_note(new: Report, base: Report) -> str:
+    """A line when the two reports were measured on CPUs of another class (Summary.cpu): there
+    the small models' int8 decodes differ (a recording of a few prompts moved by up to 18 points
+    between AVX-512 VNNI and AVX2; docs/design-notes.md) and so does the latency, so part of
+    what moved is the host. "" when both say the same class, or one does not say."""
+    cn = (new.summary.cpu if new.summary else None) or ""
+    cb = (base.summary.cpu if base.summary else None) or ""
+    if not cn or not cb or cn == cb:
+        return ""
+    return (
+        f"note: the baseline was measured on another class of CPU ({cb}; this run: {cn}): "
+        "int8 decodes and latency differ between them, so part of what moved is the host"
+    )
+
+
 def compare_reports(
     new: Report,
     base: Report,
@@ -445,6 +460,9 @@ def compare_reports(
         out += ["overall"] + lines + [""]
         regressions += regs
     out += regressions
+    note = cpu_note(new, base)
+    if note:
+        out.append(note)
     scored = any(
         _scores(r.summary) or any(_scores(rec.summary) for rec in r.recordings) for r in (new, base)
     )

@@ -21,6 +21,9 @@ latency is shown, not judged: --latency all judges it, --no-latency judges text 
 runs some recordings and compares them with the same recordings of the baseline (its overall
 figures recomputed over them).
 
+A report records its CPU's class (summary "cpu", e.g. "x86_64 AVX2, no VNNI"); when the
+baseline's is another, a note says so under the table: int8 decodes and latency differ by class.
+
 --update-baseline writes the report as the new baseline instead of comparing. --figures writes
 the table with the run's command, commit and machine as JSON for scripts/figures.py
 (docs/figures.md). Exit 0 no regression, 1 regression, 2 bad usage (a missing baseline), 130
@@ -230,9 +233,10 @@ def run(args: argparse.Namespace) -> int:
         base = json.loads(baseline.read_text(encoding="utf-8"))
         if args.only:
             base = subset(base, [e.name for e in entries])
+        new_rep, base_rep = parse_report(new, str(args.report)), parse_report(base, str(baseline))
         out, regressions = compare.compare_reports(
-            parse_report(new, str(args.report)),
-            parse_report(base, str(baseline)),
+            new_rep,
+            base_rep,
             args.tolerance,
             args.quality_tolerance,
             args.latency,
@@ -244,7 +248,9 @@ def run(args: argparse.Namespace) -> int:
         full = Path(args.report).with_suffix(".compare.txt")
         full.write_text("\n".join(out) + "\n", encoding="utf-8")
         lines = table(new, base)
-        lines += ["", *regressions, out[-1], f"(the whole comparison: {full})"]
+        note = compare.cpu_note(new_rep, base_rep)
+        lines += ["", *regressions, *([note] if note else []), out[-1]]
+        lines.append(f"(the whole comparison: {full})")
     wall = time.monotonic() - started
     lines.append(f"Wall time of the run: {wall / 60:.1f} min.")
     print("\n" + "\n".join(lines), flush=True)

@@ -177,6 +177,9 @@ class Summary:
     # (side_decided_by: {"device": n, "language": m}) (two_way_summary); empty one-way
     two_way: dict[str, dict] = field(default_factory=dict)
     complete: bool = True  # False when the run was interrupted or gave up
+    # the CPU's class (engines/cpu.cpu_class, e.g. "x86_64 AVX2, no VNNI"): int8 decodes and
+    # latency differ between classes, so `compare` says when a baseline's is another
+    cpu: str = ""
     error: str = ""
     # translation quality against references (babelfish/evaluation/quality.py), in suite reports
     # whose recording has [[recording.prompt]] entries or speech = false; None otherwise
@@ -324,6 +327,7 @@ class Figures(msgspec.Struct, kw_only=True):
     quality: dict | None = None  # translation quality against references (quality.py)
     budget_ms: float | None = None  # suite reports: the end-to-end budget of the run
     budgets: dict[str, Any] | None = None
+    cpu: str | None = None  # the CPU's class (Summary.cpu); None: not said (older reports)
 
 
 class Recording(msgspec.Struct, kw_only=True):

@@ -393,6 +393,9 @@ def suite_report(
         "complete": not not_run and all(s.get("complete", True) for s in sums),
         "not_run": not_run,
     }
+    cpus = {s.get("cpu") or "" for s in sums}
+    if len(cpus) == 1 and "" not in cpus:  # the recordings' own (a suite runs on one machine)
+        summary["cpu"] = cpus.pop()
     # the turns of every recording pooled (each recording's own in its summary: turns.py)
     summary.update(turns.figures(utts, [t for s in sums for t in s.get("per_turn") or []]))
     if budget_ms is not None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from babelfish.config import Config, remote_stages
+from babelfish.engines.cpu import cpu_class
 from babelfish.evaluation import turns
 from babelfish.evaluation.report import (
     Summary,
@@ -122,6 +123,7 @@ def run_summary(sup: Supervisor) -> Summary:
         stage_ms_p50=stage_p50,
         route=sup.addrs.route,
         complete=sup.fatal is None and not sup.stop_requested,
+        cpu=cpu_class(),
         stage_info={n: dict(sp.info) for n, sp in sup.stages.items() if sp.info},
         speculation=sup.processes.speculation(),
         **cpu(sup, input_s),
