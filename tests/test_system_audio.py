@@ -96,6 +96,14 @@ def _subtitles(out: str) -> str:
     return " ".join(line for line in out.splitlines() if line.startswith("[")).lower()
 
 
+def _first_sentence(text: str) -> bool:
+    """The sample's first sentence ("Buenos días. ¿Dónde está la estación de tren?") is in the
+    text: by either of its words. Through the sound server its audio is cut a little otherwise in
+    each run, and on an AVX2 host Whisper base once said "Good morning! Where are you going to
+    be?" for it (the same as test_live)."""
+    return "station" in text or "morning" in text
+
+
 def test_a_system_audio_to_other_headphones(tmp_path, models_dir, whisper_tiny_dir, desk, original):
     n = utterance_count(SAMPLE)
     report = tmp_path / "session.json"
@@ -110,7 +118,7 @@ def test_a_system_audio_to_other_headphones(tmp_path, models_dir, whisper_tiny_d
     # (under load an utterance may be cut in two at a pause, or two joined)
     assert n - 1 <= st["utterances"]["done"] <= n + 1, st["utterances"]
     text = _subtitles(out)
-    assert "station" in text and "coffee" in text, out
+    assert _first_sentence(text) and "coffee" in text, out
     heard = transcribe_english(heard_path, whisper_tiny_dir)
     assert "station" in heard or "coffee" in heard, heard
     # --report: the session's report, written when it stopped
@@ -148,7 +156,7 @@ def test_b_system_audio_to_the_same_sink(tmp_path, models_dir, desk, original, o
     heard_s = sum(u["speech_end_s"] - u["speech_start_s"] for u in doc["utterances"])
     print(f"own_voice {own_voice}: {total} utterance(s), {heard_s:.1f} s of speech, {cap}")
     text = _subtitles(out)
-    assert "station" in text, out
+    assert _first_sentence(text), out
     if own_voice == "route":
         assert "babelfish_apps.monitor" in cap["info"]["input"], cap["info"]
         assert cap["counters"].get("gated_frames", 0) == 0, cap
@@ -182,7 +190,7 @@ def test_no_speech_gives_subtitles_only(tmp_path, models_dir, desk, original):
     assert "bf_desk.monitor" in st["stages"]["capture"]["info"]["input"]
     assert st["stages"]["capture"]["counters"].get("gated_frames", 0) == 0
     text = _subtitles(out)
-    assert "station" in text and "coffee" in text, out
+    assert _first_sentence(text) and "coffee" in text, out
 
 
 def _streams_of(desk: PulseServer) -> list[str]:
@@ -230,7 +238,7 @@ def test_c_ducking_lowers_the_original_while_we_speak(tmp_path, models_dir, desk
     spoken_s = play["written_ms"] / 1000
     assert 0.5 * spoken_s < ducked_s < spoken_s + n * 1.5, (ducked_s, spoken_s)
     assert abs(np.median(on[-40:]) - full) < 1, on[-40:]  # back to full after (the tail)
-    assert "station" in _subtitles(out)
+    assert _first_sentence(_subtitles(out)), out
 
 
 def _run(*args: str, env: dict) -> subprocess.CompletedProcess:
