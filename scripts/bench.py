@@ -58,7 +58,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -76,7 +75,7 @@ from babelfish.schema import STAGES
 from devtools.benchtable import LONG_TURN_S, PATH_STAGES, fmt, markdown
 from devtools.benchturns import recording_turns, turn_stats
 from devtools.harness import replay_command
-from devtools.runinfo import command_line, stamp, write_json
+from devtools.runinfo import command_line, machine, stamp, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -511,9 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         "audio_s": audio_s,
         "command": cmdline,
         "recordings": ", ".join(names),
-        "machine": f"{psutil.cpu_count()} CPU cores, {platform.machine()}, Linux "
-        f"{platform.release()}, load average {load_start:.1f} at the start and "
-        f"{os.getloadavg()[0]:.1f} at the end",
+        "machine": machine(load_start),  # with the CPU's vectors and int8 dot products
     }
     info.update(stamp())
     table = markdown(med, info)
